@@ -1,0 +1,363 @@
+"""JobBoard: the pure state machine at the centre of distq.
+
+pending -> leased -> done | dead. A lease records job, worker, attempt and deadline in the
+same step as the hand-out; the first result for a job wins and every later one is recorded
+as a dropped duplicate. No sockets, no threads, no wall clock: time comes from the injected
+``clock`` and every transition is appended to an outbox of events the shell drains.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from distq.jobs import Job, Result
+
+__all__ = ["JobBoard", "JobState", "Outcome"]
+
+Event = dict[str, Any]
+
+
+class JobState(enum.Enum):
+    PENDING = "pending"  # waiting for a lease (possibly in a batch not yet open)
+    LEASED = "leased"
+    DONE = "done"
+    DEAD = "dead"
+
+
+class Outcome(enum.Enum):
+    """What the board did with a reported result or failure."""
+
+    ACCEPTED = "accepted"  # became the job's terminal result
+    DUPLICATE = "duplicate"  # the job already had its terminal result; dropped
+    RETRY = "retry"  # a failed attempt; the job is pending again
+    DEAD = "dead"  # a failed attempt that exhausted max_attempts
+    STALE = "stale"  # a failure for an attempt that had already ended; ignored
+    UNKNOWN = "unknown"  # no such job
+
+
+@dataclass(slots=True)
+class _Entry:
+    job: Job
+    state: JobState = JobState.PENDING
+    attempts: int = 0  # leases handed out so far
+    holder: str | None = None
+    lease_id: int = 0
+    deadline: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+    result: Result | None = None
+
+
+class JobBoard:
+    """Leases, deadlines, attempts, batches and dedup for one set of jobs."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float],
+        lease_timeout_s: float = 10.0,
+        max_attempts: int = 3,
+        batch_size: int | None = None,
+    ) -> None:
+        if lease_timeout_s <= 0:
+            raise ValueError(f"lease_timeout_s must be > 0, got {lease_timeout_s}")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self._clock = clock
+        self.lease_timeout_s = lease_timeout_s
+        self.max_attempts = max_attempts
+        self.batch_size = batch_size
+        self._entries: dict[int, _Entry] = {}
+        self._pending: deque[int] = deque()  # may hold ids no longer pending: skipped lazily
+        self._held: dict[str, set[int]] = {}  # worker -> job ids it leases
+        self._batches: list[list[int]] = []
+        self._batch_unfinished: list[int] = []
+        self._open_batch = 0  # index of the batch whose jobs may be leased
+        self._leasable = 0  # jobs that are pending and may be leased now
+        self._next_job_id = 0
+        self._next_lease_id = 0
+        self._unfinished = 0
+        self._outbox: list[Event] = []
+        self.duplicates = 0
+        self.requeues = 0
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """True when every submitted job has its terminal result."""
+        return self._unfinished == 0
+
+    @property
+    def unfinished(self) -> int:
+        return self._unfinished
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def state(self, job_id: int) -> JobState:
+        return self._entries[job_id].state
+
+    def attempts(self, job_id: int) -> int:
+        return self._entries[job_id].attempts
+
+    def holder(self, job_id: int) -> str | None:
+        return self._entries[job_id].holder
+
+    def result(self, job_id: int) -> Result | None:
+        return self._entries[job_id].result
+
+    def held_by(self, worker: str) -> frozenset[int]:
+        return frozenset(self._held.get(worker, ()))
+
+    def has_leasable(self) -> bool:
+        return self._leasable > 0
+
+    @property
+    def leasable(self) -> int:
+        """How many jobs a lease could hand out right now."""
+        return self._leasable
+
+    def drain_events(self) -> list[Event]:
+        """Return and forget the events recorded since the last drain."""
+        events, self._outbox = self._outbox, []
+        return events
+
+    # -- transitions -------------------------------------------------------------------------
+
+    def submit(
+        self,
+        task: str,
+        args: tuple[Any, ...] = (),
+        *,
+        job_id: int | None = None,
+        time_limit_s: float | None = None,
+    ) -> Job:
+        if job_id is None:
+            job_id = self._next_job_id
+        if job_id in self._entries:
+            raise ValueError(f"job id {job_id} was already submitted")
+        self._next_job_id = max(self._next_job_id, job_id + 1)
+        batch: int | None = None
+        if self.batch_size is not None:
+            last = len(self._batches) - 1
+            if last < self._open_batch or len(self._batches[last]) >= self.batch_size:
+                self._batches.append([])
+                self._batch_unfinished.append(0)
+            batch = len(self._batches) - 1
+            self._batches[batch].append(job_id)
+            self._batch_unfinished[batch] += 1
+        job = Job(job_id, task, tuple(args), 0, time_limit_s, batch)
+        self._entries[job_id] = _Entry(job)
+        self._unfinished += 1
+        self._emit("job_submitted", job=job_id, task=task, batch=batch)
+        if batch is not None and batch == self._open_batch and len(self._batches[batch]) == 1:
+            self._emit("batch_opened", batch=batch)
+        if batch is None or batch == self._open_batch:
+            self._pending.append(job_id)
+            self._leasable += 1
+        return job
+
+    def lease(self, worker: str, max_n: int = 1) -> list[Job]:
+        """Hand out up to ``max_n`` pending jobs to ``worker``, each under a fresh lease."""
+        now = self._clock()
+        granted: list[Job] = []
+        held = self._held.setdefault(worker, set())
+        while self._pending and len(granted) < max_n:
+            job_id = self._pending.popleft()
+            entry = self._entries[job_id]
+            if entry.state is not JobState.PENDING:
+                continue
+            entry.state = JobState.LEASED
+            self._leasable -= 1
+            entry.attempts += 1
+            entry.holder = worker
+            self._next_lease_id += 1
+            entry.lease_id = self._next_lease_id
+            entry.deadline = now + self.lease_timeout_s
+            held.add(job_id)
+            job = entry.job
+            granted.append(
+                Job(job.job_id, job.task, job.args, entry.attempts, job.time_limit_s, job.batch)
+            )
+            self._emit(
+                "leased",
+                job=job_id,
+                attempt=entry.attempts,
+                lease=entry.lease_id,
+                worker=worker,
+                batch=job.batch,
+            )
+        return granted
+
+    def heartbeat(self, worker: str) -> int:
+        """Push back the deadline of every lease ``worker`` holds; returns how many."""
+        deadline = self._clock() + self.lease_timeout_s
+        held = self._held.get(worker, ())
+        for job_id in held:
+            self._entries[job_id].deadline = deadline
+        return len(held)
+
+    def complete(self, worker: str, job_id: int, attempt: int, value: Any) -> Outcome:
+        return self._finish(Result(job_id, True, value, None, worker, attempt))
+
+    def fail(self, worker: str, job_id: int, attempt: int, reason: str) -> Outcome:
+        """Report a failed attempt (the task raised, crashed or ran out of time)."""
+        entry = self._entries.get(job_id)
+        if entry is None or entry.attempts == 0:
+            self._emit("unexpected_report", job=job_id, attempt=attempt, worker=worker)
+            return Outcome.UNKNOWN
+        if entry.result is not None:
+            self.duplicates += 1
+            self._emit("duplicate_dropped", job=job_id, attempt=attempt, worker=worker, ok=False)
+            return Outcome.DUPLICATE
+        if (
+            entry.state is not JobState.LEASED
+            or entry.holder != worker
+            or (entry.attempts != attempt)
+        ):
+            self._emit("stale_failure", job=job_id, attempt=attempt, worker=worker, reason=reason)
+            return Outcome.STALE
+        return self._end_attempt(entry, reason)
+
+    def report(self, result: Result) -> Outcome:
+        """Apply one worker report, success or failure."""
+        if result.ok:
+            return self._finish(result)
+        return self.fail(result.worker, result.job_id, result.attempt, result.error or "error")
+
+    def worker_lost(
+        self, worker: str, reason: str = "worker lost", *, count_attempt: bool = True
+    ) -> list[int]:
+        """Take back every lease ``worker`` holds. Returns the job ids taken back.
+
+        ``count_attempt=False`` is for a worker that hands its leases back on purpose
+        (a graceful stop): the attempt is not held against the job.
+        """
+        taken = sorted(self._held.pop(worker, ()))
+        self._emit("worker_lost", worker=worker, jobs=taken, reason=reason)
+        for job_id in taken:
+            entry = self._entries[job_id]
+            if count_attempt:
+                self._end_attempt(entry, f"{reason} ({worker})")
+            else:
+                entry.attempts -= 1
+                self._requeue(entry, f"{reason} ({worker})")
+        return taken
+
+    def expire(self, now: float | None = None) -> list[int]:
+        """End every lease whose deadline has passed. Returns the job ids expired."""
+        if now is None:
+            now = self._clock()
+        expired: list[int] = []
+        for worker, held in list(self._held.items()):
+            for job_id in sorted(held):
+                entry = self._entries[job_id]
+                if entry.deadline <= now:
+                    expired.append(job_id)
+                    self._emit(
+                        "lease_expired",
+                        job=job_id,
+                        attempt=entry.attempts,
+                        lease=entry.lease_id,
+                        worker=worker,
+                    )
+                    self._end_attempt(entry, f"lease expired ({worker})")
+        return expired
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _finish(self, result: Result) -> Outcome:
+        entry = self._entries.get(result.job_id)
+        if entry is None or entry.attempts == 0:  # never handed out: nobody can have run it
+            self._emit(
+                "unexpected_report", job=result.job_id, attempt=result.attempt, worker=result.worker
+            )
+            return Outcome.UNKNOWN
+        if entry.result is not None:
+            self.duplicates += 1
+            self._emit(
+                "duplicate_dropped",
+                job=result.job_id,
+                attempt=result.attempt,
+                worker=result.worker,
+                ok=True,
+            )
+            return Outcome.DUPLICATE
+        if entry.state is JobState.PENDING:
+            self._leasable -= 1  # a late result for a requeued job: first result wins
+        self._release_holder(entry)
+        entry.state = JobState.DONE
+        entry.result = result
+        self._emit(
+            "result_accepted",
+            job=result.job_id,
+            attempt=result.attempt,
+            worker=result.worker,
+            ok=True,
+            value=result.value,
+        )
+        self._terminal(entry)
+        return Outcome.ACCEPTED
+
+    def _end_attempt(self, entry: _Entry, reason: str) -> Outcome:
+        """A leased attempt ended without a result: retry or declare the job dead."""
+        self._release_holder(entry)
+        attempt = entry.attempts
+        entry.reasons.append(f"attempt {attempt}: {reason}")
+        self._emit("attempt_failed", job=entry.job.job_id, attempt=attempt, reason=reason)
+        if entry.attempts >= self.max_attempts:
+            entry.state = JobState.DEAD
+            entry.holder = None
+            error = f"dead after {entry.attempts} attempts: " + "; ".join(entry.reasons)
+            entry.result = Result(entry.job.job_id, False, None, error, "master", attempt)
+            self._emit("dead", job=entry.job.job_id, attempts=entry.attempts, error=error)
+            self._terminal(entry)
+            return Outcome.DEAD
+        self._requeue(entry, reason)
+        return Outcome.RETRY
+
+    def _requeue(self, entry: _Entry, reason: str) -> None:
+        self._release_holder(entry)
+        entry.state = JobState.PENDING
+        self._leasable += 1
+        self.requeues += 1
+        # Retries go to the front: a straggler holds back its batch and its results.
+        self._pending.appendleft(entry.job.job_id)
+        self._emit("requeued", job=entry.job.job_id, attempts=entry.attempts, reason=reason)
+
+    def _release_holder(self, entry: _Entry) -> None:
+        if entry.holder is not None:
+            held = self._held.get(entry.holder)
+            if held is not None:
+                held.discard(entry.job.job_id)
+            entry.holder = None
+
+    def _terminal(self, entry: _Entry) -> None:
+        self._unfinished -= 1
+        batch = entry.job.batch
+        if batch is None:
+            return
+        self._batch_unfinished[batch] -= 1
+        if batch == self._open_batch and self._batch_unfinished[batch] == 0:
+            self._emit("batch_closed", batch=batch)
+            self._open_next_batch()
+
+    def _open_next_batch(self) -> None:
+        self._open_batch += 1
+        if self._open_batch < len(self._batches):
+            members = self._batches[self._open_batch]
+            self._emit("batch_opened", batch=self._open_batch)
+            self._pending.extend(members)
+            self._leasable += len(members)
+        # Otherwise every batch is closed: the next submitted job opens a new one.
+
+    def _emit(self, ev: str, **fields: Any) -> None:
+        fields["ev"] = ev
+        fields["t"] = self._clock()
+        self._outbox.append(fields)

@@ -1,0 +1,399 @@
+"""``distq master | worker | demo`` (also ``python -m distq``).
+
+Bad options and unreadable files give one line on stderr and exit 2; every other
+documented exit code is in ``distq.errors``. The authkey never comes from argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from distq.errors import EXIT_INTERRUPTED, EXIT_USAGE, DistqError, UsageError
+from distq.master import JobSpec, MasterConfig, run_master
+from distq.protocol import parse_address
+from distq.worker import WorkerConfig, default_worker_name, run_worker
+
+__all__ = ["main"]
+
+AUTHKEY_ENV = "DISTQ_AUTHKEY"
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    success (master: every job has its terminal result; worker: the master finished)
+  1    internal error (a bug: please report the traceback)
+  2    usage error: bad option, unreadable or malformed file, missing or empty authkey
+  3    worker: the master rejected the authkey
+  4    worker: nothing listening at the address (after --connect-timeout-s)
+  5    worker: lost the master mid-run (closed, killed, or silent for --rpc-timeout-s)
+  6    worker: the peer accepted the connection but never answered the handshake
+  130  interrupted (Ctrl-C)
+
+The authkey is read from the environment variable DISTQ_AUTHKEY or from --authkey-file,
+never from the command line. distq exchanges pickles: anyone holding the key can run
+code on the master and the workers. Keep the key secret and bind to loopback unless the
+network is trusted.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _address(text: str) -> tuple[str, int]:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="distq",
+        description="A manager/worker job queue: no job lost, exactly one result per job.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    master = commands.add_parser(
+        "master",
+        help="serve jobs to workers and collect their results",
+        description="Serve jobs to workers; print 'READY host:port' once accepting, then "
+        "one JSON line per terminal result. Exits 0 when every job has its result.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = master.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--jobs",
+        metavar="FILE",
+        help='JSON lines: {"task": ..., "args": [...], "id": N, "time_limit_s": S}',
+    )
+    source.add_argument(
+        "--task", help="submit --count jobs of this task (built-in name or module:function)"
+    )
+    master.add_argument(
+        "--count",
+        type=_non_negative_int,
+        default=10,
+        help="with --task: how many jobs (default 10)",
+    )
+    master.add_argument(
+        "--args",
+        metavar="JSON",
+        help="with --task: the args list of every job (default: [i] for job i)",
+    )
+    master.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    master.add_argument(
+        "--port",
+        type=_non_negative_int,
+        default=0,
+        help="port to bind (default 0: any free port, reported on the READY line)",
+    )
+    master.add_argument("--results", metavar="FILE", help="write results here instead of stdout")
+    master.add_argument("--events", metavar="FILE", help="append the event log (JSON lines) here")
+    master.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        help="release jobs in batches of this size; batch k+1 only once batch k is complete",
+    )
+    master.add_argument(
+        "--lease-timeout-s",
+        type=_positive_float,
+        default=10.0,
+        help="a lease not heartbeaten for this long expires and its job is retried (default 10)",
+    )
+    master.add_argument(
+        "--time-limit-s",
+        type=_positive_float,
+        help="kill a job that runs longer than this (default: no limit)",
+    )
+    master.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=3,
+        help="after this many failed attempts a job is dead (default 3)",
+    )
+    master.add_argument(
+        "--handshake-timeout-s",
+        type=_positive_float,
+        default=5.0,
+        help="drop connections that do not finish the authkey handshake in time (default 5)",
+    )
+    master.add_argument(
+        "--authkey-file",
+        metavar="FILE",
+        help=f"read the authkey from this file (default: ${AUTHKEY_ENV})",
+    )
+
+    worker = commands.add_parser(
+        "worker",
+        help="connect to a master and run jobs",
+        description="Connect to a master, lease jobs, run each in a child process under its "
+        "time limit, and report results until the master finishes.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.add_argument(
+        "--connect",
+        required=True,
+        type=_address,
+        metavar="HOST:PORT",
+        help="the master's address (as printed on its READY line)",
+    )
+    worker.add_argument(
+        "--name", help="worker name, unique among connected workers (default: HOST-PID)"
+    )
+    worker.add_argument(
+        "--events", metavar="FILE", help="append this worker's event log (JSON lines) here"
+    )
+    worker.add_argument(
+        "--prefetch",
+        type=_positive_int,
+        default=64,
+        help="lease at most this many jobs at once (default 64); leases are sized to about 0.1 s of observed work and shared fairly among workers",
+    )
+    worker.add_argument(
+        "--idle-exit-s",
+        type=_positive_float,
+        help="exit 0 after this long without work (default: wait for the master)",
+    )
+    worker.add_argument(
+        "--connect-timeout-s",
+        type=_positive_float,
+        default=10.0,
+        help="keep retrying a refused connection this long (default 10)",
+    )
+    worker.add_argument(
+        "--handshake-timeout-s",
+        type=_positive_float,
+        default=5.0,
+        help="give up on a peer that does not answer the handshake (default 5)",
+    )
+    worker.add_argument(
+        "--rpc-timeout-s",
+        type=_positive_float,
+        default=60.0,
+        help="treat the master as lost when a reply takes longer (default 60)",
+    )
+    worker.add_argument(
+        "--authkey-file",
+        metavar="FILE",
+        help=f"read the authkey from this file (default: ${AUTHKEY_ENV})",
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a master and local workers, kill one half-way, print a summary",
+        description="Start a master and a few local workers, show live progress, SIGKILL "
+        "one worker half-way, and check that every job still has exactly one result.",
+    )
+    demo.add_argument("--jobs", type=_positive_int, default=200, help="how many jobs (default 200)")
+    demo.add_argument(
+        "--workers", type=_positive_int, default=3, help="how many workers (default 3)"
+    )
+    demo.add_argument(
+        "--job-delay-s", type=float, default=0.02, help="seconds each job takes (default 0.02)"
+    )
+    return parser
+
+
+def read_authkey(path: str | None) -> bytes:
+    if path is not None:
+        try:
+            key = Path(path).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise UsageError(f"cannot read --authkey-file {path}: {exc.strerror or exc}") from None
+        if not key:
+            raise UsageError(f"--authkey-file {path} is empty")
+        return key
+    value = os.environ.get(AUTHKEY_ENV)
+    if value is None:
+        raise UsageError(
+            f"no authkey: set {AUTHKEY_ENV} or use --authkey-file (there is no default)"
+        )
+    if not value:
+        raise UsageError(f"{AUTHKEY_ENV} is set but empty")
+    return os.fsencode(value)
+
+
+def read_jobs_file(path: str) -> list[JobSpec]:
+    try:
+        handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise UsageError(f"cannot read --jobs {path}: {exc.strerror or exc}") from None
+    specs: list[JobSpec] = []
+    seen: set[int] = set()
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{where}: not JSON ({exc.msg} at column {exc.colno})") from None
+            specs.append(_job_spec(record, where, seen))
+    return specs
+
+
+def _job_spec(record: Any, where: str, seen: set[int]) -> JobSpec:
+    if not isinstance(record, dict):
+        raise UsageError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    unknown = set(record) - {"task", "args", "id", "time_limit_s"}
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown key {sorted(unknown)[0]!r} (expected task, args, id, time_limit_s)"
+        )
+    task = record.get("task")
+    if not isinstance(task, str) or not task:
+        raise UsageError(f"{where}: 'task' must be a non-empty string, got {task!r}")
+    args = record.get("args", [])
+    if not isinstance(args, list):
+        raise UsageError(f"{where}: 'args' must be a list, got {args!r}")
+    job_id = record.get("id")
+    if job_id is not None:
+        if not isinstance(job_id, int) or isinstance(job_id, bool) or job_id < 0:
+            raise UsageError(f"{where}: 'id' must be a whole number >= 0, got {job_id!r}")
+        if job_id in seen:
+            raise UsageError(f"{where}: duplicate job id {job_id}")
+        seen.add(job_id)
+    limit = record.get("time_limit_s")
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0
+    ):
+        raise UsageError(f"{where}: 'time_limit_s' must be a number > 0, got {limit!r}")
+    return JobSpec(task, tuple(args), job_id, None if limit is None else float(limit))
+
+
+def _task_jobs(task: str, count: int, args_json: str | None) -> list[JobSpec]:
+    if args_json is None:
+        return [JobSpec(task, (i,)) for i in range(count)]
+    try:
+        args = json.loads(args_json)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--args is not JSON: {exc.msg}") from None
+    if not isinstance(args, list):
+        raise UsageError(f"--args must be a JSON list, got {args_json}")
+    return [JobSpec(task, tuple(args)) for _ in range(count)]
+
+
+def _open_output(path: str | None) -> TextIO:
+    if path is None:
+        return sys.stdout
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write --results {path}: {exc.strerror or exc}") from None
+
+
+def _check_writable(path: str | None, option: str) -> None:
+    if path is None:
+        return
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write {option} {path}: {exc.strerror or exc}") from None
+
+
+def _master(options: argparse.Namespace) -> int:
+    authkey = read_authkey(options.authkey_file)
+    if options.jobs is not None:
+        jobs = read_jobs_file(options.jobs)
+    else:
+        jobs = _task_jobs(options.task, options.count, options.args)
+    _check_writable(options.events, "--events")
+    config = MasterConfig(
+        host=options.host,
+        port=options.port,
+        lease_timeout_s=options.lease_timeout_s,
+        time_limit_s=options.time_limit_s,
+        max_attempts=options.max_attempts,
+        batch_size=options.batch_size,
+        handshake_timeout_s=options.handshake_timeout_s,
+    )
+    results = _open_output(options.results)
+    try:
+        return run_master(
+            config, authkey, jobs, results=results, ready=sys.stdout, events_path=options.events
+        )
+    finally:
+        if results is not sys.stdout:
+            results.close()
+
+
+def _worker(options: argparse.Namespace) -> int:
+    authkey = read_authkey(options.authkey_file)
+    _check_writable(options.events, "--events")
+    config = WorkerConfig(
+        address=options.connect,
+        name=options.name or default_worker_name(),
+        prefetch=options.prefetch,
+        idle_exit_s=options.idle_exit_s,
+        connect_timeout_s=options.connect_timeout_s,
+        handshake_timeout_s=options.handshake_timeout_s,
+        rpc_timeout_s=options.rpc_timeout_s,
+    )
+    return run_worker(config, authkey, options.events)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    prog = f"distq {options.command}"
+    try:
+        if options.command == "master":
+            return _master(options)
+        if options.command == "worker":
+            return _worker(options)
+        from distq.demo import run_demo
+
+        return run_demo(jobs=options.jobs, workers=options.workers, job_delay_s=options.job_delay_s)
+    except DistqError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,433 @@
+"""The master: serves a JobBoard to workers over an authenticated manager connection.
+
+The board runs in this process (no separate server process). Around the stock manager
+server it adds what the tutorials lack: a bounded, logged handshake (``auth_rejected``,
+``handshake_timeout``), ``TCP_NODELAY``, and a callback when a worker's connection closes,
+so that worker's leases return to the queue at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import math
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from multiprocessing import connection
+from multiprocessing.context import AuthenticationError
+from multiprocessing.managers import Server
+from traceback import format_exc
+from typing import Any, TextIO
+
+from distq.board import JobBoard
+from distq.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
+from distq.events import EventLog
+from distq.jobs import Result
+from distq.protocol import DistqManager, format_address, set_recv_timeout
+
+__all__ = ["BoardService", "JobSpec", "MasterConfig", "current_service", "run_master"]
+
+_connection_of_thread = threading.local()
+_service: BoardService | None = None
+
+
+def current_service() -> BoardService:
+    if _service is None:
+        raise RuntimeError("no board service is being served in this process")
+    return _service
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job to submit: what the jobs file or ``--task/--count`` describe."""
+
+    task: str
+    args: tuple[Any, ...] = ()
+    job_id: int | None = None
+    time_limit_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MasterConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    lease_timeout_s: float = 10.0
+    time_limit_s: float | None = None
+    max_attempts: int = 3
+    batch_size: int | None = None
+    handshake_timeout_s: float = 5.0
+    max_pending_handshakes: int = 128
+    shutdown_grace_s: float = 3.0
+    tick_s: float = 0.05
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class BoardService:
+    """The object workers call through their proxy; one lock around the board."""
+
+    def __init__(
+        self,
+        board: JobBoard,
+        log: EventLog,
+        write_result: Callable[[Result], None],
+        config: MasterConfig,
+    ) -> None:
+        self.board = board
+        self.log = log
+        self._write_result = write_result
+        self.config = config
+        self._cond = threading.Condition()
+        self._conn_of_worker: dict[str, object] = {}
+        self._worker_of_conn: dict[int, str] = {}
+        self.stopping = False
+        self.workers_seen = 0
+
+    # -- called by workers (in the server's per-connection threads) ----------------------
+
+    def hello(self, worker: str, pid: int, host: str) -> dict[str, Any]:
+        conn = getattr(_connection_of_thread, "conn", None)
+        with self._cond:
+            if worker in self._conn_of_worker:
+                raise ValueError(f"a worker named {worker!r} is already connected")
+            self._conn_of_worker[worker] = conn
+            if conn is not None:
+                self._worker_of_conn[id(conn)] = worker
+            self.workers_seen += 1
+            self.log.write("worker_joined", worker=worker, pid=pid, host=host)
+        return {
+            "lease_timeout_s": self.config.lease_timeout_s,
+            "heartbeat_interval_s": self.config.lease_timeout_s / 4,
+            "time_limit_s": self.config.time_limit_s,
+        }
+
+    def lease(self, worker: str, max_n: int, wait_s: float) -> tuple[list[Any], bool]:
+        """Long-poll for up to ``max_n`` jobs. Returns (jobs, stop)."""
+        conn = getattr(_connection_of_thread, "conn", None)
+        deadline = time.monotonic() + max(0.0, min(wait_s, 30.0))
+        with self._cond:
+            self.board.heartbeat(worker)
+            while True:
+                if self.stopping:
+                    return [], True
+                jobs = self.board.lease(worker, self._fair_share(max_n))
+                if jobs:
+                    self._flush()
+                    return jobs, False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return [], False
+                self._cond.wait(min(remaining, 0.1))
+                # A caller waiting on its reply sends nothing: readable means closed.
+                if isinstance(conn, connection.Connection) and conn.poll(0):
+                    return [], False
+
+    def report(self, worker: str, results: list[Result]) -> bool:
+        """Apply a batch of results and failures. Returns True when the worker should stop."""
+        with self._cond:
+            self.board.heartbeat(worker)
+            for result in results:
+                self.board.report(result)
+            self._flush()
+            return self.stopping
+
+    def heartbeat(self, worker: str) -> bool:
+        with self._cond:
+            self.board.heartbeat(worker)
+            return self.stopping
+
+    def bye(self, worker: str) -> None:
+        """A worker leaving on purpose: its leases go back without counting an attempt."""
+        with self._cond:
+            conn = self._conn_of_worker.pop(worker, None)
+            self._worker_of_conn.pop(id(conn), None)
+            if self.board.held_by(worker):
+                self.board.worker_lost(worker, "worker left", count_attempt=False)
+            self.log.write("worker_left", worker=worker)
+            self._flush()
+
+    # -- called by the server and the main loop ---------------------------------------------
+
+    def connection_closed(self, conn: object) -> None:
+        with self._cond:
+            worker = self._worker_of_conn.pop(id(conn), None)
+            if worker is None or self._conn_of_worker.get(worker) is not conn:
+                return
+            del self._conn_of_worker[worker]
+            self.board.worker_lost(worker, "connection closed")
+            self._flush()
+
+    def tick(self) -> bool:
+        """Expire overdue leases. Returns True once every job is terminal."""
+        with self._cond:
+            self.board.expire()
+            self._flush()
+            return self.board.finished
+
+    def stop(self) -> None:
+        with self._cond:
+            self.stopping = True
+            self._cond.notify_all()
+
+    def connected_workers(self) -> int:
+        with self._cond:
+            return len(self._conn_of_worker)
+
+    def _fair_share(self, max_n: int) -> int:
+        """Split what is leasable among the connected workers, so none sits idle."""
+        workers = max(1, len(self._conn_of_worker))
+        return max(1, min(max_n, math.ceil(self.board.leasable / workers)))
+
+    def _flush(self) -> None:
+        """Write drained events and any new terminal results; wake waiting leases."""
+        events = self.board.drain_events()
+        if not events:
+            return
+        for event in events:
+            if event["ev"] in ("result_accepted", "dead"):
+                result = self.board.result(event["job"])
+                if result is not None:
+                    self._write_result(result)
+        self.log.write_all(events)
+        if self.board.leasable or self.board.finished:
+            if self.board.finished:
+                self.stopping = True
+            self._cond.notify_all()
+
+
+class DistqServer(Server):
+    """The stock manager server plus handshake accounting and connection tracking."""
+
+    service: BoardService
+    log: EventLog
+    listener: connection.Listener
+    authkey: bytes
+    address: tuple[str, int]
+
+    def attach(self, service: BoardService, log: EventLog) -> None:
+        self.service = service
+        self.log = log
+        self.stop_event = threading.Event()
+        self._handshakes = threading.BoundedSemaphore(service.config.max_pending_handshakes)
+        self._accepter = threading.Thread(target=self.accepter, name="accepter", daemon=True)
+        self._accepter.start()
+
+    def accepter(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                conn = self.listener.accept()
+            except OSError:
+                if self.stop_event.is_set():
+                    return
+                continue
+            if not self._handshakes.acquire(blocking=False):
+                self.log.write(
+                    "auth_rejected", peer=_peer(conn), reason="too many pending handshakes"
+                )
+                conn.close()
+                continue
+            threading.Thread(target=self.handle_request, args=(conn,), daemon=True).start()
+
+    def _handle_request(self, c: connection.Connection) -> None:
+        try:
+            request = self._handshake(c)
+        finally:
+            self._handshakes.release()
+        if request is not None:
+            self._dispatch(c, request)
+
+    def _handshake(self, c: connection.Connection) -> Any:
+        """Authenticate both ways and read the first request, or log why not (-> None)."""
+        peer = "?"
+        try:
+            with socket.socket(fileno=c.fileno()) as sock:
+                try:
+                    peer = format_address(sock.getpeername())
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    set_recv_timeout(sock, self.service.config.handshake_timeout_s)
+                finally:
+                    sock.detach()
+            connection.deliver_challenge(c, self.authkey)
+            connection.answer_challenge(c, self.authkey)
+            request = c.recv()
+            with socket.socket(fileno=c.fileno()) as sock:
+                set_recv_timeout(sock, None)
+                sock.detach()
+        except BlockingIOError:
+            self.log.write("handshake_timeout", peer=peer)
+            return None
+        except (AuthenticationError, OSError, EOFError, AssertionError) as exc:
+            self.log.write("auth_rejected", peer=peer, reason=str(exc) or type(exc).__name__)
+            return None
+        return request
+
+    def _dispatch(self, c: connection.Connection, request: Any) -> None:
+        try:
+            _ignore, funcname, args, kwds = request
+            if funcname not in self.public:
+                raise ValueError(f"{funcname!r} unrecognized")
+            func = getattr(self, funcname)
+        except Exception:
+            msg: tuple[str, Any] = ("#TRACEBACK", format_exc())
+        else:
+            try:
+                msg = ("#RETURN", func(c, *args, **kwds))
+            except Exception:
+                msg = ("#TRACEBACK", format_exc())
+        with contextlib.suppress(Exception):  # the peer is gone; handle_request closes it
+            c.send(msg)
+
+    def serve_client(self, conn: connection.Connection) -> None:
+        _connection_of_thread.conn = conn
+        try:
+            super().serve_client(conn)
+        finally:
+            _connection_of_thread.conn = None
+            self.service.connection_closed(conn)
+
+    def close(self) -> None:
+        self.stop_event.set()
+        self.listener.close()
+
+
+def _peer(conn: connection.Connection) -> str:
+    try:
+        with socket.socket(fileno=conn.fileno()) as sock:
+            try:
+                return format_address(sock.getpeername())
+            finally:
+                sock.detach()
+    except OSError:
+        return "?"
+
+
+class _ServedManager(DistqManager):
+    _registry: Any
+    _serializer: str
+
+    def get_server(self) -> DistqServer:
+        return DistqServer(self._registry, self._address, self._authkey, self._serializer)
+
+
+class _ResultSink:
+    """Terminal results as JSON lines, flushed by the main loop and at exit."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.count = 0
+        self.failed = 0
+
+    def __call__(self, result: Result) -> None:
+        self.count += 1
+        self.failed += not result.ok
+        self.stream.write(json.dumps(result.to_json_dict(), default=repr) + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def run_master(
+    config: MasterConfig,
+    authkey: bytes,
+    jobs: Iterable[JobSpec],
+    *,
+    results: TextIO,
+    ready: TextIO,
+    events_path: str | None = None,
+) -> int:
+    """Serve ``jobs`` until each has its terminal result. Returns the exit code."""
+    global _service
+    if not authkey:
+        raise UsageError("the authkey is empty; set DISTQ_AUTHKEY or use --authkey-file")
+    if not is_loopback(config.host) and len(authkey) < 16:
+        raise UsageError(
+            f"refusing to bind {config.host} (not loopback) with an authkey shorter than "
+            "16 bytes: anyone who guesses it can run code here (pickle)"
+        )
+    log = EventLog(events_path, "master")
+    board = JobBoard(
+        clock=log.now,
+        lease_timeout_s=config.lease_timeout_s,
+        max_attempts=config.max_attempts,
+        batch_size=config.batch_size,
+    )
+    for spec in jobs:
+        board.submit(
+            spec.task,
+            spec.args,
+            job_id=spec.job_id,
+            time_limit_s=spec.time_limit_s
+            if spec.time_limit_s is not None
+            else config.time_limit_s,
+        )
+    sink = _ResultSink(results)
+    service = BoardService(board, log, sink, config)
+    manager = _ServedManager(address=(config.host, config.port), authkey=authkey)
+    try:
+        server = manager.get_server()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+        ) from None
+    _service = service
+    interrupted: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        interrupted.append(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with service._cond:  # the submissions' events go out before READY
+            service._flush()
+        server.attach(service, log)
+        address = format_address(server.address)
+        log.write("master_ready", address=address, jobs=len(board), pid=os.getpid())
+        ready.write(f"READY {address}\n")
+        ready.flush()
+        while not interrupted:
+            if service.tick():
+                break
+            sink.flush()
+            time.sleep(config.tick_s)
+        service.stop()
+        grace_end = time.monotonic() + config.shutdown_grace_s
+        while service.connected_workers() and time.monotonic() < grace_end and not interrupted:
+            time.sleep(0.02)
+        server.close()
+        sink.flush()
+        log.write(
+            "master_stopped",
+            results=sink.count,
+            unfinished=board.unfinished,
+            requeued=board.requeues,
+            duplicates=board.duplicates,
+            signal=interrupted[0] if interrupted else None,
+        )
+        print(
+            f"distq master: {len(board)} jobs, {sink.count} results "
+            f"({sink.count - sink.failed} ok, {sink.failed} failed), {board.unfinished} unfinished, "
+            f"{board.requeues} requeued, {board.duplicates} duplicates dropped",
+            file=sys.stderr,
+        )
+        if interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_OK
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _service = None
+        log.close()

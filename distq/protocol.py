@@ -1,0 +1,177 @@
+"""The wire seam shared by master and worker: the manager class, the board proxy and a
+client connection that sets ``TCP_NODELAY`` and bounds every wait.
+
+distq registers its one shared object on its own ``BaseManager`` subclass, never on
+``BaseManager`` itself (registration there is process-global), and with a module-level
+callable so the registry pickles under every start method.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from multiprocessing import connection, managers
+from multiprocessing.context import AuthenticationError
+from multiprocessing.managers import BaseManager, BaseProxy
+from typing import Any
+
+__all__ = [
+    "BoardProxy",
+    "DistqManager",
+    "authenticated_client",
+    "parse_address",
+    "set_recv_timeout",
+]
+
+#: Seconds a client waits for any single reply once connected; the server side uses
+#: its own handshake timeout.
+DEFAULT_RPC_TIMEOUT_S = 60.0
+
+
+def set_recv_timeout(sock: socket.socket, timeout_s: float | None) -> None:
+    """Bound every blocking read on ``sock`` (``None`` or 0: wait forever).
+
+    ``multiprocessing.connection`` reads with ``os.read`` on a blocking descriptor, so a
+    Python-level socket timeout does not apply; ``SO_RCVTIMEO`` does: the read fails with
+    ``EAGAIN`` (``BlockingIOError``) when the time is up.
+    """
+    seconds = 0.0 if not timeout_s else max(timeout_s, 0.001)
+    whole = int(seconds)
+    sock.setsockopt(
+        socket.SOL_SOCKET,
+        socket.SO_RCVTIMEO,
+        struct.pack("ll", whole, int((seconds - whole) * 1_000_000)),
+    )
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:5000"`` or ``"[::1]:5000"`` -> (host, port). Raises ValueError."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"address {text!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"address {text!r}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"address {text!r}: port {port} is out of range 0-65535")
+    return host, port
+
+
+def format_address(address: tuple[str, int]) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ClientSettings:
+    """Timeouts for connections made by this process (set once by the worker)."""
+
+    connect_timeout_s: float = 5.0
+    handshake_timeout_s: float = 5.0
+    rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S
+
+
+def authenticated_client(
+    address: tuple[str, int], family: str | None = None, authkey: bytes | None = None
+) -> connection.Connection:
+    """Drop-in for ``multiprocessing.connection.Client`` over TCP, with bounded waits.
+
+    Raises ``ConnectionRefusedError`` / ``OSError`` when nothing listens,
+    ``TimeoutError`` when the handshake is not answered in time, and
+    ``AuthenticationError`` when the key is refused.
+    """
+    sock = socket.create_connection(address, timeout=ClientSettings.connect_timeout_s)
+    try:
+        sock.setblocking(True)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_recv_timeout(sock, ClientSettings.handshake_timeout_s)
+        conn = connection.Connection(sock.detach())
+    finally:
+        sock.close()
+    try:
+        if authkey is not None:
+            connection.answer_challenge(conn, authkey)
+            connection.deliver_challenge(conn, authkey)
+    except BlockingIOError:
+        conn.close()
+        raise TimeoutError("the handshake was not answered in time") from None
+    except AssertionError:
+        conn.close()
+        raise AuthenticationError("the peer does not speak the manager protocol") from None
+    except BaseException:
+        conn.close()
+        raise
+    with socket.socket(fileno=conn.fileno()) as view:
+        set_recv_timeout(view, ClientSettings.rpc_timeout_s)
+        view.detach()
+    return conn
+
+
+class BoardProxy(BaseProxy):
+    """Client side of the master's board service. Each call is one round trip."""
+
+    _exposed_ = ("hello", "lease", "report", "heartbeat", "bye")
+
+    # BaseProxy.__init__ assigns the stock client and uses it at once (incref); a data
+    # descriptor outranks that assignment, so every connection of the proxy is ours.
+    @property
+    def _Client(self) -> Any:
+        return authenticated_client
+
+    @_Client.setter
+    def _Client(self, value: Any) -> None:
+        pass
+
+    def hello(self, worker: str, pid: int, host: str) -> dict[str, Any]:
+        return self._call("hello", worker, pid, host)  # type: ignore[no-any-return]
+
+    def lease(self, worker: str, max_n: int, wait_s: float) -> tuple[list[Any], bool]:
+        return self._call("lease", worker, max_n, wait_s)  # type: ignore[no-any-return]
+
+    def report(self, worker: str, results: list[Any]) -> bool:
+        return bool(self._call("report", worker, results))
+
+    def heartbeat(self, worker: str) -> bool:
+        return bool(self._call("heartbeat", worker))
+
+    def bye(self, worker: str) -> None:
+        self._call("bye", worker)
+
+    def _call(self, method: str, *args: Any) -> Any:
+        call: Any = self._callmethod  # typeshed declares it as returning None
+        return call(method, args)
+
+
+def current_service() -> Any:
+    """Server-side factory for the ``board`` typeid: the master's one board service."""
+    from distq import master
+
+    return master.current_service()
+
+
+class DistqManager(BaseManager):
+    """The manager both sides use. The master serves it in-process (``master.serve``)."""
+
+    _address: tuple[str, int]
+    _authkey: bytes
+    _state: Any
+
+    def __init__(self, address: tuple[str, int], authkey: bytes) -> None:
+        super().__init__(address=address, authkey=authkey)
+        self._Client = authenticated_client
+
+    def connect(self) -> None:
+        conn = authenticated_client(self._address, authkey=self._authkey)
+        try:
+            managers.dispatch(conn, None, "dummy")  # type: ignore[attr-defined]
+        finally:
+            conn.close()
+        self._state.value = managers.State.STARTED  # type: ignore[attr-defined]
+
+    def board(self) -> BoardProxy:  # replaced by register(); here for the type checker
+        raise NotImplementedError
+
+
+DistqManager.register("board", callable=current_service, proxytype=BoardProxy)

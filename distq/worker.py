@@ -1,0 +1,221 @@
+"""The worker: connect, lease jobs, run them under a time limit, heartbeat, report.
+
+Everything that talks to the master happens on the main thread, one call at a time;
+signals only set a flag (a signal that interrupted a proxied call would desynchronise
+the connection, DESIGN P3). On master loss or a refused key the worker exits with one
+line and the exit code documented in ``distq.errors``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.context import AuthenticationError
+from typing import Any
+
+from distq.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    AuthRejected,
+    HandshakeTimeout,
+    MasterLost,
+    MasterUnreachable,
+    UsageError,
+)
+from distq.events import EventLog
+from distq.jobs import Result
+from distq.protocol import BoardProxy, ClientSettings, DistqManager, format_address
+from distq.runner import JobRunner
+
+__all__ = ["WorkerConfig", "run_worker"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    address: tuple[str, int]
+    name: str
+    prefetch: int = 64
+    poll_s: float = 1.0
+    idle_exit_s: float | None = None
+    connect_timeout_s: float = 10.0
+    handshake_timeout_s: float = 5.0
+    rpc_timeout_s: float = 60.0
+    report_every_s: float = 0.02
+    lease_work_s: float = 0.1  # size leases to about this much work, by observed job time
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class _Stop:
+    """Set by SIGINT/SIGTERM; checked between calls, never raised inside one."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        self.signum = signum
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+
+def _connect(config: WorkerConfig, authkey: bytes) -> BoardProxy:
+    where = format_address(config.address)
+    ClientSettings.connect_timeout_s = min(config.connect_timeout_s, 5.0)
+    ClientSettings.handshake_timeout_s = config.handshake_timeout_s
+    ClientSettings.rpc_timeout_s = config.rpc_timeout_s
+    give_up_at = time.monotonic() + config.connect_timeout_s
+    delay_s = 0.05
+    while True:
+        manager = DistqManager(config.address, authkey)
+        try:
+            manager.connect()
+            return manager.board()
+        except AuthenticationError:
+            raise AuthRejected(f"the master at {where} rejected our authkey") from None
+        except TimeoutError:
+            raise HandshakeTimeout(
+                f"the peer at {where} accepted the connection but did not answer the "
+                f"handshake within {config.handshake_timeout_s:g} s"
+            ) from None
+        except (ConnectionError, OSError, EOFError) as exc:
+            if time.monotonic() + delay_s > give_up_at:
+                reason = getattr(exc, "strerror", None) or type(exc).__name__
+                raise MasterUnreachable(
+                    f"no master at {where} after {config.connect_timeout_s:g} s ({reason})"
+                ) from None
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 1.0)
+
+
+class _Session:
+    """One worker's conversation with the master: leases, buffered reports, heartbeats."""
+
+    def __init__(self, board: BoardProxy, config: WorkerConfig, heartbeat_s: float) -> None:
+        self.board = board
+        self.config = config
+        self.heartbeat_s = heartbeat_s
+        self.buffer: list[Result] = []
+        self.buffered_at = 0.0
+        self.last_contact = time.monotonic()
+        self.stop_requested_by_master = False
+
+    def call(self, method: str, *args: Any) -> Any:
+        try:
+            reply = getattr(self.board, method)(*args)
+        except (EOFError, ConnectionError, BlockingIOError) as exc:
+            raise MasterLost(
+                f"lost the master at {format_address(self.config.address)} ({type(exc).__name__})"
+            ) from None
+        except OSError as exc:
+            raise MasterLost(
+                f"lost the master at {format_address(self.config.address)} ({exc.strerror or exc})"
+            ) from None
+        self.last_contact = time.monotonic()
+        return reply
+
+    def add(self, result: Result) -> None:
+        if not self.buffer:
+            self.buffered_at = time.monotonic()
+        self.buffer.append(result)
+
+    def flush(self) -> None:
+        if self.buffer:
+            results, self.buffer = self.buffer, []
+            if self.call("report", self.config.name, results):
+                self.stop_requested_by_master = True
+
+    def tick(self, stop: _Stop) -> bool:
+        """Report or heartbeat when due. Returns True when the batch should be abandoned."""
+        now = time.monotonic()
+        if self.buffer and now - self.buffered_at >= self.config.report_every_s:
+            self.flush()
+        elif now - self.last_contact >= self.heartbeat_s and self.call(
+            "heartbeat", self.config.name
+        ):
+            self.stop_requested_by_master = True
+        # Once the master stops, every job is terminal: what we still run is a duplicate.
+        return bool(stop) or self.stop_requested_by_master
+
+
+def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = None) -> int:
+    """Work until the master says stop. Returns the exit code; raises DistqError."""
+    if not authkey:
+        raise UsageError("the authkey is empty; set DISTQ_AUTHKEY or use --authkey-file")
+    stop = _Stop()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    log = EventLog(events_path, config.name)
+    runner = JobRunner(config.name, events_path, log.epoch)
+    try:
+        board = _connect(config, authkey)
+        session = _Session(board, config, 1.0)
+        try:
+            settings = session.call("hello", config.name, os.getpid(), socket.gethostname())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        session.heartbeat_s = float(settings["heartbeat_interval_s"])
+        log.write("connected", master=format_address(config.address))
+        runner.start()
+        idle_since = time.monotonic()
+        job_s = config.lease_work_s  # running mean of one job's time; the first lease is 1 job
+        while not stop and not session.stop_requested_by_master:
+            want = max(1, min(config.prefetch, int(config.lease_work_s / max(job_s, 1e-6))))
+            jobs, stop_now = session.call("lease", config.name, want, config.poll_s)
+            if stop_now:
+                break
+            if not jobs:
+                if (
+                    config.idle_exit_s is not None
+                    and time.monotonic() - idle_since >= config.idle_exit_s
+                ):
+                    session.call("bye", config.name)
+                    log.write("worker_exit", code=EXIT_OK, reason="idle")
+                    print(
+                        f"distq worker {config.name}: no work for {config.idle_exit_s:g} s, exiting",
+                        file=sys.stderr,
+                    )
+                    return EXIT_OK
+                continue
+            batch_started = time.monotonic()
+            finished = runner.run(
+                jobs,
+                on_result=session.add,
+                on_tick=lambda: session.tick(stop),
+                tick_s=min(session.heartbeat_s, 0.2),
+            )
+            session.flush()
+            idle_since = time.monotonic()
+            job_s = 0.5 * job_s + 0.5 * (idle_since - batch_started) / len(jobs)
+            if not finished:
+                break
+        if stop:
+            session.flush()
+            session.call("bye", config.name)
+            log.write(
+                "worker_exit",
+                code=EXIT_INTERRUPTED if stop.signum == signal.SIGINT else EXIT_OK,
+                reason=f"signal {stop.signum}",
+            )
+            print(
+                f"distq worker {config.name}: stopped by signal {stop.signum}, leases handed back",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED if stop.signum == signal.SIGINT else EXIT_OK
+        session.flush()
+        session.call("bye", config.name)
+        log.write("worker_exit", code=EXIT_OK, reason="master finished")
+        return EXIT_OK
+    except MasterLost as exc:
+        log.write("worker_exit", code=exc.exit_code, reason=str(exc))
+        raise
+    finally:
+        runner.close()
+        log.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
