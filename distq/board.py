@@ -155,7 +155,7 @@ class JobBoard:
         job = Job(job_id, task, tuple(args), 0, time_limit_s, batch)
         self._entries[job_id] = _Entry(job)
         self._unfinished += 1
-        self._emit("job_submitted", job=job_id, task=task, batch=batch)
+        self._emit("job_submitted", job=job_id, task=task, args=list(job.args), batch=batch)
         if batch is not None and batch == self._open_batch and len(self._batches[batch]) == 1:
             self._emit("batch_opened", batch=batch)
         if batch is None or batch == self._open_batch:
