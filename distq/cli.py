@@ -7,8 +7,10 @@ documented exit code is in ``distq.errors``. The authkey never comes from argv.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +44,11 @@ network is trusted.
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No prefix matching: "--authkey SECRET" must never become "--authkey-file SECRET".
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
@@ -376,8 +383,18 @@ def _worker(options: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A hung run can be diagnosed from outside: SIGUSR1 writes every thread's stack.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     parser = build_parser()
-    options = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if any(arg == "--authkey" or arg.startswith("--authkey=") for arg in arguments):
+        print(
+            f"distq: error: the authkey is never taken from the command line (ps shows it to "
+            f"everyone); set {AUTHKEY_ENV} or use --authkey-file",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    options = parser.parse_args(arguments)
     prog = f"distq {options.command}"
     try:
         if options.command == "master":

@@ -9,6 +9,7 @@ parent therefore knows which job is running (the first without a result) and sin
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import multiprocessing
 import multiprocessing.connection as mpc
 import os
@@ -39,6 +40,7 @@ def _runner_main(conn: mpc.Connection, worker: str, events_path: str | None, epo
     # Ctrl-C goes to the whole process group; the worker decides what happens to jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     threading.Thread(target=_die_with_parent, daemon=True).start()
     log = EventLog(events_path, worker, epoch)
     tasks: dict[str, Callable[..., Any]] = {}

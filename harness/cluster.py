@@ -1,0 +1,333 @@
+"""Spawn a master and workers as real processes on loopback, and tear them all down.
+
+Every process runs ``sys.executable -m distq ...`` in its own session, with its log, its
+event log and (for the master) its results in one run directory, and carries the run's
+tag in its environment so a final sweep finds anything that escaped. Teardown kills whole
+process trees leaves first: SIGTERM, then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import psutil
+
+from harness.follow import EventFollower, WaitTimeout
+
+__all__ = ["TAG_ENV", "Cluster", "ClusterError", "Proc", "kill_tree", "sweep"]
+
+TAG_ENV = "DISTQ_HARNESS_TAG"
+AUTHKEY_ENV = "DISTQ_AUTHKEY"
+EPOCH_ENV = "DISTQ_T0"
+STACKS_SIGNAL = signal.SIGUSR1  # distq processes dump their Python stacks on it
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be brought up; the message carries the process's log."""
+
+
+@dataclass(slots=True)
+class Proc:
+    """One spawned process of the cluster."""
+
+    name: str
+    role: str  # "master" | "worker"
+    argv: list[str]
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    events_path: Path
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def wait(self, timeout_s: float) -> int:
+        """Wait for exit; raises WaitTimeout (the process keeps running)."""
+        try:
+            return self.popen.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise WaitTimeout(f"{self.name} still running after {timeout_s:g} s") from None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants, leaves first."""
+    try:
+        root = psutil.Process(pid)
+        children = root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [*reversed(children), root]
+
+
+def kill_tree(pid: int, grace_s: float = 2.0) -> None:
+    """SIGTERM a process tree leaves first, SIGKILL what survives ``grace_s``.
+
+    A stopped (SIGSTOP) process cannot act on SIGTERM, so it is continued first.
+    """
+    procs = _tree(pid)
+    for proc in procs:
+        with suppress(psutil.Error):
+            if proc.status() == psutil.STATUS_STOPPED:
+                proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        with suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=grace_s)
+
+
+def tagged(tag: str) -> Iterator[psutil.Process]:
+    """Every live process whose environment carries ``tag``."""
+    for proc in psutil.process_iter(["pid"]):
+        with suppress(psutil.Error):
+            if proc.environ().get(TAG_ENV) == tag:
+                yield proc
+
+
+def sweep(tag: str) -> list[int]:
+    """Kill every process still carrying ``tag``; returns their pids."""
+    found = list(tagged(tag))
+    for proc in found:
+        with suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(found, timeout=5)
+    return [proc.pid for proc in found]
+
+
+class Cluster:
+    """A master plus workers, as a context manager that always tears everything down.
+
+    ``master_args`` are the ``distq master`` options that describe the jobs and the
+    queue (``--task square --count 50 --lease-timeout-s 2``); the cluster adds the
+    results, events and authkey plumbing.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        master_args: Sequence[str],
+        *,
+        authkey: bytes | None = None,
+        command: Sequence[str] | None = None,
+        ready_timeout_s: float = 30.0,
+        grace_s: float = 2.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.master_args = list(master_args)
+        self.authkey = authkey if authkey is not None else secrets.token_hex(16).encode()
+        self.command = list(command) if command is not None else [sys.executable, "-m", "distq"]
+        self.ready_timeout_s = ready_timeout_s
+        self.grace_s = grace_s
+        self.tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.epoch = time.monotonic()
+        self._base_env = dict(os.environ if env is None else env)
+        self.procs: dict[str, Proc] = {}
+        self.retired: list[Proc] = []  # processes replaced by a restart
+        self.master: Proc | None = None
+        self.address: str | None = None
+        self.master_events = EventFollower(self.run_dir / "master.events.jsonl")
+        self._next_worker = 1
+
+    # -- paths ------------------------------------------------------------------------------
+
+    @property
+    def results_path(self) -> Path:
+        return self.run_dir / "results.jsonl"
+
+    def events_path(self, name: str) -> Path:
+        return self.run_dir / f"{name}.events.jsonl"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def __enter__(self) -> Cluster:
+        try:
+            self.start_master()
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.teardown()
+
+    def env(self, authkey: bytes | None = None) -> dict[str, str]:
+        key = self.authkey if authkey is None else authkey
+        env = dict(self._base_env)
+        env[AUTHKEY_ENV] = os.fsdecode(key)
+        env[TAG_ENV] = self.tag
+        env[EPOCH_ENV] = repr(self.epoch)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def _spawn(self, name: str, role: str, argv: list[str], env: dict[str, str]) -> Proc:
+        log_path = self.run_dir / f"{name}.log"
+        with open(log_path, "ab") as log:
+            popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.run_dir,
+                start_new_session=True,
+            )
+        proc = Proc(name, role, argv, popen, log_path, self.events_path(name))
+        previous = self.procs.get(name)
+        if previous is not None:
+            self.retired.append(previous)
+        self.procs[name] = proc
+        return proc
+
+    def start_master(self, extra_args: Sequence[str] = ()) -> Proc:
+        argv = [
+            *self.command,
+            "master",
+            *self.master_args,
+            *extra_args,
+            "--results",
+            str(self.results_path),
+            "--events",
+            str(self.events_path("master")),
+        ]
+        master = self._spawn("master", "master", argv, self.env())
+        self.master = master
+        try:
+            ready = self.master_events.wait_for(
+                lambda e: e.get("ev") == "master_ready" and e.get("pid") == master.pid,
+                self.ready_timeout_s,
+                "master READY",
+                alive=master.alive,
+            )
+        except WaitTimeout as exc:
+            raise ClusterError(f"{exc}\n--- master log ---\n{master.log_tail()}") from None
+        self.address = str(ready["address"])
+        return master
+
+    def add_worker(
+        self,
+        name: str | None = None,
+        *,
+        authkey: bytes | None = None,
+        extra_args: Sequence[str] = (),
+        wait_joined: bool = False,
+    ) -> Proc:
+        if self.address is None:
+            raise ClusterError("start the master before adding workers")
+        if name is None:
+            name = f"worker-{self._next_worker}"
+            self._next_worker += 1
+        argv = [
+            *self.command,
+            "worker",
+            "--connect",
+            self.address,
+            "--name",
+            name,
+            "--events",
+            str(self.events_path(name)),
+            *extra_args,
+        ]
+        proc = self._spawn(name, "worker", argv, self.env(authkey))
+        if wait_joined:
+            self.wait_joined(name)
+        return proc
+
+    def wait_joined(self, name: str, timeout_s: float = 30.0) -> None:
+        proc = self.procs[name]
+        try:
+            self.master_events.wait_for(
+                lambda e: e.get("ev") == "worker_joined" and e.get("worker") == name,
+                timeout_s,
+                f"{name} joining",
+                alive=proc.alive,
+            )
+        except WaitTimeout as exc:
+            raise ClusterError(f"{exc}\n--- {name} log ---\n{proc.log_tail()}") from None
+
+    def workers(self) -> list[Proc]:
+        return [p for p in self.procs.values() if p.role == "worker"]
+
+    def signal(self, name: str, signum: int) -> None:
+        """Send ``signum`` to one process (not its children: that is the fault)."""
+        with suppress(ProcessLookupError):
+            os.kill(self.procs[name].pid, signum)
+
+    def restart_worker(self, name: str, **kwargs: object) -> Proc:
+        old = self.procs[name]
+        if old.alive():
+            kill_tree(old.pid, self.grace_s)
+        old.popen.wait()
+        return self.add_worker(name, **kwargs)  # type: ignore[arg-type]
+
+    def stop(self, name: str) -> int:
+        proc = self.procs[name]
+        kill_tree(proc.pid, self.grace_s)
+        return proc.popen.wait()
+
+    def wait_master(self, timeout_s: float) -> int:
+        if self.master is None:
+            raise ClusterError("no master was started")
+        return self.master.wait(timeout_s)
+
+    def dump_stacks(self, wait_s: float = 2.0) -> list[str]:
+        """Ask every live distq process (and its job process) to write its Python stacks
+        into its log; returns the names asked. Waits, bounded, until each log has grown."""
+        asked: dict[str, tuple[Path, int]] = {}
+        for proc in [*self.procs.values(), *self.retired]:
+            if proc.alive():
+                size = proc.log_path.stat().st_size if proc.log_path.exists() else 0
+                for member in _tree(proc.pid):
+                    with suppress(psutil.Error):
+                        member.send_signal(STACKS_SIGNAL)
+                asked[proc.name] = (proc.log_path, size)
+        deadline = time.monotonic() + wait_s
+        while asked and time.monotonic() < deadline:
+            grown = [n for n, (path, size) in asked.items() if path.stat().st_size > size]
+            if len(grown) == len(asked):
+                break
+            time.sleep(0.02)
+        return sorted(asked)
+
+    def teardown(self) -> list[int]:
+        """Kill every process tree of the run, then sweep for escaped tagged processes.
+
+        Returns the pids found by the sweep (processes that escaped the trees)."""
+        for proc in [*self.procs.values(), *self.retired]:
+            if proc.alive():
+                kill_tree(proc.pid, self.grace_s)
+            with suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(timeout=self.grace_s)
+        return sweep(self.tag)

@@ -1,0 +1,85 @@
+"""Follow JSON-lines event logs while they are being written.
+
+A follower keeps a byte offset per file and hands out only complete lines, so a reader
+never sees half an event; triggers and waits are built on it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EventFollower", "WaitTimeout"]
+
+Event = dict[str, Any]
+
+
+class WaitTimeout(TimeoutError):
+    """A bounded wait ran out; the message says what was awaited."""
+
+
+class EventFollower:
+    """Incrementally reads one event log; ``events`` holds everything seen so far."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.events: list[Event] = []
+        self._offset = 0
+        self._partial = b""
+
+    def poll(self) -> list[Event]:
+        """Read what was appended since the last call; returns the new events."""
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        fresh: list[Event] = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(event, dict):
+                fresh.append(event)
+        self.events.extend(fresh)
+        return fresh
+
+    def wait_for(
+        self,
+        predicate: Callable[[Event], bool],
+        timeout_s: float,
+        what: str,
+        *,
+        alive: Callable[[], bool] | None = None,
+        poll_s: float = 0.01,
+    ) -> Event:
+        """Block until an event matching ``predicate`` has been written (already seen ones
+        count). Raises WaitTimeout after ``timeout_s``, or at once when ``alive`` says the
+        writer is gone and no match arrived."""
+        for event in self.events:
+            if predicate(event):
+                return event
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for event in self.poll():
+                if predicate(event):
+                    return event
+            if alive is not None and not alive():
+                for event in self.poll():
+                    if predicate(event):
+                        return event
+                raise WaitTimeout(f"{what}: the process writing {self.path.name} exited first")
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(f"{what}: not seen in {self.path.name} within {timeout_s:g} s")
+            time.sleep(poll_s)

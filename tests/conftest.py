@@ -1,0 +1,52 @@
+"""Shared fixtures: every test is checked for processes it left behind."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+
+import psutil
+import pytest
+
+LEAK_ENV = "DISTQ_TEST_MARK"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _marked(mark: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        with suppress(psutil.Error):
+            if proc.pid != os.getpid() and proc.environ().get(LEAK_ENV) == mark:
+                found.append(proc)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail the test if any process it spawned (or their orphans) outlives it.
+
+    Every child inherits a per-test mark in its environment; after the test, marked
+    processes get a bounded moment to finish exiting, then are killed and reported.
+    """
+    mark = secrets.token_hex(8)
+    monkeypatch.setenv(LEAK_ENV, mark)
+    # Test-only task modules (tests/tasks.py) must be importable by spawned workers.
+    path = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO_ROOT), path) if p))
+    yield
+    deadline = time.monotonic() + 5.0
+    survivors = _marked(mark)
+    while survivors and time.monotonic() < deadline:
+        time.sleep(0.05)
+        survivors = _marked(mark)
+    if survivors:
+        described = []
+        for proc in survivors:
+            with suppress(psutil.Error):
+                described.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+                proc.kill()
+        pytest.fail("processes left behind:\n" + "\n".join(described), pytrace=False)

@@ -1,0 +1,151 @@
+"""User mistakes get one line and exit 2; help lists every option."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distq.cli import build_parser
+
+pytestmark = pytest.mark.processes
+
+
+def distq(
+    *args: str, key: str | None = "k", timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DISTQ_AUTHKEY"}
+    if key is not None:
+        env["DISTQ_AUTHKEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "distq", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout_s,
+    )
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], code: int, expected: str) -> None:
+    assert done.returncode == code, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_authkey(tmp_path: Path) -> None:
+    one_line_error(
+        distq("master", "--task", "square", key=None), 2, "no authkey: set DISTQ_AUTHKEY"
+    )
+
+
+def test_empty_authkey() -> None:
+    one_line_error(
+        distq("worker", "--connect", "127.0.0.1:1", key=""), 2, "DISTQ_AUTHKEY is set but empty"
+    )
+
+
+def test_authkey_is_never_accepted_on_argv() -> None:
+    one_line_error(
+        distq("master", "--task", "square", "--authkey", "x"),
+        2,
+        "the authkey is never taken from the command line",
+    )
+
+
+def test_empty_authkey_file(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("\n")
+    one_line_error(
+        distq("master", "--task", "square", "--authkey-file", str(key)),
+        2,
+        f"--authkey-file {key} is empty",
+    )
+
+
+def test_unreadable_jobs_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.jsonl"
+    one_line_error(
+        distq("master", "--jobs", str(missing)), 2, f"cannot read --jobs {missing}: No such file"
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", ":2: not JSON"),
+        ("[1, 2]", ":2: expected a JSON object, got list"),
+        ('{"task": "square", "argz": [1]}', ":2: unknown key 'argz'"),
+        ('{"args": [1]}', ":2: 'task' must be a non-empty string"),
+        ('{"task": "square", "args": 3}', ":2: 'args' must be a list, got 3"),
+        (
+            '{"task": "square", "time_limit_s": -1}',
+            ":2: 'time_limit_s' must be a number > 0, got -1",
+        ),
+        ('{"task": "square", "id": 0}', ":2: duplicate job id 0"),
+    ],
+)
+def test_malformed_jobs_file(tmp_path: Path, line: str, message: str) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"task": "square", "args": [1], "id": 0}) + "\n" + line + "\n")
+    one_line_error(distq("master", "--jobs", str(jobs)), 2, f"{jobs}{message}")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["master"], "one of the arguments --jobs --task is required"),
+        (["master", "--task", "square", "--lease-timeout-s", "0"], "'0' must be > 0"),
+        (["master", "--task", "square", "--max-attempts", "x"], "'x' is not a whole number"),
+        (["worker"], "the following arguments are required: --connect"),
+        (["worker", "--connect", "localhost"], "is not HOST:PORT"),
+        (["worker", "--connect", "127.0.0.1:99999"], "out of range"),
+        (["bogus"], "invalid choice: 'bogus'"),
+    ],
+)
+def test_bad_options(args: list[str], message: str) -> None:
+    one_line_error(distq(*args), 2, message)
+
+
+def test_non_loopback_bind_needs_a_strong_key() -> None:
+    one_line_error(
+        distq("master", "--task", "square", "--host", "0.0.0.0", key="short"),
+        2,
+        "refusing to bind 0.0.0.0",
+    )
+
+
+def test_nothing_listening(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = distq("worker", "--connect", f"127.0.0.1:{port}", "--connect-timeout-s", "0.5")
+    one_line_error(done, 4, f"no master at 127.0.0.1:{port} after 0.5 s")
+
+
+def test_help_lists_every_option() -> None:
+    parser = build_parser()
+    for command in ("master", "worker", "demo"):
+        done = distq(command, "--help")
+        assert done.returncode == 0
+        sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+        for action in sub._actions:
+            for flag in action.option_strings:
+                assert flag in done.stdout, f"{command} --help lacks {flag}"
+    top = distq("--help")
+    assert "exit codes:" in top.stdout and "DISTQ_AUTHKEY" in top.stdout
+
+
+def test_demo_accounts_for_every_job() -> None:
+    done = distq("demo", "--jobs", "60", "--workers", "3", key=None, timeout_s=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = done.stdout.strip().splitlines()[-1]
+    assert summary.startswith("60 jobs, 60 results, 0 lost, 0 duplicated, ")
+    assert "SIGKILL worker-" in done.stdout
