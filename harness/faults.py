@@ -1,0 +1,308 @@
+"""Fault actions, their triggers and targets, and the injector that fires them.
+
+Triggers follow the event logs as they are written: after T seconds, when job N is
+leased / started / completed, when K results are in, when batch k closes. Targets are a
+named worker, ``holder`` (the worker holding the trigger's job) or ``random`` (from the
+run's seed). Every fault injected is written as a ``fault`` event of the harness, with
+what the checkers need to tell whether it hit its window (``expect``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from multiprocessing.context import AuthenticationError
+from typing import Any
+
+from distq.events import EventLog
+from distq.protocol import ClientSettings, authenticated_client, parse_address
+from harness.cluster import Cluster
+from harness.follow import EventFollower
+
+__all__ = [
+    "ACTIONS",
+    "TRIGGERS",
+    "Fault",
+    "FaultInjector",
+    "Trigger",
+    "run_until",
+]
+
+#: Trigger kinds and what their value means.
+TRIGGERS = {
+    "after_s": "seconds since the master was ready",
+    "job_leased": "job id: when the master leases it (first time)",
+    "job_started": "job id: when a worker starts running it",
+    "job_completed": "job id: when the master accepts its result",
+    "results": "count: when this many results have been accepted",
+    "batch_closed": "batch index: when every job of the batch is terminal",
+}
+
+#: Actions and whether they take a worker target.
+ACTIONS = {
+    "kill": True,  # SIGKILL the worker
+    "terminate": True,  # SIGTERM the worker
+    "pause": True,  # SIGSTOP; SIGCONT after duration_s (if given)
+    "resume": True,  # SIGCONT
+    "restart": True,  # stop the worker's tree, start a worker of the same name
+    "add_worker": False,  # start one more worker
+    "kill_master": False,  # SIGKILL the master
+    "restart_master": False,  # SIGKILL the master and start a fresh one (no persistence)
+    "wrong_key_worker": False,  # start a worker whose authkey is wrong
+    "idle_sockets": False,  # open `count` connections that never answer the handshake
+    "garbage": False,  # `count` connections that send random bytes
+    "bad_handshakes": False,  # `count` handshakes with a wrong key, from the harness
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    kind: str
+    value: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in TRIGGERS:
+            raise ValueError(
+                f"unknown trigger {self.kind!r} (expected one of {', '.join(TRIGGERS)})"
+            )
+
+    @property
+    def job(self) -> int | None:
+        return int(self.value) if self.kind.startswith("job_") else None
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    when: Trigger
+    do: str
+    target: str = "random"
+    count: int = 1
+    duration_s: float | None = None
+    expect: str | None = None  # "holder" | "outlast_lease" | None; derived when None
+
+    def __post_init__(self) -> None:
+        if self.do not in ACTIONS:
+            raise ValueError(
+                f"unknown fault action {self.do!r} (expected one of {', '.join(ACTIONS)})"
+            )
+
+    @property
+    def expected(self) -> str | None:
+        if self.expect is not None:
+            return self.expect
+        if self.target == "holder" and self.do in ("kill", "terminate", "pause", "restart"):
+            return "holder"
+        return None
+
+
+@dataclass(slots=True)
+class _Tracker:
+    """What the injector knows from the logs so far: holders, results, batches."""
+
+    holder: dict[int, str] = field(default_factory=dict)
+    leased: set[int] = field(default_factory=set)
+    started: dict[int, str] = field(default_factory=dict)
+    completed: set[int] = field(default_factory=set)
+    results: int = 0
+    closed_batches: set[int] = field(default_factory=set)
+
+    def master_event(self, event: dict[str, Any]) -> None:
+        ev, job = event.get("ev"), event.get("job")
+        if ev == "leased" and isinstance(job, int):
+            self.holder[job] = str(event["worker"])
+            self.leased.add(job)
+        elif ev in ("result_accepted", "dead") and isinstance(job, int):
+            self.holder.pop(job, None)
+            self.completed.add(job)
+            self.results += 1
+        elif ev in ("attempt_failed", "requeued") and isinstance(job, int):
+            self.holder.pop(job, None)
+        elif ev == "batch_closed":
+            self.closed_batches.add(int(event["batch"]))
+
+    def worker_event(self, event: dict[str, Any]) -> None:
+        job = event.get("job")
+        if event.get("ev") == "started" and isinstance(job, int):
+            self.started.setdefault(job, str(event.get("src")))
+
+    def fired(self, trigger: Trigger, elapsed_s: float) -> bool:
+        kind, value = trigger.kind, trigger.value
+        if kind == "after_s":
+            return elapsed_s >= value
+        if kind == "job_leased":
+            return int(value) in self.leased
+        if kind == "job_started":
+            return int(value) in self.started
+        if kind == "job_completed":
+            return int(value) in self.completed
+        if kind == "results":
+            return self.results >= value
+        return int(value) in self.closed_batches  # batch_closed
+
+
+class FaultInjector:
+    """Fires a fault plan against a running cluster; call ``step()`` in a loop."""
+
+    def __init__(self, cluster: Cluster, faults: list[Fault], seed: int, log: EventLog) -> None:
+        self.cluster = cluster
+        self.faults = faults
+        self.pending = list(enumerate(faults))
+        self.rng = random.Random(seed)
+        self.log = log
+        self.tracker = _Tracker()
+        self.ready_at = time.monotonic()
+        self._worker_logs: dict[str, EventFollower] = {}
+        self._resumes: list[tuple[float, int, str]] = []  # (when, fault index, worker)
+        self._sockets: list[socket.socket] = []
+        self._wrong_key_workers = 0
+
+    @property
+    def done(self) -> bool:
+        return not self.pending and not self._resumes
+
+    def step(self) -> None:
+        for event in self.cluster.master_events.poll():
+            self.tracker.master_event(event)
+        for proc in self.cluster.workers():
+            follower = self._worker_logs.get(proc.name)
+            if follower is None or follower.path != proc.events_path:
+                follower = self._worker_logs[proc.name] = EventFollower(proc.events_path)
+            for event in follower.poll():
+                self.tracker.worker_event(event)
+        now = time.monotonic()
+        for when, index, worker in list(self._resumes):
+            if now >= when:
+                self._resumes.remove((when, index, worker))
+                self.cluster.signal(worker, signal.SIGCONT)
+                self.log.write("fault", fault=index, action="resume", target=worker, scheduled=True)
+        elapsed = now - self.ready_at
+        for index, fault in list(self.pending):
+            if self.tracker.fired(fault.when, elapsed):
+                self.pending.remove((index, fault))
+                self._fire(index, fault)
+
+    def close(self) -> None:
+        """Resume anything still paused and close the harness's raw sockets."""
+        for _, _, worker in self._resumes:
+            self.cluster.signal(worker, signal.SIGCONT)
+        self._resumes.clear()
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def _resolve(self, fault: Fault) -> str | None:
+        live = sorted(
+            p.name
+            for p in self.cluster.workers()
+            if p.alive() and not p.name.startswith("intruder")
+        )
+        if fault.target == "holder":
+            job = fault.when.job
+            if job is None:
+                return None
+            if fault.when.kind == "job_started":
+                return self.tracker.started.get(job)
+            return self.tracker.holder.get(job)
+        if fault.target == "random":
+            return self.rng.choice(live) if live else None
+        return fault.target
+
+    def _fire(self, index: int, fault: Fault) -> None:
+        record: dict[str, Any] = {
+            "fault": index,
+            "action": fault.do,
+            "trigger": {fault.when.kind: fault.when.value},
+        }
+        if fault.expected is not None:
+            record["expect"] = fault.expected
+        if ACTIONS[fault.do]:
+            target = self._resolve(fault)
+            if target is None or target not in self.cluster.procs:
+                self.log.write("fault", target=target, missed="no such worker", **record)
+                return
+            record["target"] = target
+            record["target_pid"] = self.cluster.procs[target].pid
+            # Record before acting: the history must show the fault before its effects.
+            self.log.write("fault", **record)
+            self._act_on_worker(index, fault, target)
+            return
+        self.log.write("fault", **record)
+        self._act_on_cluster(fault)
+
+    def _act_on_worker(self, index: int, fault: Fault, target: str) -> None:
+        cluster = self.cluster
+        if fault.do == "kill":
+            cluster.signal(target, signal.SIGKILL)
+        elif fault.do == "terminate":
+            cluster.signal(target, signal.SIGTERM)
+        elif fault.do == "pause":
+            cluster.signal(target, signal.SIGSTOP)
+            if fault.duration_s is not None:
+                self._resumes.append((time.monotonic() + fault.duration_s, index, target))
+        elif fault.do == "resume":
+            cluster.signal(target, signal.SIGCONT)
+        elif fault.do == "restart":
+            cluster.restart_worker(target)
+
+    def _act_on_cluster(self, fault: Fault) -> None:
+        cluster = self.cluster
+        assert cluster.address is not None
+        if fault.do == "add_worker":
+            for _ in range(fault.count):
+                cluster.add_worker()
+        elif fault.do in ("kill_master", "restart_master"):
+            assert cluster.master is not None
+            cluster.signal("master", signal.SIGKILL)
+            cluster.master.popen.wait()
+            if fault.do == "restart_master":
+                cluster.start_master()
+        elif fault.do == "wrong_key_worker":
+            for _ in range(fault.count):
+                self._wrong_key_workers += 1
+                name = f"intruder-{self._wrong_key_workers}"
+                cluster.add_worker(name, authkey=os.urandom(16).hex().encode())
+        elif fault.do == "idle_sockets":
+            for _ in range(fault.count):
+                with suppress(OSError):
+                    self._sockets.append(
+                        socket.create_connection(parse_address(cluster.address), timeout=5)
+                    )
+        elif fault.do == "garbage":
+            for _ in range(fault.count):
+                with (
+                    suppress(OSError),
+                    socket.create_connection(parse_address(cluster.address), timeout=5) as sock,
+                ):
+                    sock.sendall(self.rng.randbytes(self.rng.randint(1, 512)))
+        elif fault.do == "bad_handshakes":
+            ClientSettings.handshake_timeout_s = 5.0
+            for _ in range(fault.count):
+                with suppress(AuthenticationError, OSError, EOFError):
+                    authenticated_client(
+                        parse_address(cluster.address), authkey=os.urandom(16)
+                    ).close()
+
+
+def run_until(
+    injector: FaultInjector,
+    finished: Callable[[], bool],
+    bound_s: float,
+    poll_s: float = 0.01,
+) -> bool:
+    """Step the injector until ``finished()`` or the bound; True when finished in time."""
+    deadline = time.monotonic() + bound_s
+    while time.monotonic() < deadline:
+        injector.step()
+        if finished():
+            injector.step()
+            return True
+        time.sleep(poll_s)
+    return False

@@ -1,0 +1,121 @@
+"""Run one cluster under a fault plan, within a bound, and judge its history.
+
+This is the one place that strings the harness together: spawn (cluster), break
+(faults), record (history) and check (checks). A scenario file, a Hypothesis example and
+a hand-written test all become a ``RunSpec``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distq.events import EventLog
+from harness.checks import Verdict, judge
+from harness.cluster import Cluster
+from harness.faults import Fault, FaultInjector, run_until
+from harness.history import History
+
+__all__ = ["RunResult", "RunSpec", "run"]
+
+#: How long workers get to notice the end of the run and exit on their own.
+WORKER_EXIT_GRACE_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """Everything one run needs. ``master_args`` describe the jobs and the queue."""
+
+    master_args: tuple[str, ...]
+    workers: int = 2
+    worker_args: tuple[str, ...] = ()
+    faults: tuple[Fault, ...] = ()
+    seed: int = 0
+    bound_s: float = 60.0
+    checks: tuple[str, ...] = ("exactly_once", "correct_values")
+    lease_timeout_s: float | None = None
+    command: tuple[str, ...] | None = None  # the system under test; default: distq
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_dir: Path
+    verdict: Verdict
+    history: History
+    timed_out: bool
+    elapsed_s: float
+    exit_codes: dict[str, int | None]
+    log_tails: dict[str, str]
+    stacks_dumped: tuple[str, ...] = ()
+
+    def report(self) -> str:
+        """The verdict, each violation with its history lines, and each process's log tail."""
+        parts = [self.verdict.report(self.history)]
+        for name, tail in sorted(self.log_tails.items()):
+            if tail.strip():
+                parts.append(
+                    f"--- last lines of {name}.log (exit {self.exit_codes.get(name)}) ---\n{tail}"
+                )
+        parts.append(f"run directory: {self.run_dir}")
+        return "\n".join(parts)
+
+
+def _all_done(cluster: Cluster) -> bool:
+    """The run is over when the master has exited and every worker has too."""
+    if cluster.master is None or cluster.master.alive():
+        return False
+    return not any(proc.alive() for proc in cluster.workers())
+
+
+def run(spec: RunSpec, run_dir: Path) -> RunResult:
+    run_dir = Path(run_dir)
+    started = time.monotonic()
+    timed_out = False
+    dumped: list[str] = []
+    with Cluster(run_dir, spec.master_args, command=spec.command) as cluster:
+        log = EventLog(run_dir / "harness.events.jsonl", "harness", cluster.epoch)
+        try:
+            for _ in range(spec.workers):
+                cluster.add_worker(extra_args=spec.worker_args)
+            injector = FaultInjector(cluster, list(spec.faults), spec.seed, log)
+            try:
+                finished = run_until(injector, lambda: _master_done(cluster), spec.bound_s)
+                if finished:
+                    # Workers notice the end (or a lost master) on their own, within a grace.
+                    finished = run_until(injector, lambda: _all_done(cluster), WORKER_EXIT_GRACE_S)
+            finally:
+                injector.close()
+            if not finished:
+                timed_out = True
+                dumped = cluster.dump_stacks()
+                log.write("hang", bound_s=spec.bound_s, stacks=dumped)
+        finally:
+            elapsed = time.monotonic() - started
+            exit_codes = {name: proc.returncode for name, proc in cluster.procs.items()}
+            log.write(
+                "run_finished",
+                elapsed_s=round(elapsed, 3),
+                bound_s=spec.bound_s,
+                timed_out=timed_out,
+                exit_codes=exit_codes,
+            )
+            log.close()
+    # Teardown is done: every log is complete.
+    exit_codes = {name: proc.returncode for name, proc in cluster.procs.items()}
+    tails = {name: proc.log_tail(15) for name, proc in cluster.procs.items()}
+    history = History.load_run(run_dir)
+    context: dict[str, Any] = {"bound_s": spec.bound_s, "exit_codes": exit_codes, **spec.context}
+    if spec.lease_timeout_s is not None:
+        context["lease_timeout_s"] = spec.lease_timeout_s
+    verdict = judge(history, spec.checks, **context)
+    return RunResult(
+        run_dir, verdict, history, timed_out, elapsed, exit_codes, tails, tuple(dumped)
+    )
+
+
+def _master_done(cluster: Cluster) -> bool:
+    """The master exited (and was not replaced by a restart still starting up)."""
+    return cluster.master is not None and not cluster.master.alive()
