@@ -234,6 +234,14 @@ class FaultInjector:
             self.log.write("fault", **record)
             self._act_on_worker(index, fault, target)
             return
+        record["count"] = fault.count
+        if fault.do == "wrong_key_worker":
+            for _ in range(fault.count):  # one event per intruder, named, for the auth check
+                self._wrong_key_workers += 1
+                name = f"intruder-{self._wrong_key_workers}"
+                self.log.write("fault", **{**record, "count": 1, "target": name})
+                self.cluster.add_worker(name, authkey=os.urandom(16).hex().encode())
+            return
         self.log.write("fault", **record)
         self._act_on_cluster(fault)
 
@@ -264,11 +272,6 @@ class FaultInjector:
             cluster.master.popen.wait()
             if fault.do == "restart_master":
                 cluster.start_master()
-        elif fault.do == "wrong_key_worker":
-            for _ in range(fault.count):
-                self._wrong_key_workers += 1
-                name = f"intruder-{self._wrong_key_workers}"
-                cluster.add_worker(name, authkey=os.urandom(16).hex().encode())
         elif fault.do == "idle_sockets":
             for _ in range(fault.count):
                 with suppress(OSError):

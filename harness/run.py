@@ -107,7 +107,12 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     exit_codes = {name: proc.returncode for name, proc in cluster.procs.items()}
     tails = {name: proc.log_tail(15) for name, proc in cluster.procs.items()}
     history = History.load_run(run_dir)
-    context: dict[str, Any] = {"bound_s": spec.bound_s, "exit_codes": exit_codes, **spec.context}
+    context: dict[str, Any] = {
+        "bound_s": spec.bound_s,
+        "exit_codes": exit_codes,
+        "faults_planned": len(spec.faults),
+        **spec.context,
+    }
     if spec.lease_timeout_s is not None:
         context["lease_timeout_s"] = spec.lease_timeout_s
     verdict = judge(history, spec.checks, **context)

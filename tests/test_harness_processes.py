@@ -1,0 +1,279 @@
+"""The harness against real processes: faults are detected, and broken queues fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.faults import Fault, Trigger
+from harness.run import RunSpec, run
+
+pytestmark = pytest.mark.processes
+
+ALL_CHECKS = ("exactly_once", "correct_values", "fault_coverage", "liveness")
+BROKEN = (sys.executable, "-m", "tests.broken_distq")
+
+
+def square_jobs(path: Path, count: int, delay_s: float) -> Path:
+    path.write_text(
+        "".join(json.dumps({"task": "square", "args": [i, delay_s]}) + "\n" for i in range(count))
+    )
+    return path
+
+
+def test_kill_of_the_worker_holding_job_n_is_detected_and_passes(tmp_path: Path) -> None:
+    jobs = square_jobs(tmp_path / "jobs.jsonl", 30, 0.05)
+    spec = RunSpec(
+        master_args=("--jobs", str(jobs), "--lease-timeout-s", "30"),
+        workers=3,
+        faults=(Fault(Trigger("job_started", 5), "kill", "holder"),),
+        checks=ALL_CHECKS,
+    )
+    result = run(spec, tmp_path / "run")
+    assert result.verdict.status == "pass", result.report()
+    killed = result.history.faults()[0]
+    assert killed.get("expect") == "holder"
+    lost = result.history.select("worker_lost", worker=killed.get("target"))
+    assert lost and 5 in lost[0].get("jobs")
+    assert result.exit_codes[killed.get("target")] == -signal.SIGKILL
+
+
+def test_pause_past_the_lease_passes_with_one_duplicate_dropped(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(
+        json.dumps({"task": "sleep", "args": [0.5, "held"]})
+        + "\n"
+        + "".join(json.dumps({"task": "square", "args": [i, 0.2]}) + "\n" for i in range(1, 12))
+    )
+    spec = RunSpec(
+        master_args=("--jobs", str(jobs), "--lease-timeout-s", "1"),
+        workers=2,
+        worker_args=("--prefetch", "1"),
+        faults=(
+            Fault(
+                Trigger("job_started", 0), "pause", "holder", duration_s=3.0, expect="outlast_lease"
+            ),
+        ),
+        checks=ALL_CHECKS,
+        lease_timeout_s=1.0,
+    )
+    result = run(spec, tmp_path / "run")
+    assert result.verdict.status == "pass", result.report()
+    dropped = result.history.select("duplicate_dropped")
+    assert [event.job for event in dropped] == [0]
+
+
+def test_wrong_key_workers_are_rejected_and_counted(tmp_path: Path) -> None:
+    jobs = square_jobs(tmp_path / "jobs.jsonl", 40, 0.02)
+    spec = RunSpec(
+        master_args=(
+            "--jobs",
+            str(jobs),
+        ),
+        workers=2,
+        faults=(
+            Fault(Trigger("after_s", 0.0), "wrong_key_worker", count=3),
+            Fault(Trigger("results", 10), "bad_handshakes", count=5),
+        ),
+        checks=(*ALL_CHECKS, "auth"),
+    )
+    result = run(spec, tmp_path / "run")
+    assert result.verdict.status == "pass", result.report()
+    assert len(result.history.select("auth_rejected")) == 3 + 5
+    assert [result.exit_codes[f"intruder-{i}"] for i in (1, 2, 3)] == [3, 3, 3]
+
+
+def test_handshake_flood_leaves_the_master_serving_with_bounded_threads_and_fds(
+    tmp_path: Path,
+) -> None:
+    from distq.events import EventLog
+    from harness.cluster import Cluster
+    from harness.faults import FaultInjector
+
+    jobs = square_jobs(tmp_path / "jobs.jsonl", 20, 0.05)
+    with Cluster(tmp_path / "run", ["--jobs", str(jobs), "--handshake-timeout-s", "1"]) as cluster:
+        assert cluster.master is not None
+        master = psutil.Process(cluster.master.pid)
+        threads_before, fds_before = master.num_threads(), master.num_fds()
+        log = EventLog(tmp_path / "run" / "harness.events.jsonl", "harness", cluster.epoch)
+        plan = [
+            Fault(Trigger("after_s", 0), "idle_sockets", count=50),
+            Fault(Trigger("after_s", 0), "bad_handshakes", count=200),
+            Fault(Trigger("after_s", 0), "garbage", count=20),
+        ]
+        injector = FaultInjector(cluster, plan, seed=1, log=log)
+        injector.step()
+        peak_threads = master.num_threads()
+        peak_fds = master.num_fds()
+        for _ in range(2):
+            cluster.add_worker()
+        assert cluster.wait_master(60) == 0
+        injector.close()
+        log.close()
+        # The idle sockets were dropped after the 1 s handshake timeout, not held forever.
+    events = [
+        json.loads(line)
+        for line in (tmp_path / "run" / "master.events.jsonl").read_text().splitlines()
+    ]
+    assert sum(e["ev"] == "handshake_timeout" for e in events) == 50
+    assert sum(e["ev"] == "auth_rejected" for e in events) == 220
+    assert sum(e["ev"] == "result_accepted" for e in events) == 20
+    # Bounded: at most one thread per pending handshake (the master caps them at 128).
+    assert peak_threads <= threads_before + 128 + 8
+    assert peak_fds <= fds_before + 128 + 60
+
+
+@pytest.mark.parametrize(
+    ("variant", "faults", "check", "job"),
+    [
+        ("wrong-value", (), "correct_values", 7),
+        (
+            "no-dedup",
+            (
+                Fault(
+                    Trigger("job_started", 3),
+                    "pause",
+                    "holder",
+                    duration_s=2.5,
+                    expect="outlast_lease",
+                ),
+            ),
+            "exactly_once",
+            3,
+        ),
+        ("never-requeue", (Fault(Trigger("job_started", 5), "kill", "holder"),), "exactly_once", 5),
+        ("batch-early", (), "batch_barrier", None),
+    ],
+)
+def test_a_broken_queue_gets_a_fail_verdict_naming_the_job(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variant: str,
+    faults: tuple[Fault, ...],
+    check: str,
+    job: int | None,
+) -> None:
+    monkeypatch.setenv("DISTQ_BROKEN", variant)
+    jobs = square_jobs(tmp_path / "jobs.jsonl", 20, 0.1)
+    spec = RunSpec(
+        master_args=("--jobs", str(jobs), "--lease-timeout-s", "1", "--batch-size", "5"),
+        workers=3,
+        worker_args=("--prefetch", "1"),
+        faults=faults,
+        bound_s=12.0,
+        checks=("exactly_once", "correct_values", "batch_barrier", "liveness"),
+        command=BROKEN,
+    )
+    result = run(spec, tmp_path / "run")
+    assert result.verdict.status == "fail", result.report()
+    named = [v for v in result.verdict.violations if v.check == check]
+    assert named, result.report()
+    if job is not None:
+        assert any(job in v.jobs for v in named), result.report()
+        assert any(result.history[line].job == job for v in named for line in v.lines)
+
+
+def test_the_same_run_passes_against_the_real_queue(tmp_path: Path) -> None:
+    jobs = square_jobs(tmp_path / "jobs.jsonl", 20, 0.1)
+    spec = RunSpec(
+        master_args=("--jobs", str(jobs), "--lease-timeout-s", "1", "--batch-size", "5"),
+        workers=3,
+        worker_args=("--prefetch", "1"),
+        faults=(
+            Fault(
+                Trigger("job_started", 3), "pause", "holder", duration_s=2.5, expect="outlast_lease"
+            ),
+            Fault(Trigger("job_started", 5), "kill", "holder"),
+        ),
+        checks=("exactly_once", "correct_values", "batch_barrier", "liveness", "fault_coverage"),
+        lease_timeout_s=1.0,
+    )
+    result = run(spec, tmp_path / "run")
+    assert result.verdict.status == "pass", result.report()
+
+
+def test_a_fault_that_misses_its_window_is_unknown(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(
+        json.dumps({"task": "square", "args": [2]})
+        + "\n"
+        + json.dumps({"task": "sleep", "args": [1.5, "x"]})
+        + "\n"
+    )
+    spec = RunSpec(
+        master_args=(
+            "--jobs",
+            str(jobs),
+        ),
+        workers=2,
+        worker_args=("--prefetch", "1"),
+        # By the time job 0 is complete, nobody holds it: the kill cannot hit a holder.
+        faults=(Fault(Trigger("job_completed", 0), "kill", "holder"),),
+        checks=ALL_CHECKS,
+    )
+    result = run(spec, tmp_path / "run")
+    assert result.verdict.status == "unknown", result.report()
+    assert result.verdict.exit_code == 2
+    assert [v.check for v in result.verdict.unknowns] == ["fault_coverage"]
+
+
+def test_a_run_over_its_bound_dumps_stacks_and_fails_liveness(tmp_path: Path) -> None:
+    spec = RunSpec(
+        master_args=("--task", "hang", "--count", "1", "--args", "[]"),
+        workers=1,
+        bound_s=2.0,
+        checks=("exactly_once", "liveness"),
+    )
+    result = run(spec, tmp_path / "run")
+    assert result.timed_out and result.verdict.status == "fail"
+    assert {"exactly_once", "liveness"} <= {v.check for v in result.verdict.violations}
+    assert "master" in result.stacks_dumped
+    assert "Thread 0x" in (tmp_path / "run" / "master.log").read_text()
+    assert "in hang" in (tmp_path / "run" / "worker-1.log").read_text()  # the job process's stack
+
+
+def test_ctrl_c_mid_run_leaves_no_survivors(tmp_path: Path) -> None:
+    script = (
+        "import sys; from pathlib import Path; from harness.run import RunSpec, run\n"
+        "run(RunSpec(master_args=('--task', 'hang', '--count', '4', '--args', '[]'), workers=2, bound_s=120),"
+        " Path(sys.argv[1]))\n"
+    )
+    run_dir = tmp_path / "run"
+    harness = subprocess.Popen([sys.executable, "-c", script, str(run_dir)], env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 60
+
+        def started() -> bool:
+            log = run_dir / "master.events.jsonl"
+            return (
+                log.exists()
+                and log.read_text().count('"ev":"started"')
+                + sum(
+                    p.read_text().count('"ev":"started"')
+                    for p in run_dir.glob("worker-*.events.jsonl")
+                )
+                >= 2
+            )
+
+        while not started():
+            assert time.monotonic() < deadline, "the run never got going"
+            assert harness.poll() is None, "the harness exited early"
+            time.sleep(0.05)
+        spawned = [p for p in psutil.Process(harness.pid).children(recursive=True)]
+        assert len(spawned) >= 5  # master, 2 workers and their job processes
+        harness.send_signal(signal.SIGINT)
+        harness.wait(timeout=60)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.wait()
+    _, alive = psutil.wait_procs(spawned, timeout=10)
+    assert alive == []
