@@ -1,0 +1,554 @@
+"""Checkers: pure functions from a History to the violations they find, and the verdict.
+
+Each checker takes the history and keyword context (checkers ignore keys they do not
+use) and returns violations that cite job ids and history lines. A violation is either a
+failure of the system or ``unknown``: the run did not exercise what it was meant to (a
+fault missed its window), which is neither a pass nor a fail.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from harness.history import HARNESS, MASTER, RESULTS, History, HistoryEvent, Submission
+
+__all__ = [
+    "CHECKS",
+    "Checker",
+    "Expect",
+    "ExpectedFn",
+    "Verdict",
+    "Violation",
+    "auth",
+    "batch_barrier",
+    "builtin_expected",
+    "correct_values",
+    "exactly_once",
+    "fault_coverage",
+    "judge",
+    "liveness",
+]
+
+Severity = Literal["fail", "unknown"]
+Status = Literal["pass", "fail", "unknown"]
+
+_EXIT_CODES: Mapping[Status, int] = {"pass": 0, "fail": 1, "unknown": 2}
+_REPORT_LINES_PER_VIOLATION = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """What a checker found, with the job ids and history lines behind it."""
+
+    check: str
+    message: str
+    jobs: tuple[int, ...] = ()
+    lines: tuple[int, ...] = ()
+    severity: Severity = "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """``pass``, ``fail`` (violations) or ``unknown`` (faults that missed their window)."""
+
+    status: Status
+    violations: tuple[Violation, ...] = ()
+    unknowns: tuple[Violation, ...] = ()
+    checks: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        return _EXIT_CODES[self.status]
+
+    def report(self, history: History) -> str:
+        """A readable report: each violation, its jobs, and the history lines behind it."""
+        counts = f"{len(self.violations)} violation(s), {len(self.unknowns)} unknown"
+        out = [f"verdict: {self.status} ({counts}; checks: {', '.join(self.checks) or '-'})"]
+        for violation in (*self.violations, *self.unknowns):
+            jobs = f" [jobs {', '.join(map(str, violation.jobs))}]" if violation.jobs else ""
+            out.append(f"{violation.severity} {violation.check}: {violation.message}{jobs}")
+            lines = sorted(set(violation.lines))
+            shown = lines[:_REPORT_LINES_PER_VIOLATION]
+            out.extend("    " + text for text in history.render(shown).splitlines())
+            if len(lines) > len(shown):
+                out.append(f"    ... {len(lines) - len(shown)} more line(s)")
+        return "\n".join(out)
+
+
+class Checker(Protocol):
+    def __call__(self, history: History, /, **context: Any) -> list[Violation]: ...
+
+
+# -- exactly_once ------------------------------------------------------------------------
+
+
+def exactly_once(history: History, /, **_: Any) -> list[Violation]:
+    """Every submitted job has exactly one terminal result; no terminal for unknown ids.
+
+    A ``duplicate_dropped`` is dedup working and fine; two terminal events fail. When the
+    master's results output is in the history, each job must appear there exactly once too.
+    """
+    check = "exactly_once"
+    if not history.select(src=MASTER):
+        return [Violation(check, "no events from the master: its log is missing or empty")]
+    submitted = history.submitted()
+    terminals = history.terminals()
+    found: list[Violation] = []
+    for job, submission in submitted.items():
+        ends = terminals.get(job, ())
+        if not ends:
+            lines = (submission.line, *_lease_lines(history, job))
+            found.append(Violation(check, f"job {job} lost: no terminal result", (job,), lines))
+        elif len(ends) > 1:
+            kinds = ", ".join(f"{end.ev} (#{end.line})" for end in ends)
+            lines = (submission.line, *(end.line for end in ends))
+            found.append(
+                Violation(
+                    check, f"job {job} has {len(ends)} terminal results: {kinds}", (job,), lines
+                )
+            )
+    for job, ends in terminals.items():
+        if job not in submitted:
+            found.append(
+                Violation(
+                    check,
+                    f"job {job} was never submitted but has a terminal result",
+                    (job,),
+                    tuple(end.line for end in ends),
+                )
+            )
+    outputs = history.select("result_output", src=RESULTS)
+    if outputs:
+        found.extend(_output_once(submitted, outputs))
+    return found
+
+
+def _output_once(
+    submitted: Mapping[int, Submission], outputs: Sequence[HistoryEvent]
+) -> list[Violation]:
+    check = "exactly_once"
+    by_job: dict[int | None, list[HistoryEvent]] = {}
+    for output in outputs:
+        by_job.setdefault(output.job, []).append(output)
+    found: list[Violation] = []
+    for job, submission in submitted.items():
+        seen = by_job.get(job, [])
+        if len(seen) != 1:
+            what = "missing from" if not seen else f"{len(seen)} times in"
+            lines = (submission.line, *(output.line for output in seen))
+            found.append(Violation(check, f"job {job} is {what} the results output", (job,), lines))
+    for output_job, seen in by_job.items():
+        if output_job not in submitted:
+            jobs = () if output_job is None else (output_job,)
+            found.append(
+                Violation(
+                    check,
+                    f"results output has a line for job {output_job}, which was never submitted",
+                    jobs,
+                    tuple(output.line for output in seen),
+                )
+            )
+    return found
+
+
+def _lease_lines(history: History, job: int) -> list[int]:
+    lines: list[int] = []
+    for lease in history.leases(job):
+        lines.append(lease.start_line)
+        if lease.end_line is not None:
+            lines.append(lease.end_line)
+    return lines
+
+
+# -- correct_values ----------------------------------------------------------------------
+
+
+class Expect(enum.Enum):
+    """What an ``expected`` function returns when it has no single value to offer."""
+
+    UNKNOWN = "unknown"  # cannot say: skip the job
+    FAILURE = "failure"  # the task cannot succeed on these args: an ok result is wrong
+
+
+ExpectedFn = Callable[[str, tuple[Any, ...]], Any]
+
+
+def _square(n: Any, delay_s: Any = 0.0) -> Any:
+    _ = delay_s > 0  # the real task compares it, so a non-number fails there too
+    return n * n
+
+
+def _sleep(seconds: Any, value: Any = None) -> Any:
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    return seconds if value is None else value
+
+
+def _echo(*args: Any) -> Any:
+    return args[0] if len(args) == 1 else list(args)
+
+
+# Side-effect-free twins of distq's built-in tasks (distq.jobs): the value, without the sleep.
+_PURE_TASKS: Mapping[str, Callable[..., Any]] = {"square": _square, "sleep": _sleep, "echo": _echo}
+_FAILING_TASKS = frozenset({"fail", "crash", "hang"})
+
+
+def builtin_expected(task: str, args: tuple[Any, ...]) -> Any:
+    """The value a built-in task returns for ``args``, or an :class:`Expect`."""
+    if task in _FAILING_TASKS:
+        return Expect.FAILURE
+    function = _PURE_TASKS.get(task)
+    if function is None:
+        return Expect.UNKNOWN
+    try:
+        return function(*args)
+    except Exception:
+        return Expect.FAILURE
+
+
+def correct_values(
+    history: History, /, *, expected: ExpectedFn | None = None, **_: Any
+) -> list[Violation]:
+    """Each accepted ok value (and each ok line of the results output) is the task's value.
+
+    ``expected(task, args)`` is asked first and may return :class:`Expect` members; for
+    ``Expect.UNKNOWN`` the built-in tasks are tried. A failed job is never a violation here:
+    a worker can die on any task.
+    """
+    submitted = history.submitted()
+    found: list[Violation] = []
+    accepted = history.select("result_accepted", src=MASTER)
+    reports = (*accepted, *history.select("result_output", src=RESULTS))
+    for report in reports:
+        job = report.job
+        submission = None if job is None else submitted.get(job)
+        if submission is None or report.get("ok", True) is not True:
+            continue
+        want = expected(submission.task, submission.args) if expected else Expect.UNKNOWN
+        if want is Expect.UNKNOWN:
+            want = builtin_expected(submission.task, submission.args)
+        if want is Expect.UNKNOWN:
+            continue
+        where = "accepted" if report.ev == "result_accepted" else "results output"
+        call = f"{submission.task}({', '.join(map(_short, submission.args))})"
+        lines = (submission.line, report.line)
+        got = report.get("value")
+        if want is Expect.FAILURE:
+            message = f"job {job}: {call} cannot succeed, yet {where} ok value {_short(got)}"
+            found.append(Violation("correct_values", message, (submission.job,), lines))
+        elif not _same(_as_json(want), got):
+            message = f"job {job}: {call} = {_short(want)}, but {where} value {_short(got)}"
+            found.append(Violation("correct_values", message, (submission.job,), lines))
+    return found
+
+
+def _as_json(value: Any) -> Any:
+    """The value as it reads back from an event log (tuples become lists, and so on)."""
+    return json.loads(json.dumps(value, default=repr))
+
+
+def _same(want: Any, got: Any) -> bool:
+    if isinstance(want, float) and isinstance(got, float) and math.isnan(want):
+        return math.isnan(got)
+    return bool(want == got)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# -- batch_barrier -----------------------------------------------------------------------
+
+
+def batch_barrier(history: History, /, **_: Any) -> list[Violation]:
+    """No job of batch k+1 is leased (or the batch opened) before batch k closed.
+
+    Also: no lease of batch k before batch k opened, and no batch closed while one of its
+    jobs still has no terminal result. Violations are grouped per batch and cite both sides.
+    """
+    check = "batch_barrier"
+    submitted = history.submitted()
+    members: dict[int, list[int]] = {}
+    for submission in submitted.values():
+        if submission.batch is not None:
+            members.setdefault(submission.batch, []).append(submission.job)
+    opened: dict[int, HistoryEvent] = {}
+    closed: dict[int, HistoryEvent] = {}
+    terminal: set[int] = set()
+    # (batch, the batch it came too early for, "leased" | "opened") -> (jobs, lines)
+    early: dict[tuple[int, int, str], tuple[list[int], list[int]]] = {}
+    found: list[Violation] = []
+    for event in history.select(src=MASTER):
+        batch = event.get("batch")
+        if event.ev in ("result_accepted", "dead") and event.job is not None:
+            terminal.add(event.job)
+        elif event.ev == "batch_closed" and isinstance(batch, int):
+            closed.setdefault(batch, event)
+            unfinished = sorted(job for job in members.get(batch, ()) if job not in terminal)
+            if unfinished:
+                lines = [event.line, *(submitted[job].line for job in unfinished)]
+                message = f"batch {batch} closed while jobs {_ids(unfinished)} had no result"
+                found.append(Violation(check, message, tuple(unfinished), tuple(lines)))
+        elif event.ev == "batch_opened" and isinstance(batch, int):
+            opened.setdefault(batch, event)
+            for earlier in range(batch):
+                if earlier not in closed:
+                    early.setdefault((batch, earlier, "opened"), ([], [event.line]))
+        elif event.ev == "leased" and event.job is not None:
+            leased_as = submitted.get(event.job)
+            batch = leased_as.batch if leased_as is not None else batch
+            if not isinstance(batch, int):
+                continue
+            if batch not in opened:
+                jobs, lines = early.setdefault((batch, batch, "leased"), ([], []))
+                jobs.append(event.job)
+                lines.append(event.line)
+            for earlier in range(batch):
+                if earlier not in closed:
+                    jobs, lines = early.setdefault((batch, earlier, "leased"), ([], []))
+                    jobs.append(event.job)
+                    lines.append(event.line)
+    for (batch, earlier, kind), (jobs, lines) in sorted(early.items()):
+        if kind == "opened":
+            message = f"batch {batch} opened before batch {earlier} closed"
+        elif earlier == batch:
+            message = f"jobs {_ids(jobs)} of batch {batch} leased before the batch opened"
+        else:
+            message = f"jobs {_ids(jobs)} of batch {batch} leased before batch {earlier} closed"
+        # Cite the other side of the barrier: when it came late, or nothing when it never did.
+        barrier = opened.get(batch) if earlier == batch else closed.get(earlier)
+        other = [] if barrier is None else [barrier.line]
+        if barrier is None:
+            message += " (it never did)"
+        found.append(Violation(check, message, tuple(sorted(set(jobs))), (*lines, *other)))
+    return found
+
+
+def _ids(jobs: Iterable[int]) -> str:
+    return ", ".join(map(str, sorted(set(jobs))))
+
+
+# -- auth --------------------------------------------------------------------------------
+
+#: Harness faults that start a worker with a bad key, and ones that only handshake badly.
+WRONG_KEY_WORKER_ACTIONS = frozenset({"wrong_key_worker", "empty_key_worker"})
+BAD_HANDSHAKE_ACTIONS = frozenset({"bad_handshakes"})
+_SERVED_WORKER_EVENTS = frozenset({"connected", "started", "completed"})
+
+
+def auth(
+    history: History, /, *, wrong_key_workers: Iterable[str] = (), **_: Any
+) -> list[Violation]:
+    """Every wrong-key attempt was rejected, and no wrong-key worker was served.
+
+    Wrong-key workers are named by ``wrong_key_workers`` (the harness knows the names it
+    gave them) and by the ``target`` of ``wrong_key_worker`` / ``empty_key_worker`` faults.
+    The master knows a rejected peer's address, not its name, so rejections are counted:
+    each wrong-key worker and each of a ``bad_handshakes`` fault's ``count`` needs one
+    ``auth_rejected``. An empty key is refused by the worker itself before it connects,
+    so an ``empty_key_worker`` only has to stay unserved.
+    """
+    check = "auth"
+    faults = [fault for fault in history.faults() if not fault.get("missed")]
+    worker_faults = [fault for fault in faults if fault.get("action") in WRONG_KEY_WORKER_ACTIONS]
+    handshake_faults = [fault for fault in faults if fault.get("action") in BAD_HANDSHAKE_ACTIONS]
+    names = set(wrong_key_workers)
+    names.update(str(fault.get("target")) for fault in worker_faults if fault.get("target"))
+    wrong_key_faults = [f for f in worker_faults if f.get("action") == "wrong_key_worker"]
+    needed = max(len(set(wrong_key_workers)), sum(map(_count, wrong_key_faults)))
+    needed += sum(map(_count, handshake_faults))
+    if not names and not needed:
+        message = "no wrong-key attempt was made: nothing showed that a wrong key is refused"
+        return [Violation(check, message, severity="unknown")]
+    found: list[Violation] = []
+    rejections = history.select("auth_rejected", src=MASTER)
+    if len(rejections) < needed:
+        message = f"{needed} wrong-key attempt(s) but only {len(rejections)} auth_rejected"
+        attempts = (*wrong_key_faults, *handshake_faults)
+        lines = (*(fault.line for fault in attempts), *(event.line for event in rejections))
+        found.append(Violation(check, message, (), lines))
+    for name in sorted(names):
+        served = [
+            event
+            for event in history
+            if (event.src == MASTER and event.get("worker") == name)
+            or (event.src == name and event.ev in _SERVED_WORKER_EVENTS)
+        ]
+        if served:
+            jobs = sorted({event.job for event in served if event.job is not None})
+            message = f"wrong-key worker {name!r} was served: {served[0].ev} at t={served[0].t:g}"
+            found.append(Violation(check, message, tuple(jobs), tuple(e.line for e in served)))
+    return found
+
+
+def _count(fault: HistoryEvent) -> int:
+    count = fault.get("count", 1)
+    return count if isinstance(count, int) and count > 0 else 1
+
+
+# -- liveness ----------------------------------------------------------------------------
+
+MASTER_KILL_ACTIONS = frozenset({"kill", "crash", "master_crash", "kill_master"})
+#: Faults aimed at the master without naming it as their target.
+_MASTER_ACTIONS = frozenset({"master_crash", "kill_master", "restart_master"})
+
+
+def liveness(
+    history: History, /, *, master_killed: bool | None = None, **_: Any
+) -> list[Violation]:
+    """The run finished within its bound and the master stopped by itself.
+
+    Uses the harness's ``run_finished`` (``elapsed_s``, ``bound_s``, ``timed_out``).
+    ``master_killed`` says whether the master was killed on purpose (no ``master_stopped``
+    expected); by default it is read from the harness faults that target the master.
+    """
+    check = "liveness"
+    terminals = history.terminals()
+    unfinished = tuple(sorted(job for job in history.submitted() if job not in terminals))
+    # For each unfinished job, the last thing the master recorded about it.
+    last_line = {event.job: event.line for event in history.select(src=MASTER)}
+    last_seen = [last_line[job] for job in unfinished]
+    suffix = f"; {len(unfinished)} job(s) unfinished" if unfinished else ""
+    found: list[Violation] = []
+    timed_out = False
+    finished = history.select("run_finished", src=HARNESS)
+    if not finished:
+        message = "no run_finished event from the harness: the time bound was not recorded"
+        found.append(Violation(check, message, unfinished, tuple(last_seen), "unknown"))
+    else:
+        run = finished[-1]
+        elapsed_s, bound_s = run.get("elapsed_s"), run.get("bound_s")
+        over = isinstance(elapsed_s, int | float) and isinstance(bound_s, int | float)
+        timed_out = run.get("timed_out") is True or (over and elapsed_s > bound_s)
+        if timed_out:
+            message = f"run did not finish within {bound_s} s (elapsed {elapsed_s} s){suffix}"
+            found.append(Violation(check, message, unfinished, (run.line, *last_seen)))
+    if master_killed is None:
+        master_killed = _master_killed(history)
+    # A timed-out run had its master stopped by the harness: one violation is enough.
+    if not (master_killed or timed_out) and not history.select("master_stopped", src=MASTER):
+        message = f"the master never wrote master_stopped and was not killed on purpose{suffix}"
+        found.append(Violation(check, message, unfinished, tuple(last_seen)))
+    return found
+
+
+def _master_killed(history: History) -> bool:
+    """True when the last harness fault aimed at the master killed it."""
+    killed = False
+    for fault in history.faults():
+        action = fault.get("action")
+        if fault.get("target") == MASTER or action in _MASTER_ACTIONS:
+            killed = action in MASTER_KILL_ACTIONS
+    return killed
+
+
+# -- fault_coverage ----------------------------------------------------------------------
+
+
+def fault_coverage(
+    history: History, /, *, faults_planned: int | None = None, **_: Any
+) -> list[Violation]:
+    """Each fault fired and hit its window; a miss is ``unknown``, never a pass.
+
+    A fault event with ``missed`` did not fire. ``expect = "holder"``: the target held a
+    lease when the fault struck. ``expect = "outlast_lease"``: a lease of the target
+    expired after the fault and before the target's next ``resume`` (or the end of the
+    run). ``faults_planned``: how many faults the scenario planned (indices 0..n-1); a
+    planned fault with no event never triggered.
+    """
+    check = "fault_coverage"
+    faults = history.faults()
+    found: list[Violation] = []
+    if faults_planned is not None:
+        fired = {fault.get("fault") for fault in faults if not fault.get("scheduled")}
+        silent = [index for index in range(faults_planned) if index not in fired]
+        if silent:
+            message = f"planned faults {_ids(silent)} never triggered"
+            found.append(Violation(check, message, severity="unknown"))
+    for fault in faults:
+        target = str(fault.get("target") or "-")
+        label = f"fault {fault.get('fault', '?')} ({fault.get('action')} {target})"
+        expect = fault.get("expect")
+        if fault.get("missed"):
+            message = f"{label} did not fire: {fault.get('missed')}"
+            found.append(Violation(check, message, (), (fault.line,), "unknown"))
+        elif expect is None:
+            continue
+        elif expect == "holder":
+            if not history.jobs_held_by(target, fault.t):
+                message = f"{label} expected {target} to hold a lease, it held none"
+                lines = (fault.line, *_nearest_leases(history, target, fault.t))
+                found.append(Violation(check, message, (), lines, "unknown"))
+        elif expect == "outlast_lease":
+            end_t = _resume_t(faults, fault)
+            expired = [
+                event
+                for event in history.select("lease_expired", src=MASTER, worker=target)
+                if fault.t < event.t <= end_t
+            ]
+            if not expired:
+                held = sorted(history.jobs_held_by(target, fault.t))
+                why = f"it held jobs {_ids(held)}" if held else "it held no lease"
+                message = f"{label} expected a lease of {target} to expire before resume ({why})"
+                found.append(Violation(check, message, tuple(held), (fault.line,), "unknown"))
+        else:
+            message = f"{label} has an unknown expect {expect!r} (holder, outlast_lease)"
+            found.append(Violation(check, message, (), (fault.line,), "unknown"))
+    return found
+
+
+def _resume_t(faults: Sequence[HistoryEvent], pause: HistoryEvent) -> float:
+    for fault in faults:
+        if (
+            fault.line > pause.line
+            and fault.get("action") == "resume"
+            and fault.get("target") == pause.get("target")
+        ):
+            return fault.t
+    return math.inf
+
+
+def _nearest_leases(history: History, worker: str, t: float) -> list[int]:
+    """The lines of the worker's last lease that ended before ``t`` and its next one."""
+    leases = [lease for lease in history.leases() if lease.worker == worker]
+    before = [lease for lease in leases if lease.t_end is not None and lease.t_end <= t]
+    after = [lease for lease in leases if lease.t_start > t]
+    lines: list[int] = []
+    if before:
+        last = max(before, key=lambda lease: lease.t_end or 0.0)
+        lines.extend((last.start_line, last.end_line or last.start_line))
+    if after:
+        lines.append(after[0].start_line)
+    return lines
+
+
+# -- the verdict -------------------------------------------------------------------------
+
+CHECKS: Mapping[str, Checker] = {
+    "exactly_once": exactly_once,
+    "correct_values": correct_values,
+    "batch_barrier": batch_barrier,
+    "auth": auth,
+    "liveness": liveness,
+    "fault_coverage": fault_coverage,
+}
+
+
+def judge(history: History, checks: Sequence[str], **context: Any) -> Verdict:
+    """Run the named checks: fail on any violation, else unknown on any miss, else pass."""
+    unknown_names = [name for name in checks if name not in CHECKS]
+    if unknown_names:
+        raise ValueError(f"unknown check {unknown_names[0]!r}; valid checks: {', '.join(CHECKS)}")
+    violations: list[Violation] = []
+    unknowns: list[Violation] = []
+    for name in checks:
+        for violation in CHECKS[name](history, **context):
+            (unknowns if violation.severity == "unknown" else violations).append(violation)
+    status: Status = "fail" if violations else "unknown" if unknowns else "pass"
+    return Verdict(status, tuple(violations), tuple(unknowns), tuple(checks))

@@ -1,0 +1,179 @@
+"""History: merging logs into one order, and the queries the checkers ask."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.history import History, HistoryError
+
+
+def _event(t: float, src: str, ev: str, **fields: Any) -> dict[str, Any]:
+    return {"t": t, "src": src, "ev": ev, **fields}
+
+
+def _write(path: Path, events: list[dict[str, Any]], torn: str = "") -> Path:
+    path.write_text("".join(json.dumps(e) + "\n" for e in events) + torn, encoding="utf-8")
+    return path
+
+
+def test_events_are_ordered_by_time_and_ties_keep_reading_order() -> None:
+    history = History(
+        [
+            _event(0.3, "master", "result_accepted", job=0),
+            _event(0.1, "master", "job_submitted", job=0),
+            _event(0.2, "worker-1", "started", job=0),
+            _event(0.2, "worker-1", "completed", job=0),
+        ]
+    )
+    assert [e.ev for e in history] == ["job_submitted", "started", "completed", "result_accepted"]
+    assert [e.line for e in history] == [0, 1, 2, 3]
+    assert history[2].get("job") == 0 and history[2].job == 0
+    assert history[2].get("missing", "x") == "x"
+    assert history.end_t == pytest.approx(0.3)
+
+
+def test_an_event_without_a_time_is_refused_with_where_it_came_from(tmp_path: Path) -> None:
+    log = _write(tmp_path / "m.events.jsonl", [_event(0.1, "master", "master_ready"), {"ev": "x"}])
+    with pytest.raises(HistoryError, match=r"m\.events\.jsonl: event 2: 't' must be a number"):
+        History.from_files([log])
+
+
+def test_from_files_merges_logs_skips_a_torn_line_and_appends_results(tmp_path: Path) -> None:
+    master = _write(
+        tmp_path / "master.events.jsonl",
+        [
+            _event(0.1, "master", "job_submitted", job=0, task="square", args=[3], batch=None),
+            _event(0.4, "master", "result_accepted", job=0, attempt=1, worker="w", value=9),
+        ],
+    )
+    worker = _write(
+        tmp_path / "w.events.jsonl",
+        [_event(0.2, "w", "started", job=0, attempt=1, worker="w")],
+        torn='{"t":0.3,"src":"w","ev":"compl',
+    )
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps({"job": 0, "ok": True, "value": 9}) + "\n", encoding="utf-8")
+
+    history = History.from_files([master, worker], results_path=results)
+
+    assert [(e.src, e.ev) for e in history] == [
+        ("master", "job_submitted"),
+        ("w", "started"),
+        ("master", "result_accepted"),
+        ("results", "result_output"),
+    ]
+    assert history[3].t == pytest.approx(0.4)
+    assert history[3].get("value") == 9
+
+
+def test_load_run_reads_every_event_log_of_the_directory(tmp_path: Path) -> None:
+    _write(tmp_path / "master.events.jsonl", [_event(0.1, "master", "master_ready")])
+    _write(tmp_path / "worker-1.events.jsonl", [_event(0.2, "worker-1", "connected")])
+    _write(tmp_path / "harness.events.jsonl", [_event(0.3, "harness", "fault", action="kill")])
+    (tmp_path / "master.log").write_text("not events\n", encoding="utf-8")
+    _write(tmp_path / "results.jsonl", [{"job": 0, "ok": True}])
+
+    history = History.load_run(tmp_path)
+    assert [e.src for e in history] == ["master", "worker-1", "harness", "results"]
+    assert [e.src for e in History.load_run(tmp_path, results_name=None)] == [
+        "master",
+        "worker-1",
+        "harness",
+    ]
+    with pytest.raises(HistoryError, match="does not exist"):
+        History.load_run(tmp_path / "nope")
+
+
+def test_submitted_and_terminals_come_from_the_master_only() -> None:
+    history = History(
+        [
+            _event(0.1, "master", "job_submitted", job=0, task="echo", args=["a"], batch=1),
+            _event(0.1, "master", "job_submitted", job=1, task="fail", args=[], batch=None),
+            _event(0.2, "master", "result_accepted", job=0, value="a"),
+            _event(0.3, "master", "dead", job=1, attempts=3, error="boom"),
+            _event(0.3, "worker-1", "result_accepted", job=1),  # not the master: ignored
+        ]
+    )
+    submitted = history.submitted()
+    assert submitted[0].task == "echo" and submitted[0].args == ("a",)
+    assert submitted[0].batch == 1 and submitted[1].batch is None
+    assert {job: [e.ev for e in ends] for job, ends in history.terminals().items()} == {
+        0: ["result_accepted"],
+        1: ["dead"],
+    }
+
+
+def _leased(t: float, job: int, worker: str, attempt: int, lease: int) -> dict[str, Any]:
+    return _event(t, "master", "leased", job=job, attempt=attempt, lease=lease, worker=worker)
+
+
+def test_leases_record_who_held_what_and_how_it_ended() -> None:
+    history = History(
+        [
+            _leased(1.0, 0, "w1", 1, 1),
+            _leased(1.0, 1, "w1", 1, 2),
+            _leased(1.0, 2, "w2", 1, 3),
+            _leased(1.0, 3, "w2", 1, 4),
+            _leased(1.0, 4, "w3", 1, 5),
+            _event(2.0, "master", "result_accepted", job=0, attempt=1, worker="w1", value=0),
+            _event(2.0, "master", "attempt_failed", job=1, attempt=1, reason="JobFailed: x"),
+            _event(3.0, "master", "worker_lost", worker="w2", jobs=[2, 3], reason="closed"),
+            _event(3.0, "master", "attempt_failed", job=2, attempt=1, reason="closed (w2)"),
+            _event(4.0, "master", "lease_expired", job=4, attempt=1, lease=5, worker="w3"),
+            _event(4.0, "master", "attempt_failed", job=4, attempt=1, reason="lease expired"),
+            _leased(5.0, 4, "w1", 2, 6),
+            # The paused w3 wakes up: its late result wins over w1's open lease.
+            _event(6.0, "master", "result_accepted", job=4, attempt=1, worker="w3", value=16),
+            _leased(7.0, 1, "w1", 2, 7),
+        ]
+    )
+    ends = {(lease.job, lease.lease): lease.end for lease in history.leases()}
+    assert ends == {
+        (0, 1): "completed",
+        (1, 2): "failed",
+        (2, 3): "lost",
+        (3, 4): "lost",
+        (4, 5): "expired",
+        (4, 6): "superseded",
+        (1, 7): "open",
+    }
+    lost = history.leases(2)[0]
+    assert (lost.t_start, lost.t_end, lost.worker) == (1.0, 3.0, "w2")
+    assert history[lost.end_line or 0].ev == "worker_lost"
+    assert history.leases(1)[-1].t_end is None and history.leases(1)[-1].end_line is None
+
+    assert history.holder_at(4, 0.5) is None
+    assert history.holder_at(4, 1.0) == "w3"
+    assert history.holder_at(4, 4.0) is None  # the lease ends at its expiry
+    assert history.holder_at(4, 5.5) == "w1"
+    assert history.holder_at(1, 99.0) == "w1"  # still open
+    assert history.jobs_held_by("w2", 2.5) == {2, 3}
+    assert history.jobs_held_by("w2", 3.0) == frozenset()
+    assert history.jobs_held_by("w1", 2.5) == frozenset()
+
+
+def test_select_faults_and_render() -> None:
+    history = History(
+        [
+            _event(0.1, "harness", "fault", fault=0, action="kill", target="worker-2"),
+            _event(0.2, "worker-2", "fault", action="fake"),  # only the harness injects faults
+            _event(0.3, "master", "leased", job=7, worker="worker-1", attempt=1, lease=1),
+            _event(0.4, "master", "attempt_failed", job=7, reason="x " * 100),
+        ]
+    )
+    assert [e.line for e in history.faults()] == [0]
+    assert [e.line for e in history.select("fault")] == [0, 1]
+    assert [e.line for e in history.select(["leased", "attempt_failed"], job=7)] == [2, 3]
+    assert [e.line for e in history.select(worker="worker-1")] == [2]
+    assert history.select(src="nobody") == ()
+    text = history.render([2, 0])
+    assert text.splitlines() == [
+        "#0 t=0.100000 harness fault fault=0 action=kill target=worker-2",
+        "#2 t=0.300000 master leased job=7 worker=worker-1 attempt=1 lease=1",
+    ]
+    long_line = history.render([3])
+    assert long_line.endswith("...") and len(long_line) < 140
