@@ -1,0 +1,384 @@
+"""Throughput of distq against a seed-style BaseManager queue, measured in one run.
+
+distq: a real ``python -m distq master --task square`` and two real workers; the rate is
+N / (READY line -> master exit 0), a window that includes starting the workers, and the
+results file is checked for exactly one correct result per job. Naive: the tutorials' manager serving a task and a result ``queue.Queue``,
+two workers doing one proxied ``get`` and one proxied ``put`` per job; the rate is
+M / (first put -> M results collected). Also reports master spawn -> READY. The last line
+of output is one JSON object; the exit code is non-zero only if a correctness check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import multiprocessing.synchronize
+import os
+import queue
+import secrets
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.managers import BaseManager
+from pathlib import Path
+from typing import Any
+
+HOST = "127.0.0.1"
+WORKERS = 2
+READY_TIMEOUT_S = 30.0
+RUN_TIMEOUT_S = 120.0
+TARGET_RATIO = 10.0
+
+
+class BenchmarkFailed(Exception):
+    """A correctness check failed or a process misbehaved: the figures are not valid."""
+
+
+# -- distq -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DistqRun:
+    jobs: int
+    spawn_to_ready_s: float
+    ready_to_exit_s: float
+
+    @property
+    def jobs_per_s(self) -> float:
+        return self.jobs / self.ready_to_exit_s
+
+
+def _spawn(argv: Sequence[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    # A session of its own: Ctrl-C in the terminal reaches only us, and the whole tree of
+    # one child (a distq worker and its job process) can be killed by its group id.
+    return subprocess.Popen(argv, env=env, start_new_session=True, **kwargs)
+
+
+@contextlib.contextmanager
+def _reaped(procs: list[subprocess.Popen[bytes]]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Kill (by process group) and reap every process in ``procs`` still alive at exit."""
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+
+
+def _read_ready(master: subprocess.Popen[bytes], timeout_s: float) -> str:
+    """Wait for the master's first stdout line, ``READY host:port``; return the address."""
+    assert master.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(master.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout_s):
+            raise BenchmarkFailed(f"the distq master printed nothing within {timeout_s:g} s")
+    line = master.stdout.readline().decode(errors="replace").strip()
+    word, _, address = line.partition(" ")
+    if word != "READY" or not address:
+        raise BenchmarkFailed(f"the distq master's first line is {line!r}, not 'READY host:port'")
+    return address
+
+
+def check_distq_results(path: Path, jobs: int) -> None:
+    """Exactly one line per job id 0..jobs-1, each ok with value id*id; else raise."""
+    seen: set[int] = set()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if len(lines) != jobs:
+        raise BenchmarkFailed(f"{path}: {len(lines)} result lines, expected {jobs}")
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BenchmarkFailed(f"{path}:{number}: not JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise BenchmarkFailed(f"{path}:{number}: not a JSON object: {line!r}")
+        job_id = record.get("job")
+        if not isinstance(job_id, int) or not 0 <= job_id < jobs:
+            raise BenchmarkFailed(f"{path}:{number}: unexpected job id {job_id!r}")
+        if job_id in seen:
+            raise BenchmarkFailed(f"{path}:{number}: job {job_id} has a second result")
+        seen.add(job_id)
+        if record.get("ok") is not True or record.get("value") != job_id * job_id:
+            raise BenchmarkFailed(
+                f"{path}:{number}: job {job_id} gave ok={record.get('ok')!r} "
+                f"value={record.get('value')!r}, expected value {job_id * job_id}"
+            )
+
+
+class _Watchdog:
+    """Kills the master if the run overstays ``timeout_s`` or every worker has died."""
+
+    def __init__(
+        self,
+        master: subprocess.Popen[bytes],
+        workers: list[subprocess.Popen[bytes]],
+        timeout_s: float,
+    ) -> None:
+        self.reason: str | None = None
+        self._master = master
+        self._workers = workers
+        self._give_up_at = time.monotonic() + timeout_s
+        self._timeout_s = timeout_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.1):
+            codes = [worker.poll() for worker in self._workers]
+            if time.monotonic() >= self._give_up_at:
+                self.reason = f"the distq master did not finish within {self._timeout_s:g} s"
+            elif all(code is not None for code in codes) and any(codes):
+                self.reason = f"every distq worker exited (codes {codes}) before the master"
+            else:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                self._master.kill()
+            return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def run_distq(jobs: int) -> DistqRun:
+    env = dict(os.environ)
+    env["DISTQ_AUTHKEY"] = secrets.token_hex(16)  # the key goes in the environment, never argv
+    env.pop("DISTQ_T0", None)
+    with tempfile.TemporaryDirectory(prefix="distq-bench-") as workdir, _reaped([]) as procs:
+        results = Path(workdir) / "results.jsonl"
+        master_err = Path(workdir) / "master.err"
+        master_cmd = [sys.executable, "-m", "distq", "master", "--task", "square"]
+        master_cmd += ["--count", str(jobs), "--results", str(results), "--host", HOST]
+        with open(master_err, "wb") as err:
+            spawned_at = time.perf_counter()
+            master = _spawn(master_cmd, env, stdout=subprocess.PIPE, stderr=err)
+        procs.append(master)
+        address = _read_ready(master, READY_TIMEOUT_S)
+        ready_at = time.perf_counter()
+        if not address.startswith(f"{HOST}:"):
+            raise BenchmarkFailed(f"the distq master listens on {address}, not on {HOST}")
+        for index in range(WORKERS):
+            worker_cmd = [sys.executable, "-m", "distq", "worker", "--connect", address]
+            worker_cmd += ["--name", f"bench-{index}"]
+            with open(Path(workdir) / f"worker-{index}.err", "wb") as err:
+                procs.append(_spawn(worker_cmd, env, stdout=subprocess.DEVNULL, stderr=err))
+        watchdog = _Watchdog(master, procs[1:], RUN_TIMEOUT_S)
+        try:
+            code = master.wait()  # blocking: Popen.wait(timeout) would poll up to 50 ms late
+            exited_at = time.perf_counter()
+        finally:
+            watchdog.stop()
+        if watchdog.reason is not None:
+            raise BenchmarkFailed(watchdog.reason)
+        if code != 0:
+            stderr = master_err.read_text(errors="replace").strip()
+            raise BenchmarkFailed(f"the distq master exited {code}: {stderr}")
+        check_distq_results(results, jobs)
+        for worker in procs[1:]:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.wait(timeout=10)  # they exit on their own once the master is done
+    return DistqRun(jobs, ready_at - spawned_at, exited_at - ready_at)
+
+
+# -- naive: the tutorials' BaseManager with two queues ------------------------------------
+
+_queues: dict[str, queue.Queue[Any]] = {}
+
+
+def get_task_queue() -> queue.Queue[Any]:
+    """Server-side callable: the one task queue (module-level, so it pickles)."""
+    return _queues.setdefault("task", queue.Queue())
+
+
+def get_result_queue() -> queue.Queue[Any]:
+    """Server-side callable: the one result queue."""
+    return _queues.setdefault("result", queue.Queue())
+
+
+class NaiveManager(BaseManager):
+    """Its own subclass: registering on BaseManager itself would be process-global."""
+
+
+NaiveManager.register("get_task_queue", callable=get_task_queue)
+NaiveManager.register("get_result_queue", callable=get_result_queue)
+
+
+def naive_worker(
+    address: tuple[str, int], authkey: bytes, ready: multiprocessing.synchronize.Barrier
+) -> None:
+    """The tutorial worker: take n with get(timeout=1), put (n, n*n), stop when empty."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the benchmark tears us down on Ctrl-C
+    manager = NaiveManager(address=address, authkey=authkey)
+    manager.connect()
+    tasks: Any = manager.get_task_queue()  # type: ignore[attr-defined]
+    results: Any = manager.get_result_queue()  # type: ignore[attr-defined]
+    ready.wait(READY_TIMEOUT_S)
+    while True:
+        try:
+            n = tasks.get(timeout=1)
+        except queue.Empty:
+            return
+        results.put((n, n * n))
+
+
+def run_naive(jobs: int) -> float:
+    """Returns jobs/s; raises BenchmarkFailed unless ``jobs`` distinct, correct results came."""
+    ctx = multiprocessing.get_context("spawn")
+    authkey = secrets.token_bytes(16)
+    manager = NaiveManager(address=(HOST, 0), authkey=authkey, ctx=ctx)
+    workers: list[multiprocessing.process.BaseProcess] = []
+    finished = False
+    manager.start()
+    try:
+        address: tuple[str, int] = manager.address  # type: ignore[assignment]
+        tasks: Any = manager.get_task_queue()  # type: ignore[attr-defined]
+        results: Any = manager.get_result_queue()  # type: ignore[attr-defined]
+        ready = ctx.Barrier(WORKERS + 1)
+        for index in range(WORKERS):
+            worker = ctx.Process(
+                target=naive_worker,
+                args=(address, authkey, ready),
+                name=f"naive-worker-{index}",
+                daemon=True,
+            )
+            worker.start()
+            workers.append(worker)
+        try:
+            ready.wait(READY_TIMEOUT_S)  # both workers connected: spawn stays out of the window
+        except threading.BrokenBarrierError:
+            raise BenchmarkFailed(
+                f"naive: the workers did not connect within {READY_TIMEOUT_S:g} s"
+            ) from None
+        started_at = time.perf_counter()
+        for n in range(jobs):
+            tasks.put(n)
+        collected: dict[int, int] = {}
+        for _ in range(jobs):
+            n, value = results.get(timeout=RUN_TIMEOUT_S)
+            collected[n] = value
+        elapsed_s = time.perf_counter() - started_at
+        wrong = [n for n, value in collected.items() if value != n * n]
+        if len(collected) != jobs or set(collected) != set(range(jobs)) or wrong:
+            raise BenchmarkFailed(
+                f"naive: {len(collected)} distinct results for {jobs} jobs, "
+                f"{len(wrong)} wrong values"
+            )
+        finished = True
+        return jobs / elapsed_s
+    except queue.Empty:
+        raise BenchmarkFailed(
+            f"naive: a result did not arrive within {RUN_TIMEOUT_S:g} s"
+        ) from None
+    finally:
+        for proc in workers:
+            # On success they stop one get(timeout=1) after the queue empties.
+            proc.join(timeout=3 if finished else 0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+        manager.shutdown()
+
+
+# -- command line -------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/throughput.py",
+        description=(__doc__ or "").strip().splitlines()[0],
+        epilog=f"Target: ratio (distq / naive jobs/s) >= {TARGET_RATIO:g} on 2 cores. Exits 0 "
+        "whatever the ratio; non-zero if a result is missing, duplicated or wrong.",
+    )
+    parser.add_argument(
+        "--jobs", type=_positive_int, default=20_000, help="distq jobs per run (default 20000)"
+    )
+    parser.add_argument(
+        "--naive-jobs",
+        type=_positive_int,
+        default=5_000,
+        help="naive jobs per run (default 5000; jobs/s is a rate, so N may differ)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=3,
+        help="run each system this many times and keep the best (default 3)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    best_distq: DistqRun | None = None
+    best_naive_per_s = 0.0
+    best_ready_s = float("inf")
+    try:
+        for attempt in range(1, options.repeat + 1):
+            run = run_distq(options.jobs)
+            print(
+                f"distq run {attempt}: {run.jobs_per_s:,.0f} jobs/s "
+                f"({run.jobs} jobs in {run.ready_to_exit_s:.3f} s, READY -> exit 0); "
+                f"spawn -> READY {run.spawn_to_ready_s * 1000:.0f} ms; exactly-once ok",
+                flush=True,
+            )
+            if best_distq is None or run.jobs_per_s > best_distq.jobs_per_s:
+                best_distq = run
+            best_ready_s = min(best_ready_s, run.spawn_to_ready_s)
+            naive_per_s = run_naive(options.naive_jobs)
+            print(
+                f"naive run {attempt}: {naive_per_s:,.0f} jobs/s "
+                f"({options.naive_jobs} jobs, first put -> last result); all results distinct",
+                flush=True,
+            )
+            best_naive_per_s = max(best_naive_per_s, naive_per_s)
+    except BenchmarkFailed as exc:
+        print(f"throughput: FAILED: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("throughput: interrupted", file=sys.stderr)
+        return 130
+    assert best_distq is not None
+    ratio = best_distq.jobs_per_s / best_naive_per_s
+    verdict = "meets" if ratio >= TARGET_RATIO else "is below"
+    print(
+        f"best of {options.repeat}: distq {best_distq.jobs_per_s:,.0f} jobs/s, "
+        f"naive {best_naive_per_s:,.0f} jobs/s, ratio {ratio:.2f} ({verdict} the target "
+        f"{TARGET_RATIO:g}); spawn -> READY {best_ready_s * 1000:.0f} ms"
+    )
+    print(
+        json.dumps(
+            {
+                "distq_jobs_per_s": round(best_distq.jobs_per_s, 1),
+                "naive_jobs_per_s": round(best_naive_per_s, 1),
+                "ratio": round(ratio, 3),
+                "spawn_to_ready_s": round(best_ready_s, 4),
+                "distq_jobs": options.jobs,
+                "naive_jobs": options.naive_jobs,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
