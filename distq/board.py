@@ -43,7 +43,8 @@ class Outcome(enum.Enum):
 class _Entry:
     job: Job
     state: JobState = JobState.PENDING
-    attempts: int = 0  # leases handed out so far
+    attempts: int = 0  # leases counted against the job so far
+    handed_out: bool = False  # ever leased: only then can a worker have a result
     holder: str | None = None
     lease_id: int = 0
     deadline: float = 0.0
@@ -62,11 +63,11 @@ class JobBoard:
         max_attempts: int = 3,
         batch_size: int | None = None,
     ) -> None:
-        if lease_timeout_s <= 0:
+        if not lease_timeout_s > 0:  # also refuses NaN, which would never expire
             raise ValueError(f"lease_timeout_s must be > 0, got {lease_timeout_s}")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
-        if batch_size is not None and batch_size < 1:
+        if batch_size is not None and not batch_size >= 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self._clock = clock
         self.lease_timeout_s = lease_timeout_s
@@ -174,6 +175,7 @@ class JobBoard:
             if entry.state is not JobState.PENDING:
                 continue
             entry.state = JobState.LEASED
+            entry.handed_out = True
             self._leasable -= 1
             entry.attempts += 1
             entry.holder = worker
@@ -209,7 +211,7 @@ class JobBoard:
     def fail(self, worker: str, job_id: int, attempt: int, reason: str) -> Outcome:
         """Report a failed attempt (the task raised, crashed or ran out of time)."""
         entry = self._entries.get(job_id)
-        if entry is None or entry.attempts == 0:
+        if entry is None or not entry.handed_out:
             self._emit("unexpected_report", job=job_id, attempt=attempt, worker=worker)
             return Outcome.UNKNOWN
         if entry.result is not None:
@@ -274,7 +276,7 @@ class JobBoard:
 
     def _finish(self, result: Result) -> Outcome:
         entry = self._entries.get(result.job_id)
-        if entry is None or entry.attempts == 0:  # never handed out: nobody can have run it
+        if entry is None or not entry.handed_out:  # nobody can have run it
             self._emit(
                 "unexpected_report", job=result.job_id, attempt=result.attempt, worker=result.worker
             )

@@ -236,7 +236,10 @@ class DistqServer(Server):
                 continue
             if not self._handshakes.acquire(blocking=False):
                 self.log.write(
-                    "auth_rejected", peer=_peer(conn), reason="too many pending handshakes"
+                    "auth_rejected",
+                    peer=_peer(conn),
+                    kind="overload",
+                    reason="too many pending handshakes",
                 )
                 conn.close()
                 continue
@@ -270,8 +273,13 @@ class DistqServer(Server):
         except BlockingIOError:
             self.log.write("handshake_timeout", peer=peer)
             return None
-        except (AuthenticationError, OSError, EOFError, AssertionError) as exc:
-            self.log.write("auth_rejected", peer=peer, reason=str(exc) or type(exc).__name__)
+        except AuthenticationError as exc:
+            self.log.write("auth_rejected", peer=peer, kind="bad_key", reason=str(exc))
+            return None
+        except (OSError, EOFError, AssertionError) as exc:
+            # Garbage, a peer that hung up mid-handshake, or a non-manager client.
+            reason = str(exc) or type(exc).__name__
+            self.log.write("auth_rejected", peer=peer, kind="protocol", reason=reason)
             return None
         return request
 

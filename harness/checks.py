@@ -530,6 +530,61 @@ def _nearest_leases(history: History, worker: str, t: float) -> list[int]:
 
 # -- the verdict -------------------------------------------------------------------------
 
+#: Exit codes a worker may end with, by what happened to the run (distq.errors).
+_WORKER_OK = 0
+_WORKER_MASTER_LOST = 5
+_WORKER_AUTH_REJECTED = 3
+
+
+def clean_exits(
+    history: History,
+    /,
+    *,
+    exit_codes: Mapping[str, int | None] | None = None,
+    logs: Mapping[str, str] | None = None,
+    **_: Any,
+) -> list[Violation]:
+    """Every process ended on its own with its documented exit code, and no log holds a
+    traceback. ``exit_codes`` and ``logs`` (name -> text) come from the harness.
+
+    Expected: the master 0 (unless a fault killed it); workers 0, or 5 once the master
+    was killed and not restarted; wrong-key workers 3; a worker a fault SIGKILLed -9.
+    ``None`` means the harness had to kill it at teardown: it never exited.
+    """
+    check = "clean_exits"
+    if exit_codes is None:
+        return [Violation(check, "no exit codes were recorded", severity="unknown")]
+    faults = [fault for fault in history.faults() if not fault.get("missed")]
+    master_killed = any(f.get("action") == "kill_master" for f in faults) and not any(
+        f.get("action") == "restart_master" for f in faults
+    )
+    killed = {str(f.get("target")) for f in faults if f.get("action") == "kill"}
+    restarted = {str(f.get("target")) for f in faults if f.get("action") == "restart"}
+    intruders = {str(f.get("target")) for f in faults if f.get("action") == "wrong_key_worker"}
+    found: list[Violation] = []
+    fault_lines = tuple(f.line for f in faults)
+    for name, code in sorted(exit_codes.items()):
+        if name == MASTER:
+            allowed = {-9} if master_killed else {0}
+        elif name in intruders:
+            allowed = {_WORKER_AUTH_REJECTED}
+        else:
+            allowed = {_WORKER_MASTER_LOST} if master_killed else {_WORKER_OK}
+            if name in killed and name not in restarted:
+                allowed = allowed | {-9}
+        if code is None:
+            found.append(Violation(check, f"{name} never exited on its own", (), fault_lines))
+        elif code not in allowed:
+            want = " or ".join(str(c) for c in sorted(allowed))
+            found.append(
+                Violation(check, f"{name} exited with {code}, expected {want}", (), fault_lines)
+            )
+    for name, text in sorted((logs or {}).items()):
+        if "Traceback (most recent call last)" in text:
+            found.append(Violation(check, f"{name}'s log holds a traceback", (), ()))
+    return found
+
+
 CHECKS: Mapping[str, Checker] = {
     "exactly_once": exactly_once,
     "correct_values": correct_values,
@@ -537,6 +592,7 @@ CHECKS: Mapping[str, Checker] = {
     "auth": auth,
     "liveness": liveness,
     "fault_coverage": fault_coverage,
+    "clean_exits": clean_exits,
 }
 
 

@@ -7,6 +7,7 @@ a hand-written test all become a ``RunSpec``.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class RunSpec:
     checks: tuple[str, ...] = ("exactly_once", "correct_values")
     lease_timeout_s: float | None = None
     command: tuple[str, ...] | None = None  # the system under test; default: distq
+    env: dict[str, str] = field(default_factory=dict)  # added to the processes' environment
     context: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,7 +77,8 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     started = time.monotonic()
     timed_out = False
     dumped: list[str] = []
-    with Cluster(run_dir, spec.master_args, command=spec.command) as cluster:
+    env = {**os.environ, **spec.env}
+    with Cluster(run_dir, spec.master_args, command=spec.command, env=env) as cluster:
         log = EventLog(run_dir / "harness.events.jsonl", "harness", cluster.epoch)
         try:
             for _ in range(spec.workers):
@@ -106,10 +109,16 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     # Teardown is done: every log is complete.
     exit_codes = {name: proc.returncode for name, proc in cluster.procs.items()}
     tails = {name: proc.log_tail(15) for name, proc in cluster.procs.items()}
+    logs = {
+        name: proc.log_path.read_text(errors="replace")
+        for name, proc in cluster.procs.items()
+        if proc.log_path.exists()
+    }
     history = History.load_run(run_dir)
     context: dict[str, Any] = {
         "bound_s": spec.bound_s,
         "exit_codes": exit_codes,
+        "logs": logs,
         "faults_planned": len(spec.faults),
         **spec.context,
     }

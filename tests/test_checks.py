@@ -529,6 +529,7 @@ def test_an_unknown_check_name_is_refused_naming_the_valid_ones() -> None:
         "auth",
         "liveness",
         "fault_coverage",
+        "clean_exits",
     }
 
 

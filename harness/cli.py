@@ -1,0 +1,201 @@
+"""``python -m harness run FILE... | check FILE...``: scenarios outside pytest.
+
+``run`` shows a live line per scenario and a summary table; ``--repeat N`` counts how
+often each verdict came out (for flaky bugs). Exit codes: 0 every scenario passed, 1 any
+failed, 2 otherwise any was unknown or a file was invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from harness.scenario import Scenario, ScenarioError, is_scenario_file, load_scenario, run_scenario
+
+__all__ = ["main"]
+
+EXIT_PASS, EXIT_FAIL, EXIT_UNKNOWN = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_UNKNOWN, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m harness",
+        description="Run or validate distq scenario files outside pytest.",
+        epilog="exit codes: 0 all passed, 1 any failed, 2 any unknown or invalid file",
+        allow_abbrev=False,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="run scenarios and judge them", allow_abbrev=False)
+    run.add_argument("paths", nargs="+", metavar="FILE", help="scenario files or directories")
+    run.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each scenario N times and count the verdicts",
+    )
+    run.add_argument(
+        "--runs-dir",
+        default="runs",
+        metavar="DIR",
+        help="where run directories go (default ./runs)",
+    )
+    run.add_argument(
+        "--keep-runs", action="store_true", help="keep the run directories of passing runs too"
+    )
+    check = commands.add_parser(
+        "check", help="validate scenario files without running them", allow_abbrev=False
+    )
+    check.add_argument("paths", nargs="+", metavar="FILE", help="scenario files or directories")
+    return parser
+
+
+def expand(paths: Sequence[str]) -> list[Path]:
+    """Files as given; directories expand to the scenario files under them, sorted."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(p for p in sorted(path.rglob("*.toml")) if is_scenario_file(p))
+        else:
+            found.append(path)
+    return found
+
+
+def _load_all(paths: list[Path]) -> tuple[list[tuple[Path, Scenario]], list[str]]:
+    loaded, errors = [], []
+    for path in paths:
+        try:
+            loaded.append((path, load_scenario(path)))
+        except ScenarioError as exc:
+            errors.append(str(exc))
+    return loaded, errors
+
+
+class _Ticker:
+    """Redraws one progress line from a background thread while a scenario runs."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._live = sys.stderr.isatty()
+
+    def __enter__(self) -> _Ticker:
+        if self._live:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._live:
+            self._thread.join()
+            sys.stderr.write("\r\033[K")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            sys.stderr.write(
+                f"\r\033[K{self.label} running {time.monotonic() - self.started:.1f} s"
+            )
+            sys.stderr.flush()
+
+
+def _run(options: argparse.Namespace) -> int:
+    if options.repeat < 1:
+        print(
+            f"python -m harness run: error: --repeat must be >= 1, got {options.repeat}",
+            file=sys.stderr,
+        )
+        return EXIT_UNKNOWN
+    loaded, errors = _load_all(expand(options.paths))
+    for error in errors:
+        print(error, file=sys.stderr)
+    if not loaded and not errors:
+        print("python -m harness run: error: no scenario files found", file=sys.stderr)
+        return EXIT_UNKNOWN
+    runs_dir = Path(options.runs_dir)
+    rows: list[tuple[str, Counter[str], float, str]] = []
+    for index, (path, scenario) in enumerate(loaded, start=1):
+        verdicts: Counter[str] = Counter()
+        elapsed = 0.0
+        last_dir = ""
+        for attempt in range(1, options.repeat + 1):
+            suffix = f"-{attempt}" if options.repeat > 1 else ""
+            run_dir = runs_dir / f"{path.stem}{suffix}"
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            label = f"[{index}/{len(loaded)}] {path}" + (
+                f" ({attempt}/{options.repeat})" if suffix else ""
+            )
+            with _Ticker(label):
+                outcome = run_scenario(scenario, run_dir)
+            verdicts[outcome.status] += 1
+            elapsed += outcome.result.elapsed_s
+            print(f"{label}: {outcome.status} in {outcome.result.elapsed_s:.1f} s", file=sys.stderr)
+            if outcome.status != "pass":
+                print(outcome.report(), file=sys.stderr)
+                last_dir = str(run_dir)
+            elif not options.keep_runs:
+                shutil.rmtree(run_dir, ignore_errors=True)
+        rows.append((str(path), verdicts, elapsed / options.repeat, last_dir))
+    _table(rows, options.repeat)
+    if any(v["fail"] for _, v, _, _ in rows):
+        return EXIT_FAIL
+    if errors or any(v["unknown"] for _, v, _, _ in rows):
+        return EXIT_UNKNOWN
+    return EXIT_PASS
+
+
+def _table(rows: list[tuple[str, Counter[str], float, str]], repeat: int) -> None:
+    width = max([len("scenario"), *(len(name) for name, *_ in rows)])
+    print(f"{'scenario':<{width}}  {'verdict':<22}  {'mean s':>7}  run directory")
+    for name, verdicts, mean_s, run_dir in rows:
+        if repeat == 1:
+            verdict = next(iter(verdicts))
+        else:
+            verdict = ", ".join(
+                f"{status} {verdicts[status]}/{repeat}"
+                for status in ("pass", "fail", "unknown")
+                if verdicts[status]
+            )
+        print(f"{name:<{width}}  {verdict:<22}  {mean_s:>7.1f}  {run_dir}")
+
+
+def _check(options: argparse.Namespace) -> int:
+    paths = expand(options.paths)
+    loaded, errors = _load_all(paths)
+    for path, _scenario in loaded:
+        print(f"ok {path}")
+    for error in errors:
+        print(error, file=sys.stderr)
+    if not paths:
+        print("python -m harness check: error: no scenario files found", file=sys.stderr)
+        return EXIT_UNKNOWN
+    return EXIT_UNKNOWN if errors else EXIT_PASS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = _parser().parse_args(argv)
+    try:
+        if options.command == "run":
+            return _run(options)
+        return _check(options)
+    except KeyboardInterrupt:
+        print(
+            "python -m harness: interrupted; every process of the run was torn down",
+            file=sys.stderr,
+        )
+        return 130

@@ -1,0 +1,112 @@
+"""The pytest plugin: every scenario file is one test item.
+
+Registered through the ``pytest11`` entry point, so ``pytest scenarios/`` works once the
+package is installed. Only files that declare ``scenario = 1`` are collected; other TOML
+(``pyproject.toml``, ...) is never touched. A failing item's report shows the verdict,
+each violation with its history lines, the last lines of each process's log and the run
+directory.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.scenario import (
+    Scenario,
+    ScenarioError,
+    ScenarioOutcome,
+    is_scenario_file,
+    load_scenario,
+    run_scenario,
+)
+
+__all__ = ["ScenarioFile", "ScenarioItem"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("distq", "distq scenarios")
+    group.addoption(
+        "--keep-runs",
+        action="store_true",
+        default=False,
+        help="keep the run directory of every scenario (default: only of failures)",
+    )
+    group.addoption(
+        "--runs-dir",
+        metavar="DIR",
+        default=None,
+        help="put scenario run directories here (default: pytest's temporary directory)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: a long-running scenario")
+    config.addinivalue_line("markers", "scenario: a distq scenario file")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
+    if file_path.suffix == ".toml" and is_scenario_file(file_path):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[ScenarioItem]:
+        scenario = load_scenario(self.path)
+        item = ScenarioItem.from_parent(self, name=self.path.stem, scenario=scenario)
+        item.add_marker(pytest.mark.scenario)
+        if scenario.slow:
+            item.add_marker(pytest.mark.slow)
+        yield item
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
+        if isinstance(excinfo.value, ScenarioError):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+
+class ScenarioFailed(Exception):
+    def __init__(self, outcome: ScenarioOutcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario: Scenario, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+
+    def _run_dir(self) -> Path:
+        chosen = self.config.getoption("--runs-dir")
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.nodeid)
+        if chosen:
+            base = Path(chosen)
+        else:
+            base = self.config._tmp_path_factory.getbasetemp() / "scenario-runs"  # type: ignore[attr-defined]
+        run_dir = base / safe
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        return run_dir
+
+    def runtest(self) -> None:
+        run_dir = self._run_dir()
+        outcome = run_scenario(self.scenario, run_dir)
+        self.user_properties.append(("run_dir", str(run_dir)))
+        if outcome.status != "pass":
+            raise ScenarioFailed(outcome)
+        if not self.config.getoption("--keep-runs"):
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
+        if isinstance(excinfo.value, ScenarioFailed):
+            return excinfo.value.outcome.report()
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"scenario: {self.scenario.name}"
