@@ -21,7 +21,7 @@ def _pyenv_bins() -> list[str]:
 
 
 @impl
-def tox_register_tox_env(register: object) -> None:  # noqa: ARG001 - a hook that runs early
+def tox_register_tox_env(register: object) -> None:  # a hook that runs early
     extra = [entry for entry in _pyenv_bins() if entry not in os.environ.get("PATH", "")]
     if extra:
         # Before PATH: pyenv shims for versions not selected answer "command not found".
