@@ -38,6 +38,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="keep the run directory of every scenario (default: only of failures)",
     )
     group.addoption(
+        "--regressions-dir",
+        metavar="DIR",
+        default="scenarios/regressions",
+        help="where property tests write the scenario file of a failure they found "
+        "(default scenarios/regressions)",
+    )
+    group.addoption(
         "--runs-dir",
         metavar="DIR",
         default=None,

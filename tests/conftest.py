@@ -8,9 +8,11 @@ import time
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
+from hypothesis import HealthCheck, settings
 
 LEAK_ENV = "DISTQ_TEST_MARK"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -50,3 +52,15 @@ def no_process_left_behind(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
                 described.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
                 proc.kill()
         pytest.fail("processes left behind:\n" + "\n".join(described), pytrace=False)
+
+
+# Hypothesis profiles: choose with --hypothesis-profile NAME or HYPOTHESIS_PROFILE=NAME.
+# Property tests run real processes (seconds per example), so the CI profile is small.
+_PROFILE_BASE: dict[str, Any] = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+}
+settings.register_profile("ci", max_examples=4, **_PROFILE_BASE)
+settings.register_profile("dev", max_examples=25, **_PROFILE_BASE)
+settings.register_profile("thorough", max_examples=300, **_PROFILE_BASE)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
