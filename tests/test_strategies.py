@@ -1,0 +1,50 @@
+"""The scenario strategies: every example is a valid, finishable scenario file."""
+
+from __future__ import annotations
+
+import tomllib
+
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.scenario import Scenario, dump_scenario
+from harness.strategies import DEATHS, scenarios
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenarios())
+def test_a_generated_scenario_round_trips_through_a_file(scenario: Scenario) -> None:
+    text = dump_scenario(scenario, "a comment\nover two lines")
+    assert msgspec.convert(tomllib.loads(text), Scenario) == scenario
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios())
+def test_a_generated_plan_can_always_finish(scenario: Scenario) -> None:
+    total_jobs = scenario.jobs.count + sum(extra.count for extra in scenario.jobs.extra)
+    deaths = [fault for fault in scenario.faults if fault.do in DEATHS]
+    assert len(deaths) <= scenario.cluster.workers - 1, "the last worker is never killed for good"
+    for fault in scenario.faults:
+        job = fault.when.trigger().job
+        assert job is None or job < total_jobs, "job triggers name a job that exists"
+        if fault.do == "pause":
+            assert fault.duration_s is not None, "every pause resumes"
+    if scenario.cluster.batch_size is not None:
+        assert "batch_barrier" in scenario.expect.checks
+    assert {"exactly_once", "correct_values", "liveness"} <= set(scenario.expect.checks)
+
+
+def test_shrinking_heads_toward_fewer_faults_jobs_and_workers() -> None:
+    from hypothesis import find
+
+    smallest = find(scenarios(), lambda s: True, settings=settings(database=None, max_examples=50))
+    assert smallest.faults == []
+    assert smallest.jobs.count == 1 and smallest.jobs.extra == []
+    assert smallest.cluster.workers == 1
+
+
+@given(st.data())
+def test_deaths_never_exceed_workers_minus_one_even_with_many_faults(data: st.DataObject) -> None:
+    scenario = data.draw(scenarios(max_faults=8, max_workers=2))
+    assert sum(fault.do in DEATHS for fault in scenario.faults) <= 1
