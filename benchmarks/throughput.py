@@ -1,11 +1,19 @@
 """Throughput of distq against a seed-style BaseManager queue, measured in one run.
 
-distq: a real ``python -m distq master --task square`` and two real workers; the rate is
-N / (READY line -> master exit 0), a window that includes starting the workers, and the
-results file is checked for exactly one correct result per job. Naive: the tutorials' manager serving a task and a result ``queue.Queue``,
-two workers doing one proxied ``get`` and one proxied ``put`` per job; the rate is
-M / (first put -> M results collected). Also reports master spawn -> READY. The last line
-of output is one JSON object; the exit code is non-zero only if a correctness check fails.
+Both systems are timed in steady state, from the moment workers can take the first job to
+the moment the last result is in, so that starting Python processes stays out of the rate:
+
+- distq: a real ``python -m distq master --task square`` and two real workers; the rate is
+  N / (first lease -> last result accepted), as the master measures it with its monotonic
+  clock and prints on its summary line. The results file is checked for exactly one
+  correct result per job. N / (READY line -> master exit 0), a window that also holds
+  starting the workers and shutting down, is reported as well.
+- naive: the tutorials' manager serving a task and a result ``queue.Queue``, two workers
+  (connected before the clock starts) doing one proxied ``get`` and one proxied ``put``
+  per job; the rate is M / (first put -> M results collected).
+
+Also reports master spawn -> READY. The last line of output is one JSON object; the exit
+code is non-zero only if a correctness check fails.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import multiprocessing
 import multiprocessing.synchronize
 import os
 import queue
+import re
 import secrets
 import selectors
 import signal
@@ -50,10 +59,31 @@ class DistqRun:
     jobs: int
     spawn_to_ready_s: float
     ready_to_exit_s: float
+    first_lease_to_last_result_s: float
 
     @property
     def jobs_per_s(self) -> float:
+        """Steady state: first lease -> last result, the master's own measurement."""
+        return self.jobs / self.first_lease_to_last_result_s
+
+    @property
+    def ready_to_exit_jobs_per_s(self) -> float:
+        """End to end: READY -> exit 0, worker start-up and shutdown included."""
         return self.jobs / self.ready_to_exit_s
+
+
+_WINDOW = re.compile(r"([0-9]+(?:\.[0-9]+)?) s from first lease to last result")
+
+
+def read_master_window(stderr: str) -> float:
+    """The master's 'N s from first lease to last result' (its summary line on stderr)."""
+    found = _WINDOW.findall(stderr)
+    if len(found) != 1 or not float(found[0]) > 0:
+        raise BenchmarkFailed(
+            f"the distq master's stderr does not say how long first lease -> last result "
+            f"took: {stderr.strip()!r}"
+        )
+    return float(found[0])
 
 
 def _spawn(argv: Sequence[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[bytes]:
@@ -187,10 +217,11 @@ def run_distq(jobs: int) -> DistqRun:
             stderr = master_err.read_text(errors="replace").strip()
             raise BenchmarkFailed(f"the distq master exited {code}: {stderr}")
         check_distq_results(results, jobs)
+        window_s = read_master_window(master_err.read_text(errors="replace"))
         for worker in procs[1:]:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.wait(timeout=10)  # they exit on their own once the master is done
-    return DistqRun(jobs, ready_at - spawned_at, exited_at - ready_at)
+    return DistqRun(jobs, ready_at - spawned_at, exited_at - ready_at, window_s)
 
 
 # -- naive: the tutorials' BaseManager with two queues ------------------------------------
@@ -332,18 +363,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     best_distq: DistqRun | None = None
     best_naive_per_s = 0.0
     best_ready_s = float("inf")
+    best_ready_to_exit_per_s = 0.0
     try:
         for attempt in range(1, options.repeat + 1):
             run = run_distq(options.jobs)
             print(
                 f"distq run {attempt}: {run.jobs_per_s:,.0f} jobs/s "
-                f"({run.jobs} jobs in {run.ready_to_exit_s:.3f} s, READY -> exit 0); "
+                f"({run.jobs} jobs in {run.first_lease_to_last_result_s:.3f} s, first lease -> "
+                f"last result); {run.ready_to_exit_jobs_per_s:,.0f} jobs/s READY -> exit 0 "
+                f"({run.ready_to_exit_s:.3f} s, worker start-up included); "
                 f"spawn -> READY {run.spawn_to_ready_s * 1000:.0f} ms; exactly-once ok",
                 flush=True,
             )
             if best_distq is None or run.jobs_per_s > best_distq.jobs_per_s:
                 best_distq = run
             best_ready_s = min(best_ready_s, run.spawn_to_ready_s)
+            best_ready_to_exit_per_s = max(best_ready_to_exit_per_s, run.ready_to_exit_jobs_per_s)
             naive_per_s = run_naive(options.naive_jobs)
             print(
                 f"naive run {attempt}: {naive_per_s:,.0f} jobs/s "
@@ -361,9 +396,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratio = best_distq.jobs_per_s / best_naive_per_s
     verdict = "meets" if ratio >= TARGET_RATIO else "is below"
     print(
-        f"best of {options.repeat}: distq {best_distq.jobs_per_s:,.0f} jobs/s, "
-        f"naive {best_naive_per_s:,.0f} jobs/s, ratio {ratio:.2f} ({verdict} the target "
-        f"{TARGET_RATIO:g}); spawn -> READY {best_ready_s * 1000:.0f} ms"
+        f"best of {options.repeat}, both in steady state: distq {best_distq.jobs_per_s:,.0f} "
+        f"jobs/s (first lease -> last result), naive {best_naive_per_s:,.0f} jobs/s (first put "
+        f"-> last result), ratio {ratio:.2f} ({verdict} the target {TARGET_RATIO:g}); distq "
+        f"READY -> exit 0 {best_ready_to_exit_per_s:,.0f} jobs/s (ratio "
+        f"{best_ready_to_exit_per_s / best_naive_per_s:.2f}); spawn -> READY "
+        f"{best_ready_s * 1000:.0f} ms"
     )
     print(
         json.dumps(
@@ -371,6 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "distq_jobs_per_s": round(best_distq.jobs_per_s, 1),
                 "naive_jobs_per_s": round(best_naive_per_s, 1),
                 "ratio": round(ratio, 3),
+                "window": "distq: first lease -> last result; naive: first put -> last result",
+                "distq_ready_to_exit_jobs_per_s": round(best_ready_to_exit_per_s, 1),
+                "ratio_ready_to_exit": round(best_ready_to_exit_per_s / best_naive_per_s, 3),
                 "spawn_to_ready_s": round(best_ready_s, 4),
                 "distq_jobs": options.jobs,
                 "naive_jobs": options.naive_jobs,

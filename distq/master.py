@@ -96,6 +96,9 @@ class BoardService:
         self._worker_of_conn: dict[int, str] = {}
         self.stopping = False
         self.workers_seen = 0
+        # Throughput window for the summary line: start-up and shutdown stay outside it.
+        self.first_lease_at: float | None = None
+        self.last_result_at: float | None = None
 
     # -- called by workers (in the server's per-connection threads) ----------------------
 
@@ -126,6 +129,8 @@ class BoardService:
                     return [], True
                 jobs = self.board.lease(worker, self._fair_share(max_n))
                 if jobs:
+                    if self.first_lease_at is None:
+                        self.first_lease_at = time.monotonic()
                     self._flush()
                     return jobs, False
                 remaining = deadline - time.monotonic()
@@ -202,6 +207,7 @@ class BoardService:
                 result = self.board.result(event["job"])
                 if result is not None:
                     self._write_result(result)
+                    self.last_result_at = time.monotonic()
         self.log.write_all(events)
         if self.board.leasable or self.board.finished:
             if self.board.finished:
@@ -425,10 +431,14 @@ def run_master(
             duplicates=board.duplicates,
             signal=interrupted[0] if interrupted else None,
         )
+        window = ""
+        if service.first_lease_at is not None and service.last_result_at is not None:
+            window_s = max(0.0, service.last_result_at - service.first_lease_at)
+            window = f", {window_s:.6f} s from first lease to last result"
         print(
             f"distq master: {len(board)} jobs, {sink.count} results "
             f"({sink.count - sink.failed} ok, {sink.failed} failed), {board.unfinished} unfinished, "
-            f"{board.requeues} requeued, {board.duplicates} duplicates dropped",
+            f"{board.requeues} requeued, {board.duplicates} duplicates dropped{window}",
             file=sys.stderr,
         )
         if interrupted:
