@@ -134,7 +134,7 @@ def _run(options: argparse.Namespace) -> int:
         last_dir = ""
         for attempt in range(1, options.repeat + 1):
             suffix = f"-{attempt}" if options.repeat > 1 else ""
-            run_dir = runs_dir / f"{path.stem}{suffix}"
+            run_dir = runs_dir / f"{index:03d}-{path.stem}{suffix}"  # unique per file
             if run_dir.exists():
                 shutil.rmtree(run_dir)
             label = f"[{index}/{len(loaded)}] {path}" + (
@@ -148,9 +148,12 @@ def _run(options: argparse.Namespace) -> int:
             if outcome.status != "pass":
                 print(outcome.report(), file=sys.stderr)
                 last_dir = str(run_dir)
-            elif not options.keep_runs:
+            elif options.keep_runs:
+                last_dir = last_dir or str(run_dir)
+            else:
                 shutil.rmtree(run_dir, ignore_errors=True)
         rows.append((str(path), verdicts, elapsed / options.repeat, last_dir))
+    rows += [(error.split(": ", 1)[0], Counter({"invalid": 1}), 0.0, "") for error in errors]
     _table(rows, options.repeat)
     if any(v["fail"] for _, v, _, _ in rows):
         return EXIT_FAIL

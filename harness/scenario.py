@@ -182,6 +182,8 @@ class SystemSpec(_Strict, frozen=True):
 
 
 class Scenario(_Strict, frozen=True):
+    """One scenario file. Cross-checks between tables are in ``__post_init__``."""
+
     scenario: Literal[1]
     name: Annotated[str, msgspec.Meta(min_length=1)]
     description: Annotated[str, msgspec.Meta(min_length=1, description="what the scenario proves")]
@@ -192,6 +194,16 @@ class Scenario(_Strict, frozen=True):
     faults: list[FaultSpec] = []
     expect: ExpectSpec = ExpectSpec()
     system: SystemSpec = SystemSpec()
+
+    def __post_init__(self) -> None:
+        total = self.jobs.count + sum(extra.count for extra in self.jobs.extra)
+        for number, fault in enumerate(self.faults):
+            trigger = fault.when.trigger()
+            if trigger.job is not None and trigger.job >= total:
+                raise ValueError(
+                    f"faults[{number}].when.{trigger.kind} = {trigger.job} names no job "
+                    f"(there are {total} jobs: 0..{total - 1})"
+                )
 
 
 def scenario_schema() -> dict[str, Any]:
@@ -270,6 +282,7 @@ def write_regression(scenario: Scenario, path: Path, why: str) -> Path:
 # -- loading ----------------------------------------------------------------------------------
 
 _MARKER = re.compile(r"^\s*scenario\s*=", re.MULTILINE)
+_TABLE_HEADER = re.compile(r"^\s*\[", re.MULTILINE)
 
 
 def is_scenario_file(path: Path) -> bool:
@@ -281,7 +294,8 @@ def is_scenario_file(path: Path) -> bool:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    head = text.split("\n[", 1)[0]  # only the top-level part, before the first table
+    table = _TABLE_HEADER.search(text)
+    head = text if table is None else text[: table.start()]  # the top level: before any table
     return bool(_MARKER.search(head))
 
 
@@ -295,10 +309,15 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{where}: TOML syntax error: {exc}") from None
-    if raw.get("scenario") != FORMAT_VERSION:
-        got = raw.get("scenario", "<missing>")
+    if "scenario" not in raw:
         raise ScenarioError(
-            f"{where}: scenario: got {_show(got)}, expected {FORMAT_VERSION} (the format version)"
+            f"{where}: scenario: missing (a scenario file starts with scenario = {FORMAT_VERSION}, "
+            "the format version)"
+        )
+    version = raw["scenario"]
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise ScenarioError(
+            f"{where}: scenario: got {_show(version)}, expected {FORMAT_VERSION} (the format version)"
         )
     try:
         return msgspec.convert(raw, Scenario)
@@ -351,6 +370,16 @@ def _unwrap(hint: Any) -> Any:
             return hint
 
 
+_KIND_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "a table",
+}
+
+
 def _explain(exc: msgspec.ValidationError, raw: Any) -> str:
     message, _, at = str(exc).rpartition(" - at `")
     if not _:
@@ -367,6 +396,16 @@ def _explain(exc: msgspec.ValidationError, raw: Any) -> str:
     if missing:
         full = f"{key}.{missing[1]}" if key else missing[1]
         return f"{full}: missing (required)"
+    if path.endswith("[...]"):  # a value in a table of arbitrary keys: find the bad one
+        found, table = _lookup(raw, path[: -len("[...]")])
+        bad = (
+            [k for k, v in table.items() if not isinstance(v, str)]
+            if found and isinstance(table, dict)
+            else []
+        )
+        if bad:
+            key = f"{key[: -len('[...]')]}.{bad[0]}"
+            path = f"{path[: -len('[...]')]}.{bad[0]}"
     found, value = _lookup(raw, path)
     got = f"got {_show(value)}, " if found and not isinstance(value, dict) else ""
     enum = re.match(r"Invalid enum value (.+)", message)
@@ -375,10 +414,9 @@ def _explain(exc: msgspec.ValidationError, raw: Any) -> str:
         return f"{key}: {got}expected one of: {allowed}"
     expected = re.match(r"Expected `([^`]+)`(.*?)(?:, got `[^`]+`)?$", message)
     if expected:
-        kind = (
-            expected[1].replace(" | null", "").replace("str", "string").replace("float", "number")
-        )
-        return f"{key}: {got}expected {kind}{expected[2]}"
+        kinds = [_KIND_WORDS.get(k.strip(), k.strip()) for k in expected[1].split("|")]
+        words = " or ".join(k for k in kinds if k != "null")
+        return f"{key}: {got}expected {words}{expected[2]}"
     return f"{key}: {got}{message[:1].lower()}{message[1:]}" if key else message
 
 

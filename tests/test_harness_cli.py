@@ -125,7 +125,7 @@ def test_run_passing_scenario_exits_0_with_a_summary(tmp_path: Path) -> None:
     assert (name, verdict) == ("squares.toml", "pass")
     assert 0 < float(mean_s) < 30
     assert re.fullmatch(r"\[1/1\] squares\.toml: pass in \d+\.\d s\n", done.stderr)
-    assert not (runs_dir / "squares").exists(), "a passing run is removed without --keep-runs"
+    assert not (runs_dir / "001-squares").exists(), "a passing run is removed without --keep-runs"
 
 
 def test_run_failing_scenario_exits_1_with_the_report(tmp_path: Path) -> None:
@@ -134,13 +134,13 @@ def test_run_failing_scenario_exits_1_with_the_report(tmp_path: Path) -> None:
     done = harness("run", "wrong.toml", "--runs-dir", runs_dir, cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     [[name, verdict, _mean_s, run_dir]] = table_rows(done.stdout)
-    assert (name, verdict, run_dir) == ("wrong.toml", "fail", str(runs_dir / "wrong"))
-    assert (runs_dir / "wrong" / "master.log").is_file()
+    assert (name, verdict, run_dir) == ("wrong.toml", "fail", str(runs_dir / "001-wrong"))
+    assert (runs_dir / "001-wrong" / "master.log").is_file()
     stderr = done.stderr.splitlines()
     assert re.fullmatch(r"\[1/1\] wrong\.toml: fail in \d+\.\d s", stderr[0])
     assert stderr[1] == "wrong: fail"
     assert "fail correct_values: job 7: square(7) = 49, but accepted value 50 [jobs 7]" in stderr
-    assert stderr[-1] == f"run directory: {runs_dir / 'wrong'}"
+    assert stderr[-1] == f"run directory: {runs_dir / '001-wrong'}"
 
 
 def test_run_repeat_counts_the_verdicts_and_keep_runs_keeps_each(tmp_path: Path) -> None:
@@ -150,14 +150,14 @@ def test_run_repeat_counts_the_verdicts_and_keep_runs_keeps_each(tmp_path: Path)
         "run", "squares.toml", "--repeat", "2", "--runs-dir", runs_dir, "--keep-runs", cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
-    [[name, verdict, _mean_s]] = table_rows(done.stdout)
-    assert (name, verdict) == ("squares.toml", "pass 2/2")
+    [[name, verdict, _mean_s, kept]] = table_rows(done.stdout)
+    assert (name, verdict, kept) == ("squares.toml", "pass 2/2", str(runs_dir / "001-squares-1"))
     assert [line.split(": ")[0] for line in done.stderr.splitlines()] == [
         "[1/1] squares.toml (1/2)",
         "[1/1] squares.toml (2/2)",
     ]
-    assert sorted(p.name for p in runs_dir.iterdir()) == ["squares-1", "squares-2"]
-    assert (runs_dir / "squares-2" / "jobs.jsonl").read_text().count("\n") == 2
+    assert sorted(p.name for p in runs_dir.iterdir()) == ["001-squares-1", "001-squares-2"]
+    assert (runs_dir / "001-squares-2" / "jobs.jsonl").read_text().count("\n") == 2
 
 
 def test_run_with_one_malformed_file_runs_the_rest_and_exits_2(tmp_path: Path) -> None:
@@ -165,17 +165,12 @@ def test_run_with_one_malformed_file_runs_the_rest_and_exits_2(tmp_path: Path) -
     bad = MALFORMED / "negative_timeout.toml"
     done = harness("run", "squares.toml", bad, "--runs-dir", tmp_path / "runs", cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.splitlines()[0] == f"{bad}: expect.within_s: got -5, expected number > 0.0"
-    [[name, verdict, _mean_s]] = table_rows(done.stdout)
+    assert done.stderr.splitlines()[0] == f"{bad}: expect.within_s: got -5, expected a number > 0.0"
+    [[name, verdict, _mean_s], [invalid, invalid_verdict, _zero]] = table_rows(done.stdout)
     assert (name, verdict) == ("squares.toml", "pass")
+    assert (invalid, invalid_verdict) == (str(bad), "invalid")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py _run names run directories after path.stem only: a/x.toml and b/x.toml "
-    "share RUNS/x, so the second run rmtree()s the first one's evidence and the table "
-    "points the failure at a directory that no longer exists",
-)
 def test_run_directories_of_same_named_files_do_not_collide(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
