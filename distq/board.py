@@ -3,7 +3,9 @@
 pending -> leased -> done | dead. A lease records job, worker, attempt and deadline in the
 same step as the hand-out; the first result for a job wins and every later one is recorded
 as a dropped duplicate. No sockets, no threads, no wall clock: time comes from the injected
-``clock`` and every transition is appended to an outbox of events the shell drains.
+``clock`` and every transition is appended to an outbox of events the shell drains (unless
+the shell records no history: ``record_events=False`` builds no events at all). Terminal
+results are handed over separately, in the order they happened (``drain_results``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class JobBoard:
         lease_timeout_s: float = 10.0,
         max_attempts: int = 3,
         batch_size: int | None = None,
+        record_events: bool = True,
     ) -> None:
         if not lease_timeout_s > 0:  # also refuses NaN, which would never expire
             raise ValueError(f"lease_timeout_s must be > 0, got {lease_timeout_s}")
@@ -83,7 +86,9 @@ class JobBoard:
         self._next_job_id = 0
         self._next_lease_id = 0
         self._unfinished = 0
+        self._record = record_events
         self._outbox: list[Event] = []
+        self._new_results: list[Result] = []
         self.duplicates = 0
         self.requeues = 0
 
@@ -129,6 +134,11 @@ class JobBoard:
         events, self._outbox = self._outbox, []
         return events
 
+    def drain_results(self) -> list[Result]:
+        """Return and forget the terminal results (accepted or dead) since the last drain."""
+        results, self._new_results = self._new_results, []
+        return results
+
     # -- transitions -------------------------------------------------------------------------
 
     def submit(
@@ -156,7 +166,8 @@ class JobBoard:
         job = Job(job_id, task, tuple(args), 0, time_limit_s, batch)
         self._entries[job_id] = _Entry(job)
         self._unfinished += 1
-        self._emit("job_submitted", job=job_id, task=task, args=list(job.args), batch=batch)
+        if self._record:
+            self._emit("job_submitted", job=job_id, task=task, args=list(job.args), batch=batch)
         if batch is not None and batch == self._open_batch and len(self._batches[batch]) == 1:
             self._emit("batch_opened", batch=batch)
         if batch is None or batch == self._open_batch:
@@ -187,14 +198,15 @@ class JobBoard:
             granted.append(
                 Job(job.job_id, job.task, job.args, entry.attempts, job.time_limit_s, job.batch)
             )
-            self._emit(
-                "leased",
-                job=job_id,
-                attempt=entry.attempts,
-                lease=entry.lease_id,
-                worker=worker,
-                batch=job.batch,
-            )
+            if self._record:
+                self._emit(
+                    "leased",
+                    job=job_id,
+                    attempt=entry.attempts,
+                    lease=entry.lease_id,
+                    worker=worker,
+                    batch=job.batch,
+                )
         return granted
 
     def heartbeat(self, worker: str) -> int:
@@ -296,14 +308,16 @@ class JobBoard:
         self._release_holder(entry)
         entry.state = JobState.DONE
         entry.result = result
-        self._emit(
-            "result_accepted",
-            job=result.job_id,
-            attempt=result.attempt,
-            worker=result.worker,
-            ok=True,
-            value=result.value,
-        )
+        self._new_results.append(result)
+        if self._record:
+            self._emit(
+                "result_accepted",
+                job=result.job_id,
+                attempt=result.attempt,
+                worker=result.worker,
+                ok=True,
+                value=result.value,
+            )
         self._terminal(entry)
         return Outcome.ACCEPTED
 
@@ -318,6 +332,7 @@ class JobBoard:
             entry.holder = None
             error = f"dead after {entry.attempts} attempts: " + "; ".join(entry.reasons)
             entry.result = Result(entry.job.job_id, False, None, error, "master", attempt)
+            self._new_results.append(entry.result)
             self._emit("dead", job=entry.job.job_id, attempts=entry.attempts, error=error)
             self._terminal(entry)
             return Outcome.DEAD
@@ -360,6 +375,8 @@ class JobBoard:
         # Otherwise every batch is closed: the next submitted job opens a new one.
 
     def _emit(self, ev: str, **fields: Any) -> None:
+        if not self._record:
+            return
         fields["ev"] = ev
         fields["t"] = self._clock()
         self._outbox.append(fields)

@@ -84,12 +84,12 @@ class BoardService:
         self,
         board: JobBoard,
         log: EventLog,
-        write_result: Callable[[Result], None],
+        write_results: Callable[[list[Result]], None],
         config: MasterConfig,
     ) -> None:
         self.board = board
         self.log = log
-        self._write_result = write_result
+        self._write_results = write_results
         self.config = config
         self._cond = threading.Condition()
         self._conn_of_worker: dict[str, object] = {}
@@ -198,17 +198,13 @@ class BoardService:
         return max(1, min(max_n, math.ceil(self.board.leasable / workers)))
 
     def _flush(self) -> None:
-        """Write drained events and any new terminal results; wake waiting leases."""
-        events = self.board.drain_events()
-        if not events:
-            return
-        for event in events:
-            if event["ev"] in ("result_accepted", "dead"):
-                result = self.board.result(event["job"])
-                if result is not None:
-                    self._write_result(result)
-                    self.last_result_at = time.monotonic()
-        self.log.write_all(events)
+        """Write new terminal results and drained events; wake waiting leases."""
+        results = self.board.drain_results()
+        if results:
+            self._write_results(results)
+            self.last_result_at = time.monotonic()
+        if self.log.enabled:
+            self.log.write_all(self.board.drain_events())
         if self.board.leasable or self.board.finished:
             if self.board.finished:
                 self.stopping = True
@@ -340,15 +336,19 @@ class _ServedManager(DistqManager):
 class _ResultSink:
     """Terminal results as JSON lines, flushed by the main loop and at exit."""
 
+    # json.dumps(..., default=repr) would build a new encoder for every line.
+    _encode = json.JSONEncoder(default=repr).encode
+
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.count = 0
         self.failed = 0
 
-    def __call__(self, result: Result) -> None:
-        self.count += 1
-        self.failed += not result.ok
-        self.stream.write(json.dumps(result.to_json_dict(), default=repr) + "\n")
+    def __call__(self, results: list[Result]) -> None:
+        encode = self._encode
+        self.count += len(results)
+        self.failed += sum(not result.ok for result in results)
+        self.stream.write("".join([encode(result.to_json_dict()) + "\n" for result in results]))
 
     def flush(self) -> None:
         self.stream.flush()
@@ -378,6 +378,7 @@ def run_master(
         lease_timeout_s=config.lease_timeout_s,
         max_attempts=config.max_attempts,
         batch_size=config.batch_size,
+        record_events=log.enabled,
     )
     for spec in jobs:
         board.submit(
