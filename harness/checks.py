@@ -503,11 +503,15 @@ def fault_coverage(
     return found
 
 
+#: The action that ends each interrupting fault: a pause resumes, a partition heals.
+_ENDS = {"pause": "resume", "partition": "heal"}
+
+
 def _resume_t(faults: Sequence[HistoryEvent], pause: HistoryEvent) -> float:
     for fault in faults:
         if (
             fault.line > pause.line
-            and fault.get("action") == "resume"
+            and fault.get("action") == _ENDS.get(str(pause.get("action")), "resume")
             and fault.get("target") == pause.get("target")
         ):
             return fault.t

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,9 @@ from types import TracebackType
 
 import psutil
 
+from distq.protocol import format_address, parse_address
 from harness.follow import EventFollower, WaitTimeout
+from harness.proxy import FaultProxy, Toxic
 
 __all__ = ["TAG_ENV", "Cluster", "ClusterError", "Proc", "kill_tree", "sweep"]
 
@@ -138,6 +140,8 @@ class Cluster:
         ready_timeout_s: float = 30.0,
         grace_s: float = 2.0,
         env: dict[str, str] | None = None,
+        proxy_seed: int | None = None,
+        initial_toxics: Sequence[tuple[Toxic, frozenset[str]]] = (),
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -155,6 +159,12 @@ class Cluster:
         self.address: str | None = None
         self.master_events = EventFollower(self.run_dir / "master.events.jsonl")
         self._next_worker = 1
+        # Network faults: with a proxy seed, each worker reaches the master through its
+        # own FaultProxy (named after the worker), so toxics can target one worker.
+        self.proxy_seed = proxy_seed
+        self.initial_toxics = list(initial_toxics)  # (toxic, workers it applies to; empty: all)
+        self.proxies: dict[str, FaultProxy] = {}
+        self.on_proxy_event: Callable[..., None] | None = None
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -234,6 +244,8 @@ class Cluster:
         except WaitTimeout as exc:
             raise ClusterError(f"{exc}\n--- master log ---\n{master.log_tail()}") from None
         self.address = str(ready["address"])
+        for proxy in self.proxies.values():  # a restarted master listens on a new port
+            proxy.set_upstream(parse_address(self.address))
         return master
 
     def add_worker(
@@ -243,17 +255,23 @@ class Cluster:
         authkey: bytes | None = None,
         extra_args: Sequence[str] = (),
         wait_joined: bool = False,
+        direct: bool = False,
     ) -> Proc:
+        """Start a worker; through its own fault proxy when the cluster has proxies,
+        unless ``direct``."""
         if self.address is None:
             raise ClusterError("start the master before adding workers")
         if name is None:
             name = f"worker-{self._next_worker}"
             self._next_worker += 1
+        connect = self.address
+        if self.proxy_seed is not None and not direct:
+            connect = format_address(self._proxy_for(name).address)
         argv = [
             *self.command,
             "worker",
             "--connect",
-            self.address,
+            connect,
             "--name",
             name,
             "--events",
@@ -264,6 +282,22 @@ class Cluster:
         if wait_joined:
             self.wait_joined(name)
         return proc
+
+    def _proxy_for(self, name: str) -> FaultProxy:
+        proxy = self.proxies.get(name)
+        if proxy is None:
+            assert self.address is not None and self.proxy_seed is not None
+            proxy = FaultProxy(name, seed=self.proxy_seed, on_event=self._proxy_event)
+            proxy.start(upstream=parse_address(self.address))
+            for toxic, workers in self.initial_toxics:
+                if not workers or name in workers:
+                    proxy.add_toxic(toxic)
+            self.proxies[name] = proxy
+        return proxy
+
+    def _proxy_event(self, ev: str, **fields: object) -> None:
+        if self.on_proxy_event is not None:
+            self.on_proxy_event(ev, **fields)
 
     def wait_joined(self, name: str, timeout_s: float = 30.0) -> None:
         proc = self.procs[name]
@@ -322,12 +356,13 @@ class Cluster:
         return sorted(asked)
 
     def teardown(self) -> list[int]:
-        """Kill every process tree of the run, then sweep for escaped tagged processes.
-
-        Returns the pids found by the sweep (processes that escaped the trees)."""
+        """Kill every process tree of the run, close the proxies, then sweep for escaped
+        tagged processes. Returns the pids found by the sweep."""
         for proc in [*self.procs.values(), *self.retired]:
             if proc.alive():
                 kill_tree(proc.pid, self.grace_s)
             with suppress(subprocess.TimeoutExpired):
                 proc.popen.wait(timeout=self.grace_s)
+        for proxy in self.proxies.values():
+            proxy.close()
         return sweep(self.tag)

@@ -24,6 +24,7 @@ from distq.events import EventLog
 from distq.protocol import ClientSettings, authenticated_client, parse_address
 from harness.cluster import Cluster
 from harness.follow import EventFollower
+from harness.proxy import Toxic
 
 __all__ = [
     "ACTIONS",
@@ -58,7 +59,15 @@ ACTIONS = {
     "idle_sockets": False,  # open `count` connections that never answer the handshake
     "garbage": False,  # `count` connections that send random bytes
     "bad_handshakes": False,  # `count` handshakes with a wrong key, from the harness
+    # Network faults, on the worker's fault proxy (the cluster must have proxies);
+    # target "all" means every worker's proxy.
+    "add_toxic": True,  # add `toxic` to the target's proxy
+    "remove_toxic": True,  # remove the toxic named `toxic_name`
+    "partition": True,  # cut the target off the master; heal after duration_s (if given)
+    "heal": True,  # end the target's partition
 }
+
+NETWORK_ACTIONS = frozenset({"add_toxic", "remove_toxic", "partition", "heal"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,18 +94,30 @@ class Fault:
     count: int = 1
     duration_s: float | None = None
     expect: str | None = None  # "holder" | "outlast_lease" | None; derived when None
+    toxic: Toxic | None = None  # for add_toxic
+    toxic_name: str | None = None  # for remove_toxic
 
     def __post_init__(self) -> None:
         if self.do not in ACTIONS:
             raise ValueError(
                 f"unknown fault action {self.do!r} (expected one of {', '.join(ACTIONS)})"
             )
+        if self.do == "add_toxic" and self.toxic is None:
+            raise ValueError("add_toxic needs a toxic")
+        if self.do == "remove_toxic" and not self.toxic_name:
+            raise ValueError("remove_toxic needs toxic_name")
 
     @property
     def expected(self) -> str | None:
         if self.expect is not None:
             return self.expect
-        if self.target == "holder" and self.do in ("kill", "terminate", "pause", "restart"):
+        if self.target == "holder" and self.do in (
+            "kill",
+            "terminate",
+            "pause",
+            "restart",
+            "partition",
+        ):
             return "holder"
         return None
 
@@ -158,7 +179,7 @@ class FaultInjector:
         self.tracker = _Tracker()
         self.ready_at = time.monotonic()
         self._worker_logs: dict[str, EventFollower] = {}
-        self._resumes: list[tuple[float, int, str]] = []  # (when, fault index, worker)
+        self._resumes: list[tuple[float, int, str, str]] = []  # (when, fault, worker, action)
         self._sockets: list[socket.socket] = []
         self._wrong_key_workers = 0
 
@@ -176,11 +197,12 @@ class FaultInjector:
             for event in follower.poll():
                 self.tracker.worker_event(event)
         now = time.monotonic()
-        for when, index, worker in list(self._resumes):
+        for scheduled in list(self._resumes):
+            when, index, worker, action = scheduled
             if now >= when:
-                self._resumes.remove((when, index, worker))
-                self.cluster.signal(worker, signal.SIGCONT)
-                self.log.write("fault", fault=index, action="resume", target=worker, scheduled=True)
+                self._resumes.remove(scheduled)
+                self.log.write("fault", fault=index, action=action, target=worker, scheduled=True)
+                self._undo(worker, action)
         elapsed = now - self.ready_at
         for index, fault in list(self.pending):
             if self.tracker.fired(fault.when, elapsed):
@@ -189,12 +211,18 @@ class FaultInjector:
 
     def close(self) -> None:
         """Resume anything still paused and close the harness's raw sockets."""
-        for _, _, worker in self._resumes:
-            self.cluster.signal(worker, signal.SIGCONT)
+        for _, _, worker, action in self._resumes:
+            self._undo(worker, action)
         self._resumes.clear()
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
+
+    def _undo(self, worker: str, action: str) -> None:
+        if action == "resume":
+            self.cluster.signal(worker, signal.SIGCONT)
+        elif action == "heal" and worker in self.cluster.proxies:
+            self.cluster.proxies[worker].heal()
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -223,6 +251,12 @@ class FaultInjector:
         }
         if fault.expected is not None:
             record["expect"] = fault.expected
+        if fault.do in NETWORK_ACTIONS and fault.target == "all":
+            record["target"] = "all"
+            self.log.write("fault", **record)
+            for name in sorted(self.cluster.proxies):
+                self._act_on_network(index, fault, name)
+            return
         if ACTIONS[fault.do]:
             target = self._resolve(fault)
             if target is None or target not in self.cluster.procs:
@@ -232,7 +266,10 @@ class FaultInjector:
             record["target_pid"] = self.cluster.procs[target].pid
             # Record before acting: the history must show the fault before its effects.
             self.log.write("fault", **record)
-            self._act_on_worker(index, fault, target)
+            if fault.do in NETWORK_ACTIONS:
+                self._act_on_network(index, fault, target)
+            else:
+                self._act_on_worker(index, fault, target)
             return
         record["count"] = fault.count
         if fault.do == "wrong_key_worker":
@@ -240,7 +277,7 @@ class FaultInjector:
                 self._wrong_key_workers += 1
                 name = f"intruder-{self._wrong_key_workers}"
                 self.log.write("fault", **{**record, "count": 1, "target": name})
-                self.cluster.add_worker(name, authkey=os.urandom(16).hex().encode())
+                self.cluster.add_worker(name, authkey=os.urandom(16).hex().encode(), direct=True)
             return
         self.log.write("fault", **record)
         self._act_on_cluster(fault)
@@ -254,11 +291,31 @@ class FaultInjector:
         elif fault.do == "pause":
             cluster.signal(target, signal.SIGSTOP)
             if fault.duration_s is not None:
-                self._resumes.append((time.monotonic() + fault.duration_s, index, target))
+                self._resumes.append((time.monotonic() + fault.duration_s, index, target, "resume"))
         elif fault.do == "resume":
             cluster.signal(target, signal.SIGCONT)
         elif fault.do == "restart":
             cluster.restart_worker(target)
+
+    def _act_on_network(self, index: int, fault: Fault, target: str) -> None:
+        proxy = self.cluster.proxies.get(target)
+        if proxy is None:
+            self.log.write("fault", fault=index, action=fault.do, target=target, missed="no proxy")
+            return
+        if fault.do == "add_toxic":
+            assert fault.toxic is not None
+            if fault.toxic.name not in {toxic.name for toxic in proxy.toxics}:
+                proxy.add_toxic(fault.toxic)
+        elif fault.do == "remove_toxic":
+            assert fault.toxic_name is not None
+            if fault.toxic_name in {toxic.name for toxic in proxy.toxics}:
+                proxy.remove_toxic(fault.toxic_name)
+        elif fault.do == "partition":
+            proxy.partition()
+            if fault.duration_s is not None:
+                self._resumes.append((time.monotonic() + fault.duration_s, index, target, "heal"))
+        elif fault.do == "heal":
+            proxy.heal()
 
     def _act_on_cluster(self, fault: Fault) -> None:
         cluster = self.cluster

@@ -18,6 +18,7 @@ from harness.checks import Verdict, judge
 from harness.cluster import Cluster
 from harness.faults import Fault, FaultInjector, run_until
 from harness.history import History
+from harness.proxy import Toxic
 
 __all__ = ["RunResult", "RunSpec", "run"]
 
@@ -39,6 +40,8 @@ class RunSpec:
     lease_timeout_s: float | None = None
     command: tuple[str, ...] | None = None  # the system under test; default: distq
     env: dict[str, str] = field(default_factory=dict)  # added to the processes' environment
+    proxy_seed: int | None = None  # workers reach the master through seeded fault proxies
+    initial_toxics: tuple[tuple[Toxic, frozenset[str]], ...] = ()
     context: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,8 +81,17 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     timed_out = False
     dumped: list[str] = []
     env = {**os.environ, **spec.env}
-    with Cluster(run_dir, spec.master_args, command=spec.command, env=env) as cluster:
-        log = EventLog(run_dir / "harness.events.jsonl", "harness", cluster.epoch)
+    cluster = Cluster(
+        run_dir,
+        spec.master_args,
+        command=spec.command,
+        env=env,
+        proxy_seed=spec.proxy_seed,
+        initial_toxics=spec.initial_toxics,
+    )
+    log = EventLog(run_dir / "harness.events.jsonl", "harness", cluster.epoch)
+    cluster.on_proxy_event = log.write
+    with cluster:
         try:
             for _ in range(spec.workers):
                 cluster.add_worker(extra_args=spec.worker_args)

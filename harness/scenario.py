@@ -20,7 +20,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from harness.faults import ACTIONS, Fault, Trigger
+from harness.faults import ACTIONS, NETWORK_ACTIONS, Fault, Trigger
+from harness.proxy import Toxic
 from harness.run import RunResult, RunSpec, run
 
 __all__ = [
@@ -50,6 +51,10 @@ CheckName = Literal[
     "clean_exits",
 ]
 CHECK_NAMES: tuple[str, ...] = typing.get_args(CheckName)
+ToxicKind = Literal[
+    "latency", "bandwidth", "slicer", "limit_data", "reset", "blackhole", "slow_close"
+]
+Flow = Literal["upstream", "downstream"]
 ActionName = Literal[
     "kill",
     "terminate",
@@ -63,6 +68,10 @@ ActionName = Literal[
     "idle_sockets",
     "garbage",
     "bad_handshakes",
+    "add_toxic",
+    "remove_toxic",
+    "partition",
+    "heal",
 ]
 assert set(typing.get_args(ActionName)) == set(ACTIONS), "scenario actions out of sync with faults"
 
@@ -149,21 +158,80 @@ class WhenSpec(_Strict, frozen=True):
         raise AssertionError("validated in __post_init__")
 
 
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class ToxicSpec(_Strict, frozen=True):
+    """A network toxic on a worker's fault proxy (see harness.proxy.Toxic)."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$")]
+    kind: ToxicKind
+    direction: Literal["upstream", "downstream", "both"] = "both"
+    probability: Annotated[
+        float, msgspec.Meta(ge=0, le=1, description="per connection, from the seed")
+    ] = 1.0
+    latency_ms: NonNegative = 0.0
+    jitter_ms: NonNegative = 0.0
+    rate_kbps: NonNegative = 0.0
+    chunk_bytes: Annotated[int, msgspec.Meta(ge=0)] = 0
+    chunk_delay_ms: NonNegative = 0.0
+    limit_bytes: Annotated[int, msgspec.Meta(ge=0)] = 0
+    delay_ms: NonNegative = 0.0
+    after_frames: (
+        Annotated[int, msgspec.Meta(ge=0, description="act from this frame on")] | None
+    ) = None
+    frames_direction: Flow | None = None
+    frames_matching: (
+        Annotated[str, msgspec.Meta(description="count only requests naming this method")] | None
+    ) = None
+    workers: list[str] = []  # in [[network.toxics]]: the workers it applies to; empty: all
+
+    def __post_init__(self) -> None:
+        self.to_toxic()  # the proxy's own validation, as a one-line error
+
+    def to_toxic(self) -> Toxic:
+        fields = msgspec.structs.asdict(self)
+        fields.pop("workers")
+        matching = fields.pop("frames_matching")
+        return Toxic(**fields, frames_matching=None if matching is None else matching.encode())
+
+
+class NetworkSpec(_Strict, frozen=True):
+    proxy: Annotated[
+        bool, msgspec.Meta(description="each worker reaches the master through its own fault proxy")
+    ] = False
+    toxics: list[ToxicSpec] = []
+
+    def __post_init__(self) -> None:
+        if self.toxics and not self.proxy:
+            raise ValueError("toxics need proxy = true")
+
+
 class FaultSpec(_Strict, frozen=True):
     when: WhenSpec
     do: ActionName
-    target: Annotated[str, msgspec.Meta(pattern=r"^(holder|random|[A-Za-z0-9_.-]+)$")] = "random"
+    target: Annotated[str, msgspec.Meta(pattern=r"^(holder|random|all|[A-Za-z0-9_.-]+)$")] = (
+        "random"
+    )
     count: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     duration_s: PositiveFloat | None = None
     expect: Literal["holder", "outlast_lease"] | None = None
+    toxic: ToxicSpec | None = None
+    toxic_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.target == "holder" and self.when.trigger().job is None:
             raise ValueError(
                 'target = "holder" needs a job trigger (job_leased, job_started, job_completed)'
             )
-        if self.duration_s is not None and self.do != "pause":
-            raise ValueError(f"duration_s applies to pause only, not {self.do!r}")
+        if self.duration_s is not None and self.do not in ("pause", "partition"):
+            raise ValueError(f"duration_s applies to pause and partition only, not {self.do!r}")
+        if (self.do == "add_toxic") != (self.toxic is not None):
+            raise ValueError("add_toxic needs a toxic table, and only add_toxic takes one")
+        if (self.do == "remove_toxic") != (self.toxic_name is not None):
+            raise ValueError("remove_toxic needs toxic_name, and only remove_toxic takes one")
+        if self.target == "all" and self.do not in NETWORK_ACTIONS:
+            raise ValueError(f'target = "all" applies to network faults only, not {self.do!r}')
 
 
 class ExpectSpec(_Strict, frozen=True):
@@ -194,10 +262,13 @@ class Scenario(_Strict, frozen=True):
     faults: list[FaultSpec] = []
     expect: ExpectSpec = ExpectSpec()
     system: SystemSpec = SystemSpec()
+    network: NetworkSpec = NetworkSpec()
 
     def __post_init__(self) -> None:
         total = self.jobs.count + sum(extra.count for extra in self.jobs.extra)
         for number, fault in enumerate(self.faults):
+            if fault.do in NETWORK_ACTIONS and not self.network.proxy:
+                raise ValueError(f"faults[{number}]: {fault.do} needs [network] proxy = true")
             trigger = fault.when.trigger()
             if trigger.job is not None and trigger.job >= total:
                 raise ValueError(
@@ -257,7 +328,7 @@ def dump_scenario(scenario: Scenario, header_comment: str = "") -> str:
     lines = [f"# {line}" for line in header_comment.splitlines()]
     for key in ("scenario", "name", "description", "seed", "slow"):
         lines.append(f"{key} = {_toml_value(raw[key])}")
-    for key in ("cluster", "jobs", "expect", "system"):
+    for key in ("cluster", "jobs", "expect", "system", "network"):
         _table(lines, f"[{key}]", raw[key])
     for fault in raw["faults"]:
         when = fault.pop("when")
@@ -505,6 +576,8 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
         lease_timeout_s=cluster.lease_timeout_s,
         command=command,
         env=dict(scenario.system.env),
+        proxy_seed=scenario.seed if scenario.network.proxy else None,
+        initial_toxics=tuple((t.to_toxic(), frozenset(t.workers)) for t in scenario.network.toxics),
     )
 
 

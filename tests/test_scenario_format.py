@@ -32,7 +32,8 @@ REGENERATE = (
 
 ACTIONS = (
     "kill, terminate, pause, resume, restart, add_worker, kill_master, restart_master, "
-    "wrong_key_worker, idle_sockets, garbage, bad_handshakes"
+    "wrong_key_worker, idle_sockets, garbage, bad_handshakes, add_toxic, remove_toxic, "
+    "partition, heal"
 )
 CHECKS = ", ".join(CHECK_NAMES)
 TRIGGERS = "after_s, job_leased, job_started, job_completed, results, batch_closed"
@@ -44,7 +45,7 @@ EXPECTED_ERRORS = {
     "wrong_type": "cluster.workers: got 'three', expected an integer",
     "unknown_key_top": (
         "unknown key colour (expected one of: scenario, name, description, seed, slow, "
-        "cluster, jobs, faults, expect, system)"
+        "cluster, jobs, faults, expect, system, network)"
     ),
     "unknown_key_nested": (
         "unknown key cluster.workerz (expected one of: workers, lease_timeout_s, time_limit_s, "
@@ -52,7 +53,7 @@ EXPECTED_ERRORS = {
     ),
     "unknown_key_in_fault": (
         "unknown key faults[1].tagret (expected one of: when, do, target, count, duration_s, "
-        "expect)"
+        "expect, toxic, toxic_name)"
     ),
     "unknown_action": f"faults[0].do: got 'explode', expected one of: {ACTIONS}",
     "trigger_none": f"faults[0].when: needs exactly one trigger of {TRIGGERS} (got none)",
@@ -65,7 +66,7 @@ EXPECTED_ERRORS = {
     "holder_with_time_trigger": (
         'faults[0]: target = "holder" needs a job trigger (job_leased, job_started, job_completed)'
     ),
-    "duration_on_kill": "faults[0]: duration_s applies to pause only, not 'kill'",
+    "duration_on_kill": "faults[0]: duration_s applies to pause and partition only, not 'kill'",
     "bad_check_name": f"expect.checks[1]: got 'exactly_twice', expected one of: {CHECKS}",
     "wrong_version": "scenario: got 2, expected 1 (the format version)",
     "syntax_error": "TOML syntax error: Invalid value (at line 6, column 11)",
