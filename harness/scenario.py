@@ -556,7 +556,16 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
     if cluster.worker_idle_exit_s is not None:
         worker_args += ["--idle-exit-s", repr(cluster.worker_idle_exit_s)]
     faults = tuple(
-        Fault(f.when.trigger(), f.do, f.target, f.count, f.duration_s, f.expect)
+        Fault(
+            f.when.trigger(),
+            f.do,
+            f.target,
+            f.count,
+            f.duration_s,
+            f.expect,
+            None if f.toxic is None else f.toxic.to_toxic(),
+            f.toxic_name,
+        )
         for f in scenario.faults
     )
     checks = list(scenario.expect.checks)

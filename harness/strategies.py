@@ -18,8 +18,10 @@ from harness.scenario import (
     ExtraJob,
     FaultSpec,
     JobsSpec,
+    NetworkSpec,
     Scenario,
     SystemSpec,
+    ToxicSpec,
     WhenSpec,
 )
 
@@ -28,6 +30,41 @@ __all__ = ["fault_plans", "job_sets", "scenarios", "topologies"]
 #: Faults that may be generated. kill/terminate remove a worker for good; the others do not.
 DEATHS = ("kill", "terminate")
 SURVIVABLE = ("restart", "pause", "wrong_key_worker", "add_worker", "bad_handshakes")
+#: Network faults (with proxies): a reset after a lease reply costs the worker its
+#: connection (it exits), so it counts as a death; the others slow or cut, then heal.
+NETWORK_DEATHS = ("reset_after_lease",)
+NETWORK_SURVIVABLE = ("partition", "add_toxic")
+
+
+def _toxics(name: str) -> st.SearchStrategy[ToxicSpec]:
+    """Toxics that slow a connection down but never break it."""
+    probability = st.sampled_from([1.0, 0.5])
+    return st.one_of(
+        st.builds(
+            ToxicSpec,
+            name=st.just(name),
+            kind=st.just("latency"),
+            latency_ms=st.sampled_from([1.0, 10.0, 30.0]),
+            jitter_ms=st.sampled_from([0.0, 5.0]),
+            probability=probability,
+        ),
+        st.builds(
+            ToxicSpec,
+            name=st.just(name),
+            kind=st.just("slicer"),
+            direction=st.sampled_from(["upstream", "downstream", "both"]),
+            chunk_bytes=st.sampled_from([1, 7, 64]),
+            chunk_delay_ms=st.sampled_from([0.0, 1.0]),
+            probability=probability,
+        ),
+        st.builds(
+            ToxicSpec,
+            name=st.just(name),
+            kind=st.just("bandwidth"),
+            rate_kbps=st.sampled_from([50.0, 500.0]),
+            probability=probability,
+        ),
+    )
 
 
 @st.composite
@@ -73,19 +110,41 @@ def _trigger(draw: st.DrawFn, jobs: int) -> WhenSpec:
 
 
 @st.composite
-def fault_plans(draw: st.DrawFn, jobs: int, workers: int, max_faults: int = 3) -> list[FaultSpec]:
+def fault_plans(
+    draw: st.DrawFn, jobs: int, workers: int, max_faults: int = 3, network: bool = False
+) -> list[FaultSpec]:
     """Up to ``max_faults`` faults; at most ``workers - 1`` permanent deaths."""
     plan: list[FaultSpec] = []
     deaths_left = workers - 1
-    for _ in range(draw(st.integers(0, max_faults))):
+    for number in range(draw(st.integers(0, max_faults))):
         when = draw(_trigger(jobs))
         choices = SURVIVABLE + (DEATHS if deaths_left > 0 else ())
+        if network:
+            choices += NETWORK_SURVIVABLE + (NETWORK_DEATHS if deaths_left > 0 else ())
         action = draw(st.sampled_from(choices))
         job_trigger = when.trigger().job is not None
         targets = ["random", *(f"worker-{n}" for n in range(1, workers + 1))]
         if job_trigger:
             targets.insert(0, "holder")
+        if action == "reset_after_lease":
+            target = draw(st.sampled_from(targets[1:] if job_trigger else targets))
+            toxic = ToxicSpec(
+                name=f"cut-{number}",
+                kind="reset",
+                after_frames=1,
+                frames_direction="downstream",
+                frames_matching="lease",
+            )
+            plan.append(FaultSpec(when=when, do="add_toxic", target=target, toxic=toxic))
+            deaths_left -= 1
+            continue
         fields: dict[str, Any] = {"when": when, "do": action}
+        if action == "partition":
+            fields["target"] = draw(st.sampled_from(targets))
+            fields["duration_s"] = draw(st.sampled_from([0.5, 2.0, 4.0]))
+        if action == "add_toxic":
+            fields["target"] = draw(st.sampled_from(["all", *targets]))
+            fields["toxic"] = draw(_toxics(f"slow-{number}"))
         if action in (*DEATHS, "restart", "pause"):
             fields["target"] = draw(st.sampled_from(targets))
         if action in DEATHS:
@@ -107,12 +166,20 @@ def scenarios(
     max_faults: int = 3,
     faulty_jobs: bool = True,
     system: SystemSpec | None = None,
+    network: bool = False,
 ) -> Scenario:
-    """A whole scenario whose checks are the properties every run must satisfy."""
+    """A whole scenario whose checks are the properties every run must satisfy.
+
+    With ``network``, workers reach the master through fault proxies, some start with a
+    slowing toxic, and plans may partition, slow down or cut connections."""
     cluster = draw(topologies(max_workers))
     jobs = draw(job_sets(max_jobs, faulty_jobs))
     total_jobs = jobs.count + sum(extra.count for extra in jobs.extra)
-    faults = draw(fault_plans(total_jobs, cluster.workers, max_faults))
+    faults = draw(fault_plans(total_jobs, cluster.workers, max_faults, network))
+    network_spec = NetworkSpec()
+    if network:
+        initial = draw(st.lists(_toxics("initial"), max_size=1))
+        network_spec = NetworkSpec(proxy=True, toxics=initial)
     checks: list[Any] = ["exactly_once", "correct_values", "liveness"]
     if cluster.batch_size is not None:
         checks.append("batch_barrier")
@@ -128,4 +195,5 @@ def scenarios(
         faults=faults,
         expect=ExpectSpec(checks=checks, within_s=round(within_s, 1)),
         system=system or SystemSpec(),
+        network=network_spec,
     )

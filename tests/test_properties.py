@@ -23,3 +23,12 @@ def test_every_job_yields_exactly_one_correct_result(
     runs = tmp_path_factory.getbasetemp() / "property-runs"
     regressions = Path(request.config.getoption("--regressions-dir"))
     assert_scenario_holds(scenario, runs, regressions, "exactly_one_correct_result")
+
+
+@given(scenario=scenarios(network=True))
+def test_every_job_yields_exactly_one_correct_result_under_network_faults(
+    scenario: Scenario, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> None:
+    runs = tmp_path_factory.getbasetemp() / "property-runs-network"
+    regressions = Path(request.config.getoption("--regressions-dir"))
+    assert_scenario_holds(scenario, runs, regressions, "exactly_one_correct_result_network")

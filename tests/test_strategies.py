@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import tomllib
+from typing import Any
 
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.scenario import Scenario, dump_scenario
+from harness.scenario import Scenario, dump_scenario, to_run_spec
 from harness.strategies import DEATHS, scenarios
 
 
@@ -19,11 +20,23 @@ def test_a_generated_scenario_round_trips_through_a_file(scenario: Scenario) -> 
     assert msgspec.convert(tomllib.loads(text), Scenario) == scenario
 
 
+@settings(max_examples=200, deadline=None)
+@given(scenarios(network=True))
+def test_a_generated_network_scenario_round_trips_through_a_file(scenario: Scenario) -> None:
+    assert scenario.network.proxy
+    text = dump_scenario(scenario)
+    assert msgspec.convert(tomllib.loads(text), Scenario) == scenario
+
+
 @settings(max_examples=300, deadline=None)
-@given(scenarios())
+@given(st.booleans().flatmap(lambda network: scenarios(network=network)))
 def test_a_generated_plan_can_always_finish(scenario: Scenario) -> None:
     total_jobs = scenario.jobs.count + sum(extra.count for extra in scenario.jobs.extra)
-    deaths = [fault for fault in scenario.faults if fault.do in DEATHS]
+    deaths = [
+        fault
+        for fault in scenario.faults
+        if fault.do in DEATHS or (fault.toxic is not None and fault.toxic.kind == "reset")
+    ]
     assert len(deaths) <= scenario.cluster.workers - 1, "the last worker is never killed for good"
     for fault in scenario.faults:
         job = fault.when.trigger().job
@@ -48,3 +61,15 @@ def test_shrinking_heads_toward_fewer_faults_jobs_and_workers() -> None:
 def test_deaths_never_exceed_workers_minus_one_even_with_many_faults(data: st.DataObject) -> None:
     scenario = data.draw(scenarios(max_faults=8, max_workers=2))
     assert sum(fault.do in DEATHS for fault in scenario.faults) <= 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(scenario=st.booleans().flatmap(lambda network: scenarios(network=network)))
+def test_every_generated_scenario_translates_into_a_run(
+    scenario: Scenario, tmp_path_factory: Any
+) -> None:
+    spec = to_run_spec(scenario, tmp_path_factory.mktemp("spec"))
+    assert len(spec.faults) == len(scenario.faults)
+    for fault, planned in zip(spec.faults, scenario.faults, strict=True):
+        assert fault.do == planned.do and (fault.toxic is None) == (planned.toxic is None)
+    assert (spec.proxy_seed is not None) == scenario.network.proxy
