@@ -20,7 +20,11 @@ __all__ = [
     "JobFailed",
     "Result",
     "TaskNotFound",
+    "WireJob",
+    "WireResult",
+    "job_to_wire",
     "resolve_task",
+    "result_to_wire",
 ]
 
 
@@ -56,6 +60,23 @@ class Result:
             "worker": self.worker,
             "attempt": self.attempt,
         }
+
+
+#: A leased job on the wire, master -> worker: the fields of :class:`Job` in order, so
+#: ``Job(*wire)`` rebuilds it. Plain tuples pickle about twenty times faster than a Job.
+WireJob = tuple[int, str, tuple[Any, ...], int, float | None, int | None]
+
+#: The outcome of one attempt on the wire, worker -> master (the worker is the caller):
+#: ``(job_id, attempt, ok, value, error)``.
+WireResult = tuple[int, int, bool, Any, str | None]
+
+
+def job_to_wire(job: Job) -> WireJob:
+    return (job.job_id, job.task, job.args, job.attempt, job.time_limit_s, job.batch)
+
+
+def result_to_wire(result: Result) -> WireResult:
+    return (result.job_id, result.attempt, result.ok, result.value, result.error)
 
 
 class JobFailed(RuntimeError):

@@ -29,7 +29,7 @@ from typing import Any, TextIO
 from distq.board import JobBoard
 from distq.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from distq.events import EventLog
-from distq.jobs import Result
+from distq.jobs import Result, WireJob, WireResult, job_to_wire
 from distq.protocol import DistqManager, format_address, set_recv_timeout
 
 __all__ = ["BoardService", "JobSpec", "MasterConfig", "current_service", "run_master"]
@@ -118,37 +118,29 @@ class BoardService:
             "time_limit_s": self.config.time_limit_s,
         }
 
-    def lease(self, worker: str, max_n: int, wait_s: float) -> tuple[list[Any], bool]:
+    def lease(self, worker: str, max_n: int, wait_s: float) -> tuple[list[WireJob], bool]:
         """Long-poll for up to ``max_n`` jobs. Returns (jobs, stop)."""
-        conn = getattr(_connection_of_thread, "conn", None)
-        deadline = time.monotonic() + max(0.0, min(wait_s, 30.0))
         with self._cond:
             self.board.heartbeat(worker)
-            while True:
-                if self.stopping:
-                    return [], True
-                jobs = self.board.lease(worker, self._fair_share(max_n))
-                if jobs:
-                    if self.first_lease_at is None:
-                        self.first_lease_at = time.monotonic()
-                    self._flush()
-                    return jobs, False
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return [], False
-                self._cond.wait(min(remaining, 0.1))
-                # A caller waiting on its reply sends nothing: readable means closed.
-                if isinstance(conn, connection.Connection) and conn.poll(0):
-                    return [], False
+            return self._lease(worker, max_n, wait_s)
 
-    def report(self, worker: str, results: list[Result]) -> bool:
+    def report(self, worker: str, results: list[WireResult]) -> bool:
         """Apply a batch of results and failures. Returns True when the worker should stop."""
         with self._cond:
             self.board.heartbeat(worker)
-            for result in results:
-                self.board.report(result)
+            self._apply(worker, results)
             self._flush()
             return self.stopping
+
+    def report_and_lease(
+        self, worker: str, results: list[WireResult], max_n: int, wait_s: float
+    ) -> tuple[list[WireJob], bool]:
+        """``report`` then ``lease``, in one round trip for the worker."""
+        with self._cond:
+            self.board.heartbeat(worker)
+            self._apply(worker, results)
+            self._flush()
+            return self._lease(worker, max_n, wait_s)
 
     def heartbeat(self, worker: str) -> bool:
         with self._cond:
@@ -191,6 +183,34 @@ class BoardService:
     def connected_workers(self) -> int:
         with self._cond:
             return len(self._conn_of_worker)
+
+    def _lease(self, worker: str, max_n: int, wait_s: float) -> tuple[list[WireJob], bool]:
+        conn = getattr(_connection_of_thread, "conn", None)
+        deadline = time.monotonic() + max(0.0, min(wait_s, 30.0))
+        while True:
+            if self.stopping:
+                return [], True
+            jobs = self.board.lease(worker, self._fair_share(max_n))
+            if jobs:
+                if self.first_lease_at is None:
+                    self.first_lease_at = time.monotonic()
+                self._flush()
+                return [job_to_wire(job) for job in jobs], False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return [], False
+            self._cond.wait(min(remaining, 0.1))
+            # A caller waiting on its reply sends nothing: readable means closed.
+            if isinstance(conn, connection.Connection) and conn.poll(0):
+                return [], False
+
+    def _apply(self, worker: str, results: list[WireResult]) -> None:
+        board = self.board
+        for job_id, attempt, ok, value, error in results:
+            if ok:
+                board.complete(worker, job_id, attempt, value)
+            else:
+                board.fail(worker, job_id, attempt, error or "error")
 
     def _fair_share(self, max_n: int) -> int:
         """Split what is leasable among the connected workers, so none sits idle."""

@@ -15,6 +15,8 @@ from multiprocessing.context import AuthenticationError
 from multiprocessing.managers import BaseManager, BaseProxy
 from typing import Any
 
+from distq.jobs import WireJob, WireResult
+
 __all__ = [
     "BoardProxy",
     "DistqManager",
@@ -110,9 +112,13 @@ def authenticated_client(
 
 
 class BoardProxy(BaseProxy):
-    """Client side of the master's board service. Each call is one round trip."""
+    """Client side of the master's board service. Each call is one round trip.
 
-    _exposed_ = ("hello", "lease", "report", "heartbeat", "bye")
+    Jobs and results travel as plain tuples (``WireJob``, ``WireResult``): pickling a
+    frozen dataclass costs more than the board's own work on it.
+    """
+
+    _exposed_ = ("hello", "lease", "report", "report_and_lease", "heartbeat", "bye")
 
     # BaseProxy.__init__ assigns the stock client and uses it at once (incref); a data
     # descriptor outranks that assignment, so every connection of the proxy is ours.
@@ -127,11 +133,18 @@ class BoardProxy(BaseProxy):
     def hello(self, worker: str, pid: int, host: str) -> dict[str, Any]:
         return self._call("hello", worker, pid, host)  # type: ignore[no-any-return]
 
-    def lease(self, worker: str, max_n: int, wait_s: float) -> tuple[list[Any], bool]:
+    def lease(self, worker: str, max_n: int, wait_s: float) -> tuple[list[WireJob], bool]:
         return self._call("lease", worker, max_n, wait_s)  # type: ignore[no-any-return]
 
-    def report(self, worker: str, results: list[Any]) -> bool:
+    def report(self, worker: str, results: list[WireResult]) -> bool:
         return bool(self._call("report", worker, results))
+
+    def report_and_lease(
+        self, worker: str, results: list[WireResult], max_n: int, wait_s: float
+    ) -> tuple[list[WireJob], bool]:
+        """``report`` then ``lease`` in one round trip."""
+        reply = self._call("report_and_lease", worker, results, max_n, wait_s)
+        return reply  # type: ignore[no-any-return]
 
     def heartbeat(self, worker: str) -> bool:
         return bool(self._call("heartbeat", worker))

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from distq.events import EventLog
-from distq.jobs import Job, Result, resolve_task
+from distq.jobs import Result, WireJob, resolve_task
 
 __all__ = ["JobRunner"]
 
@@ -103,7 +103,7 @@ class JobRunner:
 
     def run(
         self,
-        jobs: Sequence[Job],
+        jobs: Sequence[WireJob],
         *,
         on_result: Callable[[Result], None],
         on_tick: Callable[[], bool],
@@ -120,15 +120,15 @@ class JobRunner:
             if self._proc is None or not self._proc.is_alive():
                 self.start()
             assert self._conn is not None
-            self._conn.send([(j.job_id, j.attempt, j.task, j.args) for j in queue])
+            self._conn.send([(j[0], j[3], j[1], j[2]) for j in queue])
             index = 0
             started = time.monotonic()
             while index < len(queue):
-                job = queue[index]
-                limit_at = started + job.time_limit_s if job.time_limit_s else None
+                job_id, _task, _args, attempt, time_limit_s, _batch = queue[index]
+                limit_at = started + time_limit_s if time_limit_s else None
                 wire, ended = self._next(limit_at, tick_s)
                 if wire is not None:
-                    on_result(self._result(job, wire))
+                    on_result(self._result(wire))
                     index += 1
                     started = time.monotonic()
                     if on_tick():
@@ -142,12 +142,12 @@ class JobRunner:
                     continue
                 if ended == "time_limit":
                     self.kill()
-                    reason = f"time limit of {job.time_limit_s:g} s exceeded"
+                    reason = f"time limit of {time_limit_s:g} s exceeded"
                 else:
                     code = self._reap()
                     reason = f"job process exited with code {code}"
-                self.log.write("runner_killed", job=job.job_id, attempt=job.attempt, reason=reason)
-                on_result(Result(job.job_id, False, None, reason, self._worker, job.attempt))
+                self.log.write("runner_killed", job=job_id, attempt=attempt, reason=reason)
+                on_result(Result(job_id, False, None, reason, self._worker, attempt))
                 index += 1
                 break
             queue = queue[index:]
@@ -170,7 +170,7 @@ class JobRunner:
             return None, "time_limit"
         return None, "tick"
 
-    def _result(self, job: Job, wire: _WireResult) -> Result:
+    def _result(self, wire: _WireResult) -> Result:
         job_id, attempt, ok, value, error = wire
         return Result(job_id, ok, value, error, self._worker, attempt)
 

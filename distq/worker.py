@@ -27,7 +27,7 @@ from distq.errors import (
     UsageError,
 )
 from distq.events import EventLog
-from distq.jobs import Result
+from distq.jobs import Result, WireJob, result_to_wire
 from distq.protocol import BoardProxy, ClientSettings, DistqManager, format_address
 from distq.runner import JobRunner
 
@@ -128,8 +128,18 @@ class _Session:
     def flush(self) -> None:
         if self.buffer:
             results, self.buffer = self.buffer, []
-            if self.call("report", self.config.name, results):
+            wire = [result_to_wire(result) for result in results]
+            if self.call("report", self.config.name, wire):
                 self.stop_requested_by_master = True
+
+    def lease(self, want: int) -> tuple[list[WireJob], bool]:
+        """Long-poll for up to ``want`` jobs; what is buffered is reported in the same call."""
+        name, wait_s = self.config.name, self.config.poll_s
+        if not self.buffer:
+            return self.call("lease", name, want, wait_s)  # type: ignore[no-any-return]
+        results, self.buffer = self.buffer, []
+        wire = [result_to_wire(result) for result in results]
+        return self.call("report_and_lease", name, wire, want, wait_s)  # type: ignore[no-any-return]
 
     def tick(self, stop: _Stop) -> bool:
         """Report or heartbeat when due. Returns True when the batch should be abandoned."""
@@ -166,7 +176,7 @@ def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = N
         job_s = config.lease_work_s  # running mean of one job's time; the first lease is 1 job
         while not stop and not session.stop_requested_by_master:
             want = max(1, min(config.prefetch, int(config.lease_work_s / max(job_s, 1e-6))))
-            jobs, stop_now = session.call("lease", config.name, want, config.poll_s)
+            jobs, stop_now = session.lease(want)
             if stop_now:
                 break
             if not jobs:
@@ -189,7 +199,6 @@ def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = N
                 on_tick=lambda: session.tick(stop),
                 tick_s=min(session.heartbeat_s, 0.2),
             )
-            session.flush()
             idle_since = time.monotonic()
             job_s = 0.5 * job_s + 0.5 * (idle_since - batch_started) / len(jobs)
             if not finished:
