@@ -471,6 +471,7 @@ def fault_coverage(
         if silent:
             message = f"planned faults {_ids(silent)} never triggered"
             found.append(Violation(check, message, severity="unknown"))
+    found.extend(_toxic_coverage(history))
     for fault in faults:
         target = str(fault.get("target") or "-")
         label = f"fault {fault.get('fault', '?')} ({fault.get('action')} {target})"
@@ -500,6 +501,41 @@ def fault_coverage(
         else:
             message = f"{label} has an unknown expect {expect!r} (holder, outlast_lease)"
             found.append(Violation(check, message, (), (fault.line,), "unknown"))
+    return found
+
+
+def _toxic_coverage(history: History) -> list[Violation]:
+    """Every network toxic met a connection; a phased or cutting toxic really fired."""
+    found: list[Violation] = []
+    for added in history.select("toxic_added", src=HARNESS):
+        proxy, toxic = added.get("proxy"), added.get("toxic")
+        label = f"toxic {toxic!r} on {proxy}"
+        met = [
+            e
+            for e in history.select("toxic", src=HARNESS)
+            if e.get("proxy") == proxy and e.get("toxic") == toxic
+        ]
+        applied = [e for e in met if e.get("decision") == "applied"]
+        if not applied:
+            why = "it met no connection" if not met else "every connection skipped it (probability)"
+            found.append(
+                Violation(
+                    "fault_coverage", f"{label} never applied: {why}", (), (added.line,), "unknown"
+                )
+            )
+            continue
+        if added.get("after_frames") or added.get("kind") in ("reset", "limit_data"):
+            fired = [
+                e
+                for e in history
+                if e.src == HARNESS
+                and e.ev in ("toxic_triggered", "toxic_fired")
+                and e.get("proxy") == proxy
+                and e.get("toxic") == toxic
+            ]
+            if not fired:
+                message = f"{label} was applied but its phase never came (it never fired)"
+                found.append(Violation("fault_coverage", message, (), (added.line,), "unknown"))
     return found
 
 
@@ -538,6 +574,7 @@ def _nearest_leases(history: History, worker: str, t: float) -> list[int]:
 _WORKER_OK = 0
 _WORKER_MASTER_LOST = 5
 _WORKER_AUTH_REJECTED = 3
+_WORKER_HANDSHAKE_TIMEOUT = 6
 
 
 def clean_exits(
@@ -563,6 +600,14 @@ def clean_exits(
         f.get("action") == "restart_master" for f in faults
     )
     killed = {str(f.get("target")) for f in faults if f.get("action") == "kill"}
+    # A worker whose connection a network toxic cut lost its master (5); one whose
+    # handshake was swallowed gave up on it (6). Both are documented, clean exits.
+    cut = {str(e.get("proxy")) for e in history.select("toxic_fired", src=HARNESS)}
+    swallowed = {
+        str(e.get("proxy"))
+        for e in history.select("toxic", src=HARNESS)
+        if e.get("kind") == "blackhole" and e.get("decision") == "applied"
+    }
     restarted = {str(f.get("target")) for f in faults if f.get("action") == "restart"}
     intruders = {str(f.get("target")) for f in faults if f.get("action") == "wrong_key_worker"}
     found: list[Violation] = []
@@ -576,6 +621,10 @@ def clean_exits(
             allowed = {_WORKER_MASTER_LOST} if master_killed else {_WORKER_OK}
             if name in killed and name not in restarted:
                 allowed = allowed | {-9}
+            if name in cut:
+                allowed = allowed | {_WORKER_MASTER_LOST}
+            if name in swallowed:
+                allowed = allowed | {_WORKER_MASTER_LOST, _WORKER_HANDSHAKE_TIMEOUT}
         if code is None:
             found.append(Violation(check, f"{name} never exited on its own", (), fault_lines))
         elif code not in allowed:

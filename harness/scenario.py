@@ -111,6 +111,9 @@ class ClusterSpec(_Strict, frozen=True):
         Annotated[int, msgspec.Meta(ge=1, description="most jobs one lease may hold")] | None
     ) = None
     worker_idle_exit_s: PositiveFloat | None = None
+    worker_handshake_timeout_s: Annotated[
+        float, msgspec.Meta(gt=0, description="a worker gives up on an unanswered handshake")
+    ] = 5.0
 
 
 class ExtraJob(_Strict, frozen=True):
@@ -555,6 +558,8 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
         worker_args += ["--prefetch", str(cluster.prefetch)]
     if cluster.worker_idle_exit_s is not None:
         worker_args += ["--idle-exit-s", repr(cluster.worker_idle_exit_s)]
+    if cluster.worker_handshake_timeout_s != 5.0:
+        worker_args += ["--handshake-timeout-s", repr(cluster.worker_handshake_timeout_s)]
     faults = tuple(
         Fault(
             f.when.trigger(),

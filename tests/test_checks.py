@@ -20,6 +20,7 @@ from harness.checks import (
     auth,
     batch_barrier,
     builtin_expected,
+    clean_exits,
     correct_values,
     exactly_once,
     fault_coverage,
@@ -593,3 +594,50 @@ def test_a_real_master_and_worker_pass_exactly_once_and_correct_values(tmp_path:
     verdict = judge(history, ["exactly_once", "correct_values", "batch_barrier"])
     assert verdict.status == "pass", verdict.report(history)
     assert all(lease.end == "completed" for lease in history.leases())
+
+
+# -- network toxics --------------------------------------------------------------------------
+
+
+def test_a_phased_toxic_that_never_fired_makes_the_verdict_unknown() -> None:
+    run = healthy(2)
+    added = run.harness("toxic_added", proxy="worker-1", toxic="cut", kind="reset", after_frames=1)
+    run.harness(
+        "toxic", proxy="worker-1", toxic="cut", kind="reset", connection=0, decision="applied"
+    )
+    [miss] = fault_coverage(run.history())
+    assert miss.severity == "unknown" and "never fired" in miss.message
+    assert run.history()[miss.lines[0]].line == added
+    run.harness(
+        "toxic_fired", proxy="worker-1", toxic="cut", kind="reset", connection=0, action="reset"
+    )
+    assert fault_coverage(run.history()) == []
+
+
+def test_a_toxic_every_connection_skipped_is_unknown() -> None:
+    run = healthy(2)
+    run.harness("toxic_added", proxy="worker-2", toxic="lag", kind="latency", probability=0.5)
+    run.harness(
+        "toxic", proxy="worker-2", toxic="lag", kind="latency", connection=0, decision="skipped"
+    )
+    [miss] = fault_coverage(run.history())
+    assert miss.severity == "unknown" and "skipped" in miss.message
+
+
+def test_clean_exits_accepts_master_lost_only_for_a_worker_whose_connection_was_cut() -> None:
+    run = healthy(2)
+    codes = {"master": 0, "worker-1": 5, "worker-2": 0}
+    [violation] = clean_exits(run.history(), exit_codes=codes)
+    assert violation.message == "worker-1 exited with 5, expected 0"
+    run.harness(
+        "toxic_fired", proxy="worker-1", toxic="cut", kind="reset", connection=0, action="reset"
+    )
+    assert clean_exits(run.history(), exit_codes=codes) == []
+    assert clean_exits(run.history(), exit_codes={**codes, "worker-2": 5}) != []
+
+
+def test_clean_exits_flags_a_traceback_in_any_log() -> None:
+    run = healthy(1)
+    logs = {"worker-1": "Traceback (most recent call last):\n  ...\nEOFError"}
+    [violation] = clean_exits(run.history(), exit_codes={"master": 0, "worker-1": 0}, logs=logs)
+    assert violation.message == "worker-1's log holds a traceback"
