@@ -163,6 +163,7 @@ def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = N
     log = EventLog(events_path, config.name)
     runner = JobRunner(config.name, events_path, log.epoch)
     try:
+        runner.start()  # a fresh interpreter takes a while: let it start while we connect
         board = _connect(config, authkey)
         session = _Session(board, config, 1.0)
         try:
@@ -171,7 +172,7 @@ def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = N
             raise UsageError(str(exc)) from None
         session.heartbeat_s = float(settings["heartbeat_interval_s"])
         log.write("connected", master=format_address(config.address))
-        runner.start()
+        runner.wait_ready()
         idle_since = time.monotonic()
         job_s = config.lease_work_s  # running mean of one job's time; the first lease is 1 job
         while not stop and not session.stop_requested_by_master:
