@@ -22,7 +22,6 @@ __all__ = [
     "TaskNotFound",
     "WireJob",
     "WireResult",
-    "job_to_wire",
     "resolve_task",
     "result_to_wire",
 ]
@@ -69,10 +68,6 @@ WireJob = tuple[int, str, tuple[Any, ...], int, float | None, int | None]
 #: The outcome of one attempt on the wire, worker -> master (the worker is the caller):
 #: ``(job_id, attempt, ok, value, error)``.
 WireResult = tuple[int, int, bool, Any, str | None]
-
-
-def job_to_wire(job: Job) -> WireJob:
-    return (job.job_id, job.task, job.args, job.attempt, job.time_limit_s, job.batch)
 
 
 def result_to_wire(result: Result) -> WireResult:

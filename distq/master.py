@@ -29,7 +29,7 @@ from typing import Any, TextIO
 from distq.board import JobBoard
 from distq.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from distq.events import EventLog
-from distq.jobs import Result, WireJob, WireResult, job_to_wire
+from distq.jobs import Result, WireJob, WireResult
 from distq.protocol import DistqManager, format_address, set_recv_timeout
 
 __all__ = ["BoardService", "JobSpec", "MasterConfig", "current_service", "run_master"]
@@ -190,12 +190,12 @@ class BoardService:
         while True:
             if self.stopping:
                 return [], True
-            jobs = self.board.lease(worker, self._fair_share(max_n))
+            jobs = self.board.lease_wire(worker, self._fair_share(max_n))
             if jobs:
                 if self.first_lease_at is None:
                     self.first_lease_at = time.monotonic()
                 self._flush()
-                return [job_to_wire(job) for job in jobs], False
+                return jobs, False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return [], False
