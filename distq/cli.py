@@ -14,12 +14,14 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from distq.errors import EXIT_INTERRUPTED, EXIT_USAGE, DistqError, UsageError
-from distq.master import JobSpec, MasterConfig, run_master
 from distq.protocol import parse_address
 from distq.worker import WorkerConfig, default_worker_name, run_worker
+
+if TYPE_CHECKING:  # imported where used: a worker's start-up has no use for the master
+    from distq.master import JobSpec
 
 __all__ = ["main"]
 
@@ -282,6 +284,8 @@ def read_jobs_file(path: str) -> list[JobSpec]:
 
 
 def _job_spec(record: Any, where: str, seen: set[int]) -> JobSpec:
+    from distq.master import JobSpec
+
     if not isinstance(record, dict):
         raise UsageError(f"{where}: expected a JSON object, got {type(record).__name__}")
     unknown = set(record) - {"task", "args", "id", "time_limit_s"}
@@ -311,6 +315,8 @@ def _job_spec(record: Any, where: str, seen: set[int]) -> JobSpec:
 
 
 def _task_jobs(task: str, count: int, args_json: str | None) -> list[JobSpec]:
+    from distq.master import JobSpec
+
     if args_json is None:
         return [JobSpec(task, (i,)) for i in range(count)]
     try:
@@ -342,6 +348,8 @@ def _check_writable(path: str | None, option: str) -> None:
 
 
 def _master(options: argparse.Namespace) -> int:
+    from distq.master import MasterConfig, run_master
+
     authkey = read_authkey(options.authkey_file)
     if options.jobs is not None:
         jobs = read_jobs_file(options.jobs)
