@@ -92,6 +92,7 @@ def leased_once(board: JobBoard, worker: str = "A") -> Job:
         ({"max_attempts": -2}, "max_attempts"),
         ({"batch_size": 0}, "batch_size"),
         ({"batch_size": -10}, "batch_size"),
+        ({"batch_size": math.nan}, "batch_size"),
     ],
 )
 def test_invalid_constructor_arguments_are_rejected_naming_the_argument(
@@ -102,6 +103,7 @@ def test_invalid_constructor_arguments_are_rejected_naming_the_argument(
 
 
 def test_nan_lease_timeout_is_rejected(clock: FakeClock) -> None:
+    # A NaN deadline is never overdue: a hung worker would keep its jobs forever.
     with pytest.raises(ValueError, match="lease_timeout_s"):
         JobBoard(clock=clock, lease_timeout_s=math.nan)
 
@@ -572,9 +574,22 @@ def test_a_late_result_from_a_lost_worker_is_accepted(board: JobBoard) -> None:
 
 
 def test_a_late_result_after_a_graceful_hand_back_is_accepted(board: JobBoard) -> None:
+    # The job was handed out, so its first result wins even with no attempt counted.
     leased_once(board, "A")
     board.worker_lost("A", "worker left", count_attempt=False)
     assert board.complete("A", 0, 1, 9) == Outcome.ACCEPTED
+    assert board.result(0) == Result(0, True, 9, None, "A", 1)
+    assert board.leasable == 0
+    assert board.finished
+
+
+def test_a_late_failure_after_a_graceful_hand_back_is_stale(board: JobBoard) -> None:
+    leased_once(board, "A")
+    board.worker_lost("A", "worker left", count_attempt=False)
+    assert board.fail("A", 0, 1, "late") == Outcome.STALE
+    assert board.state(0) is JobState.PENDING
+    assert board.attempts(0) == 0
+    assert board.leasable == 1
 
 
 # -- expire ----------------------------------------------------------------------------------
@@ -932,3 +947,46 @@ def test_batch_mode_events_carry_the_batch(make_board: MakeBoard) -> None:
     ]
     board.lease("A", 2)
     assert [(e["job"], e["batch"]) for e in board.drain_events()] == [(0, 0), (1, 0)]
+
+
+# -- terminal results and a board that records no events ------------------------------------
+
+
+def test_drain_results_hands_over_each_terminal_result_once_in_order(
+    make_board: MakeBoard,
+) -> None:
+    board = make_board(max_attempts=1)
+    submit_n(board, 3)
+    board.lease("A", 3)
+    assert board.drain_results() == []
+    board.complete("A", 2, 1, 4)
+    board.fail("A", 0, 1, "boom")
+    board.complete("B", 2, 1, "duplicate")
+    board.complete("A", 1, 1, 1)
+    drained = board.drain_results()
+    assert [(r.job_id, r.ok) for r in drained] == [(2, True), (0, False), (1, True)]
+    assert drained == [board.result(2), board.result(0), board.result(1)]
+    assert board.drain_results() == []
+
+
+def test_a_board_that_records_no_events_behaves_the_same(clock: FakeClock) -> None:
+    board = JobBoard(
+        clock=clock, lease_timeout_s=TIMEOUT_S, max_attempts=2, batch_size=2, record_events=False
+    )
+    submit_n(board, 3)
+    assert board.leasable == 2
+    board.lease("A", 2)
+    assert board.complete("A", 0, 1, 0) == Outcome.ACCEPTED
+    assert board.complete("B", 0, 1, 0) == Outcome.DUPLICATE
+    assert board.fail("A", 1, 1, "boom") == Outcome.RETRY
+    board.lease("B")
+    clock.advance(TIMEOUT_S + 1)
+    assert board.expire() == [1]
+    assert board.state(1) is JobState.DEAD
+    assert ids(board.lease("C", 5)) == [2]  # batch 1 opened
+    assert board.worker_lost("C") == [2]
+    assert board.complete("C", 2, 1, 4) == Outcome.ACCEPTED
+    assert board.finished
+    assert board.duplicates == 1
+    assert [r.job_id for r in board.drain_results()] == [0, 1, 2]
+    assert board.drain_events() == []

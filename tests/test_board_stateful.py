@@ -9,7 +9,6 @@ result. One machine streams, the other dispatches in small batches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import hypothesis.strategies as st
 from hypothesis import settings
@@ -71,15 +70,16 @@ class BoardMachine(RuleBasedStateMachine):
         self.batch_size: int | None = None
         self.jobs: dict[int, ModelJob] = {}
         self.batches: list[list[int]] = []
-        # Every lease ever handed out that a worker may still report on: a worker that
-        # handed its leases back on purpose promised not to, so those leave this list.
+        # Every lease ever handed out: its worker may report on it at any later time.
         self.reportable: list[Lease] = []
         self.ever_leased: set[int] = set()
         self.duplicates = 0
         self.reports = 0
-        self.history: list[dict[str, Any]] = []
         self.open_batches: set[int] = set()
         self.closed_batches: set[int] = set()
+        self.lease_ids: set[int] = set()
+        self.terminal_events: set[int] = set()
+        self.drained_results: set[int] = set()
 
     @initialize(max_attempts=st.integers(1, 3))
     def make_board(self, max_attempts: int) -> None:
@@ -217,7 +217,13 @@ class BoardMachine(RuleBasedStateMachine):
     @rule(data=st.data(), ok=st.booleans())
     def report_late(self, data: st.DataObject, ok: bool) -> None:
         """A report from a worker whose lease expired, was lost or was superseded."""
-        lease = data.draw(st.sampled_from(self.late_leases()), label="lease")
+        late = self.late_leases()
+        # Most late leases belong to finished jobs; give the unfinished ones a fair chance.
+        unfinished = [lease for lease in late if not self.terminal(self.jobs[lease.job_id])]
+        prefer_unfinished = data.draw(st.booleans(), label="prefer an unfinished job")
+        if unfinished and prefer_unfinished:
+            late = unfinished
+        lease = data.draw(st.sampled_from(late), label="lease")
         if ok:
             self.expect_complete(lease)
             return
@@ -261,6 +267,15 @@ class BoardMachine(RuleBasedStateMachine):
         outcome = self.b.fail(job.holder, job_id, job.attempts, reason)
         assert outcome is self.end_attempt(job, reason)
 
+    @precondition(lambda self: self.leased())
+    @rule(data=st.data())
+    def fail_by_a_stranger(self, data: st.DataObject) -> None:
+        """A failure for the current attempt from a worker that does not hold the job."""
+        job_id = data.draw(st.sampled_from(self.leased()), label="job")
+        job = self.jobs[job_id]
+        stranger = data.draw(st.sampled_from([w for w in WORKERS if w != job.holder]))
+        assert self.b.fail(stranger, job_id, job.attempts, "not mine") is Outcome.STALE
+
     @rule(worker=workers, count_attempt=st.booleans())
     def worker_lost(self, worker: str, count_attempt: bool) -> None:
         held = sorted(j for j, job in self.jobs.items() if job.holder == worker)
@@ -272,7 +287,6 @@ class BoardMachine(RuleBasedStateMachine):
             if count_attempt:
                 self.end_attempt(job, reason)
             else:
-                self.reportable.remove(Lease(worker, job_id, job.attempts))
                 job.attempts -= 1
                 job.holder = None
                 job.state = JobState.PENDING
@@ -301,18 +315,19 @@ class BoardMachine(RuleBasedStateMachine):
             self.end_attempt(self.jobs[job_id], "lease expired")
 
     @precondition(lambda self: self.leased())
-    @rule(data=st.data())
-    def a_worker_hangs(self, data: st.DataObject) -> None:
-        """The clock passes a lease timeout; every worker but a holder heartbeats in time."""
-        hung = data.draw(
-            st.sampled_from(sorted({self.jobs[j].holder or "" for j in self.leased()}))
-        )
-        self.advance_clock(LEASE_TIMEOUT_S + 0.25)
-        for worker in WORKERS:
-            if worker != hung:
-                self.heartbeat(worker)
+    @rule(data=st.data(), seconds=st.sampled_from([1.5, 3.0]))
+    def a_worker_hangs(self, data: st.DataObject, seconds: float) -> None:
+        """The master's tick after a while: one holder stopped heartbeating, the rest did not."""
+        holders = sorted({self.jobs[j].holder or "" for j in self.leased()})
+        hung = data.draw(st.sampled_from(holders), label="hung")
+        on_time = [worker for worker in WORKERS if worker != hung]
+        kept = {worker: self.b.held_by(worker) for worker in on_time}
+        self.advance_clock(seconds)
+        for worker in on_time:
+            self.heartbeat(worker)
         self.expire(pass_now=False)
-        assert self.b.held_by(hung) == frozenset()
+        for worker in on_time:
+            assert self.b.held_by(worker) == kept[worker], "a heartbeating worker lost a lease"
 
     # -- invariants ------------------------------------------------------------------------
 
@@ -371,7 +386,6 @@ class BoardMachine(RuleBasedStateMachine):
         if self.board is None:
             return
         for event in self.b.drain_events():
-            self.history.append(event)
             ev = event["ev"]
             assert event["t"] == self.clock.now
             if ev == "batch_opened":
@@ -380,15 +394,26 @@ class BoardMachine(RuleBasedStateMachine):
             elif ev == "batch_closed":
                 self.open_batches.remove(event["batch"])
                 self.closed_batches.add(event["batch"])
-            elif ev == "leased" and self.batch_size is not None:
-                # batch barrier: only the one open batch, and every earlier batch closed
-                assert self.open_batches == {event["batch"]}
-                assert set(range(event["batch"])) <= self.closed_batches
-        terminal_events: dict[int, int] = {}
-        for event in self.history:
-            if event["ev"] in ("result_accepted", "dead"):
-                terminal_events[event["job"]] = terminal_events.get(event["job"], 0) + 1
-        assert all(count == 1 for count in terminal_events.values()), terminal_events
+            elif ev in ("result_accepted", "dead"):
+                assert event["job"] not in self.terminal_events, f"job {event['job']} ended twice"
+                self.terminal_events.add(event["job"])
+            elif ev == "leased":
+                assert event["lease"] not in self.lease_ids, "a lease id was reused"
+                self.lease_ids.add(event["lease"])
+                if self.batch_size is not None:
+                    # the batch barrier: only the open batch, every earlier batch closed
+                    assert self.open_batches == {event["batch"]}
+                    assert set(range(event["batch"])) <= self.closed_batches
+
+    @invariant()
+    def each_terminal_result_is_handed_over_once(self) -> None:
+        if self.board is None:
+            return
+        for result in self.b.drain_results():
+            assert result.job_id not in self.drained_results, f"job {result.job_id} twice"
+            self.drained_results.add(result.job_id)
+            assert result == self.b.result(result.job_id)
+        assert self.drained_results == {j for j, job in self.jobs.items() if self.terminal(job)}
 
     # -- the end ---------------------------------------------------------------------------
 
@@ -416,8 +441,9 @@ class BoardMachine(RuleBasedStateMachine):
         assert board.leasable == 0
         self.a_terminal_result_is_set_once_and_never_replaced()
         self.the_history_reads_correctly()
-        terminal = [e["job"] for e in self.history if e["ev"] in ("result_accepted", "dead")]
-        assert sorted(terminal) == sorted(self.jobs)
+        self.each_terminal_result_is_handed_over_once()
+        assert self.terminal_events == set(self.jobs)
+        assert self.drained_results == set(self.jobs)
         for job_id, job in self.jobs.items():
             result = board.result(job_id)
             assert result is not None and result.job_id == job_id
