@@ -338,7 +338,7 @@ def _ids(jobs: Iterable[int]) -> str:
 
 #: Harness faults that start a worker with a bad key, and ones that only handshake badly.
 WRONG_KEY_WORKER_ACTIONS = frozenset({"wrong_key_worker", "empty_key_worker"})
-BAD_HANDSHAKE_ACTIONS = frozenset({"bad_handshakes"})
+BAD_HANDSHAKE_ACTIONS = frozenset({"bad_handshakes", "garbage"})  # each needs a rejection
 _SERVED_WORKER_EVENTS = frozenset({"connected", "started", "completed"})
 
 
@@ -363,10 +363,17 @@ def auth(
     wrong_key_faults = [f for f in worker_faults if f.get("action") == "wrong_key_worker"]
     needed = max(len(set(wrong_key_workers)), sum(map(_count, wrong_key_faults)))
     needed += sum(map(_count, handshake_faults))
-    if not names and not needed:
+    if not names and not needed and not any(f.get("action") == "idle_sockets" for f in faults):
         message = "no wrong-key attempt was made: nothing showed that a wrong key is refused"
         return [Violation(check, message, severity="unknown")]
     found: list[Violation] = []
+    idle = [fault for fault in faults if fault.get("action") == "idle_sockets"]
+    timeouts = history.select("handshake_timeout", src=MASTER)
+    if sum(map(_count, idle)) > len(timeouts):
+        message = (
+            f"{sum(map(_count, idle))} idle socket(s) but only {len(timeouts)} handshake_timeout"
+        )
+        found.append(Violation(check, message, (), tuple(f.line for f in idle)))
     rejections = history.select("auth_rejected", src=MASTER)
     if len(rejections) < needed:
         message = f"{needed} wrong-key attempt(s) but only {len(rejections)} auth_rejected"
@@ -575,6 +582,7 @@ _WORKER_OK = 0
 _WORKER_MASTER_LOST = 5
 _WORKER_AUTH_REJECTED = 3
 _WORKER_HANDSHAKE_TIMEOUT = 6
+_WORKER_USAGE = 2
 
 
 def clean_exits(
@@ -610,6 +618,7 @@ def clean_exits(
     }
     restarted = {str(f.get("target")) for f in faults if f.get("action") == "restart"}
     intruders = {str(f.get("target")) for f in faults if f.get("action") == "wrong_key_worker"}
+    empty_keyed = {str(f.get("target")) for f in faults if f.get("action") == "empty_key_worker"}
     found: list[Violation] = []
     fault_lines = tuple(f.line for f in faults)
     for name, code in sorted(exit_codes.items()):
@@ -617,6 +626,8 @@ def clean_exits(
             allowed = {-9} if master_killed else {0}
         elif name in intruders:
             allowed = {_WORKER_AUTH_REJECTED}
+        elif name in empty_keyed:
+            allowed = {_WORKER_USAGE}  # it refuses an empty key before connecting
         else:
             allowed = {_WORKER_MASTER_LOST} if master_killed else {_WORKER_OK}
             if name in killed and name not in restarted:

@@ -86,6 +86,24 @@ def _tree(pid: int) -> list[psutil.Process]:
     return [*reversed(children), root]
 
 
+def _gone(proc: psutil.Process) -> bool:
+    """Exited, or a zombie: an orphan waits for PID 1 to reap it, which may take seconds."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def wait_gone(procs: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """Wait (bounded) until every process has exited; returns those still running."""
+    deadline = time.monotonic() + timeout_s
+    alive = [proc for proc in procs if not _gone(proc)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+        alive = [proc for proc in alive if not _gone(proc)]
+    return alive
+
+
 def kill_tree(pid: int, grace_s: float = 2.0) -> None:
     """SIGTERM a process tree leaves first, SIGKILL what survives ``grace_s``.
 
@@ -97,11 +115,26 @@ def kill_tree(pid: int, grace_s: float = 2.0) -> None:
             if proc.status() == psutil.STATUS_STOPPED:
                 proc.send_signal(signal.SIGCONT)
             proc.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=grace_s)
-    for proc in alive:
+    for proc in wait_gone(procs, grace_s):
         with suppress(psutil.Error):
             proc.kill()
-    psutil.wait_procs(alive, timeout=grace_s)
+    wait_gone(procs, grace_s)
+
+
+def stop_gracefully(pid: int, grace_s: float = 5.0) -> None:
+    """SIGTERM only the process itself (a worker hands its leases back and stops its job
+    process), then kill whatever of its tree is left after ``grace_s``."""
+    procs = _tree(pid)
+    with suppress(psutil.Error):
+        root = psutil.Process(pid)
+        if root.status() == psutil.STATUS_STOPPED:
+            root.send_signal(signal.SIGCONT)
+        root.terminate()
+    wait_gone(procs[-1:], grace_s)
+    for proc in wait_gone(procs, 0):
+        with suppress(psutil.Error):
+            proc.kill()
+    wait_gone(procs, grace_s)
 
 
 def tagged(tag: str) -> Iterator[psutil.Process]:
@@ -114,11 +147,11 @@ def tagged(tag: str) -> Iterator[psutil.Process]:
 
 def sweep(tag: str) -> list[int]:
     """Kill every process still carrying ``tag``; returns their pids."""
-    found = list(tagged(tag))
+    found = [proc for proc in tagged(tag) if not _gone(proc)]
     for proc in found:
         with suppress(psutil.Error):
             proc.kill()
-    psutil.wait_procs(found, timeout=5)
+    wait_gone(found, 5)
     return [proc.pid for proc in found]
 
 
@@ -320,9 +353,11 @@ class Cluster:
             os.kill(self.procs[name].pid, signum)
 
     def restart_worker(self, name: str, **kwargs: object) -> Proc:
+        """Stop a worker as an operator would (SIGTERM: it hands its leases back), then
+        start a new one under the same name."""
         old = self.procs[name]
         if old.alive():
-            kill_tree(old.pid, self.grace_s)
+            stop_gracefully(old.pid, max(self.grace_s, 5.0))
         old.popen.wait()
         return self.add_worker(name, **kwargs)  # type: ignore[arg-type]
 

@@ -43,6 +43,7 @@ TRIGGERS = {
     "job_completed": "job id: when the master accepts its result",
     "results": "count: when this many results have been accepted",
     "batch_closed": "batch index: when every job of the batch is terminal",
+    "workers_joined": "count: when this many workers have joined the master",
 }
 
 #: Actions and whether they take a worker target.
@@ -56,6 +57,7 @@ ACTIONS = {
     "kill_master": False,  # SIGKILL the master
     "restart_master": False,  # SIGKILL the master and start a fresh one (no persistence)
     "wrong_key_worker": False,  # start a worker whose authkey is wrong
+    "empty_key_worker": False,  # start a worker whose authkey is empty (it must refuse it)
     "idle_sockets": False,  # open `count` connections that never answer the handshake
     "garbage": False,  # `count` connections that send random bytes
     "bad_handshakes": False,  # `count` handshakes with a wrong key, from the harness
@@ -132,6 +134,7 @@ class _Tracker:
     completed: set[int] = field(default_factory=set)
     results: int = 0
     closed_batches: set[int] = field(default_factory=set)
+    joined: int = 0
 
     def master_event(self, event: dict[str, Any]) -> None:
         ev, job = event.get("ev"), event.get("job")
@@ -146,6 +149,8 @@ class _Tracker:
             self.holder.pop(job, None)
         elif ev == "batch_closed":
             self.closed_batches.add(int(event["batch"]))
+        elif ev == "worker_joined":
+            self.joined += 1
 
     def worker_event(self, event: dict[str, Any]) -> None:
         job = event.get("job")
@@ -164,6 +169,8 @@ class _Tracker:
             return int(value) in self.completed
         if kind == "results":
             return self.results >= value
+        if kind == "workers_joined":
+            return self.joined >= value
         return int(value) in self.closed_batches  # batch_closed
 
 
@@ -272,12 +279,13 @@ class FaultInjector:
                 self._act_on_worker(index, fault, target)
             return
         record["count"] = fault.count
-        if fault.do == "wrong_key_worker":
+        if fault.do in ("wrong_key_worker", "empty_key_worker"):
             for _ in range(fault.count):  # one event per intruder, named, for the auth check
                 self._wrong_key_workers += 1
                 name = f"intruder-{self._wrong_key_workers}"
                 self.log.write("fault", **{**record, "count": 1, "target": name})
-                self.cluster.add_worker(name, authkey=os.urandom(16).hex().encode(), direct=True)
+                key = b"" if fault.do == "empty_key_worker" else os.urandom(16).hex().encode()
+                self.cluster.add_worker(name, authkey=key, direct=True)
             return
         self.log.write("fault", **record)
         self._act_on_cluster(fault)

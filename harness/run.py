@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distq.events import EventLog
 from harness.checks import Verdict, judge
-from harness.cluster import Cluster
+from harness.cluster import Cluster, ClusterError
 from harness.faults import Fault, FaultInjector, run_until
 from harness.history import History
 from harness.proxy import Toxic
@@ -93,8 +94,10 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     cluster.on_proxy_event = log.write
     with cluster:
         try:
-            for _ in range(spec.workers):
-                cluster.add_worker(extra_args=spec.worker_args)
+            first = [cluster.add_worker(extra_args=spec.worker_args) for _ in range(spec.workers)]
+            for proc in first:  # faults count from a cluster whose workers are all in
+                with suppress(ClusterError):  # one that died at once is the run's business
+                    cluster.wait_joined(proc.name, timeout_s=spec.bound_s)
             injector = FaultInjector(cluster, list(spec.faults), spec.seed, log)
             try:
                 finished = run_until(injector, lambda: _master_done(cluster), spec.bound_s)

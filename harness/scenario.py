@@ -65,6 +65,7 @@ ActionName = Literal[
     "kill_master",
     "restart_master",
     "wrong_key_worker",
+    "empty_key_worker",
     "idle_sockets",
     "garbage",
     "bad_handshakes",
@@ -145,6 +146,7 @@ class WhenSpec(_Strict, frozen=True):
     job_completed: JobId | None = None
     results: Annotated[int, msgspec.Meta(ge=1)] | None = None
     batch_closed: JobId | None = None
+    workers_joined: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
     def __post_init__(self) -> None:
         given = [name for name in self.__struct_fields__ if getattr(self, name) is not None]

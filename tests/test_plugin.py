@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.scenario import ClusterSpec
+
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.processes
 
@@ -113,9 +115,8 @@ def test_malformed_file_is_a_collection_error_of_one_line(pytester: pytest.Pytes
     result.stdout.fnmatch_lines(
         [
             "*_ ERROR collecting typo.toml _*",
-            f"{path}: unknown key cluster.workerz (expected one of: workers, lease_timeout_s, "
-            "time_limit_s, max_attempts, batch_size, handshake_timeout_s, prefetch, "
-            "worker_idle_exit_s)",
+            f"{path}: unknown key cluster.workerz (expected one of: "
+            f"{', '.join(ClusterSpec.__struct_fields__)})",
             "*short test summary info*",
         ],
         consecutive=True,

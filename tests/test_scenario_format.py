@@ -32,11 +32,12 @@ REGENERATE = (
 
 ACTIONS = (
     "kill, terminate, pause, resume, restart, add_worker, kill_master, restart_master, "
-    "wrong_key_worker, idle_sockets, garbage, bad_handshakes, add_toxic, remove_toxic, "
+    "wrong_key_worker, empty_key_worker, idle_sockets, garbage, bad_handshakes, add_toxic, "
+    "remove_toxic, "
     "partition, heal"
 )
 CHECKS = ", ".join(CHECK_NAMES)
-TRIGGERS = "after_s, job_leased, job_started, job_completed, results, batch_closed"
+TRIGGERS = "after_s, job_leased, job_started, job_completed, results, batch_closed, workers_joined"
 
 #: Each corpus file and the rest of its error line, after "PATH: ".
 EXPECTED_ERRORS = {
