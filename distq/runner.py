@@ -179,12 +179,14 @@ class JobRunner:
         on_result: Callable[[Result], None],
         on_tick: Callable[[], bool],
         tick_s: float,
+        on_sent: Callable[[], None] | None = None,
     ) -> bool:
         """Run ``jobs``; each outcome goes to ``on_result`` once, soon after it happens.
 
         ``on_tick`` is called at least every ``tick_s`` (heartbeats, flushing reports);
         when it returns True the batch is abandoned and the unfinished jobs are left
-        without a result. Returns False when abandoned.
+        without a result. Returns False when abandoned. ``on_sent`` is called once the
+        job process has the jobs, while it runs them.
         """
         queue = list(jobs)
         while queue:
@@ -192,7 +194,8 @@ class JobRunner:
                 self._discard()
                 self.start()
             self.wait_ready()
-            left = self._run_in_child(queue, on_result, on_tick, tick_s)
+            left = self._run_in_child(queue, on_result, on_tick, tick_s, on_sent)
+            on_sent = None
             if left is None:
                 return False
             queue = left
@@ -206,6 +209,7 @@ class JobRunner:
         on_result: Callable[[Result], None],
         on_tick: Callable[[], bool],
         tick_s: float,
+        on_sent: Callable[[], None] | None,
     ) -> list[WireJob] | None:
         """Send ``queue`` to the child and collect. Returns the jobs to run again in a new
         child (empty when all are done), or None when abandoned."""
@@ -214,6 +218,8 @@ class JobRunner:
         base = self._next_seq
         self._next_seq += len(queue)
         conn.send((base, [(job[0], job[3], job[1], job[2]) for job in queue]))
+        if on_sent is not None:
+            on_sent()
         limited = any(job[4] for job in queue)
         done = 0
         while done < len(queue):

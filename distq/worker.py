@@ -8,6 +8,7 @@ line and the exit code documented in ``distq.errors``.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -103,6 +104,7 @@ class _Session:
         self.heartbeat_s = heartbeat_s
         self.buffer: list[Result] = []
         self.buffered_at = 0.0
+        self.ahead: list[WireJob] = []  # leased while the previous batch ran
         self.last_contact = time.monotonic()
         self.stop_requested_by_master = False
 
@@ -132,14 +134,28 @@ class _Session:
             if self.call("report", self.config.name, wire):
                 self.stop_requested_by_master = True
 
-    def lease(self, want: int) -> tuple[list[WireJob], bool]:
+    def lease(self, want: int, wait_s: float | None = None) -> tuple[list[WireJob], bool]:
         """Long-poll for up to ``want`` jobs; what is buffered is reported in the same call."""
-        name, wait_s = self.config.name, self.config.poll_s
+        name = self.config.name
+        if wait_s is None:
+            wait_s = self.config.poll_s
         if not self.buffer:
             return self.call("lease", name, want, wait_s)  # type: ignore[no-any-return]
         results, self.buffer = self.buffer, []
         wire = [result_to_wire(result) for result in results]
         return self.call("report_and_lease", name, wire, want, wait_s)  # type: ignore[no-any-return]
+
+    def lease_ahead(self, want: int, stop: _Stop) -> None:
+        """Lease the next batch, without waiting, while the job process runs this one.
+
+        Short jobs would otherwise leave the job process idle for a round trip to the
+        master after every batch, and the master idle while the batch runs.
+        """
+        if stop or self.stop_requested_by_master:
+            return
+        self.ahead, stop_now = self.lease(want, 0.0)
+        if stop_now:
+            self.stop_requested_by_master = True
 
     def tick(self, stop: _Stop) -> bool:
         """Report or heartbeat when due. Returns True when the batch should be abandoned."""
@@ -177,9 +193,12 @@ def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = N
         job_s = config.lease_work_s  # running mean of one job's time; the first lease is 1 job
         while not stop and not session.stop_requested_by_master:
             want = max(1, min(config.prefetch, int(config.lease_work_s / max(job_s, 1e-6))))
-            jobs, stop_now = session.lease(want)
-            if stop_now:
-                break
+            if session.ahead:
+                jobs, session.ahead = session.ahead, []
+            else:
+                jobs, stop_now = session.lease(want)
+                if stop_now:
+                    break
             if not jobs:
                 if (
                     config.idle_exit_s is not None
@@ -199,6 +218,11 @@ def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = N
                 on_result=session.add,
                 on_tick=lambda: session.tick(stop),
                 tick_s=min(session.heartbeat_s, 0.2),
+                # Several jobs to a lease: they are short, lease the next batch meanwhile.
+                # (With --prefetch 1 a worker never holds more than its one job.)
+                on_sent=functools.partial(session.lease_ahead, want, stop)
+                if len(jobs) > 1
+                else None,
             )
             idle_since = time.monotonic()
             job_s = 0.5 * job_s + 0.5 * (idle_since - batch_started) / len(jobs)

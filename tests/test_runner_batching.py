@@ -179,3 +179,22 @@ def test_an_abandoned_batch_kills_the_child_and_reports_nothing_more(
     assert not finished and results == []
     # The runner starts a fresh child for the next batch.
     assert run(runner, [job(2, "square", 3)]) == (True, [Result(2, True, 9, None, "w", 1)])
+
+
+def test_on_sent_runs_once_while_the_job_process_works(
+    make_runner: Callable[..., JobRunner],
+) -> None:
+    runner = make_runner()
+    results: list[Result] = []
+    seen_when_sent: list[int] = []
+    # The crash makes the runner start a second job process for job 2: still one call.
+    finished = runner.run(
+        [job(0, "sleep", 0.2), job(1, "crash"), job(2, "square", 2)],
+        on_result=results.append,
+        on_tick=lambda: False,
+        tick_s=0.05,
+        on_sent=lambda: seen_when_sent.append(len(results)),
+    )
+    assert finished
+    assert seen_when_sent == [0]
+    assert sorted((r.job_id, r.ok) for r in results) == [(0, True), (1, False), (2, True)]
