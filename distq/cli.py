@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    source = master.add_mutually_exclusive_group(required=True)
+    source = master.add_mutually_exclusive_group()
     source.add_argument(
         "--jobs",
         metavar="FILE",
@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument(
         "--task", help="submit --count jobs of this task (built-in name or module:function)"
+    )
+    master.add_argument(
+        "--open",
+        action="store_true",
+        help="also accept jobs from 'distq submit' until it says --close; then stop once "
+        "every job is terminal",
     )
     master.add_argument(
         "--count",
@@ -223,6 +229,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="treat the master as lost when a reply takes longer (default 60)",
     )
     worker.add_argument(
+        "--authkey-file",
+        metavar="FILE",
+        help=f"read the authkey from this file (default: ${AUTHKEY_ENV})",
+    )
+
+    submit = commands.add_parser(
+        "submit",
+        help="add jobs to a running master started with --open",
+        description="Add jobs to a running master started with --open; print their ids. "
+        "--close tells it no more will come, so it stops once every job is terminal.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    submit.add_argument(
+        "--connect", required=True, metavar="HOST:PORT", help="the master's address"
+    )
+    submitted = submit.add_mutually_exclusive_group()
+    submitted.add_argument(
+        "--jobs", metavar="FILE", help='JSON lines: {"task": ..., "args": [...]}'
+    )
+    submitted.add_argument("--task", help="submit --count jobs of this task")
+    submit.add_argument(
+        "--count",
+        type=_non_negative_int,
+        default=10,
+        help="with --task: how many jobs (default 10)",
+    )
+    submit.add_argument(
+        "--args",
+        metavar="JSON",
+        help="with --task: the args list of every job (default: [i] for job i)",
+    )
+    submit.add_argument("--close", action="store_true", help="then close submissions")
+    submit.add_argument(
         "--authkey-file",
         metavar="FILE",
         help=f"read the authkey from this file (default: ${AUTHKEY_ENV})",
@@ -350,11 +390,10 @@ def _check_writable(path: str | None, option: str) -> None:
 def _master(options: argparse.Namespace) -> int:
     from distq.master import MasterConfig, run_master
 
+    if options.jobs is None and options.task is None and not options.open:
+        raise UsageError("give the jobs: --jobs FILE, --task NAME, or --open for 'distq submit'")
     authkey = read_authkey(options.authkey_file)
-    if options.jobs is not None:
-        jobs = read_jobs_file(options.jobs)
-    else:
-        jobs = _task_jobs(options.task, options.count, options.args)
+    jobs = _jobs_from(options)
     _check_writable(options.events, "--events")
     config = MasterConfig(
         host=options.host,
@@ -364,6 +403,7 @@ def _master(options: argparse.Namespace) -> int:
         max_attempts=options.max_attempts,
         batch_size=options.batch_size,
         handshake_timeout_s=options.handshake_timeout_s,
+        open_submissions=options.open,
     )
     results = _open_output(options.results)
     try:
@@ -373,6 +413,35 @@ def _master(options: argparse.Namespace) -> int:
     finally:
         if results is not sys.stdout:
             results.close()
+
+
+def _jobs_from(options: argparse.Namespace) -> list[JobSpec]:
+    if options.jobs is not None:
+        return read_jobs_file(options.jobs)
+    if options.task is not None:
+        return _task_jobs(options.task, options.count, options.args)
+    return []
+
+
+def _submit(options: argparse.Namespace) -> int:
+    from distq.client import Submitter
+
+    if options.jobs is None and options.task is None and not options.close:
+        raise UsageError("nothing to do: give --jobs FILE or --task NAME, and/or --close")
+    authkey = read_authkey(options.authkey_file)
+    specs = [(s.task, list(s.args), s.time_limit_s) for s in _jobs_from(options)]
+    if any(s.job_id is not None for s in _jobs_from(options)):
+        raise UsageError(
+            "submitted jobs get their ids from the master: drop 'id' from the jobs file"
+        )
+    with Submitter.connect(options.connect, authkey) as submitter:
+        if specs:
+            ids = submitter.submit_many(specs)
+            print(f"submitted {len(ids)} jobs: ids {ids[0]}..{ids[-1]}")
+        if options.close:
+            submitter.close_submissions()
+            print("submissions closed: the master stops once every job is terminal")
+    return 0
 
 
 def _worker(options: argparse.Namespace) -> int:
@@ -409,6 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _master(options)
         if options.command == "worker":
             return _worker(options)
+        if options.command == "submit":
+            return _submit(options)
         from distq.demo import run_demo
 
         return run_demo(jobs=options.jobs, workers=options.workers, job_delay_s=options.job_delay_s)

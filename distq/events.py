@@ -24,6 +24,7 @@ EPOCH_ENV = "DISTQ_T0"
 EVENT_NAMES = frozenset(
     {
         "master_ready",
+        "submissions_closed",
         "master_stopped",
         "job_submitted",
         "batch_opened",

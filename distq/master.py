@@ -67,6 +67,7 @@ class MasterConfig:
     max_pending_handshakes: int = 128
     shutdown_grace_s: float = 3.0
     tick_s: float = 0.05
+    open_submissions: bool = False  # accept jobs from clients until they close submissions
 
 
 def is_loopback(host: str) -> bool:
@@ -96,6 +97,7 @@ class BoardService:
         self._conn_of_worker: dict[str, object] = {}
         self._worker_of_conn: dict[int, str] = {}
         self.stopping = False
+        self.accepting = config.open_submissions
         self.workers_seen = 0
         # Throughput window for the summary line: start-up and shutdown stay outside it.
         self.first_lease_at: float | None = None
@@ -169,12 +171,33 @@ class BoardService:
             self.board.worker_lost(worker, "connection closed")
             self._flush()
 
+    def submit(self, specs: list[tuple[str, list[Any], float | None]]) -> list[int]:
+        """Add jobs to an open master; returns their ids. Called by ``distq submit``."""
+        with self._cond:
+            if not self.accepting:
+                raise ValueError("this master does not accept submissions (start it with --open)")
+            ids = []
+            for task, args, limit in specs:
+                if limit is None:
+                    limit = self.config.time_limit_s
+                ids.append(self.board.submit(task, tuple(args), time_limit_s=limit).job_id)
+            self._flush()
+            return ids
+
+    def close_submissions(self) -> None:
+        """No more jobs will come: the master stops once every job is terminal."""
+        with self._cond:
+            self.accepting = False
+            self.log.write("submissions_closed", jobs=len(self.board))
+            self._flush()
+
     def tick(self) -> bool:
-        """Expire overdue leases. Returns True once every job is terminal."""
+        """Expire overdue leases. Returns True once every job is terminal and no more
+        can come."""
         with self._cond:
             self.board.expire()
             self._flush()
-            return self.board.finished
+            return self.board.finished and not self.accepting
 
     def stop(self) -> None:
         with self._cond:
@@ -227,7 +250,7 @@ class BoardService:
         if self.log.enabled:
             self.log.write_all(self.board.drain_events())
         if self.board.leasable or self.board.finished:
-            if self.board.finished:
+            if self.board.finished and not self.accepting:
                 self.stopping = True
             self._cond.notify_all()
 

@@ -118,7 +118,16 @@ class BoardProxy(BaseProxy):
     frozen dataclass costs more than the board's own work on it.
     """
 
-    _exposed_ = ("hello", "lease", "report", "report_and_lease", "heartbeat", "bye")
+    _exposed_ = (
+        "hello",
+        "lease",
+        "report",
+        "report_and_lease",
+        "heartbeat",
+        "bye",
+        "submit",
+        "close_submissions",
+    )
 
     # BaseProxy.__init__ assigns the stock client and uses it at once (incref); a data
     # descriptor outranks that assignment, so every connection of the proxy is ours.
@@ -148,6 +157,12 @@ class BoardProxy(BaseProxy):
 
     def heartbeat(self, worker: str) -> bool:
         return bool(self._call("heartbeat", worker))
+
+    def submit(self, specs: list[tuple[str, list[Any], float | None]]) -> list[int]:
+        return self._call("submit", specs)  # type: ignore[no-any-return]
+
+    def close_submissions(self) -> None:
+        self._call("close_submissions")
 
     def bye(self, worker: str) -> None:
         self._call("bye", worker)

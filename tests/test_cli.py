@@ -99,7 +99,7 @@ def test_malformed_jobs_file(tmp_path: Path, line: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["master"], "one of the arguments --jobs --task is required"),
+        (["master"], "give the jobs: --jobs FILE, --task NAME, or --open for 'distq submit'"),
         (["master", "--task", "square", "--lease-timeout-s", "0"], "'0' must be > 0"),
         (["master", "--task", "square", "--max-attempts", "x"], "'x' is not a whole number"),
         (["worker"], "the following arguments are required: --connect"),

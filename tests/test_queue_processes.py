@@ -273,3 +273,52 @@ def test_worker_gives_up_on_a_peer_that_never_answers_the_handshake(tmp_path: Pa
         f"distq worker: error: the peer at 127.0.0.1:{port} accepted the connection but did "
         "not answer the handshake within 0.5 s"
     ]
+
+
+def test_an_open_master_takes_submissions_until_they_close(tmp_path: Path) -> None:
+    from distq.client import Submitter
+    from distq.errors import UsageError
+
+    with Cluster(tmp_path / "run", ["--open"]) as cluster:
+        assert cluster.address is not None
+        cluster.add_worker()
+        with Submitter.connect(cluster.address, cluster.authkey) as submitter:
+            first = submitter.submit_many([("square", [n], None) for n in range(5)])
+            cluster.master_events.wait_for(
+                lambda e: e["ev"] == "result_accepted" and e["job"] == 4, BOUND_S, "job 4 done"
+            )
+            assert cluster.master is not None and cluster.master.alive(), "open: it waits for more"
+            later = submitter.submit("echo", ["late"])
+            submitter.close_submissions()
+            with pytest.raises(UsageError, match="does not accept submissions"):
+                submitter.submit("square", [1])
+        assert cluster.wait_master(BOUND_S) == 0
+    assert first == [0, 1, 2, 3, 4] and later == 5
+    out = results(cluster)
+    assert [out[n]["value"] for n in range(5)] == [0, 1, 4, 9, 16] and out[5]["value"] == "late"
+
+
+def test_submit_to_a_closed_master_is_one_line_exit_2(tmp_path: Path) -> None:
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [{"task": "sleep", "args": [5, "x"]}])
+    with Cluster(tmp_path / "run", ["--jobs", str(jobs)]) as cluster:
+        assert cluster.address is not None
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "distq",
+                "submit",
+                "--connect",
+                cluster.address,
+                "--task",
+                "square",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=BOUND_S,
+            env=dict(os.environ, DISTQ_AUTHKEY=cluster.authkey.decode()),
+        )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "distq submit: error: this master does not accept submissions (start it with --open)"
+    ]
