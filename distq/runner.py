@@ -224,7 +224,8 @@ class JobRunner:
         done = 0
         while done < len(queue):
             timeout = tick_s
-            if limited:
+            # Outcomes waiting in the pipe go first: the job over its time might be done.
+            if limited and not conn.poll(0):
                 timeout = min(timeout, _LIMIT_POLL_S)
                 seq, started = self._read_progress()
                 index = seq - base
@@ -298,8 +299,9 @@ class JobRunner:
         self._proc.join(5)
         done = self._drain(done, on_result)
         self._discard()
-        if self._read_progress()[0] != seq:
-            # It finished just in time and the next job had started: nobody is to blame.
+        if self._read_progress()[0] != seq or seq - base < done:
+            # It finished just in time (the next job had started, or its outcome was on
+            # its way): nobody is to blame.
             return queue[done:]
         limit_s = queue[seq - base][4]
         return self._blame(queue, done, base, on_result, f"time limit of {limit_s:g} s exceeded")

@@ -198,3 +198,25 @@ def test_on_sent_runs_once_while_the_job_process_works(
     assert finished
     assert seen_when_sent == [0]
     assert sorted((r.job_id, r.ok) for r in results) == [(0, True), (1, False), (2, True)]
+
+
+def test_a_job_done_in_time_is_not_killed_when_the_parent_looks_late(
+    make_runner: Callable[..., JobRunner], tmp_path: Path
+) -> None:
+    runner = make_runner()
+    # on_sent stands for a slow round trip to the master: by the time the parent looks,
+    # the job's 0.5 s limit has passed, but the job is done and its outcome is waiting.
+    for attempt in range(3):  # three needless kills in a row used to stop the runner
+        results: list[Result] = []
+        finished = runner.run(
+            [job(attempt, "sleep", 0.2, "ok", time_limit_s=0.5)],
+            on_result=results.append,
+            on_tick=lambda: False,
+            tick_s=0.05,
+            on_sent=lambda: time.sleep(0.8),
+        )
+        assert finished
+        assert [(r.job_id, r.ok, r.value) for r in results] == [(attempt, True, "ok")]
+    events = list(read_events(tmp_path / "w.events.jsonl"))
+    assert [e for e in events if e["ev"] == "runner_killed"] == []
+    assert started(tmp_path) == Counter({0: 1, 1: 1, 2: 1})
