@@ -92,6 +92,38 @@ def _address(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _add_job_options(parser: argparse.ArgumentParser) -> None:
+    """Where jobs come from: a JSON-lines file, or N jobs of one task."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--jobs",
+        metavar="FILE",
+        help='JSON lines: {"task": ..., "args": [...], "id": N, "time_limit_s": S}',
+    )
+    source.add_argument(
+        "--task", help="--count jobs of this task (built-in name or module:function)"
+    )
+    parser.add_argument(
+        "--count",
+        type=_non_negative_int,
+        default=10,
+        help="with --task: how many jobs (default 10)",
+    )
+    parser.add_argument(
+        "--args",
+        metavar="JSON",
+        help="with --task: the args list of every job (default: [i] for job i)",
+    )
+
+
+def _add_authkey_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--authkey-file",
+        metavar="FILE",
+        help=f"read the authkey from this file (default: ${AUTHKEY_ENV})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="distq",
@@ -109,31 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    source = master.add_mutually_exclusive_group()
-    source.add_argument(
-        "--jobs",
-        metavar="FILE",
-        help='JSON lines: {"task": ..., "args": [...], "id": N, "time_limit_s": S}',
-    )
-    source.add_argument(
-        "--task", help="submit --count jobs of this task (built-in name or module:function)"
-    )
+    _add_job_options(master)
     master.add_argument(
         "--open",
         action="store_true",
         help="also accept jobs from 'distq submit' until it says --close; then stop once "
         "every job is terminal",
-    )
-    master.add_argument(
-        "--count",
-        type=_non_negative_int,
-        default=10,
-        help="with --task: how many jobs (default 10)",
-    )
-    master.add_argument(
-        "--args",
-        metavar="JSON",
-        help="with --task: the args list of every job (default: [i] for job i)",
     )
     master.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     master.add_argument(
@@ -172,11 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="drop connections that do not finish the authkey handshake in time (default 5)",
     )
-    master.add_argument(
-        "--authkey-file",
-        metavar="FILE",
-        help=f"read the authkey from this file (default: ${AUTHKEY_ENV})",
-    )
+    _add_authkey_option(master)
 
     worker = commands.add_parser(
         "worker",
@@ -228,11 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="treat the master as lost when a reply takes longer (default 60)",
     )
-    worker.add_argument(
-        "--authkey-file",
-        metavar="FILE",
-        help=f"read the authkey from this file (default: ${AUTHKEY_ENV})",
-    )
+    _add_authkey_option(worker)
 
     submit = commands.add_parser(
         "submit",
@@ -245,28 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--connect", required=True, metavar="HOST:PORT", help="the master's address"
     )
-    submitted = submit.add_mutually_exclusive_group()
-    submitted.add_argument(
-        "--jobs", metavar="FILE", help='JSON lines: {"task": ..., "args": [...]}'
-    )
-    submitted.add_argument("--task", help="submit --count jobs of this task")
-    submit.add_argument(
-        "--count",
-        type=_non_negative_int,
-        default=10,
-        help="with --task: how many jobs (default 10)",
-    )
-    submit.add_argument(
-        "--args",
-        metavar="JSON",
-        help="with --task: the args list of every job (default: [i] for job i)",
-    )
+    _add_job_options(submit)
     submit.add_argument("--close", action="store_true", help="then close submissions")
-    submit.add_argument(
-        "--authkey-file",
-        metavar="FILE",
-        help=f"read the authkey from this file (default: ${AUTHKEY_ENV})",
-    )
+    _add_authkey_option(submit)
 
     demo = commands.add_parser(
         "demo",
