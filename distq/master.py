@@ -269,6 +269,8 @@ class DistqServer(Server):
         self.log = log
         self.stop_event = threading.Event()
         self._handshakes = threading.BoundedSemaphore(service.config.max_pending_handshakes)
+        self._pending_lock = threading.Lock()
+        self._pending = 0  # connections whose handshake has not ended yet
         self._accepter = threading.Thread(target=self.accepter, name="accepter", daemon=True)
         self._accepter.start()
 
@@ -289,12 +291,20 @@ class DistqServer(Server):
                 )
                 conn.close()
                 continue
+            with self._pending_lock:
+                self._pending += 1
             threading.Thread(target=self.handle_request, args=(conn,), daemon=True).start()
+
+    def pending_handshakes(self) -> int:
+        with self._pending_lock:
+            return self._pending
 
     def _handle_request(self, c: connection.Connection) -> None:
         try:
             request = self._handshake(c)
         finally:
+            with self._pending_lock:
+                self._pending -= 1
             self._handshakes.release()
         if request is not None:
             self._dispatch(c, request)
@@ -490,7 +500,13 @@ def run_master(
             time.sleep(config.tick_s)
         service.stop()
         grace_end = time.monotonic() + config.shutdown_grace_s
-        while service.connected_workers() and time.monotonic() < grace_end and not interrupted:
+        # Within the grace period, wait for the workers to leave and for every handshake
+        # under way to end, so that each is in the log (auth_rejected, handshake_timeout).
+        while (
+            (service.connected_workers() or server.pending_handshakes())
+            and time.monotonic() < grace_end
+            and not interrupted
+        ):
             time.sleep(0.02)
         server.close()
         sink.flush()
