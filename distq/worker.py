@@ -179,7 +179,7 @@ def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = N
     log = EventLog(events_path, config.name)
     runner = JobRunner(config.name, events_path, log.epoch)
     try:
-        runner.start()  # a fresh interpreter takes a while: let it start while we connect
+        runner.start(fork=True)  # no thread, no connection yet: nothing to inherit
         board = _connect(config, authkey)
         session = _Session(board, config, 1.0)
         try:
