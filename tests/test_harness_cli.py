@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.faults import ACTIONS
 from harness.scenario import ScenarioError, load_scenario
 
 pytestmark = pytest.mark.processes  # every test runs `python -m harness` in a subprocess
@@ -65,9 +66,7 @@ def test_check_malformed_file_gives_its_one_line_and_exit_2(tmp_path: Path) -> N
     done = harness("check", path, cwd=tmp_path)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
-        f"{path}: faults[0].do: got 'explode', expected one of: kill, terminate, pause, "
-        "resume, restart, add_worker, kill_master, restart_master, wrong_key_worker, "
-        "idle_sockets, garbage, bad_handshakes\n"
+        f"{path}: faults[0].do: got 'explode', expected one of: {', '.join(ACTIONS)}\n"
     )
 
 

@@ -113,12 +113,20 @@ def test_handshake_flood_leaves_the_master_serving_with_bounded_threads_and_fds(
         injector.step()
         peak_threads = master.num_threads()
         peak_fds = master.num_fds()
+        # Every idle socket is dropped after the 1 s handshake timeout, not held forever.
+        timeouts = 0
+
+        def all_timed_out(event: dict[str, object]) -> bool:
+            nonlocal timeouts
+            timeouts += event["ev"] == "handshake_timeout"
+            return timeouts == 50
+
+        cluster.master_events.wait_for(all_timed_out, 60, "50 handshake timeouts")
         for _ in range(2):
             cluster.add_worker()
         assert cluster.wait_master(60) == 0
         injector.close()
         log.close()
-        # The idle sockets were dropped after the 1 s handshake timeout, not held forever.
     events = [
         json.loads(line)
         for line in (tmp_path / "run" / "master.events.jsonl").read_text().splitlines()

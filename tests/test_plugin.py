@@ -100,7 +100,9 @@ def test_failing_scenario_reports_verdict_violation_history_logs_and_run_dir(
     )
     result.stdout.no_fnmatch_line("*Traceback*")
     # A failure's run directory is kept, whatever the options: it is the evidence.
-    [line] = [line for line in result.stdout.lines if line.startswith("run directory: ")]
+    # The report names its run directory (newer pytest repeats it in the short summary).
+    named = {line for line in result.stdout.lines if line.startswith("run directory: ")}
+    [line] = named
     run_dir = Path(line.removeprefix("run directory: "))
     assert (run_dir / "master.log").is_file()
     assert (run_dir / "jobs.jsonl").read_text().count("\n") == 8
