@@ -47,11 +47,17 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _send_outcomes(conn: mpc.Connection, outcomes: list[WireResult]) -> None:
+def _send_outcomes(conn: mpc.Connection, outcomes: list[WireResult]) -> bool:
+    """Send a batch of outcomes; False when the worker is gone (killed: we die with it)."""
     try:
-        conn.send(outcomes)  # pickles the whole list before writing a byte
+        payload = ForkingPickler.dumps(outcomes)
     except Exception:
-        conn.send([_picklable(outcome) for outcome in outcomes])
+        payload = ForkingPickler.dumps([_picklable(outcome) for outcome in outcomes])
+    try:
+        conn.send_bytes(payload)
+    except OSError:  # BrokenPipeError: an orphan prints no traceback into the worker's log
+        return False
+    return True
 
 
 def _picklable(outcome: WireResult) -> WireResult:
@@ -80,7 +86,10 @@ def _runner_main(
     logging = log.enabled
     tasks: dict[str, Callable[..., Any]] = {}
     monotonic = time.monotonic
-    conn.send("ready")
+    try:
+        conn.send("ready")
+    except OSError:
+        return
     while True:
         try:
             message: _Batch | None = conn.recv()
@@ -94,7 +103,8 @@ def _runner_main(
         for job_id, attempt, task, args in batch:
             now = monotonic()
             if outcomes and now - flushed_at >= flush_s:
-                _send_outcomes(conn, outcomes)
+                if not _send_outcomes(conn, outcomes):
+                    return
                 outcomes = []
                 flushed_at = now
             # The start time first: the parent reads the number, the time, the number again.
@@ -113,7 +123,8 @@ def _runner_main(
             if logging:
                 log.write("completed", job=job_id, attempt=attempt, worker=worker, ok=outcome[2])
             outcomes.append(outcome)
-        _send_outcomes(conn, outcomes)
+        if not _send_outcomes(conn, outcomes):
+            return
 
 
 class JobRunner:
