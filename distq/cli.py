@@ -211,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--prefetch",
         type=_positive_int,
-        default=64,
-        help="lease at most this many jobs at once (default 64); leases are sized to about 0.1 s of observed work and shared fairly among workers",
+        default=256,
+        help="lease at most this many jobs at once (default 256); leases are sized to about 0.1 s of observed work and shared fairly among workers",
     )
     worker.add_argument(
         "--idle-exit-s",

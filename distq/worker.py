@@ -39,7 +39,7 @@ __all__ = ["WorkerConfig", "run_worker"]
 class WorkerConfig:
     address: tuple[str, int]
     name: str
-    prefetch: int = 64
+    prefetch: int = 256
     poll_s: float = 1.0
     idle_exit_s: float | None = None
     connect_timeout_s: float = 10.0

@@ -77,7 +77,7 @@ def _all_done(cluster: Cluster) -> bool:
 
 
 def run(spec: RunSpec, run_dir: Path) -> RunResult:
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # processes run inside it: no relative paths
     started = time.monotonic()
     timed_out = False
     dumped: list[str] = []

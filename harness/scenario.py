@@ -542,7 +542,7 @@ def _jobs(scenario: Scenario) -> list[dict[str, Any]]:
 def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
     """Write the job set into ``run_dir`` and translate the scenario into a run."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    jobs_path = run_dir / "jobs.jsonl"
+    jobs_path = run_dir.resolve() / "jobs.jsonl"  # the master runs inside the run directory
     jobs_path.write_text("".join(json.dumps(job) + "\n" for job in _jobs(scenario)))
     cluster = scenario.cluster
     master_args = [
