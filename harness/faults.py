@@ -185,6 +185,9 @@ class FaultInjector:
         self.log = log
         self.tracker = _Tracker()
         self.ready_at = time.monotonic()
+        # Until released, time triggers wait (they count from a cluster whose workers are
+        # all in); event triggers fire whenever their event happens.
+        self.time_held = False
         self._worker_logs: dict[str, EventFollower] = {}
         self._resumes: list[tuple[float, int, str, str]] = []  # (when, fault, worker, action)
         self._sockets: list[socket.socket] = []
@@ -210,11 +213,16 @@ class FaultInjector:
                 self._resumes.remove(scheduled)
                 self.log.write("fault", fault=index, action=action, target=worker, scheduled=True)
                 self._undo(worker, action)
-        elapsed = now - self.ready_at
+        elapsed = -1.0 if self.time_held else now - self.ready_at
         for index, fault in list(self.pending):
             if self.tracker.fired(fault.when, elapsed):
                 self.pending.remove((index, fault))
                 self._fire(index, fault)
+
+    def release_time(self) -> None:
+        """Start the clock of ``after_s`` triggers now."""
+        self.time_held = False
+        self.ready_at = time.monotonic()
 
     def close(self) -> None:
         """Resume anything still paused and close the harness's raw sockets."""

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distq.events import EventLog
 from harness.checks import Verdict, judge
-from harness.cluster import Cluster, ClusterError
+from harness.cluster import Cluster, Proc
 from harness.faults import Fault, FaultInjector, run_until
 from harness.history import History
 from harness.proxy import Toxic
@@ -95,10 +94,12 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     with cluster:
         try:
             first = [cluster.add_worker(extra_args=spec.worker_args) for _ in range(spec.workers)]
-            for proc in first:  # faults count from a cluster whose workers are all in
-                with suppress(ClusterError):  # one that died at once is the run's business
-                    cluster.wait_joined(proc.name, timeout_s=spec.bound_s)
             injector = FaultInjector(cluster, list(spec.faults), spec.seed, log)
+            injector.time_held = True
+            # after_s counts from a cluster whose workers are all in; event triggers fire
+            # meanwhile (the first worker may be busy long before the last one joins).
+            run_until(injector, lambda: _joined(cluster, first), spec.bound_s)
+            injector.release_time()
             try:
                 finished = run_until(injector, lambda: _master_done(cluster), spec.bound_s)
                 if finished:
@@ -143,6 +144,14 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     return RunResult(
         run_dir, verdict, history, timed_out, elapsed, exit_codes, tails, tuple(dumped)
     )
+
+
+def _joined(cluster: Cluster, procs: list[Proc]) -> bool:
+    """Every one of ``procs`` has joined the master, or exited (its own business)."""
+    joined = {
+        e.get("worker") for e in cluster.master_events.events if e.get("ev") == "worker_joined"
+    }
+    return all(proc.name in joined or not proc.alive() for proc in procs) or _master_done(cluster)
 
 
 def _master_done(cluster: Cluster) -> bool:
