@@ -98,7 +98,6 @@ class BoardService:
         self._worker_of_conn: dict[int, str] = {}
         self.stopping = False
         self.accepting = config.open_submissions
-        self.workers_seen = 0
         # Throughput window for the summary line: start-up and shutdown stay outside it.
         self.first_lease_at: float | None = None
         self.last_result_at: float | None = None
@@ -113,7 +112,6 @@ class BoardService:
             self._conn_of_worker[worker] = conn
             if conn is not None:
                 self._worker_of_conn[id(conn)] = worker
-            self.workers_seen += 1
             self.log.write("worker_joined", worker=worker, pid=pid, host=host)
         return {
             "lease_timeout_s": self.config.lease_timeout_s,

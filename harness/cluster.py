@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -48,7 +48,6 @@ class Proc:
     popen: subprocess.Popen[bytes]
     log_path: Path
     events_path: Path
-    started_at: float = field(default_factory=time.monotonic)
 
     @property
     def pid(self) -> int:

@@ -91,37 +91,44 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     )
     log = EventLog(run_dir / "harness.events.jsonl", "harness", cluster.epoch)
     cluster.on_proxy_event = log.write
-    with cluster:
-        try:
-            first = [cluster.add_worker(extra_args=spec.worker_args) for _ in range(spec.workers)]
-            injector = FaultInjector(cluster, list(spec.faults), spec.seed, log)
-            injector.time_held = True
-            # after_s counts from a cluster whose workers are all in; event triggers fire
-            # meanwhile (the first worker may be busy long before the last one joins).
-            run_until(injector, lambda: _joined(cluster, first), spec.bound_s)
-            injector.release_time()
+    try:
+        with cluster:
             try:
-                finished = run_until(injector, lambda: _master_done(cluster), spec.bound_s)
-                if finished:
-                    # Workers notice the end (or a lost master) on their own, within a grace.
-                    finished = run_until(injector, lambda: _all_done(cluster), WORKER_EXIT_GRACE_S)
+                first = [
+                    cluster.add_worker(extra_args=spec.worker_args) for _ in range(spec.workers)
+                ]
+                injector = FaultInjector(cluster, list(spec.faults), spec.seed, log)
+                injector.time_held = True
+                # after_s counts from a cluster whose workers are all in; event triggers fire
+                # meanwhile (the first worker may be busy long before the last one joins).
+                run_until(injector, lambda: _joined(cluster, first), spec.bound_s)
+                injector.release_time()
+                try:
+                    finished = run_until(injector, lambda: _master_done(cluster), spec.bound_s)
+                    if finished:
+                        # Workers notice the end (or a lost master) on their own, within a grace.
+                        finished = run_until(
+                            injector, lambda: _all_done(cluster), WORKER_EXIT_GRACE_S
+                        )
+                finally:
+                    injector.close()
+                if not finished:
+                    timed_out = True
+                    dumped = cluster.dump_stacks()
+                    log.write("hang", bound_s=spec.bound_s, stacks=dumped)
             finally:
-                injector.close()
-            if not finished:
-                timed_out = True
-                dumped = cluster.dump_stacks()
-                log.write("hang", bound_s=spec.bound_s, stacks=dumped)
-        finally:
-            elapsed = time.monotonic() - started
-            exit_codes = {name: proc.returncode for name, proc in cluster.procs.items()}
-            log.write(
-                "run_finished",
-                elapsed_s=round(elapsed, 3),
-                bound_s=spec.bound_s,
-                timed_out=timed_out,
-                exit_codes=exit_codes,
-            )
-            log.close()
+                elapsed = time.monotonic() - started
+                exit_codes = {name: proc.returncode for name, proc in cluster.procs.items()}
+                log.write(
+                    "run_finished",
+                    elapsed_s=round(elapsed, 3),
+                    bound_s=spec.bound_s,
+                    timed_out=timed_out,
+                    exit_codes=exit_codes,
+                )
+                log.close()
+    finally:
+        log.close()  # also when the master never became ready
     # Teardown is done: every log is complete.
     exit_codes = {name: proc.returncode for name, proc in cluster.procs.items()}
     tails = {name: proc.log_tail(15) for name, proc in cluster.procs.items()}

@@ -9,7 +9,6 @@ bad value and what was expected (or, for TOML syntax, the line and column).
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import tomllib
@@ -630,7 +629,3 @@ def run_scenario(scenario: Scenario, run_dir: Path) -> ScenarioOutcome:
         f"violation (verdict {verdict.status}); if the bug is fixed, remove expect_violation"
     )
     return ScenarioOutcome(scenario, result, "fail", message)
-
-
-def default_runs_dir() -> Path:
-    return Path(os.environ.get("DISTQ_RUNS_DIR", "runs"))
