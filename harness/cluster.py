@@ -381,10 +381,17 @@ class Cluster:
                     with suppress(psutil.Error):
                         member.send_signal(STACKS_SIGNAL)
                 asked[proc.name] = (proc.log_path, size)
+        # Several processes (a worker and its job process) may write into one log: wait
+        # until every log has grown, then until none has grown for a moment.
         deadline = time.monotonic() + wait_s
+        sizes = {name: size for name, (_, size) in asked.items()}
+        quiet_since = time.monotonic()
         while asked and time.monotonic() < deadline:
-            grown = [n for n, (path, size) in asked.items() if path.stat().st_size > size]
-            if len(grown) == len(asked):
+            now_sizes = {n: p.stat().st_size for n, (p, _) in asked.items()}
+            if now_sizes != sizes:
+                sizes, quiet_since = now_sizes, time.monotonic()
+            grown = all(now_sizes[n] > size for n, (_, size) in asked.items())
+            if grown and time.monotonic() - quiet_since >= 0.2:
                 break
             time.sleep(0.02)
         return sorted(asked)

@@ -238,7 +238,7 @@ def test_a_run_over_its_bound_dumps_stacks_and_fails_liveness(tmp_path: Path) ->
     spec = RunSpec(
         master_args=("--task", "hang", "--count", "1", "--args", "[]"),
         workers=1,
-        bound_s=2.0,
+        bound_s=5.0,  # room for the job to start on a loaded machine
         checks=("exactly_once", "liveness"),
     )
     result = run(spec, tmp_path / "run")
