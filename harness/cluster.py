@@ -85,6 +85,37 @@ def _tree(pid: int) -> list[psutil.Process]:
     return [*reversed(children), root]
 
 
+def _can_answer(proc: psutil.Process) -> bool:
+    """Whether a process can run a signal handler now (not stopped, not a zombie)."""
+    try:
+        return proc.status() not in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _wait_grown_then_quiet(logs: dict[str, tuple[Path, int]], wait_s: float) -> None:
+    """Wait, at most ``wait_s``, until every log is larger than its given size and none has
+    grown for a moment (a stack dump is written in many small pieces)."""
+    deadline = time.monotonic() + wait_s
+    sizes = {name: size for name, (_, size) in logs.items()}
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        now_sizes = {name: _size(path) for name, (path, _) in logs.items()}
+        if now_sizes != sizes:
+            sizes, quiet_since = now_sizes, time.monotonic()
+        grown = all(now_sizes[name] > size for name, (_, size) in logs.items())
+        if grown and time.monotonic() - quiet_since >= 0.2:
+            return
+        time.sleep(0.02)
+
+
 def _gone(proc: psutil.Process) -> bool:
     """Exited, or a zombie: an orphan waits for PID 1 to reap it, which may take seconds."""
     try:
@@ -372,29 +403,29 @@ class Cluster:
 
     def dump_stacks(self, wait_s: float = 2.0) -> list[str]:
         """Ask every live distq process (and its job process) to write its Python stacks
-        into its log; returns the names asked. Waits, bounded, until each log has grown."""
-        asked: dict[str, tuple[Path, int]] = {}
+        into its log; returns the names asked.
+
+        A worker and its job process share one log, so the processes of one log are asked
+        one at a time: each is given up to ``wait_s`` to make the log grow, then a quiet
+        moment, before the next is asked. Otherwise a slow process's dump could still be
+        pending when the tree is torn down (and be lost), or interleave with another's.
+        Logs are served in parallel; stopped processes are skipped (they cannot answer)."""
+        pending: dict[str, list[psutil.Process]] = {}
+        paths: dict[str, Path] = {}
         for proc in [*self.procs.values(), *self.retired]:
             if proc.alive():
-                size = proc.log_path.stat().st_size if proc.log_path.exists() else 0
-                for member in _tree(proc.pid):
-                    with suppress(psutil.Error):
-                        member.send_signal(STACKS_SIGNAL)
-                asked[proc.name] = (proc.log_path, size)
-        # Several processes (a worker and its job process) may write into one log: wait
-        # until every log has grown, then until none has grown for a moment.
-        deadline = time.monotonic() + wait_s
-        sizes = {name: size for name, (_, size) in asked.items()}
-        quiet_since = time.monotonic()
-        while asked and time.monotonic() < deadline:
-            now_sizes = {n: p.stat().st_size for n, (p, _) in asked.items()}
-            if now_sizes != sizes:
-                sizes, quiet_since = now_sizes, time.monotonic()
-            grown = all(now_sizes[n] > size for n, (_, size) in asked.items())
-            if grown and time.monotonic() - quiet_since >= 0.2:
-                break
-            time.sleep(0.02)
-        return sorted(asked)
+                members = [m for m in _tree(proc.pid) if _can_answer(m)]
+                if members:
+                    pending[proc.name], paths[proc.name] = members, proc.log_path
+        asked = sorted(pending)
+        while pending:
+            sizes = {name: _size(paths[name]) for name in pending}
+            for members in pending.values():
+                with suppress(psutil.Error):
+                    members.pop().send_signal(STACKS_SIGNAL)
+            _wait_grown_then_quiet({n: (paths[n], sizes[n]) for n in pending}, wait_s)
+            pending = {name: members for name, members in pending.items() if members}
+        return asked
 
     def teardown(self) -> list[int]:
         """Kill every process tree of the run, close the proxies, then sweep for escaped

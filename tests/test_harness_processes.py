@@ -244,9 +244,13 @@ def test_a_run_over_its_bound_dumps_stacks_and_fails_liveness(tmp_path: Path) ->
     result = run(spec, tmp_path / "run")
     assert result.timed_out and result.verdict.status == "fail"
     assert {"exactly_once", "liveness"} <= {v.check for v in result.verdict.violations}
-    assert "master" in result.stacks_dumped
+    assert {"master", "worker-1"} <= set(result.stacks_dumped)
     assert "Thread 0x" in (tmp_path / "run" / "master.log").read_text()
-    assert "in hang" in (tmp_path / "run" / "worker-1.log").read_text()  # the job process's stack
+    assert any(e.ev == "started" for e in result.history.events), "the hang job never started"
+    worker_log = (tmp_path / "run" / "worker-1.log").read_text()
+    assert "in hang" in worker_log, worker_log  # the job process's stack
+    # The worker and its job process were asked one at a time: two whole dumps.
+    assert worker_log.count("Current thread 0x") == 2, worker_log
 
 
 def test_ctrl_c_mid_run_leaves_no_survivors(tmp_path: Path) -> None:
