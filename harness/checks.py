@@ -480,7 +480,7 @@ def fault_coverage(
             found.append(Violation(check, message, severity="unknown"))
     found.extend(_toxic_coverage(history))
     for fault in faults:
-        target = str(fault.get("target") or "-")
+        target = str(fault.get("target") or fault.get("expect") or "-")
         label = f"fault {fault.get('fault', '?')} ({fault.get('action')} {target})"
         expect = fault.get("expect")
         if fault.get("missed"):

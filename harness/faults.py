@@ -258,6 +258,14 @@ class FaultInjector:
             return self.rng.choice(live) if live else None
         return fault.target
 
+    def _why_no_target(self, fault: Fault) -> str:
+        if fault.target == "holder":
+            job = fault.when.job
+            return "no job to find a holder of" if job is None else f"nobody held job {job}"
+        if fault.target == "random":
+            return "no live worker"
+        return f"no worker named {fault.target}"
+
     def _fire(self, index: int, fault: Fault) -> None:
         record: dict[str, Any] = {
             "fault": index,
@@ -275,7 +283,7 @@ class FaultInjector:
         if ACTIONS[fault.do]:
             target = self._resolve(fault)
             if target is None or target not in self.cluster.procs:
-                self.log.write("fault", target=target, missed="no such worker", **record)
+                self.log.write("fault", target=target, missed=self._why_no_target(fault), **record)
                 return
             record["target"] = target
             record["target_pid"] = self.cluster.procs[target].pid

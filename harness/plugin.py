@@ -5,6 +5,11 @@ package is installed. Only files that declare ``scenario = 1`` are collected; ot
 (``pyproject.toml``, ...) is never touched. A failing item's report shows the verdict,
 each violation with its history lines, the last lines of each process's log and the run
 directory.
+
+A scenario whose verdict is ``unknown`` (a check could not decide, e.g. a fault never
+landed) is neither a pass nor a bug found: it is reported as ``UNKNOWN`` (``U``), counted
+apart in the summary line, its report printed in an ``UNKNOWN VERDICTS`` section, and it
+still makes the session fail: a run that proved nothing must not look green.
 """
 
 from __future__ import annotations
@@ -63,6 +68,43 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFi
     return None
 
 
+def _is_unknown(report: pytest.TestReport | pytest.CollectReport) -> bool:
+    return (
+        isinstance(report, pytest.TestReport)
+        and report.when == "call"
+        and report.failed
+        and ("verdict", "unknown") in report.user_properties
+    )
+
+
+def pytest_report_teststatus(
+    report: pytest.TestReport | pytest.CollectReport, config: pytest.Config
+) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+    if _is_unknown(report):
+        return "unknown", "U", ("UNKNOWN", {"yellow": True})
+    return None
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    unknown = terminalreporter.stats.get("unknown", [])
+    if not unknown:
+        return
+    terminalreporter.write_sep("=", "UNKNOWN VERDICTS", yellow=True)
+    for report in unknown:
+        terminalreporter.write_sep("_", report.head_line or report.nodeid, yellow=True)
+        terminalreporter.write_line(str(report.longrepr))
+    for report in unknown:
+        terminalreporter.write_line(f"UNKNOWN {report.nodeid} - {_first_unknown(report)}")
+
+
+def _first_unknown(report: pytest.TestReport) -> str:
+    """The first undecided check of a report, as ``check: why``."""
+    for line in str(report.longrepr).splitlines():
+        if line.startswith("unknown "):
+            return line.removeprefix("unknown ")
+    return "a check could not decide"
+
+
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[ScenarioItem]:
         scenario = load_scenario(self.path)
@@ -105,6 +147,7 @@ class ScenarioItem(pytest.Item):
         run_dir = self._run_dir()
         outcome = run_scenario(self.scenario, run_dir)
         self.user_properties.append(("run_dir", str(run_dir)))
+        self.user_properties.append(("verdict", outcome.status))
         if outcome.status != "pass":
             raise ScenarioFailed(outcome)
         if not self.config.getoption("--keep-runs"):

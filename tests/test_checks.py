@@ -497,12 +497,16 @@ def test_a_pause_resumed_before_the_lease_expired_is_unknown() -> None:
 
 def test_faults_that_did_not_fire_are_unknown() -> None:
     run = healthy(1)
-    run.harness("fault", fault=0, action="kill", target=None, missed="no such worker")
+    run.harness("fault", fault=0, action="kill", target=None, missed="no live worker")
     run.harness("fault", fault=1, action="add_worker")
-    messages = [v.message for v in fault_coverage(run.history(), faults_planned=3)]
+    run.harness(
+        "fault", fault=3, action="kill", target=None, expect="holder", missed="nobody held job 0"
+    )
+    messages = [v.message for v in fault_coverage(run.history(), faults_planned=4)]
     assert messages == [
         "planned faults 2 never triggered",
-        "fault 0 (kill -) did not fire: no such worker",
+        "fault 0 (kill -) did not fire: no live worker",
+        "fault 3 (kill holder) did not fire: nobody held job 0",
     ]
 
 

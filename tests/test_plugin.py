@@ -77,6 +77,34 @@ def test_passing_scenario_passes(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["squares.toml::squares PASSED*"])
 
 
+def test_an_unknown_verdict_is_reported_as_unknown_and_fails_the_session(
+    pytester: pytest.Pytester,
+) -> None:
+    # By the time job 0 is complete nobody holds it: the kill cannot land, so the run
+    # proves nothing about a killed holder.
+    fault = '[[faults]]\nwhen = { job_completed = 0 }\ndo = "kill"\ntarget = "holder"\n'
+    pytester.makefile(
+        ".toml",
+        missed=scenario(
+            "a kill that finds nobody", expect='checks = ["fault_coverage"]', extra=fault
+        ),
+    )
+    pytester.makefile(".toml", squares=scenario("three squares"))
+    result = run(pytester, "-v", "-n", "2")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines_random(
+        [
+            "*UNKNOWN missed.toml::missed*",
+            "*PASSED squares.toml::squares*",
+            "*= UNKNOWN VERDICTS =*",
+            "unknown fault_coverage: fault 0 (kill holder) did not fire: nobody held job 0",
+            "UNKNOWN missed.toml::missed - fault_coverage: fault 0 (kill holder) did not fire: *",
+            "*= 1 passed, 1 unknown in *",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*FAILED*")
+
+
 def test_failing_scenario_reports_verdict_violation_history_logs_and_run_dir(
     pytester: pytest.Pytester,
 ) -> None:
