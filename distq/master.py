@@ -269,6 +269,7 @@ class DistqServer(Server):
         self._handshakes = threading.BoundedSemaphore(service.config.max_pending_handshakes)
         self._pending_lock = threading.Lock()
         self._pending = 0  # connections whose handshake has not ended yet
+        self._open = 0  # connections accepted and not yet closed (handshakes included)
         self._accepter = threading.Thread(target=self.accepter, name="accepter", daemon=True)
         self._accepter.start()
 
@@ -291,21 +292,32 @@ class DistqServer(Server):
                 continue
             with self._pending_lock:
                 self._pending += 1
+                self._open += 1
             threading.Thread(target=self.handle_request, args=(conn,), daemon=True).start()
 
     def pending_handshakes(self) -> int:
         with self._pending_lock:
             return self._pending
 
+    def open_connections(self) -> int:
+        """Accepted connections not closed yet: a worker between its handshake and its
+        first call counts, so a stopping master still answers it."""
+        with self._pending_lock:
+            return self._open
+
     def _handle_request(self, c: connection.Connection) -> None:
         try:
-            request = self._handshake(c)
+            try:
+                request = self._handshake(c)
+            finally:
+                with self._pending_lock:
+                    self._pending -= 1
+                self._handshakes.release()
+            if request is not None:
+                self._dispatch(c, request)  # a worker's whole session, until it hangs up
         finally:
             with self._pending_lock:
-                self._pending -= 1
-            self._handshakes.release()
-        if request is not None:
-            self._dispatch(c, request)
+                self._open -= 1
 
     def _handshake(self, c: connection.Connection) -> Any:
         """Authenticate both ways and read the first request, or log why not (-> None)."""
@@ -498,10 +510,12 @@ def run_master(
             time.sleep(config.tick_s)
         service.stop()
         grace_end = time.monotonic() + config.shutdown_grace_s
-        # Within the grace period, wait for the workers to leave and for every handshake
-        # under way to end, so that each is in the log (auth_rejected, handshake_timeout).
+        # Within the grace period, wait for the workers to leave and for every connection
+        # to close: a worker that has shaken hands but not yet said hello is still told
+        # the work is done, and every handshake under way ends in the log (auth_rejected,
+        # handshake_timeout).
         while (
-            (service.connected_workers() or server.pending_handshakes())
+            (service.connected_workers() or server.open_connections())
             and time.monotonic() < grace_end
             and not interrupted
         ):

@@ -22,6 +22,7 @@ from distq.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     AuthRejected,
+    DistqError,
     HandshakeTimeout,
     MasterLost,
     MasterUnreachable,
@@ -245,7 +246,7 @@ def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = N
         session.call("bye", config.name)
         log.write("worker_exit", code=EXIT_OK, reason="master finished")
         return EXIT_OK
-    except MasterLost as exc:
+    except DistqError as exc:  # every documented exit is in the log, with its reason
         log.write("worker_exit", code=exc.exit_code, reason=str(exc))
         raise
     finally:

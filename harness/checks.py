@@ -583,6 +583,18 @@ _WORKER_MASTER_LOST = 5
 _WORKER_AUTH_REJECTED = 3
 _WORKER_HANDSHAKE_TIMEOUT = 6
 _WORKER_USAGE = 2
+_WORKER_NO_MASTER = 4
+
+
+def _arrived_after_the_end(history: History) -> set[str]:
+    """Workers the master never saw join that exited after the master had stopped."""
+    stopped = history.select("master_stopped", src=MASTER)
+    if not stopped:
+        return set()
+    joined = {str(e.get("worker")) for e in history.select("worker_joined", src=MASTER)}
+    return {
+        e.src for e in history.select("worker_exit") if e.src not in joined and e.t > stopped[-1].t
+    }
 
 
 def clean_exits(
@@ -597,8 +609,10 @@ def clean_exits(
     traceback. ``exit_codes`` and ``logs`` (name -> text) come from the harness.
 
     Expected: the master 0 (unless a fault killed it); workers 0, or 5 once the master
-    was killed and not restarted; wrong-key workers 3; a worker a fault SIGKILLed -9.
-    ``None`` means the harness had to kill it at teardown: it never exited.
+    was killed and not restarted; wrong-key workers 3; a worker a fault SIGKILLed -9. A
+    worker that never joined and gave up only after the master had stopped (it was still
+    starting when the work ran out) may exit 4 or 5: it cannot tell a finished master
+    from a lost one. ``None`` means the harness had to kill it at teardown: it never exited.
     """
     check = "clean_exits"
     if exit_codes is None:
@@ -619,6 +633,7 @@ def clean_exits(
     restarted = {str(f.get("target")) for f in faults if f.get("action") == "restart"}
     intruders = {str(f.get("target")) for f in faults if f.get("action") == "wrong_key_worker"}
     empty_keyed = {str(f.get("target")) for f in faults if f.get("action") == "empty_key_worker"}
+    late = _arrived_after_the_end(history)
     found: list[Violation] = []
     fault_lines = tuple(f.line for f in faults)
     for name, code in sorted(exit_codes.items()):
@@ -636,6 +651,8 @@ def clean_exits(
                 allowed = allowed | {_WORKER_MASTER_LOST}
             if name in swallowed:
                 allowed = allowed | {_WORKER_MASTER_LOST, _WORKER_HANDSHAKE_TIMEOUT}
+            if name in late:
+                allowed = allowed | {_WORKER_NO_MASTER, _WORKER_MASTER_LOST}
         if code is None:
             found.append(Violation(check, f"{name} never exited on its own", (), fault_lines))
         elif code not in allowed:

@@ -640,6 +640,44 @@ def test_clean_exits_accepts_master_lost_only_for_a_worker_whose_connection_was_
     assert clean_exits(run.history(), exit_codes={**codes, "worker-2": 5}) != []
 
 
+def _late_worker_run(*, joined: bool, exits_after_stop: bool) -> Run:
+    """worker-1 does the one job; worker-3 gives up (exit 5) before or after the stop."""
+    run = Run()
+    run.submit(0)
+    run.master("master_ready", address="127.0.0.1:1", jobs=1)
+    if joined:
+        run.master("worker_joined", worker="worker-3", pid=3, host="h")
+    run.lease(0, "worker-1")
+    run.accept(0, "worker-1", 0)
+    if not exits_after_stop:
+        run.add("worker-3", "worker_exit", code=5, reason="lost the master")
+    run.master("master_stopped", results=1, unfinished=0)
+    if exits_after_stop:
+        run.add("worker-3", "worker_exit", code=5, reason="lost the master")
+    return run
+
+
+@pytest.mark.parametrize("code", [4, 5])
+def test_clean_exits_accepts_a_worker_that_arrived_after_the_work_ran_out(code: int) -> None:
+    run = _late_worker_run(joined=False, exits_after_stop=True)
+    codes = {"master": 0, "worker-1": 0, "worker-3": code}
+    assert clean_exits(run.history(), exit_codes=codes) == []
+    [violation] = clean_exits(run.history(), exit_codes={**codes, "worker-3": 3})
+    assert violation.message == "worker-3 exited with 3, expected 0 or 4 or 5"
+
+
+@pytest.mark.parametrize(
+    ("joined", "exits_after_stop"), [(True, True), (False, False), (True, False)]
+)
+def test_clean_exits_refuses_master_lost_from_a_worker_that_joined_or_left_early(
+    joined: bool, exits_after_stop: bool
+) -> None:
+    run = _late_worker_run(joined=joined, exits_after_stop=exits_after_stop)
+    codes = {"master": 0, "worker-1": 0, "worker-3": 5}
+    [violation] = clean_exits(run.history(), exit_codes=codes)
+    assert violation.message == "worker-3 exited with 5, expected 0"
+
+
 def test_clean_exits_flags_a_traceback_in_any_log() -> None:
     run = healthy(1)
     logs = {"worker-1": "Traceback (most recent call last):\n  ...\nEOFError"}

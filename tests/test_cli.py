@@ -126,8 +126,21 @@ def test_nothing_listening(tmp_path: Path) -> None:
     with socket.socket() as probe:  # a port that was free a moment ago
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    done = distq("worker", "--connect", f"127.0.0.1:{port}", "--connect-timeout-s", "0.5")
+    events = tmp_path / "worker.events.jsonl"
+    done = distq(
+        "worker",
+        "--connect",
+        f"127.0.0.1:{port}",
+        "--connect-timeout-s",
+        "0.5",
+        "--events",
+        str(events),
+    )
     one_line_error(done, 4, f"no master at 127.0.0.1:{port} after 0.5 s")
+    # Even a worker that never reached a master says in its log how and why it ended.
+    [exit_event] = [e for e in map(json.loads, events.read_text().splitlines())]
+    assert exit_event["ev"] == "worker_exit" and exit_event["code"] == 4
+    assert exit_event["reason"].startswith(f"no master at 127.0.0.1:{port}")
 
 
 def test_help_lists_every_option() -> None:
