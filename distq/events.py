@@ -40,6 +40,7 @@ EVENT_NAMES = frozenset(
         "lease_expired",
         "requeued",
         "dead",
+        "connected",
         "worker_joined",
         "worker_left",
         "worker_lost",

@@ -270,6 +270,11 @@ class DistqServer(Server):
         self._pending_lock = threading.Lock()
         self._pending = 0  # connections whose handshake has not ended yet
         self._open = 0  # connections accepted and not yet closed (handshakes included)
+        # Python before 3.13 listens with a backlog of 16: a burst of connecting workers
+        # would see dropped SYNs and a one-second retransmit. listen() again resizes it.
+        sock = getattr(getattr(self.listener, "_listener", None), "_socket", None)
+        if isinstance(sock, socket.socket):
+            sock.listen(service.config.max_pending_handshakes)
         self._accepter = threading.Thread(target=self.accepter, name="accepter", daemon=True)
         self._accepter.start()
 

@@ -572,7 +572,7 @@ def test_a_real_master_and_worker_pass_exactly_once_and_correct_values(tmp_path:
     )
     worker: subprocess.Popen[bytes] | None = None
     try:
-        address = _ready_address(master, timeout_s=5)
+        address = _ready_address(master, timeout_s=60)
         worker_argv = [*distq, "worker", "--connect", address, "--name", "worker-1"]
         worker_argv += ["--events", str(tmp_path / "worker-1.events.jsonl")]
         worker = subprocess.Popen(
@@ -581,8 +581,8 @@ def test_a_real_master_and_worker_pass_exactly_once_and_correct_values(tmp_path:
             stderr=subprocess.DEVNULL,
             env=env,
         )
-        assert master.wait(timeout=5) == 0
-        assert worker.wait(timeout=5) == 0
+        assert master.wait(timeout=60) == 0
+        assert worker.wait(timeout=60) == 0
     finally:
         for proc in (worker, master):
             if proc is not None and proc.poll() is None:
