@@ -70,22 +70,38 @@ ACTIONS = {
 }
 
 NETWORK_ACTIONS = frozenset({"add_toxic", "remove_toxic", "partition", "heal"})
+ATTEMPT_TRIGGERS = frozenset({"job_leased", "job_started"})
 
 
 @dataclass(frozen=True, slots=True)
 class Trigger:
     kind: str
     value: float
+    attempt: int | None = None  # job_leased/job_started: that attempt (None: the first seen)
 
     def __post_init__(self) -> None:
         if self.kind not in TRIGGERS:
             raise ValueError(
                 f"unknown trigger {self.kind!r} (expected one of {', '.join(TRIGGERS)})"
             )
+        if self.attempt is not None:
+            if self.kind not in ATTEMPT_TRIGGERS:
+                raise ValueError(
+                    f"attempt applies to {' and '.join(sorted(ATTEMPT_TRIGGERS))}, not {self.kind}"
+                )
+            if self.attempt < 1:
+                raise ValueError(f"attempt counts from 1, got {self.attempt}")
 
     @property
     def job(self) -> int | None:
         return int(self.value) if self.kind.startswith("job_") else None
+
+    def record(self) -> dict[str, float | int]:
+        """As written in a fault event: ``{kind: value}``, plus the attempt if given."""
+        fields: dict[str, float | int] = {self.kind: self.value}
+        if self.attempt is not None:
+            fields["attempt"] = self.attempt
+        return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +145,8 @@ class _Tracker:
     """What the injector knows from the logs so far: holders, results, batches."""
 
     holder: dict[int, str] = field(default_factory=dict)
-    leased: set[int] = field(default_factory=set)
-    started: dict[int, str] = field(default_factory=dict)
+    leased: dict[int, dict[int, str]] = field(default_factory=dict)  # job -> attempt -> worker
+    started: dict[int, dict[int, str]] = field(default_factory=dict)  # job -> attempt -> worker
     completed: set[int] = field(default_factory=set)
     results: int = 0
     closed_batches: set[int] = field(default_factory=set)
@@ -140,7 +156,8 @@ class _Tracker:
         ev, job = event.get("ev"), event.get("job")
         if ev == "leased" and isinstance(job, int):
             self.holder[job] = str(event["worker"])
-            self.leased.add(job)
+            attempts = self.leased.setdefault(job, {})
+            attempts.setdefault(int(event.get("attempt", 1)), str(event["worker"]))
         elif ev in ("result_accepted", "dead") and isinstance(job, int):
             self.holder.pop(job, None)
             self.completed.add(job)
@@ -155,16 +172,29 @@ class _Tracker:
     def worker_event(self, event: dict[str, Any]) -> None:
         job = event.get("job")
         if event.get("ev") == "started" and isinstance(job, int):
-            self.started.setdefault(job, str(event.get("src")))
+            attempts = self.started.setdefault(job, {})
+            # A re-run after a crash repeats "started" for one attempt: the first counts.
+            attempts.setdefault(int(event.get("attempt", 1)), str(event.get("src")))
+
+    def worker_of(self, trigger: Trigger) -> str | None:
+        """The worker a job trigger saw lease or start that job (at that attempt)."""
+        job = trigger.job
+        if job is None:
+            return None
+        if trigger.kind == "job_started":
+            return _of_attempt(self.started.get(job, {}), trigger.attempt)
+        if trigger.kind == "job_leased" and trigger.attempt is not None:
+            return _of_attempt(self.leased.get(job, {}), trigger.attempt)
+        return self.holder.get(job)
 
     def fired(self, trigger: Trigger, elapsed_s: float) -> bool:
         kind, value = trigger.kind, trigger.value
         if kind == "after_s":
             return elapsed_s >= value
         if kind == "job_leased":
-            return int(value) in self.leased
+            return _of_attempt(self.leased.get(int(value), {}), trigger.attempt) is not None
         if kind == "job_started":
-            return int(value) in self.started
+            return _of_attempt(self.started.get(int(value), {}), trigger.attempt) is not None
         if kind == "job_completed":
             return int(value) in self.completed
         if kind == "results":
@@ -172,6 +202,13 @@ class _Tracker:
         if kind == "workers_joined":
             return self.joined >= value
         return int(value) in self.closed_batches  # batch_closed
+
+
+def _of_attempt(attempts: dict[int, str], attempt: int | None) -> str | None:
+    """The worker of ``attempt``, or of the first attempt seen when it is None."""
+    if attempt is None:
+        return next(iter(attempts.values()), None)
+    return attempts.get(attempt)
 
 
 class FaultInjector:
@@ -248,20 +285,17 @@ class FaultInjector:
             if p.alive() and not p.name.startswith("intruder")
         )
         if fault.target == "holder":
-            job = fault.when.job
-            if job is None:
-                return None
-            if fault.when.kind == "job_started":
-                return self.tracker.started.get(job)
-            return self.tracker.holder.get(job)
+            return self.tracker.worker_of(fault.when)
         if fault.target == "random":
             return self.rng.choice(live) if live else None
         return fault.target
 
     def _why_no_target(self, fault: Fault) -> str:
         if fault.target == "holder":
-            job = fault.when.job
-            return "no job to find a holder of" if job is None else f"nobody held job {job}"
+            job, attempt = fault.when.job, fault.when.attempt
+            if job is None:
+                return "no job to find a holder of"
+            return f"nobody held job {job}" + ("" if attempt is None else f" (attempt {attempt})")
         if fault.target == "random":
             return "no live worker"
         return f"no worker named {fault.target}"
@@ -270,7 +304,7 @@ class FaultInjector:
         record: dict[str, Any] = {
             "fault": index,
             "action": fault.do,
-            "trigger": {fault.when.kind: fault.when.value},
+            "trigger": fault.when.record(),
         }
         if fault.expected is not None:
             record["expect"] = fault.expected

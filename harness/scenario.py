@@ -146,19 +146,31 @@ class WhenSpec(_Strict, frozen=True):
     results: Annotated[int, msgspec.Meta(ge=1)] | None = None
     batch_closed: JobId | None = None
     workers_joined: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    attempt: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1,
+                description="with job_leased or job_started: fire on this attempt of the job "
+                "(default: the first seen)",
+            ),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
-        given = [name for name in self.__struct_fields__ if getattr(self, name) is not None]
+        kinds = [name for name in self.__struct_fields__ if name != "attempt"]
+        given = [name for name in kinds if getattr(self, name) is not None]
         if len(given) != 1:
-            names = ", ".join(self.__struct_fields__)
             got = ", ".join(given) or "none"
-            raise ValueError(f"needs exactly one trigger of {names} (got {got})")
+            raise ValueError(f"needs exactly one trigger of {', '.join(kinds)} (got {got})")
+        self.trigger()  # attempt with a trigger it does not apply to: one line, from Trigger
 
     def trigger(self) -> Trigger:
         for name in self.__struct_fields__:
             value = getattr(self, name)
-            if value is not None:
-                return Trigger(name, float(value))
+            if value is not None and name != "attempt":
+                return Trigger(name, float(value), self.attempt)
         raise AssertionError("validated in __post_init__")
 
 

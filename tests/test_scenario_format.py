@@ -15,6 +15,7 @@ from harness.faults import Fault, Trigger
 from harness.scenario import (
     CHECK_NAMES,
     ScenarioError,
+    dump_scenario,
     is_scenario_file,
     load_scenario,
     scenario_schema,
@@ -62,7 +63,12 @@ EXPECTED_ERRORS = {
     "trigger_two": (
         f"faults[0].when: needs exactly one trigger of {TRIGGERS} (got after_s, job_leased)"
     ),
-    "trigger_unknown": f"unknown key faults[0].when.job_finished (expected one of: {TRIGGERS})",
+    "trigger_unknown": (
+        f"unknown key faults[0].when.job_finished (expected one of: {TRIGGERS}, attempt)"
+    ),
+    "attempt_on_completed": (
+        "faults[0].when: attempt applies to job_leased and job_started, not job_completed"
+    ),
     "negative_timeout": "expect.within_s: got -5, expected a number > 0.0",
     "nan_lease_timeout": "cluster.lease_timeout_s: got NaN, expected a number > 0.0",
     "holder_with_time_trigger": (
@@ -271,6 +277,11 @@ expect = "outlast_lease"
 when = { after_s = 0.5 }
 do = "add_worker"
 
+[[faults]]
+when = { job_leased = 4, attempt = 2 }
+do = "kill"
+target = "holder"
+
 [expect]
 checks = ["exactly_once", "fault_coverage"]
 within_s = 20
@@ -299,6 +310,7 @@ def test_every_option_reaches_the_run(tmp_path: Path) -> None:
     assert spec.faults == (
         Fault(Trigger("job_started", 1.0), "pause", "holder", 1, 2.5, "outlast_lease"),
         Fault(Trigger("after_s", 0.5), "add_worker", "random", 1, None, None),
+        Fault(Trigger("job_leased", 4.0, 2), "kill", "holder", 1, None, None),
     )
     # The known bug's check is run even when `checks` does not list it.
     assert spec.checks == ("exactly_once", "fault_coverage", "batch_barrier")
@@ -340,3 +352,6 @@ def test_a_loaded_scenario_survives_a_round_trip_through_builtins(tmp_path: Path
     scenario = load_scenario(write(tmp_path, FULL))
     again = msgspec.convert(msgspec.to_builtins(scenario), type(scenario))
     assert again == scenario
+    written = write(tmp_path, dump_scenario(scenario), "written.toml")
+    assert load_scenario(written) == scenario
+    assert "when = { job_leased = 4, attempt = 2 }" in written.read_text()

@@ -1,0 +1,63 @@
+"""Which worker a job trigger names, and when it fires, attempt by attempt."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.faults import Trigger, _Tracker
+
+
+def tracker_with_two_attempts_of_job_3() -> _Tracker:
+    """Job 3: attempt 1 leased and started on worker-1, attempt 2 on worker-2."""
+    tracker = _Tracker()
+    tracker.master_event({"ev": "leased", "job": 3, "attempt": 1, "worker": "worker-1"})
+    tracker.worker_event({"ev": "started", "job": 3, "attempt": 1, "src": "worker-1"})
+    tracker.master_event({"ev": "requeued", "job": 3, "attempts": 1})
+    tracker.master_event({"ev": "leased", "job": 3, "attempt": 2, "worker": "worker-2"})
+    tracker.worker_event({"ev": "started", "job": 3, "attempt": 2, "src": "worker-2"})
+    # After a job process crash, a re-run repeats "started" for the same attempt.
+    tracker.worker_event({"ev": "started", "job": 3, "attempt": 2, "src": "worker-9"})
+    return tracker
+
+
+@pytest.mark.parametrize("kind", ["job_leased", "job_started"])
+def test_an_attempt_trigger_names_the_worker_of_that_attempt(kind: str) -> None:
+    tracker = tracker_with_two_attempts_of_job_3()
+    assert tracker.worker_of(Trigger(kind, 3, attempt=1)) == "worker-1"
+    assert tracker.worker_of(Trigger(kind, 3, attempt=2)) == "worker-2"
+    assert tracker.worker_of(Trigger(kind, 3, attempt=3)) is None
+
+
+@pytest.mark.parametrize("kind", ["job_leased", "job_started"])
+def test_an_attempt_trigger_waits_for_its_attempt(kind: str) -> None:
+    tracker = _Tracker()
+    tracker.master_event({"ev": "leased", "job": 3, "attempt": 1, "worker": "worker-1"})
+    tracker.worker_event({"ev": "started", "job": 3, "attempt": 1, "src": "worker-1"})
+    assert tracker.fired(Trigger(kind, 3), 0.0)
+    assert not tracker.fired(Trigger(kind, 3, attempt=2), 0.0)
+    tracker.master_event({"ev": "leased", "job": 3, "attempt": 2, "worker": "worker-2"})
+    tracker.worker_event({"ev": "started", "job": 3, "attempt": 2, "src": "worker-2"})
+    assert tracker.fired(Trigger(kind, 3, attempt=2), 0.0)
+
+
+def test_without_an_attempt_started_names_the_first_and_leased_the_current_holder() -> None:
+    tracker = tracker_with_two_attempts_of_job_3()
+    assert tracker.worker_of(Trigger("job_started", 3)) == "worker-1"
+    assert tracker.worker_of(Trigger("job_leased", 3)) == "worker-2"
+    tracker.master_event({"ev": "result_accepted", "job": 3, "attempt": 2, "worker": "worker-2"})
+    assert tracker.worker_of(Trigger("job_leased", 3)) is None  # nobody holds a finished job
+
+
+@pytest.mark.parametrize(
+    ("kind", "attempt", "message"),
+    [
+        ("job_completed", 2, "attempt applies to job_leased and job_started, not job_completed"),
+        ("after_s", 1, "attempt applies to job_leased and job_started, not after_s"),
+        ("job_started", 0, "attempt counts from 1, got 0"),
+    ],
+)
+def test_an_attempt_where_it_does_not_apply_is_refused(
+    kind: str, attempt: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Trigger(kind, 1, attempt=attempt)
