@@ -34,7 +34,8 @@ exit codes:
   2    usage error: bad option, unreadable or malformed file, missing or empty authkey
   3    worker: the master rejected the authkey
   4    worker: nothing listening at the address (after --connect-timeout-s)
-  5    worker: lost the master mid-run (closed, killed, or silent for --rpc-timeout-s)
+  5    worker: lost the master mid-run (closed, killed, or silent for --rpc-timeout-s),
+       and it did not come back within --reconnect-s
   6    worker: the peer accepted the connection but never answered the handshake
   130  interrupted (Ctrl-C)
 
@@ -62,6 +63,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
     return value
 
 
@@ -236,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=60.0,
         help="treat the master as lost when a reply takes longer (default 60)",
+    )
+    worker.add_argument(
+        "--reconnect-s",
+        type=_non_negative_float,
+        default=0.0,
+        help="on a lost connection, keep trying this long to rejoin as the same worker; "
+        "its leases go back to the queue and what it finishes is still reported "
+        "(default 0: exit 5 at once)",
     )
     _add_authkey_option(worker)
 
@@ -441,6 +460,7 @@ def _worker(options: argparse.Namespace) -> int:
         connect_timeout_s=options.connect_timeout_s,
         handshake_timeout_s=options.handshake_timeout_s,
         rpc_timeout_s=options.rpc_timeout_s,
+        reconnect_s=options.reconnect_s,
     )
     return run_worker(config, authkey, options.events)
 

@@ -42,6 +42,8 @@ EVENT_NAMES = frozenset(
         "dead",
         "connected",
         "worker_joined",
+        "worker_rejoined",
+        "reconnected",
         "worker_left",
         "worker_lost",
         "worker_exit",

@@ -96,6 +96,7 @@ class BoardService:
         self._cond = threading.Condition()
         self._conn_of_worker: dict[str, object] = {}
         self._worker_of_conn: dict[int, str] = {}
+        self._identity: dict[str, tuple[int, str]] = {}  # worker -> (pid, host) at hello
         self.stopping = False
         self.accepting = config.open_submissions
         # Throughput window for the summary line: start-up and shutdown stay outside it.
@@ -104,15 +105,29 @@ class BoardService:
 
     # -- called by workers (in the server's per-connection threads) ----------------------
 
-    def hello(self, worker: str, pid: int, host: str) -> dict[str, Any]:
+    def hello(self, worker: str, pid: int, host: str, rejoin: bool = False) -> dict[str, Any]:
+        """Register a worker on this connection. ``rejoin``: the same worker process (same
+        pid and host) is back on a new connection after losing its old one; whatever the
+        old connection held goes back to the queue without counting an attempt (the worker
+        reports what it finishes of it; the first result wins)."""
         conn = getattr(_connection_of_thread, "conn", None)
         with self._cond:
-            if worker in self._conn_of_worker:
-                raise ValueError(f"a worker named {worker!r} is already connected")
+            old = self._conn_of_worker.get(worker)
+            if old is not None:
+                if not rejoin or self._identity.get(worker) != (pid, host):
+                    raise ValueError(f"a worker named {worker!r} is already connected")
+                self._worker_of_conn.pop(id(old), None)
+            if rejoin and self.board.held_by(worker):
+                self.board.worker_lost(worker, "worker rejoined", count_attempt=False)
             self._conn_of_worker[worker] = conn
+            self._identity[worker] = (pid, host)
             if conn is not None:
                 self._worker_of_conn[id(conn)] = worker
-            self.log.write("worker_joined", worker=worker, pid=pid, host=host)
+            if rejoin:
+                self.log.write("worker_rejoined", worker=worker, pid=pid, host=host)
+            else:
+                self.log.write("worker_joined", worker=worker, pid=pid, host=host)
+            self._flush()
         return {
             "lease_timeout_s": self.config.lease_timeout_s,
             "heartbeat_interval_s": self.config.lease_timeout_s / 4,
@@ -212,6 +227,8 @@ class BoardService:
         while True:
             if self.stopping:
                 return [], True
+            if conn is not None and self._conn_of_worker.get(worker, conn) is not conn:
+                return [], False  # an old connection of a worker that has rejoined since
             jobs = self.board.lease_wire(worker, self._fair_share(max_n))
             if jobs:
                 if self.first_lease_at is None:

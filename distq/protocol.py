@@ -118,6 +118,8 @@ class BoardProxy(BaseProxy):
     frozen dataclass costs more than the board's own work on it.
     """
 
+    _tls: Any  # BaseProxy's thread-local holder of the connection
+
     _exposed_ = (
         "hello",
         "lease",
@@ -139,8 +141,19 @@ class BoardProxy(BaseProxy):
     def _Client(self, value: Any) -> None:
         pass
 
-    def hello(self, worker: str, pid: int, host: str) -> dict[str, Any]:
-        return self._call("hello", worker, pid, host)  # type: ignore[no-any-return]
+    def hello(self, worker: str, pid: int, host: str, rejoin: bool = False) -> dict[str, Any]:
+        return self._call("hello", worker, pid, host, rejoin)  # type: ignore[no-any-return]
+
+    def abandon(self) -> None:
+        """Drop this proxy's connection without telling the master (it is gone or cut):
+        no decref on collection, which would wait on a dead address."""
+        finalizer = getattr(self, "_close", None)
+        if finalizer is not None:
+            finalizer.cancel()
+        conn = getattr(self._tls, "connection", None)
+        if conn is not None:
+            conn.close()
+            del self._tls.connection
 
     def lease(self, worker: str, max_n: int, wait_s: float) -> tuple[list[WireJob], bool]:
         return self._call("lease", worker, max_n, wait_s)  # type: ignore[no-any-return]

@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.context import AuthenticationError
 from typing import Any
@@ -48,6 +49,7 @@ class WorkerConfig:
     rpc_timeout_s: float = 60.0
     report_every_s: float = 0.02
     lease_work_s: float = 0.1  # size leases to about this much work, by observed job time
+    reconnect_s: float = 0.0  # on a lost connection, try this long to rejoin (0: exit 5)
 
 
 def default_worker_name() -> str:
@@ -67,12 +69,20 @@ class _Stop:
         return self.signum is not None
 
 
-def _connect(config: WorkerConfig, authkey: bytes) -> BoardProxy:
+def _connect(
+    config: WorkerConfig,
+    authkey: bytes,
+    within_s: float | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> BoardProxy:
+    """Connect, retrying with backoff for ``within_s`` (default: the connect timeout)."""
     where = format_address(config.address)
+    if within_s is None:
+        within_s = config.connect_timeout_s
     ClientSettings.connect_timeout_s = min(config.connect_timeout_s, 5.0)
     ClientSettings.handshake_timeout_s = config.handshake_timeout_s
     ClientSettings.rpc_timeout_s = config.rpc_timeout_s
-    give_up_at = time.monotonic() + config.connect_timeout_s
+    give_up_at = time.monotonic() + within_s
     delay_s = 0.05
     while True:
         manager = DistqManager(config.address, authkey)
@@ -87,22 +97,34 @@ def _connect(config: WorkerConfig, authkey: bytes) -> BoardProxy:
                 f"handshake within {config.handshake_timeout_s:g} s"
             ) from None
         except (ConnectionError, OSError, EOFError) as exc:
-            if time.monotonic() + delay_s > give_up_at:
+            if time.monotonic() + delay_s > give_up_at or stop():
                 reason = getattr(exc, "strerror", None) or type(exc).__name__
                 raise MasterUnreachable(
-                    f"no master at {where} after {config.connect_timeout_s:g} s ({reason})"
+                    f"no master at {where} after {within_s:g} s ({reason})"
                 ) from None
             time.sleep(delay_s)
             delay_s = min(delay_s * 2, 1.0)
 
 
 class _Session:
-    """One worker's conversation with the master: leases, buffered reports, heartbeats."""
+    """One worker's conversation with the master: leases, buffered reports, heartbeats.
 
-    def __init__(self, board: BoardProxy, config: WorkerConfig, heartbeat_s: float) -> None:
+    With ``rejoin`` set, a lost connection is replaced (``rejoin`` reconnects and says
+    hello again, or raises) and the call is made again: every call is safe to repeat (a
+    repeated report is dropped as a duplicate; leases lost with a reply were taken back
+    by the rejoin)."""
+
+    def __init__(
+        self,
+        board: BoardProxy,
+        config: WorkerConfig,
+        heartbeat_s: float,
+        rejoin: Callable[[MasterLost], tuple[BoardProxy, dict[str, Any]]] | None = None,
+    ) -> None:
         self.board = board
         self.config = config
         self.heartbeat_s = heartbeat_s
+        self.rejoin = rejoin
         self.buffer: list[Result] = []
         self.buffered_at = 0.0
         self.ahead: list[WireJob] = []  # leased while the previous batch ran
@@ -110,18 +132,28 @@ class _Session:
         self.stop_requested_by_master = False
 
     def call(self, method: str, *args: Any) -> Any:
-        try:
-            reply = getattr(self.board, method)(*args)
-        except (EOFError, ConnectionError, BlockingIOError) as exc:
-            raise MasterLost(
-                f"lost the master at {format_address(self.config.address)} ({type(exc).__name__})"
-            ) from None
-        except OSError as exc:
-            raise MasterLost(
-                f"lost the master at {format_address(self.config.address)} ({exc.strerror or exc})"
-            ) from None
-        self.last_contact = time.monotonic()
-        return reply
+        while True:
+            try:
+                reply = getattr(self.board, method)(*args)
+            except (EOFError, ConnectionError, BlockingIOError) as exc:
+                lost = MasterLost(f"lost the master at {self._where} ({type(exc).__name__})")
+            except OSError as exc:
+                lost = MasterLost(f"lost the master at {self._where} ({exc.strerror or exc})")
+            else:
+                self.last_contact = time.monotonic()
+                return reply
+            if self.rejoin is None:
+                raise lost from None
+            self.board.abandon()
+            self.board, settings = self.rejoin(lost)
+            self.ahead = []  # taken back by the rejoin
+            if method == "hello":  # the rejoin said it
+                self.last_contact = time.monotonic()
+                return settings
+
+    @property
+    def _where(self) -> str:
+        return format_address(self.config.address)
 
     def add(self, result: Result) -> None:
         if not self.buffer:
@@ -171,6 +203,38 @@ class _Session:
         return bool(stop) or self.stop_requested_by_master
 
 
+def _rejoin(
+    config: WorkerConfig, authkey: bytes, log: EventLog, stop: _Stop, lost: MasterLost
+) -> tuple[BoardProxy, dict[str, Any]]:
+    """Reconnect within ``config.reconnect_s`` and say hello again as the same worker;
+    raises ``lost`` (exit 5) when the master does not come back in time."""
+    started = time.monotonic()
+    give_up_at = started + config.reconnect_s
+    while not stop and (remaining := give_up_at - time.monotonic()) > 0:
+        try:
+            board = _connect(config, authkey, remaining, stop=lambda: bool(stop))
+        except MasterUnreachable:
+            break  # it retried for all the time there was
+        except HandshakeTimeout:
+            continue  # a peer that does not answer yet (a partition): try again in time
+        try:
+            settings = board.hello(config.name, os.getpid(), socket.gethostname(), True)
+        except (EOFError, OSError):
+            board.abandon()
+            time.sleep(min(0.2, max(0.0, give_up_at - time.monotonic())))
+            continue
+        except ValueError as exc:  # the name is taken by another process
+            raise UsageError(str(exc)) from None
+        log.write(
+            "reconnected",
+            master=format_address(config.address),
+            after_s=round(time.monotonic() - started, 3),
+            reason=str(lost),
+        )
+        return board, settings
+    raise MasterLost(f"{lost}; not back within {config.reconnect_s:g} s") from None
+
+
 def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = None) -> int:
     """Work until the master says stop. Returns the exit code; raises DistqError."""
     if not authkey:
@@ -182,7 +246,10 @@ def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = N
     try:
         runner.start(fork=True)  # no thread, no connection yet: nothing to inherit
         board = _connect(config, authkey)
-        session = _Session(board, config, 1.0)
+        rejoin = None
+        if config.reconnect_s > 0:
+            rejoin = functools.partial(_rejoin, config, authkey, log, stop)
+        session = _Session(board, config, 1.0, rejoin)
         try:
             settings = session.call("hello", config.name, os.getpid(), socket.gethostname())
         except ValueError as exc:

@@ -114,6 +114,15 @@ class ClusterSpec(_Strict, frozen=True):
     worker_handshake_timeout_s: Annotated[
         float, msgspec.Meta(gt=0, description="a worker gives up on an unanswered handshake")
     ] = 5.0
+    worker_reconnect_s: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0,
+            le=3600,
+            description="a worker that loses its connection tries this long to rejoin "
+            "(0: it exits 5 at once)",
+        ),
+    ] = 0.0
 
 
 class ExtraJob(_Strict, frozen=True):
@@ -573,6 +582,8 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
         worker_args += ["--idle-exit-s", repr(cluster.worker_idle_exit_s)]
     if cluster.worker_handshake_timeout_s != 5.0:
         worker_args += ["--handshake-timeout-s", repr(cluster.worker_handshake_timeout_s)]
+    if cluster.worker_reconnect_s:
+        worker_args += ["--reconnect-s", repr(cluster.worker_reconnect_s)]
     faults = tuple(
         Fault(
             f.when.trigger(),

@@ -26,7 +26,9 @@ import pytest
 
 from distq.errors import EXIT_MASTER_LOST
 from distq.protocol import ClientSettings, authenticated_client, format_address
+from harness.checks import judge
 from harness.cluster import Cluster
+from harness.history import History
 from harness.proxy import FaultProxy, FrameCounter, Toxic
 
 AUTHKEY = b"proxy-test-key-0123456789"
@@ -612,3 +614,37 @@ def test_a_worker_reset_after_its_first_lease_reply_loses_its_jobs_to_another(
     assert [(f["proxy"], f["action"]) for f in fired] == [("worker-1", "reset")]
     lines = cluster.results_path.read_text().splitlines()
     assert len(lines) == 20
+
+
+@pytest.mark.processes
+def test_a_worker_with_reconnect_rejoins_after_a_reset_and_finishes_the_work(
+    tmp_path: Path,
+) -> None:
+    """The same reset, but the worker may rejoin: it reconnects as the same worker, the
+    master takes back what the old connection held, and the one worker finishes it all."""
+    cut = Toxic(
+        "after-lease",
+        "reset",
+        after_frames=1,
+        frames_direction="downstream",
+        frames_matching=b"lease",
+    )
+    fired = threading.Event()
+    master_args = ["--task", "square", "--count", "20", "--lease-timeout-s", "2"]
+    with Cluster(
+        tmp_path / "run", master_args, proxy_seed=5, initial_toxics=[(cut, [])]
+    ) as cluster:
+        cluster.on_proxy_event = lambda ev, **_: fired.set() if ev == "toxic_fired" else None
+        worker = cluster.add_worker("worker-1", extra_args=["--reconnect-s", "60"])
+        assert fired.wait(60), "the reset never fired"
+        cluster.proxies["worker-1"].remove_toxic("after-lease")
+        assert cluster.wait_master(60) == 0
+        assert worker.wait(60) == 0, worker.log_tail()
+    history = History.load_run(cluster.run_dir)
+    verdict = judge(history, ["exactly_once", "correct_values"])
+    assert verdict.status == "pass", verdict.report(history)
+    assert {e.get("worker") for e in history.select("result_accepted")} == {"worker-1"}
+    [rejoined, *_] = history.select("worker_rejoined", src="master")
+    assert rejoined.get("pid") == worker.pid
+    reconnected = history.select("reconnected", src="worker-1")
+    assert reconnected and "lost the master" in reconnected[0].get("reason")

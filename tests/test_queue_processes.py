@@ -217,6 +217,22 @@ def test_worker_exits_cleanly_when_its_master_disappears(tmp_path: Path) -> None
     assert [e["code"] for e in exits] == [EXIT_MASTER_LOST]
 
 
+def test_a_reconnecting_worker_gives_up_when_its_master_stays_gone(tmp_path: Path) -> None:
+    with Cluster(tmp_path / "run", ["--task", "hang", "--count", "2", "--args", "[]"]) as cluster:
+        worker = cluster.add_worker(wait_joined=True, extra_args=["--reconnect-s", "1"])
+        cluster.master_events.wait_for(lambda e: e["ev"] == "leased", BOUND_S, "a lease")
+        cluster.signal("master", signal.SIGKILL)
+        assert worker.wait(BOUND_S) == EXIT_MASTER_LOST
+
+    last = worker.log_path.read_text().strip().splitlines()[-1]
+    assert last.startswith(f"distq worker: error: lost the master at {cluster.address}")
+    assert last.endswith("; not back within 1 s")
+    events = read_events(cluster.events_path("worker-1"))
+    assert [e["ev"] for e in events if e["ev"] in ("reconnected", "worker_exit")] == [
+        "worker_exit"
+    ]
+
+
 def test_sigterm_hands_leases_back_without_counting_an_attempt(tmp_path: Path) -> None:
     jobs = write_jobs(
         tmp_path / "jobs.jsonl",

@@ -52,7 +52,7 @@ EXPECTED_ERRORS = {
     "unknown_key_nested": (
         "unknown key cluster.workerz (expected one of: workers, lease_timeout_s, time_limit_s, "
         "max_attempts, batch_size, handshake_timeout_s, prefetch, worker_idle_exit_s, "
-        "worker_handshake_timeout_s)"
+        "worker_handshake_timeout_s, worker_reconnect_s)"
     ),
     "unknown_key_in_fault": (
         "unknown key faults[1].tagret (expected one of: when, do, target, count, duration_s, "
@@ -259,6 +259,7 @@ batch_size = 5
 handshake_timeout_s = 0.5
 prefetch = 2
 worker_idle_exit_s = 3.0
+worker_reconnect_s = 20.0
 
 [jobs]
 count = 3
@@ -306,7 +307,9 @@ def test_every_option_reaches_the_run(tmp_path: Path) -> None:
         "--batch-size", "5",
     )  # fmt: skip
     assert spec.workers == 3
-    assert spec.worker_args == ("--prefetch", "2", "--idle-exit-s", "3.0")
+    assert spec.worker_args == (
+        "--prefetch", "2", "--idle-exit-s", "3.0", "--reconnect-s", "20.0"
+    )  # fmt: skip
     assert spec.faults == (
         Fault(Trigger("job_started", 1.0), "pause", "holder", 1, 2.5, "outlast_lease"),
         Fault(Trigger("after_s", 0.5), "add_worker", "random", 1, None, None),
