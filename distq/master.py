@@ -119,6 +119,7 @@ class BoardService:
                 self._worker_of_conn.pop(id(old), None)
             if rejoin and self.board.held_by(worker):
                 self.board.worker_lost(worker, "worker rejoined", count_attempt=False)
+                self._flush()  # the hand-back is in the log before the rejoin
             self._conn_of_worker[worker] = conn
             self._identity[worker] = (pid, host)
             if conn is not None:

@@ -228,9 +228,7 @@ def test_a_reconnecting_worker_gives_up_when_its_master_stays_gone(tmp_path: Pat
     assert last.startswith(f"distq worker: error: lost the master at {cluster.address}")
     assert last.endswith("; not back within 1 s")
     events = read_events(cluster.events_path("worker-1"))
-    assert [e["ev"] for e in events if e["ev"] in ("reconnected", "worker_exit")] == [
-        "worker_exit"
-    ]
+    assert [e["ev"] for e in events if e["ev"] in ("reconnected", "worker_exit")] == ["worker_exit"]
 
 
 def test_sigterm_hands_leases_back_without_counting_an_attempt(tmp_path: Path) -> None:
