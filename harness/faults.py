@@ -38,12 +38,13 @@ __all__ = [
 #: Trigger kinds and what their value means.
 TRIGGERS = {
     "after_s": "seconds since the master was ready",
-    "job_leased": "job id: when the master leases it (first time)",
-    "job_started": "job id: when a worker starts running it",
+    "job_leased": "job id: when the master leases it (first time, or `attempt`)",
+    "job_started": "job id: when a worker starts running it (first time, or `attempt`)",
     "job_completed": "job id: when the master accepts its result",
     "results": "count: when this many results have been accepted",
     "batch_closed": "batch index: when every job of the batch is terminal",
     "workers_joined": "count: when this many workers have joined the master",
+    "auth_rejected": "count: when the master has turned this many connections away",
 }
 
 #: Actions and whether they take a worker target.
@@ -151,6 +152,7 @@ class _Tracker:
     results: int = 0
     closed_batches: set[int] = field(default_factory=set)
     joined: int = 0
+    rejected: int = 0
 
     def master_event(self, event: dict[str, Any]) -> None:
         ev, job = event.get("ev"), event.get("job")
@@ -168,6 +170,8 @@ class _Tracker:
             self.closed_batches.add(int(event["batch"]))
         elif ev == "worker_joined":
             self.joined += 1
+        elif ev == "auth_rejected":
+            self.rejected += 1
 
     def worker_event(self, event: dict[str, Any]) -> None:
         job = event.get("job")
@@ -201,6 +205,8 @@ class _Tracker:
             return self.results >= value
         if kind == "workers_joined":
             return self.joined >= value
+        if kind == "auth_rejected":
+            return self.rejected >= value
         return int(value) in self.closed_batches  # batch_closed
 
 

@@ -155,6 +155,7 @@ class WhenSpec(_Strict, frozen=True):
     results: Annotated[int, msgspec.Meta(ge=1)] | None = None
     batch_closed: JobId | None = None
     workers_joined: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    auth_rejected: Annotated[int, msgspec.Meta(ge=1)] | None = None
     attempt: (
         Annotated[
             int,

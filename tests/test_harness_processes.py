@@ -72,16 +72,18 @@ def test_pause_past_the_lease_passes_with_one_duplicate_dropped(tmp_path: Path) 
 
 
 def test_wrong_key_workers_are_rejected_and_counted(tmp_path: Path) -> None:
-    # Work that outlasts an intruder's interpreter start on a loaded machine.
-    jobs = square_jobs(tmp_path / "jobs.jsonl", 40, 0.25)
+    # The real workers start once the intruders are turned away: however slowly an
+    # intruder's interpreter starts, the master is still serving when it knocks.
+    jobs = square_jobs(tmp_path / "jobs.jsonl", 40, 0.05)
     spec = RunSpec(
         master_args=(
             "--jobs",
             str(jobs),
         ),
-        workers=2,
+        workers=0,
         faults=(
             Fault(Trigger("after_s", 0.0), "wrong_key_worker", count=3),
+            Fault(Trigger("auth_rejected", 3), "add_worker", count=2),
             Fault(Trigger("results", 10), "bad_handshakes", count=5),
         ),
         checks=(*ALL_CHECKS, "auth"),

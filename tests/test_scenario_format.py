@@ -38,7 +38,10 @@ ACTIONS = (
     "partition, heal"
 )
 CHECKS = ", ".join(CHECK_NAMES)
-TRIGGERS = "after_s, job_leased, job_started, job_completed, results, batch_closed, workers_joined"
+TRIGGERS = (
+    "after_s, job_leased, job_started, job_completed, results, batch_closed, workers_joined, "
+    "auth_rejected"
+)
 
 #: Each corpus file and the rest of its error line, after "PATH: ".
 EXPECTED_ERRORS = {

@@ -61,3 +61,14 @@ def test_an_attempt_where_it_does_not_apply_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         Trigger(kind, 1, attempt=attempt)
+
+
+def test_auth_rejected_counts_every_connection_turned_away() -> None:
+    tracker = _Tracker()
+    trigger = Trigger("auth_rejected", 2)
+    tracker.master_event({"ev": "auth_rejected", "peer": "127.0.0.1:1", "kind": "bad_key"})
+    assert not tracker.fired(trigger, 0.0)
+    tracker.master_event({"ev": "handshake_timeout", "peer": "127.0.0.1:2"})
+    assert not tracker.fired(trigger, 0.0)
+    tracker.master_event({"ev": "auth_rejected", "peer": "127.0.0.1:3", "kind": "protocol"})
+    assert tracker.fired(trigger, 0.0)
