@@ -24,7 +24,8 @@ import psutil
 
 from distq.protocol import format_address, parse_address
 from harness.follow import EventFollower, WaitTimeout
-from harness.proxy import FaultProxy, Toxic
+from harness.proxy import FaultProxy
+from harness.toxics import Toxic
 
 __all__ = ["TAG_ENV", "Cluster", "ClusterError", "Proc", "kill_tree", "sweep"]
 

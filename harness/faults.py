@@ -24,7 +24,7 @@ from distq.events import EventLog
 from distq.protocol import ClientSettings, authenticated_client, parse_address
 from harness.cluster import Cluster
 from harness.follow import EventFollower
-from harness.proxy import Toxic
+from harness.toxics import Toxic
 
 __all__ = [
     "ACTIONS",

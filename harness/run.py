@@ -18,7 +18,7 @@ from harness.checks import Verdict, judge
 from harness.cluster import Cluster, Proc
 from harness.faults import Fault, FaultInjector, run_until
 from harness.history import History
-from harness.proxy import Toxic
+from harness.toxics import Toxic
 
 __all__ = ["RunResult", "RunSpec", "run"]
 

@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from harness.faults import ACTIONS, NETWORK_ACTIONS, Fault, Trigger
-from harness.proxy import Toxic
 from harness.run import RunResult, RunSpec, run
+from harness.toxics import Toxic
 
 __all__ = [
     "CHECK_NAMES",
@@ -188,7 +188,7 @@ NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class ToxicSpec(_Strict, frozen=True):
-    """A network toxic on a worker's fault proxy (see harness.proxy.Toxic)."""
+    """A network toxic on a worker's fault proxy (see harness.toxics.Toxic)."""
 
     name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$")]
     kind: ToxicKind
