@@ -58,12 +58,14 @@ def test_the_source_scan_would_see_a_new_event() -> None:
 @pytest.mark.processes
 def test_a_real_run_writes_only_declared_events(tmp_path: Path) -> None:
     # A holder SIGKILLed mid-job and a job over its time limit: most of the vocabulary.
+    # Two attempts: whichever worker the kill hits, the survivor runs the hang job into
+    # its time limit (runner_killed) and its last attempt ends it dead.
     jobs = tmp_path / "jobs.jsonl"
     lines = [{"task": "square", "args": [n, 0.05]} for n in range(12)]
     lines.append({"task": "hang", "args": [], "time_limit_s": 0.3})
     jobs.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     spec = RunSpec(
-        master_args=("--jobs", str(jobs), "--max-attempts", "1"),
+        master_args=("--jobs", str(jobs), "--max-attempts", "2"),
         workers=2,
         faults=(Fault(Trigger("job_started", 4), "kill", "holder"),),
         checks=("exactly_once",),
