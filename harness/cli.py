@@ -21,19 +21,21 @@ from harness.scenario import Scenario, ScenarioError, is_scenario_file, load_sce
 
 __all__ = ["main"]
 
-EXIT_PASS, EXIT_FAIL, EXIT_UNKNOWN = 0, 1, 2
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_UNKNOWN, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m harness",
         description="Run or validate distq scenario files outside pytest.",
-        epilog="exit codes: 0 all passed, 1 any failed, 2 any unknown or invalid file",
+        epilog="exit codes: 0 all passed, 1 any failed, 2 bad option or invalid file, "
+        "3 any unknown (a run that proved nothing, e.g. a fault that never landed); "
+        "the first that applies wins",
         allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -119,13 +121,13 @@ def _run(options: argparse.Namespace) -> int:
             f"python -m harness run: error: --repeat must be >= 1, got {options.repeat}",
             file=sys.stderr,
         )
-        return EXIT_UNKNOWN
+        return EXIT_USAGE
     loaded, errors = _load_all(expand(options.paths))
     for error in errors:
         print(error, file=sys.stderr)
     if not loaded and not errors:
         print("python -m harness run: error: no scenario files found", file=sys.stderr)
-        return EXIT_UNKNOWN
+        return EXIT_USAGE
     runs_dir = Path(options.runs_dir)
     rows: list[tuple[str, Counter[str], float, str]] = []
     for index, (path, scenario) in enumerate(loaded, start=1):
@@ -157,7 +159,9 @@ def _run(options: argparse.Namespace) -> int:
     _table(rows, options.repeat)
     if any(v["fail"] for _, v, _, _ in rows):
         return EXIT_FAIL
-    if errors or any(v["unknown"] for _, v, _, _ in rows):
+    if errors:
+        return EXIT_USAGE
+    if any(v["unknown"] for _, v, _, _ in rows):
         return EXIT_UNKNOWN
     return EXIT_PASS
 
@@ -186,8 +190,8 @@ def _check(options: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
     if not paths:
         print("python -m harness check: error: no scenario files found", file=sys.stderr)
-        return EXIT_UNKNOWN
-    return EXIT_UNKNOWN if errors else EXIT_PASS
+        return EXIT_USAGE
+    return EXIT_USAGE if errors else EXIT_PASS
 
 
 def main(argv: Sequence[str] | None = None) -> int:

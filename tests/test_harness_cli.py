@@ -170,6 +170,23 @@ def test_run_with_one_malformed_file_runs_the_rest_and_exits_2(tmp_path: Path) -
     assert (invalid, invalid_verdict) == (str(bad), "invalid")
 
 
+def test_run_unknown_verdict_exits_3_and_says_which_check_could_not_decide(
+    tmp_path: Path,
+) -> None:
+    # By the time job 0 is complete nobody holds it: the kill cannot land.
+    fault = '\n[[faults]]\nwhen = { job_completed = 0 }\ndo = "kill"\ntarget = "holder"\n'
+    checks = '\n[expect]\nchecks = ["fault_coverage"]\n'
+    text = scenario("missed", count=3).replace("\n[expect]\n", fault + checks)
+    (tmp_path / "missed.toml").write_text(text)
+    done = harness("run", "missed.toml", "--runs-dir", tmp_path / "runs", cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    [[name, verdict, _mean_s, _run_dir]] = table_rows(done.stdout)
+    assert (name, verdict) == ("missed.toml", "unknown")
+    assert "unknown fault_coverage: fault 0 (kill holder) did not fire: nobody held job 0" in (
+        done.stderr.splitlines()
+    )
+
+
 def test_run_directories_of_same_named_files_do_not_collide(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
