@@ -13,6 +13,7 @@ import ipaddress
 import json
 import math
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -97,6 +98,7 @@ class BoardService:
         self._conn_of_worker: dict[str, object] = {}
         self._worker_of_conn: dict[int, str] = {}
         self._identity: dict[str, tuple[int, str]] = {}  # worker -> (pid, host) at hello
+        self.master_id = secrets.token_hex(8)  # a rejoining worker checks it is the same
         self.stopping = False
         self.accepting = config.open_submissions
         # Throughput window for the summary line: start-up and shutdown stay outside it.
@@ -133,6 +135,7 @@ class BoardService:
             "lease_timeout_s": self.config.lease_timeout_s,
             "heartbeat_interval_s": self.config.lease_timeout_s / 4,
             "time_limit_s": self.config.time_limit_s,
+            "master_id": self.master_id,
         }
 
     def lease(self, worker: str, max_n: int, wait_s: float) -> tuple[list[WireJob], bool]:
@@ -228,8 +231,8 @@ class BoardService:
         while True:
             if self.stopping:
                 return [], True
-            if conn is not None and self._conn_of_worker.get(worker, conn) is not conn:
-                return [], False  # an old connection of a worker that has rejoined since
+            if conn is not None and self._worker_of_conn.get(id(conn)) != worker:
+                return [], False  # not (or no longer) this worker's connection: a rejoin or bye
             jobs = self.board.lease_wire(worker, self._fair_share(max_n))
             if jobs:
                 if self.first_lease_at is None:
@@ -292,7 +295,7 @@ class DistqServer(Server):
         # would see dropped SYNs and a one-second retransmit. listen() again resizes it.
         sock = getattr(getattr(self.listener, "_listener", None), "_socket", None)
         if isinstance(sock, socket.socket):
-            sock.listen(service.config.max_pending_handshakes)
+            sock.listen(max(service.config.max_pending_handshakes, 128))
         self._accepter = threading.Thread(target=self.accepter, name="accepter", daemon=True)
         self._accepter.start()
 

@@ -142,7 +142,9 @@ class BoardProxy(BaseProxy):
         pass
 
     def hello(self, worker: str, pid: int, host: str, rejoin: bool = False) -> dict[str, Any]:
-        return self._call("hello", worker, pid, host, rejoin)  # type: ignore[no-any-return]
+        if rejoin:
+            return self._call("hello", worker, pid, host, True)  # type: ignore[no-any-return]
+        return self._call("hello", worker, pid, host)  # type: ignore[no-any-return]
 
     def abandon(self) -> None:
         """Drop this proxy's connection without telling the master (it is gone or cut):

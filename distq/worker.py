@@ -79,8 +79,9 @@ def _connect(
     where = format_address(config.address)
     if within_s is None:
         within_s = config.connect_timeout_s
-    ClientSettings.connect_timeout_s = min(config.connect_timeout_s, 5.0)
-    ClientSettings.handshake_timeout_s = config.handshake_timeout_s
+    # One attempt never outlasts the time there is (a rejoin may have little left).
+    ClientSettings.connect_timeout_s = max(0.05, min(config.connect_timeout_s, 5.0, within_s))
+    ClientSettings.handshake_timeout_s = max(0.05, min(config.handshake_timeout_s, within_s))
     ClientSettings.rpc_timeout_s = config.rpc_timeout_s
     give_up_at = time.monotonic() + within_s
     delay_s = 0.05
@@ -119,7 +120,7 @@ class _Session:
         board: BoardProxy,
         config: WorkerConfig,
         heartbeat_s: float,
-        rejoin: Callable[[MasterLost], tuple[BoardProxy, dict[str, Any]]] | None = None,
+        rejoin: Callable[[MasterLost, float], tuple[BoardProxy, dict[str, Any]]] | None = None,
     ) -> None:
         self.board = board
         self.config = config
@@ -130,8 +131,10 @@ class _Session:
         self.ahead: list[WireJob] = []  # leased while the previous batch ran
         self.last_contact = time.monotonic()
         self.stop_requested_by_master = False
+        self.master_id: str | None = None  # from the first hello; a rejoin must match it
 
     def call(self, method: str, *args: Any) -> Any:
+        give_up_at: float | None = None  # one budget for the call, however many rejoins
         while True:
             try:
                 reply = getattr(self.board, method)(*args)
@@ -141,15 +144,31 @@ class _Session:
                 lost = MasterLost(f"lost the master at {self._where} ({exc.strerror or exc})")
             else:
                 self.last_contact = time.monotonic()
+                if method == "hello":
+                    self._check_same_master(reply)
                 return reply
-            if self.rejoin is None:
-                raise lost from None
+            if self.rejoin is None or self.stop_requested_by_master:
+                raise lost from None  # (once the master said stop, every job is terminal)
+            if give_up_at is None:
+                give_up_at = time.monotonic() + self.config.reconnect_s
             self.board.abandon()
-            self.board, settings = self.rejoin(lost)
+            self.board, settings = self.rejoin(lost, give_up_at)
+            self._check_same_master(settings)
             self.ahead = []  # taken back by the rejoin
             if method == "hello":  # the rejoin said it
                 self.last_contact = time.monotonic()
                 return settings
+
+    def _check_same_master(self, settings: dict[str, Any]) -> None:
+        """A rejoin must reach the master it left: a restarted master numbers its jobs
+        afresh, so a result for "job 3" would be accepted for a different job."""
+        master_id = settings.get("master_id")
+        if self.master_id is None:
+            self.master_id = master_id
+        elif master_id != self.master_id:
+            raise MasterLost(
+                f"lost the master at {self._where}: a different master answers there now"
+            )
 
     @property
     def _where(self) -> str:
@@ -170,8 +189,8 @@ class _Session:
     def lease(self, want: int, wait_s: float | None = None) -> tuple[list[WireJob], bool]:
         """Long-poll for up to ``want`` jobs; what is buffered is reported in the same call."""
         name = self.config.name
-        if wait_s is None:
-            wait_s = self.config.poll_s
+        if wait_s is None:  # a long poll must end well within the reply timeout
+            wait_s = min(self.config.poll_s, self.config.rpc_timeout_s / 2)
         if not self.buffer:
             return self.call("lease", name, want, wait_s)  # type: ignore[no-any-return]
         results, self.buffer = self.buffer, []
@@ -203,14 +222,28 @@ class _Session:
         return bool(stop) or self.stop_requested_by_master
 
 
+class _Interrupted(Exception):
+    """A signal arrived while the worker was away from its master."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def _rejoin(
-    config: WorkerConfig, authkey: bytes, log: EventLog, stop: _Stop, lost: MasterLost
+    config: WorkerConfig,
+    authkey: bytes,
+    log: EventLog,
+    stop: _Stop,
+    lost: MasterLost,
+    give_up_at: float,
 ) -> tuple[BoardProxy, dict[str, Any]]:
-    """Reconnect within ``config.reconnect_s`` and say hello again as the same worker;
-    raises ``lost`` (exit 5) when the master does not come back in time."""
+    """Reconnect before ``give_up_at`` and say hello again as the same worker; raises
+    ``lost`` (exit 5) when the master is not back in time."""
     started = time.monotonic()
-    give_up_at = started + config.reconnect_s
-    while not stop and (remaining := give_up_at - time.monotonic()) > 0:
+    while (remaining := give_up_at - time.monotonic()) > 0:
+        if stop.signum is not None:
+            raise _Interrupted(stop.signum)
         try:
             board = _connect(config, authkey, remaining, stop=lambda: bool(stop))
         except MasterUnreachable:
@@ -232,6 +265,8 @@ def _rejoin(
             reason=str(lost),
         )
         return board, settings
+    if stop.signum is not None:
+        raise _Interrupted(stop.signum)
     raise MasterLost(f"{lost}; not back within {config.reconnect_s:g} s") from None
 
 
@@ -313,6 +348,15 @@ def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = N
         session.call("bye", config.name)
         log.write("worker_exit", code=EXIT_OK, reason="master finished")
         return EXIT_OK
+    except _Interrupted as exc:
+        code = EXIT_INTERRUPTED if exc.signum == signal.SIGINT else EXIT_OK
+        log.write("worker_exit", code=code, reason=f"signal {exc.signum} while rejoining")
+        print(
+            f"distq worker {config.name}: stopped by signal {exc.signum} while rejoining the "
+            "master; it takes back what this worker held",
+            file=sys.stderr,
+        )
+        return code
     except DistqError as exc:  # every documented exit is in the log, with its reason
         log.write("worker_exit", code=exc.exit_code, reason=str(exc))
         raise

@@ -231,6 +231,25 @@ def test_a_reconnecting_worker_gives_up_when_its_master_stays_gone(tmp_path: Pat
     assert [e["ev"] for e in events if e["ev"] in ("reconnected", "worker_exit")] == ["worker_exit"]
 
 
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_a_signal_while_rejoining_ends_the_worker_with_the_signals_code(
+    tmp_path: Path, signum: signal.Signals, code: int
+) -> None:
+    with Cluster(tmp_path / "run", ["--task", "hang", "--count", "2", "--args", "[]"]) as cluster:
+        worker = cluster.add_worker(wait_joined=True, extra_args=["--reconnect-s", "600"])
+        cluster.master_events.wait_for(lambda e: e["ev"] == "leased", BOUND_S, "a lease")
+        cluster.signal("master", signal.SIGKILL)
+        cluster.master.popen.wait(BOUND_S)  # type: ignore[union-attr]
+        cluster.signal(worker.name, signum)
+        assert worker.wait(BOUND_S) == code  # not 600 s later, not exit 5
+
+    last = worker.log_path.read_text().strip().splitlines()[-1]
+    assert last == (
+        f"distq worker worker-1: stopped by signal {int(signum)} while rejoining the master; "
+        "it takes back what this worker held"
+    )
+
+
 def test_sigterm_hands_leases_back_without_counting_an_attempt(tmp_path: Path) -> None:
     jobs = write_jobs(
         tmp_path / "jobs.jsonl",

@@ -4,15 +4,19 @@ can no longer lease, and only the same worker process may take its name back."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from distq import master
 from distq.board import JobBoard
+from distq.errors import MasterLost
 from distq.events import EventLog, read_events
 from distq.master import BoardService, MasterConfig
+from distq.worker import WorkerConfig, _Session
 
 
 class Clock:
@@ -96,3 +100,82 @@ def test_a_rejoin_is_its_own_event(service: BoardService, tmp_path: Path) -> Non
         ("worker_lost", "worker rejoined"),
         ("worker_rejoined", None),
     ]
+
+
+def test_a_connection_whose_worker_said_bye_leases_nothing(service: BoardService) -> None:
+    old, new = object(), object()
+    on(old)
+    service.hello("w", 7, "host")
+    on(new)
+    service.hello("w", 7, "host", rejoin=True)
+    service.bye("w")
+    on(old)  # a long poll on the replaced connection that wakes up after the bye
+    assert service.lease("w", 3, 0.0) == ([], False)
+    assert service.board.held_by("w") == frozenset()
+
+
+# -- the worker's side: one budget per call, and only the same master -------------------------
+
+
+class FlakyBoard:
+    """Answers ``hello`` with ``master_id``; fails the first ``failures`` other calls."""
+
+    def __init__(self, master_id: str, failures: int = 0) -> None:
+        self.master_id = master_id
+        self.failures = failures
+        self.abandoned = False
+
+    def hello(self, *args: object) -> dict[str, object]:
+        return {"heartbeat_interval_s": 1.0, "master_id": self.master_id}
+
+    def heartbeat(self, worker: str) -> bool:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionResetError
+        return False
+
+    def abandon(self) -> None:
+        self.abandoned = True
+
+
+def session_with(board: FlakyBoard, rejoin: Any) -> _Session:
+    config = WorkerConfig(address=("127.0.0.1", 1), name="w", reconnect_s=30.0)
+    session = _Session(board, config, 1.0, rejoin)  # type: ignore[arg-type]
+    session.call("hello", "w", 7, "host")
+    return session
+
+
+def test_a_call_rejoins_within_one_budget_however_often_it_is_lost() -> None:
+    budgets: list[float] = []
+    boards = [FlakyBoard("m1", failures=1), FlakyBoard("m1", failures=1), FlakyBoard("m1")]
+
+    def rejoin(lost: MasterLost, give_up_at: float) -> tuple[FlakyBoard, dict[str, object]]:
+        budgets.append(give_up_at)
+        board = boards.pop(0)
+        return board, board.hello()
+
+    first = FlakyBoard("m1", failures=1)
+    session = session_with(first, rejoin)
+    assert session.call("heartbeat", "w") is False
+    assert first.abandoned and len(budgets) == 3
+    assert len(set(budgets)) == 1, "every rejoin of one call shares the call's deadline"
+
+
+def test_a_rejoin_that_reaches_a_different_master_is_a_lost_master() -> None:
+    def rejoin(lost: MasterLost, give_up_at: float) -> tuple[FlakyBoard, dict[str, object]]:
+        board = FlakyBoard("m2")  # restarted on the same address: its job 3 is another job
+        return board, board.hello()
+
+    session = session_with(FlakyBoard("m1", failures=1), rejoin)
+    with pytest.raises(MasterLost, match="a different master answers there now"):
+        session.call("heartbeat", "w")
+
+
+def test_no_rejoin_once_the_master_said_stop() -> None:
+    def rejoin(lost: MasterLost, give_up_at: float) -> tuple[FlakyBoard, dict[str, object]]:
+        raise AssertionError("must not rejoin: every job is terminal")
+
+    session = session_with(FlakyBoard("m1", failures=1), rejoin)
+    session.stop_requested_by_master = True
+    with pytest.raises(MasterLost, match=re.escape("lost the master at 127.0.0.1:1 (Connection")):
+        session.call("heartbeat", "w")
