@@ -73,7 +73,7 @@ def _connect(
     config: WorkerConfig,
     authkey: bytes,
     within_s: float | None = None,
-    stop: Callable[[], bool] = lambda: False,
+    stop: _Stop | None = None,
 ) -> BoardProxy:
     """Connect, retrying with backoff for ``within_s`` (default: the connect timeout)."""
     where = format_address(config.address)
@@ -98,7 +98,9 @@ def _connect(
                 f"handshake within {config.handshake_timeout_s:g} s"
             ) from None
         except (ConnectionError, OSError, EOFError) as exc:
-            if time.monotonic() + delay_s > give_up_at or stop():
+            if stop is not None and stop.signum is not None:
+                raise _Interrupted(stop.signum, "while connecting to the master") from None
+            if time.monotonic() + delay_s > give_up_at:
                 reason = getattr(exc, "strerror", None) or type(exc).__name__
                 raise MasterUnreachable(
                     f"no master at {where} after {within_s:g} s ({reason})"
@@ -223,11 +225,15 @@ class _Session:
 
 
 class _Interrupted(Exception):
-    """A signal arrived while the worker was away from its master."""
+    """A signal arrived while the worker was (re)connecting: nothing of ours to hand back."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
+    def __init__(self, signum: int, doing: str) -> None:
+        super().__init__(signum, doing)
         self.signum = signum
+        self.doing = doing
+
+
+REJOINING = "while rejoining the master; it takes back what this worker held"
 
 
 def _rejoin(
@@ -243,9 +249,9 @@ def _rejoin(
     started = time.monotonic()
     while (remaining := give_up_at - time.monotonic()) > 0:
         if stop.signum is not None:
-            raise _Interrupted(stop.signum)
+            raise _Interrupted(stop.signum, REJOINING)
         try:
-            board = _connect(config, authkey, remaining, stop=lambda: bool(stop))
+            board = _connect(config, authkey, remaining, stop=stop)
         except MasterUnreachable:
             break  # it retried for all the time there was
         except HandshakeTimeout:
@@ -266,7 +272,7 @@ def _rejoin(
         )
         return board, settings
     if stop.signum is not None:
-        raise _Interrupted(stop.signum)
+        raise _Interrupted(stop.signum, REJOINING)
     raise MasterLost(f"{lost}; not back within {config.reconnect_s:g} s") from None
 
 
@@ -280,7 +286,7 @@ def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = N
     runner = JobRunner(config.name, events_path, log.epoch)
     try:
         runner.start(fork=True)  # no thread, no connection yet: nothing to inherit
-        board = _connect(config, authkey)
+        board = _connect(config, authkey, stop=stop)
         rejoin = None
         if config.reconnect_s > 0:
             rejoin = functools.partial(_rejoin, config, authkey, log, stop)
@@ -350,10 +356,9 @@ def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = N
         return EXIT_OK
     except _Interrupted as exc:
         code = EXIT_INTERRUPTED if exc.signum == signal.SIGINT else EXIT_OK
-        log.write("worker_exit", code=code, reason=f"signal {exc.signum} while rejoining")
+        log.write("worker_exit", code=code, reason=f"signal {exc.signum} {exc.doing}")
         print(
-            f"distq worker {config.name}: stopped by signal {exc.signum} while rejoining the "
-            "master; it takes back what this worker held",
+            f"distq worker {config.name}: stopped by signal {exc.signum} {exc.doing}",
             file=sys.stderr,
         )
         return code

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,30 @@ def test_demo_accounts_for_every_job() -> None:
     summary = done.stdout.strip().splitlines()[-1]
     assert summary.startswith("60 jobs, 60 results, 0 lost, 0 duplicated, ")
     assert "SIGKILL worker-" in done.stdout
+
+
+def test_sigterm_while_connecting_ends_the_worker_at_once(tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    events = tmp_path / "worker.events.jsonl"
+    argv = [sys.executable, "-m", "distq", "worker", "--connect", f"127.0.0.1:{port}"]
+    argv += ["--connect-timeout-s", "600", "--name", "w", "--events", str(events)]
+    env = {**os.environ, "DISTQ_AUTHKEY": "k"}
+    worker = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not events.exists():  # created once the signal handlers are in place
+            assert time.monotonic() < deadline and worker.poll() is None, "the worker never started"
+            time.sleep(0.02)
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)  # not after the 600 s of retries
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0
+    assert stderr == "distq worker w: stopped by signal 15 while connecting to the master\n"
