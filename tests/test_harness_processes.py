@@ -10,11 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import psutil
 import pytest
 
 from harness.faults import Fault, Trigger
 from harness.run import RunSpec, run
+from harness.scenario import load_scenario, run_scenario
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.processes
 
@@ -292,3 +296,19 @@ def test_ctrl_c_mid_run_leaves_no_survivors(tmp_path: Path) -> None:
             harness.wait()
     _, alive = psutil.wait_procs(spawned, timeout=10)
     assert alive == []
+
+
+def test_the_rejoin_scenario_fails_when_workers_cannot_rejoin(tmp_path: Path) -> None:
+    """scenarios/network/reset_rejoin.toml proves rejoin: the same plan without it loses jobs."""
+    scenario = load_scenario(REPO_ROOT / "scenarios" / "network" / "reset_rejoin.toml")
+    without = msgspec.structs.replace(
+        scenario,
+        cluster=msgspec.structs.replace(scenario.cluster, worker_reconnect_s=0.0),
+        expect=msgspec.structs.replace(scenario.expect, within_s=8.0),
+    )
+    outcome = run_scenario(without, tmp_path / "run")
+    assert outcome.status == "fail", outcome.report()
+    lost = [v for v in outcome.result.verdict.violations if "lost: no terminal result" in v.message]
+    assert lost, outcome.report()
+    workers = {n: c for n, c in outcome.result.exit_codes.items() if n.startswith("worker")}
+    assert workers == {"worker-1": 5, "worker-2": 5}  # each lost its master at its first reset
