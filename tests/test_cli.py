@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from distq.cli import build_parser
@@ -178,8 +179,10 @@ def test_sigterm_while_connecting_ends_the_worker_at_once(tmp_path: Path) -> Non
     env = {**os.environ, "DISTQ_AUTHKEY": "k"}
     worker = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
     try:
+        # Its job process is started after the signal handlers are in place, just before
+        # the first connection attempt.
         deadline = time.monotonic() + 60
-        while not events.exists():  # created once the signal handlers are in place
+        while not psutil.Process(worker.pid).children():
             assert time.monotonic() < deadline and worker.poll() is None, "the worker never started"
             time.sleep(0.02)
         worker.send_signal(signal.SIGTERM)
