@@ -1,15 +1,24 @@
 """distq: a manager/worker job queue with exactly-once results.
 
 Layering, from the core outwards:
-  jobs     Job, Result, task references and the built-in tasks
-  board    JobBoard, the pure state machine (no I/O, no threads, clock injected)
-  events   the JSON-lines history format
-  protocol the manager class, proxy and client connection both sides share
-  runner   the worker's child process that runs jobs under a time limit
-  master   serves a board over the manager protocol
-  worker   leases, runs and reports jobs
-  cli      ``distq master | worker | demo``
-Each layer imports only from the ones above it.
+  errors    the errors a person can act on and their exit codes
+  jobs      Job, Result, task references and the built-in tasks
+  board     JobBoard, the pure state machine (no I/O, no threads, clock injected)
+  events    the JSON-lines history format
+  jobsfile  the jobs file format (JobSpec)
+  protocol  the manager class, proxy and client connection both sides share
+  runner    the worker's child process that runs jobs under a time limit
+  service   the board behind one lock: what workers and clients call
+  output    the results file, one JSON line per terminal result
+  server    the manager server: connections, bounded handshakes, the served callable
+  master    the master process: start, READY line, main loop, shutdown, signals
+  worker    leases, runs and reports jobs
+  client    Submitter, for ``distq submit`` and programs that add jobs
+  demo      ``distq demo``: a master and workers, one killed half-way
+  cli       ``distq master | worker | submit | demo``
+  __main__  ``python -m distq``
+Each layer imports only from the ones above it, and only the standard library besides
+(tests/test_layering.py reads this list and holds the code to it).
 """
 
 from distq.board import JobBoard, JobState, Outcome

@@ -14,14 +14,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from distq.errors import EXIT_INTERRUPTED, EXIT_USAGE, DistqError, UsageError
+from distq.jobsfile import JobSpec, read_jobs_file
 from distq.protocol import parse_address
 from distq.worker import WorkerConfig, default_worker_name, run_worker
-
-if TYPE_CHECKING:  # imported where used: a worker's start-up has no use for the master
-    from distq.master import JobSpec
 
 __all__ = ["main"]
 
@@ -308,60 +306,7 @@ def read_authkey(path: str | None) -> bytes:
     return os.fsencode(value)
 
 
-def read_jobs_file(path: str) -> list[JobSpec]:
-    try:
-        handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the with below
-    except OSError as exc:
-        raise UsageError(f"cannot read --jobs {path}: {exc.strerror or exc}") from None
-    specs: list[JobSpec] = []
-    seen: set[int] = set()
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{where}: not JSON ({exc.msg} at column {exc.colno})") from None
-            specs.append(_job_spec(record, where, seen))
-    return specs
-
-
-def _job_spec(record: Any, where: str, seen: set[int]) -> JobSpec:
-    from distq.master import JobSpec
-
-    if not isinstance(record, dict):
-        raise UsageError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    unknown = set(record) - {"task", "args", "id", "time_limit_s"}
-    if unknown:
-        raise UsageError(
-            f"{where}: unknown key {sorted(unknown)[0]!r} (expected task, args, id, time_limit_s)"
-        )
-    task = record.get("task")
-    if not isinstance(task, str) or not task:
-        raise UsageError(f"{where}: 'task' must be a non-empty string, got {task!r}")
-    args = record.get("args", [])
-    if not isinstance(args, list):
-        raise UsageError(f"{where}: 'args' must be a list, got {args!r}")
-    job_id = record.get("id")
-    if job_id is not None:
-        if not isinstance(job_id, int) or isinstance(job_id, bool) or job_id < 0:
-            raise UsageError(f"{where}: 'id' must be a whole number >= 0, got {job_id!r}")
-        if job_id in seen:
-            raise UsageError(f"{where}: duplicate job id {job_id}")
-        seen.add(job_id)
-    limit = record.get("time_limit_s")
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0
-    ):
-        raise UsageError(f"{where}: 'time_limit_s' must be a number > 0, got {limit!r}")
-    return JobSpec(task, tuple(args), job_id, None if limit is None else float(limit))
-
-
 def _task_jobs(task: str, count: int, args_json: str | None) -> list[JobSpec]:
-    from distq.master import JobSpec
-
     if args_json is None:
         return [JobSpec(task, (i,)) for i in range(count)]
     try:

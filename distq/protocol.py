@@ -2,8 +2,8 @@
 client connection that sets ``TCP_NODELAY`` and bounds every wait.
 
 distq registers its one shared object on its own ``BaseManager`` subclass, never on
-``BaseManager`` itself (registration there is process-global), and with a module-level
-callable so the registry pickles under every start method.
+``BaseManager`` itself (registration there is process-global); the callable that makes
+it is registered only on the master's subclass (``distq.server``).
 """
 
 from __future__ import annotations
@@ -187,15 +187,9 @@ class BoardProxy(BaseProxy):
         return call(method, args)
 
 
-def current_service() -> Any:
-    """Server-side factory for the ``board`` typeid: the master's one board service."""
-    from distq import master
-
-    return master.current_service()
-
-
 class DistqManager(BaseManager):
-    """The manager both sides use. The master serves it in-process (``master.serve``)."""
+    """The manager both sides use. The master serves a subclass of it in-process
+    (``distq.server.ServedManager``), the only class where ``board`` has a callable."""
 
     _address: tuple[str, int]
     _authkey: bytes
@@ -217,4 +211,5 @@ class DistqManager(BaseManager):
         raise NotImplementedError
 
 
-DistqManager.register("board", callable=current_service, proxytype=BoardProxy)
+# Clients only name the typeid and its proxy; the callable is the master's business.
+DistqManager.register("board", proxytype=BoardProxy)

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from distq import master
 from distq.board import JobBoard
 from distq.errors import MasterLost
 from distq.events import EventLog, read_events
-from distq.master import BoardService, MasterConfig
+from distq.service import BoardService, MasterConfig, set_caller
 from distq.worker import WorkerConfig, _Session
 
 
@@ -39,7 +38,7 @@ def service(tmp_path: Path) -> Iterator[BoardService]:
 
 def on(connection: object) -> None:
     """Make the calls that follow arrive on ``connection`` (the server's per-thread slot)."""
-    master._connection_of_thread.conn = connection
+    set_caller(connection)
 
 
 def test_a_rejoin_takes_back_the_old_connections_leases_without_counting(
