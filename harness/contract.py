@@ -1,0 +1,300 @@
+"""The history contract: the event-log format every system under test writes, and its vocabulary.
+
+A log is JSON lines, one event per line: ``t`` (seconds since the run's shared epoch, read
+from ``EPOCH_ENV``), ``src`` (``master``, ``worker-2``, ``harness``...), ``ev`` and the ids
+that apply. Standard library only: task code running inside another system may import it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ACTIONS",
+    "EPOCH_ENV",
+    "EVENTS_GLOB",
+    "HARNESS",
+    "HARNESS_EVENTS",
+    "ID_FIELDS",
+    "MASTER",
+    "NETWORK_ACTIONS",
+    "RESERVED_FIELDS",
+    "RESULTS",
+    "SYSTEM_EVENTS",
+    "TERMINAL_EVENTS",
+    "TRIGGERS",
+    "CorruptLog",
+    "EventWriter",
+    "events_name",
+    "parse_line",
+    "read_log",
+    "run_epoch",
+]
+
+#: Every process of a run reads its time origin (a ``time.monotonic()`` reading, which is
+#: system-wide on Linux) from this variable, so the logs of several processes merge into one
+#: order. The name predates the seam; distq reads the same variable.
+EPOCH_ENV = "DISTQ_T0"
+
+#: The fields of every event, and the ids an event carries when they apply.
+RESERVED_FIELDS = ("t", "src", "ev")
+ID_FIELDS = ("job", "attempt", "lease", "worker", "batch")
+
+#: ``src`` values with a meaning. ``master`` is the authoritative record of the queue's
+#: state, whoever writes it: the system's master itself, a wire relay watching it, or the
+#: producer of an engine. Any other ``src`` is a worker (named as the harness named it).
+MASTER = "master"
+HARNESS = "harness"
+RESULTS = "results"  # lines of a results output the harness loads after the run
+
+#: Each process writes ``<name>.events.jsonl`` in the run directory; the history is them all.
+EVENTS_GLOB = "*.events.jsonl"
+
+# -- the events a system (or its observer) writes ------------------------------------------
+MASTER_READY = "master_ready"  # address=HOST:PORT, pid
+SUBMISSIONS_CLOSED = "submissions_closed"
+MASTER_STOPPED = "master_stopped"
+JOB_SUBMITTED = "job_submitted"  # job, task, args, batch?
+BATCH_OPENED = "batch_opened"  # batch
+BATCH_CLOSED = "batch_closed"  # batch
+LEASED = "leased"  # job, attempt, lease, worker
+STARTED = "started"  # (from a worker) job, attempt
+COMPLETED = "completed"  # (from a worker) job, attempt, ok, value
+RESULT_ACCEPTED = "result_accepted"  # job, attempt, worker, ok, value
+DUPLICATE_DROPPED = "duplicate_dropped"
+ATTEMPT_FAILED = "attempt_failed"
+STALE_FAILURE = "stale_failure"
+UNEXPECTED_REPORT = "unexpected_report"
+LEASE_EXPIRED = "lease_expired"  # job, worker
+REQUEUED = "requeued"
+DEAD = "dead"  # job: attempts exhausted, its one terminal error
+CONNECTED = "connected"
+WORKER_JOINED = "worker_joined"  # worker
+WORKER_REJOINED = "worker_rejoined"
+RECONNECTED = "reconnected"
+WORKER_LEFT = "worker_left"
+WORKER_LOST = "worker_lost"  # worker, jobs: the leases that went back
+WORKER_EXIT = "worker_exit"  # (from a worker) code
+RUNNER_KILLED = "runner_killed"
+AUTH_REJECTED = "auth_rejected"  # peer
+HANDSHAKE_TIMEOUT = "handshake_timeout"  # peer
+
+SYSTEM_EVENTS = frozenset(
+    {
+        MASTER_READY,
+        SUBMISSIONS_CLOSED,
+        MASTER_STOPPED,
+        JOB_SUBMITTED,
+        BATCH_OPENED,
+        BATCH_CLOSED,
+        LEASED,
+        STARTED,
+        COMPLETED,
+        RESULT_ACCEPTED,
+        DUPLICATE_DROPPED,
+        ATTEMPT_FAILED,
+        STALE_FAILURE,
+        UNEXPECTED_REPORT,
+        LEASE_EXPIRED,
+        REQUEUED,
+        DEAD,
+        CONNECTED,
+        WORKER_JOINED,
+        WORKER_REJOINED,
+        RECONNECTED,
+        WORKER_LEFT,
+        WORKER_LOST,
+        WORKER_EXIT,
+        RUNNER_KILLED,
+        AUTH_REJECTED,
+        HANDSHAKE_TIMEOUT,
+    }
+)
+#: The master's events that end a job; exactly one per job is the contract.
+TERMINAL_EVENTS = frozenset({RESULT_ACCEPTED, DEAD})
+
+# -- the events the harness writes (src ``harness``, or ``results``) -----------------------
+FAULT = "fault"  # fault, action, trigger, target?, expect?, missed?, count?, scheduled?
+HANG = "hang"
+RUN_FINISHED = "run_finished"  # elapsed_s, bound_s, timed_out, exit_codes
+RESULT_OUTPUT = "result_output"  # a line of the results output (src ``results``)
+PROXY_LISTENING = "proxy_listening"
+PROXY_CLOSED = "proxy_closed"
+PROXY_CONNECTION = "proxy_connection"
+PROXY_UPSTREAM = "proxy_upstream"
+TOXIC_ADDED = "toxic_added"
+TOXIC_REMOVED = "toxic_removed"
+TOXIC = "toxic"  # a toxic met a connection: decision applied | skipped
+TOXIC_TRIGGERED = "toxic_triggered"
+TOXIC_FIRED = "toxic_fired"
+PARTITION = "partition"
+HEAL = "heal"
+
+HARNESS_EVENTS = frozenset(
+    {
+        FAULT,
+        HANG,
+        RUN_FINISHED,
+        RESULT_OUTPUT,
+        PROXY_LISTENING,
+        PROXY_CLOSED,
+        PROXY_CONNECTION,
+        PROXY_UPSTREAM,
+        TOXIC_ADDED,
+        TOXIC_REMOVED,
+        TOXIC,
+        TOXIC_TRIGGERED,
+        TOXIC_FIRED,
+        PARTITION,
+        HEAL,
+    }
+)
+
+# -- the fault vocabulary, as the history records it (``fault`` events) --------------------
+
+#: Trigger kinds and what their value means.
+TRIGGERS: dict[str, str] = {
+    "after_s": "seconds since the master was ready",
+    "job_leased": "job id: when the master leases it (first time, or `attempt`)",
+    "job_started": "job id: when a worker starts running it (first time, or `attempt`)",
+    "job_completed": "job id: when the master accepts its result",
+    "results": "count: when this many results have been accepted",
+    "batch_closed": "batch index: when every job of the batch is terminal",
+    "workers_joined": "count: when this many workers have joined the master",
+    "auth_rejected": "count: when the master has turned this many connections away",
+}
+
+#: Actions and whether they take a worker target.
+ACTIONS: dict[str, bool] = {
+    "kill": True,  # SIGKILL the worker
+    "terminate": True,  # SIGTERM the worker
+    "pause": True,  # SIGSTOP; SIGCONT after duration_s (if given)
+    "resume": True,  # SIGCONT
+    "restart": True,  # stop the worker's tree, start a worker of the same name
+    "add_worker": False,  # start one more worker
+    "kill_master": False,  # SIGKILL the master
+    "restart_master": False,  # SIGKILL the master and start a fresh one (no persistence)
+    "wrong_key_worker": False,  # start a worker whose authkey is wrong
+    "empty_key_worker": False,  # start a worker whose authkey is empty (it must refuse it)
+    "idle_sockets": False,  # open `count` connections that never answer the handshake
+    "garbage": False,  # `count` connections that send random bytes
+    "bad_handshakes": False,  # `count` handshakes with a wrong key, from the harness
+    # Network faults, on the worker's fault proxy (the cluster must have proxies);
+    # target "all" means every worker's proxy.
+    "add_toxic": True,  # add `toxic` to the target's proxy
+    "remove_toxic": True,  # remove the toxic named `toxic_name`
+    "partition": True,  # cut the target off the master; heal after duration_s (if given)
+    "heal": True,  # end the target's partition
+}
+NETWORK_ACTIONS = frozenset({"add_toxic", "remove_toxic", "partition", "heal"})
+
+
+class CorruptLog(ValueError):
+    """A line in the middle of an event log that is not a JSON object: the log is damaged."""
+
+
+def events_name(process: str) -> str:
+    """The file name of a process's event log in the run directory."""
+    return f"{process}.events.jsonl"
+
+
+def run_epoch() -> float:
+    """The run's time origin: ``EPOCH_ENV`` if the spawner set it, else now."""
+    raw = os.environ.get(EPOCH_ENV)
+    if raw:
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    return time.monotonic()
+
+
+def parse_line(line: str | bytes) -> dict[str, Any] | None:
+    """One event from one complete line; None for a blank line or anything not an object."""
+    if not line.strip():
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def read_log(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Yield the events of one log, in file order.
+
+    A torn last line (a process killed mid-write: no newline at the end) is skipped; any
+    other line that is not a JSON object raises :class:`CorruptLog` naming file and line.
+    """
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith("\n"):
+                return
+            if not line.strip():
+                continue
+            event = parse_line(line)
+            if event is None:
+                shown = line.strip()
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                raise CorruptLog(f"{path}:{number}: not a JSON event object: {shown}")
+            yield event
+
+
+def _dumps(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), default=repr)
+
+
+class EventWriter:
+    """Appends events to a log in the contract's format; a no-op when ``path`` is None.
+
+    Each call is one ``write`` on an ``O_APPEND`` descriptor, so lines written by several
+    threads or processes into one file never interleave.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None, src: str, epoch: float | None = None
+    ) -> None:
+        self.src = src
+        self.epoch = run_epoch() if epoch is None else epoch
+        self.path = None if path is None else Path(path)
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        if self.path is not None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def now(self) -> float:
+        return time.monotonic() - self.epoch
+
+    def write(self, ev: str, **fields: Any) -> None:
+        self.write_all([{"ev": ev, **fields}])
+
+    def write_all(self, events: Iterable[dict[str, Any]]) -> None:
+        """Write events; those without ``t`` are stamped now, those without ``src`` get ours."""
+        lines = []
+        for event in events:
+            fields = dict(event)
+            t = fields.pop("t", None)
+            t = round(self.now() if t is None else float(t), 6)
+            head = {"t": t, "src": fields.pop("src", self.src), "ev": fields.pop("ev")}
+            lines.append(_dumps({**head, **fields}))
+        if not lines:
+            return
+        payload = ("\n".join(lines) + "\n").encode()
+        with self._lock:
+            if self._fd is None:
+                return
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(self._fd, view) :]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None

@@ -1,0 +1,133 @@
+"""Systems under test: one adapter per kind behind the ``System`` protocol, and the registry.
+
+A scenario's ``[system]`` table names its kind (``kind = "distq"`` by default); the rest of
+the table is that kind's own keys, validated by its ``config`` type. An adapter module is
+imported only when its kind is used, and keeps heavy imports inside the functions that
+need them. Nothing else in the harness names a system.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from harness.systems.base import (
+    BROKER,
+    MASTER,
+    WORKER,
+    ExitCodes,
+    Launch,
+    Observer,
+    Process,
+    ProcessSpec,
+    RunSetup,
+    System,
+)
+
+__all__ = [
+    "BROKER",
+    "DEFAULT_KIND",
+    "KINDS",
+    "MASTER",
+    "WORKER",
+    "ExitCodes",
+    "Kind",
+    "Launch",
+    "Observer",
+    "Process",
+    "ProcessSpec",
+    "RunSetup",
+    "System",
+    "SystemConfigError",
+    "build",
+    "get_kind",
+    "parse_table",
+]
+
+DEFAULT_KIND = "distq"
+
+#: Every kind the harness ships: kind -> the module whose ``KIND`` describes it. A kind
+#: given as ``package.module:NAME`` is imported from there instead (a user's own system).
+KINDS: dict[str, str] = {
+    "distq": "harness.systems.distq",
+}
+
+
+class SystemConfigError(ValueError):
+    """A ``[system]`` table that names no known kind or has a key its kind does not take."""
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One kind of system: its ``[system]`` keys and how to build its ``System`` for a run."""
+
+    name: str
+    #: The ``[system]`` table's keys besides ``kind`` (a ``forbid_unknown_fields`` Struct).
+    config: type[msgspec.Struct]
+    #: A ``System`` for one run, from the validated config.
+    build: Callable[[Any], System]
+    #: The class-level facts scenario validation reads (triggers, actions, checks...).
+    facts: type[System]
+
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def get_kind(name: str) -> Kind:
+    """The kind called ``name``; raises SystemConfigError (one line) when there is none."""
+    if name in KINDS:
+        module_name, attribute = KINDS[name], "KIND"
+    elif _IMPORT_PATH.match(name):
+        module_name, attribute = name.split(":")
+    else:
+        known = ", ".join(sorted(KINDS))
+        raise SystemConfigError(
+            f"system.kind: got {name!r}, expected one of: {known} (or package.module:NAME)"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemConfigError(
+            f"system.kind: {name!r} cannot be loaded: {exc} (is its package installed?)"
+        ) from None
+    kind = getattr(module, attribute, None)
+    if not isinstance(kind, Kind):
+        raise SystemConfigError(f"system.kind: {module_name}.{attribute} is not a systems.Kind")
+    return kind
+
+
+def parse_table(table: Mapping[str, Any]) -> tuple[Kind, msgspec.Struct]:
+    """Validate a ``[system]`` table: its kind, and the rest by that kind's config type."""
+    name = table.get("kind", DEFAULT_KIND)
+    if not isinstance(name, str):
+        raise SystemConfigError(f"system.kind: got {name!r}, expected a string")
+    kind = get_kind(name)
+    rest = {key: value for key, value in table.items() if key != "kind"}
+    try:
+        return kind, msgspec.convert(rest, kind.config)
+    except msgspec.ValidationError as exc:
+        raise SystemConfigError(_explain(exc, kind)) from None
+
+
+def build(table: Mapping[str, Any]) -> System:
+    """The ``System`` for one run from a ``[system]`` table."""
+    kind, config = parse_table(table)
+    return kind.build(config)
+
+
+def _explain(exc: msgspec.ValidationError, kind: Kind) -> str:
+    message, _, at = str(exc).rpartition(" - at `")
+    if not _:
+        message, at = str(exc), "$"
+    path = at.rstrip("`").removeprefix("$").lstrip(".")
+    unknown = re.match(r"Object contains unknown field `([^`]+)`", message)
+    if unknown and not path:
+        valid = ", ".join(["kind", *kind.config.__struct_fields__])
+        return f"unknown key system.{unknown[1]} for kind {kind.name!r} (expected one of: {valid})"
+    where = f"system.{path}" if path else "system"
+    return f"{where}: {message[:1].lower()}{message[1:]} (kind {kind.name!r})"

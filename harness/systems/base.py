@@ -1,0 +1,181 @@
+"""The seam between the harness and a system under test: the ``System`` protocol.
+
+The harness spawns, breaks, records and checks; a ``System`` says, for one kind of system,
+how to launch each role, when a process is ready, where events come from, what it supports,
+its documented exit codes, what a job's value should be and how to attack its handshake.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+__all__ = [
+    "BROKER",
+    "MASTER",
+    "WORKER",
+    "Event",
+    "EventSink",
+    "ExitCodes",
+    "Launch",
+    "Observer",
+    "Process",
+    "ProcessSpec",
+    "RunSetup",
+    "System",
+]
+
+Event = dict[str, Any]
+#: Writes one event to the harness's log: ``sink("ev", field=value, ...)``.
+EventSink = Callable[..., None]
+
+#: Role names. ``master`` and ``worker`` every system has; ``broker`` is a process an engine
+#: needs (a Redis-protocol server), started first. Faults aimed at a worker target ``worker``
+#: processes; ``kill_master`` / ``restart_master`` the ``master``.
+MASTER = "master"
+WORKER = "worker"
+BROKER = "broker"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSetup:
+    """What a run gives the system, the same for every process of the run."""
+
+    run_dir: Path
+    #: The workload, one JSON object a line: ``{"task", "args", "time_limit_s"?}``; None when
+    #: the run brings no job set (the master's own arguments say what to do).
+    jobs_path: Path | None
+    #: The scenario's ``[cluster]`` table, every key (defaults filled in).
+    cluster: Mapping[str, Any] = field(default_factory=dict)
+    #: Extra argv for the master and worker roles (hand-written runs and tests).
+    master_args: tuple[str, ...] = ()
+    worker_args: tuple[str, ...] = ()
+    #: The run's key; a system without one ignores it.
+    authkey: bytes = b""
+    #: Where the master's results output goes, if the system writes one (JSON lines with
+    #: ``job``, ``ok``, ``value``: loaded into the history as ``result_output``).
+    results_path: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """One process the cluster is about to start."""
+
+    role: str
+    name: str  # also its ``src`` in the history: "master", "worker-2", "intruder-1", "broker"
+    events_path: Path  # where its events go, if it writes them itself
+    #: Addresses (``HOST:PORT``) of the roles already ready, as this process should reach
+    #: them (a worker's "master" may be its fault proxy or a relay).
+    addresses: Mapping[str, str]
+    authkey: bytes  # the key it is given (a wrong or empty one for an intruder)
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How to start one process. ``python`` as ``argv[0]`` means the harness's interpreter."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)  # added to the cluster's environment
+    cwd: Path | None = None  # default: the run directory
+
+
+class Process(Protocol):
+    """A spawned process, as a system may see it (``harness.cluster.Proc``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def events_path(self) -> Path: ...
+    @property
+    def log_path(self) -> Path: ...
+    def alive(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExitCodes:
+    """A system's documented exit codes by meaning; None: the system does not document one.
+
+    ``clean_exits`` allows a code only when the run gave its process that reason.
+    """
+
+    ok: int = 0
+    usage: int | None = None  # bad option or key (an empty key refused before connecting)
+    auth_rejected: int | None = None  # the master refused the key
+    no_master: int | None = None  # nothing accepted a connection
+    master_lost: int | None = None  # the master went away mid-run
+    handshake_timeout: int | None = None  # the handshake was never answered
+    interrupted: int | None = None  # Ctrl-C
+
+
+class Observer(Protocol):
+    """An event source the harness runs beside the cluster: a wire relay, a producer...
+
+    It writes events in the contract's format into the run directory (``contract.EventWriter``
+    on ``<name>.events.jsonl``), with ``src`` ``master`` for what it sees of the master.
+    """
+
+    def master_ready(self, address: str) -> None:
+        """The master (re)started and listens at ``address``."""
+
+    def worker_address(self, worker: str, address: str) -> str:
+        """The address ``worker`` should connect to, given the master's (or a proxy's)."""
+
+    def close(self) -> None: ...
+
+
+class System(Protocol):
+    """One kind of system under test. One object per run: it may keep state between calls.
+
+    Class-level facts (``kind``, ``roles``, the supported vocabularies, ``exit_codes``) are
+    read by scenario validation before any run; the methods are called by the cluster,
+    the fault injector and the runner.
+    """
+
+    #: The ``[system] kind`` that chooses it.
+    kind: ClassVar[str]
+    #: The roles it runs, in start order; every role but ``worker`` runs once.
+    roles: ClassVar[tuple[str, ...]]
+    #: The triggers, fault actions and checks it has evidence for (its events say so).
+    triggers: ClassVar[frozenset[str]]
+    actions: ClassVar[frozenset[str]]
+    checks: ClassVar[frozenset[str]]
+    #: The ``[cluster]`` keys it honours besides ``workers``; a scenario setting another fails.
+    cluster_keys: ClassVar[frozenset[str]]
+    exit_codes: ClassVar[ExitCodes]
+    #: The signal on which its processes write their Python stacks to their log (on a hang).
+    stacks_signal: ClassVar[int | None]
+
+    def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
+        """argv, env and cwd for one process of ``process.role``."""
+        ...
+
+    def ready(self, process: Process, events: Sequence[Event]) -> str | None:
+        """Its address (``HOST:PORT``) once ``process`` (a non-worker role) is ready, else None.
+
+        Polled until the cluster's start-up bound; ``events`` is everything written to the
+        run's event logs so far."""
+        ...
+
+    def joined(self, worker: str, events: Sequence[Event]) -> bool:
+        """Whether ``worker`` has joined the master, from the run's events so far."""
+        ...
+
+    def observers(self, setup: RunSetup, sink: EventSink) -> Sequence[Observer]:
+        """Event sources to run beside the cluster (none when the system writes its own)."""
+        ...
+
+    def expected(self, task: str, args: tuple[Any, ...]) -> Any:
+        """The value ``task(*args)`` should yield, or ``checks.Expect.UNKNOWN`` / ``FAILURE``."""
+        ...
+
+    def attack_handshake(self, address: str, count: int, rng: random.Random) -> None:
+        """Make ``count`` handshakes with a wrong key against ``address`` (``bad_handshakes``);
+        each must be refused."""
+        ...

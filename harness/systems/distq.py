@@ -1,0 +1,191 @@
+"""distq as a system under test: its commands, flags, readiness, exit codes and tasks.
+
+The only module of the harness that knows distq. distq writes the history contract
+itself (``harness.contract``), so it needs no observer; its built-in tasks give
+``correct_values`` their expected values.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from typing import Annotated, Any, ClassVar
+
+import msgspec
+
+from distq import errors
+from harness import contract
+from harness.checks import CHECKS, Expect
+from harness.systems import Kind
+from harness.systems.base import (
+    MASTER,
+    WORKER,
+    Event,
+    EventSink,
+    ExitCodes,
+    Launch,
+    Observer,
+    Process,
+    ProcessSpec,
+    RunSetup,
+)
+
+__all__ = ["AUTHKEY_ENV", "KIND", "DistqConfig", "DistqSystem", "builtin_expected"]
+
+AUTHKEY_ENV = "DISTQ_AUTHKEY"
+
+#: ``[cluster]`` key -> (role, flag) of the ``distq master`` / ``distq worker`` option.
+_FLAGS: Mapping[str, tuple[str, str]] = {
+    "lease_timeout_s": (MASTER, "--lease-timeout-s"),
+    "max_attempts": (MASTER, "--max-attempts"),
+    "handshake_timeout_s": (MASTER, "--handshake-timeout-s"),
+    "time_limit_s": (MASTER, "--time-limit-s"),
+    "batch_size": (MASTER, "--batch-size"),
+    "prefetch": (WORKER, "--prefetch"),
+    "worker_idle_exit_s": (WORKER, "--idle-exit-s"),
+    "worker_handshake_timeout_s": (WORKER, "--handshake-timeout-s"),
+    "worker_reconnect_s": (WORKER, "--reconnect-s"),
+}
+
+
+class DistqConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """The ``[system]`` keys of ``kind = "distq"``."""
+
+    command: (
+        Annotated[
+            list[str],
+            msgspec.Meta(
+                min_length=1,
+                description="what runs `distq master|worker` (default: python -m distq); "
+                "e.g. a deliberately broken variant",
+            ),
+        ]
+        | None
+    ) = None
+    env: Annotated[
+        dict[str, str], msgspec.Meta(description="added to every process's environment")
+    ] = {}
+
+
+# -- expected values: side-effect-free twins of distq's built-in tasks (distq.jobs) ----------
+
+
+def _square(n: Any, delay_s: Any = 0.0) -> Any:
+    _ = delay_s > 0  # the real task compares it, so a non-number fails there too
+    return n * n
+
+
+def _sleep(seconds: Any, value: Any = None) -> Any:
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    return seconds if value is None else value
+
+
+def _echo(*args: Any) -> Any:
+    return args[0] if len(args) == 1 else list(args)
+
+
+_PURE_TASKS: Mapping[str, Callable[..., Any]] = {"square": _square, "sleep": _sleep, "echo": _echo}
+_FAILING_TASKS = frozenset({"fail", "crash", "hang"})
+
+
+def builtin_expected(task: str, args: tuple[Any, ...]) -> Any:
+    """The value a built-in task returns for ``args``, or an :class:`Expect`."""
+    if task in _FAILING_TASKS:
+        return Expect.FAILURE
+    function = _PURE_TASKS.get(task)
+    if function is None:
+        return Expect.UNKNOWN
+    try:
+        return function(*args)
+    except Exception:
+        return Expect.FAILURE
+
+
+class DistqSystem:
+    """``python -m distq master|worker``, or any command that speaks its CLI."""
+
+    kind: ClassVar[str] = "distq"
+    roles: ClassVar[tuple[str, ...]] = (MASTER, WORKER)
+    triggers: ClassVar[frozenset[str]] = frozenset(contract.TRIGGERS)
+    actions: ClassVar[frozenset[str]] = frozenset(contract.ACTIONS)
+    checks: ClassVar[frozenset[str]] = frozenset(CHECKS)
+    cluster_keys: ClassVar[frozenset[str]] = frozenset(_FLAGS)
+    exit_codes: ClassVar[ExitCodes] = ExitCodes(
+        ok=errors.EXIT_OK,
+        usage=errors.EXIT_USAGE,
+        auth_rejected=errors.EXIT_AUTH_REJECTED,
+        no_master=errors.EXIT_NO_MASTER,
+        master_lost=errors.EXIT_MASTER_LOST,
+        handshake_timeout=errors.EXIT_HANDSHAKE_TIMEOUT,
+        interrupted=errors.EXIT_INTERRUPTED,
+    )
+    stacks_signal: ClassVar[int | None] = signal.SIGUSR1  # distq's CLI registers faulthandler
+
+    def __init__(self, config: DistqConfig | None = None) -> None:
+        self.config = DistqConfig() if config is None else config
+        self.command = tuple(self.config.command or ("python", "-m", "distq"))
+
+    def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
+        env = {**self.config.env, AUTHKEY_ENV: os.fsdecode(process.authkey)}
+        flags = self._flags(process.role, setup.cluster)
+        events = ("--events", str(process.events_path))
+        if process.role == MASTER:
+            jobs = () if setup.jobs_path is None else ("--jobs", str(setup.jobs_path))
+            results = () if setup.results_path is None else ("--results", str(setup.results_path))
+            argv = (*self.command, "master", *jobs, *flags, *setup.master_args, *results, *events)
+        elif process.role == WORKER:
+            connect = ("--connect", process.addresses[MASTER], "--name", process.name)
+            argv = (*self.command, "worker", *connect, *events, *flags, *setup.worker_args)
+        else:
+            raise ValueError(f"distq has no role {process.role!r}")
+        return Launch(argv, env)
+
+    @staticmethod
+    def _flags(role: str, cluster: Mapping[str, Any]) -> tuple[str, ...]:
+        flags: list[str] = []
+        for key, (flag_role, flag) in _FLAGS.items():
+            value = cluster.get(key)
+            if flag_role == role and value is not None:
+                flags += [flag, repr(value) if isinstance(value, float) else str(value)]
+        return tuple(flags)
+
+    def ready(self, process: Process, events: Sequence[Event]) -> str | None:
+        for event in events:
+            if event.get("ev") == contract.MASTER_READY and event.get("pid") == process.pid:
+                return str(event["address"])
+        return None
+
+    def joined(self, worker: str, events: Sequence[Event]) -> bool:
+        return any(
+            event.get("ev") == contract.WORKER_JOINED
+            and event.get("src") == contract.MASTER
+            and event.get("worker") == worker
+            for event in events
+        )
+
+    def observers(self, setup: RunSetup, sink: EventSink) -> Sequence[Observer]:
+        return ()  # distq writes the history contract itself
+
+    def expected(self, task: str, args: tuple[Any, ...]) -> Any:
+        return builtin_expected(task, args)
+
+    def attack_handshake(self, address: str, count: int, rng: random.Random) -> None:
+        from multiprocessing.context import AuthenticationError
+
+        from distq.protocol import ClientSettings, authenticated_client, parse_address
+
+        ClientSettings.handshake_timeout_s = 5.0
+        for _ in range(count):
+            with suppress(AuthenticationError, OSError, EOFError):
+                authenticated_client(parse_address(address), authkey=rng.randbytes(16)).close()
+
+
+def _build(config: Any) -> DistqSystem:
+    return DistqSystem(config)
+
+
+KIND = Kind("distq", DistqConfig, _build, DistqSystem)
