@@ -15,7 +15,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from harness.history import HARNESS, MASTER, RESULTS, History, HistoryEvent, Submission
+from harness import contract
+from harness.contract import HARNESS, MASTER, RESULTS, TERMINAL_EVENTS
+from harness.history import History, HistoryEvent, Submission
+from harness.systems.base import ExitCodes
 
 __all__ = [
     "CHECKS",
@@ -26,7 +29,6 @@ __all__ = [
     "Violation",
     "auth",
     "batch_barrier",
-    "builtin_expected",
     "correct_values",
     "exactly_once",
     "fault_coverage",
@@ -37,7 +39,8 @@ __all__ = [
 Severity = Literal["fail", "unknown"]
 Status = Literal["pass", "fail", "unknown"]
 
-_EXIT_CODES: Mapping[Status, int] = {"pass": 0, "fail": 1, "unknown": 2}
+#: The exit code of each verdict (``python -m harness`` and ``ScenarioOutcome`` use it).
+VERDICT_EXIT_CODES: Mapping[Status, int] = {"pass": 0, "fail": 1, "unknown": 2}
 _REPORT_LINES_PER_VIOLATION = 12
 
 
@@ -63,7 +66,7 @@ class Verdict:
 
     @property
     def exit_code(self) -> int:
-        return _EXIT_CODES[self.status]
+        return VERDICT_EXIT_CODES[self.status]
 
     def report(self, history: History) -> str:
         """A readable report: each violation, its jobs, and the history lines behind it."""
@@ -122,7 +125,7 @@ def exactly_once(history: History, /, **_: Any) -> list[Violation]:
                     tuple(end.line for end in ends),
                 )
             )
-    outputs = history.select("result_output", src=RESULTS)
+    outputs = history.select(contract.RESULT_OUTPUT, src=RESULTS)
     if outputs:
         found.extend(_output_once(submitted, outputs))
     return found
@@ -178,52 +181,19 @@ class Expect(enum.Enum):
 ExpectedFn = Callable[[str, tuple[Any, ...]], Any]
 
 
-def _square(n: Any, delay_s: Any = 0.0) -> Any:
-    _ = delay_s > 0  # the real task compares it, so a non-number fails there too
-    return n * n
-
-
-def _sleep(seconds: Any, value: Any = None) -> Any:
-    if seconds < 0:
-        raise ValueError("sleep length must be non-negative")
-    return seconds if value is None else value
-
-
-def _echo(*args: Any) -> Any:
-    return args[0] if len(args) == 1 else list(args)
-
-
-# Side-effect-free twins of distq's built-in tasks (distq.jobs): the value, without the sleep.
-_PURE_TASKS: Mapping[str, Callable[..., Any]] = {"square": _square, "sleep": _sleep, "echo": _echo}
-_FAILING_TASKS = frozenset({"fail", "crash", "hang"})
-
-
-def builtin_expected(task: str, args: tuple[Any, ...]) -> Any:
-    """The value a built-in task returns for ``args``, or an :class:`Expect`."""
-    if task in _FAILING_TASKS:
-        return Expect.FAILURE
-    function = _PURE_TASKS.get(task)
-    if function is None:
-        return Expect.UNKNOWN
-    try:
-        return function(*args)
-    except Exception:
-        return Expect.FAILURE
-
-
 def correct_values(
     history: History, /, *, expected: ExpectedFn | None = None, **_: Any
 ) -> list[Violation]:
     """Each accepted ok value (and each ok line of the results output) is the task's value.
 
-    ``expected(task, args)`` is asked first and may return :class:`Expect` members; for
-    ``Expect.UNKNOWN`` the built-in tasks are tried. A failed job is never a violation here:
-    a worker can die on any task.
+    ``expected(task, args)`` comes from the system under test (its ``expected``) and may
+    return :class:`Expect` members; a job it cannot say anything about is skipped. A failed
+    job is never a violation here: a worker can die on any task.
     """
     submitted = history.submitted()
     found: list[Violation] = []
-    accepted = history.select("result_accepted", src=MASTER)
-    reports = (*accepted, *history.select("result_output", src=RESULTS))
+    accepted = history.select(contract.RESULT_ACCEPTED, src=MASTER)
+    reports = (*accepted, *history.select(contract.RESULT_OUTPUT, src=RESULTS))
     for report in reports:
         job = report.job
         submission = None if job is None else submitted.get(job)
@@ -231,10 +201,8 @@ def correct_values(
             continue
         want = expected(submission.task, submission.args) if expected else Expect.UNKNOWN
         if want is Expect.UNKNOWN:
-            want = builtin_expected(submission.task, submission.args)
-        if want is Expect.UNKNOWN:
             continue
-        where = "accepted" if report.ev == "result_accepted" else "results output"
+        where = "accepted" if report.ev == contract.RESULT_ACCEPTED else "results output"
         call = f"{submission.task}({', '.join(map(_short, submission.args))})"
         lines = (submission.line, report.line)
         got = report.get("value")
@@ -286,21 +254,21 @@ def batch_barrier(history: History, /, **_: Any) -> list[Violation]:
     found: list[Violation] = []
     for event in history.select(src=MASTER):
         batch = event.get("batch")
-        if event.ev in ("result_accepted", "dead") and event.job is not None:
+        if event.ev in TERMINAL_EVENTS and event.job is not None:
             terminal.add(event.job)
-        elif event.ev == "batch_closed" and isinstance(batch, int):
+        elif event.ev == contract.BATCH_CLOSED and isinstance(batch, int):
             closed.setdefault(batch, event)
             unfinished = sorted(job for job in members.get(batch, ()) if job not in terminal)
             if unfinished:
                 lines = [event.line, *(submitted[job].line for job in unfinished)]
                 message = f"batch {batch} closed while jobs {_ids(unfinished)} had no result"
                 found.append(Violation(check, message, tuple(unfinished), tuple(lines)))
-        elif event.ev == "batch_opened" and isinstance(batch, int):
+        elif event.ev == contract.BATCH_OPENED and isinstance(batch, int):
             opened.setdefault(batch, event)
             for earlier in range(batch):
                 if earlier not in closed:
                     early.setdefault((batch, earlier, "opened"), ([], [event.line]))
-        elif event.ev == "leased" and event.job is not None:
+        elif event.ev == contract.LEASED and event.job is not None:
             leased_as = submitted.get(event.job)
             batch = leased_as.batch if leased_as is not None else batch
             if not isinstance(batch, int):
@@ -339,7 +307,7 @@ def _ids(jobs: Iterable[int]) -> str:
 #: Harness faults that start a worker with a bad key, and ones that only handshake badly.
 WRONG_KEY_WORKER_ACTIONS = frozenset({"wrong_key_worker", "empty_key_worker"})
 BAD_HANDSHAKE_ACTIONS = frozenset({"bad_handshakes", "garbage"})  # each needs a rejection
-_SERVED_WORKER_EVENTS = frozenset({"connected", "started", "completed"})
+_SERVED_WORKER_EVENTS = frozenset({contract.CONNECTED, contract.STARTED, contract.COMPLETED})
 
 
 def auth(
@@ -368,13 +336,13 @@ def auth(
         return [Violation(check, message, severity="unknown")]
     found: list[Violation] = []
     idle = [fault for fault in faults if fault.get("action") == "idle_sockets"]
-    timeouts = history.select("handshake_timeout", src=MASTER)
+    timeouts = history.select(contract.HANDSHAKE_TIMEOUT, src=MASTER)
     if sum(map(_count, idle)) > len(timeouts):
         message = (
             f"{sum(map(_count, idle))} idle socket(s) but only {len(timeouts)} handshake_timeout"
         )
         found.append(Violation(check, message, (), tuple(f.line for f in idle)))
-    rejections = history.select("auth_rejected", src=MASTER)
+    rejections = history.select(contract.AUTH_REJECTED, src=MASTER)
     if len(rejections) < needed:
         message = f"{needed} wrong-key attempt(s) but only {len(rejections)} auth_rejected"
         attempts = (*wrong_key_faults, *handshake_faults)
@@ -401,9 +369,10 @@ def _count(fault: HistoryEvent) -> int:
 
 # -- liveness ----------------------------------------------------------------------------
 
-MASTER_KILL_ACTIONS = frozenset({"kill", "crash", "master_crash", "kill_master"})
+#: Faults that kill the master: ``kill`` aimed at it by name, or ``kill_master``.
+MASTER_KILL_ACTIONS = frozenset({"kill", "kill_master"})
 #: Faults aimed at the master without naming it as their target.
-_MASTER_ACTIONS = frozenset({"master_crash", "kill_master", "restart_master"})
+_MASTER_ACTIONS = frozenset({"kill_master", "restart_master"})
 
 
 def liveness(
@@ -424,7 +393,7 @@ def liveness(
     suffix = f"; {len(unfinished)} job(s) unfinished" if unfinished else ""
     found: list[Violation] = []
     timed_out = False
-    finished = history.select("run_finished", src=HARNESS)
+    finished = history.select(contract.RUN_FINISHED, src=HARNESS)
     if not finished:
         message = "no run_finished event from the harness: the time bound was not recorded"
         found.append(Violation(check, message, unfinished, tuple(last_seen), "unknown"))
@@ -439,7 +408,7 @@ def liveness(
     if master_killed is None:
         master_killed = _master_killed(history)
     # A timed-out run had its master stopped by the harness: one violation is enough.
-    if not (master_killed or timed_out) and not history.select("master_stopped", src=MASTER):
+    if not (master_killed or timed_out) and not history.select(contract.MASTER_STOPPED, src=MASTER):
         message = f"the master never wrote master_stopped and was not killed on purpose{suffix}"
         found.append(Violation(check, message, unfinished, tuple(last_seen)))
     return found
@@ -497,7 +466,7 @@ def fault_coverage(
             end_t = _resume_t(faults, fault)
             expired = [
                 event
-                for event in history.select("lease_expired", src=MASTER, worker=target)
+                for event in history.select(contract.LEASE_EXPIRED, src=MASTER, worker=target)
                 if fault.t < event.t <= end_t
             ]
             if not expired:
@@ -514,12 +483,12 @@ def fault_coverage(
 def _toxic_coverage(history: History) -> list[Violation]:
     """Every network toxic met a connection; a phased or cutting toxic really fired."""
     found: list[Violation] = []
-    for added in history.select("toxic_added", src=HARNESS):
+    for added in history.select(contract.TOXIC_ADDED, src=HARNESS):
         proxy, toxic = added.get("proxy"), added.get("toxic")
         label = f"toxic {toxic!r} on {proxy}"
         met = [
             e
-            for e in history.select("toxic", src=HARNESS)
+            for e in history.select(contract.TOXIC, src=HARNESS)
             if e.get("proxy") == proxy and e.get("toxic") == toxic
         ]
         applied = [e for e in met if e.get("decision") == "applied"]
@@ -536,7 +505,7 @@ def _toxic_coverage(history: History) -> list[Violation]:
                 e
                 for e in history
                 if e.src == HARNESS
-                and e.ev in ("toxic_triggered", "toxic_fired")
+                and e.ev in (contract.TOXIC_TRIGGERED, contract.TOXIC_FIRED)
                 and e.get("proxy") == proxy
                 and e.get("toxic") == toxic
             ]
@@ -577,23 +546,17 @@ def _nearest_leases(history: History, worker: str, t: float) -> list[int]:
 
 # -- the verdict -------------------------------------------------------------------------
 
-#: Exit codes a worker may end with, by what happened to the run (distq.errors).
-_WORKER_OK = 0
-_WORKER_MASTER_LOST = 5
-_WORKER_AUTH_REJECTED = 3
-_WORKER_HANDSHAKE_TIMEOUT = 6
-_WORKER_USAGE = 2
-_WORKER_NO_MASTER = 4
-
 
 def _arrived_after_the_end(history: History) -> set[str]:
     """Workers the master never saw join that exited after the master had stopped."""
-    stopped = history.select("master_stopped", src=MASTER)
+    stopped = history.select(contract.MASTER_STOPPED, src=MASTER)
     if not stopped:
         return set()
-    joined = {str(e.get("worker")) for e in history.select("worker_joined", src=MASTER)}
+    joined = {str(e.get("worker")) for e in history.select(contract.WORKER_JOINED, src=MASTER)}
     return {
-        e.src for e in history.select("worker_exit") if e.src not in joined and e.t > stopped[-1].t
+        e.src
+        for e in history.select(contract.WORKER_EXIT)
+        if e.src not in joined and e.t > stopped[-1].t
     }
 
 
@@ -603,20 +566,30 @@ def clean_exits(
     *,
     exit_codes: Mapping[str, int | None] | None = None,
     logs: Mapping[str, str] | None = None,
+    documented: ExitCodes | None = None,
     **_: Any,
 ) -> list[Violation]:
     """Every process ended on its own with its documented exit code, and no log holds a
-    traceback. ``exit_codes`` and ``logs`` (name -> text) come from the harness.
+    traceback. ``exit_codes`` and ``logs`` (name -> text) come from the harness,
+    ``documented`` (what each code means) from the system under test.
 
-    Expected: the master 0 (unless a fault killed it); workers 0, or 5 once the master
-    was killed and not restarted; wrong-key workers 3; a worker a fault SIGKILLed -9. A
-    worker that never joined and gave up only after the master had stopped (it was still
-    starting when the work ran out) may exit 4 or 5: it cannot tell a finished master
-    from a lost one. ``None`` means the harness had to kill it at teardown: it never exited.
+    Expected: the master ``ok`` (unless a fault killed it: -9); workers ``ok``, or
+    ``master_lost`` once the master was killed and not restarted; wrong-key workers
+    ``auth_rejected``; empty-key workers ``usage``; a worker a fault SIGKILLed -9. A worker
+    that never joined and gave up only after the master had stopped (it was still starting
+    when the work ran out) may exit ``no_master`` or ``master_lost``: it cannot tell a
+    finished master from a lost one. ``None`` means the harness had to kill it at
+    teardown: it never exited.
     """
     check = "clean_exits"
     if exit_codes is None:
         return [Violation(check, "no exit codes were recorded", severity="unknown")]
+    if documented is None:
+        return [Violation(check, "the system documents no exit codes", severity="unknown")]
+
+    def codes(*meanings: int | None) -> set[int]:
+        return {code for code in meanings if code is not None}
+
     faults = [fault for fault in history.faults() if not fault.get("missed")]
     master_killed = any(f.get("action") == "kill_master" for f in faults) and not any(
         f.get("action") == "restart_master" for f in faults
@@ -624,10 +597,10 @@ def clean_exits(
     killed = {str(f.get("target")) for f in faults if f.get("action") == "kill"}
     # A worker whose connection a network toxic cut lost its master (5); one whose
     # handshake was swallowed gave up on it (6). Both are documented, clean exits.
-    cut = {str(e.get("proxy")) for e in history.select("toxic_fired", src=HARNESS)}
+    cut = {str(e.get("proxy")) for e in history.select(contract.TOXIC_FIRED, src=HARNESS)}
     swallowed = {
         str(e.get("proxy"))
-        for e in history.select("toxic", src=HARNESS)
+        for e in history.select(contract.TOXIC, src=HARNESS)
         if e.get("kind") == "blackhole" and e.get("decision") == "applied"
     }
     restarted = {str(f.get("target")) for f in faults if f.get("action") == "restart"}
@@ -638,21 +611,21 @@ def clean_exits(
     fault_lines = tuple(f.line for f in faults)
     for name, code in sorted(exit_codes.items()):
         if name == MASTER:
-            allowed = {-9} if master_killed else {0}
+            allowed = {-9} if master_killed else codes(documented.ok)
         elif name in intruders:
-            allowed = {_WORKER_AUTH_REJECTED}
+            allowed = codes(documented.auth_rejected)
         elif name in empty_keyed:
-            allowed = {_WORKER_USAGE}  # it refuses an empty key before connecting
+            allowed = codes(documented.usage)  # it refuses an empty key before connecting
         else:
-            allowed = {_WORKER_MASTER_LOST} if master_killed else {_WORKER_OK}
+            allowed = codes(documented.master_lost if master_killed else documented.ok)
             if name in killed and name not in restarted:
-                allowed = allowed | {-9}
+                allowed |= {-9}
             if name in cut:
-                allowed = allowed | {_WORKER_MASTER_LOST}
+                allowed |= codes(documented.master_lost)
             if name in swallowed:
-                allowed = allowed | {_WORKER_MASTER_LOST, _WORKER_HANDSHAKE_TIMEOUT}
+                allowed |= codes(documented.master_lost, documented.handshake_timeout)
             if name in late:
-                allowed = allowed | {_WORKER_NO_MASTER, _WORKER_MASTER_LOST}
+                allowed |= codes(documented.no_master, documented.master_lost)
         if code is None:
             found.append(Violation(check, f"{name} never exited on its own", (), fault_lines))
         elif code not in allowed:

@@ -1,9 +1,9 @@
-"""Spawn a master and workers as real processes on loopback, and tear them all down.
+"""Spawn a system's processes as real processes on loopback, and tear them all down.
 
-Every process runs ``sys.executable -m distq ...`` in its own session, with its log, its
-event log and (for the master) its results in one run directory, and carries the run's
-tag in its environment so a final sweep finds anything that escaped. Teardown kills whole
-process trees leaves first: SIGTERM, then SIGKILL after a grace period.
+What to run comes from the system under test (``harness.systems``); each process runs in
+its own session, with its log and its event log in one run directory, and carries the
+run's tag in its environment so a final sweep finds anything that escaped. Teardown kills
+whole process trees leaves first: SIGTERM, then SIGKILL after a grace period.
 """
 
 from __future__ import annotations
@@ -14,25 +14,28 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import psutil
 
-from distq.protocol import format_address, parse_address
-from harness.follow import EventFollower, WaitTimeout
+from harness import systems
+from harness.contract import EPOCH_ENV, events_name
+from harness.follow import EventFollower, RunFollower, WaitTimeout
 from harness.proxy import FaultProxy
+from harness.systems import MASTER, WORKER, Observer, ProcessSpec, RunSetup, System
+from harness.systems.base import format_address, parse_address
 from harness.toxics import Toxic
 
 __all__ = ["TAG_ENV", "Cluster", "ClusterError", "Proc", "kill_tree", "sweep"]
 
 TAG_ENV = "DISTQ_HARNESS_TAG"
-AUTHKEY_ENV = "DISTQ_AUTHKEY"
-EPOCH_ENV = "DISTQ_T0"
-STACKS_SIGNAL = signal.SIGUSR1  # distq processes dump their Python stacks on it
+#: ``argv[0]`` names that mean the interpreter running the harness (its venv, its version).
+PYTHON_NAMES = frozenset({"python", "python3"})
 
 
 class ClusterError(RuntimeError):
@@ -44,7 +47,7 @@ class Proc:
     """One spawned process of the cluster."""
 
     name: str
-    role: str  # "master" | "worker"
+    role: str  # "master" | "worker" | "broker" (harness.systems)
     argv: list[str]
     popen: subprocess.Popen[bytes]
     log_path: Path
@@ -187,20 +190,24 @@ def sweep(tag: str) -> list[int]:
 
 
 class Cluster:
-    """A master plus workers, as a context manager that always tears everything down.
+    """A system's processes, as a context manager that always tears everything down.
 
-    ``master_args`` are the ``distq master`` options that describe the jobs and the
-    queue (``--task square --count 50 --lease-timeout-s 2``); the cluster adds the
-    results, events and authkey plumbing.
+    ``system`` says what to run (default: distq); ``master_args`` are extra arguments of
+    its master (``--task square --count 50`` for distq), ``jobs_path`` and ``settings``
+    (the scenario's ``[cluster]`` table) the run's workload and knobs, ``worker_args``
+    extra arguments of every worker.
     """
 
     def __init__(
         self,
         run_dir: Path,
-        master_args: Sequence[str],
+        master_args: Sequence[str] = (),
         *,
+        system: System | None = None,
+        jobs_path: Path | None = None,
+        settings: Mapping[str, Any] | None = None,
+        worker_args: Sequence[str] = (),
         authkey: bytes | None = None,
-        command: Sequence[str] | None = None,
         ready_timeout_s: float = 30.0,
         grace_s: float = 2.0,
         env: dict[str, str] | None = None,
@@ -209,9 +216,17 @@ class Cluster:
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.master_args = list(master_args)
+        self.system = system if system is not None else systems.build({})
         self.authkey = authkey if authkey is not None else secrets.token_hex(16).encode()
-        self.command = list(command) if command is not None else [sys.executable, "-m", "distq"]
+        self.setup = RunSetup(
+            run_dir=self.run_dir,
+            jobs_path=jobs_path,
+            cluster=dict(settings or {}),
+            master_args=tuple(master_args),
+            worker_args=tuple(worker_args),
+            authkey=self.authkey,
+            results_path=self.results_path,
+        )
         self.ready_timeout_s = ready_timeout_s
         self.grace_s = grace_s
         self.tag = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -220,14 +235,16 @@ class Cluster:
         self.procs: dict[str, Proc] = {}
         self.retired: list[Proc] = []  # processes replaced by a restart
         self.master: Proc | None = None
-        self.address: str | None = None
-        self.master_events = EventFollower(self.run_dir / "master.events.jsonl")
+        self.addresses: dict[str, str] = {}  # role -> HOST:PORT, once ready
+        self.master_events = EventFollower(self.events_path(MASTER))
+        self.run_events = RunFollower(self.run_dir)
         self._next_worker = 1
         # Network faults: with a proxy seed, each worker reaches the master through its
         # own FaultProxy (named after the worker), so toxics can target one worker.
         self.proxy_seed = proxy_seed
         self.initial_toxics = list(initial_toxics)  # (toxic, workers it applies to; empty: all)
         self.proxies: dict[str, FaultProxy] = {}
+        self.observers: list[Observer] = []
         self.on_proxy_event: Callable[..., None] | None = None
 
     # -- paths ------------------------------------------------------------------------------
@@ -237,13 +254,21 @@ class Cluster:
         return self.run_dir / "results.jsonl"
 
     def events_path(self, name: str) -> Path:
-        return self.run_dir / f"{name}.events.jsonl"
+        return self.run_dir / events_name(name)
+
+    @property
+    def address(self) -> str | None:
+        """The master's address, once it is ready."""
+        return self.addresses.get(MASTER)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def __enter__(self) -> Cluster:
         try:
-            self.start_master()
+            self.observers = list(self.system.observers(self.setup, self._proxy_event))
+            for role in self.system.roles:
+                if role != WORKER:
+                    self.start_role(role)
         except BaseException:
             self.teardown()
             raise
@@ -257,60 +282,78 @@ class Cluster:
     ) -> None:
         self.teardown()
 
-    def env(self, authkey: bytes | None = None) -> dict[str, str]:
-        key = self.authkey if authkey is None else authkey
+    def env(self) -> dict[str, str]:
         env = dict(self._base_env)
-        env[AUTHKEY_ENV] = os.fsdecode(key)
         env[TAG_ENV] = self.tag
         env[EPOCH_ENV] = repr(self.epoch)
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
-    def _spawn(self, name: str, role: str, argv: list[str], env: dict[str, str]) -> Proc:
-        log_path = self.run_dir / f"{name}.log"
+    def _spawn(self, spec: ProcessSpec, setup: RunSetup) -> Proc:
+        launch = self.system.launch(spec, setup)
+        argv = list(launch.argv)
+        if argv and argv[0] in PYTHON_NAMES:
+            argv[0] = sys.executable  # the interpreter running the harness, not one on PATH
+        log_path = self.run_dir / f"{spec.name}.log"
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.run_dir,
+                env={**self.env(), **launch.env},
+                cwd=launch.cwd or self.run_dir,
                 start_new_session=True,
             )
-        proc = Proc(name, role, argv, popen, log_path, self.events_path(name))
-        previous = self.procs.get(name)
+        proc = Proc(spec.name, spec.role, argv, popen, log_path, spec.events_path)
+        previous = self.procs.get(spec.name)
         if previous is not None:
             self.retired.append(previous)
-        self.procs[name] = proc
+        self.procs[spec.name] = proc
+        return proc
+
+    def _spec(
+        self, role: str, name: str, authkey: bytes, addresses: Mapping[str, str]
+    ) -> ProcessSpec:
+        return ProcessSpec(role, name, self.events_path(name), dict(addresses), authkey)
+
+    def start_role(self, role: str, extra_args: Sequence[str] = ()) -> Proc:
+        """Start the one process of a non-worker role and wait until the system calls it
+        ready; its address is then in ``addresses``."""
+        setup = self.setup
+        if role == MASTER and extra_args:
+            setup = replace(setup, master_args=(*setup.master_args, *extra_args))
+        proc = self._spawn(self._spec(role, role, self.authkey, self.addresses), setup)
+        if role == MASTER:
+            self.master = proc
+        deadline = time.monotonic() + self.ready_timeout_s
+        while True:
+            self.run_events.poll()
+            address = self.system.ready(proc, self.run_events.events)
+            if address is not None:
+                break
+            why = None
+            if not proc.alive():
+                self.run_events.poll()
+                address = self.system.ready(proc, self.run_events.events)
+                if address is not None:
+                    break
+                why = f"{role} READY: the {role} exited first"
+            elif time.monotonic() >= deadline:
+                why = f"{role} READY: not seen within {self.ready_timeout_s:g} s"
+            if why is not None:
+                raise ClusterError(f"{why}\n--- {role} log ---\n{proc.log_tail()}")
+            time.sleep(0.01)
+        self.addresses[role] = address
+        if role == MASTER:
+            for proxy in self.proxies.values():  # a restarted master listens on a new port
+                proxy.set_upstream(parse_address(address))
+            for observer in self.observers:
+                observer.master_ready(address)
         return proc
 
     def start_master(self, extra_args: Sequence[str] = ()) -> Proc:
-        argv = [
-            *self.command,
-            "master",
-            *self.master_args,
-            *extra_args,
-            "--results",
-            str(self.results_path),
-            "--events",
-            str(self.events_path("master")),
-        ]
-        master = self._spawn("master", "master", argv, self.env())
-        self.master = master
-        try:
-            ready = self.master_events.wait_for(
-                lambda e: e.get("ev") == "master_ready" and e.get("pid") == master.pid,
-                self.ready_timeout_s,
-                "master READY",
-                alive=master.alive,
-            )
-        except WaitTimeout as exc:
-            raise ClusterError(f"{exc}\n--- master log ---\n{master.log_tail()}") from None
-        self.address = str(ready["address"])
-        for proxy in self.proxies.values():  # a restarted master listens on a new port
-            proxy.set_upstream(parse_address(self.address))
-        return master
+        return self.start_role(MASTER, extra_args)
 
     def add_worker(
         self,
@@ -331,18 +374,12 @@ class Cluster:
         connect = self.address
         if self.proxy_seed is not None and not direct:
             connect = format_address(self._proxy_for(name).address)
-        argv = [
-            *self.command,
-            "worker",
-            "--connect",
-            connect,
-            "--name",
-            name,
-            "--events",
-            str(self.events_path(name)),
-            *extra_args,
-        ]
-        proc = self._spawn(name, "worker", argv, self.env(authkey))
+        for observer in self.observers:
+            connect = observer.worker_address(name, connect)
+        addresses = {**self.addresses, MASTER: connect}
+        key = self.authkey if authkey is None else authkey
+        setup = replace(self.setup, worker_args=(*self.setup.worker_args, *extra_args))
+        proc = self._spawn(self._spec(WORKER, name, key, addresses), setup)
         if wait_joined:
             self.wait_joined(name)
         return proc
@@ -365,18 +402,24 @@ class Cluster:
 
     def wait_joined(self, name: str, timeout_s: float = 30.0) -> None:
         proc = self.procs[name]
-        try:
-            self.master_events.wait_for(
-                lambda e: e.get("ev") == "worker_joined" and e.get("worker") == name,
-                timeout_s,
-                f"{name} joining",
-                alive=proc.alive,
-            )
-        except WaitTimeout as exc:
-            raise ClusterError(f"{exc}\n--- {name} log ---\n{proc.log_tail()}") from None
+        deadline = time.monotonic() + timeout_s
+        while not self.joined(name):
+            if not proc.alive() and not self.joined(name):
+                why = f"{name} joining: it exited first"
+            elif time.monotonic() >= deadline:
+                why = f"{name} joining: not seen within {timeout_s:g} s"
+            else:
+                time.sleep(0.01)
+                continue
+            raise ClusterError(f"{why}\n--- {name} log ---\n{proc.log_tail()}")
+
+    def joined(self, name: str) -> bool:
+        """Whether worker ``name`` has joined the master (the system says, from the events)."""
+        self.run_events.poll()
+        return self.system.joined(name, self.run_events.events)
 
     def workers(self) -> list[Proc]:
-        return [p for p in self.procs.values() if p.role == "worker"]
+        return [p for p in self.procs.values() if p.role == WORKER]
 
     def signal(self, name: str, signum: int) -> None:
         """Send ``signum`` to one process (not its children: that is the fault)."""
@@ -403,14 +446,18 @@ class Cluster:
         return self.master.wait(timeout_s)
 
     def dump_stacks(self, wait_s: float = 2.0) -> list[str]:
-        """Ask every live distq process (and its job process) to write its Python stacks
-        into its log; returns the names asked.
+        """Ask every live process of the run (and its children) to write its Python stacks
+        into its log, on the system's ``stacks_signal``; returns the names asked (none when
+        the system has no such signal).
 
         A worker and its job process share one log, so the processes of one log are asked
         one at a time: each is given up to ``wait_s`` to make the log grow, then a quiet
         moment, before the next is asked. Otherwise a slow process's dump could still be
         pending when the tree is torn down (and be lost), or interleave with another's.
         Logs are served in parallel; stopped processes are skipped (they cannot answer)."""
+        stacks_signal = self.system.stacks_signal
+        if stacks_signal is None:
+            return []
         pending: dict[str, list[psutil.Process]] = {}
         paths: dict[str, Path] = {}
         for proc in [*self.procs.values(), *self.retired]:
@@ -423,7 +470,7 @@ class Cluster:
             sizes = {name: _size(paths[name]) for name in pending}
             for members in pending.values():
                 with suppress(psutil.Error):
-                    members.pop().send_signal(STACKS_SIGNAL)
+                    members.pop().send_signal(stacks_signal)
             _wait_grown_then_quiet({n: (paths[n], sizes[n]) for n in pending}, wait_s)
             pending = {name: members for name, members in pending.items() if members}
         return asked
@@ -438,4 +485,6 @@ class Cluster:
                 proc.popen.wait(timeout=self.grace_s)
         for proxy in self.proxies.values():
             proxy.close()
+        for observer in self.observers:
+            observer.close()
         return sweep(self.tag)

@@ -17,17 +17,17 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from multiprocessing.context import AuthenticationError
 from typing import Any
 
-from distq.events import EventLog
-from distq.protocol import ClientSettings, authenticated_client, parse_address
+from harness import contract
 from harness.cluster import Cluster
-from harness.follow import EventFollower
+from harness.contract import ACTIONS, NETWORK_ACTIONS, TRIGGERS, EventWriter
+from harness.systems.base import parse_address
 from harness.toxics import Toxic
 
 __all__ = [
     "ACTIONS",
+    "NETWORK_ACTIONS",
     "TRIGGERS",
     "Fault",
     "FaultInjector",
@@ -35,42 +35,6 @@ __all__ = [
     "run_until",
 ]
 
-#: Trigger kinds and what their value means.
-TRIGGERS = {
-    "after_s": "seconds since the master was ready",
-    "job_leased": "job id: when the master leases it (first time, or `attempt`)",
-    "job_started": "job id: when a worker starts running it (first time, or `attempt`)",
-    "job_completed": "job id: when the master accepts its result",
-    "results": "count: when this many results have been accepted",
-    "batch_closed": "batch index: when every job of the batch is terminal",
-    "workers_joined": "count: when this many workers have joined the master",
-    "auth_rejected": "count: when the master has turned this many connections away",
-}
-
-#: Actions and whether they take a worker target.
-ACTIONS = {
-    "kill": True,  # SIGKILL the worker
-    "terminate": True,  # SIGTERM the worker
-    "pause": True,  # SIGSTOP; SIGCONT after duration_s (if given)
-    "resume": True,  # SIGCONT
-    "restart": True,  # stop the worker's tree, start a worker of the same name
-    "add_worker": False,  # start one more worker
-    "kill_master": False,  # SIGKILL the master
-    "restart_master": False,  # SIGKILL the master and start a fresh one (no persistence)
-    "wrong_key_worker": False,  # start a worker whose authkey is wrong
-    "empty_key_worker": False,  # start a worker whose authkey is empty (it must refuse it)
-    "idle_sockets": False,  # open `count` connections that never answer the handshake
-    "garbage": False,  # `count` connections that send random bytes
-    "bad_handshakes": False,  # `count` handshakes with a wrong key, from the harness
-    # Network faults, on the worker's fault proxy (the cluster must have proxies);
-    # target "all" means every worker's proxy.
-    "add_toxic": True,  # add `toxic` to the target's proxy
-    "remove_toxic": True,  # remove the toxic named `toxic_name`
-    "partition": True,  # cut the target off the master; heal after duration_s (if given)
-    "heal": True,  # end the target's partition
-}
-
-NETWORK_ACTIONS = frozenset({"add_toxic", "remove_toxic", "partition", "heal"})
 ATTEMPT_TRIGGERS = frozenset({"job_leased", "job_started"})
 
 
@@ -154,28 +118,36 @@ class _Tracker:
     joined: int = 0
     rejected: int = 0
 
+    def event(self, event: dict[str, Any]) -> None:
+        """Take in one event of the run, from any log (routed by its ``src``)."""
+        src = event.get("src")
+        if src == contract.MASTER:
+            self.master_event(event)
+        elif src not in (contract.HARNESS, contract.RESULTS):
+            self.worker_event(event)
+
     def master_event(self, event: dict[str, Any]) -> None:
         ev, job = event.get("ev"), event.get("job")
-        if ev == "leased" and isinstance(job, int):
+        if ev == contract.LEASED and isinstance(job, int):
             self.holder[job] = str(event["worker"])
             attempts = self.leased.setdefault(job, {})
             attempts.setdefault(int(event.get("attempt", 1)), str(event["worker"]))
-        elif ev in ("result_accepted", "dead") and isinstance(job, int):
+        elif ev in contract.TERMINAL_EVENTS and isinstance(job, int):
             self.holder.pop(job, None)
             self.completed.add(job)
             self.results += 1
-        elif ev in ("attempt_failed", "requeued") and isinstance(job, int):
+        elif ev in (contract.ATTEMPT_FAILED, contract.REQUEUED) and isinstance(job, int):
             self.holder.pop(job, None)
-        elif ev == "batch_closed":
+        elif ev == contract.BATCH_CLOSED:
             self.closed_batches.add(int(event["batch"]))
-        elif ev == "worker_joined":
+        elif ev == contract.WORKER_JOINED:
             self.joined += 1
-        elif ev == "auth_rejected":
+        elif ev == contract.AUTH_REJECTED:
             self.rejected += 1
 
     def worker_event(self, event: dict[str, Any]) -> None:
         job = event.get("job")
-        if event.get("ev") == "started" and isinstance(job, int):
+        if event.get("ev") == contract.STARTED and isinstance(job, int):
             attempts = self.started.setdefault(job, {})
             # A re-run after a crash repeats "started" for one attempt: the first counts.
             attempts.setdefault(int(event.get("attempt", 1)), str(event.get("src")))
@@ -220,7 +192,7 @@ def _of_attempt(attempts: dict[int, str], attempt: int | None) -> str | None:
 class FaultInjector:
     """Fires a fault plan against a running cluster; call ``step()`` in a loop."""
 
-    def __init__(self, cluster: Cluster, faults: list[Fault], seed: int, log: EventLog) -> None:
+    def __init__(self, cluster: Cluster, faults: list[Fault], seed: int, log: EventWriter) -> None:
         self.cluster = cluster
         self.faults = faults
         self.pending = list(enumerate(faults))
@@ -231,7 +203,6 @@ class FaultInjector:
         # Until released, time triggers wait (they count from a cluster whose workers are
         # all in); event triggers fire whenever their event happens.
         self.time_held = False
-        self._worker_logs: dict[str, EventFollower] = {}
         self._resumes: list[tuple[float, int, str, str]] = []  # (when, fault, worker, action)
         self._sockets: list[socket.socket] = []
         self._wrong_key_workers = 0
@@ -241,20 +212,16 @@ class FaultInjector:
         return not self.pending and not self._resumes
 
     def step(self) -> None:
-        for event in self.cluster.master_events.poll():
-            self.tracker.master_event(event)
-        for proc in self.cluster.workers():
-            follower = self._worker_logs.get(proc.name)
-            if follower is None or follower.path != proc.events_path:
-                follower = self._worker_logs[proc.name] = EventFollower(proc.events_path)
-            for event in follower.poll():
-                self.tracker.worker_event(event)
+        for event in self.cluster.run_events.poll():
+            self.tracker.event(event)
         now = time.monotonic()
         for scheduled in list(self._resumes):
             when, index, worker, action = scheduled
             if now >= when:
                 self._resumes.remove(scheduled)
-                self.log.write("fault", fault=index, action=action, target=worker, scheduled=True)
+                self.log.write(
+                    contract.FAULT, fault=index, action=action, target=worker, scheduled=True
+                )
                 self._undo(worker, action)
         elapsed = -1.0 if self.time_held else now - self.ready_at
         for index, fault in list(self.pending):
@@ -316,19 +283,21 @@ class FaultInjector:
             record["expect"] = fault.expected
         if fault.do in NETWORK_ACTIONS and fault.target == "all":
             record["target"] = "all"
-            self.log.write("fault", **record)
+            self.log.write(contract.FAULT, **record)
             for name in sorted(self.cluster.proxies):
                 self._act_on_network(index, fault, name)
             return
         if ACTIONS[fault.do]:
             target = self._resolve(fault)
             if target is None or target not in self.cluster.procs:
-                self.log.write("fault", target=target, missed=self._why_no_target(fault), **record)
+                self.log.write(
+                    contract.FAULT, target=target, missed=self._why_no_target(fault), **record
+                )
                 return
             record["target"] = target
             record["target_pid"] = self.cluster.procs[target].pid
             # Record before acting: the history must show the fault before its effects.
-            self.log.write("fault", **record)
+            self.log.write(contract.FAULT, **record)
             if fault.do in NETWORK_ACTIONS:
                 self._act_on_network(index, fault, target)
             else:
@@ -339,11 +308,11 @@ class FaultInjector:
             for _ in range(fault.count):  # one event per intruder, named, for the auth check
                 self._wrong_key_workers += 1
                 name = f"intruder-{self._wrong_key_workers}"
-                self.log.write("fault", **{**record, "count": 1, "target": name})
+                self.log.write(contract.FAULT, **{**record, "count": 1, "target": name})
                 key = b"" if fault.do == "empty_key_worker" else os.urandom(16).hex().encode()
                 self.cluster.add_worker(name, authkey=key, direct=True)
             return
-        self.log.write("fault", **record)
+        self.log.write(contract.FAULT, **record)
         self._act_on_cluster(fault)
 
     def _act_on_worker(self, index: int, fault: Fault, target: str) -> None:
@@ -364,7 +333,9 @@ class FaultInjector:
     def _act_on_network(self, index: int, fault: Fault, target: str) -> None:
         proxy = self.cluster.proxies.get(target)
         if proxy is None:
-            self.log.write("fault", fault=index, action=fault.do, target=target, missed="no proxy")
+            self.log.write(
+                contract.FAULT, fault=index, action=fault.do, target=target, missed="no proxy"
+            )
             return
         if fault.do == "add_toxic":
             assert fault.toxic is not None
@@ -407,12 +378,8 @@ class FaultInjector:
                 ):
                     sock.sendall(self.rng.randbytes(self.rng.randint(1, 512)))
         elif fault.do == "bad_handshakes":
-            ClientSettings.handshake_timeout_s = 5.0
-            for _ in range(fault.count):
-                with suppress(AuthenticationError, OSError, EOFError):
-                    authenticated_client(
-                        parse_address(cluster.address), authkey=os.urandom(16)
-                    ).close()
+            # Its own randomness: the plan's seeded choices stay the same whatever it draws.
+            cluster.system.attack_handshake(cluster.address, fault.count, random.Random())
 
 
 def run_until(

@@ -6,13 +6,14 @@ never sees half an event; triggers and waits are built on it.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EventFollower", "WaitTimeout"]
+from harness.contract import EVENTS_GLOB, parse_line
+
+__all__ = ["EventFollower", "RunFollower", "WaitTimeout"]
 
 Event = dict[str, Any]
 
@@ -44,13 +45,8 @@ class EventFollower:
         self._partial = lines.pop()
         fresh: list[Event] = []
         for line in lines:
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(event, dict):
+            event = parse_line(line)  # the history's reader judges a bad line, not a wait
+            if event is not None:
                 fresh.append(event)
         self.events.extend(fresh)
         return fresh
@@ -83,3 +79,24 @@ class EventFollower:
             if time.monotonic() >= deadline:
                 raise WaitTimeout(f"{what}: not seen in {self.path.name} within {timeout_s:g} s")
             time.sleep(poll_s)
+
+
+class RunFollower:
+    """Follows every event log of a run directory, new files included; ``events`` holds
+    everything seen so far (each file in its own order)."""
+
+    def __init__(self, run_dir: Path, pattern: str = EVENTS_GLOB) -> None:
+        self.run_dir = run_dir
+        self.pattern = pattern
+        self.events: list[Event] = []
+        self._files: dict[Path, EventFollower] = {}
+
+    def poll(self) -> list[Event]:
+        fresh: list[Event] = []
+        for path in sorted(self.run_dir.glob(self.pattern)):
+            follower = self._files.get(path)
+            if follower is None:
+                follower = self._files[path] = EventFollower(path)
+            fresh.extend(follower.poll())
+        self.events.extend(fresh)
+        return fresh

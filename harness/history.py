@@ -16,7 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from distq.events import read_events
+from harness import contract
+from harness.contract import EVENTS_GLOB, HARNESS, MASTER, RESULTS, TERMINAL_EVENTS, CorruptLog
 
 __all__ = [
     "HARNESS",
@@ -31,20 +32,16 @@ __all__ = [
     "Submission",
 ]
 
-MASTER = "master"
-HARNESS = "harness"
-RESULTS = "results"  # src of the lines loaded from the master's results output
-TERMINAL_EVENTS = frozenset({"result_accepted", "dead"})
-EVENTS_GLOB = "*.events.jsonl"
 
 LeaseEnd = Literal["completed", "failed", "expired", "lost", "superseded", "open"]
 
-_RESERVED = ("t", "src", "ev")
+_RESERVED = contract.RESERVED_FIELDS
 _RENDER_VALUE_CHARS = 80
 
 
 class HistoryError(ValueError):
-    """An event that cannot be placed in a history (no numeric ``t``, no ``ev``)."""
+    """An event that cannot be placed in a history (no numeric ``t``, no ``ev``), or a
+    damaged log (a corrupt line before its end)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -141,18 +138,24 @@ class History:
     ) -> History:
         """Merge event logs; optionally add the master's results output as ``result_output``.
 
-        A torn last line (a process killed mid-write) is skipped.
+        A torn last line (a process killed mid-write) is skipped; a corrupt line before the
+        end of a log raises HistoryError.
         """
         events: list[dict[str, Any]] = []
-        for path in paths:
-            for number, event in enumerate(read_events(path), start=1):
-                _time_of(event, f"{path}: event {number}")
-                events.append(event)
-        if results_path is not None:
-            # Results carry no time: they sort after every logged event, in output order.
-            end_t = max((float(event["t"]) for event in events), default=0.0)
-            for result in read_events(results_path):
-                events.append({"t": end_t, "src": RESULTS, "ev": "result_output", **result})
+        try:
+            for path in paths:
+                for number, event in enumerate(contract.read_log(path), start=1):
+                    _time_of(event, f"{path}: event {number}")
+                    events.append(event)
+            if results_path is not None:
+                # Results carry no time: they sort after every logged event, in output order.
+                end_t = max((float(event["t"]) for event in events), default=0.0)
+                for result in contract.read_log(results_path):
+                    events.append(
+                        {"t": end_t, "src": RESULTS, "ev": contract.RESULT_OUTPUT, **result}
+                    )
+        except CorruptLog as exc:
+            raise HistoryError(str(exc)) from None
         return cls(events)
 
     @classmethod
@@ -230,7 +233,7 @@ class History:
 
     def faults(self) -> tuple[HistoryEvent, ...]:
         """The faults the harness injected, in the order they happened."""
-        return self.select("fault", src=HARNESS)
+        return self.select(contract.FAULT, src=HARNESS)
 
     def render(self, lines: Iterable[int]) -> str:
         """The given history lines, one compact line each, in history order."""
@@ -240,7 +243,7 @@ class History:
 
     def _index_submissions(self) -> Mapping[int, Submission]:
         submitted: dict[int, Submission] = {}
-        for event in self.select("job_submitted", src=MASTER):
+        for event in self.select(contract.JOB_SUBMITTED, src=MASTER):
             job = event.job
             if job is None or job in submitted:
                 continue
@@ -287,14 +290,14 @@ class History:
             if event.src != MASTER:
                 continue
             job = event.job
-            if event.ev == "worker_lost":
+            if event.ev == contract.WORKER_LOST:
                 for lost in event.get("jobs") or ():
                     if isinstance(lost, int):
                         close(lost, event, "lost")
                 continue
             if job is None:
                 continue
-            if event.ev == "leased":
+            if event.ev == contract.LEASED:
                 close(job, event, "superseded")  # a second lease while one is open: a bug
                 open_lease[job] = len(leases)
                 leases.append(
@@ -310,7 +313,7 @@ class History:
                         end_line=None,
                     )
                 )
-            elif event.ev == "result_accepted":
+            elif event.ev == contract.RESULT_ACCEPTED:
                 index = open_lease.get(job)
                 if index is not None:
                     held = leases[index]
@@ -318,9 +321,9 @@ class History:
                         "worker"
                     )
                     close(job, event, "completed" if same else "superseded")
-            elif event.ev == "lease_expired":
+            elif event.ev == contract.LEASE_EXPIRED:
                 close(job, event, "expired")
-            elif event.ev in ("attempt_failed", "dead"):
+            elif event.ev in (contract.ATTEMPT_FAILED, contract.DEAD):
                 close(job, event, "failed")
         return tuple(leases)
 

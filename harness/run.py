@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distq.events import EventLog
-from harness.checks import Verdict, judge
+from harness import contract, systems
+from harness.checks import Verdict, Violation, judge
 from harness.cluster import Cluster, Proc
+from harness.contract import EventWriter
 from harness.faults import Fault, FaultInjector, run_until
-from harness.history import History
+from harness.history import History, HistoryError
+from harness.systems import System
 from harness.toxics import Toxic
 
 __all__ = ["RunResult", "RunSpec", "run"]
@@ -28,9 +31,11 @@ WORKER_EXIT_GRACE_S = 15.0
 
 @dataclass(frozen=True, slots=True)
 class RunSpec:
-    """Everything one run needs. ``master_args`` describe the jobs and the queue."""
+    """Everything one run needs: the system under test (default distq), its workload
+    (``jobs_path``) and knobs (``settings``, a ``[cluster]`` table), and extra arguments
+    for its master and workers."""
 
-    master_args: tuple[str, ...]
+    master_args: tuple[str, ...] = ()
     workers: int = 2
     worker_args: tuple[str, ...] = ()
     faults: tuple[Fault, ...] = ()
@@ -38,7 +43,9 @@ class RunSpec:
     bound_s: float = 60.0
     checks: tuple[str, ...] = ("exactly_once", "correct_values")
     lease_timeout_s: float | None = None
-    command: tuple[str, ...] | None = None  # the system under test; default: distq
+    system: System | None = None  # None: distq
+    jobs_path: Path | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # added to the processes' environment
     proxy_seed: int | None = None  # workers reach the master through seeded fault proxies
     initial_toxics: tuple[tuple[Toxic, frozenset[str]], ...] = ()
@@ -81,22 +88,26 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     timed_out = False
     dumped: list[str] = []
     env = {**os.environ, **spec.env}
+    system = spec.system if spec.system is not None else systems.build({})
     cluster = Cluster(
         run_dir,
         spec.master_args,
-        command=spec.command,
+        system=system,
+        jobs_path=spec.jobs_path,
+        settings=spec.settings,
+        worker_args=spec.worker_args,
         env=env,
         proxy_seed=spec.proxy_seed,
         initial_toxics=spec.initial_toxics,
     )
-    log = EventLog(run_dir / "harness.events.jsonl", "harness", cluster.epoch)
+    log = EventWriter(
+        run_dir / contract.events_name(contract.HARNESS), contract.HARNESS, cluster.epoch
+    )
     cluster.on_proxy_event = log.write
     try:
         with cluster:
             try:
-                first = [
-                    cluster.add_worker(extra_args=spec.worker_args) for _ in range(spec.workers)
-                ]
+                first = [cluster.add_worker() for _ in range(spec.workers)]
                 injector = FaultInjector(cluster, list(spec.faults), spec.seed, log)
                 injector.time_held = True
                 # after_s counts from a cluster whose workers are all in; event triggers fire
@@ -115,12 +126,12 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
                 if not finished:
                     timed_out = True
                     dumped = cluster.dump_stacks()
-                    log.write("hang", bound_s=spec.bound_s, stacks=dumped)
+                    log.write(contract.HANG, bound_s=spec.bound_s, stacks=dumped)
             finally:
                 elapsed = time.monotonic() - started
                 exit_codes = {name: proc.returncode for name, proc in cluster.procs.items()}
                 log.write(
-                    "run_finished",
+                    contract.RUN_FINISHED,
                     elapsed_s=round(elapsed, 3),
                     bound_s=spec.bound_s,
                     timed_out=timed_out,
@@ -137,12 +148,22 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
         for name, proc in cluster.procs.items()
         if proc.log_path.exists()
     }
-    history = History.load_run(run_dir)
+    try:
+        history = History.load_run(run_dir)
+    except HistoryError as exc:  # a damaged log proves nothing: it fails the run
+        history = History(())
+        damaged = Violation("history", f"the run's history cannot be read: {exc}")
+        verdict = Verdict("fail", (damaged,), (), spec.checks)
+        return RunResult(
+            run_dir, verdict, history, timed_out, elapsed, exit_codes, tails, tuple(dumped)
+        )
     context: dict[str, Any] = {
         "bound_s": spec.bound_s,
         "exit_codes": exit_codes,
         "logs": logs,
         "faults_planned": len(spec.faults),
+        "expected": system.expected,
+        "documented": system.exit_codes,
         **spec.context,
     }
     if spec.lease_timeout_s is not None:
@@ -155,10 +176,8 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
 
 def _joined(cluster: Cluster, procs: list[Proc]) -> bool:
     """Every one of ``procs`` has joined the master, or exited (its own business)."""
-    joined = {
-        e.get("worker") for e in cluster.master_events.events if e.get("ev") == "worker_joined"
-    }
-    return all(proc.name in joined or not proc.alive() for proc in procs) or _master_done(cluster)
+    joined = all(cluster.joined(proc.name) or not proc.alive() for proc in procs)
+    return joined or _master_done(cluster)
 
 
 def _master_done(cluster: Cluster) -> bool:

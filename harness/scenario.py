@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import tomllib
 import typing
 from dataclasses import dataclass
@@ -19,7 +18,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from harness.faults import ACTIONS, NETWORK_ACTIONS, Fault, Trigger
+from harness import systems
+from harness.checks import VERDICT_EXIT_CODES
+from harness.contract import NETWORK_ACTIONS
+from harness.explain import explain, show
+from harness.faults import Fault, Trigger
 from harness.run import RunResult, RunSpec, run
 from harness.toxics import Toxic
 
@@ -73,7 +76,9 @@ ActionName = Literal[
     "partition",
     "heal",
 ]
-assert set(typing.get_args(ActionName)) == set(ACTIONS), "scenario actions out of sync with faults"
+# CheckName, ToxicKind, ActionName and WhenSpec's fields spell out their registries
+# (checks.CHECKS, toxics.TOXIC_KINDS, contract.ACTIONS, contract.TRIGGERS) for the schema;
+# tests/test_systems.py holds them equal.
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
@@ -270,11 +275,6 @@ class ExpectSpec(_Strict, frozen=True):
     expect_violation: CheckName | None = None
 
 
-class SystemSpec(_Strict, frozen=True):
-    command: Annotated[list[str], msgspec.Meta(min_length=1)] | None = None
-    env: dict[str, str] = {}
-
-
 class Scenario(_Strict, frozen=True):
     """One scenario file. Cross-checks between tables are in ``__post_init__``."""
 
@@ -287,10 +287,20 @@ class Scenario(_Strict, frozen=True):
     jobs: JobsSpec = JobsSpec()
     faults: list[FaultSpec] = []
     expect: ExpectSpec = ExpectSpec()
-    system: SystemSpec = SystemSpec()
+    system: Annotated[
+        dict[str, Any],
+        msgspec.Meta(
+            description='the system under test: kind = "distq" (default) and that kind\'s keys'
+        ),
+    ] = {}
     network: NetworkSpec = NetworkSpec()
 
     def __post_init__(self) -> None:
+        try:
+            kind, _config = systems.parse_table(self.system)
+        except systems.SystemConfigError as exc:
+            raise ValueError(str(exc)) from None
+        self._supported_by(kind.facts, kind.name)
         total = self.jobs.count + sum(extra.count for extra in self.jobs.extra)
         for number, fault in enumerate(self.faults):
             if fault.do in NETWORK_ACTIONS and not self.network.proxy:
@@ -302,12 +312,56 @@ class Scenario(_Strict, frozen=True):
                     f"(there are {total} jobs: 0..{total - 1})"
                 )
 
+    def _supported_by(self, facts: type[systems.System], kind: str) -> None:
+        """Every check, trigger, action and [cluster] key used is one the kind supports."""
+
+        def refuse(where: str, what: str, supported: frozenset[str]) -> None:
+            raise ValueError(
+                f"{where}: {what!r} is not supported by system kind {kind!r} "
+                f"(it supports: {', '.join(sorted(supported)) or 'none'})"
+            )
+
+        for check in (*self.expect.checks, self.expect.expect_violation):
+            if check is not None and check not in facts.checks:
+                refuse("expect.checks", check, facts.checks)
+        for number, fault in enumerate(self.faults):
+            if fault.do not in facts.actions:
+                refuse(f"faults[{number}].do", fault.do, facts.actions)
+            if fault.when.trigger().kind not in facts.triggers:
+                refuse(f"faults[{number}].when", fault.when.trigger().kind, facts.triggers)
+        defaults = ClusterSpec()
+        for key in self.cluster.__struct_fields__:
+            changed = getattr(self.cluster, key) != getattr(defaults, key)
+            if changed and key != "workers" and key not in facts.cluster_keys:
+                refuse(f"cluster.{key}", key, facts.cluster_keys)
+
 
 def scenario_schema() -> dict[str, Any]:
-    """The JSON Schema of the format, for editors (committed as scenario.schema.json)."""
+    """The JSON Schema of the format, for editors (committed as scenario.schema.json).
+
+    ``[system]`` is one of the registered kinds' tables, each with its own keys."""
     schema: dict[str, Any] = msgspec.json.schema(Scenario)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "distq scenario"
+    system = schema["$defs"]["Scenario"]["properties"]["system"]
+    one_of = []
+    for name in sorted(systems.KINDS):
+        kind = systems.get_kind(name)
+        (config_schema,), defs = msgspec.json.schema_components([kind.config])
+        schema["$defs"].update(defs)
+        ref = config_schema["$ref"].rsplit("/", 1)[-1]
+        table = dict(schema["$defs"][ref])
+        kind_schema: dict[str, Any] = {"const": name}
+        table["properties"] = {"kind": kind_schema, **table.get("properties", {})}
+        if name != systems.DEFAULT_KIND:
+            table["required"] = ["kind", *table.get("required", [])]
+        schema["$defs"][ref] = table
+        one_of.append({"$ref": f"#/$defs/{ref}"})
+    schema["$defs"]["Scenario"]["properties"]["system"] = {
+        "description": system.get("description", ""),
+        "oneOf": one_of,
+        "default": {},
+    }
     return schema
 
 
@@ -414,122 +468,12 @@ def load_scenario(path: Path) -> Scenario:
     version = raw["scenario"]
     if type(version) is not int or version != FORMAT_VERSION:
         raise ScenarioError(
-            f"{where}: scenario: got {_show(version)}, expected {FORMAT_VERSION} (the format version)"
+            f"{where}: scenario: got {show(version)}, expected {FORMAT_VERSION} (the format version)"
         )
     try:
         return msgspec.convert(raw, Scenario)
     except msgspec.ValidationError as exc:
-        raise ScenarioError(f"{where}: {_explain(exc, raw)}") from None
-
-
-def _show(value: Any) -> str:
-    text = json.dumps(value, default=repr) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-_PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
-
-
-def _lookup(raw: Any, path: str) -> tuple[bool, Any]:
-    node = raw
-    for key, index in _PATH_PART.findall(path):
-        try:
-            node = node[key] if key else node[int(index)]
-        except (KeyError, IndexError, TypeError):
-            return False, None
-    return True, node
-
-
-def _struct_at(path: str) -> type[msgspec.Struct] | None:
-    """The Struct type found at a ``$.a.b[0]`` path, for listing its valid keys."""
-    current: Any = Scenario
-    for key, _index in _PATH_PART.findall(path):
-        if not key:
-            continue
-        hints = typing.get_type_hints(current, include_extras=True)
-        current = _unwrap(hints.get(key))
-        if current is None:
-            return None
-    return current if isinstance(current, type) and issubclass(current, msgspec.Struct) else None
-
-
-def _unwrap(hint: Any) -> Any:
-    """Strip Annotated, Optional and list[] down to a Struct type, if there is one."""
-    while True:
-        origin = typing.get_origin(hint)
-        if origin is Annotated or origin is list:
-            hint = typing.get_args(hint)[0]
-        elif origin is not None and type(None) in typing.get_args(hint):
-            hint = next(a for a in typing.get_args(hint) if a is not type(None))
-        elif origin is not None and str(origin) in ("typing.Union", "<class 'types.UnionType'>"):
-            hint = typing.get_args(hint)[0]
-        else:
-            return hint
-
-
-_KIND_WORDS = {
-    "int": "an integer",
-    "float": "a number",
-    "str": "a string",
-    "bool": "true or false",
-    "array": "a list",
-    "object": "a table",
-}
-
-
-def _explain(exc: msgspec.ValidationError, raw: Any) -> str:
-    message, _, at = str(exc).rpartition(" - at `")
-    if not _:
-        message, at = str(exc), "$"
-    path = at.rstrip("`")
-    key = path[2:] if path.startswith("$.") else path.lstrip("$")
-    unknown = re.match(r"Object contains unknown field `([^`]+)`", message)
-    if unknown:
-        struct = _struct_at(path)
-        valid = ", ".join(struct.__struct_fields__) if struct else "see the schema"
-        full = f"{key}.{unknown[1]}" if key else unknown[1]
-        return f"unknown key {full} (expected one of: {valid})"
-    missing = re.match(r"Object missing required field `([^`]+)`", message)
-    if missing:
-        full = f"{key}.{missing[1]}" if key else missing[1]
-        return f"{full}: missing (required)"
-    if path.endswith("[...]"):  # a value in a table of arbitrary keys: find the bad one
-        found, table = _lookup(raw, path[: -len("[...]")])
-        bad = (
-            [k for k, v in table.items() if not isinstance(v, str)]
-            if found and isinstance(table, dict)
-            else []
-        )
-        if bad:
-            key = f"{key[: -len('[...]')]}.{bad[0]}"
-            path = f"{path[: -len('[...]')]}.{bad[0]}"
-    found, value = _lookup(raw, path)
-    got = f"got {_show(value)}, " if found and not isinstance(value, dict) else ""
-    enum = re.match(r"Invalid enum value (.+)", message)
-    if enum:
-        allowed = _allowed_values(path)
-        return f"{key}: {got}expected one of: {allowed}"
-    expected = re.match(r"Expected `([^`]+)`(.*?)(?:, got `[^`]+`)?$", message)
-    if expected:
-        kinds = [_KIND_WORDS.get(k.strip(), k.strip()) for k in expected[1].split("|")]
-        words = " or ".join(k for k in kinds if k != "null")
-        return f"{key}: {got}expected {words}{expected[2]}"
-    return f"{key}: {got}{message[:1].lower()}{message[1:]}" if key else message
-
-
-def _allowed_values(path: str) -> str:
-    parts = [key for key, _ in _PATH_PART.findall(path) if key]
-    parent = _struct_at("$." + ".".join(parts[:-1])) if len(parts) > 1 else Scenario
-    if parent is None or not parts:
-        return "see the schema"
-    hint = typing.get_type_hints(parent, include_extras=True).get(parts[-1])
-    while typing.get_origin(hint) in (Annotated, list) or (
-        typing.get_origin(hint) is not None and type(None) in typing.get_args(hint)
-    ):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        hint = args[0]
-    values = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
-    return ", ".join(str(v) for v in values) or "see the schema"
+        raise ScenarioError(f"{where}: {explain(exc, raw, Scenario)}") from None
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -566,25 +510,8 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
     jobs_path = run_dir.resolve() / "jobs.jsonl"  # the master runs inside the run directory
     jobs_path.write_text("".join(json.dumps(job) + "\n" for job in _jobs(scenario)))
     cluster = scenario.cluster
-    master_args = [
-        "--jobs", str(jobs_path),
-        "--lease-timeout-s", repr(cluster.lease_timeout_s),
-        "--max-attempts", str(cluster.max_attempts),
-        "--handshake-timeout-s", repr(cluster.handshake_timeout_s),
-    ]  # fmt: skip
-    if cluster.time_limit_s is not None:
-        master_args += ["--time-limit-s", repr(cluster.time_limit_s)]
-    if cluster.batch_size is not None:
-        master_args += ["--batch-size", str(cluster.batch_size)]
-    worker_args: list[str] = []
-    if cluster.prefetch is not None:
-        worker_args += ["--prefetch", str(cluster.prefetch)]
-    if cluster.worker_idle_exit_s is not None:
-        worker_args += ["--idle-exit-s", repr(cluster.worker_idle_exit_s)]
-    if cluster.worker_handshake_timeout_s != 5.0:
-        worker_args += ["--handshake-timeout-s", repr(cluster.worker_handshake_timeout_s)]
-    if cluster.worker_reconnect_s:
-        worker_args += ["--reconnect-s", repr(cluster.worker_reconnect_s)]
+    settings = msgspec.structs.asdict(cluster)
+    settings.pop("workers")
     faults = tuple(
         Fault(
             f.when.trigger(),
@@ -601,20 +528,16 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
     checks = list(scenario.expect.checks)
     if scenario.expect.expect_violation and scenario.expect.expect_violation not in checks:
         checks.append(scenario.expect.expect_violation)
-    command = tuple(scenario.system.command) if scenario.system.command else None
-    if command and command[0] in ("python", "python3"):
-        command = (sys.executable, *command[1:])  # the interpreter running the harness
     return RunSpec(
-        master_args=tuple(master_args),
         workers=cluster.workers,
-        worker_args=tuple(worker_args),
         faults=faults,
         seed=scenario.seed,
         bound_s=scenario.expect.within_s,
         checks=tuple(checks),
         lease_timeout_s=cluster.lease_timeout_s,
-        command=command,
-        env=dict(scenario.system.env),
+        system=systems.build(scenario.system),
+        jobs_path=jobs_path,
+        settings=settings,
         proxy_seed=scenario.seed if scenario.network.proxy else None,
         initial_toxics=tuple((t.to_toxic(), frozenset(t.workers)) for t in scenario.network.toxics),
     )
@@ -631,7 +554,7 @@ class ScenarioOutcome:
 
     @property
     def exit_code(self) -> int:
-        return {"pass": 0, "fail": 1, "unknown": 2}[self.status]
+        return VERDICT_EXIT_CODES[self.status]
 
     def report(self) -> str:
         return f"{self.message}\n{self.result.report()}"

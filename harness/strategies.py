@@ -20,7 +20,6 @@ from harness.scenario import (
     JobsSpec,
     NetworkSpec,
     Scenario,
-    SystemSpec,
     ToxicSpec,
     WhenSpec,
 )
@@ -165,7 +164,7 @@ def scenarios(
     max_workers: int = 4,
     max_faults: int = 3,
     faulty_jobs: bool = True,
-    system: SystemSpec | None = None,
+    system: dict[str, Any] | None = None,
     network: bool = False,
 ) -> Scenario:
     """A whole scenario whose checks are the properties every run must satisfy.
@@ -194,6 +193,6 @@ def scenarios(
         jobs=jobs,
         faults=faults,
         expect=ExpectSpec(checks=checks, within_s=round(within_s, 1)),
-        system=system or SystemSpec(),
+        system=dict(system or {}),
         network=network_spec,
     )

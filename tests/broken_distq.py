@@ -7,7 +7,6 @@ the variant; otherwise it is exactly ``python -m distq``. Test-only: never shipp
 - ``wrong-value``: workers report ``n*n + 1`` for job 7.
 - ``never-requeue``: a job whose attempt fails is forgotten instead of retried.
 - ``batch-early``: the next batch opens while one job of the current batch is unfinished.
-- ``drop-every-5th``: the worker silently drops every 5th result it should report.
 """
 
 from __future__ import annotations
@@ -53,19 +52,11 @@ def _batch_early(self: JobBoard, entry: Any) -> None:
 
 _original_finish = JobBoard._finish
 _original_add = worker._Session.add
-_dropped = [0]
 
 
 def _wrong_value_add(self: Any, result: Result) -> None:
     if result.job_id == 7 and result.ok:
         result = Result(result.job_id, True, result.value + 1, None, result.worker, result.attempt)
-    _original_add(self, result)
-
-
-def _drop_every_5th_add(self: Any, result: Result) -> None:
-    _dropped[0] += 1
-    if _dropped[0] % 5 == 0:
-        return
     _original_add(self, result)
 
 
@@ -78,8 +69,6 @@ def install(variant: str) -> None:
         JobBoard._terminal = _batch_early  # type: ignore[method-assign]
     elif variant == "wrong-value":
         worker._Session.add = _wrong_value_add  # type: ignore[method-assign]
-    elif variant == "drop-every-5th":
-        worker._Session.add = _drop_every_5th_add  # type: ignore[method-assign]
     elif variant:
         raise SystemExit(f"unknown DISTQ_BROKEN variant {variant!r}")
 

@@ -19,7 +19,6 @@ from harness.checks import (
     Violation,
     auth,
     batch_barrier,
-    builtin_expected,
     clean_exits,
     correct_values,
     exactly_once,
@@ -28,6 +27,9 @@ from harness.checks import (
     liveness,
 )
 from harness.history import History
+from harness.systems.distq import DistqSystem, builtin_expected
+
+DISTQ_EXITS = DistqSystem.exit_codes
 
 
 class Run:
@@ -90,7 +92,11 @@ def healthy(jobs: int = 4) -> Run:
 def test_a_healthy_run_passes_every_check() -> None:
     run = healthy()
     run.master("duplicate_dropped", job=1, attempt=1, worker="worker-2", ok=True)
-    verdict = judge(run.history(), ["exactly_once", "correct_values", "batch_barrier", "liveness"])
+    verdict = judge(
+        run.history(),
+        ["exactly_once", "correct_values", "batch_barrier", "liveness"],
+        expected=builtin_expected,
+    )
     assert verdict == Verdict("pass", (), (), verdict.checks)
     assert verdict.exit_code == 0
     assert verdict.report(run.history()).startswith("verdict: pass")
@@ -173,7 +179,7 @@ def test_a_wrong_value_fails_with_the_job_and_both_lines() -> None:
     run.lease(7, "worker-1")
     accepted = run.accept(7, "worker-1", 48)
 
-    assert correct_values(run.history()) == [
+    assert correct_values(run.history(), expected=builtin_expected) == [
         Violation(
             "correct_values",
             "job 7: square(7, 0.01) = 49, but accepted value 48",
@@ -186,7 +192,7 @@ def test_a_wrong_value_fails_with_the_job_and_both_lines() -> None:
 def test_the_results_output_values_are_checked_too() -> None:
     run = healthy(2)
     output = run.add("results", "result_output", job=1, ok=True, value=2)
-    [violation] = correct_values(run.history())
+    [violation] = correct_values(run.history(), expected=builtin_expected)
     assert violation.jobs == (1,) and output in violation.lines
     assert "results output value 2" in violation.message
 
@@ -200,14 +206,18 @@ def test_a_task_that_cannot_succeed_must_not_have_an_ok_result() -> None:
     for job in range(3):
         run.accept(job, "worker-1", None)
     run.master("dead", job=3, attempts=3, error="time limit")
-    assert [v.jobs for v in correct_values(run.history())] == [(0,), (1,), (2,)]
+    assert [v.jobs for v in correct_values(run.history(), expected=builtin_expected)] == [
+        (0,),
+        (1,),
+        (2,),
+    ]
 
 
 def test_a_dead_job_of_a_task_that_could_not_fail_is_left_alone() -> None:
     run = Run()
     run.submit(0)
     run.master("dead", job=0, attempts=3, error="worker lost")
-    assert correct_values(run.history()) == []
+    assert correct_values(run.history(), expected=builtin_expected) == []
 
 
 def test_builtin_values_echo_and_sleep() -> None:
@@ -225,7 +235,7 @@ def test_builtin_values_echo_and_sleep() -> None:
     run.accept(1, "worker-1", [1, 2])
     run.submit(2, task="sleep", args=[0.1, {"k": 1}])
     run.accept(2, "worker-1", {"k": 1})
-    assert correct_values(run.history()) == []
+    assert correct_values(run.history(), expected=builtin_expected) == []
 
 
 def test_custom_tasks_are_skipped_unless_an_expected_function_knows_them() -> None:
@@ -233,7 +243,7 @@ def test_custom_tasks_are_skipped_unless_an_expected_function_knows_them() -> No
     run.submit(0, task="tests.tasks:double", args=[4])
     run.accept(0, "worker-1", 9)
     history = run.history()
-    assert correct_values(history) == []
+    assert correct_values(history, expected=builtin_expected) == []
 
     def expected(task: str, args: tuple[Any, ...]) -> Any:
         return args[0] * 2 if task == "tests.tasks:double" else Expect.UNKNOWN
@@ -457,7 +467,11 @@ def test_killing_an_idle_worker_when_a_holder_was_expected_is_unknown() -> None:
     run.master("master_stopped")
     run.harness("run_finished", elapsed_s=1.0, bound_s=10, timed_out=False)
 
-    verdict = judge(run.history(), ["exactly_once", "correct_values", "fault_coverage"])
+    verdict = judge(
+        run.history(),
+        ["exactly_once", "correct_values", "fault_coverage"],
+        expected=builtin_expected,
+    )
 
     assert verdict.status == "unknown" and verdict.exit_code == 2
     assert verdict.violations == ()
@@ -595,7 +609,9 @@ def test_a_real_master_and_worker_pass_exactly_once_and_correct_values(tmp_path:
     assert len(history.submitted()) == 20
     assert len(history.select("result_output")) == 20
     assert {e.src for e in history} == {"master", "worker-1", "results"}
-    verdict = judge(history, ["exactly_once", "correct_values", "batch_barrier"])
+    verdict = judge(
+        history, ["exactly_once", "correct_values", "batch_barrier"], expected=builtin_expected
+    )
     assert verdict.status == "pass", verdict.report(history)
     assert all(lease.end == "completed" for lease in history.leases())
 
@@ -631,13 +647,16 @@ def test_a_toxic_every_connection_skipped_is_unknown() -> None:
 def test_clean_exits_accepts_master_lost_only_for_a_worker_whose_connection_was_cut() -> None:
     run = healthy(2)
     codes = {"master": 0, "worker-1": 5, "worker-2": 0}
-    [violation] = clean_exits(run.history(), exit_codes=codes)
+    [violation] = clean_exits(run.history(), exit_codes=codes, documented=DISTQ_EXITS)
     assert violation.message == "worker-1 exited with 5, expected 0"
     run.harness(
         "toxic_fired", proxy="worker-1", toxic="cut", kind="reset", connection=0, action="reset"
     )
-    assert clean_exits(run.history(), exit_codes=codes) == []
-    assert clean_exits(run.history(), exit_codes={**codes, "worker-2": 5}) != []
+    assert clean_exits(run.history(), exit_codes=codes, documented=DISTQ_EXITS) == []
+    assert (
+        clean_exits(run.history(), exit_codes={**codes, "worker-2": 5}, documented=DISTQ_EXITS)
+        != []
+    )
 
 
 def _late_worker_run(*, joined: bool, exits_after_stop: bool) -> Run:
@@ -661,8 +680,10 @@ def _late_worker_run(*, joined: bool, exits_after_stop: bool) -> Run:
 def test_clean_exits_accepts_a_worker_that_arrived_after_the_work_ran_out(code: int) -> None:
     run = _late_worker_run(joined=False, exits_after_stop=True)
     codes = {"master": 0, "worker-1": 0, "worker-3": code}
-    assert clean_exits(run.history(), exit_codes=codes) == []
-    [violation] = clean_exits(run.history(), exit_codes={**codes, "worker-3": 3})
+    assert clean_exits(run.history(), exit_codes=codes, documented=DISTQ_EXITS) == []
+    [violation] = clean_exits(
+        run.history(), exit_codes={**codes, "worker-3": 3}, documented=DISTQ_EXITS
+    )
     assert violation.message == "worker-3 exited with 3, expected 0 or 4 or 5"
 
 
@@ -674,12 +695,14 @@ def test_clean_exits_refuses_master_lost_from_a_worker_that_joined_or_left_early
 ) -> None:
     run = _late_worker_run(joined=joined, exits_after_stop=exits_after_stop)
     codes = {"master": 0, "worker-1": 0, "worker-3": 5}
-    [violation] = clean_exits(run.history(), exit_codes=codes)
+    [violation] = clean_exits(run.history(), exit_codes=codes, documented=DISTQ_EXITS)
     assert violation.message == "worker-3 exited with 5, expected 0"
 
 
 def test_clean_exits_flags_a_traceback_in_any_log() -> None:
     run = healthy(1)
     logs = {"worker-1": "Traceback (most recent call last):\n  ...\nEOFError"}
-    [violation] = clean_exits(run.history(), exit_codes={"master": 0, "worker-1": 0}, logs=logs)
+    [violation] = clean_exits(
+        run.history(), exit_codes={"master": 0, "worker-1": 0}, logs=logs, documented=DISTQ_EXITS
+    )
     assert violation.message == "worker-1's log holds a traceback"

@@ -18,14 +18,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 from harness.properties import assert_scenario_holds
-from harness.scenario import SystemSpec, load_scenario, write_regression
+from harness.scenario import load_scenario, write_regression
 from harness.strategies import scenarios
 
 pytestmark = pytest.mark.processes
 
-BROKEN = SystemSpec(
-    command=["python", "-m", "tests.broken_distq"], env={"DISTQ_BROKEN": "wrong-value"}
-)
+BROKEN = {"command": ["python", "-m", "tests.broken_distq"], "env": {"DISTQ_BROKEN": "wrong-value"}}
 
 
 def pytest_file(path: Path, runs: Path) -> subprocess.CompletedProcess[str]:
@@ -78,7 +76,7 @@ def test_a_broken_queue_is_caught_shrunk_and_written_as_a_scenario(tmp_path: Pat
     assert "correct_values" in failing.stdout and "job 7" in failing.stdout
 
     fixed = write_regression(
-        msgspec.structs.replace(shrunk, system=SystemSpec()), tmp_path / "fixed.toml", "real queue"
+        msgspec.structs.replace(shrunk, system={}), tmp_path / "fixed.toml", "real queue"
     )
     passing = pytest_file(fixed, tmp_path / "rerun-real")
     assert passing.returncode == 0, passing.stdout

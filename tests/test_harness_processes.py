@@ -14,6 +14,7 @@ import msgspec
 import psutil
 import pytest
 
+from harness import systems
 from harness.faults import Fault, Trigger
 from harness.run import RunSpec, run
 from harness.scenario import load_scenario, run_scenario
@@ -23,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.processes
 
 ALL_CHECKS = ("exactly_once", "correct_values", "fault_coverage", "liveness")
-BROKEN = (sys.executable, "-m", "tests.broken_distq")
+BROKEN = ["python", "-m", "tests.broken_distq"]
 
 
 def square_jobs(path: Path, count: int, delay_s: float) -> Path:
@@ -170,13 +171,11 @@ def test_handshake_flood_leaves_the_master_serving_with_bounded_threads_and_fds(
 )
 def test_a_broken_queue_gets_a_fail_verdict_naming_the_job(
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     variant: str,
     faults: tuple[Fault, ...],
     check: str,
     job: int | None,
 ) -> None:
-    monkeypatch.setenv("DISTQ_BROKEN", variant)
     jobs = square_jobs(tmp_path / "jobs.jsonl", 20, 0.1)
     spec = RunSpec(
         master_args=("--jobs", str(jobs), "--lease-timeout-s", "1", "--batch-size", "5"),
@@ -185,7 +184,7 @@ def test_a_broken_queue_gets_a_fail_verdict_naming_the_job(
         faults=faults,
         bound_s=12.0,
         checks=("exactly_once", "correct_values", "batch_barrier", "liveness"),
-        command=BROKEN,
+        system=systems.build({"command": BROKEN, "env": {"DISTQ_BROKEN": variant}}),
     )
     result = run(spec, tmp_path / "run")
     assert result.verdict.status == "fail", result.report()

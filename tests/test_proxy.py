@@ -644,7 +644,7 @@ def test_a_worker_with_reconnect_rejoins_after_a_reset_and_finishes_the_work(
         assert cluster.wait_master(60) == 0
         assert worker.wait(60) == 0, worker.log_tail()
     history = History.load_run(cluster.run_dir)
-    verdict = judge(history, ["exactly_once", "correct_values"])
+    verdict = judge(history, ["exactly_once", "correct_values"], expected=cluster.system.expected)
     assert verdict.status == "pass", verdict.report(history)
     assert {e.get("worker") for e in history.select("result_accepted")} == {"worker-1"}
     [rejoined, *_] = history.select("worker_rejoined", src="master")

@@ -4,7 +4,6 @@ malformed file (the corpus in tests/malformed/), and valid files into runs."""
 from __future__ import annotations
 
 import json
-import sys
 import tomllib
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import msgspec
 import pytest
 
 from harness.faults import Fault, Trigger
+from harness.run import RunSpec
 from harness.scenario import (
     CHECK_NAMES,
     ScenarioError,
@@ -21,6 +21,8 @@ from harness.scenario import (
     scenario_schema,
     to_run_spec,
 )
+from harness.systems import ProcessSpec, RunSetup
+from harness.systems.distq import DistqSystem
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = REPO_ROOT / "scenarios" / "scenario.schema.json"
@@ -228,16 +230,20 @@ def test_minimal_file_gets_the_documented_defaults(tmp_path: Path) -> None:
     assert (scenario.jobs.task, scenario.jobs.count, scenario.jobs.delay_s) == ("square", 20, 0.0)
     assert scenario.expect.checks == ["exactly_once", "correct_values", "liveness"]
     assert (scenario.expect.within_s, scenario.expect.expect_violation) == (30.0, None)
-    assert (scenario.system.command, scenario.system.env) == (None, {})
+    assert scenario.system == {}
 
     spec = to_run_spec(scenario, tmp_path / "run")
-    assert spec.master_args == (
+    assert isinstance(spec.system, DistqSystem)
+    assert launched(spec, "master")[4:-2] == (
         "--jobs", str(tmp_path / "run" / "jobs.jsonl"),
         "--lease-timeout-s", "10.0",
         "--max-attempts", "3",
         "--handshake-timeout-s", "5.0",
     )  # fmt: skip
-    assert (spec.workers, spec.worker_args, spec.faults, spec.command) == (2, (), (), None)
+    assert launched(spec, "worker")[10:] == (
+        "--handshake-timeout-s", "5.0", "--reconnect-s", "0.0"
+    )  # fmt: skip
+    assert (spec.workers, spec.faults, spec.system.command) == (2, (), ("python", "-m", "distq"))
     assert spec.checks == ("exactly_once", "correct_values", "liveness")
     assert (spec.bound_s, spec.seed, spec.lease_timeout_s) == (30.0, 0, 10.0)
     jobs = (tmp_path / "run" / "jobs.jsonl").read_text().splitlines()
@@ -297,21 +303,41 @@ env = { DISTQ_BROKEN = "batch-early" }
 """
 
 
+def setup(spec: RunSpec) -> RunSetup:
+    return RunSetup(
+        Path("run"), spec.jobs_path, spec.settings, spec.master_args, spec.worker_args, b"key"
+    )
+
+
+def process(role: str) -> ProcessSpec:
+    name = "master" if role == "master" else "worker-1"
+    return ProcessSpec(role, name, Path(f"{name}.events.jsonl"), {"master": "127.0.0.1:1"}, b"key")
+
+
+def launched(spec: RunSpec, role: str) -> tuple[str, ...]:
+    """The argv the system under test is started with for ``role``."""
+    assert spec.system is not None
+    return spec.system.launch(process(role), setup(spec)).argv
+
+
 def test_every_option_reaches_the_run(tmp_path: Path) -> None:
     scenario = load_scenario(write(tmp_path, FULL))
     run_dir = tmp_path / "nested" / "run"
     spec = to_run_spec(scenario, run_dir)
-    assert spec.master_args == (
+    assert launched(spec, "master") == (
+        "python", "-m", "tests.broken_distq", "master",
         "--jobs", str(run_dir / "jobs.jsonl"),
         "--lease-timeout-s", "1.5",
         "--max-attempts", "2",
         "--handshake-timeout-s", "0.5",
         "--time-limit-s", "4.0",
         "--batch-size", "5",
+        "--events", "master.events.jsonl",
     )  # fmt: skip
     assert spec.workers == 3
-    assert spec.worker_args == (
-        "--prefetch", "2", "--idle-exit-s", "3.0", "--reconnect-s", "20.0"
+    assert launched(spec, "worker")[10:] == (
+        "--prefetch", "2", "--idle-exit-s", "3.0",
+        "--handshake-timeout-s", "5.0", "--reconnect-s", "20.0",
     )  # fmt: skip
     assert spec.faults == (
         Fault(Trigger("job_started", 1.0), "pause", "holder", 1, 2.5, "outlast_lease"),
@@ -321,9 +347,8 @@ def test_every_option_reaches_the_run(tmp_path: Path) -> None:
     # The known bug's check is run even when `checks` does not list it.
     assert spec.checks == ("exactly_once", "fault_coverage", "batch_barrier")
     assert (spec.seed, spec.bound_s, spec.lease_timeout_s) == (42, 20.0, 1.5)
-    # "python" means the interpreter running the harness, not whatever is on PATH.
-    assert spec.command == (sys.executable, "-m", "tests.broken_distq")
-    assert spec.env == {"DISTQ_BROKEN": "batch-early"}
+    worker = spec.system.launch(process("worker"), setup(spec))  # type: ignore[union-attr]
+    assert worker.env == {"DISTQ_BROKEN": "batch-early", "DISTQ_AUTHKEY": "key"}
     jobs = [json.loads(line) for line in (run_dir / "jobs.jsonl").read_text().splitlines()]
     assert jobs == [
         {"task": "square", "args": [0, 0.25], "time_limit_s": 2.0},

@@ -29,6 +29,7 @@ from hypothesis.stateful import (
 )
 
 from distq.client import Submitter
+from harness import systems
 from harness.checks import judge
 from harness.cluster import Cluster
 from harness.history import History
@@ -53,7 +54,7 @@ class LiveCluster(RuleBasedStateMachine):
         self.cluster = Cluster(
             self.run_dir,
             ["--open", "--lease-timeout-s", "1"],
-            command=self.command,
+            system=systems.build({"command": list(self.command)} if self.command else {}),
             env={**os.environ, **self.env},
         )
         self.cluster.__enter__()
@@ -224,7 +225,9 @@ class LiveCluster(RuleBasedStateMachine):
             self.cluster.__exit__(None, None, None)
         history = History.load_run(self.run_dir)
         assert set(history.submitted()) == set(self.submitted)
-        verdict = judge(history, ["exactly_once", "correct_values"])
+        verdict = judge(
+            history, ["exactly_once", "correct_values"], expected=self.cluster.system.expected
+        )
         assert verdict.status == "pass", verdict.report(history)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from harness.explain import explain
 from harness.systems.base import (
     BROKER,
     MASTER,
@@ -111,23 +112,14 @@ def parse_table(table: Mapping[str, Any]) -> tuple[Kind, msgspec.Struct]:
     try:
         return kind, msgspec.convert(rest, kind.config)
     except msgspec.ValidationError as exc:
-        raise SystemConfigError(_explain(exc, kind)) from None
+        message = explain(exc, rest, kind.config, "system", ("kind",))
+        if message.startswith("unknown key "):
+            key, _, valid = message.removeprefix("unknown key ").partition(" ")
+            message = f"unknown key {key} for kind {kind.name!r} {valid}"
+        raise SystemConfigError(message) from None
 
 
 def build(table: Mapping[str, Any]) -> System:
     """The ``System`` for one run from a ``[system]`` table."""
     kind, config = parse_table(table)
     return kind.build(config)
-
-
-def _explain(exc: msgspec.ValidationError, kind: Kind) -> str:
-    message, _, at = str(exc).rpartition(" - at `")
-    if not _:
-        message, at = str(exc), "$"
-    path = at.rstrip("`").removeprefix("$").lstrip(".")
-    unknown = re.match(r"Object contains unknown field `([^`]+)`", message)
-    if unknown and not path:
-        valid = ", ".join(["kind", *kind.config.__struct_fields__])
-        return f"unknown key system.{unknown[1]} for kind {kind.name!r} (expected one of: {valid})"
-    where = f"system.{path}" if path else "system"
-    return f"{where}: {message[:1].lower()}{message[1:]} (kind {kind.name!r})"

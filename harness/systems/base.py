@@ -26,6 +26,8 @@ __all__ = [
     "ProcessSpec",
     "RunSetup",
     "System",
+    "format_address",
+    "parse_address",
 ]
 
 Event = dict[str, Any]
@@ -179,3 +181,16 @@ class System(Protocol):
         """Make ``count`` handshakes with a wrong key against ``address`` (``bad_handshakes``);
         each must be refused."""
         ...
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:5000"`` or ``"[::1]:5000"`` -> (host, port). Raises ValueError."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"address {text!r} is not HOST:PORT")
+    return host.removeprefix("[").removesuffix("]"), int(port_text)
+
+
+def format_address(address: tuple[str, int]) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
