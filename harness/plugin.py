@@ -10,6 +10,10 @@ A scenario whose verdict is ``unknown`` (a check could not decide, e.g. a fault 
 landed) is neither a pass nor a bug found: it is reported as ``UNKNOWN`` (``U``), counted
 apart in the summary line, its report printed in an ``UNKNOWN VERDICTS`` section, and it
 still makes the session fail: a run that proved nothing must not look green.
+
+The plugin loads light: the harness (msgspec, psutil, asyncio...) is imported only when a
+scenario file is collected, and an environment without those dependencies still runs its
+other tests; its scenario files each get one line saying what to install.
 """
 
 from __future__ import annotations
@@ -18,20 +22,22 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.scenario import (
-    Scenario,
-    ScenarioError,
-    ScenarioOutcome,
-    is_scenario_file,
-    load_scenario,
-    run_scenario,
-)
+from harness.detect import is_scenario_file
+
+if TYPE_CHECKING:
+    from harness.scenario import Scenario, ScenarioOutcome
 
 __all__ = ["ScenarioFile", "ScenarioItem"]
+
+INSTALL_HINT = "pip install 'distq[test]'"
+
+
+class HarnessMissing(Exception):
+    """The harness's dependencies are not installed; the message says what to install."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -105,9 +111,21 @@ def _first_unknown(report: pytest.TestReport) -> str:
     return "a check could not decide"
 
 
+def _scenario_module() -> Any:
+    try:
+        import harness.scenario
+    except ImportError as exc:
+        missing = exc.name or str(exc)
+        raise HarnessMissing(
+            f"{missing} is not installed: scenario files need the harness's dependencies "
+            f"({INSTALL_HINT})"
+        ) from None
+    return harness.scenario
+
+
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[ScenarioItem]:
-        scenario = load_scenario(self.path)
+        scenario = _scenario_module().load_scenario(self.path)
         item = ScenarioItem.from_parent(self, name=self.path.stem, scenario=scenario)
         item.add_marker(pytest.mark.scenario)
         if scenario.slow:
@@ -115,7 +133,9 @@ class ScenarioFile(pytest.File):
         yield item
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
-        if isinstance(excinfo.value, ScenarioError):
+        if isinstance(excinfo.value, HarnessMissing):
+            return f"{self.path}: {excinfo.value}"
+        if isinstance(excinfo.value, _scenario_module().ScenarioError):
             return str(excinfo.value)
         return str(super().repr_failure(excinfo))
 
@@ -145,7 +165,7 @@ class ScenarioItem(pytest.Item):
 
     def runtest(self) -> None:
         run_dir = self._run_dir()
-        outcome = run_scenario(self.scenario, run_dir)
+        outcome = _scenario_module().run_scenario(self.scenario, run_dir)
         self.user_properties.append(("run_dir", str(run_dir)))
         self.user_properties.append(("verdict", outcome.status))
         if outcome.status != "pass":

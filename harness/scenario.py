@@ -21,6 +21,7 @@ import msgspec
 from harness import systems
 from harness.checks import VERDICT_EXIT_CODES
 from harness.contract import NETWORK_ACTIONS
+from harness.detect import is_scenario_file
 from harness.explain import explain, show
 from harness.faults import Fault, Trigger
 from harness.run import RunResult, RunSpec, run
@@ -431,23 +432,6 @@ def write_regression(scenario: Scenario, path: Path, why: str) -> Path:
 
 
 # -- loading ----------------------------------------------------------------------------------
-
-_MARKER = re.compile(r"^\s*scenario\s*=", re.MULTILINE)
-_TABLE_HEADER = re.compile(r"^\s*\[", re.MULTILINE)
-
-
-def is_scenario_file(path: Path) -> bool:
-    """A ``.toml`` file whose top level declares ``scenario = ...``. Cheap: no parsing
-    beyond a look for the key, so other TOML files are never touched further."""
-    if path.suffix != ".toml":
-        return False
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    table = _TABLE_HEADER.search(text)
-    head = text if table is None else text[: table.start()]  # the top level: before any table
-    return bool(_MARKER.search(head))
 
 
 def load_scenario(path: Path) -> Scenario:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -102,8 +104,8 @@ def test_wrong_key_workers_are_rejected_and_counted(tmp_path: Path) -> None:
 def test_handshake_flood_leaves_the_master_serving_with_bounded_threads_and_fds(
     tmp_path: Path,
 ) -> None:
-    from distq.events import EventLog
     from harness.cluster import Cluster
+    from harness.contract import EventWriter
     from harness.faults import FaultInjector
 
     jobs = square_jobs(tmp_path / "jobs.jsonl", 20, 0.05)
@@ -111,25 +113,39 @@ def test_handshake_flood_leaves_the_master_serving_with_bounded_threads_and_fds(
         assert cluster.master is not None
         master = psutil.Process(cluster.master.pid)
         threads_before, fds_before = master.num_threads(), master.num_fds()
-        log = EventLog(tmp_path / "run" / "harness.events.jsonl", "harness", cluster.epoch)
+        peaks = {"threads": threads_before, "fds": fds_before}
+        flooding = threading.Event()
+
+        def sample() -> None:  # throughout the flood, not once: the peak is what matters
+            while not flooding.is_set():
+                with contextlib.suppress(psutil.Error):
+                    peaks["threads"] = max(peaks["threads"], master.num_threads())
+                    peaks["fds"] = max(peaks["fds"], master.num_fds())
+                time.sleep(0.002)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        log = EventWriter(tmp_path / "run" / "harness.events.jsonl", "harness", cluster.epoch)
         plan = [
             Fault(Trigger("after_s", 0), "idle_sockets", count=50),
             Fault(Trigger("after_s", 0), "bad_handshakes", count=200),
             Fault(Trigger("after_s", 0), "garbage", count=20),
         ]
         injector = FaultInjector(cluster, plan, seed=1, log=log)
-        injector.step()
-        peak_threads = master.num_threads()
-        peak_fds = master.num_fds()
-        # Every idle socket is dropped after the 1 s handshake timeout, not held forever.
-        timeouts = 0
+        try:
+            injector.step()
+            # Every idle socket is dropped after the 1 s handshake timeout, not held forever.
+            timeouts = 0
 
-        def all_timed_out(event: dict[str, object]) -> bool:
-            nonlocal timeouts
-            timeouts += event["ev"] == "handshake_timeout"
-            return timeouts == 50
+            def all_timed_out(event: dict[str, object]) -> bool:
+                nonlocal timeouts
+                timeouts += event["ev"] == "handshake_timeout"
+                return timeouts == 50
 
-        cluster.master_events.wait_for(all_timed_out, 60, "50 handshake timeouts")
+            cluster.master_events.wait_for(all_timed_out, 60, "50 handshake timeouts")
+        finally:
+            flooding.set()
+            sampler.join(10)
         for _ in range(2):
             cluster.add_worker()
         assert cluster.wait_master(60) == 0
@@ -142,9 +158,11 @@ def test_handshake_flood_leaves_the_master_serving_with_bounded_threads_and_fds(
     assert sum(e["ev"] == "handshake_timeout" for e in events) == 50
     assert sum(e["ev"] == "auth_rejected" for e in events) == 220
     assert sum(e["ev"] == "result_accepted" for e in events) == 20
+    # The sampler saw the flood: the 50 idle sockets were held until their timeout.
+    assert peaks["fds"] >= fds_before + 50, peaks
     # Bounded: at most one thread per pending handshake (the master caps them at 128).
-    assert peak_threads <= threads_before + 128 + 8
-    assert peak_fds <= fds_before + 128 + 60
+    assert peaks["threads"] <= threads_before + 128 + 8, peaks
+    assert peaks["fds"] <= fds_before + 128 + 60, peaks
 
 
 @pytest.mark.parametrize(

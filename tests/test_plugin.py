@@ -7,6 +7,7 @@ and ``-n 2`` really starts xdist workers. Scenarios are tiny: a few square jobs,
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,59 @@ def test_slow_scenarios_carry_the_slow_marker(pytester: pytest.Pytester) -> None
     slow = run(pytester, "-m", "slow", "--collect-only", "-q")
     assert collected_ids(slow) == ["lengthy.toml::lengthy"]
     slow.stdout.fnmatch_lines(["1/2 tests collected (1 deselected) in *"])
+
+
+# -- a light plugin ------------------------------------------------------------------------
+
+#: Run pytest as if the harness's dependencies were not installed (``pip install .`` only).
+WITHOUT_EXTRAS = """
+import sys
+import pytest
+
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("msgspec", "psutil", "hypothesis"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Missing())
+sys.exit(pytest.main(sys.argv[1:]))
+"""
+
+
+def test_loading_the_plugin_imports_none_of_the_harness_dependencies(
+    pytester: pytest.Pytester,
+) -> None:
+    probe = "import sys, harness.plugin; print(sorted({'msgspec', 'psutil', 'asyncio'} & set(sys.modules)))"
+    result = pytester.run(sys.executable, "-c", probe, timeout=TIMEOUT_S)
+    assert result.ret == 0, result.stderr.str()
+    assert result.stdout.lines == ["[]"]
+
+
+def test_without_the_extras_other_tests_pass_and_a_scenario_says_what_to_install(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_unrelated="def test_one():\n    assert 1 + 1 == 2\n")
+    # The plugins of the extras are not installed there either.
+    args = (
+        "-c",
+        WITHOUT_EXTRAS,
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:xdist",
+        "-p",
+        "no:hypothesispytest",
+    )
+    unrelated = pytester.run(sys.executable, *args, "test_unrelated.py", timeout=TIMEOUT_S)
+    assert unrelated.ret == 0, unrelated.stdout.str()
+    unrelated.stdout.fnmatch_lines(["*1 passed*"])
+
+    pytester.makefile(".toml", lone=scenario("needs the harness"))
+    collected = pytester.run(sys.executable, *args, "lone.toml", timeout=TIMEOUT_S)
+    assert collected.ret == pytest.ExitCode.INTERRUPTED
+    line = (
+        "lone.toml: msgspec is not installed: scenario files need the harness's dependencies "
+        "(pip install 'distq[test]')"
+    )
+    assert line in collected.stdout.str()
+    assert "Traceback" not in collected.stdout.str()

@@ -1,6 +1,7 @@
 """Properties on real processes: whatever the job set, topology and fault plan, every
 dispatched job yields exactly one correct result. A failure is shrunk and written out as
-a scenario file, with the command that reruns it."""
+a scenario file, with the command that reruns it; a run where every example was unknown
+fails."""
 
 from __future__ import annotations
 
@@ -9,26 +10,55 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 
-from harness.properties import assert_scenario_holds
+from harness.properties import PropertyRun
 from harness.scenario import Scenario
 from harness.strategies import scenarios
 
-pytestmark = pytest.mark.processes
+
+def _property_run(
+    name: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> PropertyRun:
+    runs = tmp_path_factory.getbasetemp() / f"property-runs-{name}"
+    regressions = Path(request.config.getoption("--regressions-dir"))
+    return PropertyRun(runs, regressions, name)
 
 
-@given(scenario=scenarios())
+@pytest.mark.processes
 def test_every_job_yields_exactly_one_correct_result(
-    scenario: Scenario, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> None:
-    runs = tmp_path_factory.getbasetemp() / "property-runs"
-    regressions = Path(request.config.getoption("--regressions-dir"))
-    assert_scenario_holds(scenario, runs, regressions, "exactly_one_correct_result")
+    with _property_run("exactly_one_correct_result", tmp_path_factory, request) as prop:
+
+        @given(scenario=scenarios())
+        def holds(scenario: Scenario) -> None:
+            prop.check(scenario)
+
+        holds()
 
 
-@given(scenario=scenarios(network=True))
+@pytest.mark.processes
 def test_every_job_yields_exactly_one_correct_result_under_network_faults(
-    scenario: Scenario, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> None:
-    runs = tmp_path_factory.getbasetemp() / "property-runs-network"
-    regressions = Path(request.config.getoption("--regressions-dir"))
-    assert_scenario_holds(scenario, runs, regressions, "exactly_one_correct_result_network")
+    with _property_run("exactly_one_correct_result_network", tmp_path_factory, request) as prop:
+
+        @given(scenario=scenarios(network=True))
+        def holds(scenario: Scenario) -> None:
+            prop.check(scenario)
+
+        holds()
+
+
+def test_a_property_run_whose_every_example_was_unknown_fails(tmp_path: Path) -> None:
+    unknown = PropertyRun(tmp_path, tmp_path, "p")
+    with pytest.raises(pytest.fail.Exception, match="none of 3 example"), unknown:
+        for _ in range(3):
+            unknown.record("unknown")
+    with (
+        pytest.raises(pytest.fail.Exception, match="none of 0 example"),
+        PropertyRun(tmp_path, tmp_path, "p"),
+    ):
+        pass
+    with PropertyRun(tmp_path, tmp_path, "p") as prop:
+        prop.record("unknown")
+        prop.record("pass")
