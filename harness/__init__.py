@@ -1,15 +1,25 @@
 """The fault-injection harness: spawn a system under test, inject faults, record, check.
 
-Layering, from the core outwards (each imports only what is above it):
-  contract  the history contract: event-log format and vocabulary (standard library only)
-  history   merge the event logs of a run into one ordered history, and query it
-  checks    pure checkers History -> violations, and the verdict (pass / fail / unknown)
-  systems   the System protocol and one adapter per kind (systems/distq.py: the only
-            module that imports distq)
-  cluster   spawn a system's processes as real processes; tear them down
-  faults    fault actions and their triggers
-  run       one run: cluster + faults + history + checks
-  scenario  scenario files; strategies and properties generate them; cli and plugin run them
+Layering, from the core outwards:
+  contract    the history contract: event-log format and vocabulary (standard library only)
+  detect      tell a scenario file from other TOML (standard library only)
+  explain     one line for a person from a validation error
+  toxics      network toxics: what a fault proxy does to the bytes
+  history     merge the event logs of a run into one ordered history, and query it
+  checks      pure checkers History -> violations, and the verdict
+  systems     the System protocol, the kinds, one adapter each (only systems/distq.py imports distq)
+  follow      follow event logs while they are written
+  proxy       the fault proxy between a worker and its master
+  cluster     spawn a system's processes as real processes; tear them down
+  faults      fault actions, their triggers, the injector
+  run         one run: cluster + faults + history + checks
+  scenario    scenario files: format, validation, schema, running one
+  strategies  Hypothesis strategies that generate scenarios
+  properties  run generated scenarios as properties
+  cli         python -m harness
+  __main__    its entry point
+  plugin      the pytest plugin (imports the harness only when a scenario file is collected)
+Each imports only from the layers above it (tests/test_harness_layering.py holds it).
 ``history`` and ``checks`` import nothing that spawns or signals. The names below load
 lazily, so ``import harness`` (as the pytest plugin does) costs nothing.
 """

@@ -18,11 +18,11 @@ from typing import Any, Literal, Protocol
 from harness import contract
 from harness.contract import HARNESS, MASTER, RESULTS, TERMINAL_EVENTS
 from harness.history import History, HistoryEvent, Submission
-from harness.systems.base import ExitCodes
 
 __all__ = [
     "CHECKS",
     "Checker",
+    "ExitCodes",
     "Expect",
     "ExpectedFn",
     "Verdict",
@@ -81,6 +81,24 @@ class Verdict:
             if len(lines) > len(shown):
                 out.append(f"    ... {len(lines) - len(shown)} more line(s)")
         return "\n".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class ExitCodes:
+    """A system's documented exit codes by meaning; None: the system does not document one.
+
+    Given by the system under test (``harness.systems``), read by ``clean_exits``.
+
+    ``clean_exits`` allows a code only when the run gave its process that reason.
+    """
+
+    ok: int = 0
+    usage: int | None = None  # bad option or key (an empty key refused before connecting)
+    auth_rejected: int | None = None  # the master refused the key
+    no_master: int | None = None  # nothing accepted a connection
+    master_lost: int | None = None  # the master went away mid-run
+    handshake_timeout: int | None = None  # the handshake was never answered
+    interrupted: int | None = None  # Ctrl-C
 
 
 class Checker(Protocol):

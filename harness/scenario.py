@@ -301,7 +301,7 @@ class Scenario(_Strict, frozen=True):
             kind, _config = systems.parse_table(self.system)
         except systems.SystemConfigError as exc:
             raise ValueError(str(exc)) from None
-        self._supported_by(kind.facts, kind.name)
+        self._supported_by(kind.facts, str(self.system.get("kind", systems.DEFAULT_KIND)))
         total = self.jobs.count + sum(extra.count for extra in self.jobs.extra)
         for number, fault in enumerate(self.faults):
             if fault.do in NETWORK_ACTIONS and not self.network.proxy:

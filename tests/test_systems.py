@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
 
 from distq.events import EPOCH_ENV, EVENT_NAMES
-from harness import contract, systems
+from harness import checks, contract, scenario, systems
+from harness import cli as harness_cli
+from harness.checks import CHECKS
 from harness.systems.distq import DistqSystem
+from harness.toxics import TOXIC_KINDS
 
 
 def test_the_default_kind_is_distq_and_takes_its_keys() -> None:
@@ -67,3 +71,73 @@ def test_the_writer_writes_the_format(tmp_path: Path) -> None:
     first, second = contract.read_log(path)
     assert list(first)[:3] == ["t", "src", "ev"] and first["src"] == "harness"
     assert second == {"t": 1.5, "src": "x", "ev": "hang"}
+
+
+# -- one source of truth per vocabulary ----------------------------------------------------
+
+
+def test_the_scenario_format_spells_out_the_registries() -> None:
+    assert typing.get_args(scenario.CheckName) == tuple(CHECKS)
+    assert set(typing.get_args(scenario.ToxicKind)) == set(TOXIC_KINDS)
+    assert set(typing.get_args(scenario.ActionName)) == set(contract.ACTIONS)
+    triggers = set(scenario.WhenSpec.__struct_fields__) - {"attempt"}
+    assert triggers == set(contract.TRIGGERS)
+    assert checks.MASTER_KILL_ACTIONS | checks.WRONG_KEY_WORKER_ACTIONS <= set(contract.ACTIONS)
+    assert checks.BAD_HANDSHAKE_ACTIONS <= set(contract.ACTIONS)
+
+
+def test_distq_documents_every_exit_code_and_flag_the_harness_relies_on() -> None:
+    codes = DistqSystem.exit_codes
+    assert (codes.ok, codes.usage, codes.auth_rejected) == (0, 2, 3)
+    assert (codes.no_master, codes.master_lost, codes.handshake_timeout) == (4, 5, 6)
+    cluster_keys = set(scenario.ClusterSpec.__struct_fields__) - {"workers"}
+    assert DistqSystem.cluster_keys == cluster_keys
+
+
+# -- [system] in scenario files -------------------------------------------------------------
+
+MINIMAL = 'scenario = 1\nname = "m"\ndescription = "d"\n'
+
+
+def load(tmp_path: Path, text: str) -> scenario.Scenario:
+    path = tmp_path / "s.toml"
+    path.write_text(MINIMAL + text)
+    return scenario.load_scenario(path)
+
+
+def test_a_scenario_without_a_system_table_is_distq(tmp_path: Path) -> None:
+    assert isinstance(systems.build(load(tmp_path, "").system), DistqSystem)
+    assert isinstance(
+        systems.build(load(tmp_path, '[system]\nkind = "distq"\n').system), DistqSystem
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[system]\nkind = "rq"\n', "s.toml: system.kind: got 'rq', expected one of: distq"),
+        (
+            '[system]\nkind = "distq"\nqueues = ["a"]\n',
+            "s.toml: unknown key system.queues for kind 'distq' (expected one of: kind, command, env)",
+        ),
+        (
+            '[system]\nkind = "tests.toy_system:KIND"\n[expect]\nchecks = ["batch_barrier"]\n',
+            "s.toml: expect.checks: 'batch_barrier' is not supported by system kind "
+            "'tests.toy_system:KIND' (it supports: clean_exits, correct_values, exactly_once,",
+        ),
+        (
+            '[system]\nkind = "tests.toy_system:KIND"\n[cluster]\nmax_attempts = 5\n',
+            "s.toml: cluster.max_attempts: 'max_attempts' is not supported by system kind",
+        ),
+    ],
+)
+def test_a_bad_system_in_a_scenario_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(scenario.ScenarioError) as raised:
+        load(tmp_path, text)
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_python_m_harness_check_exits_2_on_an_unknown_kind(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(MINIMAL + '[system]\nkind = "celery"\n')
+    assert harness_cli.main(["check", str(path)]) == 2

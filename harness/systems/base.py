@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from harness.checks import ExitCodes
+
 __all__ = [
     "BROKER",
     "MASTER",
@@ -98,22 +100,6 @@ class Process(Protocol):
     @property
     def log_path(self) -> Path: ...
     def alive(self) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ExitCodes:
-    """A system's documented exit codes by meaning; None: the system does not document one.
-
-    ``clean_exits`` allows a code only when the run gave its process that reason.
-    """
-
-    ok: int = 0
-    usage: int | None = None  # bad option or key (an empty key refused before connecting)
-    auth_rejected: int | None = None  # the master refused the key
-    no_master: int | None = None  # nothing accepted a connection
-    master_lost: int | None = None  # the master went away mid-run
-    handshake_timeout: int | None = None  # the handshake was never answered
-    interrupted: int | None = None  # Ctrl-C
 
 
 class Observer(Protocol):
