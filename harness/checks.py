@@ -21,6 +21,8 @@ from harness.history import History, HistoryEvent, Submission
 
 __all__ = [
     "CHECKS",
+    "EXIT_USAGE",
+    "VERDICT_EXIT_CODES",
     "Checker",
     "ExitCodes",
     "Expect",
@@ -39,8 +41,10 @@ __all__ = [
 Severity = Literal["fail", "unknown"]
 Status = Literal["pass", "fail", "unknown"]
 
-#: The exit code of each verdict (``python -m harness`` and ``ScenarioOutcome`` use it).
-VERDICT_EXIT_CODES: Mapping[Status, int] = {"pass": 0, "fail": 1, "unknown": 2}
+#: The harness's exit codes: one per verdict, and 2 for a bad option or invalid file
+#: (``python -m harness``; ``Verdict.exit_code`` and ``ScenarioOutcome.exit_code``).
+EXIT_USAGE = 2
+VERDICT_EXIT_CODES: Mapping[Status, int] = {"pass": 0, "fail": 1, "unknown": 3}
 _REPORT_LINES_PER_VIOLATION = 12
 
 

@@ -1,8 +1,8 @@
 """``python -m harness run FILE... | check FILE...``: scenarios outside pytest.
 
 ``run`` shows a live line per scenario and a summary table; ``--repeat N`` counts how
-often each verdict came out (for flaky bugs). Exit codes: 0 every scenario passed, 1 any
-failed, 2 otherwise any was unknown or a file was invalid.
+often each verdict came out (for flaky bugs). Exit codes (``checks.VERDICT_EXIT_CODES``):
+0 every scenario passed, 1 any failed, 2 a bad option or invalid file, 3 any unknown.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from harness.checks import EXIT_USAGE, VERDICT_EXIT_CODES
 from harness.scenario import Scenario, ScenarioError, is_scenario_file, load_scenario, run_scenario
 
 __all__ = ["main"]
 
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+EXIT_PASS, EXIT_FAIL, EXIT_UNKNOWN = (VERDICT_EXIT_CODES[s] for s in ("pass", "fail", "unknown"))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,9 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m harness",
         description="Run or validate distq scenario files outside pytest.",
-        epilog="exit codes: 0 all passed, 1 any failed, 2 bad option or invalid file, "
-        "3 any unknown (a run that proved nothing, e.g. a fault that never landed); "
-        "the first that applies wins",
+        epilog=f"exit codes: {EXIT_PASS} all passed, {EXIT_FAIL} any failed, {EXIT_USAGE} bad "
+        f"option or invalid file, {EXIT_UNKNOWN} any unknown (a run that proved nothing, "
+        "e.g. a fault that never landed); the first that applies wins",
         allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

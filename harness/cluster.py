@@ -435,11 +435,6 @@ class Cluster:
         old.popen.wait()
         return self.add_worker(name, **kwargs)  # type: ignore[arg-type]
 
-    def stop(self, name: str) -> int:
-        proc = self.procs[name]
-        kill_tree(proc.pid, self.grace_s)
-        return proc.popen.wait()
-
     def wait_master(self, timeout_s: float) -> int:
         if self.master is None:
             raise ClusterError("no master was started")

@@ -531,10 +531,6 @@ class FaultProxy:
         """End a partition now (a no-op when there is none)."""
         self._call(lambda: self._heal("call"))
 
-    @property
-    def partitioned(self) -> bool:
-        return self._call(lambda: self._partition_links is not None)
-
     # -- loop side ------------------------------------------------------------------------
 
     def _call(self, fn: Callable[[], T]) -> T:

@@ -386,7 +386,7 @@ def test_an_empty_key_worker_only_has_to_stay_unserved() -> None:
 
 def test_auth_with_no_wrong_key_attempt_is_unknown() -> None:
     verdict = judge(healthy(1).history(), ["auth"])
-    assert verdict.status == "unknown" and verdict.exit_code == 2
+    assert verdict.status == "unknown" and verdict.exit_code == 3
     assert verdict.unknowns[0].check == "auth"
 
 
@@ -473,7 +473,7 @@ def test_killing_an_idle_worker_when_a_holder_was_expected_is_unknown() -> None:
         expected=builtin_expected,
     )
 
-    assert verdict.status == "unknown" and verdict.exit_code == 2
+    assert verdict.status == "unknown" and verdict.exit_code == 3
     assert verdict.violations == ()
     assert verdict.unknowns == (
         Violation(

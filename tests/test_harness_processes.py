@@ -253,7 +253,7 @@ def test_a_fault_that_misses_its_window_is_unknown(tmp_path: Path) -> None:
     )
     result = run(spec, tmp_path / "run")
     assert result.verdict.status == "unknown", result.report()
-    assert result.verdict.exit_code == 2
+    assert result.verdict.exit_code == 3
     assert [v.check for v in result.verdict.unknowns] == ["fault_coverage"]
 
 
