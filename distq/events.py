@@ -3,7 +3,8 @@
 One JSON object per line with ``t`` (monotonic seconds since the run's epoch), ``src``
 (``master``, ``worker-2``, ``harness``), ``ev`` and the ids that apply. Every process of a
 run shares one epoch through ``DISTQ_T0`` (a ``time.monotonic()`` reading, which is
-system-wide on Linux), so the logs of several processes merge into one order.
+system-wide on Linux), so the logs of several processes merge into one order. This is
+the harness's history contract (harness/contract.py); tests/test_systems.py holds it here.
 """
 
 from __future__ import annotations

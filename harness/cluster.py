@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 
 from harness import systems
-from harness.contract import EPOCH_ENV, events_name
+from harness.contract import EPOCH_ENV, EVENTS_ENV, PROCESS_ENV, events_name
 from harness.follow import EventFollower, RunFollower, WaitTimeout
 from harness.proxy import FaultProxy
 from harness.systems import MASTER, WORKER, Observer, ProcessSpec, RunSetup, System
@@ -295,13 +295,14 @@ class Cluster:
         if argv and argv[0] in PYTHON_NAMES:
             argv[0] = sys.executable  # the interpreter running the harness, not one on PATH
         log_path = self.run_dir / f"{spec.name}.log"
+        process_env = {PROCESS_ENV: spec.name, EVENTS_ENV: str(spec.events_path)}
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**self.env(), **launch.env},
+                env={**self.env(), **process_env, **launch.env},
                 cwd=launch.cwd or self.run_dir,
                 start_new_session=True,
             )

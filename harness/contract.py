@@ -18,12 +18,14 @@ from typing import Any
 __all__ = [
     "ACTIONS",
     "EPOCH_ENV",
+    "EVENTS_ENV",
     "EVENTS_GLOB",
     "HARNESS",
     "HARNESS_EVENTS",
     "ID_FIELDS",
     "MASTER",
     "NETWORK_ACTIONS",
+    "PROCESS_ENV",
     "RESERVED_FIELDS",
     "RESULTS",
     "SYSTEM_EVENTS",
@@ -41,6 +43,11 @@ __all__ = [
 #: system-wide on Linux) from this variable, so the logs of several processes merge into one
 #: order. The name predates the seam; distq reads the same variable.
 EPOCH_ENV = "DISTQ_T0"
+
+#: Every process the harness spawns finds its name (its ``src``) and the path of its event
+#: log in these, so code running inside it (an engine's task module) can write events.
+PROCESS_ENV = "HARNESS_PROCESS"
+EVENTS_ENV = "HARNESS_EVENTS"
 
 #: The fields of every event, and the ids an event carries when they apply.
 RESERVED_FIELDS = ("t", "src", "ev")

@@ -7,9 +7,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from harness.cluster import Cluster
+from harness.contract import EVENTS_ENV, PROCESS_ENV
 from harness.scenario import load_scenario, run_scenario
 from tests.toy_system import ToyConfig, ToySystem
 
@@ -61,12 +63,18 @@ def test_the_toy_queue_survives_a_killed_holder(tmp_path: Path) -> None:
     assert any(e.get("jobs") for e in history.select("worker_lost")), "the job went back"
 
 
-def test_python_in_a_systems_argv_is_the_running_interpreter(tmp_path: Path) -> None:
+def test_python_in_a_systems_argv_is_the_running_interpreter_and_it_knows_its_name(
+    tmp_path: Path,
+) -> None:
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text('{"task": "square", "args": [3]}\n')
     with Cluster(tmp_path / "run", system=ToySystem(ToyConfig()), jobs_path=jobs) as cluster:
         assert cluster.master is not None
         assert cluster.master.argv[:3] == [sys.executable, "-m", "tests.toy_queue"]
+        # Code running inside a process finds its name and event log in its environment.
+        env = psutil.Process(cluster.master.pid).environ()
+        assert env[PROCESS_ENV] == "master"
+        assert env[EVENTS_ENV] == str(cluster.events_path("master"))
         cluster.add_worker()
         assert cluster.wait_master(30) == 0
 
