@@ -30,6 +30,7 @@ from harness.checks import judge
 from harness.cluster import Cluster
 from harness.history import History
 from harness.proxy import FaultProxy
+from harness.systems.distq import AUTHKEY_ENV
 from harness.toxics import FrameCounter, Toxic
 
 AUTHKEY = b"proxy-test-key-0123456789"
@@ -599,7 +600,8 @@ def test_a_worker_reset_after_its_first_lease_reply_loses_its_jobs_to_another(
             for fault_proxy in proxies:
                 argv = [sys.executable, "-m", "distq", "worker", "--name", fault_proxy.name]
                 argv += ["--connect", format_address(fault_proxy.address)]
-                workers.append(subprocess.Popen(argv, env=cluster.env(), cwd=tmp_path))
+                env = {**cluster.env(), AUTHKEY_ENV: cluster.authkey.decode()}
+                workers.append(subprocess.Popen(argv, env=env, cwd=tmp_path))
                 if fault_proxy is proxies[0]:
                     assert workers[0].wait(60) == EXIT_MASTER_LOST
             assert cluster.wait_master(60) == 0
