@@ -23,6 +23,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from harness import contract
 from harness.toxics import FLOWS, TOXIC_KINDS, Direction, Flow, FrameCounter, Toxic
 
 __all__ = [
@@ -311,7 +312,7 @@ class _Link:
             for applied in limits:
                 applied.sent[flow] += len(chunk)
         if cut:
-            self.proxy._toxic_event("toxic_fired", self, limits[0], action="limit_close")
+            self.proxy._toxic_event(contract.TOXIC_FIRED, self, limits[0], action="limit_close")
             self.cut("limit_data", rst=False)
 
     async def _wait_latency(self, active: list[_Applied], arrived: float) -> None:
@@ -370,7 +371,7 @@ class _Link:
             if applied.frames >= (toxic.after_frames or 0):
                 applied.active = True
                 self.proxy._toxic_event(
-                    "toxic_triggered", self, applied, frames=applied.frames, frames_flow=flow
+                    contract.TOXIC_TRIGGERED, self, applied, frames=applied.frames, frames_flow=flow
                 )
                 if toxic.kind == "reset":
                     self.schedule_reset(applied)
@@ -380,7 +381,7 @@ class _Link:
     def schedule_reset(self, applied: _Applied) -> None:
         def fire() -> None:
             if not self.finished and applied.toxic.name in self.applied:
-                self.proxy._toxic_event("toxic_fired", self, applied, action="reset")
+                self.proxy._toxic_event(contract.TOXIC_FIRED, self, applied, action="reset")
                 self.cut("reset", rst=True)
 
         if applied.toxic.delay_ms:
@@ -478,7 +479,9 @@ class FaultProxy:
             self._closed = True
             self._stop_loop()
             raise
-        self._emit("proxy_listening", address=list(self._address), upstream=list(self.upstream))
+        self._emit(
+            contract.PROXY_LISTENING, address=list(self._address), upstream=list(self.upstream)
+        )
         return self._address
 
     def set_upstream(self, upstream: Address) -> None:
@@ -495,7 +498,7 @@ class FaultProxy:
             future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
             future.result(timeout_s)
         self._stop_loop(timeout_s)
-        self._emit("proxy_closed")
+        self._emit(contract.PROXY_CLOSED)
 
     def __enter__(self) -> FaultProxy:
         return self
@@ -591,7 +594,7 @@ class FaultProxy:
         self._next_index += 1
         link = self._links[index] = _Link(self, index, reader, writer)
         peer = writer.get_extra_info("peername")
-        self._emit("proxy_connection", connection=index, state="opened", peer=_format(peer))
+        self._emit(contract.PROXY_CONNECTION, connection=index, state="opened", peer=_format(peer))
         if self._partition_links is not None:
             self._partition_links.add(index)
         for toxic in self._toxics.values():
@@ -603,7 +606,7 @@ class FaultProxy:
             return
         counters = link.counters
         self._emit(
-            "proxy_connection",
+            contract.PROXY_CONNECTION,
             connection=link.index,
             state="closed",
             how=link.how,
@@ -617,14 +620,14 @@ class FaultProxy:
 
     def _set_upstream(self, upstream: Address) -> None:
         self._upstream = upstream
-        self._emit("proxy_upstream", upstream=list(upstream))
+        self._emit(contract.PROXY_UPSTREAM, upstream=list(upstream))
 
     def _add_toxic(self, toxic: Toxic) -> None:
         if toxic.name in self._toxics:
             raise ValueError(f"proxy {self.name!r} already has a toxic named {toxic.name!r}")
         self._toxics[toxic.name] = toxic
         self._emit(
-            "toxic_added",
+            contract.TOXIC_ADDED,
             toxic=toxic.name,
             kind=toxic.kind,
             direction=toxic.direction,
@@ -641,12 +644,12 @@ class FaultProxy:
             raise KeyError(f"proxy {self.name!r} has no toxic named {name!r}")
         for link in self._links.values():
             link.applied.pop(name, None)
-        self._emit("toxic_removed", toxic=name)
+        self._emit(contract.TOXIC_REMOVED, toxic=name)
 
     def _decide(self, link: _Link, toxic: Toxic) -> None:
         applied = link.meet(toxic, self.seed)
         self._emit(
-            "toxic",
+            contract.TOXIC,
             toxic=toxic.name,
             kind=toxic.kind,
             direction=toxic.direction,
@@ -678,7 +681,7 @@ class FaultProxy:
         self._reset_on_heal = reset_on_heal
         self._flowing.clear()
         self._emit(
-            "partition",
+            contract.PARTITION,
             duration_s=duration_s,
             reset_on_heal=reset_on_heal,
             connections=len(self._links),
@@ -703,7 +706,7 @@ class FaultProxy:
                     reset += 1
         self._partition_links = None
         self._flowing.set()
-        self._emit("heal", by=by, reset=reset)
+        self._emit(contract.HEAL, by=by, reset=reset)
 
     async def _hold(self) -> None:
         """Wait out a partition."""
