@@ -141,3 +141,14 @@ def test_python_m_harness_check_exits_2_on_an_unknown_kind(tmp_path: Path) -> No
     path = tmp_path / "s.toml"
     path.write_text(MINIMAL + '[system]\nkind = "celery"\n')
     assert harness_cli.main(["check", str(path)]) == 2
+
+
+def test_distqs_help_lists_exactly_its_exit_codes() -> None:
+    # distq/errors.py is the table; the CLI's help text spells it out, so hold the two equal.
+    from distq import cli, errors
+
+    listed = {
+        int(line.split()[0]) for line in cli.EXIT_CODES_HELP.splitlines()[1:] if line[2:3].isdigit()
+    }
+    table = {value for name, value in vars(errors).items() if name.startswith("EXIT_")}
+    assert listed == table | {1}  # 1: an internal error, a bug (DistqError's default)
