@@ -20,7 +20,7 @@ from harness.cluster import Cluster, Proc
 from harness.contract import EventWriter
 from harness.faults import Fault, FaultInjector, run_until
 from harness.history import History, HistoryError
-from harness.systems import System
+from harness.systems import MASTER, WORKER, System
 from harness.toxics import Toxic
 
 __all__ = ["RunResult", "RunSpec", "run"]
@@ -159,7 +159,13 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
         )
     context: dict[str, Any] = {
         "bound_s": spec.bound_s,
-        "exit_codes": exit_codes,
+        # A service the system needs (a broker) runs until the harness stops it: only the
+        # master's and the workers' exits are the system's to document.
+        "exit_codes": {
+            name: code
+            for name, code in exit_codes.items()
+            if cluster.procs[name].role in (MASTER, WORKER)
+        },
         "logs": logs,
         "faults_planned": len(spec.faults),
         "expected": system.expected,

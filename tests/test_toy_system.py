@@ -4,6 +4,7 @@ passes exactly_once; its broken copy, which forgets a dead worker's job, fails i
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -77,6 +78,16 @@ def test_python_in_a_systems_argv_is_the_running_interpreter_and_it_knows_its_na
         assert env[EVENTS_ENV] == str(cluster.events_path("master"))
         cluster.add_worker()
         assert cluster.wait_master(30) == 0
+
+
+def test_a_system_may_run_a_broker_first_and_leave_its_exit_to_the_harness(
+    tmp_path: Path,
+) -> None:
+    outcome = run_scenario(load_scenario(write(tmp_path, "broker = true")), tmp_path / "run")
+    assert outcome.status == "pass", outcome.report()  # clean_exits judges master and workers
+    # It ran until the teardown stopped it; that is not the system's exit to document.
+    assert outcome.result.exit_codes["broker"] == -signal.SIGTERM
+    assert (tmp_path / "run" / "broker.log").exists()
 
 
 def test_the_broken_toy_queue_loses_the_killed_holders_job(tmp_path: Path) -> None:

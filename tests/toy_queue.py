@@ -1,9 +1,10 @@
 """A toy manager/worker queue that is not distq: proof that the harness's seam is real.
 
-``python -m tests.toy_queue master JOBS EVENTS [--forget-lost]`` serves the jobs file over
-a JSON-lines TCP protocol; ``python -m tests.toy_queue worker ADDRESS NAME EVENTS`` takes
-square jobs until told to stop. Both write the harness's history contract. A worker's
-closed connection puts its job back, unless ``--forget-lost`` (the deliberately broken copy).
+``python -m tests.toy_queue master JOBS EVENTS [--forget-lost] [--broker ADDRESS]`` serves
+the jobs file over a JSON-lines TCP protocol; ``python -m tests.toy_queue worker ADDRESS NAME
+EVENTS`` takes square jobs until told to stop. Both write the harness's history contract. A
+worker's closed connection puts its job back, unless ``--forget-lost`` (the deliberately
+broken copy). ``broker PORT`` stands in for a service the master needs before it starts.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from typing import Any
 from harness import contract
 
 
-def master(jobs_path: str, events_path: str, forget_lost: bool) -> int:
+def master(jobs_path: str, events_path: str, forget_lost: bool, broker: str | None) -> int:
+    if broker is not None:  # it must be up first: the cluster starts it before the master
+        host, _, port = broker.rpartition(":")
+        socket.create_connection((host, int(port)), timeout=5).close()
     log = contract.EventWriter(events_path, contract.MASTER)
     jobs = [json.loads(line) for line in Path(jobs_path).read_text().splitlines() if line]
     pending = list(range(len(jobs)))
@@ -111,8 +115,17 @@ def worker(address: str, name: str, events_path: str) -> int:
     return 0
 
 
+def broker(port: int) -> int:
+    with socket.create_server(("127.0.0.1", port)) as server:
+        while True:
+            server.accept()[0].close()
+
+
 if __name__ == "__main__":
     role, *args = sys.argv[1:]
     if role == "master":
-        sys.exit(master(args[0], args[1], "--forget-lost" in args))
+        at = args.index("--broker") + 1 if "--broker" in args else None
+        sys.exit(master(args[0], args[1], "--forget-lost" in args, args[at] if at else None))
+    if role == "broker":
+        sys.exit(broker(int(args[0])))
     sys.exit(worker(*args))

@@ -5,7 +5,9 @@ Everything the harness needs to know of it, in one adapter, as a user would writ
 
 from __future__ import annotations
 
+import contextlib
 import random
+import socket
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -13,12 +15,23 @@ import msgspec
 
 from harness import contract
 from harness.checks import ExitCodes, Expect
-from harness.systems import MASTER, WORKER, Kind, Launch, Observer, Process, ProcessSpec, RunSetup
+from harness.systems import (
+    BROKER,
+    MASTER,
+    WORKER,
+    Kind,
+    Launch,
+    Observer,
+    Process,
+    ProcessSpec,
+    RunSetup,
+)
 from harness.systems.base import Event, EventSink
 
 
 class ToyConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     forget_lost: bool = False  # the broken copy: a dead worker's job is never put back
+    broker: bool = False  # run a broker process first, as an engine would
 
 
 class ToySystem:
@@ -33,16 +46,31 @@ class ToySystem:
 
     def __init__(self, config: ToyConfig) -> None:
         self.config = config
+        self.broker_port = 0
 
     def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
         toy = ("python", "-m", "tests.toy_queue")
+        if process.role == BROKER:
+            with socket.create_server(("127.0.0.1", 0)) as probe:  # a free port, for its argv
+                self.broker_port = probe.getsockname()[1]
+            return Launch((*toy, "broker", str(self.broker_port)))
         if process.role == MASTER:
             broken = ("--forget-lost",) if self.config.forget_lost else ()
-            return Launch((*toy, "master", str(setup.jobs_path), str(process.events_path), *broken))
+            broker = ("--broker", process.addresses[BROKER]) if BROKER in process.addresses else ()
+            events = str(process.events_path)
+            return Launch((*toy, "master", str(setup.jobs_path), events, *broken, *broker))
         address = process.addresses[MASTER]
         return Launch((*toy, "worker", address, process.name, str(process.events_path)))
 
     def ready(self, process: Process, events: Sequence[Event]) -> str | None:
+        if process.role == BROKER:  # no events of its own: it is ready when it answers
+            address = f"127.0.0.1:{self.broker_port}"
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.broker_port), 1),
+            ):
+                return address
+            return None
         for event in events:
             if event.get("ev") == contract.MASTER_READY and event.get("pid") == process.pid:
                 return str(event["address"])
@@ -61,4 +89,12 @@ class ToySystem:
         raise NotImplementedError("the toy queue has no handshake")
 
 
-KIND = Kind("toy", ToyConfig, ToySystem, ToySystem)
+class ToyWithBroker(ToySystem):
+    roles: ClassVar[tuple[str, ...]] = (BROKER, MASTER, WORKER)
+
+
+def build(config: ToyConfig) -> ToySystem:
+    return ToyWithBroker(config) if config.broker else ToySystem(config)
+
+
+KIND = Kind("toy", ToyConfig, build, ToySystem)
