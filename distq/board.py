@@ -182,6 +182,18 @@ class JobBoard:
             self._leasable += 1
         return job
 
+    def reserve_ids(self, count: int) -> int:
+        """Set aside ``count`` fresh job ids for a client to assign; returns the first.
+
+        No job is created: the client submits them later with ``job_id`` (pipelined
+        submission), and an id that is never submitted leaves a gap.
+        """
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        first = self._next_job_id
+        self._next_job_id += count
+        return first
+
     def lease(self, worker: str, max_n: int = 1) -> list[Job]:
         """Hand out up to ``max_n`` pending jobs to ``worker``, each under a fresh lease."""
         return [Job(*wire) for wire in self.lease_wire(worker, max_n)]

@@ -1,64 +1,255 @@
-"""Submitting jobs to a running master started with ``--open``.
+"""Submitting jobs to a running master started with ``--open``, and collecting results.
 
-with Submitter.connect("127.0.0.1:5000", authkey) as submitter:
-    job_id = submitter.submit("square", [7])
-    submitter.close_submissions()  # the master stops once every job is terminal
+``submit()`` returns the job's id at once (ids come from blocks the master reserves for
+this submitter) and a background flusher sends jobs in batches; ``flush()`` returns once
+the master has acknowledged every job submitted so far::
+
+    with Submitter.connect("127.0.0.1:5000", authkey) as submitter:
+        ids = [submitter.submit("square", [n]) for n in range(100_000)]
+        for result in submitter.as_completed():  # Result: value or error, worker, attempt
+            ...
+        submitter.close_submissions()  # the master stops once every job is terminal
+
+A submitter killed before its jobs were acknowledged loses those jobs (and only those):
+after ``flush()`` returns, the jobs are the master's. One thread submits, one collects.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from multiprocessing.context import AuthenticationError
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from distq.errors import AuthRejected, MasterLost, MasterUnreachable, UsageError
+from distq.errors import (
+    AuthRejected,
+    DistqError,
+    MasterLost,
+    MasterUnreachable,
+    SubmissionRefused,
+    UsageError,
+)
+from distq.jobs import Result
 from distq.protocol import BoardProxy, DistqManager, format_address, parse_address
+from distq.submissions import Refusal, WireOutcome, WireSubmission
 
 __all__ = ["Submitter"]
 
+T = TypeVar("T")
+
+#: How long one call to the master may wait for room in the window or for a result:
+#: short enough to notice a failure or a close, far below the client's rpc timeout.
+CALL_WAIT_S = 1.0
+FETCH_MAX = 4096  # results per fetch
+FIRST_ID_BLOCK = 64  # ids reserved at first; each later block doubles, up to MAX_ID_BLOCK
+MAX_ID_BLOCK = 65_536
+
 
 class Submitter:
-    """A client that adds jobs to an open master. Each call is one round trip."""
+    """A client that adds jobs to an open master and collects their results."""
 
-    def __init__(self, board: BoardProxy, where: str) -> None:
+    def __init__(
+        self,
+        board: BoardProxy,
+        where: str,
+        *,
+        collect_results: bool = True,
+        window: int | None = None,
+        batch_size: int = 1000,
+        linger_s: float = 0.002,
+        max_buffered: int = 10_000,
+    ) -> None:
+        if batch_size < 1 or max_buffered < 1 or not linger_s >= 0:
+            raise ValueError("batch_size and max_buffered must be >= 1, linger_s >= 0")
         self._board = board
         self.where = where
+        self._collect = collect_results
+        self._batch_size = batch_size
+        self._linger_s = linger_s
+        self._max_buffered = max_buffered
+        reply = self._rpc(board.open_session, collect_results, window)
+        self._session: str = reply["session"]
+        self.window: int = reply["window"]  # jobs in flight the master allows this session
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # the flusher waits for jobs
+        self._space = threading.Condition(self._lock)  # submit() waits for buffer room
+        self._acked_cond = threading.Condition(self._lock)  # flush() waits for the master
+        self._buffer: deque[WireSubmission] = deque()  # not yet sent
+        self._oldest_at = 0.0  # when the oldest buffered job was submitted
+        self._submitted = 0  # jobs given an id, in order
+        self._acked = 0  # the first _acked of those are the master's (taken or refused)
+        self._flush_wanted = 0
+        self._flusher_waiting = False
+        self._stopping = False  # the flusher sends what it has, then ends
+        self._abandoned = False  # the flusher ends at once; unsent jobs are dropped
+        self._submissions_closed = False
+        self._closed = False
+        self._failure: DistqError | None = None
+        self._unreported: list[Refusal] = []  # raised by the next flush()
+        self._refused: dict[int, str] = {}  # raised by result(job_id)
+        self._next_id = 0
+        self._id_end = 0  # the reserved block is [_next_id, _id_end)
+        self._id_block = FIRST_ID_BLOCK
+        self._open: set[int] = set()  # submitted, result not yet handed to the caller
+        self._received: dict[int, Result] = {}  # fetched, not yet handed to the caller
+        self._flusher = threading.Thread(target=self._run_flusher, name="distq-flusher")
+        self._flusher.daemon = True
+        self._flusher.start()
 
     @classmethod
-    def connect(cls, address: str | tuple[str, int], authkey: bytes) -> Submitter:
+    def connect(cls, address: str | tuple[str, int], authkey: bytes, **options: Any) -> Submitter:
+        """Connect and open a session. ``options``: those of ``Submitter()``."""
         target = parse_address(address) if isinstance(address, str) else address
         where = format_address(target)
         manager = DistqManager(target, authkey)
         try:
             manager.connect()
-            return cls(manager.board(), where)
+            board = manager.board()
         except AuthenticationError:
             raise AuthRejected(f"the master at {where} rejected our authkey") from None
         except (OSError, EOFError) as exc:
             raise MasterUnreachable(f"no master at {where} ({exc})") from None
+        return cls(board, where, **options)
+
+    # -- submitting -------------------------------------------------------------------------
 
     def submit(
         self, task: str, args: list[Any] | tuple[Any, ...] = (), time_limit_s: float | None = None
     ) -> int:
-        [job_id] = self.submit_many([(task, list(args), time_limit_s)])
+        """Queue one job; returns its id at once. Blocks while ``max_buffered`` jobs wait
+        to be sent (the master takes no more while this session's window is full)."""
+        if type(args) is list:
+            args = tuple(args)  # later changes to the caller's list do not leak in
+        with self._lock:
+            while True:
+                self._check_usable()
+                if len(self._buffer) < self._max_buffered:
+                    break
+                self._space.wait(CALL_WAIT_S)
+            job_id = self._next_id
+            if job_id >= self._id_end:
+                job_id = self._reserve(1)
+            self._next_id = job_id + 1
+            buffer = self._buffer
+            buffer.append((job_id, task, args, time_limit_s))
+            self._submitted += 1
+            if self._collect:
+                self._open.add(job_id)
+            if len(buffer) == 1:
+                self._oldest_at = time.monotonic()
+                if self._flusher_waiting:
+                    self._work.notify()
+            elif len(buffer) == self._batch_size and self._flusher_waiting:
+                self._work.notify()
         return job_id
 
     def submit_many(self, specs: list[tuple[str, list[Any], float | None]]) -> list[int]:
-        return self._call("submit", specs)  # type: ignore[no-any-return]
+        """Submit ``specs`` (task, args, time_limit_s) in one call per ``batch_size`` jobs,
+        from this thread; returns their ids once the master has acknowledged them all."""
+        self.flush()  # what submit() queued goes first
+        with self._lock:
+            self._check_usable()
+            ids = [self._take_id() for _ in specs]
+            self._submitted += len(ids)
+            if self._collect:
+                self._open.update(ids)
+        jobs = [
+            (job_id, task, tuple(args) if type(args) is list else args, limit)
+            for job_id, (task, args, limit) in zip(ids, specs, strict=True)
+        ]
+        refusals: list[Refusal] = []
+        try:
+            for start in range(0, len(jobs), self._batch_size):
+                batch = jobs[start : start + self._batch_size]
+                refusals += self._send(batch, report_on_flush=False)
+        except DistqError as exc:
+            with self._lock:
+                self._failure = self._failure or exc
+            raise
+        if refusals:
+            raise SubmissionRefused(refusals)
+        return ids
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until the master has acknowledged every job submitted so far. Raises
+        ``SubmissionRefused`` naming the jobs it refused since the last flush, MasterLost
+        (with how many jobs went unacknowledged), or TimeoutError."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._lock:
+            self._wait_acked(self._submitted, deadline)
+            if self._unreported:
+                refusals, self._unreported = self._unreported, []
+                raise SubmissionRefused(refusals)
 
     def close_submissions(self) -> None:
-        self._call("close_submissions")
+        """Flush, then tell the master no more jobs will come (from anyone): it stops
+        once every job is terminal. Collect the results you want first."""
+        self.flush()
+        self._rpc(self._board.close_submissions)
+        with self._lock:
+            self._submissions_closed = True
 
-    def _call(self, method: str, *args: Any) -> Any:
+    # -- results ----------------------------------------------------------------------------
+
+    def result(self, job_id: int, timeout_s: float | None = None) -> Result:
+        """Wait for the terminal result of one job of this submitter (ok or not, with its
+        worker and attempt). Raises SubmissionRefused if the master refused the job."""
+        self._check_collecting()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._lock:
+            if job_id in self._refused:
+                raise SubmissionRefused([(job_id, self._refused[job_id])])
+            if job_id not in self._open and job_id not in self._received:
+                raise UsageError(
+                    f"job {job_id} is not awaiting its result here (not submitted by this "
+                    "submitter, or its result was already returned)"
+                )
+            self._wait_acked(self._submitted, deadline)
+            if job_id in self._refused:
+                raise SubmissionRefused([(job_id, self._refused[job_id])])
+        while job_id not in self._received:
+            self._fetch(_remaining(deadline, f"job {job_id}: no result within {timeout_s} s"))
+        return self._received.pop(job_id)
+
+    def as_completed(self, timeout_s: float | None = None) -> Iterator[Result]:
+        """Yield the terminal result of every job submitted here and not yet returned,
+        in the order they complete (jobs submitted meanwhile included)."""
+        self._check_collecting()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self.flush(timeout_s)
+        received = self._received
+        while True:
+            while received:
+                yield received.pop(next(iter(received)))
+            with self._lock:
+                if not self._open:
+                    if self._unreported:
+                        refusals, self._unreported = self._unreported, []
+                        raise SubmissionRefused(refusals)
+                    return
+                waiting = len(self._open)
+            self._fetch(_remaining(deadline, f"{waiting} results not in within {timeout_s} s"))
+
+    # -- closing ----------------------------------------------------------------------------
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flush (raising as ``flush`` does), then end the session and disconnect."""
+        if self._closed:
+            return
         try:
-            return getattr(self._board, method)(*args)
-        except ValueError as exc:  # the master refused: not open, duplicate id, ...
-            raise UsageError(str(exc)) from None
-        except (OSError, EOFError) as exc:
-            raise MasterLost(f"lost the master at {self.where} ({type(exc).__name__})") from None
+            if self._failure is None:
+                self.flush(timeout_s)
+        finally:
+            self._shut_down(abandon=False)
 
-    def close(self) -> None:
-        self._board._close()  # type: ignore[attr-defined]
+    def abandon(self) -> None:
+        """Disconnect at once; jobs not yet acknowledged are dropped."""
+        if not self._closed:
+            self._shut_down(abandon=True)
 
     def __enter__(self) -> Submitter:
         return self
@@ -69,4 +260,167 @@ class Submitter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _shut_down(self, abandon: bool) -> None:
+        self._closed = True
+        with self._lock:
+            self._stopping = True
+            self._abandoned = abandon
+            self._work.notify_all()
+        self._flusher.join(None if not abandon else 2 * CALL_WAIT_S + 5)
+        if self._failure is None and not self._submissions_closed:
+            with contextlib.suppress(DistqError):  # the master is gone, and the session
+                self._rpc(self._board.end_session, self._session)
+        self._board._close()  # type: ignore[attr-defined]
+
+    def _check_usable(self) -> None:
+        """Under the lock: raise if no more jobs can be submitted here."""
+        if self._failure is not None:
+            raise self._failure
+        if self._closed:
+            raise UsageError("this submitter is closed")
+        if self._submissions_closed:
+            raise UsageError("submissions are closed (this submitter closed them)")
+
+    def _check_collecting(self) -> None:
+        if not self._collect:
+            raise UsageError("this submitter was connected with collect_results=False")
+
+    def _take_id(self) -> int:
+        job_id = self._next_id
+        if job_id >= self._id_end:
+            job_id = self._reserve(1)
+        self._next_id = job_id + 1
+        return job_id
+
+    def _reserve(self, count: int) -> int:
+        """Under the lock: a new block of ids from the master (one round trip, rare)."""
+        size = max(count, self._id_block)
+        self._id_block = min(2 * self._id_block, MAX_ID_BLOCK)
+        first = self._rpc(self._board.reserve_ids, self._session, size)
+        self._id_end = first + size
+        return first
+
+    def _wait_acked(self, target: int, deadline: float | None) -> None:
+        """Under the lock: wait until the first ``target`` jobs are acknowledged."""
+        self._flush_wanted += 1
+        try:
+            if self._flusher_waiting:
+                self._work.notify()
+            while self._acked < target:
+                if self._failure is not None:
+                    lost = self._submitted - self._acked
+                    raise MasterLost(
+                        f"{self._failure}; {lost} submitted jobs were not acknowledged"
+                    )
+                if self._closed and not self._flusher.is_alive():
+                    raise UsageError("this submitter is closed")
+                wait_s = CALL_WAIT_S if deadline is None else deadline - time.monotonic()
+                if wait_s <= 0:
+                    raise TimeoutError(
+                        f"{target - self._acked} submitted jobs not acknowledged in time"
+                    )
+                self._acked_cond.wait(min(wait_s, CALL_WAIT_S))
+        finally:
+            self._flush_wanted -= 1
+
+    def _run_flusher(self) -> None:
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                self._send(batch, report_on_flush=True)
+        except DistqError as exc:
+            with self._lock:
+                self._failure = self._failure or exc
+                self._space.notify_all()
+                self._acked_cond.notify_all()
+        finally:
+            conn = getattr(self._board._tls, "connection", None)  # this thread's own
+            if conn is not None:
+                conn.close()
+                del self._board._tls.connection
+
+    def _next_batch(self) -> list[WireSubmission] | None:
+        """Wait for a full batch, the linger time, a flush or the end; take the batch."""
+        with self._lock:
+            buffer = self._buffer
+            while True:
+                if self._abandoned:
+                    return None
+                wait_s: float | None = None
+                if buffer:
+                    if len(buffer) >= self._batch_size or self._flush_wanted or self._stopping:
+                        break
+                    wait_s = self._oldest_at + self._linger_s - time.monotonic()
+                    if wait_s <= 0:
+                        break
+                elif self._stopping:
+                    return None
+                self._flusher_waiting = True
+                self._work.wait(wait_s)
+                self._flusher_waiting = False
+            batch = [buffer.popleft() for _ in range(min(len(buffer), self._batch_size))]
+            self._space.notify_all()
+            return batch
+
+    def _send(self, batch: list[WireSubmission], report_on_flush: bool) -> list[Refusal]:
+        """Send ``batch`` until the master has taken all of it (it takes what its window
+        has room for); count each reply as acknowledged. Returns the refusals (also
+        raised by the next flush() when ``report_on_flush``)."""
+        refusals: list[Refusal] = []
+        while batch:
+            taken, refused = self._rpc(self._board.submit_jobs, self._session, batch, CALL_WAIT_S)
+            batch = batch[taken:]
+            with self._lock:
+                self._acked += taken
+                if refused:
+                    refusals += refused
+                    if report_on_flush:
+                        self._unreported += refused
+                    for job_id, reason in refused:
+                        self._refused[job_id] = reason
+                        self._open.discard(job_id)
+                if taken:
+                    self._acked_cond.notify_all()
+                if self._abandoned:
+                    break
+        return refusals
+
+    def _fetch(self, wait_s: float) -> None:
+        outcomes: list[WireOutcome] = self._rpc(
+            self._board.fetch_results, self._session, FETCH_MAX, min(wait_s, CALL_WAIT_S)
+        )
+        if outcomes:
+            received = self._received
+            with self._lock:
+                discard = self._open.discard
+                for outcome in outcomes:
+                    discard(outcome[0])
+                    received[outcome[0]] = Result(*outcome)
+
+    def _rpc(self, method: Callable[..., T], *args: Any) -> T:
+        try:
+            return method(*args)
+        except ValueError as exc:  # the master refused: not open, unknown session, ...
+            raise UsageError(str(exc)) from None
+        except (OSError, EOFError) as exc:
+            raise MasterLost(f"lost the master at {self.where} ({type(exc).__name__})") from None
+
+
+def _remaining(deadline: float | None, message: str) -> float:
+    """Seconds left before ``deadline`` (CALL_WAIT_S when there is none); TimeoutError
+    with ``message`` once it has passed."""
+    if deadline is None:
+        return CALL_WAIT_S
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError(message)
+    return remaining

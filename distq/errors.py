@@ -19,6 +19,7 @@ __all__ = [
     "HandshakeTimeout",
     "MasterLost",
     "MasterUnreachable",
+    "SubmissionRefused",
     "UsageError",
 ]
 
@@ -55,3 +56,23 @@ class MasterLost(DistqError):
 
 class HandshakeTimeout(DistqError):
     exit_code = EXIT_HANDSHAKE_TIMEOUT
+
+
+class SubmissionRefused(DistqError):
+    """The master refused submitted jobs (a malformed job, submissions closed)."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, refusals: list[tuple[int, str]]) -> None:
+        self.refusals = list(refusals)  # (job id, the master's reason), in submission order
+        first_id, first_reason = self.refusals[0]
+        message = f"the master refused job {first_id}: {first_reason}"
+        if len(self.refusals) > 1:
+            others = ", ".join(str(job_id) for job_id, _ in self.refusals[1:6])
+            more = "..." if len(self.refusals) > 6 else ""
+            message += f" (and {len(self.refusals) - 1} more: jobs {others}{more})"
+        super().__init__(message)
+
+    @property
+    def job_ids(self) -> list[int]:
+        return [job_id for job_id, _ in self.refusals]

@@ -16,6 +16,7 @@ from multiprocessing.managers import BaseManager, BaseProxy
 from typing import Any
 
 from distq.jobs import WireJob, WireResult
+from distq.submissions import Refusal, WireOutcome, WireSubmission
 
 __all__ = [
     "BoardProxy",
@@ -127,7 +128,11 @@ class BoardProxy(BaseProxy):
         "report_and_lease",
         "heartbeat",
         "bye",
-        "submit",
+        "open_session",
+        "reserve_ids",
+        "submit_jobs",
+        "fetch_results",
+        "end_session",
         "close_submissions",
     )
 
@@ -173,8 +178,22 @@ class BoardProxy(BaseProxy):
     def heartbeat(self, worker: str) -> bool:
         return bool(self._call("heartbeat", worker))
 
-    def submit(self, specs: list[tuple[str, list[Any], float | None]]) -> list[int]:
-        return self._call("submit", specs)  # type: ignore[no-any-return]
+    def open_session(self, collect: bool, window: int | None = None) -> dict[str, Any]:
+        return self._call("open_session", collect, window)  # type: ignore[no-any-return]
+
+    def reserve_ids(self, session: str, count: int) -> int:
+        return int(self._call("reserve_ids", session, count))
+
+    def submit_jobs(
+        self, session: str, jobs: list[WireSubmission], wait_s: float
+    ) -> tuple[int, list[Refusal]]:
+        return self._call("submit_jobs", session, jobs, wait_s)  # type: ignore[no-any-return]
+
+    def fetch_results(self, session: str, max_n: int, wait_s: float) -> list[WireOutcome]:
+        return self._call("fetch_results", session, max_n, wait_s)  # type: ignore[no-any-return]
+
+    def end_session(self, session: str) -> None:
+        self._call("end_session", session)
 
     def close_submissions(self) -> None:
         self._call("close_submissions")

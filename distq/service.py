@@ -1,7 +1,8 @@
 """The board service: the object the master's manager serves to workers and clients.
 
 It wraps the pure ``JobBoard`` in one lock, long-polls leases, tracks which connection
-belongs to which worker, and writes the board's results and events as they come out.
+belongs to which worker, takes submitters' jobs within their windows and hands their
+results back, and writes the board's results and events as they come out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ from typing import Any
 from distq.board import JobBoard
 from distq.events import EventLog
 from distq.jobs import Result, WireJob, WireResult
+from distq.submissions import (
+    DEFAULT_WINDOW,
+    Refusal,
+    Session,
+    Sessions,
+    WireOutcome,
+    WireSubmission,
+    refusal_reason,
+)
 
 __all__ = ["BoardService", "MasterConfig", "set_caller"]
 
@@ -46,6 +56,7 @@ class MasterConfig:
     shutdown_grace_s: float = 3.0
     tick_s: float = 0.05
     open_submissions: bool = False  # accept jobs from clients until they close submissions
+    submit_window: int = DEFAULT_WINDOW  # jobs in flight per submitter session, at most
 
 
 class BoardService:
@@ -62,7 +73,11 @@ class BoardService:
         self.log = log
         self._write_results = write_results
         self.config = config
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        # Submitters wait here for room in their window or for results; one lock for all.
+        self._delivered = threading.Condition(lock)
+        self.sessions = Sessions(config.submit_window)
         self._conn_of_worker: dict[str, object] = {}
         self._worker_of_conn: dict[int, str] = {}
         self._identity: dict[str, tuple[int, str]] = {}  # worker -> (pid, host) at hello
@@ -156,18 +171,61 @@ class BoardService:
             self.board.worker_lost(worker, "connection closed")
             self._flush()
 
-    def submit(self, specs: list[tuple[str, list[Any], float | None]]) -> list[int]:
-        """Add jobs to an open master; returns their ids. Called by ``distq submit``."""
+    # -- called by submitters (distq.client.Submitter) -----------------------------------
+
+    def open_session(self, collect: bool, window: int | None = None) -> dict[str, Any]:
+        """Start a submitter session; its jobs' results are kept for it when ``collect``."""
         with self._cond:
             if not self.accepting:
                 raise ValueError("this master does not accept submissions (start it with --open)")
-            ids = []
-            for task, args, limit in specs:
-                if limit is None:
-                    limit = self.config.time_limit_s
-                ids.append(self.board.submit(task, tuple(args), time_limit_s=limit).job_id)
+            session = self.sessions.open(collect, window)
+            return {"session": session.name, "window": session.window}
+
+    def reserve_ids(self, session: str, count: int) -> int:
+        """A block of ``count`` fresh job ids for the submitter to assign; the first."""
+        with self._cond:
+            self.sessions.get(session)
+            return self.board.reserve_ids(max(1, min(count, 1 << 20)))
+
+    def submit_jobs(
+        self, session: str, jobs: list[WireSubmission], wait_s: float
+    ) -> tuple[int, list[Refusal]]:
+        """Take jobs in order while the session's window has room (waiting up to
+        ``wait_s`` for some when it has none). Returns how many of ``jobs`` were taken
+        (the rest are to be sent again) and which of those were refused, with why.
+
+        The reply is the acknowledgement: a submitter's ``flush()`` counts every taken
+        job as the master's. Whatever must hold before that (a journal written) belongs
+        in ``_accept_jobs``, which every taken job goes through before the reply.
+        """
+        with self._cond:
+            owner = self.sessions.get(session)
+            deadline = time.monotonic() + max(0.0, min(wait_s, 5.0))
+            while self.accepting and not self.sessions.room(owner) and not self.stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return 0, []
+                self._delivered.wait(remaining)
+            taken, refused = self._accept_jobs(owner, jobs)
             self._flush()
-            return ids
+            return taken, refused
+
+    def fetch_results(self, session: str, max_n: int, wait_s: float) -> list[WireOutcome]:
+        """Up to ``max_n`` terminal results of the session's jobs, waiting up to ``wait_s``
+        for the first."""
+        with self._cond:
+            owner = self.sessions.get(session)
+            deadline = time.monotonic() + max(0.0, min(wait_s, 5.0))
+            while not owner.results and not self.stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._delivered.wait(remaining)
+            return self.sessions.take_results(owner, max(1, max_n))
+
+    def end_session(self, session: str) -> None:
+        with self._cond:
+            self.sessions.end(session)
 
     def close_submissions(self) -> None:
         """No more jobs will come: the master stops once every job is terminal."""
@@ -175,6 +233,7 @@ class BoardService:
             self.accepting = False
             self.log.write("submissions_closed", jobs=len(self.board))
             self._flush()
+            self._delivered.notify_all()  # a submitter waiting for room is refused now
 
     def tick(self) -> bool:
         """Expire overdue leases. Returns True once every job is terminal and no more
@@ -193,6 +252,7 @@ class BoardService:
         with self._cond:
             self.stopping = True
             self._cond.notify_all()
+            self._delivered.notify_all()
 
     def connected_workers(self) -> int:
         with self._cond:
@@ -220,6 +280,42 @@ class BoardService:
             if isinstance(conn, connection.Connection) and conn.poll(0):
                 return [], False
 
+    def _accept_jobs(
+        self, session: Session, jobs: list[WireSubmission]
+    ) -> tuple[int, list[Refusal]]:
+        """Put jobs on the board in order until the session's window is full; refuse the
+        malformed ones, and every one once submissions are closed. Returns (taken,
+        refused): what the reply acknowledges."""
+        room = self.sessions.room(session)
+        board = self.board
+        default_limit = self.config.time_limit_s
+        refused: list[Refusal] = []
+        taken = 0
+        for job_id, task, args, limit in jobs:
+            if not self.accepting:
+                refused.append((job_id, "submissions are closed"))
+            elif room <= 0:
+                break
+            else:
+                reason = refusal_reason(task, args, limit)
+                if reason is None:
+                    try:
+                        board.submit(
+                            task,
+                            tuple(args),
+                            job_id=job_id,
+                            time_limit_s=default_limit if limit is None else limit,
+                        )
+                    except ValueError as exc:  # an id submitted twice
+                        reason = str(exc)
+                if reason is None:
+                    self.sessions.owns(session, job_id)
+                    room -= 1
+                else:
+                    refused.append((job_id, reason))
+            taken += 1
+        return taken, refused
+
     def _apply(self, worker: str, results: list[WireResult]) -> None:
         board = self.board
         for job_id, attempt, ok, value, error in results:
@@ -239,6 +335,8 @@ class BoardService:
         if results:
             self._write_results(results)
             self.last_result_at = time.monotonic()
+            if self.sessions.route(results):
+                self._delivered.notify_all()
         if self.log.enabled:
             self.log.write_all(self.board.drain_events())
         if self.board.leasable or self.board.finished:
