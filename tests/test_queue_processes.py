@@ -323,7 +323,7 @@ def test_an_open_master_takes_submissions_until_they_close(tmp_path: Path) -> No
             assert cluster.master is not None and cluster.master.alive(), "open: it waits for more"
             later = submitter.submit("echo", ["late"])
             submitter.close_submissions()
-            with pytest.raises(UsageError, match="does not accept submissions"):
+            with pytest.raises(UsageError, match="submissions are closed"):
                 submitter.submit("square", [1])
         assert cluster.wait_master(BOUND_S) == 0
     assert first == [0, 1, 2, 3, 4] and later == 5

@@ -1,6 +1,7 @@
 """A stateful test on real processes: Hypothesis starts, kills, pauses and resumes workers,
-submits jobs to a running master and lets time pass; after every step no job has two
-accepted results, and at the end every submitted job has exactly one correct result.
+submits jobs to a running master through the pipelined Submitter (flushing or not) and
+lets time pass; after every step no job has two accepted results, and at the end the
+submitter collects exactly one result for every job it submitted, each correct.
 
 One rule submits a slow job and pauses its holder until the lease has expired and another
 worker has done the job, so a late result (what a queue without first-result-wins gets
@@ -71,7 +72,7 @@ class LiveCluster(RuleBasedStateMachine):
     def two_workers_with_work_in_flight(self) -> None:
         for _ in range(2):
             self.start_worker()
-        self.submit_jobs(4, 0.5)
+        self.submit_jobs(4, 0.5, then_flush=True)
 
     @precondition(lambda self: len(self.live) < MAX_WORKERS)
     @rule()
@@ -114,6 +115,7 @@ class LiveCluster(RuleBasedStateMachine):
         """
         job_id = self.submitter.submit("square", [7, self.late_job_s])
         self.submitted[job_id] = 49
+        self.submitter.flush()
         self.wait_until(
             lambda events: any(e["ev"] == "leased" and e["job"] == job_id for e in events),
             f"job {job_id} leased",
@@ -189,11 +191,17 @@ class LiveCluster(RuleBasedStateMachine):
         self.cluster.signal(name, signal.SIGCONT)
         self.paused.discard(name)
 
-    @rule(count=st.integers(1, 6), delay_s=st.sampled_from([0.0, 0.05, 0.5]))
-    def submit_jobs(self, count: int, delay_s: float) -> None:
+    @rule(
+        count=st.integers(1, 6),
+        delay_s=st.sampled_from([0.0, 0.05, 0.5]),
+        then_flush=st.booleans(),
+    )
+    def submit_jobs(self, count: int, delay_s: float, then_flush: bool) -> None:
         for n in range(count):
             job_id = self.submitter.submit("square", [n, delay_s])
             self.submitted[job_id] = n * n
+        if then_flush:
+            self.submitter.flush()
 
     @rule(seconds=st.sampled_from([0.1, 0.5, 2.0]))
     def let_time_pass(self, seconds: float) -> None:
@@ -218,6 +226,11 @@ class LiveCluster(RuleBasedStateMachine):
                 self.cluster.signal(name, signal.SIGCONT)
             if not any(self.cluster.procs[name].alive() for name in self.live):
                 self.cluster.add_worker()
+            collected = list(self.submitter.as_completed(timeout_s=2 * BOUND_S))
+            assert sorted(r.job_id for r in collected) == sorted(self.submitted)
+            for result in collected:  # a job dead after its attempts is a correct outcome
+                assert result.attempt >= 1 and result.worker
+                assert not result.ok or result.value == self.submitted[result.job_id]
             self.submitter.close_submissions()
             self.submitter.close()
             assert self.cluster.wait_master(BOUND_S) == 0

@@ -1,0 +1,198 @@
+"""The pipelined Submitter against a real open master: ids and order, refusals, back-pressure
+with bounded memory on both sides, and a producer SIGKILLed after flush()."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from distq.client import Submitter
+from distq.errors import SubmissionRefused, UsageError
+from distq.submissions import DEFAULT_WINDOW
+from harness.checks import judge
+from harness.cluster import Cluster
+from harness.history import History
+
+pytestmark = pytest.mark.processes
+
+BOUND_S = 60.0  # generous: a loaded 2-core machine
+# Back-pressure: a producer asked for 1e6 jobs, with no worker to take any, is held to
+# the master's window plus its own send buffer; neither process grows past this RSS
+# (measured: producer 26 MB, master 28 MB: an interpreter with distq and ~10k jobs; one
+# million jobs on the board would take several hundred MB).
+RSS_BOUND_MB = 64
+PRODUCER_BUFFER = 10_000  # Submitter's default max_buffered
+PRODUCER_BATCH = 1000  # Submitter's default batch_size
+
+
+class Producer:
+    """``python -m tests.producer`` as a process, its stdout lines in a queue."""
+
+    def __init__(self, cluster: Cluster, *args: str) -> None:
+        assert cluster.address is not None
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.producer", cluster.address, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=cluster.env(),
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.decode().strip())
+
+    def next_line(self, timeout_s: float = BOUND_S) -> str:
+        try:
+            return self.lines.get(timeout=timeout_s)
+        except queue.Empty:
+            raise AssertionError(f"the producer said nothing for {timeout_s:g} s") from None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=BOUND_S)
+
+
+def test_ids_increase_in_submission_order_and_the_master_takes_jobs_in_that_order(
+    tmp_path: Path,
+) -> None:
+    with Cluster(tmp_path / "run", ["--open"]) as cluster:
+        assert cluster.address is not None
+        cluster.add_worker()
+        with (
+            Submitter.connect(cluster.address, cluster.authkey) as first,
+            Submitter.connect(cluster.address, cluster.authkey) as second,
+        ):
+            sent: dict[int, int] = {}  # id -> the echo value, for the first submitter
+            ids: list[int] = []
+            for k in range(300):  # several id blocks (64, 128, 256, ...)
+                ids.append(first.submit("echo", [k]))
+                sent[ids[-1]] = k
+                if k % 50 == 0:
+                    second.submit("echo", [-1])
+            bulk = first.submit_many([("echo", [1000 + k], None) for k in range(50)])
+            sent.update({job_id: 1000 + k for k, job_id in enumerate(bulk)})
+            ids += bulk
+            ids.append(first.submit("echo", [2000]))
+            sent[ids[-1]] = 2000
+            first.flush()
+            second.flush()
+            assert ids == sorted(set(ids)), "ids are unique and increase in submission order"
+            assert ids[:3] == [0, 1, 2]
+            picked = ids[123]
+            one = first.result(picked, timeout_s=BOUND_S)
+            assert (one.job_id, one.ok, one.value) == (picked, True, sent[picked])
+            assert one.worker == "worker-1" and one.attempt == 1
+            rest = {r.job_id: r for r in first.as_completed(timeout_s=BOUND_S)}
+            assert set(rest) == set(ids) - {picked}
+            assert all(r.ok and r.value == sent[r.job_id] for r in rest.values())
+            with pytest.raises(UsageError, match=f"job {picked} is not awaiting"):
+                first.result(picked, timeout_s=1)
+            theirs = {r.job_id for r in second.as_completed(timeout_s=BOUND_S)}
+            assert len(theirs) == 6 and not theirs & set(ids)
+            first.close_submissions()
+        assert cluster.wait_master(BOUND_S) == 0
+    history = History.load_run(cluster.run_dir)
+    mine = [job for job in history.submitted() if job in sent]
+    assert mine == ids, "the master took the jobs in submission order"
+    assert judge(history, ["exactly_once", "correct_values"]).status == "pass"
+
+
+def test_a_refused_submission_surfaces_on_flush_naming_the_job(tmp_path: Path) -> None:
+    with Cluster(tmp_path / "run", ["--open"]) as cluster:
+        assert cluster.address is not None
+        with Submitter.connect(cluster.address, cluster.authkey) as submitter:
+            good = [submitter.submit("square", [n]) for n in range(5)]
+            bad = submitter.submit("no such task", [1])
+            also_bad = submitter.submit("square", [2], time_limit_s=-1.0)
+            more = submitter.submit("square", [9])
+            with pytest.raises(SubmissionRefused) as refused:
+                submitter.flush()
+            assert refused.value.job_ids == [bad, also_bad]
+            assert str(refused.value).startswith(
+                f"the master refused job {bad}: task 'no such task' is neither a built-in"
+            )
+            assert "(and 1 more: jobs " + str(also_bad) + ")" in str(refused.value)
+            submitter.flush()  # reported once
+            with pytest.raises(SubmissionRefused, match=f"job {also_bad}: time_limit_s"):
+                submitter.result(also_bad, timeout_s=BOUND_S)
+            # Another submitter closes submissions: what this one sends next is refused.
+            with Submitter.connect(cluster.address, cluster.authkey) as closer:
+                closer.close_submissions()
+            late = submitter.submit("square", [3])
+            with pytest.raises(SubmissionRefused, match=f"job {late}: submissions are closed"):
+                submitter.flush()
+            cluster.add_worker()
+            done = {r.job_id: r.value for r in submitter.as_completed(timeout_s=BOUND_S)}
+            assert done == {job_id: n * n for n, job_id in enumerate(good)} | {more: 81}
+        assert cluster.wait_master(BOUND_S) == 0
+    history = History.load_run(cluster.run_dir)
+    assert set(history.submitted()) == {*good, more}
+
+
+def test_a_producer_far_ahead_blocks_with_bounded_memory_on_both_sides(tmp_path: Path) -> None:
+    with Cluster(tmp_path / "run", ["--open"]) as cluster:  # no worker: nothing finishes
+        assert cluster.master is not None
+        producer = Producer(cluster, "--jobs", "1000000", "--report-every", "1000")
+        try:
+            reported = 0
+            while reported < DEFAULT_WINDOW:
+                reported = int(producer.next_line().split()[1])
+            # Far ahead: a producer with no back-pressure would be hundreds of thousands
+            # of jobs further within this time (it submits ~100k jobs/s).
+            watch_until = time.monotonic() + 3.0
+            while (left := watch_until - time.monotonic()) > 0:
+                try:
+                    reported = int(producer.lines.get(timeout=left).split()[1])
+                except queue.Empty:
+                    break
+            assert producer.proc.poll() is None, "the producer is blocked, not dead"
+            assert reported <= DEFAULT_WINDOW + PRODUCER_BUFFER + PRODUCER_BATCH
+            rss_mb = {
+                "producer": psutil.Process(producer.proc.pid).memory_info().rss / 2**20,
+                "master": psutil.Process(cluster.master.pid).memory_info().rss / 2**20,
+            }
+            assert all(rss < RSS_BOUND_MB for rss in rss_mb.values()), rss_mb
+            cluster.master_events.poll()
+            taken = [e for e in cluster.master_events.events if e["ev"] == "job_submitted"]
+            assert len(taken) == DEFAULT_WINDOW, "the master took exactly one window"
+        finally:
+            producer.kill()
+
+
+def test_a_producer_sigkilled_after_flush_loses_nothing_flushed(tmp_path: Path) -> None:
+    with Cluster(tmp_path / "run", ["--open"]) as cluster:
+        assert cluster.address is not None
+        producer = Producer(
+            cluster, "--jobs", "700", "--flush-at", "500", "--report-every", "100000"
+        )
+        try:
+            line = producer.next_line()
+            assert line.startswith("flushed "), line
+            flushed: list[int] = json.loads(line.removeprefix("flushed "))
+            assert len(flushed) == 500
+            assert producer.next_line() == "waiting"
+        finally:
+            producer.kill()
+        cluster.add_worker()
+        with Submitter.connect(cluster.address, cluster.authkey) as closer:
+            closer.close_submissions()
+        assert cluster.wait_master(BOUND_S) == 0
+    lines = [json.loads(line) for line in cluster.results_path.read_text().splitlines()]
+    values = {line["job"]: line["value"] for line in lines if line["ok"]}
+    assert [values.get(job_id) for job_id in flushed] == [n * n for n in range(500)]
+    history = History.load_run(cluster.run_dir)
+    assert set(flushed) <= set(history.submitted())
+    assert judge(history, ["exactly_once", "correct_values"]).status == "pass"
