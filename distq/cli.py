@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TextIO
 from distq.errors import EXIT_INTERRUPTED, EXIT_USAGE, DistqError, UsageError
 from distq.jobsfile import JobSpec, read_jobs_file
 from distq.protocol import parse_address
+from distq.submissions import DEFAULT_WINDOW
 from distq.worker import WorkerConfig, default_worker_name, run_worker
 
 __all__ = ["main"]
@@ -156,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also accept jobs from 'distq submit' until it says --close; then stop once "
         "every job is terminal",
+    )
+    master.add_argument(
+        "--submit-window",
+        type=_positive_int,
+        default=DEFAULT_WINDOW,
+        help="with --open: jobs one submitter may have unfinished at once; it waits for "
+        f"room beyond that (default {DEFAULT_WINDOW})",
     )
     master.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     master.add_argument(
@@ -354,6 +362,7 @@ def _master(options: argparse.Namespace) -> int:
         batch_size=options.batch_size,
         handshake_timeout_s=options.handshake_timeout_s,
         open_submissions=options.open,
+        submit_window=options.submit_window,
     )
     results = _open_output(options.results)
     try:
@@ -379,19 +388,33 @@ def _submit(options: argparse.Namespace) -> int:
     if options.jobs is None and options.task is None and not options.close:
         raise UsageError("nothing to do: give --jobs FILE or --task NAME, and/or --close")
     authkey = read_authkey(options.authkey_file)
-    specs = [(s.task, list(s.args), s.time_limit_s) for s in _jobs_from(options)]
-    if any(s.job_id is not None for s in _jobs_from(options)):
+    specs = _jobs_from(options)
+    if any(s.job_id is not None for s in specs):
         raise UsageError(
             "submitted jobs get their ids from the master: drop 'id' from the jobs file"
         )
-    with Submitter.connect(options.connect, authkey) as submitter:
+    # The same pipelined path as a program's submit(): one call per job, sent in batches,
+    # acknowledged by the master when flush() returns.
+    with Submitter.connect(options.connect, authkey, collect_results=False) as submitter:
         if specs:
-            ids = submitter.submit_many(specs)
-            print(f"submitted {len(ids)} jobs: ids {ids[0]}..{ids[-1]}")
+            ids = [submitter.submit(s.task, s.args, s.time_limit_s) for s in specs]
+            submitter.flush()
+            print(f"submitted {len(ids)} jobs: ids {_id_ranges(ids)}")
         if options.close:
             submitter.close_submissions()
             print("submissions closed: the master stops once every job is terminal")
     return 0
+
+
+def _id_ranges(ids: list[int]) -> str:
+    """``[0, 1, 2, 7, 8]`` -> ``"0..2, 7..8"`` (ids come in blocks, so runs are long)."""
+    runs: list[list[int]] = []
+    for job_id in ids:
+        if runs and job_id == runs[-1][1] + 1:
+            runs[-1][1] = job_id
+        else:
+            runs.append([job_id, job_id])
+    return ", ".join(f"{first}..{last}" if first != last else f"{first}" for first, last in runs)
 
 
 def _worker(options: argparse.Namespace) -> int:

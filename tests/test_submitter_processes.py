@@ -196,3 +196,45 @@ def test_a_producer_sigkilled_after_flush_loses_nothing_flushed(tmp_path: Path) 
     history = History.load_run(cluster.run_dir)
     assert set(flushed) <= set(history.submitted())
     assert judge(history, ["exactly_once", "correct_values"]).status == "pass"
+
+
+def test_distq_submit_goes_through_the_same_path(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"task": "square", "args": [3]}\n{"task": "not a task"}\n')
+    with Cluster(tmp_path / "run", ["--open"]) as cluster:
+        assert cluster.address is not None
+
+        def submit(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "distq", "submit", "--connect", cluster.address]
+            return subprocess.run(
+                [*command, *args],
+                capture_output=True,
+                text=True,
+                timeout=BOUND_S,
+                env=cluster.env(),
+            )
+
+        done = submit("--task", "square", "--count", "5")
+        assert (done.returncode, done.stdout, done.stderr) == (
+            0,
+            "submitted 5 jobs: ids 0..4\n",
+            "",
+        )
+        refused = submit("--jobs", str(jobs))
+        assert refused.returncode == 2
+        assert refused.stderr.splitlines() == [
+            "distq submit: error: the master refused job 65: task 'not a task' is neither a "
+            "built-in (square, sleep, fail, crash, hang, echo) nor a 'module:function' reference"
+        ]
+        assert submit("--close").returncode == 0
+        cluster.add_worker()
+        assert cluster.wait_master(BOUND_S) == 0
+    history = History.load_run(cluster.run_dir)
+    assert sorted(history.submitted()) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        64,
+    ]  # each submitter reserves a block of 64 ids first
