@@ -291,9 +291,14 @@ class BoardService:
         default_limit = self.config.time_limit_s
         refused: list[Refusal] = []
         taken = 0
+        closed = None
+        if not self.accepting:
+            closed = "submissions are closed"
+        elif self.stopping:  # interrupted: no room will come
+            closed = "the master is stopping"
         for job_id, task, args, limit in jobs:
-            if not self.accepting:
-                refused.append((job_id, "submissions are closed"))
+            if closed is not None:
+                refused.append((job_id, closed))
             elif room <= 0:
                 break
             else:
