@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from distq.client import Submitter
-from distq.errors import SubmissionRefused, UsageError
+from distq.errors import MasterLost, SubmissionRefused, UsageError
 from distq.submissions import DEFAULT_WINDOW
 from harness.checks import judge
 from harness.cluster import Cluster
@@ -238,3 +238,22 @@ def test_distq_submit_goes_through_the_same_path(tmp_path: Path) -> None:
         4,
         64,
     ]  # each submitter reserves a block of 64 ids first
+
+
+def test_a_result_not_in_time_and_a_lost_master_are_errors_that_say_so(tmp_path: Path) -> None:
+    with Cluster(tmp_path / "run", ["--open"]) as cluster:  # no worker: nothing finishes
+        assert cluster.address is not None
+        submitter = Submitter.connect(cluster.address, cluster.authkey)
+        try:
+            job_id = submitter.submit("square", [4])
+            with pytest.raises(TimeoutError, match=f"job {job_id}: no result within 0.3 s"):
+                submitter.result(job_id, timeout_s=0.3)
+            cluster.signal("master", signal.SIGKILL)
+            assert cluster.wait_master(BOUND_S) == -signal.SIGKILL
+            submitter.submit("square", [5])
+            with pytest.raises(MasterLost, match="1 submitted jobs were not acknowledged"):
+                submitter.flush(timeout_s=BOUND_S)
+            with pytest.raises(MasterLost):
+                submitter.submit("square", [6])
+        finally:
+            submitter.abandon()
