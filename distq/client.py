@@ -200,10 +200,12 @@ class Submitter:
         worker and attempt). Raises SubmissionRefused if the master refused the job."""
         self._check_collecting()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        if job_id in self._received:
+            return self._received.pop(job_id)
         with self._lock:
             if job_id in self._refused:
                 raise SubmissionRefused([(job_id, self._refused[job_id])])
-            if job_id not in self._open and job_id not in self._received:
+            if job_id not in self._open:
                 raise UsageError(
                     f"job {job_id} is not awaiting its result here (not submitted by this "
                     "submitter, or its result was already returned)"
@@ -241,8 +243,7 @@ class Submitter:
         if self._closed:
             return
         try:
-            if self._failure is None:
-                self.flush(timeout_s)
+            self.flush(timeout_s)  # after a failure: raises only if jobs went unacknowledged
         finally:
             self._shut_down(abandon=False)
 
@@ -274,7 +275,7 @@ class Submitter:
             self._abandoned = abandon
             self._work.notify_all()
         self._flusher.join(None if not abandon else 2 * CALL_WAIT_S + 5)
-        if self._failure is None and not self._submissions_closed:
+        if self._failure is None:
             with contextlib.suppress(DistqError):  # the master is gone, and the session
                 self._rpc(self._board.end_session, self._session)
         self._board._close()  # type: ignore[attr-defined]
