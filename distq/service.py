@@ -201,10 +201,13 @@ class BoardService:
         with self._cond:
             owner = self.sessions.get(session)
             deadline = time.monotonic() + max(0.0, min(wait_s, 5.0))
-            while self.accepting and not self.sessions.room(owner) and not self.stopping:
+            # A full window frees one job at a time: wait for a quarter of it (or all the
+            # batch) rather than take a few jobs per round trip and be sent the rest again.
+            wanted = min(len(jobs), max(1, owner.window // 4))
+            while self.accepting and self.sessions.room(owner) < wanted and not self.stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return 0, []
+                    break
                 self._delivered.wait(remaining)
             taken, refused = self._accept_jobs(owner, jobs)
             self._flush()
