@@ -407,9 +407,8 @@ def run_distq_submit(jobs: int, bulk: bool) -> SubmitRun:
                 elapsed_s = time.perf_counter() - started_at
                 submitter.close_submissions()
         except (DistqError, TimeoutError) as exc:
-            raise BenchmarkFailed(
-                f"distq producer: {exc} ({watchdog.reason or 'no watchdog'})"
-            ) from None
+            why = f" ({watchdog.reason})" if watchdog.reason else ""
+            raise BenchmarkFailed(f"distq producer: {exc}{why}") from None
         finally:
             watchdog.stop()
         wrong = [job_id for n, job_id in enumerate(ids) if values.get(job_id) != n * n]
