@@ -150,6 +150,14 @@ def test_a_producer_far_ahead_blocks_with_bounded_memory_on_both_sides(tmp_path:
             reported = 0
             while reported < DEFAULT_WINDOW:
                 reported = int(producer.next_line().split()[1])
+            taken = 0
+
+            def window_full(event: dict[str, object]) -> bool:
+                nonlocal taken
+                taken += event["ev"] == "job_submitted"
+                return taken == DEFAULT_WINDOW
+
+            cluster.master_events.wait_for(window_full, BOUND_S, "the window taken")
             # Far ahead: a producer with no back-pressure would be hundreds of thousands
             # of jobs further within this time (it submits ~100k jobs/s).
             watch_until = time.monotonic() + 3.0
@@ -166,8 +174,8 @@ def test_a_producer_far_ahead_blocks_with_bounded_memory_on_both_sides(tmp_path:
             }
             assert all(rss < RSS_BOUND_MB for rss in rss_mb.values()), rss_mb
             cluster.master_events.poll()
-            taken = [e for e in cluster.master_events.events if e["ev"] == "job_submitted"]
-            assert len(taken) == DEFAULT_WINDOW, "the master took exactly one window"
+            submitted = [e for e in cluster.master_events.events if e["ev"] == "job_submitted"]
+            assert len(submitted) == DEFAULT_WINDOW, "the master took exactly one window"
         finally:
             producer.kill()
 
