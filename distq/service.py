@@ -164,6 +164,7 @@ class BoardService:
 
     def connection_closed(self, conn: object) -> None:
         with self._cond:
+            self.sessions.connection_closed(id(conn))
             worker = self._worker_of_conn.pop(id(conn), None)
             if worker is None or self._conn_of_worker.get(worker) is not conn:
                 return
@@ -179,12 +180,13 @@ class BoardService:
             if not self.accepting:
                 raise ValueError("this master does not accept submissions (start it with --open)")
             session = self.sessions.open(collect, window)
+            self._session(session.name)  # on this connection
             return {"session": session.name, "window": session.window}
 
     def reserve_ids(self, session: str, count: int) -> int:
         """A block of ``count`` fresh job ids for the submitter to assign; the first."""
         with self._cond:
-            self.sessions.get(session)
+            self._session(session)
             return self.board.reserve_ids(max(1, min(count, 1 << 20)))
 
     def submit_jobs(
@@ -199,7 +201,7 @@ class BoardService:
         in ``_accept_jobs``, which every taken job goes through before the reply.
         """
         with self._cond:
-            owner = self.sessions.get(session)
+            owner = self._session(session)
             deadline = time.monotonic() + max(0.0, min(wait_s, 5.0))
             # A full window frees one job at a time: wait for a quarter of it (or all the
             # batch) rather than take a few jobs per round trip and be sent the rest again.
@@ -217,7 +219,7 @@ class BoardService:
         """Up to ``max_n`` terminal results of the session's jobs, waiting up to ``wait_s``
         for the first."""
         with self._cond:
-            owner = self.sessions.get(session)
+            owner = self._session(session)
             deadline = time.monotonic() + max(0.0, min(wait_s, 5.0))
             while not owner.results and not self.stopping:
                 remaining = deadline - time.monotonic()
@@ -229,6 +231,14 @@ class BoardService:
     def end_session(self, session: str) -> None:
         with self._cond:
             self.sessions.end(session)
+
+    def _session(self, name: str) -> Session:
+        """The named session, noting the connection this call came on."""
+        session = self.sessions.get(name)
+        conn = getattr(_caller, "conn", None)
+        if conn is not None:
+            self.sessions.seen_on(session, id(conn))
+        return session
 
     def close_submissions(self) -> None:
         """No more jobs will come: the master stops once every job is terminal."""

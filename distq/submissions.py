@@ -76,6 +76,7 @@ class Session:
     in_flight: int = 0  # submitted, not yet terminal
     ended: bool = False
     results: deque[Result] = field(default_factory=deque)  # terminal, not fetched yet
+    connections: set[int] = field(default_factory=set)  # ids of the connections it called on
 
 
 class Sessions:
@@ -87,6 +88,7 @@ class Sessions:
         self.max_window = max_window
         self._sessions: dict[str, Session] = {}
         self._owner: dict[int, Session] = {}  # job id -> its session, until terminal
+        self._of_connection: dict[int, set[str]] = {}  # connection id -> sessions used on it
 
     def open(self, collect: bool, window: int | None = None) -> Session:
         size = self.max_window if window is None else max(1, min(window, self.max_window))
@@ -106,6 +108,24 @@ class Sessions:
         if session is not None:
             session.ended = True
             session.results.clear()
+            for connection in session.connections:
+                self._of_connection.get(connection, set()).discard(name)
+
+    def seen_on(self, session: Session, connection: int) -> None:
+        """``session`` made a call on ``connection`` (an id, unique while it is open)."""
+        if connection not in session.connections:
+            session.connections.add(connection)
+            self._of_connection.setdefault(connection, set()).add(session.name)
+
+    def connection_closed(self, connection: int) -> None:
+        """End every session whose last connection this was: a submitter that died (or
+        forgot to close) leaves no results behind for nobody to fetch."""
+        for name in self._of_connection.pop(connection, ()):
+            session = self._sessions.get(name)
+            if session is not None:
+                session.connections.discard(connection)
+                if not session.connections:
+                    self.end(name)
 
     def room(self, session: Session) -> int:
         return max(0, session.window - session.in_flight)

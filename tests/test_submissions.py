@@ -76,3 +76,24 @@ def test_a_refusal_names_the_jobs() -> None:
     many = SubmissionRefused([(n, "bad") for n in range(10, 20)])
     assert str(many) == ("the master refused job 10: bad (and 9 more: jobs 11, 12, 13, 14, 15...)")
     assert many.job_ids == list(range(10, 20)) and many.exit_code == 2
+
+
+def test_a_session_ends_when_its_last_connection_closes() -> None:
+    sessions = Sessions()
+    dying = sessions.open(collect=True)
+    other = sessions.open(collect=True)
+    sessions.seen_on(dying, 1)
+    sessions.seen_on(dying, 2)  # its flusher's connection
+    sessions.seen_on(other, 2)
+    sessions.seen_on(other, 3)
+    sessions.owns(dying, 10)
+    sessions.connection_closed(2)
+    assert sessions.get(dying.name) is dying, "one connection left"
+    sessions.connection_closed(1)
+    with pytest.raises(ValueError, match="no submitter session"):
+        sessions.get(dying.name)
+    assert sessions.get(other.name) is other, "still on connection 3"
+    sessions.connection_closed(3)
+    with pytest.raises(ValueError, match="no submitter session"):
+        sessions.get(other.name)
+    assert sessions.route([Result(10, True, 100, None, "w", 1)]) and sessions.undelivered() == 0
