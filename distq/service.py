@@ -197,8 +197,9 @@ class BoardService:
         (the rest are to be sent again) and which of those were refused, with why.
 
         The reply is the acknowledgement: a submitter's ``flush()`` counts every taken
-        job as the master's. Whatever must hold before that (a journal written) belongs
-        in ``_accept_jobs``, which every taken job goes through before the reply.
+        job as the master's. Every taken job is on the board when ``_accept_jobs``
+        returns; whatever must hold before the reply (a journal committed) goes between
+        that and the ``return`` below.
         """
         with self._cond:
             owner = self._session(session)
