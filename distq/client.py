@@ -225,8 +225,18 @@ class Submitter:
         self.flush(timeout_s)
         received = self._received
         while True:
-            while received:
-                yield received.pop(next(iter(received)))
+            # Taken as a whole: popping a dict's first key one at a time rescans the
+            # deleted slots ahead of it, quadratic in the batch.
+            pending = list(received.values())
+            received.clear()
+            handed = 0
+            try:
+                for result in pending:
+                    handed += 1
+                    yield result
+            finally:
+                for result in pending[handed:]:  # the caller stopped early: keep the rest
+                    received[result.job_id] = result
             with self._lock:
                 if not self._open:
                     if self._unreported:

@@ -18,7 +18,7 @@ from typing import Any
 
 from distq.board import JobBoard
 from distq.events import EventLog
-from distq.jobs import Result, WireJob, WireResult
+from distq.jobs import BUILTIN_TASKS, Result, WireJob, WireResult
 from distq.submissions import (
     DEFAULT_WINDOW,
     Refusal,
@@ -78,6 +78,7 @@ class BoardService:
         # Submitters wait here for room in their window or for results; one lock for all.
         self._delivered = threading.Condition(lock)
         self.sessions = Sessions(config.submit_window)
+        self._known_tasks: set[str] = set(BUILTIN_TASKS)  # task references seen well-formed
         self._conn_of_worker: dict[str, object] = {}
         self._worker_of_conn: dict[int, str] = {}
         self._identity: dict[str, tuple[int, str]] = {}  # worker -> (pid, host) at hello
@@ -300,39 +301,41 @@ class BoardService:
         """Put jobs on the board in order until the session's window is full; refuse the
         malformed ones, and every one once submissions are closed. Returns (taken,
         refused): what the reply acknowledges."""
+        if not self.accepting:
+            return len(jobs), [(job[0], "submissions are closed") for job in jobs]
+        if self.stopping:  # interrupted: no room will come
+            return len(jobs), [(job[0], "the master is stopping") for job in jobs]
         room = self.sessions.room(session)
-        board = self.board
+        submit = self.board.submit
         default_limit = self.config.time_limit_s
+        known = self._known_tasks
+        accepted: list[int] = []
         refused: list[Refusal] = []
         taken = 0
-        closed = None
-        if not self.accepting:
-            closed = "submissions are closed"
-        elif self.stopping:  # interrupted: no room will come
-            closed = "the master is stopping"
         for job_id, task, args, limit in jobs:
-            if closed is not None:
-                refused.append((job_id, closed))
-            elif room <= 0:
+            if len(accepted) >= room:
                 break
-            else:
+            reason = None
+            if not (type(task) is str and task in known and type(args) is tuple and limit is None):
                 reason = refusal_reason(task, args, limit)
-                if reason is None:
-                    try:
-                        board.submit(
-                            task,
-                            tuple(args),
-                            job_id=job_id,
-                            time_limit_s=default_limit if limit is None else limit,
-                        )
-                    except ValueError as exc:  # an id submitted twice
-                        reason = str(exc)
-                if reason is None:
-                    self.sessions.owns(session, job_id)
-                    room -= 1
-                else:
-                    refused.append((job_id, reason))
+                if reason is None and len(known) < 1024:
+                    known.add(task)  # well-formed: the next jobs of this task skip the check
+            if reason is None:
+                try:
+                    submit(
+                        task,
+                        tuple(args),
+                        job_id=job_id,
+                        time_limit_s=default_limit if limit is None else limit,
+                    )
+                except ValueError as exc:  # an id submitted twice
+                    reason = str(exc)
+            if reason is None:
+                accepted.append(job_id)
+            else:
+                refused.append((job_id, reason))
             taken += 1
+        self.sessions.owns(session, accepted)
         return taken, refused
 
     def _apply(self, worker: str, results: list[WireResult]) -> None:

@@ -130,10 +130,10 @@ class Sessions:
     def room(self, session: Session) -> int:
         return max(0, session.window - session.in_flight)
 
-    def owns(self, session: Session, job_id: int) -> None:
-        """``job_id`` is on the board now, submitted by ``session``."""
-        self._owner[job_id] = session
-        session.in_flight += 1
+    def owns(self, session: Session, job_ids: list[int]) -> None:
+        """``job_ids`` are on the board now, submitted by ``session``."""
+        self._owner.update(dict.fromkeys(job_ids, session))
+        session.in_flight += len(job_ids)
 
     def route(self, results: Iterable[Result]) -> bool:
         """Hand terminal results to the sessions that submitted their jobs. Returns True

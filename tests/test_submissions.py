@@ -53,9 +53,8 @@ def test_a_window_counts_jobs_until_their_results_come() -> None:
     collecting = sessions.open(collect=True)
     silent = sessions.open(collect=False, window=10)
     assert silent.window == 3, "a session never gets more than the master allows"
-    for job_id in (0, 1, 2):
-        sessions.owns(collecting, job_id)
-    sessions.owns(silent, 3)
+    sessions.owns(collecting, [0, 1, 2])
+    sessions.owns(silent, [3])
     assert sessions.room(collecting) == 0 and sessions.room(silent) == 2
     done = [Result(1, True, 1, None, "w", 1), Result(3, True, 9, None, "w", 2)]
     assert sessions.route(done)
@@ -86,7 +85,7 @@ def test_a_session_ends_when_its_last_connection_closes() -> None:
     sessions.seen_on(dying, 2)  # its flusher's connection
     sessions.seen_on(other, 2)
     sessions.seen_on(other, 3)
-    sessions.owns(dying, 10)
+    sessions.owns(dying, [10])
     sessions.connection_closed(2)
     assert sessions.get(dying.name) is dying, "one connection left"
     sessions.connection_closed(1)
