@@ -21,6 +21,7 @@ from distq.submissions import DEFAULT_WINDOW
 from harness.checks import judge
 from harness.cluster import Cluster
 from harness.history import History
+from harness.systems.distq import AUTHKEY_ENV
 
 pytestmark = pytest.mark.processes
 
@@ -34,6 +35,11 @@ PRODUCER_BUFFER = 10_000  # Submitter's default max_buffered
 PRODUCER_BATCH = 1000  # Submitter's default batch_size
 
 
+def key_env(cluster: Cluster) -> dict[str, str]:
+    """The run's environment plus distq's key, for a process the test spawns itself."""
+    return {**cluster.env(), AUTHKEY_ENV: cluster.authkey.decode()}
+
+
 class Producer:
     """``python -m tests.producer`` as a process, its stdout lines in a queue."""
 
@@ -43,7 +49,7 @@ class Producer:
             [sys.executable, "-m", "tests.producer", cluster.address, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=cluster.env(),
+            env=key_env(cluster),
         )
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -224,7 +230,7 @@ def test_distq_submit_goes_through_the_same_path(tmp_path: Path) -> None:
                 capture_output=True,
                 text=True,
                 timeout=BOUND_S,
-                env=cluster.env(),
+                env=key_env(cluster),
             )
 
         done = submit("--task", "square", "--count", "5")
