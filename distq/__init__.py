@@ -7,6 +7,7 @@ Layering, from the core outwards:
   events    the JSON-lines history format
   jobsfile  the jobs file format (JobSpec)
   submissions  submitter sessions on the master: windows, refusals, results routed back
+  journal   the board kept in SQLite, and what a restarted master resumes from
   protocol  the manager class, proxy and client connection both sides share
   runner    the worker's child process that runs jobs under a time limit
   service   the board behind one lock: what workers and clients call

@@ -5,7 +5,9 @@ same step as the hand-out; the first result for a job wins and every later one i
 as a dropped duplicate. No sockets, no threads, no wall clock: time comes from the injected
 ``clock`` and every transition is appended to an outbox of events the shell drains (unless
 the shell records no history: ``record_events=False`` builds no events at all). Terminal
-results are handed over separately, in the order they happened (``drain_results``).
+results are handed over separately, in the order they happened (``drain_results``). With
+``track_changes``, the ids of jobs whose state changed are kept for a journal
+(``drain_changes``, ``record``), and ``restore`` rebuilds a board from its records.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from distq.jobs import Job, Result, WireJob
 
-__all__ = ["JobBoard", "JobState", "Outcome"]
+__all__ = ["JobBoard", "JobRecord", "JobState", "Outcome"]
 
 Event = dict[str, Any]
 
@@ -61,6 +63,20 @@ class _Entry:
     result: Result | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One job's whole state, as a journal keeps it and ``restore`` takes it back."""
+
+    job: Job
+    state: JobState
+    attempts: int
+    handed_out: bool
+    holder: str | None
+    lease_id: int
+    reasons: tuple[str, ...]
+    result: Result | None
+
+
 class JobBoard:
     """Leases, deadlines, attempts, batches and dedup for one set of jobs."""
 
@@ -72,6 +88,7 @@ class JobBoard:
         max_attempts: int = 3,
         batch_size: int | None = None,
         record_events: bool = True,
+        track_changes: bool = False,
     ) -> None:
         if not lease_timeout_s > 0:  # also refuses NaN, which would never expire
             raise ValueError(f"lease_timeout_s must be > 0, got {lease_timeout_s}")
@@ -96,6 +113,7 @@ class JobBoard:
         self._record = record_events
         self._outbox: list[Event] = []
         self._new_results: list[Result] = []
+        self._changed: set[int] | None = set() if track_changes else None
         self.duplicates = 0
         self.requeues = 0
 
@@ -128,6 +146,10 @@ class JobBoard:
     def held_by(self, worker: str) -> frozenset[int]:
         return frozenset(self._held.get(worker, ()))
 
+    def holders(self) -> list[str]:
+        """The workers holding at least one lease."""
+        return sorted(worker for worker, held in self._held.items() if held)
+
     def has_leasable(self) -> bool:
         return self._leasable > 0
 
@@ -145,6 +167,83 @@ class JobBoard:
         """Return and forget the terminal results (accepted or dead) since the last drain."""
         results, self._new_results = self._new_results, []
         return results
+
+    def drain_changes(self) -> list[int]:
+        """With ``track_changes``: the ids of jobs whose record changed since the last drain."""
+        if not self._changed:
+            return []
+        changed, self._changed = sorted(self._changed), set()
+        return changed
+
+    def job_ids(self) -> list[int]:
+        """Every job's id, in submission order."""
+        return list(self._entries)
+
+    def record(self, job_id: int) -> JobRecord:
+        """The job's whole state (what a journal writes)."""
+        entry = self._entries[job_id]
+        return JobRecord(
+            entry.job,
+            entry.state,
+            entry.attempts,
+            entry.handed_out,
+            entry.holder,
+            entry.lease_id,
+            tuple(entry.reasons),
+            entry.result,
+        )
+
+    @property
+    def last_lease_id(self) -> int:
+        return self._next_lease_id
+
+    def restore(self, records: list[JobRecord], *, last_lease_id: int) -> None:
+        """Load the records a journal kept into this empty board, emitting no event.
+
+        Leased jobs stay leased by their holders (deadlines from now): the shell decides
+        what becomes of them, e.g. ``worker_lost(..., count_attempt=False)``.
+        """
+        if self._entries:
+            raise ValueError("restore needs an empty board")
+        deadline = self._clock() + self.lease_timeout_s
+        for rec in sorted(records, key=lambda r: r.job.job_id):
+            job = rec.job
+            entry = _Entry(job, rec.state, rec.attempts, rec.handed_out, rec.holder)
+            entry.lease_id, entry.reasons, entry.result = (
+                rec.lease_id,
+                list(rec.reasons),
+                rec.result,
+            )
+            entry.deadline = deadline
+            self._entries[job.job_id] = entry
+            self._next_job_id = max(self._next_job_id, job.job_id + 1)
+            terminal = rec.state is _DONE or rec.state is _DEAD
+            if job.batch is not None:
+                while len(self._batches) <= job.batch:
+                    self._batches.append([])
+                    self._batch_unfinished.append(0)
+                self._batches[job.batch].append(job.job_id)
+                self._batch_unfinished[job.batch] += 0 if terminal else 1
+            if not terminal:
+                self._unfinished += 1
+            if rec.state is _LEASED and rec.holder is not None:
+                self._held.setdefault(rec.holder, set()).add(job.job_id)
+        self._next_lease_id = last_lease_id
+        self._open_batch = next(
+            (b for b, left in enumerate(self._batch_unfinished) if left), len(self._batches)
+        )
+        for job_id, entry in self._entries.items():
+            batch = entry.job.batch
+            if entry.state is _PENDING and (batch is None or batch == self._open_batch):
+                self._pending.append(job_id)
+                self._leasable += 1
+
+    def closed_batches(self) -> int:
+        """How many batches are closed (batch k is closed for every k below this)."""
+        return self._open_batch
+
+    def batch_members(self, batch: int) -> list[int]:
+        return list(self._batches[batch]) if batch < len(self._batches) else []
 
     # -- transitions -------------------------------------------------------------------------
 
@@ -173,6 +272,8 @@ class JobBoard:
         job = Job(job_id, task, tuple(args), 0, time_limit_s, batch)
         self._entries[job_id] = _Entry(job)
         self._unfinished += 1
+        if self._changed is not None:
+            self._changed.add(job_id)
         if self._record:
             self._emit("job_submitted", job=job_id, task=task, args=list(job.args), batch=batch)
         if batch is not None and batch == self._open_batch and len(self._batches[batch]) == 1:
@@ -221,6 +322,8 @@ class JobBoard:
             entry.lease_id = self._next_lease_id
             entry.deadline = now + self.lease_timeout_s
             held.add(job_id)
+            if self._changed is not None:
+                self._changed.add(job_id)
             job = entry.job
             granted.append(
                 (job.job_id, job.task, job.args, entry.attempts, job.time_limit_s, job.batch)
@@ -332,6 +435,8 @@ class JobBoard:
         entry.state = _DONE
         entry.result = result
         self._new_results.append(result)
+        if self._changed is not None:
+            self._changed.add(result.job_id)
         if self._record:
             self._emit(
                 "result_accepted",
@@ -347,6 +452,8 @@ class JobBoard:
     def _end_attempt(self, entry: _Entry, reason: str) -> Outcome:
         """A leased attempt ended without a result: retry or declare the job dead."""
         self._release_holder(entry)
+        if self._changed is not None:
+            self._changed.add(entry.job.job_id)
         attempt = entry.attempts
         entry.reasons.append(f"attempt {attempt}: {reason}")
         self._emit("attempt_failed", job=entry.job.job_id, attempt=attempt, reason=reason)
@@ -364,6 +471,8 @@ class JobBoard:
 
     def _requeue(self, entry: _Entry, reason: str) -> None:
         self._release_holder(entry)
+        if self._changed is not None:
+            self._changed.add(entry.job.job_id)
         entry.state = _PENDING
         self._leasable += 1
         self.requeues += 1

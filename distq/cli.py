@@ -175,6 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     master.add_argument("--results", metavar="FILE", help="write results here instead of stdout")
     master.add_argument("--events", metavar="FILE", help="append the event log (JSON lines) here")
     master.add_argument(
+        "--journal",
+        metavar="FILE",
+        help="keep the job board in this SQLite file; if it exists, resume the run it holds "
+        "(same jobs, same --results file): finished jobs are not run again",
+    )
+    master.add_argument(
+        "--journal-fsync",
+        action="store_true",
+        help="with --journal: sync every commit to disk, so a power loss loses nothing "
+        "acknowledged either (slower; by default a commit survives the master's crash)",
+    )
+    master.add_argument(
         "--batch-size",
         type=_positive_int,
         help="release jobs in batches of this size; batch k+1 only once batch k is complete",
@@ -353,6 +365,8 @@ def _master(options: argparse.Namespace) -> int:
     authkey = read_authkey(options.authkey_file)
     jobs = _jobs_from(options)
     _check_writable(options.events, "--events")
+    if options.journal_fsync and options.journal is None:
+        raise UsageError("--journal-fsync needs --journal FILE")
     config = MasterConfig(
         host=options.host,
         port=options.port,
@@ -367,7 +381,15 @@ def _master(options: argparse.Namespace) -> int:
     results = _open_output(options.results)
     try:
         return run_master(
-            config, authkey, jobs, results=results, ready=sys.stdout, events_path=options.events
+            config,
+            authkey,
+            jobs,
+            results=results,
+            ready=sys.stdout,
+            events_path=options.events,
+            journal_path=options.journal,
+            journal_fsync=options.journal_fsync,
+            results_path=options.results,
         )
     finally:
         if results is not sys.stdout:

@@ -125,6 +125,27 @@ class EventLog:
                 written = os.write(self._fd, view)
                 view = view[written:]
 
+    def size(self) -> int:
+        """The log's size in bytes (0 without a file)."""
+        if self._fd is None:
+            return 0
+        return os.fstat(self._fd).st_size
+
+    def end_torn_line(self) -> None:
+        """End a last line a killed writer left unfinished, so it stays one bad line that
+        readers skip instead of swallowing the next event."""
+        with self._lock:
+            if self._fd is None or self.path is None:
+                return
+            with open(self.path, "rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                if size == 0:
+                    return
+                handle.seek(size - 1)
+                if handle.read(1) == b"\n":
+                    return
+            os.write(self._fd, b"\n")
+
     def close(self) -> None:
         with self._lock:
             if self._fd is not None:

@@ -3,7 +3,8 @@ host:port``, runs until every job is terminal (or a signal), then shuts down wit
 grace period and prints a summary line.
 
 The parts it puts together: ``service`` (the board behind one lock), ``server`` (the
-connections and handshakes), ``output`` (the results file).
+connections and handshakes), ``output`` (the results file), ``journal`` (with
+``--journal``: the board on disk, and resuming from it after a crash).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import signal
 import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TextIO
 
 from distq.board import JobBoard
 from distq.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from distq.events import EventLog
 from distq.jobsfile import JobSpec
+from distq.journal import Journal, jobs_digest, resume_outputs
 from distq.output import ResultSink
 from distq.protocol import format_address
 from distq.server import ServedManager
@@ -45,8 +48,15 @@ def run_master(
     results: TextIO,
     ready: TextIO,
     events_path: str | None = None,
+    journal_path: str | None = None,
+    journal_fsync: bool = False,
+    results_path: str | None = None,
 ) -> int:
-    """Serve ``jobs`` until each has its terminal result. Returns the exit code."""
+    """Serve ``jobs`` until each has its terminal result. Returns the exit code.
+
+    With ``journal_path`` the board lives on disk too; an existing journal is resumed
+    (``results_path`` names the file behind ``results``, so the restart can read back
+    what reached it)."""
     if not authkey:
         raise UsageError("the authkey is empty; set DISTQ_AUTHKEY or use --authkey-file")
     if not is_loopback(config.host) and len(authkey) < 16:
@@ -54,6 +64,25 @@ def run_master(
             f"refusing to bind {config.host} (not loopback) with an authkey shorter than "
             "16 bytes: anyone who guesses it can run code here (pickle)"
         )
+    specs = list(jobs)
+    journal = None if journal_path is None else Journal.open(journal_path, fsync=journal_fsync)
+    try:
+        return _serve(config, authkey, specs, results, ready, events_path, journal, results_path)
+    finally:
+        if journal is not None:
+            journal.close()
+
+
+def _serve(
+    config: MasterConfig,
+    authkey: bytes,
+    specs: list[JobSpec],
+    results: TextIO,
+    ready: TextIO,
+    events_path: str | None,
+    journal: Journal | None,
+    results_path: str | None,
+) -> int:
     log = EventLog(events_path, "master")
     board = JobBoard(
         clock=log.now,
@@ -61,18 +90,53 @@ def run_master(
         max_attempts=config.max_attempts,
         batch_size=config.batch_size,
         record_events=log.enabled,
+        track_changes=journal is not None,
     )
-    for spec in jobs:
-        board.submit(
-            spec.task,
-            spec.args,
-            job_id=spec.job_id,
-            time_limit_s=spec.time_limit_s
-            if spec.time_limit_s is not None
-            else config.time_limit_s,
-        )
+    digest = jobs_digest((s.task, s.args, s.job_id, s.time_limit_s) for s in specs)
+    restored = None
+    if journal is not None and not journal.is_new:
+        journal.check_same_run(digest=digest, batch_size=config.batch_size)
+        restored = journal.load()
+        board.restore(restored.records, last_lease_id=restored.last_lease_id)
+    else:
+        for spec in specs:
+            board.submit(
+                spec.task,
+                spec.args,
+                job_id=spec.job_id,
+                time_limit_s=spec.time_limit_s
+                if spec.time_limit_s is not None
+                else config.time_limit_s,
+            )
+        if journal is not None:
+            journal.create(
+                board,
+                digest=digest,
+                batch_size=config.batch_size,
+                accepting=config.open_submissions,
+            )
     sink = ResultSink(results)
-    service = BoardService(board, log, sink, config)
+    service = BoardService(board, log, sink, config, journal)
+    results_file = None if results_path is None else Path(results_path)
+
+    def results_size() -> int:
+        return 0 if results_file is None else results_file.stat().st_size
+
+    if journal is not None and restored is not None:
+        service.accepting = journal.accepting
+        again = resume_outputs(
+            journal, board, restored, results_path=results_file, write_results=sink, log=log
+        )
+        taken_back = 0
+        for holder in board.holders():
+            # The master's death was not the job's fault: no attempt is counted.
+            taken_back += len(board.worker_lost(holder, "master restarted", count_attempt=False))
+        print(
+            f"distq master: resumed from --journal {journal.path}: {len(board)} jobs, "
+            f"{len(board) - board.unfinished} already terminal ({again} written out again), "
+            f"{taken_back} leases taken back",
+            file=sys.stderr,
+        )
     manager = ServedManager(address=(config.host, config.port), authkey=authkey)
     try:
         server = manager.get_server()
@@ -88,15 +152,17 @@ def run_master(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         service.flush()  # the submissions' events go out before READY
+        service.sync_outputs(sink.flush, results_size)
         server.attach(service, log)
         address = format_address(server.address)
-        log.write("master_ready", address=address, jobs=len(board), pid=os.getpid())
+        resumed = {} if journal is None else {"resumed": restored is not None}
+        log.write("master_ready", address=address, jobs=len(board), pid=os.getpid(), **resumed)
         ready.write(f"READY {address}\n")
         ready.flush()
         while not interrupted:
             if service.tick():
                 break
-            sink.flush()
+            service.sync_outputs(sink.flush, results_size)
             time.sleep(config.tick_s)
         service.stop()
         grace_end = time.monotonic() + config.shutdown_grace_s
@@ -111,7 +177,7 @@ def run_master(
         ):
             time.sleep(0.02)
         server.close()
-        sink.flush()
+        service.sync_outputs(sink.flush, results_size)
         log.write(
             "master_stopped",
             results=sink.count,

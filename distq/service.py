@@ -19,6 +19,7 @@ from typing import Any
 from distq.board import JobBoard
 from distq.events import EventLog
 from distq.jobs import BUILTIN_TASKS, Result, WireJob, WireResult
+from distq.journal import Journal
 from distq.submissions import (
     DEFAULT_WINDOW,
     Refusal,
@@ -68,8 +69,10 @@ class BoardService:
         log: EventLog,
         write_results: Callable[[list[Result]], None],
         config: MasterConfig,
+        journal: Journal | None = None,
     ) -> None:
         self.board = board
+        self.journal = journal  # with one, changes are committed before results go out
         self.log = log
         self._write_results = write_results
         self.config = config
@@ -82,7 +85,8 @@ class BoardService:
         self._conn_of_worker: dict[str, object] = {}
         self._worker_of_conn: dict[int, str] = {}
         self._identity: dict[str, tuple[int, str]] = {}  # worker -> (pid, host) at hello
-        self.master_id = secrets.token_hex(8)  # a rejoining worker checks it is the same
+        # A rejoining worker checks it is the same master; a journal keeps it across restarts.
+        self.master_id = journal.master_id if journal is not None else secrets.token_hex(8)
         self.stopping = False
         self.accepting = config.open_submissions
         # Throughput window for the summary line: start-up and shutdown stay outside it.
@@ -246,6 +250,8 @@ class BoardService:
         """No more jobs will come: the master stops once every job is terminal."""
         with self._cond:
             self.accepting = False
+            if self.journal is not None:
+                self.journal.set_accepting(False)
             self.log.write("submissions_closed", jobs=len(self.board))
             self._flush()
             self._delivered.notify_all()  # a submitter waiting for room is refused now
@@ -262,6 +268,14 @@ class BoardService:
         """Write what the board has produced so far (the master: before its READY line)."""
         with self._cond:
             self._flush()
+
+    def sync_outputs(self, flush: Callable[[], None], results_size: Callable[[], int]) -> None:
+        """Flush the results output; with a journal, record that every result journaled
+        so far is in both outputs (a restart looks for later ones only after these)."""
+        with self._cond:
+            flush()
+            if self.journal is not None:
+                self.journal.outputs_written(results_size(), self.log.size())
 
     def stop(self) -> None:
         with self._cond:
@@ -352,7 +366,10 @@ class BoardService:
         return max(1, min(max_n, math.ceil(self.board.leasable / workers)))
 
     def _flush(self) -> None:
-        """Write new terminal results and drained events; wake waiting leases."""
+        """Write new terminal results and drained events; wake waiting leases. With a
+        journal, the changes are committed first: nothing goes out that a crash could undo."""
+        if self.journal is not None:
+            self.journal.commit(self.board)
         results = self.board.drain_results()
         if results:
             self._write_results(results)

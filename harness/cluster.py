@@ -356,6 +356,16 @@ class Cluster:
     def start_master(self, extra_args: Sequence[str] = ()) -> Proc:
         return self.start_role(MASTER, extra_args)
 
+    def restart_master(self, extra_args: Sequence[str] = ()) -> Proc:
+        """SIGKILL the master and start a new one on the same address, so workers that
+        rejoin find it there (with a journal in ``master_args`` it resumes the run)."""
+        if self.master is None or self.address is None:
+            raise ClusterError("no master was started")
+        self.signal("master", signal.SIGKILL)
+        self.master.popen.wait()
+        _, port = parse_address(self.address)
+        return self.start_master(["--port", str(port), *extra_args])
+
     def add_worker(
         self,
         name: str | None = None,
