@@ -1,0 +1,136 @@
+"""``distq master --journal``: real masters SIGKILLed and restarted on their journal, real
+workers rejoining them; the results file and the history hold every job exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from distq.errors import EXIT_USAGE
+from harness.checks import judge
+from harness.cluster import Cluster
+from harness.history import History
+
+pytestmark = pytest.mark.processes
+
+BOUND_S = 60.0  # generous: a loaded 2-core machine
+
+
+def result_lines(cluster: Cluster) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in cluster.results_path.read_text().splitlines()]
+
+
+def journal_args(tmp_path: Path, jobs: int, *extra: str) -> list[str]:
+    return [
+        "--task", "square", "--count", str(jobs), "--args", "[3, 0.02]",
+        "--journal", str(tmp_path / "journal.sqlite"), *extra,
+    ]  # fmt: skip
+
+
+def wait_results(cluster: Cluster, count: int) -> None:
+    seen = 0
+
+    def enough(event: dict[str, Any]) -> bool:
+        nonlocal seen
+        seen += event.get("ev") == "result_accepted"
+        return seen >= count
+
+    cluster.master_events.wait_for(enough, BOUND_S, f"{count} results")
+
+
+def test_a_master_killed_twice_mid_run_resumes_and_every_job_has_one_result(
+    tmp_path: Path,
+) -> None:
+    jobs = 200
+    with Cluster(tmp_path / "run", journal_args(tmp_path, jobs)) as cluster:
+        for _ in range(2):
+            cluster.add_worker(extra_args=["--reconnect-s", "30"])
+        wait_results(cluster, 20)
+        cluster.restart_master()
+        wait_results(cluster, 80)  # counts across both logs' incarnations
+        cluster.restart_master()
+        assert cluster.wait_master(BOUND_S) == 0
+        codes = [worker.wait(BOUND_S) for worker in cluster.workers()]
+    assert codes == [0, 0]  # they rejoined each time and finished
+    lines = result_lines(cluster)
+    assert Counter(line["job"] for line in lines) == Counter(range(jobs))
+    assert all(line["value"] == 9 for line in lines)
+    history = History.load_run(cluster.run_dir)
+    verdict = judge(history, ["exactly_once", "correct_values"])
+    assert verdict.status == "pass", verdict.report(history)
+    ready = history.select("master_ready")
+    assert [event.get("resumed") for event in ready] == [False, True, True]
+
+
+def test_jobs_leased_when_the_master_died_count_no_attempt(tmp_path: Path) -> None:
+    """With one attempt allowed, a lease the crash took would make its job dead."""
+    args = journal_args(tmp_path, 6, "--max-attempts", "1", "--lease-timeout-s", "30")
+    args[args.index("[3, 0.02]")] = "[3, 0.5]"
+    with Cluster(tmp_path / "run", args) as cluster:
+        worker = cluster.add_worker(extra_args=["--prefetch", "1"])
+        cluster.master_events.wait_for(lambda e: e.get("ev") == "leased", BOUND_S, "a lease")
+        cluster.signal(worker.name, signal.SIGSTOP)  # holds its lease while the master dies
+        cluster.restart_master()
+        worker.popen.kill()
+        worker.popen.wait()
+        cluster.add_worker("worker-2")
+        assert cluster.wait_master(BOUND_S) == 0
+    lines = result_lines(cluster)
+    assert sorted(line["job"] for line in lines) == list(range(6))
+    assert all(line["ok"] for line in lines), lines
+
+
+def test_a_finished_journal_runs_nothing_again(tmp_path: Path) -> None:
+    with Cluster(tmp_path / "run", journal_args(tmp_path, 5)) as cluster:
+        cluster.add_worker()
+        assert cluster.wait_master(BOUND_S) == 0
+        before = cluster.results_path.read_text()
+        cluster.start_master()
+        assert cluster.wait_master(BOUND_S) == 0
+    assert cluster.results_path.read_text() == before
+    assert len(before.splitlines()) == 5
+
+
+def _master(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DISTQ_AUTHKEY": secrets.token_hex(16)}
+    return subprocess.run(
+        [sys.executable, "-m", "distq", "master", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=BOUND_S,
+    )
+
+
+def test_a_journal_of_another_job_set_is_one_line_exit_2_and_untouched(tmp_path: Path) -> None:
+    with Cluster(tmp_path / "run", journal_args(tmp_path, 3)) as cluster:
+        cluster.add_worker()
+        assert cluster.wait_master(BOUND_S) == 0
+    journal = tmp_path / "journal.sqlite"
+    before = journal.read_bytes()
+    done = _master(tmp_path, *journal_args(tmp_path, 4))
+    assert done.returncode == EXIT_USAGE
+    assert done.stderr.count("\n") == 1 and "different job set" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert journal.read_bytes() == before
+
+
+def test_a_corrupt_journal_is_one_line_exit_2_and_untouched(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite"
+    journal.write_bytes(b"SQLite format 3\x00" + os.urandom(4000))
+    before = journal.read_bytes()
+    done = _master(tmp_path, *journal_args(tmp_path, 3))
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert done.stderr.count("\n") == 1 and "--journal" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert journal.read_bytes() == before
