@@ -17,9 +17,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EPOCH_ENV", "EVENT_NAMES", "EventLog", "read_events", "run_epoch"]
+__all__ = ["EPOCH_ENV", "EVENT_NAMES", "TORN_MARK", "EventLog", "read_events", "run_epoch"]
 
 EPOCH_ENV = "DISTQ_T0"
+#: How a master resuming its log ends a line its killed predecessor tore (readers skip it).
+TORN_MARK = "#torn"
 
 #: Every event name distq writes. The harness adds ``fault`` and its own.
 EVENT_NAMES = frozenset(
@@ -132,8 +134,8 @@ class EventLog:
         return os.fstat(self._fd).st_size
 
     def end_torn_line(self) -> None:
-        """End a last line a killed writer left unfinished, so it stays one bad line that
-        readers skip instead of swallowing the next event."""
+        """End a last line a killed writer left unfinished with ``TORN_MARK``, so readers
+        skip it instead of it swallowing the next event."""
         with self._lock:
             if self._fd is None or self.path is None:
                 return
@@ -144,7 +146,7 @@ class EventLog:
                 handle.seek(size - 1)
                 if handle.read(1) == b"\n":
                     return
-            os.write(self._fd, b"\n")
+            os.write(self._fd, f"{TORN_MARK}\n".encode())
 
     def close(self) -> None:
         with self._lock:

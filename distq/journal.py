@@ -330,9 +330,9 @@ def resume_outputs(
     results_path: Path | None,
     write_results: Callable[[list[Result]], None],
     log: EventLog,
-) -> int:
+) -> tuple[int, bool]:
     """Give the outputs what the crash kept from them; returns how many results were
-    written again. Results journaled after the last checkpoint are looked for in the tail
+    written again and whether a torn last line was cut from the results file. Results journaled after the last checkpoint are looked for in the tail
     of each output and written once if missing; a torn last line is cut (results file) or
     ended (event log). Without a results file (stdout) the tail cannot be read back: those
     results are written again (at least once)."""
@@ -340,11 +340,12 @@ def resume_outputs(
     late = sorted((seq, job_id) for job_id, seq in restored.terminal_seq.items() if seq > out_seq)
     results = [board.result(job_id) for _, job_id in late]
     missing = [result for result in results if result is not None]
+    cut = False
     if results_path is not None and results_path.exists():
-        lines, start, torn = _complete_lines_from(
+        lines, start, cut = _complete_lines_from(
             results_path, int(journal.meta.get("results_offset", 0))
         )
-        if torn:
+        if cut:
             os.truncate(results_path, start + sum(len(line) + 1 for line in lines))
         present = _ids_in(lines, terminal_events=False)
         missing_output = [r for r in missing if r.job_id not in present]
@@ -360,7 +361,7 @@ def resume_outputs(
         _log_lost_events(
             journal, board, restored, out_seq, [r for r in missing if r.job_id not in present], log
         )
-    return len(missing_output)
+    return len(missing_output), cut
 
 
 def _log_lost_events(

@@ -124,7 +124,7 @@ def _serve(
 
     if journal is not None and restored is not None:
         service.accepting = journal.accepting
-        again = resume_outputs(
+        again, cut = resume_outputs(
             journal, board, restored, results_path=results_file, write_results=sink, log=log
         )
         taken_back = 0
@@ -133,7 +133,8 @@ def _serve(
             taken_back += len(board.worker_lost(holder, "master restarted", count_attempt=False))
         print(
             f"distq master: resumed from --journal {journal.path}: {len(board)} jobs, "
-            f"{len(board) - board.unfinished} already terminal ({again} written out again), "
+            f"{len(board) - board.unfinished} already terminal ({again} written out again"
+            f"{', a torn last line cut' if cut else ''}), "
             f"{taken_back} leases taken back",
             file=sys.stderr,
         )

@@ -356,15 +356,14 @@ class Cluster:
     def start_master(self, extra_args: Sequence[str] = ()) -> Proc:
         return self.start_role(MASTER, extra_args)
 
-    def restart_master(self, extra_args: Sequence[str] = ()) -> Proc:
-        """SIGKILL the master and start a new one on the same address, so workers that
-        rejoin find it there (with a journal in ``master_args`` it resumes the run)."""
-        if self.master is None or self.address is None:
+    def restart_master(self) -> Proc:
+        """SIGKILL the master and start it again. The system sees the address it had
+        (``ProcessSpec.addresses``), so it can bind it again for rejoining workers."""
+        if self.master is None:
             raise ClusterError("no master was started")
-        self.signal("master", signal.SIGKILL)
+        self.signal(MASTER, signal.SIGKILL)
         self.master.popen.wait()
-        _, port = parse_address(self.address)
-        return self.start_master(["--port", str(port), *extra_args])
+        return self.start_master()
 
     def add_worker(
         self,

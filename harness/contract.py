@@ -30,6 +30,7 @@ __all__ = [
     "RESULTS",
     "SYSTEM_EVENTS",
     "TERMINAL_EVENTS",
+    "TORN_MARK",
     "TRIGGERS",
     "CorruptLog",
     "EventWriter",
@@ -233,17 +234,23 @@ def parse_line(line: str | bytes) -> dict[str, Any] | None:
     return event if isinstance(event, dict) else None
 
 
+#: A writer that resumes a log whose last line a killed predecessor tore (a master
+#: restarted on its journal) ends that line with this mark: readers skip it.
+TORN_MARK = "#torn"
+
+
 def read_log(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Yield the events of one log, in file order.
 
-    A torn last line (a process killed mid-write: no newline at the end) is skipped; any
-    other line that is not a JSON object raises :class:`CorruptLog` naming file and line.
+    A torn last line (a process killed mid-write: no newline at the end) is skipped, and
+    so is a torn line ended with ``TORN_MARK`` by a writer that resumed the log; any other
+    line that is not a JSON object raises :class:`CorruptLog` naming file and line.
     """
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.endswith("\n"):
                 return
-            if not line.strip():
+            if not line.strip() or line.endswith(TORN_MARK + "\n"):
                 continue
             event = parse_line(line)
             if event is None:

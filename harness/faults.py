@@ -358,12 +358,12 @@ class FaultInjector:
         if fault.do == "add_worker":
             for _ in range(fault.count):
                 cluster.add_worker()
-        elif fault.do in ("kill_master", "restart_master"):
+        elif fault.do == "restart_master":
+            cluster.restart_master()
+        elif fault.do == "kill_master":
             assert cluster.master is not None
             cluster.signal("master", signal.SIGKILL)
             cluster.master.popen.wait()
-            if fault.do == "restart_master":
-                cluster.start_master()
         elif fault.do == "idle_sockets":
             for _ in range(fault.count):
                 with suppress(OSError):

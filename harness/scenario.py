@@ -129,6 +129,13 @@ class ClusterSpec(_Strict, frozen=True):
             "(0: it exits 5 at once)",
         ),
     ] = 0.0
+    journal: Annotated[
+        bool,
+        msgspec.Meta(
+            description="the master keeps its board in a journal (distq master --journal), "
+            "so restart_master resumes the run instead of starting it afresh"
+        ),
+    ] = False
 
 
 class ExtraJob(_Strict, frozen=True):

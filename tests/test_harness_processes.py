@@ -329,3 +329,21 @@ def test_the_rejoin_scenario_fails_when_workers_cannot_rejoin(tmp_path: Path) ->
     assert lost, outcome.report()
     workers = {n: c for n, c in outcome.result.exit_codes.items() if n.startswith("worker")}
     assert workers == {"worker-1": 5, "worker-2": 5}  # each lost its master at its first reset
+
+
+def test_the_journal_scenario_fails_when_the_master_keeps_no_journal(tmp_path: Path) -> None:
+    """scenarios/master/journal_kill_mid_run.toml proves the journal: the same plan against
+    a master without one loses the jobs the killed master still had, and the restarted
+    master (another identity) is no place for the workers to rejoin."""
+    scenario = load_scenario(REPO_ROOT / "scenarios" / "master" / "journal_kill_mid_run.toml")
+    without = msgspec.structs.replace(
+        scenario,
+        cluster=msgspec.structs.replace(scenario.cluster, journal=False),
+        expect=msgspec.structs.replace(scenario.expect, within_s=10.0),
+    )
+    outcome = run_scenario(without, tmp_path / "run")
+    assert outcome.status == "fail", outcome.report()
+    lost = [v for v in outcome.result.verdict.violations if "lost: no terminal result" in v.message]
+    assert lost, outcome.report()
+    workers = {n: c for n, c in outcome.result.exit_codes.items() if n.startswith("worker")}
+    assert workers == {"worker-1": 5, "worker-2": 5, "worker-3": 5}  # a different master

@@ -142,7 +142,7 @@ def test_results_reach_each_output_once_after_a_crash(tmp_path: Path) -> None:
     restored = journal.load()
     log = EventLog(events, "master")
     with open(results, "a") as out:
-        again = resume_outputs(
+        again, cut = resume_outputs(
             journal,
             board,
             restored,
@@ -153,7 +153,7 @@ def test_results_reach_each_output_once_after_a_crash(tmp_path: Path) -> None:
     log.close()
     journal.close()
     lines = [json.loads(line) for line in results.read_text().splitlines()]
-    assert again == 1
+    assert (again, cut) == (1, True)
     assert [(line["job"], line["value"]) for line in lines] == [(0, 0), (1, 10), (2, 20)]
     terminal = [e["job"] for e in read_events(events) if e["ev"] == "result_accepted"]
     assert sorted(terminal) == [0, 1, 2]

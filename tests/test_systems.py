@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from distq.events import EPOCH_ENV, EVENT_NAMES
+from distq.events import EPOCH_ENV, EVENT_NAMES, TORN_MARK
 from harness import checks, contract, scenario, systems
 from harness import cli as harness_cli
 from harness.checks import CHECKS
@@ -46,6 +46,7 @@ def test_distq_writes_the_contract() -> None:
     assert EVENT_NAMES - {contract.FAULT} <= contract.SYSTEM_EVENTS
     assert not contract.SYSTEM_EVENTS - EVENT_NAMES
     assert EPOCH_ENV == contract.EPOCH_ENV
+    assert TORN_MARK == contract.TORN_MARK
     assert not contract.SYSTEM_EVENTS & contract.HARNESS_EVENTS
 
 
@@ -54,6 +55,18 @@ def test_a_corrupt_line_in_the_middle_of_a_log_is_an_error(tmp_path: Path) -> No
     log.write_text('{"t":0.1,"src":"master","ev":"leased"}\n{"t":0.2,"sr\n{"t":0.3}\n')
     with pytest.raises(contract.CorruptLog, match=r"master.events.jsonl:2: not a JSON event"):
         list(contract.read_log(log))
+
+
+def test_a_torn_line_a_resumed_writer_ended_is_skipped(tmp_path: Path) -> None:
+    from distq.events import EventLog
+
+    path = tmp_path / "master.events.jsonl"
+    path.write_text('{"t":0.1,"src":"master","ev":"leased"}\n{"t":0.2,"src":"mas')
+    log = EventLog(path, "master")
+    log.end_torn_line()
+    log.write("master_ready")
+    log.close()
+    assert [e["ev"] for e in contract.read_log(path)] == ["leased", "master_ready"]
 
 
 def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from harness.systems.base import (
     Process,
     ProcessSpec,
     RunSetup,
+    parse_address,
 )
 
 __all__ = ["AUTHKEY_ENV", "KIND", "DistqConfig", "DistqSystem", "builtin_expected"]
@@ -113,7 +114,7 @@ class DistqSystem:
     triggers: ClassVar[frozenset[str]] = frozenset(contract.TRIGGERS)
     actions: ClassVar[frozenset[str]] = frozenset(contract.ACTIONS)
     checks: ClassVar[frozenset[str]] = frozenset(CHECKS)
-    cluster_keys: ClassVar[frozenset[str]] = frozenset(_FLAGS)
+    cluster_keys: ClassVar[frozenset[str]] = frozenset({*_FLAGS, "journal"})
     exit_codes: ClassVar[ExitCodes] = ExitCodes(
         ok=errors.EXIT_OK,
         usage=errors.EXIT_USAGE,
@@ -134,6 +135,7 @@ class DistqSystem:
         flags = self._flags(process.role, setup.cluster)
         events = ("--events", str(process.events_path))
         if process.role == MASTER:
+            flags += self._restart_flags(process, setup)
             jobs = () if setup.jobs_path is None else ("--jobs", str(setup.jobs_path))
             results = () if setup.results_path is None else ("--results", str(setup.results_path))
             argv = (*self.command, "master", *jobs, *flags, *setup.master_args, *results, *events)
@@ -143,6 +145,19 @@ class DistqSystem:
         else:
             raise ValueError(f"distq has no role {process.role!r}")
         return Launch(argv, env)
+
+    @staticmethod
+    def _restart_flags(process: ProcessSpec, setup: RunSetup) -> tuple[str, ...]:
+        """``journal``: the board in the run directory, so a restarted master resumes it.
+        A master started again (it had an address) binds its port again, where rejoining
+        workers look for it."""
+        flags: tuple[str, ...] = ()
+        if setup.cluster.get("journal"):
+            flags += ("--journal", str(setup.run_dir.resolve() / "journal.sqlite"))
+        previous = process.addresses.get(MASTER)
+        if previous is not None:
+            flags += ("--port", str(parse_address(previous)[1]))
+        return flags
 
     @staticmethod
     def _flags(role: str, cluster: Mapping[str, Any]) -> tuple[str, ...]:
