@@ -37,6 +37,7 @@ CREATE TABLE changes (
     attempts INTEGER NOT NULL, handed_out INTEGER NOT NULL, holder TEXT,
     lease INTEGER NOT NULL, reasons TEXT, ok INTEGER, value BLOB, error TEXT,
     worker TEXT, attempt INTEGER);
+CREATE TABLE workers (name TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 _INSERT_JOB = "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)"
 _INSERT_CHANGE = "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -215,6 +216,20 @@ class Journal:
             self._db.executemany(_INSERT_CHANGE, rows)
         self._seq = seq
 
+    def known_workers(self) -> set[str]:
+        """Workers that joined and never said bye: after a crash, they may rejoin."""
+        return {name for (name,) in self._db.execute("SELECT name FROM workers")}
+
+    def worker_joined(self, name: str) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT OR IGNORE INTO workers VALUES (?)", (name,))
+
+    def worker_left(self, name: str) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM workers WHERE name = ?", (name,))
+
     def set_accepting(self, accepting: bool) -> None:
         self._set_meta({"accepting": int(accepting)})
 
@@ -264,7 +279,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         if not tables:
             return {}  # created but never committed: a master died before its READY
-        if not {"meta", "jobs", "changes"} <= tables:
+        if not {"meta", "jobs", "changes", "workers"} <= tables:
             raise UsageError(f"{where} is not a distq journal (it is another SQLite database)")
         meta = dict(db.execute("SELECT key, value FROM meta"))
         version = meta.get("format")

@@ -122,8 +122,10 @@ def _serve(
     def results_size() -> int:
         return 0 if results_file is None else results_file.stat().st_size
 
+    rejoining: set[str] = set()  # workers of the last incarnation that may come back
     if journal is not None and restored is not None:
         service.accepting = journal.accepting
+        rejoining = journal.known_workers()
         again, cut = resume_outputs(
             journal, board, restored, results_path=results_file, write_results=sink, log=log
         )
@@ -171,8 +173,14 @@ def _serve(
         # to close: a worker that has shaken hands but not yet said hello is still told
         # the work is done, and every handshake under way ends in the log (auth_rejected,
         # handshake_timeout).
+        # A resumed master also gives the workers of the last one (away since its
+        # crash) that time to rejoin and be told: otherwise they would keep trying.
         while (
-            (service.connected_workers() or server.open_connections())
+            (
+                service.connected_workers()
+                or server.open_connections()
+                or service.not_seen(rejoining)
+            )
             and time.monotonic() < grace_end
             and not interrupted
         ):

@@ -110,6 +110,8 @@ class BoardService:
             if rejoin and self.board.held_by(worker):
                 self.board.worker_lost(worker, "worker rejoined", count_attempt=False)
                 self._flush()  # the hand-back is in the log before the rejoin
+            if self.journal is not None and worker not in self._identity:
+                self.journal.worker_joined(worker)  # a restarted master waits for it to rejoin
             self._conn_of_worker[worker] = conn
             self._identity[worker] = (pid, host)
             if conn is not None:
@@ -162,6 +164,8 @@ class BoardService:
             self._worker_of_conn.pop(id(conn), None)
             if self.board.held_by(worker):
                 self.board.worker_lost(worker, "worker left", count_attempt=False)
+            if self.journal is not None:
+                self.journal.worker_left(worker)
             self.log.write("worker_left", worker=worker)
             self._flush()
 
@@ -286,6 +290,11 @@ class BoardService:
     def connected_workers(self) -> int:
         with self._cond:
             return len(self._conn_of_worker)
+
+    def not_seen(self, workers: set[str]) -> set[str]:
+        """Those of ``workers`` that have not said hello to this master."""
+        with self._cond:
+            return workers - set(self._identity)
 
     def _lease(self, worker: str, max_n: int, wait_s: float) -> tuple[list[WireJob], bool]:
         conn = getattr(_caller, "conn", None)

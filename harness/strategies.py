@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from hypothesis import strategies as st
 
 from harness.scenario import (
@@ -33,6 +34,10 @@ SURVIVABLE = ("restart", "pause", "wrong_key_worker", "add_worker", "bad_handsha
 #: connection (it exits), so it counts as a death; the others slow or cut, then heal.
 NETWORK_DEATHS = ("reset_after_lease",)
 NETWORK_SURVIVABLE = ("partition", "add_toxic")
+#: With a journal, the master itself may be killed and restarted: the run goes on. (A
+#: restarted worker would come back without --reconnect-s and die at the next restart.)
+JOURNAL_SURVIVABLE = ("restart_master",)
+JOURNAL_WORKER_RECONNECT_S = 30.0
 
 
 def _toxics(name: str) -> st.SearchStrategy[ToxicSpec]:
@@ -110,14 +115,22 @@ def _trigger(draw: st.DrawFn, jobs: int) -> WhenSpec:
 
 @st.composite
 def fault_plans(
-    draw: st.DrawFn, jobs: int, workers: int, max_faults: int = 3, network: bool = False
+    draw: st.DrawFn,
+    jobs: int,
+    workers: int,
+    max_faults: int = 3,
+    network: bool = False,
+    journal: bool = False,
 ) -> list[FaultSpec]:
-    """Up to ``max_faults`` faults; at most ``workers - 1`` permanent deaths."""
+    """Up to ``max_faults`` faults; at most ``workers - 1`` permanent deaths. With
+    ``journal``, master kills and restarts too."""
     plan: list[FaultSpec] = []
     deaths_left = workers - 1
     for number in range(draw(st.integers(0, max_faults))):
         when = draw(_trigger(jobs))
         choices = SURVIVABLE + (DEATHS if deaths_left > 0 else ())
+        if journal:
+            choices = tuple(c for c in choices if c != "restart") + JOURNAL_SURVIVABLE
         if network:
             choices += NETWORK_SURVIVABLE + (NETWORK_DEATHS if deaths_left > 0 else ())
         action = draw(st.sampled_from(choices))
@@ -166,15 +179,21 @@ def scenarios(
     faulty_jobs: bool = True,
     system: dict[str, Any] | None = None,
     network: bool = False,
+    journal: bool = False,
 ) -> Scenario:
     """A whole scenario whose checks are the properties every run must satisfy.
 
     With ``network``, workers reach the master through fault proxies, some start with a
-    slowing toxic, and plans may partition, slow down or cut connections."""
+    slowing toxic, and plans may partition, slow down or cut connections. With ``journal``,
+    the master keeps one, workers rejoin a lost master, and plans may restart the master."""
     cluster = draw(topologies(max_workers))
+    if journal:
+        cluster = msgspec.structs.replace(
+            cluster, journal=True, worker_reconnect_s=JOURNAL_WORKER_RECONNECT_S
+        )
     jobs = draw(job_sets(max_jobs, faulty_jobs))
     total_jobs = jobs.count + sum(extra.count for extra in jobs.extra)
-    faults = draw(fault_plans(total_jobs, cluster.workers, max_faults, network))
+    faults = draw(fault_plans(total_jobs, cluster.workers, max_faults, network, journal))
     network_spec = NetworkSpec()
     if network:
         initial = draw(st.lists(_toxics("initial"), max_size=1))

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from distq.errors import EXIT_USAGE
+from distq.events import read_events
 from harness.checks import judge
 from harness.cluster import Cluster
 from harness.history import History
@@ -134,3 +135,29 @@ def test_a_corrupt_journal_is_one_line_exit_2_and_untouched(tmp_path: Path) -> N
     assert done.stderr.count("\n") == 1 and "--journal" in done.stderr
     assert "Traceback" not in done.stderr
     assert journal.read_bytes() == before
+
+
+def test_a_resumed_master_that_finishes_waits_for_the_last_ones_workers_to_rejoin(
+    tmp_path: Path,
+) -> None:
+    """worker-1 is stopped (SIGSTOP) while its job runs and the master dies; the restarted
+    master gives the job to worker-2 and finishes. worker-1, continued only once worker-2
+    has left, must still find a master to rejoin and be told the work is done (exit 0),
+    not keep knocking at a closed port and exit 5."""
+    args = ["--task", "sleep", "--count", "1", "--args", "[0.3]"]
+    args += ["--journal", str(tmp_path / "journal.sqlite")]
+    with Cluster(tmp_path / "run", args) as cluster:
+        away = cluster.add_worker("worker-1", extra_args=["--reconnect-s", "5"])
+        cluster.master_events.wait_for(lambda e: e.get("ev") == "leased", BOUND_S, "a lease")
+        cluster.signal(away.name, signal.SIGSTOP)
+        cluster.restart_master()
+        assert cluster.add_worker("worker-2").wait(BOUND_S) == 0  # did the job, told to stop
+        cluster.signal(away.name, signal.SIGCONT)
+        assert cluster.wait_master(BOUND_S) == 0
+        assert away.wait(BOUND_S) == 0
+    rejoined = [e for e in master_events(cluster) if e["ev"] == "worker_rejoined"]
+    assert [e["worker"] for e in rejoined] == ["worker-1"]
+
+
+def master_events(cluster: Cluster) -> list[dict[str, Any]]:
+    return list(read_events(cluster.events_path("master")))

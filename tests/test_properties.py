@@ -49,6 +49,19 @@ def test_every_job_yields_exactly_one_correct_result_under_network_faults(
         holds()
 
 
+@pytest.mark.processes
+def test_every_job_yields_exactly_one_correct_result_across_master_restarts(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> None:
+    with _property_run("exactly_one_correct_result_journal", tmp_path_factory, request) as prop:
+
+        @given(scenario=scenarios(journal=True))
+        def holds(scenario: Scenario) -> None:
+            prop.check(scenario)
+
+        holds()
+
+
 def test_a_property_run_whose_every_example_was_unknown_fails(tmp_path: Path) -> None:
     unknown = PropertyRun(tmp_path, tmp_path, "p")
     with pytest.raises(pytest.fail.Exception, match="none of 3 example"), unknown:
