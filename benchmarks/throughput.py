@@ -12,6 +12,12 @@ Two workloads, each measured the same way for every system (the output says whic
   square`` (first lease -> last result accepted, as the master measures it); naive: tasks
   put, then the workers released through a barrier.
 
+- distq --journal: the pre-filled distq run again with the master's journal on (every
+  lease and result committed before it is acknowledged); its rate over the pre-filled
+  distq rate is ``journal_ratio``. Then a journaled master is SIGKILLed half-way and
+  restarted on its address: the time from spawning it to its READY line and to its first
+  new lease, and exactly-once again.
+
 Master spawn -> READY is reported apart. Each figure is the median of --repeat runs. The
 last line of output is one JSON object; the exit code is non-zero only if a correctness
 check fails.
@@ -49,6 +55,7 @@ RUN_TIMEOUT_S = 120.0
 TARGET_RATIO = 10.0  # distq submit() / naive, per-job workload
 TARGET_BULK_RATIO = 0.6  # distq submit() / distq submit_many(), per-job workload
 CHUNK = 1000  # submit_many chunk size
+JOURNAL_TARGET_RATIO = 0.5  # distq --journal / distq, pre-filled workload
 
 
 class BenchmarkFailed(Exception):
@@ -187,7 +194,7 @@ class _Watchdog:
         self._thread.join()
 
 
-def run_distq(jobs: int) -> DistqRun:
+def run_distq(jobs: int, extra_args: Sequence[str] = ()) -> DistqRun:
     env = dict(os.environ)
     env["DISTQ_AUTHKEY"] = secrets.token_hex(16)  # the key goes in the environment, never argv
     env.pop("DISTQ_T0", None)
@@ -196,6 +203,7 @@ def run_distq(jobs: int) -> DistqRun:
         master_err = Path(workdir) / "master.err"
         master_cmd = [sys.executable, "-m", "distq", "master", "--task", "square"]
         master_cmd += ["--count", str(jobs), "--results", str(results), "--host", HOST]
+        master_cmd += extra_args
         with open(master_err, "wb") as err:
             spawned_at = time.perf_counter()
             master = _spawn(master_cmd, env, stdout=subprocess.PIPE, stderr=err)
@@ -226,6 +234,113 @@ def run_distq(jobs: int) -> DistqRun:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.wait(timeout=10)  # they exit on their own once the master is done
     return DistqRun(jobs, ready_at - spawned_at, exited_at - ready_at, window_s)
+
+
+# -- distq with --journal: the same run with every change durable, and a restart ----------
+
+
+def run_distq_journaled(jobs: int) -> DistqRun:
+    """``run_distq`` with ``--journal``: every lease and result committed before it is
+    acknowledged."""
+    with tempfile.TemporaryDirectory(prefix="distq-bench-journal-") as workdir:
+        return run_distq(jobs, ["--journal", str(Path(workdir) / "journal.sqlite")])
+
+
+@dataclass(frozen=True, slots=True)
+class RestartRun:
+    jobs: int
+    killed_after: int  # results in the journal's first life
+    spawn_to_ready_s: float
+    spawn_to_first_lease_s: float
+
+
+def _leased_after(events: Path, pid: int, epoch: float, timeout_s: float) -> float:
+    """The monotonic time of the first lease of the master ``pid`` (from its event log)."""
+    give_up_at = time.monotonic() + timeout_s
+    while time.monotonic() < give_up_at:
+        ours = False
+        for line in events.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if event.get("ev") == "master_ready":
+                    ours = event.get("pid") == pid
+                elif ours and event.get("ev") == "leased":
+                    return epoch + float(event["t"])
+        time.sleep(0.01)
+    raise BenchmarkFailed(f"the restarted master leased nothing within {timeout_s:g} s")
+
+
+def run_restart(jobs: int) -> RestartRun:
+    """A journaled master SIGKILLed half-way and restarted on its address: how long from
+    spawning it again to its READY line and to its first new lease; then every job must
+    still have exactly one correct result."""
+    env = dict(os.environ)
+    env["DISTQ_AUTHKEY"] = secrets.token_hex(16)
+    epoch = time.monotonic()
+    env["DISTQ_T0"] = repr(epoch)
+    with (
+        tempfile.TemporaryDirectory(prefix="distq-bench-restart-") as workdir,
+        _reaped([]) as procs,
+    ):
+        root = Path(workdir)
+        results, events = root / "results.jsonl", root / "master.events.jsonl"
+        master_cmd = [sys.executable, "-m", "distq", "master", "--task", "square"]
+        master_cmd += ["--count", str(jobs), "--results", str(results), "--host", HOST]
+        master_cmd += ["--journal", str(root / "journal.sqlite"), "--events", str(events)]
+        first = _spawn(master_cmd, env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        procs.append(first)
+        address = _read_ready(first, READY_TIMEOUT_S)
+        for index in range(WORKERS):
+            worker_cmd = [sys.executable, "-m", "distq", "worker", "--connect", address]
+            worker_cmd += ["--name", f"bench-{index}", "--reconnect-s", "60"]
+            procs.append(_spawn(worker_cmd, env, stdout=subprocess.DEVNULL))
+        give_up_at = time.monotonic() + RUN_TIMEOUT_S
+        while events.read_text(encoding="utf-8").count('"ev":"result_accepted"') < jobs // 2:
+            if time.monotonic() > give_up_at or first.poll() is not None:
+                raise BenchmarkFailed("the journaled master never got half-way")
+            time.sleep(0.005)
+        first.kill()
+        first.wait()
+        killed_after = events.read_text(encoding="utf-8").count('"ev":"result_accepted"')
+        port = address.rpartition(":")[2]
+        spawned_at = time.monotonic()
+        second = _spawn([*master_cmd, "--port", port], env, stdout=subprocess.PIPE)
+        procs.append(second)
+        _read_ready(second, READY_TIMEOUT_S)
+        ready_at = time.monotonic()
+        leased_at = _leased_after(events, second.pid, epoch, RUN_TIMEOUT_S)
+        if second.wait(timeout=RUN_TIMEOUT_S) != 0:
+            raise BenchmarkFailed(f"the restarted master exited {second.returncode}")
+        check_distq_results(results, jobs)
+    return RestartRun(jobs, killed_after, ready_at - spawned_at, leased_at - spawned_at)
+
+
+def measure_journal(jobs: int, repeat: int, restart_jobs: int) -> dict[str, float]:
+    """The median of ``repeat`` journaled runs and one restart, as JSON keys."""
+    rates: list[float] = []
+    for attempt in range(1, repeat + 1):
+        run = run_distq_journaled(jobs)
+        rates.append(run.jobs_per_s)
+        print(
+            f"distq --journal run {attempt}: {run.jobs_per_s:,.0f} jobs/s ({run.jobs} jobs in "
+            f"{run.first_lease_to_last_result_s:.3f} s, first lease -> last result); "
+            f"spawn -> READY {run.spawn_to_ready_s * 1000:.0f} ms; exactly-once ok",
+            flush=True,
+        )
+    restart = run_restart(restart_jobs)
+    print(
+        f"distq --journal restart: master SIGKILLed after {restart.killed_after} of "
+        f"{restart.jobs} results; spawn -> READY {restart.spawn_to_ready_s * 1000:.0f} ms, "
+        f"spawn -> first new lease {restart.spawn_to_first_lease_s * 1000:.0f} ms; "
+        "exactly-once ok across the restart",
+        flush=True,
+    )
+    return {
+        "distq_journal_jobs_per_s": round(statistics.median(rates), 1),
+        "restart_to_ready_s": round(restart.spawn_to_ready_s, 4),
+        "restart_to_first_lease_s": round(restart.spawn_to_first_lease_s, 4),
+        "restart_jobs": restart.jobs,
+    }
 
 
 # -- naive: the tutorials' BaseManager with two queues ------------------------------------
@@ -456,6 +571,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="naive jobs per run (default 5000; jobs/s is a rate, so N may differ)",
     )
     parser.add_argument(
+        "--restart-jobs",
+        type=_positive_int,
+        default=20_000,
+        help="jobs of the journaled run whose master is killed half-way and restarted "
+        "(default 20000)",
+    )
+    parser.add_argument(
         "--repeat",
         type=_positive_int,
         default=3,
@@ -502,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"exactly-once ok",
                 flush=True,
             )
+        journal = measure_journal(options.jobs, options.repeat, options.restart_jobs)
     except BenchmarkFailed as exc:
         print(f"throughput: FAILED: {exc}", file=sys.stderr)
         return 1
@@ -524,6 +647,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"distq {median['prefilled_distq']:,.0f} jobs/s = {prefilled_ratio:.1f}x naive; "
         f"distq master spawn -> READY {ready_s * 1000:.0f} ms"
     )
+    journal_ratio = journal["distq_journal_jobs_per_s"] / median["prefilled_distq"]
+    print(
+        f"distq --journal {journal['distq_journal_jobs_per_s']:,.0f} jobs/s, "
+        f"{journal_ratio:.2f} of distq without it (target >= {JOURNAL_TARGET_RATIO:g}); restart "
+        f"-> first new lease {journal['restart_to_first_lease_s'] * 1000:.0f} ms"
+    )
     print(
         json.dumps(
             {
@@ -541,6 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "distq_jobs": options.jobs,
                 "naive_jobs": options.naive_jobs,
                 "statistic": f"median of {options.repeat}",
+                **journal,
+                "journal_ratio": round(journal_ratio, 3),
             }
         )
     )

@@ -20,7 +20,7 @@ from typing import Any
 
 from distq.jobs import Job, Result, WireJob
 
-__all__ = ["JobBoard", "JobRecord", "JobState", "Outcome"]
+__all__ = ["Change", "JobBoard", "JobRecord", "JobState", "Outcome"]
 
 Event = dict[str, Any]
 
@@ -63,6 +63,21 @@ class _Entry:
     result: Result | None = None
 
 
+#: One job's changed state, as ``drain_changes`` hands it to a journal: job id, state
+#: value, attempts, handed out, holder, lease id, reasons, and the terminal result as
+#: (ok, value, error, worker, attempt) or None.
+Change = tuple[
+    int,
+    str,
+    int,
+    bool,
+    str | None,
+    int,
+    tuple[str, ...],
+    tuple[bool, Any, str | None, str, int] | None,
+]
+
+
 @dataclass(frozen=True, slots=True)
 class JobRecord:
     """One job's whole state, as a journal keeps it and ``restore`` takes it back."""
@@ -75,6 +90,20 @@ class JobRecord:
     lease_id: int
     reasons: tuple[str, ...]
     result: Result | None
+
+    @classmethod
+    def from_change(cls, job: Job, change: Change) -> JobRecord:
+        _, state, attempts, handed_out, holder, lease_id, reasons, result = change
+        return cls(
+            job,
+            JobState(state),
+            attempts,
+            handed_out,
+            holder,
+            lease_id,
+            reasons,
+            None if result is None else Result(job.job_id, *result),
+        )
 
 
 class JobBoard:
@@ -168,12 +197,32 @@ class JobBoard:
         results, self._new_results = self._new_results, []
         return results
 
-    def drain_changes(self) -> list[int]:
-        """With ``track_changes``: the ids of jobs whose record changed since the last drain."""
+    def drain_changes(self) -> list[Change]:
+        """With ``track_changes``: each job whose record changed since the last drain, as
+        a plain ``Change`` tuple (they pickle many times faster than records)."""
         if not self._changed:
             return []
-        changed, self._changed = sorted(self._changed), set()
-        return changed
+        changed, self._changed = self._changed, set()
+        entries = self._entries
+        out: list[Change] = []
+        for job_id in changed:
+            entry = entries[job_id]
+            result = entry.result
+            out.append(
+                (
+                    job_id,
+                    entry.state.value,
+                    entry.attempts,
+                    entry.handed_out,
+                    entry.holder,
+                    entry.lease_id,
+                    tuple(entry.reasons) if entry.reasons else (),
+                    None
+                    if result is None
+                    else (result.ok, result.value, result.error, result.worker, result.attempt),
+                )
+            )
+        return out
 
     def job_ids(self) -> list[int]:
         """Every job's id, in submission order."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distq.board import JobBoard, JobRecord, JobState
+from distq.board import Change, JobBoard, JobRecord, JobState
 from distq.errors import UsageError
 from distq.events import EventLog
 from distq.jobs import Job, Result
@@ -32,16 +32,11 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE jobs (
     id INTEGER PRIMARY KEY, task TEXT NOT NULL, args BLOB NOT NULL,
     time_limit_s REAL, batch INTEGER, seq INTEGER NOT NULL);
-CREATE TABLE changes (
-    seq INTEGER PRIMARY KEY, job INTEGER NOT NULL, state TEXT NOT NULL,
-    attempts INTEGER NOT NULL, handed_out INTEGER NOT NULL, holder TEXT,
-    lease INTEGER NOT NULL, reasons TEXT, ok INTEGER, value BLOB, error TEXT,
-    worker TEXT, attempt INTEGER);
+CREATE TABLE changes (seq INTEGER PRIMARY KEY, changes BLOB NOT NULL);
 CREATE TABLE workers (name TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 _INSERT_JOB = "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)"
-_INSERT_CHANGE = "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_STATES = {state.value: state for state in JobState}
+_INSERT_CHANGES = "INSERT INTO changes VALUES (?, ?)"
 
 
 def jobs_digest(specs: Iterable[tuple[str, Sequence[Any], int | None, float | None]]) -> str:
@@ -125,7 +120,8 @@ class Journal:
                 if statement.strip():
                     self._db.execute(statement)
             self._db.executemany("INSERT INTO meta VALUES (?, ?)", self.meta.items())
-            self._insert_jobs([board.record(job_id).job for job_id in board.job_ids()])
+            self._insert_jobs([board.record(job_id).job for job_id in board.job_ids()], 1)
+        self._seq = 1
 
     def check_same_run(self, *, digest: str, batch_size: int | None) -> None:
         """Refuse to resume a journal that another job set or batch size started."""
@@ -149,35 +145,21 @@ class Journal:
             jobs[job_id] = Job(job_id, task, tuple(pickle.loads(args)), 0, limit, batch)
             restored.submitted_seq[job_id] = seq
             self._seq = max(self._seq, seq)
-        last: dict[int, tuple[Any, ...]] = {}
-        for row in self._db.execute("SELECT * FROM changes ORDER BY seq"):
-            last[row[1]] = row
-            self._seq = max(self._seq, row[0])
-            restored.last_lease_id = max(restored.last_lease_id, row[6])
+        last: dict[int, tuple[int, Change]] = {}
+        for seq, blob in self._db.execute("SELECT seq, changes FROM changes ORDER BY seq"):
+            for change in pickle.loads(blob):
+                last[change[0]] = (seq, change)
+            self._seq = max(self._seq, seq)
         for job_id, job in jobs.items():
-            row = last.get(job_id)
-            if row is None:
-                restored.records.append(
-                    JobRecord(job, JobState.PENDING, 0, False, None, 0, (), None)
-                )
-                continue
-            seq, _, state, attempts, handed_out, holder, lease, reasons, ok, value, error = row[:11]
-            result = None
-            if ok is not None:
-                worker, attempt = row[11], row[12]
-                value = None if value is None else pickle.loads(value)
-                result = Result(job_id, bool(ok), value, error, worker, attempt)
-                restored.terminal_seq[job_id] = seq
-            record = JobRecord(
-                job,
-                _STATES[state],
-                attempts,
-                bool(handed_out),
-                holder,
-                lease,
-                tuple(json.loads(reasons)) if reasons else (),
-                result,
-            )
+            found = last.get(job_id)
+            if found is None:
+                record = JobRecord(job, JobState.PENDING, 0, False, None, 0, (), None)
+            else:
+                seq, change = found
+                record = JobRecord.from_change(job, change)
+                restored.last_lease_id = max(restored.last_lease_id, record.lease_id)
+                if record.result is not None:
+                    restored.terminal_seq[job_id] = seq
             restored.records.append(record)
         self._known_upto = max(jobs, default=-1) + 1
         return restored
@@ -185,35 +167,18 @@ class Journal:
     # -- writing (under the board service's lock) ------------------------------------------
 
     def commit(self, board: JobBoard) -> None:
-        """Append the changed jobs' records in one transaction (new jobs first)."""
-        changed = board.drain_changes()
-        if not changed:
+        """Append the changed jobs' records (and new jobs) in one transaction."""
+        changes = board.drain_changes()
+        if not changes:
             return
-        records = [board.record(job_id) for job_id in changed]
-        rows: list[tuple[Any, ...]] = []
-        seq = self._seq
-        for rec in records:
-            seq += 1
-            result = rec.result
-            reasons = json.dumps(rec.reasons) if rec.reasons else None
-            if result is None:
-                rows.append(
-                    (seq, rec.job.job_id, rec.state.value, rec.attempts, rec.handed_out,
-                     rec.holder, rec.lease_id, reasons, None, None, None, None, None)
-                )  # fmt: skip
-            else:
-                value = None if result.value is None else pickle.dumps(result.value)
-                rows.append(
-                    (seq, rec.job.job_id, rec.state.value, rec.attempts, rec.handed_out,
-                     rec.holder, rec.lease_id, reasons, result.ok, value, result.error,
-                     result.worker, result.attempt)
-                )  # fmt: skip
-        new_jobs = [rec.job for rec in records if rec.job.job_id >= self._known_upto]
+        seq = self._seq + 1
+        new = sorted(change[0] for change in changes if change[0] >= self._known_upto)
+        blob = pickle.dumps(changes, pickle.HIGHEST_PROTOCOL)
         with self._db:
             self._db.execute("BEGIN")
-            if new_jobs:
-                self._insert_jobs(new_jobs)
-            self._db.executemany(_INSERT_CHANGE, rows)
+            if new:
+                self._insert_jobs([board.record(job_id).job for job_id in new], seq)
+            self._db.execute(_INSERT_CHANGES, (seq, blob))
         self._seq = seq
 
     def known_workers(self) -> set[str]:
@@ -249,17 +214,13 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
-    def _insert_jobs(self, jobs: list[Job]) -> None:
-        seq = self._seq
-        rows = []
-        for job in jobs:
-            seq += 1
-            rows.append(
-                (job.job_id, job.task, pickle.dumps(job.args), job.time_limit_s, job.batch, seq)
-            )
+    def _insert_jobs(self, jobs: list[Job], seq: int) -> None:
+        rows = [
+            (job.job_id, job.task, pickle.dumps(job.args), job.time_limit_s, job.batch, seq)
+            for job in jobs
+        ]
         self._db.executemany(_INSERT_JOB, rows)
-        self._seq = seq
-        self._known_upto = max(self._known_upto, max(job.job_id for job in jobs) + 1)
+        self._known_upto = max(self._known_upto, max((job.job_id for job in jobs), default=-1) + 1)
 
     def _set_meta(self, values: dict[str, Any]) -> None:
         with self._db:

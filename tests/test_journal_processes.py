@@ -161,3 +161,23 @@ def test_a_resumed_master_that_finishes_waits_for_the_last_ones_workers_to_rejoi
 
 def master_events(cluster: Cluster) -> list[dict[str, Any]]:
     return list(read_events(cluster.events_path("master")))
+
+
+def test_acknowledged_submissions_and_their_close_survive_the_master(tmp_path: Path) -> None:
+    from distq.client import Submitter
+
+    args = ["--open", "--journal", str(tmp_path / "journal.sqlite")]
+    with Cluster(tmp_path / "run", args) as cluster:
+        assert cluster.address is not None
+        with Submitter.connect(cluster.address, cluster.authkey) as submitter:
+            ids = submitter.submit_many([("square", [n], None) for n in range(5)])
+        cluster.restart_master()  # no worker yet: the jobs exist only in the journal
+        with Submitter.connect(cluster.address, cluster.authkey) as submitter:
+            late = submitter.submit("echo", ["late"])
+            submitter.close_submissions()
+        cluster.restart_master()  # closed stays closed: it stops once the six are done
+        cluster.add_worker()
+        assert cluster.wait_master(BOUND_S) == 0
+    assert ids == [0, 1, 2, 3, 4] and late == 5
+    values = {line["job"]: line["value"] for line in result_lines(cluster)}
+    assert values == {0: 0, 1: 1, 2: 4, 3: 9, 4: 16, 5: "late"}
