@@ -75,7 +75,8 @@ class Journal:
         where = Path(path)
         meta = _read_meta(where) if where.exists() and where.stat().st_size > 0 else {}
         try:
-            db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
+            # timeout=0: a journal another master holds is refused at once, not waited for.
+            db = sqlite3.connect(where, isolation_level=None, check_same_thread=False, timeout=0)
             # Held for the master's life: a second master on the same journal is refused.
             db.execute("PRAGMA locking_mode=EXCLUSIVE")
             db.execute("PRAGMA journal_mode=WAL")
@@ -233,7 +234,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
     """Read and validate the meta table without writing anything to the file."""
     where = f"--journal {path}"
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0)
     except sqlite3.Error as exc:
         raise UsageError(f"cannot open {where}: {exc}") from None
     try:

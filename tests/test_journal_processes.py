@@ -181,3 +181,11 @@ def test_acknowledged_submissions_and_their_close_survive_the_master(tmp_path: P
     assert ids == [0, 1, 2, 3, 4] and late == 5
     values = {line["job"]: line["value"] for line in result_lines(cluster)}
     assert values == {0: 0, 1: 1, 2: 4, 3: 9, 4: 16, 5: "late"}
+
+
+def test_a_journal_in_use_by_a_running_master_is_refused(tmp_path: Path) -> None:
+    with Cluster(tmp_path / "run", journal_args(tmp_path, 3)) as cluster:
+        done = _master(tmp_path, *journal_args(tmp_path, 3))
+        assert cluster.master is not None and cluster.master.alive()
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert done.stderr.count("\n") == 1 and "in use by another running master" in done.stderr
