@@ -143,6 +143,7 @@ class JobBoard:
         self._outbox: list[Event] = []
         self._new_results: list[Result] = []
         self._changed: set[int] | None = set() if track_changes else None
+        self._submitted: list[Job] = []  # with track_changes: jobs new since the last drain
         self.duplicates = 0
         self.requeues = 0
 
@@ -196,6 +197,11 @@ class JobBoard:
         """Return and forget the terminal results (accepted or dead) since the last drain."""
         results, self._new_results = self._new_results, []
         return results
+
+    def drain_submitted(self) -> list[Job]:
+        """With ``track_changes``: the jobs submitted since the last drain, in order."""
+        jobs, self._submitted = self._submitted, []
+        return jobs
 
     def drain_changes(self) -> list[Change]:
         """With ``track_changes``: each job whose record changed since the last drain, as
@@ -323,6 +329,7 @@ class JobBoard:
         self._unfinished += 1
         if self._changed is not None:
             self._changed.add(job_id)
+            self._submitted.append(job)
         if self._record:
             self._emit("job_submitted", job=job_id, task=task, args=list(job.args), batch=batch)
         if batch is not None and batch == self._open_batch and len(self._batches[batch]) == 1:

@@ -63,7 +63,6 @@ class Journal:
         self._db = db
         self.meta = meta
         self._seq = 0
-        self._known_upto = 0  # job ids from here on have no row in jobs yet
         self._checkpoint: tuple[int, int, int] | None = None
 
     # -- opening -------------------------------------------------------------------------
@@ -115,6 +114,7 @@ class Journal:
             "events_offset": 0,
         }
         board.drain_changes()  # submitted: the rows of jobs say so
+        board.drain_submitted()
         with self._db:
             self._db.execute("BEGIN")
             for statement in _SCHEMA.split(";"):
@@ -162,23 +162,22 @@ class Journal:
                 if record.result is not None:
                     restored.terminal_seq[job_id] = seq
             restored.records.append(record)
-        self._known_upto = max(jobs, default=-1) + 1
         return restored
 
     # -- writing (under the board service's lock) ------------------------------------------
 
     def commit(self, board: JobBoard) -> None:
         """Append the changed jobs' records (and new jobs) in one transaction."""
+        new = board.drain_submitted()
         changes = board.drain_changes()
         if not changes:
             return
         seq = self._seq + 1
-        new = sorted(change[0] for change in changes if change[0] >= self._known_upto)
         blob = pickle.dumps(changes, pickle.HIGHEST_PROTOCOL)
         with self._db:
             self._db.execute("BEGIN")
             if new:
-                self._insert_jobs([board.record(job_id).job for job_id in new], seq)
+                self._insert_jobs(new, seq)
             self._db.execute(_INSERT_CHANGES, (seq, blob))
         self._seq = seq
 
@@ -221,7 +220,6 @@ class Journal:
             for job in jobs
         ]
         self._db.executemany(_INSERT_JOB, rows)
-        self._known_upto = max(self._known_upto, max((job.job_id for job in jobs), default=-1) + 1)
 
     def _set_meta(self, values: dict[str, Any]) -> None:
         with self._db:

@@ -114,6 +114,23 @@ def test_submissions_after_the_start_are_journaled(tmp_path: Path) -> None:
     journal.close()
 
 
+def test_submissions_out_of_id_order_are_journaled(tmp_path: Path) -> None:
+    """Pipelined submitters assign ids from reserved blocks: a later block's job may come
+    first."""
+    path = tmp_path / "j.sqlite"
+    journal, board = started(path, 1)
+    first = board.reserve_ids(10)
+    second = board.reserve_ids(10)
+    board.submit("echo", ("b",), job_id=second)
+    journal.commit(board)
+    board.submit("echo", ("a",), job_id=first)
+    journal.commit(board)
+    journal.close()
+    journal, board = reopened(path)
+    assert sorted(board.job_ids()) == [0, first, second]
+    journal.close()
+
+
 def test_results_reach_each_output_once_after_a_crash(tmp_path: Path) -> None:
     """Job 0 reached both outputs before the checkpoint; job 1 only the results file
     (torn after it); job 2 neither. The restart adds job 2 to the file and jobs 1 and 2

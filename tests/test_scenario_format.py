@@ -309,15 +309,35 @@ def setup(spec: RunSpec) -> RunSetup:
     )
 
 
-def process(role: str) -> ProcessSpec:
+def process(role: str, restarted: bool = False) -> ProcessSpec:
+    """A worker knows the master's address; a master only once it is started again."""
     name = "master" if role == "master" else "worker-1"
-    return ProcessSpec(role, name, Path(f"{name}.events.jsonl"), {"master": "127.0.0.1:1"}, b"key")
+    known = role != "master" or restarted
+    addresses = {"master": "127.0.0.1:1"} if known else {}
+    return ProcessSpec(role, name, Path(f"{name}.events.jsonl"), addresses, b"key")
 
 
 def launched(spec: RunSpec, role: str) -> tuple[str, ...]:
     """The argv the system under test is started with for ``role``."""
     assert spec.system is not None
     return spec.system.launch(process(role), setup(spec)).argv
+
+
+def test_a_journaled_master_started_again_resumes_its_journal_on_its_port(
+    tmp_path: Path,
+) -> None:
+    text = FULL.replace("[cluster]\n", "[cluster]\njournal = true\n", 1)
+    spec = to_run_spec(load_scenario(write(tmp_path, text)), tmp_path / "run")
+    assert spec.system is not None
+    first = spec.system.launch(process("master"), setup(spec)).argv
+    again = spec.system.launch(process("master", restarted=True), setup(spec)).argv
+    journal = ("--journal", str(Path("run").resolve() / "journal.sqlite"))
+    assert "--port" not in first and _has(first, journal)
+    assert _has(again, journal) and _has(again, ("--port", "1"))
+
+
+def _has(argv: tuple[str, ...], pair: tuple[str, str]) -> bool:
+    return any(argv[i : i + 2] == pair for i in range(len(argv) - 1))
 
 
 def test_every_option_reaches_the_run(tmp_path: Path) -> None:
