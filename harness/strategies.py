@@ -37,7 +37,9 @@ NETWORK_SURVIVABLE = ("partition", "add_toxic")
 #: With a journal, the master itself may be killed and restarted: the run goes on. (A
 #: restarted worker would come back without --reconnect-s and die at the next restart.)
 JOURNAL_SURVIVABLE = ("restart_master",)
-JOURNAL_WORKER_RECONNECT_S = 30.0
+#: Long enough to outlast a master's restart, short enough that a worker which lost the
+#: master just as it finished gives up well within the run's grace for workers to exit.
+JOURNAL_WORKER_RECONNECT_S = 8.0
 
 
 def _toxics(name: str) -> st.SearchStrategy[ToxicSpec]:
