@@ -248,10 +248,6 @@ class JobBoard:
             entry.result,
         )
 
-    @property
-    def last_lease_id(self) -> int:
-        return self._next_lease_id
-
     def restore(self, records: list[JobRecord], *, last_lease_id: int) -> None:
         """Load the records a journal kept into this empty board, emitting no event.
 

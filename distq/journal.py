@@ -58,21 +58,34 @@ class Restored:
 class Journal:
     """One open journal file. Not thread-safe: the board service calls it under its lock."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection, meta: dict[str, Any]) -> None:
+    def __init__(
+        self, path: Path, db: sqlite3.Connection, meta: dict[str, Any], run: dict[str, Any]
+    ) -> None:
         self.path = path
         self._db = db
         self.meta = meta
+        self._run = run  # what identifies the run: the job set's digest, the batch size
         self._seq = 0
         self._checkpoint: tuple[int, int, int] | None = None
 
     # -- opening -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, fsync: bool = False) -> Journal:
-        """Open (or create) the journal at ``path``. A corrupt file, another program's
-        database or a newer format raise ``UsageError`` before anything is written."""
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        digest: str,
+        batch_size: int | None,
+        fsync: bool = False,
+    ) -> Journal:
+        """Open (or create) the journal at ``path`` for the run of job set ``digest``. A
+        corrupt file, another program's database, a newer format or another run raise
+        ``UsageError`` before the file is opened for writing."""
         where = Path(path)
         meta = _read_meta(where) if where.exists() and where.stat().st_size > 0 else {}
+        if meta:
+            _check_same_run(where, meta, digest=digest, batch_size=batch_size)
         try:
             # timeout=0: a journal another master holds is refused at once, not waited for.
             db = sqlite3.connect(where, isolation_level=None, check_same_thread=False, timeout=0)
@@ -85,7 +98,7 @@ class Journal:
             db.execute("COMMIT")
         except sqlite3.OperationalError as exc:
             raise UsageError(f"cannot open --journal {where}: {exc}") from None
-        return cls(where, db, meta)
+        return cls(where, db, meta, {"jobs_digest": digest, "batch_size": batch_size})
 
     @property
     def is_new(self) -> bool:
@@ -99,15 +112,12 @@ class Journal:
     def accepting(self) -> bool:
         return bool(self.meta.get("accepting", 0))
 
-    def create(
-        self, board: JobBoard, *, digest: str, batch_size: int | None, accepting: bool
-    ) -> None:
+    def create(self, board: JobBoard, *, accepting: bool) -> None:
         """Write a new journal: its identity and every job of ``board`` (all pending)."""
         self.meta = {
             "format": FORMAT,
             "master_id": secrets.token_hex(8),
-            "jobs_digest": digest,
-            "batch_size": batch_size,
+            **self._run,
             "accepting": int(accepting),
             "out_seq": 0,
             "results_offset": 0,
@@ -123,20 +133,6 @@ class Journal:
             self._db.executemany("INSERT INTO meta VALUES (?, ?)", self.meta.items())
             self._insert_jobs([board.record(job_id).job for job_id in board.job_ids()], 1)
         self._seq = 1
-
-    def check_same_run(self, *, digest: str, batch_size: int | None) -> None:
-        """Refuse to resume a journal that another job set or batch size started."""
-        where = self.path
-        if self.meta.get("jobs_digest") != digest:
-            raise UsageError(
-                f"--journal {where} belongs to a run with a different job set; give the "
-                "jobs it was started with, or a new journal path"
-            )
-        if self.meta.get("batch_size") != batch_size:
-            raise UsageError(
-                f"--journal {where} belongs to a run with --batch-size "
-                f"{self.meta.get('batch_size')}, not {batch_size}"
-            )
 
     def load(self) -> Restored:
         """Every job's last record, for ``JobBoard.restore``."""
@@ -226,6 +222,22 @@ class Journal:
             self._db.execute("BEGIN")
             self._db.executemany("REPLACE INTO meta VALUES (?, ?)", values.items())
         self.meta.update(values)
+
+
+def _check_same_run(
+    where: Path, meta: dict[str, Any], *, digest: str, batch_size: int | None
+) -> None:
+    """Refuse to resume a journal that another job set or batch size started."""
+    if meta.get("jobs_digest") != digest:
+        raise UsageError(
+            f"--journal {where} belongs to a run with a different job set; give the "
+            "jobs it was started with, or a new journal path"
+        )
+    if meta.get("batch_size") != batch_size:
+        raise UsageError(
+            f"--journal {where} belongs to a run with --batch-size "
+            f"{meta.get('batch_size')}, not {batch_size}"
+        )
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

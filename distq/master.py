@@ -65,7 +65,12 @@ def run_master(
             "16 bytes: anyone who guesses it can run code here (pickle)"
         )
     specs = list(jobs)
-    journal = None if journal_path is None else Journal.open(journal_path, fsync=journal_fsync)
+    digest = jobs_digest((s.task, s.args, s.job_id, s.time_limit_s) for s in specs)
+    journal = None
+    if journal_path is not None:
+        journal = Journal.open(
+            journal_path, digest=digest, batch_size=config.batch_size, fsync=journal_fsync
+        )
     try:
         return _serve(config, authkey, specs, results, ready, events_path, journal, results_path)
     finally:
@@ -92,10 +97,8 @@ def _serve(
         record_events=log.enabled,
         track_changes=journal is not None,
     )
-    digest = jobs_digest((s.task, s.args, s.job_id, s.time_limit_s) for s in specs)
     restored = None
     if journal is not None and not journal.is_new:
-        journal.check_same_run(digest=digest, batch_size=config.batch_size)
         restored = journal.load()
         board.restore(restored.records, last_lease_id=restored.last_lease_id)
     else:
@@ -109,12 +112,7 @@ def _serve(
                 else config.time_limit_s,
             )
         if journal is not None:
-            journal.create(
-                board,
-                digest=digest,
-                batch_size=config.batch_size,
-                accepting=config.open_submissions,
-            )
+            journal.create(board, accepting=config.open_submissions)
     sink = ResultSink(results)
     service = BoardService(board, log, sink, config, journal)
     results_file = None if results_path is None else Path(results_path)

@@ -33,13 +33,13 @@ def started(path: Path, jobs: int, batch_size: int | None = None) -> tuple[Journ
     board = new_board(batch_size)
     for n in range(jobs):
         board.submit("square", (n,))
-    journal = Journal.open(path)
-    journal.create(board, digest="d", batch_size=batch_size, accepting=False)
+    journal = Journal.open(path, digest="d", batch_size=batch_size)
+    journal.create(board, accepting=False)
     return journal, board
 
 
 def reopened(path: Path, batch_size: int | None = None) -> tuple[Journal, JobBoard]:
-    journal = Journal.open(path)
+    journal = Journal.open(path, digest="d", batch_size=batch_size)
     restored = journal.load()
     board = new_board(batch_size)
     board.restore(restored.records, last_lease_id=restored.last_lease_id)
@@ -180,13 +180,11 @@ def test_a_journal_is_refused_for_another_job_set_or_batch_size(tmp_path: Path) 
     path = tmp_path / "j.sqlite"
     journal, _ = started(path, 2)
     journal.close()
-    journal = Journal.open(path)
     with pytest.raises(UsageError, match="different job set"):
-        journal.check_same_run(digest="other", batch_size=None)
+        Journal.open(path, digest="other", batch_size=None)
     with pytest.raises(UsageError, match="--batch-size None, not 5"):
-        journal.check_same_run(digest="d", batch_size=5)
-    journal.check_same_run(digest="d", batch_size=None)
-    journal.close()
+        Journal.open(path, digest="d", batch_size=5)
+    Journal.open(path, digest="d", batch_size=None).close()
 
 
 def test_jobs_digest_tells_job_sets_apart() -> None:
@@ -221,6 +219,6 @@ def test_a_bad_journal_is_one_usage_error_and_left_untouched(tmp_path: Path, kin
     path, message = _bad_files(tmp_path)[kind]
     before = path.read_bytes()
     with pytest.raises(UsageError, match=message) as caught:
-        Journal.open(path)
+        Journal.open(path, digest="d", batch_size=None)
     assert "\n" not in str(caught.value)
     assert path.read_bytes() == before
