@@ -319,25 +319,29 @@ def resume_outputs(
     log: EventLog,
 ) -> tuple[int, bool]:
     """Give the outputs what the crash kept from them; returns how many results were
-    written again and whether a torn last line was cut from the results file. Results journaled after the last checkpoint are looked for in the tail
-    of each output and written once if missing; a torn last line is cut (results file) or
-    ended (event log). Without a results file (stdout) the tail cannot be read back: those
-    results are written again (at least once)."""
+    written again and whether a torn last line was cut from the results file.
+
+    Results journaled after the last checkpoint are looked for in the tail of each output
+    and written once if missing; a torn last line is cut (results file) or ended (event
+    log). A results file shorter than the checkpoint says (replaced, or cut short by a
+    power loss) is read whole, and every result it lacks is written. Without a results
+    file (stdout) nothing can be read back: the late results are written again (at
+    least once)."""
     out_seq = int(journal.meta.get("out_seq", 0))
-    late = sorted((seq, job_id) for job_id, seq in restored.terminal_seq.items() if seq > out_seq)
-    results = [board.result(job_id) for _, job_id in late]
-    missing = [result for result in results if result is not None]
+    offset = int(journal.meta.get("results_offset", 0))
+    readable = results_path is not None and results_path.exists()
+    shrunk = results_path is not None and (not readable or results_path.stat().st_size < offset)
+    since = 0 if shrunk else out_seq
+    ordered = sorted((seq, job_id) for job_id, seq in restored.terminal_seq.items())
+    late = [result for seq, job_id in ordered if seq > since if (result := board.result(job_id))]
+    missing_output = late
     cut = False
-    if results_path is not None and results_path.exists():
-        lines, start, cut = _complete_lines_from(
-            results_path, int(journal.meta.get("results_offset", 0))
-        )
+    if results_path is not None and readable:
+        lines, start, cut = _complete_lines_from(results_path, offset)
         if cut:
             os.truncate(results_path, start + sum(len(line) + 1 for line in lines))
         present = _ids_in(lines, terminal_events=False)
-        missing_output = [r for r in missing if r.job_id not in present]
-    else:
-        missing_output = missing
+        missing_output = [result for result in late if result.job_id not in present]
     if missing_output:
         write_results(missing_output)
     if log.path is not None and log.path.exists():
@@ -345,14 +349,14 @@ def resume_outputs(
         if torn:
             log.end_torn_line()
         present = _ids_in(lines, terminal_events=True)
-        _log_lost_events(
-            journal, board, restored, out_seq, [r for r in missing if r.job_id not in present], log
-        )
+        unlogged = [
+            r for r in late if r.job_id not in present and restored.terminal_seq[r.job_id] > out_seq
+        ]
+        _log_lost_events(board, restored, out_seq, unlogged, log)
     return len(missing_output), cut
 
 
 def _log_lost_events(
-    journal: Journal,
     board: JobBoard,
     restored: Restored,
     out_seq: int,

@@ -176,6 +176,35 @@ def test_results_reach_each_output_once_after_a_crash(tmp_path: Path) -> None:
     assert sorted(terminal) == [0, 1, 2]
 
 
+def test_a_results_file_shorter_than_the_checkpoint_gets_every_result_again(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.sqlite"
+    results = tmp_path / "results.jsonl"
+    journal, board = started(path, 2)
+    board.lease("w", 2)
+    board.complete("w", 0, 1, 0)
+    board.complete("w", 1, 1, 1)
+    journal.commit(board)
+    results.write_text("".join(map(result_line, board.drain_results())))
+    journal.outputs_written(results.stat().st_size, 0)
+    journal.close()
+    results.write_text("")  # replaced (or a power loss took what was not synced)
+
+    journal, board = reopened(path)
+    written: list[Result] = []
+    again, _ = resume_outputs(
+        journal,
+        board,
+        journal.load(),
+        results_path=results,
+        write_results=written.extend,
+        log=EventLog(None, "master"),
+    )
+    journal.close()
+    assert again == 2 and [r.job_id for r in written] == [0, 1]
+
+
 def test_a_journal_is_refused_for_another_job_set_or_batch_size(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
     journal, _ = started(path, 2)
