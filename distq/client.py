@@ -348,9 +348,10 @@ class Submitter:
                 if batch is None:
                     return
                 self._send(batch, report_on_flush=True)
-        except DistqError as exc:
+        except Exception as exc:  # a flusher that ended silently would hang flush()
+            failure = exc if isinstance(exc, DistqError) else DistqError(_last_line(exc))
             with self._lock:
-                self._failure = self._failure or exc
+                self._failure = self._failure or failure
                 self._space.notify_all()
                 self._acked_cond.notify_all()
         finally:
@@ -388,7 +389,7 @@ class Submitter:
         raised by the next flush() when ``report_on_flush``)."""
         refusals: list[Refusal] = []
         while batch:
-            taken, refused = self._rpc(self._board.submit_jobs, self._session, batch, CALL_WAIT_S)
+            taken, refused = self._submit_jobs(batch)
             batch = batch[taken:]
             with self._lock:
                 self._acked += taken
@@ -404,6 +405,24 @@ class Submitter:
                 if self._abandoned:
                     break
         return refusals
+
+    def _submit_jobs(self, batch: list[WireSubmission]) -> tuple[int, list[Refusal]]:
+        """One ``submit_jobs`` call. A batch that cannot be pickled here or unpickled by
+        the master (an object of a module the master does not import) reached nothing:
+        split it until the jobs at fault are alone, and refuse those, naming why."""
+        try:
+            return self._rpc(self._board.submit_jobs, self._session, batch, CALL_WAIT_S)
+        except DistqError:
+            raise
+        except Exception as exc:
+            if len(batch) == 1:
+                return 1, [(batch[0][0], f"could not be sent to the master: {_last_line(exc)}")]
+        half = len(batch) // 2
+        taken, refused = self._submit_jobs(batch[:half])
+        if taken < half:  # the window is full: the rest is sent again
+            return taken, refused
+        more, also_refused = self._submit_jobs(batch[half:])
+        return taken + more, refused + also_refused
 
     def _fetch(self, wait_s: float) -> None:
         outcomes: list[WireOutcome] = self._rpc(
@@ -424,6 +443,13 @@ class Submitter:
             raise UsageError(str(exc)) from None
         except (OSError, EOFError) as exc:
             raise MasterLost(f"lost the master at {self.where} ({type(exc).__name__})") from None
+
+
+def _last_line(exc: Exception) -> str:
+    """``exc`` in one line; a traceback relayed from the master by its last line."""
+    text = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__
 
 
 def _remaining(deadline: float | None, message: str) -> float:

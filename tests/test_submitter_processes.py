@@ -276,3 +276,38 @@ def test_a_result_not_in_time_and_a_lost_master_are_errors_that_say_so(tmp_path:
                 submitter.submit("square", [6])
         finally:
             submitter.abandon()
+
+
+class Unreadable:
+    """Pickles on the client; unpickling it on the master raises (as an object of a user
+    module the master does not import would)."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return int, ("not a number",)
+
+
+def test_a_job_that_cannot_be_sent_is_refused_by_name_and_the_others_go_through(
+    tmp_path: Path,
+) -> None:
+    with Cluster(tmp_path / "run", ["--open"]) as cluster:
+        assert cluster.address is not None
+        cluster.add_worker()
+        with Submitter.connect(cluster.address, cluster.authkey) as submitter:
+            before = [submitter.submit("echo", [n]) for n in range(5)]
+            unreadable = submitter.submit("echo", [Unreadable()])
+            unpicklable = submitter.submit("echo", [threading.Lock()])
+            after = [submitter.submit("echo", [n]) for n in range(5, 10)]
+            with pytest.raises(SubmissionRefused) as refused:
+                submitter.flush(timeout_s=BOUND_S / 2)
+            assert refused.value.job_ids == [unreadable, unpicklable]
+            reasons = dict(refused.value.refusals)
+            assert "invalid literal for int()" in reasons[unreadable]
+            assert "cannot pickle" in reasons[unpicklable]
+            done = {r.job_id: r.value for r in submitter.as_completed(timeout_s=BOUND_S)}
+            assert done == {job_id: n for n, job_id in enumerate(before + after)}
+            # submit_many goes the same way
+            with pytest.raises(SubmissionRefused) as refused:
+                submitter.submit_many([("echo", [1], None), ("echo", [Unreadable()], None)])
+            assert len(refused.value.job_ids) == 1
+            submitter.close_submissions()
+        assert cluster.wait_master(BOUND_S) == 0
