@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from multiprocessing import connection, managers
+from multiprocessing import connection, managers, util
 from multiprocessing.context import AuthenticationError
 from multiprocessing.managers import BaseManager, BaseProxy
 from typing import Any
@@ -120,6 +120,7 @@ class BoardProxy(BaseProxy):
     """
 
     _tls: Any  # BaseProxy's thread-local holder of the connection
+    _idset: Any
 
     _exposed_ = (
         "hello",
@@ -145,6 +146,14 @@ class BoardProxy(BaseProxy):
     @_Client.setter
     def _Client(self, value: Any) -> None:
         pass
+
+    def _incref(self) -> None:
+        # The stock proxy shares one connection per thread with every proxy of the same
+        # address, and closing any of them closes it: one Submitter's close() cut the
+        # connection another one's session lived on. Each proxy has its own instead.
+        self._tls = util.ForkAwareLocal()
+        self._idset = managers.ProcessLocalSet()  # type: ignore[attr-defined]
+        super()._incref()  # type: ignore[misc]
 
     def hello(self, worker: str, pid: int, host: str, rejoin: bool = False) -> dict[str, Any]:
         if rejoin:

@@ -311,3 +311,20 @@ def test_a_job_that_cannot_be_sent_is_refused_by_name_and_the_others_go_through(
             assert len(refused.value.job_ids) == 1
             submitter.close_submissions()
         assert cluster.wait_master(BOUND_S) == 0
+
+
+def test_closing_one_submitter_leaves_another_of_the_same_thread_open(tmp_path: Path) -> None:
+    with Cluster(tmp_path / "run", ["--open"]) as cluster:
+        assert cluster.address is not None
+        first = Submitter.connect(cluster.address, cluster.authkey)
+        second = Submitter.connect(cluster.address, cluster.authkey)
+        try:
+            first.close()  # second has sent nothing yet
+            job_id = second.submit("square", [7])
+            second.flush(timeout_s=BOUND_S)
+            cluster.add_worker()
+            assert second.result(job_id, timeout_s=BOUND_S).value == 49
+            second.close_submissions()
+        finally:
+            second.abandon()
+        assert cluster.wait_master(BOUND_S) == 0
