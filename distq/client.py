@@ -96,6 +96,7 @@ class Submitter:
         self._id_block = FIRST_ID_BLOCK
         self._open: set[int] = set()  # submitted, result not yet handed to the caller
         self._received: dict[int, Result] = {}  # fetched, not yet handed to the caller
+        self._parked: list[Any] = []  # connections of interrupted calls, closed at the end
         self._flusher = threading.Thread(target=self._run_flusher, name="distq-flusher")
         self._flusher.daemon = True
         self._flusher.start()
@@ -169,6 +170,10 @@ class Submitter:
         except DistqError as exc:
             with self._lock:
                 self._failure = self._failure or exc
+            raise
+        except BaseException:  # Ctrl-C: whether the master took the batch is unknown
+            with self._lock:
+                self._failure = self._failure or DistqError("submit_many() was interrupted")
             raise
         if refusals:
             raise SubmissionRefused(refusals)
@@ -289,6 +294,8 @@ class Submitter:
             with contextlib.suppress(DistqError):  # the master is gone, and the session
                 self._rpc(self._board.end_session, self._session)
         self._board._close()  # type: ignore[attr-defined]
+        for conn in self._parked:
+            conn.close()
 
     def _check_usable(self) -> None:
         """Under the lock: raise if no more jobs can be submitted here."""
@@ -431,10 +438,11 @@ class Submitter:
         if outcomes:
             received = self._received
             with self._lock:
-                discard = self._open.discard
+                is_open = self._open
                 for outcome in outcomes:
-                    discard(outcome[0])
-                    received[outcome[0]] = Result(*outcome)
+                    if outcome[0] in is_open:  # not one handed out again after a Ctrl-C
+                        is_open.remove(outcome[0])
+                        received[outcome[0]] = Result(*outcome)
 
     def _rpc(self, method: Callable[..., T], *args: Any) -> T:
         try:
@@ -443,6 +451,15 @@ class Submitter:
             raise UsageError(str(exc)) from None
         except (OSError, EOFError) as exc:
             raise MasterLost(f"lost the master at {self.where} ({type(exc).__name__})") from None
+        except BaseException:
+            # Interrupted mid-call (Ctrl-C): its reply may still come on this thread's
+            # connection and would answer the next call (P3). Park it unread; the next
+            # call connects afresh, the session keeps living on the parked one.
+            conn = getattr(self._board._tls, "connection", None)
+            if conn is not None:
+                self._parked.append(conn)
+                del self._board._tls.connection
+            raise
 
 
 def _last_line(exc: Exception) -> str:

@@ -230,13 +230,15 @@ class BoardService:
         for the first."""
         with self._cond:
             owner = self._session(session)
+            connection = id(getattr(_caller, "conn", None))
+            self.sessions.fetching_on(owner, connection)
             deadline = time.monotonic() + max(0.0, min(wait_s, 5.0))
             while not owner.results and not self.stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._delivered.wait(remaining)
-            return self.sessions.take_results(owner, max(1, max_n))
+            return self.sessions.take_results(owner, max(1, max_n), connection)
 
     def end_session(self, session: str) -> None:
         with self._cond:

@@ -77,6 +77,9 @@ class Session:
     ended: bool = False
     results: deque[Result] = field(default_factory=deque)  # terminal, not fetched yet
     connections: set[int] = field(default_factory=set)  # ids of the connections it called on
+    # connection id -> the results last fetched on it: a call interrupted mid-reply
+    # leaves them unread there, and the submitter fetches next on another connection.
+    unread: dict[int, list[Result]] = field(default_factory=dict)
 
 
 class Sessions:
@@ -108,6 +111,7 @@ class Sessions:
         if session is not None:
             session.ended = True
             session.results.clear()
+            session.unread.clear()
             for connection in session.connections:
                 self._of_connection.get(connection, set()).discard(name)
 
@@ -152,12 +156,28 @@ class Sessions:
                 session.results.append(result)
         return routed
 
-    def take_results(self, session: Session, max_n: int) -> list[WireOutcome]:
+    def fetching_on(self, session: Session, connection: int) -> None:
+        """A fetch came on ``connection``: the submitter read the results that went out
+        on it before (one call at a time per connection). Those that went out on another
+        connection may be unread (a call interrupted mid-reply, Ctrl-C): they are handed
+        out again, and the submitter drops what it already has."""
+        unread = session.unread
+        unread.pop(connection, None)
+        for results in reversed(unread.values()):
+            session.results.extendleft(reversed(results))
+        unread.clear()
+
+    def take_results(self, session: Session, max_n: int, connection: int) -> list[WireOutcome]:
+        """Up to ``max_n`` results of ``session``, going out on ``connection``."""
         results = session.results
         taken: list[WireOutcome] = []
+        sent: list[Result] = []
         while results and len(taken) < max_n:
             r = results.popleft()
+            sent.append(r)
             taken.append((r.job_id, r.ok, r.value, r.error, r.worker, r.attempt))
+        if sent:
+            session.unread[connection] = sent
         return taken
 
     def undelivered(self) -> int:

@@ -59,14 +59,32 @@ def test_a_window_counts_jobs_until_their_results_come() -> None:
     done = [Result(1, True, 1, None, "w", 1), Result(3, True, 9, None, "w", 2)]
     assert sessions.route(done)
     assert sessions.room(collecting) == 1 and sessions.room(silent) == 3
-    assert sessions.take_results(collecting, 10) == [(1, True, 1, None, "w", 1)]
-    assert sessions.take_results(silent, 10) == []
+    assert sessions.take_results(collecting, 10, 1) == [(1, True, 1, None, "w", 1)]
+    assert sessions.take_results(silent, 10, 1) == []
     assert not sessions.route([Result(1, True, 1, None, "w", 3)]), "a second result: no owner"
     sessions.end(collecting.name)
     assert sessions.route([Result(0, True, 0, None, "w", 1)])
     assert sessions.undelivered() == 0, "an ended session keeps nothing"
     with pytest.raises(ValueError, match="no submitter session"):
         sessions.get(collecting.name)
+
+
+def test_results_fetched_on_a_connection_the_submitter_left_are_handed_out_again() -> None:
+    sessions = Sessions()
+    session = sessions.open(collect=True)
+    sessions.owns(session, [0, 1, 2])
+    sessions.route([Result(0, True, 0, None, "w", 1)])
+    sessions.fetching_on(session, 1)
+    assert [r[0] for r in sessions.take_results(session, 10, 1)] == [0]
+    # A Ctrl-C mid-reply: the submitter parks connection 1 and fetches on connection 2.
+    sessions.route([Result(1, True, 1, None, "w", 1)])
+    sessions.fetching_on(session, 2)
+    assert [r[0] for r in sessions.take_results(session, 10, 2)] == [0, 1]
+    sessions.route([Result(2, True, 4, None, "w", 1)])
+    sessions.fetching_on(session, 2)  # what went out on 2 was read: not again
+    assert [r[0] for r in sessions.take_results(session, 10, 2)] == [2]
+    sessions.end(session.name)
+    assert session.unread == {}
 
 
 def test_a_refusal_names_the_jobs() -> None:

@@ -328,3 +328,36 @@ def test_closing_one_submitter_leaves_another_of_the_same_thread_open(tmp_path: 
         finally:
             second.abandon()
         assert cluster.wait_master(BOUND_S) == 0
+
+
+def test_a_call_interrupted_by_ctrl_c_loses_no_result_and_desynchronises_nothing(
+    tmp_path: Path,
+) -> None:
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    with Cluster(tmp_path / "run", ["--open"]) as cluster:
+        assert cluster.address is not None
+        cluster.add_worker()
+        submitter = Submitter.connect(cluster.address, cluster.authkey)
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            # The job ends while the master holds the interrupted fetch open: its result
+            # goes out in the reply nobody reads.
+            slow = submitter.submit("sleep", [0.6])
+            submitter.flush(timeout_s=BOUND_S)
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(KeyboardInterrupt):
+                submitter.result(slow, timeout_s=BOUND_S)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            # The next calls on this thread get their own replies.
+            [square] = submitter.submit_many([("square", [4], None)])
+            assert submitter.result(square, timeout_s=BOUND_S).value == 16
+            assert submitter.result(slow, timeout_s=BOUND_S).ok
+            submitter.close_submissions()
+            submitter.close()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            submitter.abandon()
+        assert cluster.wait_master(BOUND_S) == 0
