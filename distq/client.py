@@ -254,13 +254,17 @@ class Submitter:
     # -- closing ----------------------------------------------------------------------------
 
     def close(self, timeout_s: float | None = None) -> None:
-        """Flush (raising as ``flush`` does), then end the session and disconnect."""
+        """Flush (raising as ``flush`` does), then end the session and disconnect. When
+        the flush raises, jobs not acknowledged by then are dropped, as by ``abandon``."""
         if self._closed:
             return
         try:
             self.flush(timeout_s)  # after a failure: raises only if jobs went unacknowledged
-        finally:
-            self._shut_down(abandon=False)
+        except BaseException:
+            # Timed out or interrupted: what is still unsent could wait for room forever.
+            self._shut_down(abandon=True)
+            raise
+        self._shut_down(abandon=False)
 
     def abandon(self) -> None:
         """Disconnect at once; jobs not yet acknowledged are dropped."""

@@ -361,3 +361,30 @@ def test_a_call_interrupted_by_ctrl_c_loses_no_result_and_desynchronises_nothing
             signal.signal(signal.SIGALRM, previous)
             submitter.abandon()
         assert cluster.wait_master(BOUND_S) == 0
+
+
+def test_close_with_a_timeout_returns_in_time_when_the_master_takes_nothing(
+    tmp_path: Path,
+) -> None:
+    with Cluster(tmp_path / "run", ["--open"]) as cluster:  # no worker: the window stays full
+        assert cluster.address is not None
+        submitter = Submitter.connect(cluster.address, cluster.authkey, window=2)
+        for n in range(10):
+            submitter.submit("square", [n])
+        outcome: queue.Queue[BaseException | None] = queue.Queue()
+
+        def close() -> None:
+            try:
+                submitter.close(timeout_s=1.0)
+            except BaseException as exc:
+                outcome.put(exc)
+            else:
+                outcome.put(None)
+
+        threading.Thread(target=close, daemon=True).start()
+        try:
+            raised = outcome.get(timeout=BOUND_S)
+        except queue.Empty:
+            raise AssertionError(f"close(timeout_s=1.0) still waits after {BOUND_S:g} s") from None
+        assert isinstance(raised, TimeoutError), raised
+        assert "8 submitted jobs not acknowledged in time" in str(raised)
