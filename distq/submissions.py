@@ -128,6 +128,8 @@ class Sessions:
             session = self._sessions.get(name)
             if session is not None:
                 session.connections.discard(connection)
+                # Its id may come back on a new connection: not a sign they were read.
+                session.results.extendleft(reversed(session.unread.pop(connection, [])))
                 if not session.connections:
                     self.end(name)
 

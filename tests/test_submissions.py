@@ -83,6 +83,11 @@ def test_results_fetched_on_a_connection_the_submitter_left_are_handed_out_again
     sessions.route([Result(2, True, 4, None, "w", 1)])
     sessions.fetching_on(session, 2)  # what went out on 2 was read: not again
     assert [r[0] for r in sessions.take_results(session, 10, 2)] == [2]
+    sessions.seen_on(session, 2)
+    sessions.seen_on(session, 3)
+    sessions.connection_closed(2)  # an id a new connection may get: hand them out again
+    sessions.fetching_on(session, 2)
+    assert [r[0] for r in sessions.take_results(session, 10, 2)] == [2]
     sessions.end(session.name)
     assert session.unread == {}
 
