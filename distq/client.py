@@ -294,10 +294,15 @@ class Submitter:
             self._abandoned = abandon
             self._work.notify_all()
         self._flusher.join(None if not abandon else 2 * CALL_WAIT_S + 5)
-        if self._failure is None:
-            with contextlib.suppress(DistqError):  # the master is gone, and the session
-                self._rpc(self._board.end_session, self._session)
-        self._board._close()  # type: ignore[attr-defined]
+        if abandon:
+            # No call that could wait on a hung master (end_session, the proxy's decref):
+            # the master ends the session once its connections are closed.
+            self._board.abandon()
+        else:
+            if self._failure is None:
+                with contextlib.suppress(DistqError):  # the master is gone, and the session
+                    self._rpc(self._board.end_session, self._session)
+            self._board._close()  # type: ignore[attr-defined]
         for conn in self._parked:
             conn.close()
 

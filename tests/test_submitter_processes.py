@@ -388,3 +388,20 @@ def test_close_with_a_timeout_returns_in_time_when_the_master_takes_nothing(
             raise AssertionError(f"close(timeout_s=1.0) still waits after {BOUND_S:g} s") from None
         assert isinstance(raised, TimeoutError), raised
         assert "8 submitted jobs not acknowledged in time" in str(raised)
+
+
+def test_abandon_does_not_wait_on_a_hung_master(tmp_path: Path) -> None:
+    with Cluster(tmp_path / "run", ["--open"]) as cluster:
+        assert cluster.address is not None
+        submitter = Submitter.connect(cluster.address, cluster.authkey)
+        submitter.submit("square", [1])
+        submitter.flush(timeout_s=BOUND_S)
+        cluster.signal("master", signal.SIGSTOP)
+        try:
+            submitter.submit("square", [2])  # the flusher waits on the hung master
+            started = time.monotonic()
+            submitter.abandon()
+            # The client's reply timeout is 60 s: abandon() makes no call that waits for it.
+            assert time.monotonic() - started < 30.0
+        finally:
+            cluster.signal("master", signal.SIGCONT)
