@@ -405,3 +405,38 @@ def test_abandon_does_not_wait_on_a_hung_master(tmp_path: Path) -> None:
             assert time.monotonic() - started < 30.0
         finally:
             cluster.signal("master", signal.SIGCONT)
+
+
+def test_ctrl_c_in_a_submit_held_by_back_pressure_leaves_the_submitter_usable(
+    tmp_path: Path,
+) -> None:
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    with Cluster(tmp_path / "run", ["--open"]) as cluster:  # no worker yet: nothing frees
+        assert cluster.address is not None
+        submitter = Submitter.connect(
+            cluster.address, cluster.authkey, window=4, batch_size=4, max_buffered=4
+        )
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        ids: list[int] = []
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 1.0)
+            with pytest.raises(KeyboardInterrupt):
+                # 4 in the window, 4 in the flusher's hands, 4 buffered: submit() blocks
+                for n in range(100):
+                    ids.append(submitter.submit("square", [n]))
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            assert len(ids) <= 12
+            cluster.add_worker()
+            ids.append(submitter.submit("square", [len(ids)]))
+            submitter.flush(timeout_s=BOUND_S)
+            done = {r.job_id: r.value for r in submitter.as_completed(timeout_s=BOUND_S)}
+            assert done == {job_id: n * n for n, job_id in enumerate(ids)}
+            submitter.close_submissions()
+            submitter.close()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            submitter.abandon()
+        assert cluster.wait_master(BOUND_S) == 0
