@@ -22,6 +22,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from multiprocessing.context import AuthenticationError
+from multiprocessing.managers import RemoteError
+from multiprocessing.reduction import ForkingPickler
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -430,9 +432,17 @@ class Submitter:
             return self._rpc(self._board.submit_jobs, self._session, batch, CALL_WAIT_S)
         except DistqError:
             raise
+        except RemoteError as exc:  # the master could not read the call: nothing ran
+            reason = _last_line(exc)
         except Exception as exc:
-            if len(batch) == 1:
-                return 1, [(batch[0][0], f"could not be sent to the master: {_last_line(exc)}")]
+            try:
+                ForkingPickler.dumps(batch)
+            except Exception:
+                reason = _last_line(exc)  # it cannot be pickled here: nothing was sent
+            else:  # submit_jobs itself failed: whether it took the jobs is unknown
+                raise DistqError(f"the master failed taking jobs: {_last_line(exc)}") from None
+        if len(batch) == 1:
+            return 1, [(batch[0][0], f"could not be sent to the master: {reason}")]
         half = len(batch) // 2
         taken, refused = self._submit_jobs(batch[:half])
         if taken < half:  # the window is full: the rest is sent again
