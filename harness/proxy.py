@@ -34,6 +34,7 @@ __all__ = [
     "FaultProxy",
     "Flow",
     "FrameCounter",
+    "Tap",
     "Toxic",
 ]
 
@@ -49,6 +50,13 @@ class EventSink(Protocol):
     """Where the proxy reports changes and decisions; ``EventLog.write`` fits."""
 
     def __call__(self, ev: str, **fields: Any) -> None: ...
+
+
+class Tap(Protocol):
+    """Sees every chunk a proxy reads, as it reads it: ``(connection, flow, data)``;
+    empty ``data`` when that side closed. Called on the proxy's thread; must not block."""
+
+    def __call__(self, connection: int, flow: Flow, data: bytes) -> None: ...
 
 
 @dataclass(slots=True)
@@ -191,12 +199,16 @@ class _Link:
                 if not data:
                     break
                 self.read_bytes[flow] += len(data)
+                if self.proxy.tap is not None:
+                    self.proxy.tap(self.index, flow, data)
                 if self._straight_through(flow):
                     await self._pass(flow, data)
                 else:
                     await queue.put((self.loop.time(), data, None))
         except (ConnectionError, OSError):
             end = "reset"
+        if self.proxy.tap is not None:
+            self.proxy.tap(self.index, flow, b"")
         await queue.put((self.loop.time(), b"", end))
 
     def _straight_through(self, flow: Flow) -> bool:
@@ -422,8 +434,10 @@ class FaultProxy:
         seed: int | str = 0,
         on_event: EventSink | None = None,
         call_timeout_s: float = 5.0,
+        tap: Tap | None = None,
     ) -> None:
         self.name = name
+        self.tap = tap
         self.seed = seed
         self.on_event = on_event
         self.call_timeout_s = call_timeout_s
