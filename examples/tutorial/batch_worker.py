@@ -1,6 +1,6 @@
 """The Job tutorial's worker: take Jobs from the dispatch queue, put a Result for each.
 
-    python batch_worker.py HOST PORT AUTHKEY [GET_TIMEOUT_S]
+python batch_worker.py HOST PORT AUTHKEY [GET_TIMEOUT_S]
 """
 
 import queue

@@ -108,10 +108,9 @@ def _handshake_kind(payload: bytes) -> FrameKind:
 def _handshake_value(kind: FrameKind, payload: bytes) -> Any:
     if kind == "challenge":  # 3.12+: b"#CHALLENGE#{sha256}" + nonce; before: 20 random bytes
         rest = payload[len(b"#CHALLENGE#") :]
-        digest = (
-            rest[1 : rest.index(b"}")].decode("ascii", "replace") if rest[:1] == b"{" else "md5"
-        )
-        return {"digest": digest}
+        end = rest.find(b"}")
+        named = rest[:1] == b"{" and end > 0 and len(rest) > 20
+        return {"digest": rest[1:end].decode("ascii", "replace") if named else "md5"}
     return None
 
 

@@ -60,6 +60,7 @@ class WireTranslator:
     names: QueueNames
     typeids: dict[str, str] = field(default_factory=dict)  # server object id -> typeid
     jobs: dict[str, int] = field(default_factory=dict)  # job key -> job id (put order)
+    put_keys: set[str] = field(default_factory=set)  # keys the master was seen to put
     batches_open: set[int] = field(default_factory=set)
     accepted: dict[int, int] = field(default_factory=dict)  # job -> acceptances
     attempts: dict[int, int] = field(default_factory=dict)
@@ -158,8 +159,12 @@ class WireTranslator:
         key = item_key(item, self.names.job_key)
         if key is None:
             return [self._event(frame, MASTER, "unkeyed_item", item=item, route=frame.route)]
+        if key in self.jobs and key not in self.put_keys:
+            self.put_keys.add(key)  # its lease was read first (another relay's thread)
+            return []
         if key in self.jobs:  # the same item put twice: a second job with that key
             key = f"{key}#{len(self.jobs)}"
+        self.put_keys.add(key)
         return self._new_job(frame, key, item)[1]
 
     def _lease(self, frame: WireFrame, item: Any) -> list[dict[str, Any]]:

@@ -1,0 +1,107 @@
+"""The relays that watch an unmodified BaseManager app: one ``FaultProxy`` per process of
+the app, all tapped by one ``WireRecorder`` that decodes every frame, writes it to the raw
+frames log and turns it into history events (``master.events.jsonl``, ``<worker>.events.jsonl``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import contract
+from harness.proxy import EventSink, FaultProxy, Flow, Tap
+from harness.wire.frames import Connection, WireFrame
+from harness.wire.translate import QueueNames, WireTranslator
+
+__all__ = ["FRAMES_LOG", "WireRecorder"]
+
+#: The raw decoded frames of a run, one JSON object a line; history events cite them by
+#: ``frame`` (the line number, from 1).
+FRAMES_LOG = "wire.frames.jsonl"
+
+
+class WireRecorder:
+    """Decodes and records what the relays of one run read; safe to tap from many threads."""
+
+    def __init__(self, run_dir: Path, names: QueueNames, epoch: float) -> None:
+        self.run_dir = Path(run_dir)
+        self.epoch = epoch
+        self.translator = WireTranslator(names)
+        self.relays: dict[str, FaultProxy] = {}
+        self.frames = 0
+        self.callback_errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        self._connections: dict[tuple[str, int], Connection] = {}
+        self._writers: dict[str, contract.EventWriter] = {}
+        self._frames_fd: int | None = os.open(
+            self.run_dir / FRAMES_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+        )
+
+    def tap(self, route: str) -> Tap:
+        """The tap of the relay named ``route`` (the process it stands in front of)."""
+
+        def tap(connection: int, flow: Flow, data: bytes) -> None:
+            t = time.monotonic() - self.epoch
+            key = (route, connection)
+            try:
+                state = self._connections.get(key)
+                if state is None:
+                    state = self._connections[key] = Connection(route, connection)
+                frames = state.feed(t, flow, data)  # decoding: on this relay's thread only
+                if frames:
+                    self._record(frames)
+            except Exception as exc:  # a bug here must never break the relay
+                self.callback_errors.append(exc)
+
+        return tap
+
+    def relay(
+        self, route: str, upstream: tuple[str, int], seed: int, sink: EventSink
+    ) -> FaultProxy:
+        """Start (or return) the relay for ``route`` in front of ``upstream``."""
+        relay = self.relays.get(route)
+        if relay is None:
+            relay = FaultProxy(route, seed=seed, on_event=sink, tap=self.tap(route))
+            relay.start(upstream=upstream)
+            self.relays[route] = relay
+        return relay
+
+    def _record(self, frames: list[WireFrame]) -> None:
+        with self._lock:
+            lines, events = [], []
+            for frame in frames:
+                self.frames += 1
+                lines.append(json.dumps({"n": self.frames, **frame.record()}, default=repr))
+                for event in self.translator.feed(frame):
+                    event["frame"] = self.frames
+                    events.append(event)
+            if self._frames_fd is not None:
+                os.write(self._frames_fd, ("\n".join(lines) + "\n").encode())
+            for event in events:
+                self._writer(str(event["src"])).write_all([event])
+
+    def write(self, src: str, ev: str, **fields: Any) -> None:
+        """An event the adapter itself knows (``master_ready``), in the same logs."""
+        with self._lock:
+            self._writer(src).write(ev, **fields)
+
+    def _writer(self, src: str) -> contract.EventWriter:
+        writer = self._writers.get(src)
+        if writer is None:
+            path = self.run_dir / contract.events_name(src)
+            writer = self._writers[src] = contract.EventWriter(path, src, self.epoch)
+        return writer
+
+    def close(self) -> None:
+        for relay in self.relays.values():
+            relay.close()
+        with self._lock:
+            if self._frames_fd is not None:
+                os.close(self._frames_fd)
+                self._frames_fd = None
+            for writer in self._writers.values():
+                writer.close()
