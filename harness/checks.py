@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from harness import contract
+from harness.causes import lost_cause
 from harness.contract import HARNESS, MASTER, RESULTS, TERMINAL_EVENTS
 from harness.history import History, HistoryEvent, Submission
 
@@ -127,8 +128,10 @@ def exactly_once(history: History, /, **_: Any) -> list[Violation]:
     for job, submission in submitted.items():
         ends = terminals.get(job, ())
         if not ends:
-            lines = (submission.line, *_lease_lines(history, job))
-            found.append(Violation(check, f"job {job} lost: no terminal result", (job,), lines))
+            cause, cited = lost_cause(history, job)
+            lines = tuple(dict.fromkeys((submission.line, *_lease_lines(history, job), *cited)))
+            message = f"job {job} lost: no terminal result: {cause}"
+            found.append(Violation(check, message, (job,), lines))
         elif len(ends) > 1:
             kinds = ", ".join(f"{end.ev} (#{end.line})" for end in ends)
             lines = (submission.line, *(end.line for end in ends))

@@ -1,0 +1,64 @@
+"""Why a job was lost, from the history alone: the cause a lost-job violation names.
+
+Pure, like the checks: its holder died; it was handed to a get whose caller was already
+dead (an orphaned server thread); its result was put after the master shut down; its
+result was put but never taken; or it was never handed out.
+"""
+
+from __future__ import annotations
+
+from harness.contract import HARNESS, MASTER
+from harness.history import History, HistoryEvent
+
+__all__ = ["lost_cause"]
+
+
+def lost_cause(history: History, job: int) -> tuple[str, tuple[int, ...]]:
+    """A clause naming why ``job`` has no terminal result, and the history lines behind it."""
+    leases = history.select("leased", src=MASTER, job=job)
+    if not leases:
+        return "it was never handed out", ()
+    last = leases[-1]
+    worker = str(last.get("worker"))
+    if last.get("client_gone"):
+        return (
+            f"it was handed to a get whose caller {worker} was already dead: the server "
+            "thread left blocked in that get took it and wrote it to a closed connection",
+            (last.line,),
+        )
+    reports = [event for event in history.select("completed", job=job) if event.src != MASTER]
+    if reports:
+        report = reports[-1]
+        stopped = history.select("master_stopped", src=MASTER)
+        if report.get("after_shutdown") or (stopped and report.t > stopped[0].t):
+            lines = (report.line, *(event.line for event in stopped[:1]))
+            return f"its result was put by {report.src} after the master shut down", lines
+        return f"its result was put by {report.src} but the master never took it", (report.line,)
+    death = _death(history, worker, last)
+    if death is not None:
+        return f"its holder {worker} died holding it ({_what(death)})", (last.line, death.line)
+    return f"it was leased to {worker} (attempt {last.get('attempt')}) and no result came", (
+        last.line,
+    )
+
+
+def _death(history: History, worker: str, lease: HistoryEvent) -> HistoryEvent | None:
+    """The first sign after ``lease`` that ``worker`` died or was cut off."""
+    for event in history.events[lease.line + 1 :]:
+        if (
+            event.src == HARNESS
+            and event.ev == "fault"
+            and event.get("target") == worker
+            and event.get("action") in ("kill", "terminate", "restart")
+            and not event.get("missed")
+        ):
+            return event
+        if event.src == MASTER and event.ev == "worker_lost" and event.get("worker") == worker:
+            return event
+    return None
+
+
+def _what(event: HistoryEvent) -> str:
+    if event.ev == "fault":
+        return f"fault {event.get('action')} at t={event.t:g}"
+    return f"its connection closed at t={event.t:g}"
