@@ -56,6 +56,7 @@ DEFAULT_KIND = "distq"
 #: given as ``package.module:NAME`` is imported from there instead (a user's own system).
 KINDS: dict[str, str] = {
     "distq": "harness.systems.distq",
+    "managers": "harness.systems.managers",
 }
 
 

@@ -37,6 +37,11 @@ class StandIn:
     """
 
     qualified_name = "?"
+    call_args: tuple[Any, ...]
+    call_kwargs: dict[str, Any]
+    state: Any
+    items: list[Any]
+    entries: list[tuple[Any, Any]]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> StandIn:
         self = object.__new__(cls)
@@ -146,9 +151,9 @@ def _render_mapping(mapping: Mapping[Any, Any], depth: int) -> dict[str, Any]:
 
 def _render_stand_in(record: StandIn, depth: int) -> dict[str, Any]:
     name = record.qualified_name
-    args = record.call_args  # type: ignore[attr-defined]
-    kwargs = record.call_kwargs  # type: ignore[attr-defined]
-    state = record.state  # type: ignore[attr-defined]
+    args = record.call_args
+    kwargs = record.call_kwargs
+    state = record.state
     # NEWOBJ of a plain class: no arguments, the state is the object's __dict__.
     out: dict[str, Any] = (
         {"$call": name, "args": render(list(args), depth + 1)}
@@ -164,10 +169,10 @@ def _render_stand_in(record: StandIn, depth: int) -> dict[str, Any]:
             out.setdefault(key, item)
     elif state is not None:
         out["$state"] = render(state, depth + 1)
-    items = record.items  # type: ignore[attr-defined]
+    items = record.items
     if items:
         out["$items"] = render(items, depth + 1)
-    entries = record.entries  # type: ignore[attr-defined]
+    entries = record.entries
     if entries:
         out["$entries"] = [[render(k, depth + 1), render(v, depth + 1)] for k, v in entries]
     return out

@@ -23,7 +23,7 @@ def _redirect() -> None:
 
     from multiprocessing import connection
 
-    original = connection.SocketClient
+    original = getattr(connection, "SocketClient")  # noqa: B009 (not in typeshed)
 
     def socket_client(address: Any) -> Any:
         # Client() and XmlClient() both look SocketClient up at call time.
@@ -31,7 +31,7 @@ def _redirect() -> None:
             address = target
         return original(address)
 
-    connection.SocketClient = socket_client
+    setattr(connection, "SocketClient", socket_client)  # noqa: B010
 
 
 def _stacks() -> None:

@@ -1,0 +1,261 @@
+"""An unmodified BaseManager app as a system under test, observed on the wire.
+
+The scenario gives the app's master and worker command lines and names its task and result
+queues; every process reaches the app through a relay of its own (``harness.wire``), the
+master's own calls too (a ``sitecustomize`` on its ``PYTHONPATH``), and the relays write
+the history. The app is never modified and never imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+import msgspec
+
+from harness import contract
+from harness.checks import CHECKS, Expect
+from harness.systems import Kind
+from harness.systems.base import (
+    MASTER,
+    WORKER,
+    Event,
+    EventSink,
+    ExitCodes,
+    Launch,
+    Observer,
+    Process,
+    ProcessSpec,
+    RunSetup,
+)
+from harness.wire.relay import WireRecorder
+from harness.wire.translate import QueueNames
+
+__all__ = ["KIND", "SITE_DIR", "UNSUPPORTED_TRIGGERS", "ManagersConfig", "ManagersSystem"]
+
+#: The directory holding the ``sitecustomize`` the master runs with.
+SITE_DIR = Path(__file__).resolve().parent.parent / "wire" / "site"
+REDIRECT_ENV = "DISTQ_WIRE_REDIRECT"
+STACKS_ENV = "DISTQ_WIRE_STACKS_SIGNAL"
+STACKS_SIGNAL = signal.SIGUSR1
+
+#: Triggers with no evidence on the wire: a worker starting a job says nothing to the master.
+UNSUPPORTED_TRIGGERS: dict[str, str] = {
+    "job_started": "a BaseManager worker says nothing on the wire when it starts a job; "
+    "use job_leased (the hand-out) instead",
+}
+#: Actions that need something an unmodified app does not have.
+UNSUPPORTED_ACTIONS: dict[str, str] = {
+    "empty_key_worker": "an unmodified app has no rule about empty keys to check",
+}
+PLACEHOLDERS = ("{python}", "{port}", "{authkey}")
+
+
+class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """The ``[system]`` keys of ``kind = "managers"``."""
+
+    master: Annotated[
+        list[str],
+        msgspec.Meta(min_length=1, description="the master's argv; {python} {port} {authkey}"),
+    ]
+    worker: Annotated[
+        list[str], msgspec.Meta(min_length=1, description="a worker's argv; {port} is its relay's")
+    ]
+    tasks: Annotated[
+        str, msgspec.Meta(min_length=1, description="registered typeid of the task queue")
+    ]
+    results: Annotated[
+        str, msgspec.Meta(min_length=1, description="registered typeid of the result queue")
+    ]
+    cwd: Annotated[
+        str, msgspec.Meta(description="where the app runs, relative to the scenario")
+    ] = "."
+    job_key: str | None = None
+    result_key: str | None = None
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    expected: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
+    exit_codes: dict[str, list[int]] = {MASTER: [0], WORKER: [0]}
+    env: dict[str, str] = {}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_of(address: str) -> int:
+    return int(address.rpartition(":")[2])
+
+
+class ManagersSystem:
+    """One run of a BaseManager app, and the relays that watch it."""
+
+    kind: ClassVar[str] = "managers"
+    roles: ClassVar[tuple[str, ...]] = (MASTER, WORKER)
+    triggers: ClassVar[frozenset[str]] = frozenset(contract.TRIGGERS) - set(UNSUPPORTED_TRIGGERS)
+    actions: ClassVar[frozenset[str]] = frozenset(contract.ACTIONS) - set(UNSUPPORTED_ACTIONS)
+    checks: ClassVar[frozenset[str]] = frozenset(CHECKS)
+    cluster_keys: ClassVar[frozenset[str]] = frozenset()
+    exit_codes: ClassVar[ExitCodes] = ExitCodes(ok=0)
+    stacks_signal: ClassVar[int | None] = STACKS_SIGNAL
+
+    def __init__(self, config: ManagersConfig, base_dir: Path | None = None) -> None:
+        self.config = config
+        cwd = Path(config.cwd)
+        self.cwd = cwd if cwd.is_absolute() else (base_dir or Path.cwd()) / cwd
+        self.names = QueueNames(
+            config.tasks, config.results, config.job_key, config.result_key, config.batch_size
+        )
+        self.app_port = _free_port()
+        self.recorder: WireRecorder | None = None
+        self.seed = 0
+        self.sink: EventSink | None = None
+        self._expected: Callable[[Any], Any] | None = None
+
+    # -- the relays ---------------------------------------------------------------------------
+
+    def _recorder(self, setup: RunSetup) -> WireRecorder:
+        if self.recorder is None:
+            epoch = getattr(setup, "epoch", None)
+            if epoch is None:
+                epoch = (
+                    contract.run_epoch() if os.environ.get(contract.EPOCH_ENV) else time.monotonic()
+                )
+            self.recorder = WireRecorder(setup.run_dir, self.names, float(epoch))
+        return self.recorder
+
+    def _relay_address(self, route: str, upstream: tuple[str, int]) -> str:
+        assert self.recorder is not None
+        relay = self.recorder.relay(route, upstream, self.seed, self._proxy_event)
+        return f"{relay.address[0]}:{relay.address[1]}"
+
+    def _proxy_event(self, ev: str, **fields: Any) -> None:
+        if self.sink is not None:
+            self.sink(ev, **fields)
+
+    # -- the System protocol ------------------------------------------------------------------
+
+    def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
+        recorder = self._recorder(setup)
+        app = ("127.0.0.1", self.app_port)
+        site = os.pathsep.join(p for p in (str(SITE_DIR), os.environ.get("PYTHONPATH", "")) if p)
+        env = {**self.config.env, "PYTHONPATH": site, STACKS_ENV: str(int(STACKS_SIGNAL))}
+        if process.role == MASTER:
+            relay = self._relay_address(MASTER, app)
+            env[REDIRECT_ENV] = f"{self.app_port}={relay}"
+            argv, port = self.config.master, self.app_port
+        elif process.role == WORKER:
+            address = process.addresses.get(MASTER, f"127.0.0.1:{self.app_port}")
+            relays = {f"{r.address[0]}:{r.address[1]}" for r in recorder.relays.values()}
+            if address not in relays:
+                address = self.worker_address(process.name, address)
+            argv, port = self.config.worker, _port_of(address)
+        else:
+            raise ValueError(f"a BaseManager app has no role {process.role!r}")
+        values = {
+            "{python}": sys.executable,
+            "{port}": str(port),
+            "{authkey}": os.fsdecode(process.authkey),
+        }
+        for placeholder, value in values.items():
+            argv = [part.replace(placeholder, value) for part in argv]
+        return Launch(tuple(argv), env, self.cwd)
+
+    def worker_address(self, worker: str, address: str) -> str:
+        """The relay ``worker`` connects to, in front of ``address`` (the app or a proxy)."""
+        host, _, port = address.rpartition(":")
+        return self._relay_address(worker, (host or "127.0.0.1", int(port)))
+
+    def ready(self, process: Process, events: Sequence[Event]) -> str | None:
+        try:
+            socket.create_connection(("127.0.0.1", self.app_port), timeout=1).close()
+        except OSError:
+            return None
+        address = f"127.0.0.1:{self.app_port}"
+        if self.recorder is not None:
+            self.recorder.write(MASTER, contract.MASTER_READY, address=address, pid=process.pid)
+        return address
+
+    def joined(self, worker: str, events: Sequence[Event]) -> bool:
+        return any(
+            event.get("ev") == contract.WORKER_JOINED
+            and event.get("src") == contract.MASTER
+            and event.get("worker") == worker
+            for event in events
+        )
+
+    def observers(self, setup: RunSetup, sink: EventSink) -> Sequence[Observer]:
+        self.sink = sink
+        self._recorder(setup)
+        return (_RelayObserver(self),)
+
+    def expected(self, task: str, args: tuple[Any, ...]) -> Any:
+        if self.config.expected is None or len(args) != 1:
+            return Expect.UNKNOWN
+        if self._expected is None:
+            self._expected = _load(self.config.expected, self.cwd)
+        try:
+            return self._expected(args[0])
+        except Exception:
+            return Expect.UNKNOWN
+
+    def attack_handshake(self, address: str, count: int, rng: random.Random) -> None:
+        from multiprocessing.connection import Client
+        from multiprocessing.context import AuthenticationError
+
+        host, _, port = address.rpartition(":")
+        relay = self._relay_address("handshake-attack", (host, int(port)))
+        host, _, port = relay.rpartition(":")
+        for _ in range(count):
+            with suppress(AuthenticationError, OSError, EOFError):
+                Client((host, int(port)), authkey=rng.randbytes(16)).close()
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+
+
+class _RelayObserver:
+    def __init__(self, system: ManagersSystem) -> None:
+        self.system = system
+
+    def master_ready(self, address: str) -> None:
+        pass  # the relays connect to the app's fixed port on each new connection
+
+    def worker_address(self, worker: str, address: str) -> str:
+        return self.system.worker_address(worker, address)
+
+    def close(self) -> None:
+        self.system.close()
+
+
+def _load(path: str, cwd: Path) -> Callable[[Any], Any]:
+    """``module:function``, imported as is, else from the app's directory or above."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        for root in (cwd, *cwd.parents):
+            if (root / Path(*module_name.split("."))).with_suffix(".py").exists():
+                sys.path.insert(0, str(root))
+                break
+        module = importlib.import_module(module_name)
+    function: Callable[[Any], Any] = getattr(module, attribute)
+    return function
+
+
+def _build(config: Any) -> ManagersSystem:
+    return ManagersSystem(config)
+
+
+KIND = Kind("managers", ManagersConfig, _build, ManagersSystem)
