@@ -149,11 +149,25 @@ def _render_mapping(mapping: Mapping[Any, Any], depth: int) -> dict[str, Any]:
     return out
 
 
-def _render_stand_in(record: StandIn, depth: int) -> dict[str, Any]:
+#: Calls old pickle protocols use to rebuild plain data; shown as that data (still not run).
+_SETS = frozenset(
+    {"builtins.set", "builtins.frozenset", "__builtin__.set", "__builtin__.frozenset"}
+)
+_BYTES = frozenset({"_codecs.encode", "builtins.bytes", "__builtin__.bytes", "builtins.bytearray"})
+
+
+def _render_stand_in(record: StandIn, depth: int) -> Any:
     name = record.qualified_name
     args = record.call_args
     kwargs = record.call_kwargs
     state = record.state
+    plain = not kwargs and state is None and len(args) >= 1
+    if plain and name in _SETS and isinstance(args[0], list):
+        return {"$set": [render(item, depth + 1) for item in args[0][:_MAX_ITEMS]]}
+    if plain and name in _BYTES and isinstance(args[0], str) and args[1:] in ((), ("latin1",)):
+        return render(args[0].encode("latin-1", "replace"), depth)
+    if plain and name in _BYTES and not args[0]:
+        return {"$bytes": ""}
     # NEWOBJ of a plain class: no arguments, the state is the object's __dict__.
     out: dict[str, Any] = (
         {"$call": name, "args": render(list(args), depth + 1)}

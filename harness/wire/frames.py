@@ -7,13 +7,14 @@ and replies (server to client), each decoded safely and paired with its request 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from harness.toxics import FrameCounter
 from harness.wire.decode import MAX_DECODED_BYTES, decode_payload
 
-__all__ = ["HANDSHAKE_FRAMES", "Connection", "FrameKind", "WireFrame"]
+__all__ = ["HANDSHAKE_FRAMES", "Connection", "FrameKind", "WireFrame", "replay"]
 
 FrameKind = Literal["challenge", "answer", "welcome", "failure", "request", "reply", "end"]
 Flow = Literal["upstream", "downstream"]  # upstream: client -> server
@@ -168,3 +169,32 @@ class Connection:
             request=request,
             client_gone=self.client_closed,
         )
+
+
+def replay(records: Iterable[dict[str, Any]]) -> list[WireFrame]:
+    """Frames back from the raw frames log (``WireFrame.record``), replies paired again
+    with their requests: a run's wire can be translated again after the fact."""
+    pending: dict[tuple[str, int], list[WireFrame]] = {}
+    frames: list[WireFrame] = []
+    for record in records:
+        key = (str(record["route"]), int(record["connection"]))
+        kind = record["kind"]
+        request = None
+        if kind == "reply":
+            waiting = pending.get(key, [])
+            request = waiting.pop(0) if waiting else None
+        frame = WireFrame(
+            t=float(record["t"]),
+            route=key[0],
+            connection=key[1],
+            flow=record["flow"],
+            kind=kind,
+            size=int(record.get("size", 0)),
+            value=record.get("value"),
+            request=request,
+            client_gone=bool(record.get("client_gone", False)),
+        )
+        if kind == "request":
+            pending.setdefault(key, []).append(frame)
+        frames.append(frame)
+    return frames
