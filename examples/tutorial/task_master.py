@@ -1,7 +1,7 @@
 """The n*n tutorial's master: serve a task queue and a result queue, put numbers, collect
 result lines, shut down.
 
-    python task_master.py PORT AUTHKEY [COUNT] [PAUSE_S]
+    python task_master.py PORT AUTHKEY [COUNT] [PAUSE_S] [RESULT_TIMEOUT_S]
 
 Written the way the tutorials write it, faults included: nothing is retried, a result
 that never comes ends the wait after a time-out, and the key is on the command line.
@@ -36,6 +36,7 @@ def main() -> None:
     port, authkey = int(sys.argv[1]), sys.argv[2].encode()
     count = int(sys.argv[3]) if len(sys.argv) > 3 else 10
     pause_s = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
+    result_timeout_s = float(sys.argv[5]) if len(sys.argv) > 5 else 10.0
     manager = QueueManager(address=("127.0.0.1", port), authkey=authkey)
     manager.start()
     tasks = manager.get_task_queue()
@@ -48,7 +49,7 @@ def main() -> None:
     print("collecting results", flush=True)
     for _ in range(count):
         try:
-            line = results.get(timeout=10)
+            line = results.get(timeout=result_timeout_s)
         except queue.Empty:
             print("no more results", flush=True)
             break

@@ -83,7 +83,9 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     result_key: str | None = None
     batch_size: Annotated[int, msgspec.Meta(ge=1)] | None = None
     expected: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
-    exit_codes: dict[str, list[int]] = {MASTER: [0], WORKER: [0]}
+    exit_codes: dict[str, list[int]] = msgspec.field(
+        default_factory=lambda: {MASTER: [0], WORKER: [0]}
+    )
     env: dict[str, str] = {}
 
 

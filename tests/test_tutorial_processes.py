@@ -1,0 +1,240 @@
+"""The tutorial apps (examples/tutorial) run unmodified behind the wire relays of
+``kind = "managers"``: what the history shows, and the cause each lost job is given."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.checks import batch_barrier, correct_values, exactly_once
+from harness.cluster import kill_tree
+from harness.history import History
+from harness.systems.base import MASTER, WORKER, ProcessSpec, RunSetup
+from harness.systems.managers import ManagersConfig, ManagersSystem
+from harness.wire.relay import FRAMES_LOG
+
+pytestmark = pytest.mark.processes
+
+REPO = Path(__file__).resolve().parent.parent
+TUTORIAL = REPO / "examples" / "tutorial"
+AUTHKEY = b"tutorial-key"
+
+TASK_APP = {
+    "cwd": str(TUTORIAL),
+    "tasks": "get_task_queue",
+    "results": "get_result_queue",
+    "expected": "examples.tutorial.tasks:square",
+}
+BATCH_APP = {
+    "cwd": str(TUTORIAL),
+    "master": ["{python}", "batch_master.py", "{port}", "{authkey}", "3", "3"],
+    "worker": ["{python}", "batch_worker.py", "127.0.0.1", "{port}", "{authkey}"],
+    "tasks": "get_dispatch_queue",
+    "results": "get_result_queue",
+    "job_key": "job_id",
+    "result_key": "job_id",
+    "batch_size": 10,
+    "expected": "examples.tutorial.tasks:square",
+}
+
+
+@dataclass
+class AppRun:
+    """A tutorial app under the relays: spawn, watch the history as it is written, judge."""
+
+    system: ManagersSystem
+    setup: RunSetup
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def spawn(self, name: str, role: str, authkey: bytes = AUTHKEY) -> subprocess.Popen[bytes]:
+        addresses = {} if role == MASTER else {MASTER: f"127.0.0.1:{self.system.app_port}"}
+        spec = ProcessSpec(role, name, self.setup.run_dir / f"{name}.x", addresses, authkey)
+        launch = self.system.launch(spec, self.setup)
+        with open(self.setup.run_dir / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                launch.argv,
+                cwd=launch.cwd,
+                env={**os.environ, **launch.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs[name] = proc
+        if role == MASTER:
+            self.wait(lambda: self.system.ready(_Proc(name, role, proc.pid), []) is not None)
+        return proc
+
+    def events(self) -> list[dict[str, Any]]:
+        found = []
+        for path in sorted(self.setup.run_dir.glob("*.events.jsonl")):
+            lines = path.read_text(encoding="utf-8").splitlines()
+            found += [json.loads(line) for line in lines if line.strip()]
+        return found
+
+    def seen(self, ev: str, **fields: Any) -> bool:
+        return any(
+            e["ev"] == ev and all(e.get(k) == v for k, v in fields.items()) for e in self.events()
+        )
+
+    @staticmethod
+    def wait(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {timeout_s} s: {condition}")
+            time.sleep(0.01)
+
+    def finish(self, timeout_s: float = 60.0) -> History:
+        deadline = time.monotonic() + timeout_s
+        for proc in self.procs.values():
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        time.sleep(0.2)  # the relays read the last frames of closing connections
+        return History(self.events())
+
+    def log(self, name: str) -> str:
+        return (self.setup.run_dir / f"{name}.log").read_text(errors="replace")
+
+
+@dataclass
+class _Proc:
+    name: str
+    role: str
+    pid: int
+    events_path: Path = Path()
+    log_path: Path = Path()
+
+    def alive(self) -> bool:
+        return True
+
+
+@contextmanager
+def app(tmp_path: Path, **config: Any) -> Iterator[AppRun]:
+    system = ManagersSystem(ManagersConfig(**config))
+    setup = RunSetup(run_dir=tmp_path, jobs_path=None, authkey=AUTHKEY)
+    system.observers(setup, lambda ev, **fields: None)
+    run = AppRun(system, setup)
+    try:
+        yield run
+    finally:
+        for proc in run.procs.values():
+            if proc.poll() is None:
+                kill_tree(proc.pid)
+            proc.wait(10)
+        system.close()
+    assert system.recorder is not None and not system.recorder.callback_errors
+
+
+def task_app(pause_s: float, count: int, get_timeout_s: float, work_s: float) -> dict[str, Any]:
+    master = ["{python}", "task_master.py", "{port}", "{authkey}", str(count), str(pause_s), "3"]
+    worker = ["{python}", "task_worker.py", "127.0.0.1", "{port}", "{authkey}"]
+    return {
+        **TASK_APP,
+        "master": master,
+        "worker": [*worker, str(get_timeout_s), str(work_s)],
+    }
+
+
+def test_a_clean_task_app_run_has_one_correct_result_per_job(tmp_path: Path) -> None:
+    with app(tmp_path, **task_app(0.0, 8, 1.0, 0.0)) as run:
+        run.spawn("master", MASTER)
+        run.spawn("worker-1", WORKER)
+        run.spawn("worker-2", WORKER)
+        history = run.finish()
+        expected = run.system.expected
+
+    assert len(history.submitted()) == 8
+    assert exactly_once(history) == []
+    assert correct_values(history, expected=expected) == []
+    assert history.select("master_stopped")
+    assert len(history.select("result_accepted")) == 8
+
+
+def test_a_hostile_pickle_in_a_task_is_decoded_as_a_record_and_not_run(tmp_path: Path) -> None:
+    marker = tmp_path / "pids-that-ran-the-pickle"
+    with app(
+        tmp_path,
+        **{
+            **TASK_APP,
+            "cwd": str(REPO / "tests" / "apps"),
+            "master": ["{python}", "hostile_master.py", "{port}", "{authkey}", str(marker)],
+            "worker": ["{python}", "-c", "pass"],
+        },
+    ) as run:
+        run.spawn("master", MASTER)
+        history = run.finish()
+
+    call = {"$call": "posix.system", "args": [f"echo $PPID >> {marker}"]}
+    assert [e.get("args") for e in history.select("job_submitted")] == [[call]]
+    frames = (tmp_path / FRAMES_LOG).read_text(encoding="utf-8")
+    assert json.dumps(call) in frames
+    ran = marker.read_text().split()  # the app's own server unpickled it: the payload is live
+    assert ran and str(os.getpid()) not in ran  # the harness decoded it and ran nothing
+
+
+def test_a_worker_killed_after_get_loses_its_job_and_the_cause_names_its_death(
+    tmp_path: Path,
+) -> None:
+    with app(tmp_path, **task_app(0.2, 5, 2.0, 1.0)) as run:
+        run.spawn("master", MASTER)
+        worker = run.spawn("worker-1", WORKER)
+        run.wait(lambda: run.seen("leased", job=1))
+        worker.send_signal(signal.SIGKILL)  # it is in its 1 s of work on job 1
+        run.spawn("worker-2", WORKER)
+        history = run.finish()
+
+    lost = exactly_once(history)
+    assert [v.jobs for v in lost] == [(1,)]
+    assert "its holder worker-1 died holding it" in lost[0].message
+
+
+def test_a_worker_killed_while_blocked_in_get_makes_the_next_job_vanish(tmp_path: Path) -> None:
+    with app(tmp_path, **task_app(0.6, 5, 5.0, 0.0)) as run:
+        run.spawn("master", MASTER)
+        worker = run.spawn("worker-1", WORKER)
+        run.wait(lambda: run.seen("completed", job=1))  # and so blocked in get for job 2
+        worker.send_signal(signal.SIGKILL)
+        run.spawn("worker-2", WORKER)
+        history = run.finish()
+
+    lost = exactly_once(history)
+    assert [v.jobs for v in lost] == [(2,)]
+    assert "handed to a get whose caller worker-1 was already dead" in lost[0].message
+    assert history.select("leased", job=2)[0].get("client_gone") is True
+
+
+def test_the_batch_loop_breaks_the_barrier_and_leaves_results_uncollected(
+    tmp_path: Path,
+) -> None:
+    with app(tmp_path, **BATCH_APP) as run:
+        run.spawn("master", MASTER)
+        run.spawn("worker-1", WORKER)
+        run.spawn("worker-2", WORKER)
+        history = run.finish()
+
+    assert any("leased before batch 0 closed" in v.message for v in batch_barrier(history))
+    lost = exactly_once(history)
+    assert lost and all("its result was put by worker-" in v.message for v in lost)
+
+
+def test_a_wrong_key_worker_is_refused_on_the_wire(tmp_path: Path) -> None:
+    with app(tmp_path, **task_app(0.0, 3, 1.0, 0.0)) as run:
+        run.spawn("master", MASTER)
+        run.spawn("intruder-1", WORKER, authkey=b"not-the-key")
+        run.spawn("worker-1", WORKER)
+        history = run.finish()
+
+    rejected = history.select("auth_rejected")
+    assert [e.get("route") for e in rejected] == ["intruder-1"]
+    assert "AuthenticationError" in run.log("intruder-1")
+    assert not history.select("worker_joined", worker="intruder-1")
+    assert exactly_once(history) == []
