@@ -113,25 +113,28 @@ def decode_payload(payload: bytes) -> Any:
 def render(value: Any, depth: int = 0) -> Any:
     """JSON-able data: tuples become lists, bytes ``{"$bytes": text}``, a stand-in
     ``{"$class": name, **state}`` or, when it was called, ``{"$call": name, "args": [...]}``."""
+    kind = type(value)  # exact types first: this runs for every value of every frame
+    if kind is str:
+        return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT] + "..."
+    if kind is int or kind is bool or value is None:
+        return value
     if depth > _MAX_DEPTH:
         return {"$truncated": "too deep"}
-    if value is None or isinstance(value, bool | int):
-        return value
+    if kind is tuple or kind is list:
+        return [render(item, depth + 1) for item in value[:_MAX_ITEMS]]
+    if kind is dict:
+        return _render_mapping(value, depth)
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
-    if isinstance(value, str):
-        return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT] + "..."
     if isinstance(value, bytes | bytearray):
         text = bytes(value[:_MAX_TEXT]).decode("latin-1")
         return {"$bytes": text, "size": len(value)} if len(value) > _MAX_TEXT else {"$bytes": text}
     if isinstance(value, StandIn):
         return _render_stand_in(value, depth)
-    if isinstance(value, list | tuple):
-        return [render(item, depth + 1) for item in value[:_MAX_ITEMS]]
+    if isinstance(value, int | str | list | tuple | dict):  # subclasses of the plain types
+        return render(kind.__mro__[-2](value), depth)
     if isinstance(value, set | frozenset):
         return {"$set": [render(item, depth + 1) for item in list(value)[:_MAX_ITEMS]]}
-    if isinstance(value, dict):
-        return _render_mapping(value, depth)
     return {"$value": repr(value)[:200]}
 
 
@@ -140,13 +143,13 @@ def _key(key: Any) -> str:
 
 
 def _render_mapping(mapping: Mapping[Any, Any], depth: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for number, (key, item) in enumerate(mapping.items()):
-        if number >= _MAX_ITEMS:
-            out["$truncated"] = len(mapping)
-            break
-        out[_key(key)] = render(item, depth + 1)
-    return out
+    if len(mapping) > _MAX_ITEMS:
+        shown = dict(list(mapping.items())[:_MAX_ITEMS])
+        return {**_render_mapping(shown, depth), "$truncated": len(mapping)}
+    return {
+        key if type(key) is str else _key(key): render(item, depth + 1)
+        for key, item in mapping.items()
+    }
 
 
 #: Calls old pickle protocols use to rebuild plain data; shown as that data (still not run).
