@@ -218,6 +218,7 @@ class Cluster:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.system = system if system is not None else systems.build({})
         self.authkey = authkey if authkey is not None else secrets.token_hex(16).encode()
+        self.epoch = time.monotonic()
         self.setup = RunSetup(
             run_dir=self.run_dir,
             jobs_path=jobs_path,
@@ -226,11 +227,11 @@ class Cluster:
             worker_args=tuple(worker_args),
             authkey=self.authkey,
             results_path=self.results_path,
+            epoch=self.epoch,
         )
         self.ready_timeout_s = ready_timeout_s
         self.grace_s = grace_s
         self.tag = f"{os.getpid()}-{secrets.token_hex(4)}"
-        self.epoch = time.monotonic()
         self._base_env = dict(os.environ if env is None else env)
         self.procs: dict[str, Proc] = {}
         self.retired: list[Proc] = []  # processes replaced by a restart

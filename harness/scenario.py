@@ -280,7 +280,19 @@ class ExpectSpec(_Strict, frozen=True):
     within_s: Annotated[
         float, msgspec.Meta(gt=0, le=3600, description="bound on the whole run")
     ] = 30.0
-    expect_violation: CheckName | None = None
+    expect_violation: (
+        Annotated[
+            CheckName | list[CheckName],
+            msgspec.Meta(description="a known-bug reproduction: passes while each is violated"),
+        ]
+        | None
+    ) = None
+
+    @property
+    def known_violations(self) -> tuple[str, ...]:
+        """``expect_violation`` as a tuple (empty when not set)."""
+        known = self.expect_violation
+        return () if known is None else (known,) if isinstance(known, str) else tuple(known)
 
 
 class Scenario(_Strict, frozen=True):
@@ -329,8 +341,8 @@ class Scenario(_Strict, frozen=True):
                 f"(it supports: {', '.join(sorted(supported)) or 'none'})"
             )
 
-        for check in (*self.expect.checks, self.expect.expect_violation):
-            if check is not None and check not in facts.checks:
+        for check in (*self.expect.checks, *self.expect.known_violations):
+            if check not in facts.checks:
                 refuse("expect.checks", check, facts.checks)
         for number, fault in enumerate(self.faults):
             if fault.do not in facts.actions:
@@ -461,6 +473,10 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(
             f"{where}: scenario: got {show(version)}, expected {FORMAT_VERSION} (the format version)"
         )
+    system = raw.get("system")
+    if isinstance(system, dict) and isinstance(system.get("cwd"), str):
+        # A system's working directory is written relative to the scenario file.
+        system["cwd"] = str((Path(path).resolve().parent / system["cwd"]).resolve())
     try:
         return msgspec.convert(raw, Scenario)
     except msgspec.ValidationError as exc:
@@ -516,9 +532,8 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
         )
         for f in scenario.faults
     )
-    checks = list(scenario.expect.checks)
-    if scenario.expect.expect_violation and scenario.expect.expect_violation not in checks:
-        checks.append(scenario.expect.expect_violation)
+    checks: list[str] = list(scenario.expect.checks)
+    checks += [known for known in scenario.expect.known_violations if known not in checks]
     return RunSpec(
         workers=cluster.workers,
         faults=faults,
@@ -554,16 +569,19 @@ class ScenarioOutcome:
 def run_scenario(scenario: Scenario, run_dir: Path) -> ScenarioOutcome:
     result = run(to_run_spec(scenario, run_dir), run_dir)
     verdict = result.verdict
-    known = scenario.expect.expect_violation
-    if known is None:
+    known = scenario.expect.known_violations
+    if not known:
         return ScenarioOutcome(
             scenario, result, verdict.status, f"{scenario.name}: {verdict.status}"
         )
-    if any(v.check == known for v in verdict.violations):
-        message = f"{scenario.name}: pass (the known {known} violation is still there)"
+    missing = [check for check in known if not any(v.check == check for v in verdict.violations)]
+    if not missing:
+        names = ", ".join(known)
+        message = f"{scenario.name}: pass (the known {names} violation is still there)"
         return ScenarioOutcome(scenario, result, "pass", message)
     message = (
-        f"{scenario.name}: fail: expect_violation = {known!r} but the run had no {known} "
-        f"violation (verdict {verdict.status}); if the bug is fixed, remove expect_violation"
+        f"{scenario.name}: fail: expect_violation = {list(known) if len(known) > 1 else known[0]!r} "
+        f"but the run had no {missing[0]} violation (verdict {verdict.status}); if the bug is "
+        "fixed, remove expect_violation"
     )
     return ScenarioOutcome(scenario, result, "fail", message)

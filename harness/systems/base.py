@@ -62,6 +62,9 @@ class RunSetup:
     #: Where the master's results output goes, if the system writes one (JSON lines with
     #: ``job``, ``ok``, ``value``: loaded into the history as ``result_output``).
     results_path: Path | None = None
+    #: The run's time origin (a ``time.monotonic()`` reading), for observers that write
+    #: events from the harness's process; None: the observer takes ``contract.run_epoch()``.
+    epoch: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,6 @@ import random
 import signal
 import socket
 import sys
-import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -128,12 +127,8 @@ class ManagersSystem:
 
     def _recorder(self, setup: RunSetup) -> WireRecorder:
         if self.recorder is None:
-            epoch = getattr(setup, "epoch", None)
-            if epoch is None:
-                epoch = (
-                    contract.run_epoch() if os.environ.get(contract.EPOCH_ENV) else time.monotonic()
-                )
-            self.recorder = WireRecorder(setup.run_dir, self.names, float(epoch))
+            epoch = contract.run_epoch() if setup.epoch is None else setup.epoch
+            self.recorder = WireRecorder(setup.run_dir, self.names, epoch)
         return self.recorder
 
     def _relay_address(self, route: str, upstream: tuple[str, int]) -> str:
