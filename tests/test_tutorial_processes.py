@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -16,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from harness.checks import batch_barrier, correct_values, exactly_once
+from harness.checks import Violation, correct_values, exactly_once
 from harness.cluster import kill_tree
 from harness.history import History
+from harness.scenario import ScenarioError, ScenarioOutcome, load_scenario, run_scenario
 from harness.systems.base import MASTER, WORKER, ProcessSpec, RunSetup
 from harness.systems.managers import ManagersConfig, ManagersSystem
 from harness.wire.relay import FRAMES_LOG
@@ -182,60 +182,78 @@ def test_a_hostile_pickle_in_a_task_is_decoded_as_a_record_and_not_run(tmp_path:
     assert ran and str(os.getpid()) not in ran  # the harness decoded it and ran nothing
 
 
+def outcome_of(name: str, tmp_path: Path) -> ScenarioOutcome:
+    return run_scenario(load_scenario(REPO / "scenarios" / "tutorial" / name), tmp_path)
+
+
+def lost_jobs(outcome: ScenarioOutcome) -> list[Violation]:
+    return [v for v in outcome.result.verdict.violations if v.check == "exactly_once"]
+
+
 def test_a_worker_killed_after_get_loses_its_job_and_the_cause_names_its_death(
     tmp_path: Path,
 ) -> None:
-    with app(tmp_path, **task_app(0.2, 5, 2.0, 1.0)) as run:
-        run.spawn("master", MASTER)
-        worker = run.spawn("worker-1", WORKER)
-        run.wait(lambda: run.seen("leased", job=1))
-        worker.send_signal(signal.SIGKILL)  # it is in its 1 s of work on job 1
-        run.spawn("worker-2", WORKER)
-        history = run.finish()
+    outcome = outcome_of("kill_after_get.toml", tmp_path)
 
-    lost = exactly_once(history)
+    assert outcome.status == "pass", outcome.report()
+    lost = lost_jobs(outcome)
     assert [v.jobs for v in lost] == [(1,)]
-    assert "its holder worker-1 died holding it" in lost[0].message
+    assert "its holder worker-1 died holding it (fault kill" in lost[0].message
 
 
 def test_a_worker_killed_while_blocked_in_get_makes_the_next_job_vanish(tmp_path: Path) -> None:
-    with app(tmp_path, **task_app(0.6, 5, 5.0, 0.0)) as run:
-        run.spawn("master", MASTER)
-        worker = run.spawn("worker-1", WORKER)
-        run.wait(lambda: run.seen("completed", job=1))  # and so blocked in get for job 2
-        worker.send_signal(signal.SIGKILL)
-        run.spawn("worker-2", WORKER)
-        history = run.finish()
+    outcome = outcome_of("kill_blocked_in_get.toml", tmp_path)
 
-    lost = exactly_once(history)
-    assert [v.jobs for v in lost] == [(2,)]
+    assert outcome.status == "pass", outcome.report()
+    lost = lost_jobs(outcome)
+    assert [v.jobs for v in lost] == [(2,)], outcome.report()
     assert "handed to a get whose caller worker-1 was already dead" in lost[0].message
-    assert history.select("leased", job=2)[0].get("client_gone") is True
+    leased = outcome.result.history.select("leased", job=2)
+    assert [e.get("client_gone") for e in leased] == [True]
 
 
 def test_the_batch_loop_breaks_the_barrier_and_leaves_results_uncollected(
     tmp_path: Path,
 ) -> None:
-    with app(tmp_path, **BATCH_APP) as run:
-        run.spawn("master", MASTER)
-        run.spawn("worker-1", WORKER)
-        run.spawn("worker-2", WORKER)
-        history = run.finish()
+    outcome = outcome_of("batch_loop.toml", tmp_path)
 
-    assert any("leased before batch 0 closed" in v.message for v in batch_barrier(history))
-    lost = exactly_once(history)
+    assert outcome.status == "pass", outcome.report()
+    barrier = [v for v in outcome.result.verdict.violations if v.check == "batch_barrier"]
+    assert any("of batch 1 leased before batch 0 closed" in v.message for v in barrier)
+    lost = lost_jobs(outcome)
     assert lost and all("its result was put by worker-" in v.message for v in lost)
+    assert (tmp_path / FRAMES_LOG).stat().st_size > 0  # the frames every violation cites
 
 
 def test_a_wrong_key_worker_is_refused_on_the_wire(tmp_path: Path) -> None:
-    with app(tmp_path, **task_app(0.0, 3, 1.0, 0.0)) as run:
-        run.spawn("master", MASTER)
-        run.spawn("intruder-1", WORKER, authkey=b"not-the-key")
-        run.spawn("worker-1", WORKER)
-        history = run.finish()
+    outcome = outcome_of("wrong_key.toml", tmp_path)
 
-    rejected = history.select("auth_rejected")
-    assert [e.get("route") for e in rejected] == ["intruder-1"]
-    assert "AuthenticationError" in run.log("intruder-1")
+    assert outcome.status == "pass", outcome.report()
+    history = outcome.result.history
+    assert [e.get("route") for e in history.select("auth_rejected")] == ["intruder-1"]
     assert not history.select("worker_joined", worker="intruder-1")
-    assert exactly_once(history) == []
+    checks = {v.check for v in outcome.result.verdict.violations}
+    assert checks == {"clean_exits"}  # auth and exactly_once hold: the key was refused
+
+
+def test_the_same_fault_shapes_pass_against_distq(tmp_path: Path) -> None:
+    for name in ("distq_kill_after_get.toml", "distq_kill_waiting_worker.toml"):
+        outcome = outcome_of(name, tmp_path / name)
+        assert outcome.result.verdict.status == "pass", outcome.report()
+
+
+def test_job_started_is_refused_for_an_app_observed_on_the_wire(tmp_path: Path) -> None:
+    text = (REPO / "scenarios" / "tutorial" / "kill_after_get.toml").read_text()
+    path = tmp_path / "started.toml"
+    path.write_text(
+        text.replace(
+            'when = { job_leased = 1 }\ndo = "kill"', 'when = { job_started = 1 }\ndo = "kill"', 1
+        )
+    )
+
+    with pytest.raises(ScenarioError) as refused:
+        load_scenario(path)
+
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "faults[0].when: 'job_started' is not supported by system kind 'managers'" in message

@@ -82,9 +82,22 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     result_key: str | None = None
     batch_size: Annotated[int, msgspec.Meta(ge=1)] | None = None
     expected: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
-    exit_codes: dict[str, list[int]] = msgspec.field(
-        default_factory=lambda: {MASTER: [0], WORKER: [0]}
-    )
+    exit_codes: Annotated[
+        dict[str, int],
+        msgspec.Meta(
+            description="the app's exit code by meaning (ok, usage, auth_rejected, no_master, "
+            "master_lost, handshake_timeout, interrupted), for clean_exits; default ok = 0"
+        ),
+    ] = {}
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.exit_codes) - set(ExitCodes.__dataclass_fields__))
+        if unknown:
+            known = ", ".join(ExitCodes.__dataclass_fields__)
+            raise ValueError(
+                f"exit_codes: unknown meaning {unknown[0]!r} (expected one of: {known})"
+            )
+
     env: dict[str, str] = {}
 
 
@@ -112,6 +125,8 @@ class ManagersSystem:
 
     def __init__(self, config: ManagersConfig, base_dir: Path | None = None) -> None:
         self.config = config
+        # This run's documented codes, from the scenario (the class default says only ok = 0).
+        self.__dict__["exit_codes"] = ExitCodes(**config.exit_codes)
         cwd = Path(config.cwd)
         self.cwd = cwd if cwd.is_absolute() else (base_dir or Path.cwd()) / cwd
         self.names = QueueNames(
