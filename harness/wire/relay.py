@@ -2,16 +2,15 @@
 the app, all tapped by one ``WireRecorder`` that decodes every frame, writes it to the raw
 frames log and turns it into history events (``master.events.jsonl``, ``<worker>.events.jsonl``).
 
-A tap only stamps and queues what its relay read; one thread decodes and records, in the
-order the relays read, so decoding never sits on a relayed call's path.
+Decoding runs on the relay's own thread, before it forwards the chunk: measured against a
+queue to one decoding thread, that costs a call less (benchmarks/wire_overhead.py), and the
+frames of one connection are recorded in the order they crossed.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
-import queue
 import threading
 import time
 from pathlib import Path
@@ -45,48 +44,24 @@ class WireRecorder:
         self._frames_fd: int | None = os.open(
             self.run_dir / FRAMES_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
         )
-        self._inbox: queue.SimpleQueue[tuple[str, int, Flow, bytes, float] | None] = (
-            queue.SimpleQueue()
-        )
-        self._counter = itertools.count(1)  # next() is atomic: taps run on many threads
-        self._queued = 0
-        self._done = 0
-        self._thread = threading.Thread(target=self._drain, name="wire-recorder", daemon=True)
-        self._thread.start()
 
     def tap(self, route: str) -> Tap:
         """The tap of the relay named ``route`` (the process it stands in front of)."""
 
         def tap(connection: int, flow: Flow, data: bytes) -> None:
-            self._queued = next(self._counter)
-            self._inbox.put((route, connection, flow, data, time.monotonic() - self.epoch))
-
-        return tap
-
-    def _drain(self) -> None:
-        while True:
-            item = self._inbox.get()
-            if item is None:
-                return
-            route, connection, flow, data, t = item
+            t = time.monotonic() - self.epoch
+            key = (route, connection)
             try:
-                state = self._connections.get((route, connection))
+                state = self._connections.get(key)
                 if state is None:
-                    state = self._connections[(route, connection)] = Connection(route, connection)
-                frames = state.feed(t, flow, data)
+                    state = self._connections[key] = Connection(route, connection)
+                frames = state.feed(t, flow, data)  # decoding: on this relay's thread only
                 if frames:
                     self._record(frames)
-            except Exception as exc:  # a bug here must never break the relays
+            except Exception as exc:  # a bug here must never break the relay
                 self.callback_errors.append(exc)
-            finally:
-                self._done += 1
 
-    def settle(self, timeout_s: float = 5.0) -> bool:
-        """Wait (bounded) until everything the taps queued so far is recorded."""
-        target, deadline = self._queued, time.monotonic() + timeout_s
-        while self._done < target and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return self._done >= target
+        return tap
 
     def relay(
         self, route: str, upstream: tuple[str, int], seed: int, sink: EventSink
@@ -128,8 +103,6 @@ class WireRecorder:
     def close(self) -> None:
         for relay in self.relays.values():
             relay.close()
-        self._inbox.put(None)
-        self._thread.join(10.0)
         with self._lock:
             if self._frames_fd is not None:
                 os.close(self._frames_fd)
