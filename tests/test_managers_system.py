@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import systems
+from harness.scenario import load_scenario
 from harness.systems.base import MASTER, WORKER, ProcessSpec, RunSetup
 from harness.systems.managers import REDIRECT_ENV, SITE_DIR, STACKS_ENV, ManagersSystem
 
@@ -96,3 +97,22 @@ conn.close()
     assert received == "through the relay"
     assert proc.returncode == 0
     assert out == "the earlier sitecustomize ran\n"
+
+
+def test_the_readme_scenario_loads_and_is_the_pinned_kill_after_get(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parent.parent
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Testing a BaseManager app", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "examples").symlink_to(repo / "examples")  # cwd is relative to the file
+    path = tmp_path / "scenarios" / "mine" / "readme.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(block, encoding="utf-8")
+
+    copied = load_scenario(path)
+    pinned = load_scenario(repo / "scenarios" / "tutorial" / "kill_after_get.toml")
+
+    assert copied.system == pinned.system
+    assert (copied.cluster, copied.faults) == (pinned.cluster, pinned.faults)
+    assert copied.expect.checks == pinned.expect.checks
+    assert pinned.expect.expect_violation == "exactly_once"  # the README's run fails: the bug
