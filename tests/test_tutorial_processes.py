@@ -181,6 +181,26 @@ def test_a_hostile_pickle_in_a_task_is_decoded_as_a_record_and_not_run(tmp_path:
     assert ran and str(os.getpid()) not in ran  # the harness decoded it and ran nothing
 
 
+def test_an_xmlrpclib_app_is_decoded_too(tmp_path: Path) -> None:
+    with app(
+        tmp_path,
+        **{
+            **TASK_APP,
+            "cwd": str(REPO / "tests" / "apps"),
+            "master": ["{python}", "xmlrpc_master.py", "{port}", "{authkey}"],
+            "worker": ["{python}", "-c", "pass"],
+            "job_key": "path",
+        },
+    ) as run:
+        run.spawn("master", MASTER)
+        history = run.finish()
+
+    paths = [e.get("args") for e in history.select("job_submitted")]
+    assert paths == [[{"path": f"/data/{name}.csv"}] for name in "abc"]
+    assert [e.job for e in history.select("leased")] == [0, 1, 2]
+    assert history.select("master_stopped")
+
+
 def outcome_of(name: str, tmp_path: Path) -> ScenarioOutcome:
     return run_scenario(load_scenario(REPO / "scenarios" / "tutorial" / name), tmp_path)
 
