@@ -6,10 +6,12 @@ Layering, from the core outwards:
   explain     one line for a person from a validation error
   toxics      network toxics: what a fault proxy does to the bytes
   history     merge the event logs of a run into one ordered history, and query it
+  causes      why a lost job was lost, from the history (pure)
   checks      pure checkers History -> violations, and the verdict
+  proxy       the fault proxy between a worker and its master
+  wire        relays that watch a BaseManager app: safe decoding, frames, history events
   systems     the System protocol, the kinds, one adapter each (only systems/distq.py imports distq)
   follow      follow event logs while they are written
-  proxy       the fault proxy between a worker and its master
   cluster     spawn a system's processes as real processes; tear them down
   faults      fault actions, their triggers, the injector
   run         one run: cluster + faults + history + checks

@@ -13,14 +13,19 @@ PACKAGE = Path(harness.__file__).parent
 #: The harness's own dependencies (pyproject's test extra); distq only through its adapter.
 THIRD_PARTY = frozenset({"msgspec", "psutil", "pytest", "_pytest", "hypothesis"})
 DISTQ_ADAPTER = PACKAGE / "systems" / "distq.py"
+#: Subpackages that are one layer each (their modules may import each other).
+SUBPACKAGES = ("systems", "wire")
 
 
 def layering_violations(package: Path) -> list[str]:
     layers = stated_layers(package)
     rank = {layer: n for n, layer in enumerate(layers)}
     found = []
-    for path in sorted([*package.glob("*.py"), *(package / "systems").glob("*.py")]):
-        module = path.stem if path.parent == package else "systems"
+    subpackages = [package / name for name in SUBPACKAGES]
+    for path in sorted(
+        [*package.glob("*.py"), *(p for sub in subpackages for p in sub.glob("*.py"))]
+    ):
+        module = path.stem if path.parent == package else path.parent.name
         if path == package / "__init__.py":
             continue  # it names its lazily loaded exports
         if module not in rank:
@@ -33,7 +38,9 @@ def layering_violations(package: Path) -> list[str]:
                 target = rest.split(".")[0]
                 if target not in rank:
                     found.append(f"{where}: imports {imported!r}, not in the layering")
-                elif rank[target] > rank[module] or (target == module and module != "systems"):
+                elif rank[target] > rank[module] or (
+                    target == module and module not in SUBPACKAGES
+                ):
                     found.append(f"{where}: {module} imports {target}, a layer below it")
             elif top not in sys.stdlib_module_names | THIRD_PARTY | {"distq", "harness"}:
                 found.append(f"{where}: imports {imported!r}, not a harness dependency")
@@ -53,7 +60,7 @@ def distq_importers(package: Path) -> list[str]:
 
 
 def test_every_harness_module_is_in_the_stated_layering() -> None:
-    modules = {path.stem for path in PACKAGE.glob("*.py")} - {"__init__"} | {"systems"}
+    modules = {path.stem for path in PACKAGE.glob("*.py")} - {"__init__"} | set(SUBPACKAGES)
     assert sorted(stated_layers(PACKAGE)) == sorted(modules)
 
 
