@@ -25,6 +25,7 @@ __all__ = [
     "ID_FIELDS",
     "MASTER",
     "NETWORK_ACTIONS",
+    "OBSERVER_EVENTS",
     "PROCESS_ENV",
     "RESERVED_FIELDS",
     "RESULTS",
@@ -124,6 +125,9 @@ SYSTEM_EVENTS = frozenset(
         HANDSHAKE_TIMEOUT,
     }
 )
+#: Events only an observer of a system writes (a wire relay in front of a BaseManager app).
+UNKEYED_ITEM = "unkeyed_item"  # item, route: a task item without the scenario's job key
+OBSERVER_EVENTS = frozenset({UNKEYED_ITEM})
 #: The master's events that end a job; exactly one per job is the contract.
 TERMINAL_EVENTS = frozenset({RESULT_ACCEPTED, DEAD})
 

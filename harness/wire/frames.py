@@ -11,13 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from harness.toxics import FrameCounter
+from harness.toxics import Flow, FrameCounter
 from harness.wire.decode import MAX_DECODED_BYTES, decode_payload
 
 __all__ = ["HANDSHAKE_FRAMES", "Connection", "FrameKind", "WireFrame", "replay"]
 
 FrameKind = Literal["challenge", "answer", "welcome", "failure", "request", "reply", "end"]
-Flow = Literal["upstream", "downstream"]  # upstream: client -> server
 
 #: Frames each direction spends on the handshake (challenge, answer, verdict; both ways).
 HANDSHAKE_FRAMES = 3

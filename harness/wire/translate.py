@@ -9,11 +9,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness import contract
 from harness.wire.frames import WireFrame
 
 __all__ = ["QueueNames", "WireTranslator", "item_key"]
 
-MASTER = "master"
+MASTER = contract.MASTER
 _GETS = frozenset({"get", "get_nowait"})
 _PUTS = frozenset({"put", "put_nowait"})
 
@@ -76,7 +77,9 @@ class WireTranslator:
             return self._welcome(frame)
         if frame.kind == "failure" and frame.flow == "downstream":
             peer = f"{frame.route}#{frame.connection}"
-            return [self._event(frame, MASTER, "auth_rejected", route=frame.route, peer=peer)]
+            return [
+                self._event(frame, MASTER, contract.AUTH_REJECTED, route=frame.route, peer=peer)
+            ]
         if frame.kind == "end" and frame.flow == "upstream":
             return self._client_closed(frame)
         if frame.kind == "request":
@@ -92,19 +95,19 @@ class WireTranslator:
         if route == self.names.master_route or route in self.joined:
             return []
         self.joined.add(route)
-        return [self._event(frame, MASTER, "worker_joined", worker=route)]
+        return [self._event(frame, MASTER, contract.WORKER_JOINED, worker=route)]
 
     def _client_closed(self, frame: WireFrame) -> list[dict[str, Any]]:
         held = self.holders.pop((frame.route, frame.connection), [])
         if not held or frame.route == self.names.master_route:
             return []
-        return [self._event(frame, MASTER, "worker_lost", worker=frame.route, jobs=held)]
+        return [self._event(frame, MASTER, contract.WORKER_LOST, worker=frame.route, jobs=held)]
 
     def _request(self, frame: WireFrame) -> list[dict[str, Any]]:
         method, typeid = frame.method, self.typeids.get(frame.ident or "")
         if method == "shutdown" and frame.ident is None:
             self.stopped = True
-            return [self._event(frame, MASTER, "master_stopped", route=frame.route)]
+            return [self._event(frame, MASTER, contract.MASTER_STOPPED, route=frame.route)]
         if method not in _PUTS or not frame.args:
             return []
         item = frame.args[0]
@@ -151,14 +154,14 @@ class WireTranslator:
             batch = fields["batch"] = job // size
             if batch not in self.batches_open:
                 self.batches_open.add(batch)
-                events.append(self._event(frame, MASTER, "batch_opened", batch=batch))
-        events.insert(0, self._event(frame, MASTER, "job_submitted", **fields))
+                events.append(self._event(frame, MASTER, contract.BATCH_OPENED, batch=batch))
+        events.insert(0, self._event(frame, MASTER, contract.JOB_SUBMITTED, **fields))
         return job, events
 
     def _submit(self, frame: WireFrame, item: Any) -> list[dict[str, Any]]:
         key = item_key(item, self.names.job_key)
         if key is None:
-            return [self._event(frame, MASTER, "unkeyed_item", item=item, route=frame.route)]
+            return [self._event(frame, MASTER, contract.UNKEYED_ITEM, item=item, route=frame.route)]
         if key in self.jobs and key not in self.put_keys:
             self.put_keys.add(key)  # its lease was read first (another relay's thread)
             return []
@@ -170,7 +173,7 @@ class WireTranslator:
     def _lease(self, frame: WireFrame, item: Any) -> list[dict[str, Any]]:
         job, events = self._job(frame, item_key(item, self.names.job_key))
         if job is None:
-            return [self._event(frame, MASTER, "unkeyed_item", item=item, route=frame.route)]
+            return [self._event(frame, MASTER, contract.UNKEYED_ITEM, item=item, route=frame.route)]
         attempt = self.attempts[job] = self.attempts.get(job, 0) + 1
         self.leases += 1
         conn = (frame.route, frame.connection)
@@ -185,12 +188,14 @@ class WireTranslator:
             # The caller died while its get was blocked: the server thread it left behind
             # took the item and wrote it to a closed connection.
             fields["client_gone"] = True
-            events.append(self._event(frame, MASTER, "leased", **fields))
-            events.append(self._event(frame, MASTER, "worker_lost", worker=frame.route, jobs=[job]))
+            events.append(self._event(frame, MASTER, contract.LEASED, **fields))
+            events.append(
+                self._event(frame, MASTER, contract.WORKER_LOST, worker=frame.route, jobs=[job])
+            )
             return events
         self.holders.setdefault(conn, []).append(job)
         self.last_job[conn] = job
-        events.append(self._event(frame, MASTER, "leased", **fields))
+        events.append(self._event(frame, MASTER, contract.LEASED, **fields))
         return events
 
     def _report(self, frame: WireFrame, item: Any) -> list[dict[str, Any]]:
@@ -200,7 +205,7 @@ class WireTranslator:
         else:
             job, events = self.last_job.get(conn), []
         if job is None:
-            return [self._event(frame, frame.route, "unexpected_report", value=item)]
+            return [self._event(frame, frame.route, contract.UNEXPECTED_REPORT, value=item)]
         held = self.holders.get(conn, [])
         if job in held:
             held.remove(job)
@@ -209,13 +214,13 @@ class WireTranslator:
         fields: dict[str, Any] = {"job": job, "attempt": attempt, "value": item}
         if self.stopped:
             fields["after_shutdown"] = True
-        events.append(self._event(frame, frame.route, "completed", **fields))
+        events.append(self._event(frame, frame.route, contract.COMPLETED, **fields))
         return events
 
     def _accept(self, frame: WireFrame, item: Any) -> list[dict[str, Any]]:
         report = self._match(item)
         if report is None:
-            return [self._event(frame, MASTER, "unexpected_report", value=item)]
+            return [self._event(frame, MASTER, contract.UNEXPECTED_REPORT, value=item)]
         report.taken = True
         job = report.job
         self.accepted[job] = self.accepted.get(job, 0) + 1
@@ -223,7 +228,7 @@ class WireTranslator:
             self._event(
                 frame,
                 MASTER,
-                "result_accepted",
+                contract.RESULT_ACCEPTED,
                 job=job,
                 attempt=report.attempt,
                 worker=report.worker,
@@ -236,7 +241,7 @@ class WireTranslator:
             batch = job // size
             members = [key for key, number in self.jobs.items() if number // size == batch]
             if len(members) == size and all(self.jobs[k] in self.accepted for k in members):
-                events.append(self._event(frame, MASTER, "batch_closed", batch=batch))
+                events.append(self._event(frame, MASTER, contract.BATCH_CLOSED, batch=batch))
         return events
 
     def _match(self, item: Any) -> _Report | None:
