@@ -1,13 +1,22 @@
 """Why a job was lost, from the history alone: the cause a lost-job violation names.
 
-Pure, like the checks: its holder died; it was handed to a get whose caller was already
-dead (an orphaned server thread); its result was put after the master shut down; its
-result was put but never taken; or it was never handed out.
+Pure, like the checks: its holder died, or its connection was cut, or the master shut down
+while it was held; it was handed to a get whose caller was already dead (an orphaned server
+thread); its result was put after the master shut down, or put but never taken; or it was
+never handed out.
 """
 
 from __future__ import annotations
 
-from harness.contract import HARNESS, MASTER
+from harness.contract import (
+    COMPLETED,
+    FAULT,
+    HARNESS,
+    LEASED,
+    MASTER,
+    MASTER_STOPPED,
+    WORKER_LOST,
+)
 from harness.history import History, HistoryEvent
 
 __all__ = ["lost_cause"]
@@ -15,7 +24,7 @@ __all__ = ["lost_cause"]
 
 def lost_cause(history: History, job: int) -> tuple[str, tuple[int, ...]]:
     """A clause naming why ``job`` has no terminal result, and the history lines behind it."""
-    leases = history.select("leased", src=MASTER, job=job)
+    leases = history.select(LEASED, src=MASTER, job=job)
     if not leases:
         return "it was never handed out", ()
     last = leases[-1]
@@ -26,20 +35,31 @@ def lost_cause(history: History, job: int) -> tuple[str, tuple[int, ...]]:
             "thread left blocked in that get took it and wrote it to a closed connection",
             (last.line,),
         )
-    reports = [event for event in history.select("completed", job=job) if event.src != MASTER]
+    reports = [event for event in history.select(COMPLETED, job=job) if event.src != MASTER]
     if reports:
         report = reports[-1]
-        stopped = history.select("master_stopped", src=MASTER)
+        stopped = history.select(MASTER_STOPPED, src=MASTER)
         if report.get("after_shutdown") or (stopped and report.t > stopped[0].t):
             lines = (report.line, *(event.line for event in stopped[:1]))
             return f"its result was put by {report.src} after the master shut down", lines
         return f"its result was put by {report.src} but the master never took it", (report.line,)
     death = _death(history, worker, last)
-    if death is not None:
-        return f"its holder {worker} died holding it ({_what(death)})", (last.line, death.line)
-    return f"it was leased to {worker} (attempt {last.get('attempt')}) and no result came", (
-        last.line,
-    )
+    if death is None:
+        return f"it was leased to {worker} (attempt {last.get('attempt')}) and no result came", (
+            last.line,
+        )
+    lines = (last.line, death.line)
+    if death.ev == FAULT:
+        return (
+            f"its holder {worker} died holding it (fault {death.get('action')} at t={death.t:g})",
+            lines,
+        )
+    shut = [e for e in history.select(MASTER_STOPPED, src=MASTER) if e.t <= death.t]
+    if shut:
+        return f"the master shut down while {worker} held it", (*lines, shut[0].line)
+    if death.get("closed_by") == "app":
+        return f"{worker}'s connection was cut while it held it (at t={death.t:g})", lines
+    return f"its holder {worker} died holding it (its connection closed at t={death.t:g})", lines
 
 
 def _death(history: History, worker: str, lease: HistoryEvent) -> HistoryEvent | None:
@@ -47,18 +67,12 @@ def _death(history: History, worker: str, lease: HistoryEvent) -> HistoryEvent |
     for event in history.events[lease.line + 1 :]:
         if (
             event.src == HARNESS
-            and event.ev == "fault"
+            and event.ev == FAULT
             and event.get("target") == worker
             and event.get("action") in ("kill", "terminate", "restart")
             and not event.get("missed")
         ):
             return event
-        if event.src == MASTER and event.ev == "worker_lost" and event.get("worker") == worker:
+        if event.src == MASTER and event.ev == WORKER_LOST and event.get("worker") == worker:
             return event
     return None
-
-
-def _what(event: HistoryEvent) -> str:
-    if event.ev == "fault":
-        return f"fault {event.get('action')} at t={event.t:g}"
-    return f"its connection closed at t={event.t:g}"

@@ -255,6 +255,17 @@ def test_a_wrong_key_worker_is_refused_on_the_wire(tmp_path: Path) -> None:
     assert checks == {"clean_exits"}  # auth and exactly_once hold: the key was refused
 
 
+def test_toxics_work_on_the_watched_routes(tmp_path: Path) -> None:
+    outcome = outcome_of("reset_after_get.toml", tmp_path)
+
+    assert outcome.status == "pass", outcome.report()
+    fired = outcome.result.history.select("toxic_fired")
+    assert [(e.get("proxy"), e.get("action")) for e in fired] == [("worker-1", "reset")]
+    lost = lost_jobs(outcome)
+    assert [v.jobs for v in lost] == [(0,)]
+    assert "worker-1's connection was cut while it held it" in lost[0].message
+
+
 def test_the_same_fault_shapes_pass_against_distq(tmp_path: Path) -> None:
     for name in ("distq_kill_after_get.toml", "distq_kill_waiting_worker.toml"):
         outcome = outcome_of(name, tmp_path / name)

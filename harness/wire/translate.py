@@ -80,8 +80,8 @@ class WireTranslator:
             return [
                 self._event(frame, MASTER, contract.AUTH_REJECTED, route=frame.route, peer=peer)
             ]
-        if frame.kind == "end" and frame.flow == "upstream":
-            return self._client_closed(frame)
+        if frame.kind == "end":
+            return self._closed(frame)
         if frame.kind == "request":
             return self._request(frame)
         if frame.kind == "reply":
@@ -97,11 +97,15 @@ class WireTranslator:
         self.joined.add(route)
         return [self._event(frame, MASTER, contract.WORKER_JOINED, worker=route)]
 
-    def _client_closed(self, frame: WireFrame) -> list[dict[str, Any]]:
+    def _closed(self, frame: WireFrame) -> list[dict[str, Any]]:
+        """A side of a worker's connection closed while it held jobs: they are gone with it
+        (nothing in a BaseManager app puts them back)."""
         held = self.holders.pop((frame.route, frame.connection), [])
         if not held or frame.route == self.names.master_route:
             return []
-        return [self._event(frame, MASTER, contract.WORKER_LOST, worker=frame.route, jobs=held)]
+        by = "worker" if frame.flow == "upstream" else "app"
+        event = self._event(frame, MASTER, contract.WORKER_LOST, worker=frame.route, jobs=held)
+        return [{**event, "closed_by": by}]
 
     def _request(self, frame: WireFrame) -> list[dict[str, Any]]:
         method, typeid = frame.method, self.typeids.get(frame.ident or "")
