@@ -14,7 +14,13 @@ import pytest
 from harness import systems
 from harness.scenario import load_scenario
 from harness.systems.base import MASTER, WORKER, ProcessSpec, RunSetup
-from harness.systems.managers import REDIRECT_ENV, SITE_DIR, STACKS_ENV, ManagersSystem
+from harness.systems.managers import (
+    REDIRECT_ENV,
+    SITE_DIR,
+    STACKS_ENV,
+    STACKS_SIGNAL,
+    ManagersSystem,
+)
 
 TABLE = {
     "kind": "managers",
@@ -80,23 +86,31 @@ from multiprocessing.connection import Client
 conn = Client(("0.0.0.0", {app_port}), authkey=b"k")
 conn.send("through the relay")
 conn.close()
+import os, signal
+os.kill(os.getpid(), {int(STACKS_SIGNAL)})  # faulthandler writes the stacks, the process goes on
+print("still here")
 """
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(SITE_DIR), str(other)]),
             REDIRECT_ENV: f"{app_port}=127.0.0.1:{relay.address[1]}",
-            STACKS_ENV: "10",
+            STACKS_ENV: str(int(STACKS_SIGNAL)),
         }
         proc = subprocess.Popen(
-            [sys.executable, "-c", child], env=env, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", child],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         with relay.accept() as conn:
             received = conn.recv()
-        out, _ = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30)
 
     assert received == "through the relay"
     assert proc.returncode == 0
-    assert out == "the earlier sitecustomize ran\n"
+    assert out == "the earlier sitecustomize ran\nstill here\n"
+    assert 'File "<string>"' in err  # the stack dump on the harness's stacks signal
 
 
 def test_the_readme_scenario_loads_and_is_the_pinned_kill_after_get(tmp_path: Path) -> None:
