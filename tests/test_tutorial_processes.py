@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -179,6 +180,19 @@ def test_a_hostile_pickle_in_a_task_is_decoded_as_a_record_and_not_run(tmp_path:
     assert json.dumps(call) in frames
     ran = marker.read_text().split()  # the app's own server unpickled it: the payload is live
     assert ran and str(os.getpid()) not in ran  # the harness decoded it and ran nothing
+
+
+def test_bad_handshakes_go_through_a_relay_and_are_seen_refused(tmp_path: Path) -> None:
+    with app(tmp_path, **task_app(0.5, 2, 1.0, 0.0)) as run:
+        run.spawn("master", MASTER)
+        address = f"127.0.0.1:{run.system.app_port}"
+        run.system.attack_handshake(address, 2, random.Random(0))
+        run.spawn("worker-1", WORKER)
+        history = run.finish()
+
+    rejected = history.select("auth_rejected")
+    assert [e.get("route") for e in rejected] == ["handshake-attack"] * 2
+    assert exactly_once(history) == []
 
 
 def test_an_xmlrpclib_app_is_decoded_too(tmp_path: Path) -> None:

@@ -55,6 +55,10 @@ UNSUPPORTED_TRIGGERS: dict[str, str] = {
 #: Actions that need something an unmodified app does not have.
 UNSUPPORTED_ACTIONS: dict[str, str] = {
     "empty_key_worker": "an unmodified app has no rule about empty keys to check",
+    # Raw sockets go straight to the app's port, past every relay: what the app made of
+    # them leaves no trace to check (bad_handshakes goes through a relay of its own).
+    "idle_sockets": "an idle socket leaves no trace on the wire or in the app",
+    "garbage": "garbage bytes leave no trace on the wire or in the app",
 }
 PLACEHOLDERS = ("{python}", "{port}", "{authkey}")
 
