@@ -149,6 +149,8 @@ def test_the_batch_app_capture_shows_the_broken_barrier_and_the_uncollected_resu
     history = _translate("batch_app_py313.frames.jsonl", names)
 
     assert len(history.submitted()) == 30
+    assert [e.get("batch") for e in history.select("batch_opened")] == [0, 1, 2]
+    assert 0 in [e.get("batch") for e in history.select("batch_closed")]
     barrier = batch_barrier(history)
     assert any("of batch 1 leased before batch 0 closed" in v.message for v in barrier)
     lost = exactly_once(history)

@@ -67,7 +67,7 @@ class WireTranslator:
     attempts: dict[int, int] = field(default_factory=dict)
     holders: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # conn -> jobs
     last_job: dict[tuple[str, int], int] = field(default_factory=dict)
-    reports: list[_Report] = field(default_factory=list)
+    reports: dict[Any, list[_Report]] = field(default_factory=dict)  # match key -> puts
     joined: set[str] = field(default_factory=set)
     leases: int = 0
     stopped: bool = False
@@ -214,7 +214,8 @@ class WireTranslator:
         if job in held:
             held.remove(job)
         attempt = self.attempts.get(job, 0)
-        self.reports.append(_Report(job, frame.route, attempt, item))
+        match = job if self.names.result_key is not None else item_key(item, None)
+        self.reports.setdefault(match, []).append(_Report(job, frame.route, attempt, item))
         fields: dict[str, Any] = {"job": job, "attempt": attempt, "value": item}
         if self.stopped:
             fields["after_shutdown"] = True
@@ -243,8 +244,8 @@ class WireTranslator:
         size = self.names.batch_size
         if size and self.accepted[job] == 1:
             batch = job // size
-            members = [key for key, number in self.jobs.items() if number // size == batch]
-            if len(members) == size and all(self.jobs[k] in self.accepted for k in members):
+            members = range(batch * size, (batch + 1) * size)  # job ids are put order
+            if len(self.jobs) >= members.stop and all(m in self.accepted for m in members):
                 events.append(self._event(frame, MASTER, contract.BATCH_CLOSED, batch=batch))
         return events
 
@@ -253,14 +254,12 @@ class WireTranslator:
         oldest untaken report of an equal value."""
         if self.names.result_key is not None:
             key = item_key(item, self.names.result_key)
-            job = None if key is None else self.jobs.get(key)
-            candidates = [r for r in self.reports if r.job == job]
+            match: Any = None if key is None else self.jobs.get(key)
         else:
-            candidates = [r for r in self.reports if r.value == item]
-        untaken = [r for r in candidates if not r.taken]
-        if untaken:
-            return untaken[0]
-        return candidates[0] if candidates else None
+            match = item_key(item, None)
+        candidates = self.reports.get(match, [])
+        untaken = next((r for r in candidates if not r.taken), None)
+        return untaken if untaken is not None else next(iter(candidates), None)
 
     @staticmethod
     def _event(frame: WireFrame, src: str, ev: str, **fields: Any) -> dict[str, Any]:
