@@ -2,8 +2,8 @@
 
 Pure, like the checks: its holder died, or its connection was cut, or the master shut down
 while it was held; it was handed to a get whose caller was already dead (an orphaned server
-thread); its result was put after the master shut down, or put but never taken; or it was
-never handed out.
+thread); its result was put after the master shut down, or never reached the app, or was
+put but never taken; or it was never handed out.
 """
 
 from __future__ import annotations
@@ -42,6 +42,12 @@ def lost_cause(history: History, job: int) -> tuple[str, tuple[int, ...]]:
         if report.get("after_shutdown") or (stopped and report.t > stopped[0].t):
             lines = (report.line, *(event.line for event in stopped[:1]))
             return f"its result was put by {report.src} after the master shut down", lines
+        if report.get("unanswered") or report.get("refused"):
+            return (
+                f"its result was put by {report.src} but never reached the app (no answer "
+                "came: the connection closed first)",
+                (report.line,),
+            )
         return f"its result was put by {report.src} but the master never took it", (report.line,)
     death = _death(history, worker, last)
     if death is None:

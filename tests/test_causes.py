@@ -31,6 +31,10 @@ STOP = ev(0.4, "master", "master_stopped")
         ),
         ([SUBMIT, LEASE, REPORT], "its result was put by worker-1 but the master never took it"),
         (
+            [SUBMIT, LEASE, {**REPORT, "unanswered": True}],
+            "its result was put by worker-1 but never reached the app",
+        ),
+        (
             [SUBMIT, LEASE, STOP, {**REPORT, "t": 0.5}],
             "its result was put by worker-1 after the master shut down",
         ),

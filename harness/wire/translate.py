@@ -69,6 +69,9 @@ class WireTranslator:
     last_job: dict[tuple[str, int], int] = field(default_factory=dict)
     reports: dict[Any, list[_Report]] = field(default_factory=dict)  # match key -> puts
     joined: set[str] = field(default_factory=set)
+    #: A result put waits for the app's answer before it becomes a report: a put that the
+    #: network swallowed must not read as one the master failed to take.
+    unanswered: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     leases: int = 0
     stopped: bool = False
 
@@ -100,12 +103,15 @@ class WireTranslator:
     def _closed(self, frame: WireFrame) -> list[dict[str, Any]]:
         """A side of a worker's connection closed while it held jobs: they are gone with it
         (nothing in a BaseManager app puts them back)."""
-        held = self.holders.pop((frame.route, frame.connection), [])
+        conn = (frame.route, frame.connection)
+        report = self.unanswered.pop(conn, None)
+        events = [] if report is None else [{**report, "unanswered": True}]
+        held = self.holders.pop(conn, [])
         if not held or frame.route == self.names.master_route:
-            return []
+            return events
         by = "worker" if frame.flow == "upstream" else "app"
         event = self._event(frame, MASTER, contract.WORKER_LOST, worker=frame.route, jobs=held)
-        return [{**event, "closed_by": by}]
+        return [*events, {**event, "closed_by": by}]
 
     def _request(self, frame: WireFrame) -> list[dict[str, Any]]:
         method, typeid = frame.method, self.typeids.get(frame.ident or "")
@@ -128,9 +134,15 @@ class WireTranslator:
             if isinstance(result, list) and result and isinstance(result[0], str) and args:
                 self.typeids[result[0]] = str(args[0])
             return []
+        typeid = self.typeids.get(frame.ident or "")
+        if method in _PUTS and typeid == self.names.results:
+            report = self.unanswered.pop((frame.route, frame.connection), None)
+            if report is None:
+                return []
+            answered = frame.reply_kind == "#RETURN"
+            return [report if answered else {**report, "refused": frame.reply_kind}]
         if method not in _GETS or frame.reply_kind != "#RETURN":
             return []
-        typeid = self.typeids.get(frame.ident or "")
         if typeid == self.names.tasks:
             return self._lease(frame, frame.result)
         if typeid == self.names.results and frame.route == self.names.master_route:
@@ -219,7 +231,7 @@ class WireTranslator:
         fields: dict[str, Any] = {"job": job, "attempt": attempt, "value": item}
         if self.stopped:
             fields["after_shutdown"] = True
-        events.append(self._event(frame, frame.route, contract.COMPLETED, **fields))
+        self.unanswered[conn] = self._event(frame, frame.route, contract.COMPLETED, **fields)
         return events
 
     def _accept(self, frame: WireFrame, item: Any) -> list[dict[str, Any]]:
