@@ -9,12 +9,13 @@ frames of one connection are recorded in the order they crossed.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from harness import contract
 from harness.proxy import EventSink, FaultProxy, Flow, Tap
@@ -22,6 +23,8 @@ from harness.wire.frames import Connection, WireFrame
 from harness.wire.translate import QueueNames, WireTranslator
 
 __all__ = ["FRAMES_LOG", "WireRecorder"]
+
+_encode = msgspec.json.Encoder(enc_hook=repr).encode  # 3x json.dumps, on a relay's path
 
 #: The raw decoded frames of a run, one JSON object a line; history events cite them by
 #: ``frame`` (the line number, from 1).
@@ -79,12 +82,12 @@ class WireRecorder:
             lines, events = [], []
             for frame in frames:
                 self.frames += 1
-                lines.append(json.dumps({"n": self.frames, **frame.record()}, default=repr))
+                lines.append(_encode({"n": self.frames, **frame.record()}))
                 for event in self.translator.feed(frame):
                     event["frame"] = self.frames
                     events.append(event)
             if self._frames_fd is not None:
-                os.write(self._frames_fd, ("\n".join(lines) + "\n").encode())
+                os.write(self._frames_fd, b"\n".join(lines) + b"\n")
             for event in events:
                 self._writer(str(event["src"])).write_all([event])
 
