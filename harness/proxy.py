@@ -414,7 +414,8 @@ class FaultProxy:
 
     Start it with ``start(upstream=master_address)`` and point the worker at the address
     it returns (``distq worker --connect HOST:PORT``). Every public method is safe to call
-    from any thread. Connections are numbered from 0 in the order they are accepted.
+    from any thread. Connections are numbered from 0 in the order they are accepted. A
+    ``tap`` sees every chunk read, before it is forwarded (``harness.wire`` decodes them).
 
     Events, each with ``proxy=name``, go to ``on_event(ev, **fields)`` (``EventLog.write``
     fits) from the proxy's thread: ``proxy_listening`` (address, upstream),

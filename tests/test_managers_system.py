@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import systems
-from harness.scenario import load_scenario
+from harness.scenario import ScenarioError, load_scenario
 from harness.systems.base import MASTER, WORKER, ProcessSpec, RunSetup
 from harness.systems.managers import (
     REDIRECT_ENV,
@@ -130,3 +130,18 @@ def test_the_readme_scenario_loads_and_is_the_pinned_kill_after_get(tmp_path: Pa
     assert (copied.cluster, copied.faults) == (pinned.cluster, pinned.faults)
     assert copied.expect.checks == pinned.expect.checks
     assert pinned.expect.expect_violation == "exactly_once"  # the README's run fails: the bug
+
+
+def test_expect_violation_takes_one_check_or_a_list(tmp_path: Path) -> None:
+    base = Path(__file__).resolve().parent.parent / "scenarios" / "tutorial" / "batch_loop.toml"
+    text = base.read_text(encoding="utf-8").replace('cwd = "../../examples/tutorial"', "")
+    one = tmp_path / "one.toml"
+    one.write_text(text.replace('["batch_barrier", "exactly_once"]', '"batch_barrier"'))
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('"exactly_once"]', '"exactly_twice"]'))
+
+    assert load_scenario(base).expect.known_violations == ("batch_barrier", "exactly_once")
+    assert load_scenario(one).expect.known_violations == ("batch_barrier",)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(bad)
+    assert "\n" not in str(caught.value) and "expect.expect_violation" in str(caught.value)
