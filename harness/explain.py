@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import types
 import typing
 from typing import Annotated, Any, Literal
 
@@ -129,9 +130,7 @@ def _allowed_values(path: str, root: type[msgspec.Struct]) -> str:
     if parent is None or not parts:
         return "see the schema"
     hint = typing.get_type_hints(parent, include_extras=True).get(parts[-1])
-    while typing.get_origin(hint) in (Annotated, list) or (
-        typing.get_origin(hint) is not None and type(None) in typing.get_args(hint)
-    ):
+    while typing.get_origin(hint) in (Annotated, list, typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         hint = args[0]
     values = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()

@@ -144,4 +144,7 @@ def test_expect_violation_takes_one_check_or_a_list(tmp_path: Path) -> None:
     assert load_scenario(one).expect.known_violations == ("batch_barrier",)
     with pytest.raises(ScenarioError) as caught:
         load_scenario(bad)
-    assert "\n" not in str(caught.value) and "expect.expect_violation" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert "expect.expect_violation[1]: got 'exactly_twice', expected one of: exactly_once" in str(
+        caught.value
+    )
