@@ -34,6 +34,8 @@ __all__ = [
     "batch_barrier",
     "correct_values",
     "exactly_once",
+    "at_least_once",
+    "duplicate_executions",
     "fault_coverage",
     "judge",
     "liveness",
@@ -113,7 +115,9 @@ class Checker(Protocol):
 # -- exactly_once ------------------------------------------------------------------------
 
 
-def exactly_once(history: History, /, **_: Any) -> list[Violation]:
+def exactly_once(
+    history: History, /, *, executions_are_results: bool = False, **_: Any
+) -> list[Violation]:
     """Every submitted job has exactly one terminal result; no terminal for unknown ids.
 
     A ``duplicate_dropped`` is dedup working and fine; two terminal events fail. When the
@@ -153,6 +157,34 @@ def exactly_once(history: History, /, **_: Any) -> list[Violation]:
     outputs = history.select(contract.RESULT_OUTPUT, src=RESULTS)
     if outputs:
         found.extend(_output_once(submitted, outputs))
+    if executions_are_results:  # no dedup between the workers and the result store
+        for job, runs in sorted(duplicate_executions(history).items()):
+            message = f"job {job} ran to completion {len(runs)} times (each stored a result)"
+            found.append(Violation(check, message, (job,), tuple(run.line for run in runs)))
+    return found
+
+
+def duplicate_executions(history: History) -> dict[int, tuple[HistoryEvent, ...]]:
+    """Jobs that more than one execution completed successfully, from the workers' logs."""
+    runs: dict[int, list[HistoryEvent]] = {}
+    for event in history.select("completed"):
+        if event.src != MASTER and event.job is not None and event.get("ok") is True:
+            runs.setdefault(event.job, []).append(event)
+    return {job: tuple(done) for job, done in runs.items() if len(done) > 1}
+
+
+def at_least_once(history: History, /, **_: Any) -> list[Violation]:
+    """Jepsen's total queue: every submitted job has a terminal result (lost fails);
+    duplicates, of results or of executions, are allowed (the matrix counts them)."""
+    check = "at_least_once"
+    if not history.select(src=MASTER):
+        return [Violation(check, "no events from the master: its log is missing or empty")]
+    terminals = history.terminals()
+    found: list[Violation] = []
+    for job, submission in history.submitted().items():
+        if not terminals.get(job):
+            lines = (submission.line, *_lease_lines(history, job))
+            found.append(Violation(check, f"job {job} lost: no terminal result", (job,), lines))
     return found
 
 
@@ -483,7 +515,7 @@ def fault_coverage(
         elif expect is None:
             continue
         elif expect == "holder":
-            if not history.jobs_held_by(target, fault.t):
+            if not history.jobs_held_by(target, fault.t) and not _running(history, target, fault.t):
                 message = f"{label} expected {target} to hold a lease, it held none"
                 lines = (fault.line, *_nearest_leases(history, target, fault.t))
                 found.append(Violation(check, message, (), lines, "unknown"))
@@ -503,6 +535,18 @@ def fault_coverage(
             message = f"{label} has an unknown expect {expect!r} (holder, outlast_lease)"
             found.append(Violation(check, message, (), (fault.line,), "unknown"))
     return found
+
+
+def _running(history: History, worker: str, t: float) -> bool:
+    """Whether ``worker`` had started a job it had not finished at ``t`` (for systems whose
+    master grants no leases: the workers' own started/completed events)."""
+    open_jobs: set[int] = set()
+    for event in history.select(("started", "completed"), src=worker):
+        if event.t > t:
+            break
+        if event.job is not None:
+            (open_jobs.add if event.ev == "started" else open_jobs.discard)(event.job)
+    return bool(open_jobs)
 
 
 def _toxic_coverage(history: History) -> list[Violation]:
@@ -666,6 +710,7 @@ def clean_exits(
 
 CHECKS: Mapping[str, Checker] = {
     "exactly_once": exactly_once,
+    "at_least_once": at_least_once,
     "correct_values": correct_values,
     "batch_barrier": batch_barrier,
     "auth": auth,
