@@ -28,7 +28,11 @@ app.conf.update(
     task_acks_late=settings.acks_late,
     task_reject_on_worker_lost=settings.reject_on_worker_lost,
     worker_prefetch_multiplier=settings.prefetch,
-    broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+    broker_transport_options={
+        "visibility_timeout": settings.visibility_timeout_s,
+        "unacked_restore_interval": settings.unacked_restore_interval_s,
+        "unacked_restore_throttle": settings.unacked_restore_throttle,
+    },
     result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
     broker_connection_retry_on_startup=True,
     task_serializer="json",

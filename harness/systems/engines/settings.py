@@ -60,6 +60,14 @@ class CelerySettings(_Settings, frozen=True, tag="celery"):
     visibility_timeout_s: Annotated[
         float, msgspec.Meta(gt=0, description="broker_transport_options visibility_timeout")
     ] = 3600.0
+    unacked_restore_interval_s: Annotated[
+        int,
+        msgspec.Meta(ge=1, description="broker_transport_options unacked_restore_interval (10)"),
+    ] = 10
+    unacked_restore_throttle: Annotated[
+        int,
+        msgspec.Meta(ge=1, description="broker_transport_options unacked_restore_throttle (10)"),
+    ] = 10
     prefetch: Annotated[
         int, msgspec.Meta(ge=0, le=100, description="worker_prefetch_multiplier (default 4)")
     ] = 4
