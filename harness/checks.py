@@ -167,7 +167,7 @@ def exactly_once(
 def duplicate_executions(history: History) -> dict[int, tuple[HistoryEvent, ...]]:
     """Jobs that more than one execution completed successfully, from the workers' logs."""
     runs: dict[int, list[HistoryEvent]] = {}
-    for event in history.select("completed"):
+    for event in history.select(contract.COMPLETED):
         if event.src != MASTER and event.job is not None and event.get("ok") is True:
             runs.setdefault(event.job, []).append(event)
     return {job: tuple(done) for job, done in runs.items() if len(done) > 1}
@@ -541,11 +541,11 @@ def _running(history: History, worker: str, t: float) -> bool:
     """Whether ``worker`` had started a job it had not finished at ``t`` (for systems whose
     master grants no leases: the workers' own started/completed events)."""
     open_jobs: set[int] = set()
-    for event in history.select(("started", "completed"), src=worker):
+    for event in history.select((contract.STARTED, contract.COMPLETED), src=worker):
         if event.t > t:
             break
         if event.job is not None:
-            (open_jobs.add if event.ev == "started" else open_jobs.discard)(event.job)
+            (open_jobs.add if event.ev == contract.STARTED else open_jobs.discard)(event.job)
     return bool(open_jobs)
 
 

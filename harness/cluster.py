@@ -437,6 +437,32 @@ class Cluster:
         with suppress(ProcessLookupError):
             os.kill(self.procs[name].pid, signum)
 
+    def kill_processes(self, name: str, *, children_only: bool = False) -> list[int]:
+        """SIGKILL a process's whole tree at once (or only what is under it); the pids.
+
+        The whole tree is its session's process group (every process is spawned in a new
+        session): one ``killpg`` stops them all at the same instant, so none reacts to
+        another's death. What left the group is killed one by one after it."""
+        pid = self.procs[name].pid
+        procs = _tree(pid)
+        if children_only:
+            procs = procs[:-1]
+        else:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        for proc in procs:
+            with suppress(psutil.Error):
+                proc.kill()
+        return [proc.pid for proc in procs]
+
+    def restart_role(self, role: str) -> Proc:
+        """Crash and restart the one process of a non-worker role (a broker): SIGKILL, then
+        start it again as the system launches it and wait until it is ready."""
+        old = self.procs[role]
+        self.signal(role, signal.SIGKILL)
+        old.popen.wait()
+        return self.start_role(role)
+
     def restart_worker(self, name: str, **kwargs: object) -> Proc:
         """Stop a worker as an operator would (SIGTERM: it hands its leases back), then
         start a new one under the same name."""

@@ -93,6 +93,7 @@ WORKER_EXIT = "worker_exit"  # (from a worker) code
 RUNNER_KILLED = "runner_killed"
 AUTH_REJECTED = "auth_rejected"  # peer
 HANDSHAKE_TIMEOUT = "handshake_timeout"  # peer
+BROKER_ERROR = "broker_error"  # (an engine's producer) during, error: it will try again
 
 SYSTEM_EVENTS = frozenset(
     {
@@ -123,6 +124,7 @@ SYSTEM_EVENTS = frozenset(
         RUNNER_KILLED,
         AUTH_REJECTED,
         HANDSHAKE_TIMEOUT,
+        BROKER_ERROR,
     }
 )
 #: Events only an observer of a system writes (a wire relay in front of a BaseManager app).
@@ -185,10 +187,12 @@ TRIGGERS: dict[str, str] = {
 #: Actions and whether they take a worker target.
 ACTIONS: dict[str, bool] = {
     "kill": True,  # SIGKILL the worker
+    "kill_tree": True,  # SIGKILL the worker and every process under it (its machine dies)
+    "kill_child": True,  # SIGKILL the processes under the worker (the one running the job)
     "terminate": True,  # SIGTERM the worker
     "pause": True,  # SIGSTOP; SIGCONT after duration_s (if given)
     "resume": True,  # SIGCONT
-    "restart": True,  # stop the worker's tree, start a worker of the same name
+    "restart": True,  # stop the worker's tree, start a worker of the same name; a broker: SIGKILL, start again
     "add_worker": False,  # start one more worker
     "kill_master": False,  # SIGKILL the master
     "restart_master": False,  # SIGKILL the master and start a fresh one (no persistence)

@@ -22,7 +22,7 @@ from typing import Any
 from harness import contract
 from harness.cluster import Cluster
 from harness.contract import ACTIONS, NETWORK_ACTIONS, TRIGGERS, EventWriter
-from harness.systems.base import parse_address
+from harness.systems.base import WORKER, parse_address
 from harness.toxics import Toxic
 
 __all__ = [
@@ -96,6 +96,8 @@ class Fault:
             return self.expect
         if self.target == "holder" and self.do in (
             "kill",
+            "kill_tree",
+            "kill_child",
             "terminate",
             "pause",
             "restart",
@@ -319,6 +321,10 @@ class FaultInjector:
         cluster = self.cluster
         if fault.do == "kill":
             cluster.signal(target, signal.SIGKILL)
+        elif fault.do in ("kill_tree", "kill_child"):
+            if not cluster.kill_processes(target, children_only=fault.do == "kill_child"):
+                self.log.write(contract.FAULT, fault=index, action=fault.do, target=target,
+                               missed="no process under the target")
         elif fault.do == "terminate":
             cluster.signal(target, signal.SIGTERM)
         elif fault.do == "pause":
@@ -327,6 +333,8 @@ class FaultInjector:
                 self._resumes.append((time.monotonic() + fault.duration_s, index, target, "resume"))
         elif fault.do == "resume":
             cluster.signal(target, signal.SIGCONT)
+        elif fault.do == "restart" and cluster.procs[target].role != WORKER:
+            cluster.restart_role(target)
         elif fault.do == "restart":
             cluster.restart_worker(target)
 

@@ -116,6 +116,9 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
                 injector.release_time()
                 try:
                     finished = run_until(injector, lambda: _master_done(cluster), spec.bound_s)
+                    if finished and getattr(system, "workers_outlive_master", False):
+                        for proc in cluster.workers():  # an engine's workers never stop alone
+                            cluster.stop(proc.name)
                     if finished:
                         # Workers notice the end (or a lost master) on their own, within a grace.
                         finished = run_until(

@@ -46,6 +46,7 @@ FORMAT_VERSION = 1
 
 CheckName = Literal[
     "exactly_once",
+    "at_least_once",
     "correct_values",
     "batch_barrier",
     "auth",
@@ -60,6 +61,8 @@ ToxicKind = Literal[
 Flow = Literal["upstream", "downstream"]
 ActionName = Literal[
     "kill",
+    "kill_tree",
+    "kill_child",
     "terminate",
     "pause",
     "resume",
@@ -517,8 +520,7 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
     jobs_path = run_dir.resolve() / "jobs.jsonl"  # the master runs inside the run directory
     jobs_path.write_text("".join(json.dumps(job) + "\n" for job in _jobs(scenario)))
     cluster = scenario.cluster
-    settings = msgspec.structs.asdict(cluster)
-    settings.pop("workers")
+    settings = msgspec.structs.asdict(cluster)  # workers included: a producer waits for them
     faults = tuple(
         Fault(
             f.when.trigger(),

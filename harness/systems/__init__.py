@@ -57,6 +57,7 @@ DEFAULT_KIND = "distq"
 KINDS: dict[str, str] = {
     "distq": "harness.systems.distq",
     "managers": "harness.systems.managers",
+    "engine": "harness.systems.engine",
 }
 
 

@@ -8,37 +8,17 @@ travels wrapped, ``{"value": v}``, so that ``None`` never reads as "no result ye
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness import contract
+from harness.contract import EventWriter
 from harness.systems.engines.settings import RUN_DIR_ENV, WORKER_ENV
 
-__all__ = ["EPOCH_ENV", "TASKS", "Events", "execute", "joined", "worker_events"]
-
-EPOCH_ENV = "DISTQ_T0"
-
-
-class Events:
-    """Appends JSON lines with ``t``/``src``/``ev``; one ``write`` per line on O_APPEND, so
-    the processes and threads of one worker can share a log."""
-
-    def __init__(self, path: Path, src: str) -> None:
-        self.src = src
-        raw = os.environ.get(EPOCH_ENV)
-        self.epoch = float(raw) if raw else time.monotonic()
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def write(self, ev: str, **fields: Any) -> None:
-        t = round(time.monotonic() - self.epoch, 6)
-        line = json.dumps({"t": t, "src": self.src, "ev": ev, **fields}, default=repr)
-        os.write(self._fd, (line + "\n").encode())
-
-    def close(self) -> None:
-        os.close(self._fd)
+__all__ = ["TASKS", "execute", "joined", "worker_events"]
 
 
 def _square(n: int, delay_s: float = 0.0) -> int:
@@ -49,7 +29,7 @@ def _square(n: int, delay_s: float = 0.0) -> int:
 
 def _sleep(seconds: float, value: Any = None) -> Any:
     time.sleep(seconds)
-    return value
+    return seconds if value is None else value
 
 
 def _fail(*_: Any) -> Any:
@@ -66,7 +46,7 @@ def _hang(*_: Any) -> Any:
 
 
 def _echo(*args: Any) -> Any:
-    return list(args)
+    return args[0] if len(args) == 1 else list(args)
 
 
 #: The built-in tasks scenarios name (as in distq: the checks know their values).
@@ -79,17 +59,17 @@ TASKS: dict[str, Callable[..., Any]] = {
     "echo": _echo,
 }
 
-_logs: dict[int, Events] = {}  # per pid: a forked child must not share its parent's offset
+_logs: dict[int, EventWriter] = {}  # per pid: a forked child must not share its parent's offset
 
 
-def worker_events() -> Events | None:
+def worker_events() -> EventWriter | None:
     """This process's worker event log, or None outside a harness worker (the producer)."""
     name, run_dir = os.environ.get(WORKER_ENV), os.environ.get(RUN_DIR_ENV)
     if not name or not run_dir:
         return None
     log = _logs.get(os.getpid())
     if log is None:
-        log = _logs[os.getpid()] = Events(Path(run_dir) / f"{name}.events.jsonl", name)
+        log = _logs[os.getpid()] = EventWriter(Path(run_dir) / contract.events_name(name), name)
     return log
 
 
@@ -97,7 +77,7 @@ def joined(how: str) -> None:
     """Say the worker is up (the producer waits for every worker before submitting)."""
     log = worker_events()
     if log is not None:
-        log.write("worker_joined", worker=log.src, pid=os.getpid(), how=how)
+        log.write(contract.WORKER_JOINED, worker=log.src, pid=os.getpid(), how=how)
 
 
 def _next_delivery(job: int) -> int:
@@ -119,11 +99,11 @@ def execute(task: str, job: int, args: list[Any]) -> dict[str, Any]:
         raise RuntimeError(f"{WORKER_ENV}/{RUN_DIR_ENV} not set: this task runs under the harness")
     fields = {"job": job, "worker": log.src, "pid": os.getpid()}
     fields["attempt"] = _next_delivery(job)
-    log.write("started", task=task, **fields)
+    log.write(contract.STARTED, task=task, **fields)
     try:
         value = TASKS[task](*args)
     except BaseException as exc:
-        log.write("completed", ok=False, error=f"{type(exc).__name__}: {exc}", **fields)
+        log.write(contract.COMPLETED, ok=False, error=f"{type(exc).__name__}: {exc}", **fields)
         raise
-    log.write("completed", ok=True, value=value, **fields)
+    log.write(contract.COMPLETED, ok=True, value=value, **fields)
     return {"value": value}

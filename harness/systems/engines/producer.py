@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.systems.engines.observe import Events
-from harness.systems.engines.settings import RUN_DIR_ENV, from_env
+from harness import contract
+from harness.contract import EventWriter
+from harness.systems.engines.settings import RUN_DIR_ENV, engine_of, from_env
 
 __all__ = ["EXIT_INCOMPLETE", "main"]
 
@@ -38,13 +39,13 @@ def _joined_workers(run_dir: Path) -> set[str]:
     names: set[str] = set()
     for path in run_dir.glob("worker-*.events.jsonl"):
         for line in path.read_text(errors="replace").splitlines():
-            if '"worker_joined"' in line:
+            if f'"{contract.WORKER_JOINED}"' in line:
                 names.add(path.name.split(".")[0])
                 break
     return names
 
 
-def _retrying(log: Events, what: str, call: Any, deadline: float) -> Any:
+def _retrying(log: EventWriter, what: str, call: Any, deadline: float) -> Any:
     """Call ``call()`` until it stops raising (the broker may be down for a while)."""
     while True:
         try:
@@ -52,7 +53,7 @@ def _retrying(log: Events, what: str, call: Any, deadline: float) -> Any:
         except Exception as exc:
             if time.monotonic() >= deadline:
                 raise
-            log.write("broker_error", during=what, error=f"{type(exc).__name__}: {exc}"[:200])
+            log.write(contract.BROKER_ERROR, during=what, error=f"{type(exc).__name__}: {exc}"[:200])
             time.sleep(0.2)
 
 
@@ -65,23 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = from_env()
-    engine = type(settings).__struct_config__.tag
-    log = Events(args.events, "master")
+    engine = engine_of(settings)
+    log = EventWriter(args.events, contract.MASTER)
     jobs = [json.loads(line) for line in args.jobs.read_text().splitlines() if line.strip()]
-    client = importlib.import_module(_APPS[str(engine)]).Client()
-    log.write("master_ready", engine=engine, jobs=len(jobs), pid=os.getpid(), address="-")
+    client = importlib.import_module(_APPS[engine]).Client()
+    log.write(contract.MASTER_READY, engine=engine, jobs=len(jobs), pid=os.getpid(), address="-")
     deadline = time.monotonic() + args.collect_s
     run_dir = Path(os.environ[RUN_DIR_ENV])
     seen: set[str] = set()
     while len(seen) < args.workers and time.monotonic() < deadline:
         for name in sorted(_joined_workers(run_dir) - seen):
             seen.add(name)
-            log.write("worker_joined", worker=name)
+            log.write(contract.WORKER_JOINED, worker=name)
         time.sleep(POLL_S)
     handles: dict[int, Any] = {}
     for job, spec in enumerate(jobs):
         task, job_args = spec["task"], list(spec.get("args", []))
-        log.write("job_submitted", job=job, task=task, args=job_args)
+        log.write(contract.JOB_SUBMITTED, job=job, task=task, args=job_args)
         handles[job] = _retrying(
             log, "submit", lambda: client.submit(job, task, job_args), deadline
         )
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 outcome = client.poll(handle)
             except Exception as exc:  # the broker is down or restarting: poll again later
-                log.write("broker_error", during="poll", error=f"{type(exc).__name__}: {exc}"[:200])
+                log.write(contract.BROKER_ERROR, during="poll", error=f"{type(exc).__name__}: {exc}"[:200])
                 time.sleep(0.2)
                 break
             if outcome is None:
@@ -99,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             del pending[job]
             ok, value = outcome
             if ok:
-                log.write("result_accepted", job=job, ok=True, value=value)
+                log.write(contract.RESULT_ACCEPTED, job=job, ok=True, value=value)
             else:
-                log.write("dead", job=job, ok=False, error=str(value))
+                log.write(contract.DEAD, job=job, ok=False, error=str(value))
         time.sleep(POLL_S)
-    log.write("master_stopped", missing=sorted(pending))
+    log.write(contract.MASTER_STOPPED, missing=sorted(pending))
     return EXIT_INCOMPLETE if pending else 0
 
 

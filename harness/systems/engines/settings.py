@@ -26,6 +26,7 @@ __all__ = [
     "EngineSettings",
     "HueySettings",
     "RqSettings",
+    "engine_of",
     "from_env",
     "parse_settings",
     "to_env",
@@ -50,7 +51,7 @@ class _Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen
     ] = False
 
 
-class CelerySettings(_Settings, frozen=True, tag="celery"):
+class CelerySettings(_Settings, frozen=True):
     acks_late: Annotated[
         bool, msgspec.Meta(description="task_acks_late: ack after the task ran (default False)")
     ] = False
@@ -75,7 +76,7 @@ class CelerySettings(_Settings, frozen=True, tag="celery"):
     max_retries: Count = 0  # retries on an exception (autoretry_for); Celery retries none
 
 
-class RqSettings(_Settings, frozen=True, tag="rq"):
+class RqSettings(_Settings, frozen=True):
     retry_max: Annotated[
         int, msgspec.Meta(ge=0, le=100, description="Retry(max=...) per job (default none)")
     ] = 0
@@ -90,7 +91,7 @@ class RqSettings(_Settings, frozen=True, tag="rq"):
     )
 
 
-class DramatiqSettings(_Settings, frozen=True, tag="dramatiq"):
+class DramatiqSettings(_Settings, frozen=True):
     heartbeat_timeout_s: Annotated[
         float, msgspec.Meta(gt=0, description="RedisBroker heartbeat_timeout (default 60 s)")
     ] = 60.0
@@ -112,14 +113,14 @@ class DramatiqSettings(_Settings, frozen=True, tag="dramatiq"):
     ] = 0
 
 
-class HueySettings(_Settings, frozen=True, tag="huey"):
+class HueySettings(_Settings, frozen=True):
     retries: Annotated[
         int, msgspec.Meta(ge=0, le=100, description="task retries on an exception (default 0)")
     ] = 0
     retry_delay_s: Annotated[float, msgspec.Meta(ge=0, description="retry_delay (default 0)")] = (
         0.0
     )
-    workers: Workers = 1  # huey_consumer -w (default 1), thread workers (-k thread)
+    threads: Workers = 1  # huey_consumer --workers (default 1), of --worker-type thread
 
 
 EngineSettings = CelerySettings | RqSettings | DramatiqSettings | HueySettings
@@ -148,8 +149,12 @@ def parse_settings(engine: str, raw: dict[str, Any]) -> EngineSettings:
         raise ValueError(f"settings: {message}") from None
 
 
+def engine_of(settings: EngineSettings) -> str:
+    return next(name for name, kind in ENGINES.items() if isinstance(settings, kind))
+
+
 def to_env(settings: EngineSettings) -> str:
-    return json.dumps({"engine": type(settings).__struct_config__.tag, **msgspec.to_builtins(settings)})
+    return json.dumps({"engine": engine_of(settings), **msgspec.to_builtins(settings)})
 
 
 def from_env() -> EngineSettings:
