@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "ACTIONS",
+    "ENGINE_EVENTS",
     "EPOCH_ENV",
     "EVENTS_ENV",
     "EVENTS_GLOB",
@@ -93,7 +94,6 @@ WORKER_EXIT = "worker_exit"  # (from a worker) code
 RUNNER_KILLED = "runner_killed"
 AUTH_REJECTED = "auth_rejected"  # peer
 HANDSHAKE_TIMEOUT = "handshake_timeout"  # peer
-BROKER_ERROR = "broker_error"  # (an engine's producer) during, error: it will try again
 
 SYSTEM_EVENTS = frozenset(
     {
@@ -124,12 +124,15 @@ SYSTEM_EVENTS = frozenset(
         RUNNER_KILLED,
         AUTH_REJECTED,
         HANDSHAKE_TIMEOUT,
-        BROKER_ERROR,
     }
 )
 #: Events only an observer of a system writes (a wire relay in front of a BaseManager app).
 UNKEYED_ITEM = "unkeyed_item"  # item, route: a task item without the scenario's job key
 OBSERVER_EVENTS = frozenset({UNKEYED_ITEM})
+#: What an engine's producer writes besides the above (harness.systems.engine).
+BROKER_ERROR = "broker_error"  # during, error: the broker did not answer; it tries again
+ENGINE_EVENTS = frozenset({BROKER_ERROR})
+
 #: The master's events that end a job; exactly one per job is the contract.
 TERMINAL_EVENTS = frozenset({RESULT_ACCEPTED, DEAD})
 

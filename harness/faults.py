@@ -323,8 +323,13 @@ class FaultInjector:
             cluster.signal(target, signal.SIGKILL)
         elif fault.do in ("kill_tree", "kill_child"):
             if not cluster.kill_processes(target, children_only=fault.do == "kill_child"):
-                self.log.write(contract.FAULT, fault=index, action=fault.do, target=target,
-                               missed="no process under the target")
+                self.log.write(
+                    contract.FAULT,
+                    fault=index,
+                    action=fault.do,
+                    target=target,
+                    missed="no process under the target",
+                )
         elif fault.do == "terminate":
             cluster.signal(target, signal.SIGTERM)
         elif fault.do == "pause":

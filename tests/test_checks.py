@@ -543,6 +543,7 @@ def test_an_unknown_check_name_is_refused_naming_the_valid_ones() -> None:
         judge(healthy(1).history(), ["exactly_one"])
     assert set(CHECKS) == {
         "exactly_once",
+        "at_least_once",
         "correct_values",
         "batch_barrier",
         "auth",

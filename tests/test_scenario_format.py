@@ -34,7 +34,8 @@ REGENERATE = (
 )
 
 ACTIONS = (
-    "kill, terminate, pause, resume, restart, add_worker, kill_master, restart_master, "
+    "kill, kill_tree, kill_child, terminate, pause, resume, restart, add_worker, kill_master, "
+    "restart_master, "
     "wrong_key_worker, empty_key_worker, idle_sockets, garbage, bad_handshakes, add_toxic, "
     "remove_toxic, "
     "partition, heal"

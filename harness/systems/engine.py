@@ -12,7 +12,7 @@ import random
 import sys
 import typing
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -87,7 +87,7 @@ def _setting_fields() -> list[tuple[str, Any, Any]]:
 
 #: The ``[system]`` keys of ``kind = "engine"``: ``engine``, ``collect_s`` and the union of
 #: the engines' settings; each engine then accepts only its own (harness.systems.engines.settings).
-EngineConfig: type[_ConfigBase] = msgspec.defstruct(
+EngineConfig: type[_ConfigBase] = msgspec.defstruct(  # type: ignore[assignment]
     "EngineConfig",
     [
         ("engine", EngineName),
@@ -197,7 +197,9 @@ class EngineSystem:
     def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
         if process.role == BROKER:
             data_dir = setup.run_dir / "broker-data"
-            return Launch(tuple(broker.broker_argv(self.port, data_dir, appendonly=self.settings.appendonly)))
+            return Launch(
+                tuple(broker.broker_argv(self.port, data_dir, appendonly=self.settings.appendonly))
+            )
         if process.role == MASTER:
             jobs = () if setup.jobs_path is None else ("--jobs", str(setup.jobs_path))
             argv = (

@@ -17,13 +17,14 @@ from harness.systems.engines.settings import (
     BROKER_URL_ENV,
     RESULTS_URL_ENV,
     CelerySettings,
-    from_env,
+    settings_from_env,
 )
 
-settings = from_env()
-assert isinstance(settings, CelerySettings)
+settings = settings_from_env(CelerySettings)
 
-app = Celery("distq_harness", broker=os.environ[BROKER_URL_ENV], backend=os.environ[RESULTS_URL_ENV])
+app = Celery(
+    "distq_harness", broker=os.environ[BROKER_URL_ENV], backend=os.environ[RESULTS_URL_ENV]
+)
 app.conf.update(
     task_acks_late=settings.acks_late,
     task_reject_on_worker_lost=settings.reject_on_worker_lost,

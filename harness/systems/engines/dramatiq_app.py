@@ -12,7 +12,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.results import Results, ResultFailure, ResultMissing
+from dramatiq.results import ResultFailure, ResultMissing, Results
 from dramatiq.results.backends.redis import RedisBackend
 
 from harness.systems.engines.observe import execute, joined
@@ -20,11 +20,10 @@ from harness.systems.engines.settings import (
     BROKER_URL_ENV,
     RESULTS_URL_ENV,
     DramatiqSettings,
-    from_env,
+    settings_from_env,
 )
 
-settings = from_env()
-assert isinstance(settings, DramatiqSettings)
+settings = settings_from_env(DramatiqSettings)
 
 broker = RedisBroker(
     url=os.environ[BROKER_URL_ENV],

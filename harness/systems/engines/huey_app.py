@@ -14,10 +14,9 @@ from huey import RedisHuey
 from huey.exceptions import TaskException
 
 from harness.systems.engines.observe import execute, joined
-from harness.systems.engines.settings import BROKER_URL_ENV, HueySettings, from_env
+from harness.systems.engines.settings import BROKER_URL_ENV, HueySettings, settings_from_env
 
-settings = from_env()
-assert isinstance(settings, HueySettings)
+settings = settings_from_env(HueySettings)
 
 _url = urlsplit(os.environ[BROKER_URL_ENV])
 huey = RedisHuey("distq", host=_url.hostname, port=_url.port, db=int(_url.path.strip("/") or 0))

@@ -53,7 +53,9 @@ def _retrying(log: EventWriter, what: str, call: Any, deadline: float) -> Any:
         except Exception as exc:
             if time.monotonic() >= deadline:
                 raise
-            log.write(contract.BROKER_ERROR, during=what, error=f"{type(exc).__name__}: {exc}"[:200])
+            log.write(
+                contract.BROKER_ERROR, during=what, error=f"{type(exc).__name__}: {exc}"[:200]
+            )
             time.sleep(0.2)
 
 
@@ -84,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         task, job_args = spec["task"], list(spec.get("args", []))
         log.write(contract.JOB_SUBMITTED, job=job, task=task, args=job_args)
         handles[job] = _retrying(
-            log, "submit", lambda: client.submit(job, task, job_args), deadline
+            log,
+            "submit",
+            lambda job=job, task=task, job_args=job_args: client.submit(job, task, job_args),
+            deadline,
         )
     pending = dict(handles)
     while pending and time.monotonic() < deadline:
@@ -92,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 outcome = client.poll(handle)
             except Exception as exc:  # the broker is down or restarting: poll again later
-                log.write(contract.BROKER_ERROR, during="poll", error=f"{type(exc).__name__}: {exc}"[:200])
+                log.write(
+                    contract.BROKER_ERROR, during="poll", error=f"{type(exc).__name__}: {exc}"[:200]
+                )
                 time.sleep(0.2)
                 break
             if outcome is None:

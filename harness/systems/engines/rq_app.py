@@ -10,13 +10,12 @@ import os
 from typing import Any
 
 from harness.systems.engines.observe import execute, joined
-from harness.systems.engines.settings import BROKER_URL_ENV, RqSettings, from_env
+from harness.systems.engines.settings import BROKER_URL_ENV, RqSettings, settings_from_env
 
 REDIS_URL = os.environ.get(BROKER_URL_ENV, "")
 QUEUE_NAME = "distq"
 
-settings = from_env()
-assert isinstance(settings, RqSettings)
+settings = settings_from_env(RqSettings)
 joined("rq config module")
 
 
@@ -61,7 +60,8 @@ class Client:
             return None  # lost with the broker's data, or not there yet
         status = found.get_status()
         if status == JobStatus.FINISHED:
-            return True, found.return_value()["value"]
+            value: dict[str, Any] = found.return_value() or {}
+            return True, value.get("value")
         if status == JobStatus.FAILED:
             latest = found.latest_result()
             return False, (latest.exc_string or "failed")[-300:] if latest else "failed"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -29,6 +29,7 @@ __all__ = [
     "engine_of",
     "from_env",
     "parse_settings",
+    "settings_from_env",
     "to_env",
 ]
 
@@ -37,6 +38,8 @@ RESULTS_URL_ENV = "DISTQ_RESULTS_URL"
 RUN_DIR_ENV = "DISTQ_RUN_DIR"
 WORKER_ENV = "DISTQ_WORKER_NAME"
 SETTINGS_ENV = "DISTQ_ENGINE_SETTINGS"
+
+_T = TypeVar("_T")
 
 EngineName = Literal["celery", "rq", "dramatiq", "huey"]
 
@@ -86,9 +89,7 @@ class RqSettings(_Settings, frozen=True):
     job_monitoring_interval_s: Annotated[
         int, msgspec.Meta(ge=1, description="rq worker --job-monitoring-interval (default 30)")
     ] = 30
-    job_timeout_s: Annotated[int, msgspec.Meta(ge=1, description="job timeout (default 180)")] = (
-        180
-    )
+    job_timeout_s: Annotated[int, msgspec.Meta(ge=1, description="job timeout (default 180)")] = 180
 
 
 class DramatiqSettings(_Settings, frozen=True):
@@ -117,9 +118,7 @@ class HueySettings(_Settings, frozen=True):
     retries: Annotated[
         int, msgspec.Meta(ge=0, le=100, description="task retries on an exception (default 0)")
     ] = 0
-    retry_delay_s: Annotated[float, msgspec.Meta(ge=0, description="retry_delay (default 0)")] = (
-        0.0
-    )
+    retry_delay_s: Annotated[float, msgspec.Meta(ge=0, description="retry_delay (default 0)")] = 0.0
     threads: Workers = 1  # huey_consumer --workers (default 1), of --worker-type thread
 
 
@@ -155,6 +154,14 @@ def engine_of(settings: EngineSettings) -> str:
 
 def to_env(settings: EngineSettings) -> str:
     return json.dumps({"engine": engine_of(settings), **msgspec.to_builtins(settings)})
+
+
+def settings_from_env(kind: type[_T]) -> _T:
+    """The settings of the engine whose module calls it; a mismatch is a harness bug."""
+    settings = from_env()
+    if not isinstance(settings, kind):
+        raise RuntimeError(f"{SETTINGS_ENV} names {engine_of(settings)}, not {kind.__name__}")
+    return settings
 
 
 def from_env() -> EngineSettings:
