@@ -1,0 +1,122 @@
+"""The engine systems: settings validated per engine, and real runs in which a mis-set
+engine and a miswired adapter are caught (the engine scenarios themselves are in
+scenarios/engines)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from harness import systems
+from harness.checks import Expect
+from harness.scenario import Scenario, ScenarioError, load_scenario, run_scenario
+from harness.systems.engine import EngineSystem, expected_value, worker_argv
+from harness.systems.engines.broker import broker_argv
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENGINE_SCENARIOS = REPO_ROOT / "scenarios" / "engines"
+
+
+def test_each_engine_takes_only_its_own_settings() -> None:
+    _, config = systems.parse_table({"kind": "engine", "engine": "celery", "acks_late": True})
+    assert config.settings().acks_late is True  # type: ignore[attr-defined]
+    with pytest.raises(systems.SystemConfigError, match="acks_late is not a setting of engine 'rq'"):
+        systems.parse_table({"kind": "engine", "engine": "rq", "acks_late": True})
+    with pytest.raises(systems.SystemConfigError, match="unknown key system.bogus"):
+        systems.parse_table({"kind": "engine", "engine": "huey", "bogus": 1})
+    with pytest.raises(systems.SystemConfigError, match="engine"):
+        systems.parse_table({"kind": "engine", "engine": "sidekiq"})
+    with pytest.raises(systems.SystemConfigError, match="engine"):
+        systems.parse_table({"kind": "engine"})
+
+
+def test_a_bad_setting_in_a_scenario_file_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        'scenario = 1\nname = "x"\ndescription = "x"\n'
+        '[system]\nkind = "engine"\nengine = "dramatiq"\nheartbeat_timeout_s = -1\n'
+    )
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and "heartbeat_timeout_s" in message
+
+
+def test_unsupported_checks_and_actions_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "auth.toml"
+    path.write_text(
+        'scenario = 1\nname = "x"\ndescription = "x"\n'
+        '[system]\nkind = "engine"\nengine = "rq"\n[expect]\nchecks = ["auth"]\n'
+    )
+    with pytest.raises(ScenarioError, match="'auth' is not supported by system kind 'engine'"):
+        load_scenario(path)
+
+
+def test_each_engine_runs_its_own_worker_command() -> None:
+    commands = {
+        "celery": "celery",
+        "rq": "rq",
+        "dramatiq": "dramatiq",
+        "huey": "huey_consumer",
+    }
+    for engine, command in commands.items():
+        _, config = systems.parse_table({"kind": "engine", "engine": engine})
+        argv = worker_argv(config.settings(), "worker-1", "redis://127.0.0.1:1/0")  # type: ignore[attr-defined]
+        assert any(Path(arg).name == command for arg in argv), (engine, argv)
+
+
+def test_the_broker_persists_only_when_asked(tmp_path: Path) -> None:
+    plain = broker_argv(6399, tmp_path / "a")
+    kept = broker_argv(6399, tmp_path / "b", appendonly=True)
+    assert plain[plain.index("--appendonly") + 1] == "no"
+    assert kept[kept.index("--appendonly") + 1] == "yes" and "always" in kept
+    assert plain[plain.index("--bind") + 1] == "127.0.0.1"
+
+
+def test_expected_values_follow_the_task_module() -> None:
+    assert expected_value("square", (7, 0.5)) == 49
+    assert expected_value("sleep", (0.1,)) == 0.1
+    assert expected_value("crash", ()) is Expect.FAILURE
+    assert expected_value("mystery", ()) is Expect.UNKNOWN
+
+
+def test_every_engine_scenario_cites_a_setting_and_its_default() -> None:
+    files = sorted(ENGINE_SCENARIOS.glob("*.toml"))
+    engines = {load_scenario(path).system["engine"] for path in files}
+    assert engines == {"celery", "rq", "dramatiq", "huey"}
+    for path in files:
+        description = load_scenario(path).description
+        assert "default" in description and "Pinned:" in description, path.name
+
+
+def _variant(name: str, **system: object) -> Scenario:
+    raw = tomllib.loads((ENGINE_SCENARIOS / name).read_text())
+    raw["system"] = {**raw["system"], **system}
+    return msgspec.convert(raw, Scenario)
+
+
+@pytest.mark.processes
+def test_a_mis_set_engine_is_caught(tmp_path: Path) -> None:
+    # The redelivery scenario with Celery's default acks (on receipt): job 0 dies with its
+    # worker and the at_least_once contract must fail, naming it.
+    scenario = _variant("celery_kill_acks_late.toml", acks_late=False, reject_on_worker_lost=False)
+    outcome = run_scenario(scenario, tmp_path / "run")
+    assert outcome.status == "fail", outcome.report()
+    lost = [v for v in outcome.result.verdict.violations if v.check == "at_least_once"]
+    assert any(0 in violation.jobs for violation in lost), outcome.report()
+
+
+@pytest.mark.processes
+def test_a_miswired_adapter_is_caught(tmp_path: Path) -> None:
+    raw = tomllib.loads((ENGINE_SCENARIOS / "huey_kill_default.toml").read_text())
+    raw["system"] = {"kind": "tests.broken_engine:KIND", "engine": "huey", "collect_s": 4.0}
+    raw["faults"] = []
+    raw.pop("expect")
+    scenario = msgspec.convert(raw, Scenario)
+    assert isinstance(systems.build(scenario.system), EngineSystem)
+    outcome = run_scenario(scenario, tmp_path / "run")
+    assert outcome.status == "fail", outcome.report()
+    assert any(v.check == "exactly_once" for v in outcome.result.verdict.violations)
