@@ -1,4 +1,4 @@
-"""``python -m harness run FILE... | check FILE...``: scenarios outside pytest.
+"""``python -m harness run FILE... | check FILE... | matrix DIR...``: scenarios outside pytest.
 
 ``run`` shows a live line per scenario and a summary table; ``--repeat N`` counts how
 often each verdict came out (for flaky bugs). Exit codes (``checks.VERDICT_EXIT_CODES``):
@@ -62,6 +62,17 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="validate scenario files without running them", allow_abbrev=False
     )
     check.add_argument("paths", nargs="+", metavar="FILE", help="scenario files or directories")
+    matrix = commands.add_parser(
+        "matrix",
+        help="run scenarios against every system: a table scenario x system",
+        allow_abbrev=False,
+    )
+    matrix.add_argument("paths", nargs="+", metavar="DIR", help="scenario files or directories")
+    matrix.add_argument("--runs-dir", default="runs/matrix", metavar="DIR")
+    matrix.add_argument(
+        "--html", default="runs/matrix.html", metavar="FILE", help="also write the table here"
+    )
+    matrix.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at a time")
     return parser
 
 
@@ -195,11 +206,38 @@ def _check(options: argparse.Namespace) -> int:
     return EXIT_USAGE if errors else EXIT_PASS
 
 
+def _matrix(options: argparse.Namespace) -> int:
+    from harness.matrix import build_matrix, render_html, render_markdown
+
+    loaded, errors = _load_all(expand(options.paths))
+    for error in errors:
+        print(error, file=sys.stderr)
+    if errors or not loaded:
+        if not loaded and not errors:
+            print("python -m harness matrix: error: no scenario files found", file=sys.stderr)
+        return EXIT_USAGE
+    runs_dir = Path(options.runs_dir)
+    shutil.rmtree(runs_dir, ignore_errors=True)
+
+    def progress(row: str, column: str, cell: object) -> None:
+        print(f"{row} x {column}: {cell.text()}", file=sys.stderr)  # type: ignore[attr-defined]
+
+    table = build_matrix(loaded, runs_dir, jobs=options.jobs, progress=progress)
+    print(render_markdown(table), end="")
+    html_path = Path(options.html)
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(render_html(table), encoding="utf-8")
+    print(f"wall time {table.wall_s:.0f} s; HTML: {html_path}", file=sys.stderr)
+    return EXIT_PASS
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = _parser().parse_args(argv)
     try:
         if options.command == "run":
             return _run(options)
+        if options.command == "matrix":
+            return _matrix(options)
         return _check(options)
     except KeyboardInterrupt:
         print(

@@ -104,7 +104,7 @@ def _variant(name: str, **system: object) -> Scenario:
 def test_a_mis_set_engine_is_caught(tmp_path: Path) -> None:
     # The redelivery scenario with Celery's default acks (on receipt): job 0 dies with its
     # worker and the at_least_once contract must fail, naming it.
-    scenario = _variant("celery_kill_acks_late.toml", acks_late=False, reject_on_worker_lost=False)
+    scenario = _variant("celery_kill_redelivery.toml", acks_late=False, reject_on_worker_lost=False)
     outcome = run_scenario(scenario, tmp_path / "run")
     assert outcome.status == "fail", outcome.report()
     lost = [v for v in outcome.result.verdict.violations if v.check == "at_least_once"]
