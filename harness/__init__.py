@@ -18,6 +18,7 @@ Layering, from the core outwards:
   scenario    scenario files: format, validation, schema, running one
   strategies  Hypothesis strategies that generate scenarios
   properties  run generated scenarios as properties
+  matrix      every scenario against every system: the guarantees table
   cli         python -m harness
   __main__    its entry point
   plugin      the pytest plugin (imports the harness only when a scenario file is collected)

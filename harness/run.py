@@ -16,7 +16,7 @@ from typing import Any
 
 from harness import contract, systems
 from harness.checks import Verdict, Violation, judge
-from harness.cluster import Cluster, Proc
+from harness.cluster import Cluster, Proc, kill_tree
 from harness.contract import EventWriter
 from harness.faults import Fault, FaultInjector, run_until
 from harness.history import History, HistoryError
@@ -118,7 +118,7 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
                     finished = run_until(injector, lambda: _master_done(cluster), spec.bound_s)
                     if finished and getattr(system, "workers_outlive_master", False):
                         for proc in cluster.workers():  # an engine's workers never stop alone
-                            cluster.stop(proc.name)
+                            kill_tree(proc.pid, cluster.grace_s)
                     if finished:
                         # Workers notice the end (or a lost master) on their own, within a grace.
                         finished = run_until(

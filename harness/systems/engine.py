@@ -39,7 +39,6 @@ from harness.systems.engines.settings import (
     RESULTS_URL_ENV,
     RUN_DIR_ENV,
     SETTINGS_ENV,
-    WORKER_ENV,
     DramatiqSettings,
     EngineName,
     EngineSettings,
@@ -211,7 +210,6 @@ class EngineSystem:
             return Launch(argv, self._env(setup, process.addresses[BROKER]))
         if process.role == WORKER:
             env = self._env(setup, process.addresses[MASTER])  # the broker, or its proxy
-            env[WORKER_ENV] = process.name
             argv = worker_argv(self.settings, process.name, env[BROKER_URL_ENV])
             return Launch((*argv, *setup.worker_args), env)
         raise ValueError(f"an engine has no role {process.role!r}")

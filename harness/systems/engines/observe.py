@@ -16,7 +16,7 @@ from typing import Any
 
 from harness import contract
 from harness.contract import EventWriter
-from harness.systems.engines.settings import RUN_DIR_ENV, WORKER_ENV
+from harness.systems.engines.settings import RUN_DIR_ENV
 
 __all__ = ["TASKS", "execute", "joined", "worker_events"]
 
@@ -64,12 +64,12 @@ _logs: dict[int, EventWriter] = {}  # per pid: a forked child must not share its
 
 def worker_events() -> EventWriter | None:
     """This process's worker event log, or None outside a harness worker (the producer)."""
-    name, run_dir = os.environ.get(WORKER_ENV), os.environ.get(RUN_DIR_ENV)
-    if not name or not run_dir:
+    name, path = os.environ.get(contract.PROCESS_ENV), os.environ.get(contract.EVENTS_ENV)
+    if not name or not path or not os.environ.get(RUN_DIR_ENV):
         return None
     log = _logs.get(os.getpid())
     if log is None:
-        log = _logs[os.getpid()] = EventWriter(Path(run_dir) / contract.events_name(name), name)
+        log = _logs[os.getpid()] = EventWriter(path, name)
     return log
 
 
@@ -96,7 +96,7 @@ def execute(task: str, job: int, args: list[Any]) -> dict[str, Any]:
     """Run built-in ``task`` on ``args`` as job ``job``, writing started/completed."""
     log = worker_events()
     if log is None:
-        raise RuntimeError(f"{WORKER_ENV}/{RUN_DIR_ENV} not set: this task runs under the harness")
+        raise RuntimeError(f"{contract.EVENTS_ENV} not set: this task runs under the harness")
     fields = {"job": job, "worker": log.src, "pid": os.getpid()}
     fields["attempt"] = _next_delivery(job)
     log.write(contract.STARTED, task=task, **fields)

@@ -19,7 +19,6 @@ __all__ = [
     "RESULTS_URL_ENV",
     "RUN_DIR_ENV",
     "SETTINGS_ENV",
-    "WORKER_ENV",
     "CelerySettings",
     "DramatiqSettings",
     "EngineName",
@@ -36,7 +35,6 @@ __all__ = [
 BROKER_URL_ENV = "DISTQ_BROKER_URL"  # workers: through their fault proxy; producer: direct
 RESULTS_URL_ENV = "DISTQ_RESULTS_URL"
 RUN_DIR_ENV = "DISTQ_RUN_DIR"
-WORKER_ENV = "DISTQ_WORKER_NAME"
 SETTINGS_ENV = "DISTQ_ENGINE_SETTINGS"
 
 _T = TypeVar("_T")
