@@ -8,6 +8,7 @@ writes no events: the task module its workers load and the producer do.
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import sys
 import typing
@@ -56,6 +57,9 @@ DEFAULT_COLLECT_S = 15.0
 class _ConfigBase(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     def __post_init__(self) -> None:
         self.settings()  # a key the chosen engine does not take: one line, naming both
+        engine = str(getattr(self, "engine"))  # noqa: B009  (a defstruct field)
+        if importlib.util.find_spec(engine) is None:
+            raise ValueError(f"engine {engine!r} is not installed: pip install 'distq[engines]'")
 
     def settings(self) -> EngineSettings:
         engine = str(getattr(self, "engine"))  # noqa: B009  (a defstruct field)
