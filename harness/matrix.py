@@ -25,14 +25,23 @@ from harness.systems.base import BROKER
 
 __all__ = ["COLUMNS", "Cell", "Matrix", "build_matrix", "render_html", "render_markdown"]
 
+
+def _columns() -> dict[str, dict[str, Any]]:
+    """One column per registered kind, or per variant a kind lists (``matrix_variants``:
+    column name -> the rest of its ``[system]`` table), the default kind first."""
+    columns: dict[str, dict[str, Any]] = {systems.DEFAULT_KIND: {}}
+    for name in sorted(systems.KINDS):
+        facts = systems.get_kind(name).facts
+        variants = getattr(facts, "matrix_variants", {name: {}})
+        for column, table in variants.items():
+            columns.setdefault(
+                column, {} if name == systems.DEFAULT_KIND else {"kind": name, **table}
+            )
+    return columns
+
+
 #: The systems of the matrix, in column order, as ``[system]`` tables.
-COLUMNS: dict[str, dict[str, Any]] = {
-    "distq": {},
-    "celery": {"kind": "engine", "engine": "celery"},
-    "rq": {"kind": "engine", "engine": "rq"},
-    "dramatiq": {"kind": "engine", "engine": "dramatiq"},
-    "huey": {"kind": "engine", "engine": "huey"},
-}
+COLUMNS: dict[str, dict[str, Any]] = _columns()
 #: An engine's producer stops collecting this long before a scenario's bound.
 COLLECT_MARGIN_S = 4.0
 _MESSAGE_CHARS = 70
@@ -67,19 +76,25 @@ class Matrix:
 
 
 def column_of(scenario: Scenario) -> str:
+    """The column a scenario's own ``[system]`` table belongs to."""
     table = scenario.system
-    return str(table.get("engine", "distq")) if table.get("kind") == "engine" else "distq"
+    for column, columns_table in COLUMNS.items():
+        if all(table.get(key) == value for key, value in columns_table.items()) and (
+            columns_table or table.get("kind", systems.DEFAULT_KIND) == systems.DEFAULT_KIND
+        ):
+            return column
+    return str(table.get("kind"))
 
 
 def row_of(path: Path, scenario: Scenario) -> str:
     column = column_of(scenario)
-    return path.stem.removeprefix(f"{column}_") if column != "distq" else path.stem
+    return path.stem.removeprefix(f"{column}_")
 
 
 def variant(scenario: Scenario, column: str) -> Scenario | str:
     """The scenario as it runs against ``column``, or why it does not apply."""
     own = column_of(scenario)
-    if own != "distq" and column != own:
+    if own != systems.DEFAULT_KIND and column != own:
         return ""  # written for one engine: the other columns are other files of the row
     kind = systems.get_kind(COLUMNS[column].get("kind", systems.DEFAULT_KIND))
     if any(f.target == BROKER for f in scenario.faults) and BROKER not in kind.facts.roles:
@@ -88,7 +103,7 @@ def variant(scenario: Scenario, column: str) -> Scenario | str:
         return scenario
     raw = msgspec.to_builtins(scenario)
     raw["system"] = dict(COLUMNS[column])
-    if column != "distq":
+    if column != systems.DEFAULT_KIND:
         raw["system"]["collect_s"] = max(1.0, scenario.expect.within_s - COLLECT_MARGIN_S)
     defaults = msgspec.to_builtins(ClusterSpec())
     keep = {"workers", *kind.facts.cluster_keys}

@@ -122,3 +122,33 @@ def test_a_miswired_adapter_is_caught(tmp_path: Path) -> None:
     outcome = run_scenario(scenario, tmp_path / "run")
     assert outcome.status == "fail", outcome.report()
     assert any(v.check == "exactly_once" for v in outcome.result.verdict.violations)
+
+
+def test_the_matrix_runs_a_distq_file_everywhere_and_an_engine_file_in_its_column() -> None:
+    from harness.matrix import COLUMNS, Cell, Matrix, render_markdown, row_of, variant
+
+    assert list(COLUMNS) == ["distq", "celery", "rq", "dramatiq", "huey"]
+    neutral_path = REPO_ROOT / "scenarios" / "matrix" / "worker_killed_mid_task.toml"
+    neutral = load_scenario(neutral_path)
+    for column in COLUMNS:
+        chosen = variant(neutral, column)
+        assert isinstance(chosen, Scenario), (column, chosen)
+        if column != "distq":
+            assert chosen.system["engine"] == column
+            assert chosen.cluster.lease_timeout_s == 10.0  # distq's knob, dropped for engines
+    pinned_path = ENGINE_SCENARIOS / "rq_broker_restart.toml"
+    pinned = load_scenario(pinned_path)
+    assert row_of(pinned_path, pinned) == "broker_restart"
+    assert isinstance(variant(pinned, "rq"), Scenario)
+    assert variant(pinned, "celery") == ""  # the row's celery cell is celery's own file
+    assert variant(pinned, "distq") == ""
+    table = Matrix(
+        {"kill": {"distq": Cell("pass"), "rq": Cell("fail", "exactly_once: job 0 lost", True)}},
+        ("distq", "rq"),
+        12.0,
+    )
+    assert render_markdown(table).splitlines()[:3] == [
+        "| scenario | distq | rq |",
+        "|---|---|---|",
+        "| kill | pass | fail: exactly_once: job 0 lost (documented) |",
+    ]
