@@ -5,6 +5,8 @@
 engine's client, polls the engine's result API, writes ``job_submitted``,
 ``result_accepted`` / ``dead`` and ``master_stopped``. Exit 0 when every job has a result,
 4 when the collection time ran out first (the missing jobs are listed in the last event).
+A submit that fails on a broker error is retried, so a submit whose reply was cut off (the
+broker took it, then went away) may enqueue a job twice: fault a broker after submission.
 """
 
 from __future__ import annotations
