@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import random
-import sys
 import typing
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -40,9 +39,11 @@ from harness.systems.engines.settings import (
     RESULTS_URL_ENV,
     RUN_DIR_ENV,
     SETTINGS_ENV,
+    CelerySettings,
     DramatiqSettings,
     EngineName,
     EngineSettings,
+    RqSettings,
     parse_settings,
     to_env,
 )
@@ -120,40 +121,32 @@ def expected_value(task: str, args: tuple[Any, ...]) -> Any:
     return Expect.UNKNOWN
 
 
-def _script(name: str) -> str:
-    """An engine's console script, installed next to the running interpreter."""
-    from pathlib import Path
-
-    return str(Path(sys.executable).parent / name)
-
-
 def worker_argv(settings: EngineSettings, name: str, broker_url: str) -> tuple[str, ...]:
-    """The engine's own worker command for worker ``name``."""
-    engine = type(settings).__name__.removesuffix("Settings").lower()
-    if engine == "celery":
+    """The engine's own worker command for worker ``name`` (its CLI, run as a module of the
+    harness's interpreter so that a virtualenv without its scripts on PATH works too)."""
+    if isinstance(settings, CelerySettings):
         return (
             "python", "-m", "celery", "-A", f"{_PACKAGE}.celery_app", "worker",
             "--hostname", f"{name}@localhost", "--pool", "prefork",
-            "--concurrency", str(getattr(settings, "concurrency")),  # noqa: B009
-            "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--concurrency", str(settings.concurrency), "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
         )  # fmt: skip
-    if engine == "rq":
+    if isinstance(settings, RqSettings):
         return (
-            _script("rq"), "worker", "--url", broker_url, "--name", name,
+            "python", "-m", "rq.cli", "worker", "--url", broker_url, "--name", name,
             "--config", f"{_PACKAGE}.rq_app",
-            "--maintenance-interval", str(getattr(settings, "maintenance_interval_s")),  # noqa: B009
-            "--job-monitoring-interval", str(getattr(settings, "job_monitoring_interval_s")),  # noqa: B009
+            "--maintenance-interval", str(settings.maintenance_interval_s),
+            "--job-monitoring-interval", str(settings.job_monitoring_interval_s),
             "distq",
         )  # fmt: skip
-    if engine == "dramatiq":
+    if isinstance(settings, DramatiqSettings):
         return (
             "python", "-m", "dramatiq", f"{_PACKAGE}.dramatiq_app",
-            "--processes", "1", "--threads", str(getattr(settings, "threads")),  # noqa: B009
+            "--processes", "1", "--threads", str(settings.threads),
         )  # fmt: skip
     return (
-        _script("huey_consumer"), f"{_PACKAGE}.huey_app.huey",
-        "--workers", str(getattr(settings, "threads")),  # noqa: B009
-        "--worker-type", "thread",
+        "python", "-m", "huey.bin.huey_consumer", f"{_PACKAGE}.huey_app.huey",
+        "--workers", str(settings.threads), "--worker-type", "thread",
     )  # fmt: skip
 
 
