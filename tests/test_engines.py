@@ -152,3 +152,27 @@ def test_the_matrix_runs_a_distq_file_everywhere_and_an_engine_file_in_its_colum
         "|---|---|---|",
         "| kill | pass | fail: exactly_once: job 0 lost (documented) |",
     ]
+
+
+@pytest.mark.processes
+def test_the_matrix_command_prints_a_table_and_writes_html(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(
+        'scenario = 1\nname = "tiny"\ndescription = "two tiny jobs, no fault"\n'
+        '[jobs]\ntask = "square"\ncount = 2\n[expect]\nwithin_s = 20\n'
+    )
+    html_path = tmp_path / "matrix.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "matrix", str(scenario), "--jobs", "2",
+         "--runs-dir", str(tmp_path / "runs"), "--html", str(html_path)],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "| scenario | distq | celery | rq | dramatiq | huey |"
+    assert lines[2] == "| tiny | pass | pass | pass | pass | pass |", done.stdout
+    assert lines[-1].startswith("wall time: ")
+    assert "<table>" in html_path.read_text()
