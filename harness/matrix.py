@@ -28,12 +28,17 @@ __all__ = ["COLUMNS", "Cell", "Matrix", "build_matrix", "render_html", "render_m
 
 def _columns() -> dict[str, dict[str, Any]]:
     """One column per registered kind, or per variant a kind lists (``matrix_variants``:
-    column name -> the rest of its ``[system]`` table), the default kind first."""
+    column name -> the rest of its ``[system]`` table), the default kind first. A kind that
+    cannot run without its own keys (the commands of a user's program) has no column."""
     columns: dict[str, dict[str, Any]] = {systems.DEFAULT_KIND: {}}
     for name in sorted(systems.KINDS):
         facts = systems.get_kind(name).facts
         variants = getattr(facts, "matrix_variants", {name: {}})
         for column, table in variants.items():
+            try:
+                systems.parse_table({"kind": name, **table})
+            except systems.SystemConfigError:
+                continue
             columns.setdefault(
                 column, {} if name == systems.DEFAULT_KIND else {"kind": name, **table}
             )
@@ -119,8 +124,9 @@ def _run_cell(scenario: Scenario, run_dir: Path) -> Cell:
     verdict = outcome.result.verdict
     first = (*verdict.violations, *verdict.unknowns)
     detail = f"{first[0].check}: {first[0].message}"[:_MESSAGE_CHARS] if first else ""
-    known = scenario.expect.expect_violation
-    pinned = known is not None and any(v.check == known for v in verdict.violations)
+    known = scenario.expect.known_violations
+    found = {violation.check for violation in verdict.violations}
+    pinned = bool(known) and all(check in found for check in known)
     duplicates = len(duplicate_executions(outcome.result.history))
     return Cell(verdict.status, detail, pinned, duplicates, outcome.result.elapsed_s)
 
