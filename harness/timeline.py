@@ -1,0 +1,487 @@
+"""The picture of a run as data: lanes, attempts, faults, batches and a summary.
+
+Built from a History and its Verdict only, so it draws any system whose events follow the
+history format: a lane is an event ``src`` (or a worker the master leased to), never a
+name this module knows. ``harness.report`` and ``harness.trace`` render it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from harness.checks import Verdict
+from harness.history import HARNESS, MASTER, RESULTS, History, HistoryEvent, Lease
+
+__all__ = ["OUTCOMES", "Attempt", "FaultMark", "Lane", "Summary", "Timeline", "build_timeline"]
+
+Outcome = Literal["accepted", "duplicate", "failed", "timed_out", "lost", "superseded", "open"]
+#: Every outcome of an attempt, in legend order, with the words a reader sees.
+OUTCOMES: Mapping[Outcome, str] = {
+    "accepted": "accepted",
+    "duplicate": "duplicate dropped",
+    "failed": "failed",
+    "timed_out": "timed out",
+    "lost": "lost with its holder",
+    "superseded": "superseded",
+    "open": "still open at the end",
+}
+_LEASE_OUTCOME: Mapping[str, Outcome] = {
+    "completed": "accepted",
+    "failed": "failed",
+    "expired": "timed_out",
+    "lost": "lost",
+    "superseded": "superseded",
+    "open": "open",
+}
+
+# Faults drawn as a band from the action to its undoing; the rest are markers.
+_BAND_ENDS = {"pause": "resume"}
+_NETWORK_ACTIONS = frozenset({"partition", "heal", "add_toxic", "remove_toxic"})
+_MASTER_ACTIONS = frozenset({"kill_master", "restart_master"})
+_KILLS = frozenset({"kill", "kill_master"})
+_LANE_MARKS = frozenset(
+    {
+        "master_ready",
+        "master_stopped",
+        "worker_joined",
+        "worker_rejoined",
+        "worker_lost",
+        "worker_left",
+        "worker_exit",
+        "reconnected",
+        "auth_rejected",
+        "handshake_timeout",
+        "lease_expired",
+        "hang",
+    }
+)
+_MAX_LANE_MARKS = 600
+_KILL_GRACE_S = 0.5
+_TIME_LIMIT = re.compile(r"time.?limit|timed out", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """One process of the run: when it was seen, how it ended, how many bar rows it needs."""
+
+    name: str
+    t_start: float
+    t_end: float
+    killed: bool
+    exit_code: int | None
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One lease of one job, drawn from lease to report (or to its lease's end)."""
+
+    job: int
+    attempt: int
+    lane: str
+    t_start: float
+    t_end: float
+    outcome: Outcome
+    reason: str
+    t_lease_end: float | None  # when the master ended the lease, if before ``t_end``
+    lines: tuple[int, ...]
+    row: int
+    flagged: bool  # a violation names its job
+
+
+@dataclass(frozen=True, slots=True)
+class FaultMark:
+    """A fault: a marker (``t_end`` None) or a band; ``lane`` None means every lane."""
+
+    label: str
+    action: str
+    lane: str | None
+    t_start: float
+    t_end: float | None
+    lines: tuple[int, ...]
+    missed: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    status: str
+    checks: Mapping[str, str]  # check name -> pass | fail | unknown | not recorded
+    jobs: int
+    results: int
+    lost: int
+    duplicated: int
+    requeued: int
+    dropped: int
+    faults_planned: int | None
+    faults_fired: int
+    faults_hit: int
+    wall_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    title: str
+    summary: Summary
+    lanes: tuple[Lane, ...]
+    attempts: tuple[Attempt, ...]
+    faults: tuple[FaultMark, ...]
+    batches: tuple[tuple[int, float, int], ...]  # (batch, t opened, line)
+    marks: tuple[tuple[str, float, str, int], ...]  # (lane, t, ev, line)
+    violations: tuple[dict[str, Any], ...]
+    job_lines: Mapping[int, tuple[int, ...]]  # submission, requeues, dead: not one attempt's
+    t_end: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_timeline(
+    history: History,
+    verdict: Verdict | None,
+    *,
+    title: str = "",
+    faults_planned: int | None = None,
+) -> Timeline:
+    """The timeline of ``history``; ``verdict`` None when it was not recorded."""
+    flagged_jobs: set[int] = set()
+    violations: list[dict[str, Any]] = []
+    if verdict is not None:
+        for violation in (*verdict.violations, *verdict.unknowns):
+            flagged_jobs.update(violation.jobs)
+            violations.append(
+                {
+                    "check": violation.check,
+                    "severity": violation.severity,
+                    "message": violation.message,
+                    "jobs": list(violation.jobs),
+                    "lines": sorted(set(violation.lines)),
+                }
+            )
+    faults = _faults(history)
+    lanes_seen = _lane_names(history)
+    attempts = _attempts(history, flagged_jobs)
+    lanes = _lanes(history, lanes_seen, attempts, faults)
+    finished = _run_finished(history)
+    t_end = max(
+        [history.end_t, *(a.t_end for a in attempts), *(lane.t_end for lane in lanes)],
+        default=0.0,
+    )
+    batches = tuple(
+        (int(event.get("batch")), event.t, event.line)
+        for event in history.select("batch_opened", src=MASTER)
+        if isinstance(event.get("batch"), int)
+    )
+    marks = [
+        (_mark_lane(event), event.t, event.ev, event.line)
+        for event in history
+        if event.ev in _LANE_MARKS and event.src not in (RESULTS,)
+    ][:_MAX_LANE_MARKS]
+    job_lines: dict[int, list[int]] = {}
+    for event in history:
+        attempt = event.get("attempt")
+        if event.job is not None and not isinstance(attempt, int) and event.src != RESULTS:
+            job_lines.setdefault(event.job, []).append(event.line)
+    summary = _summary(history, verdict, faults, faults_planned, finished, t_end)
+    return Timeline(
+        title=title,
+        summary=summary,
+        lanes=lanes,
+        attempts=attempts,
+        faults=faults,
+        batches=batches,
+        marks=tuple((lane, t, ev, line) for lane, t, ev, line in marks if lane),
+        violations=tuple(violations),
+        job_lines={job: tuple(lines) for job, lines in job_lines.items()},
+        t_end=t_end,
+    )
+
+
+# -- lanes ---------------------------------------------------------------------------------
+
+
+def _natural(name: str) -> tuple[int, str, int]:
+    """``master`` first, then by name with numbers compared as numbers (worker-2 < worker-10)."""
+    match = re.fullmatch(r"(.*?)(\d+)", name)
+    rank = 0 if name == MASTER else 1
+    if match:
+        return rank, match.group(1), int(match.group(2))
+    return rank, name, -1
+
+
+def _lane_names(history: History) -> list[str]:
+    names = {event.src for event in history if event.src not in (HARNESS, RESULTS)}
+    names.update(lease.worker for lease in history.leases() if lease.worker)
+    return sorted(names, key=_natural)
+
+
+def _lanes(
+    history: History,
+    names: list[str],
+    attempts: tuple[Attempt, ...],
+    faults: tuple[FaultMark, ...],
+) -> tuple[Lane, ...]:
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    for event in history:
+        if event.src == RESULTS:  # printed after the run, not something a process did then
+            continue
+        for name in (event.src, event.get("worker")):
+            if isinstance(name, str) and name in names:
+                first.setdefault(name, event.t)
+                # Another process's word that a worker is gone does not extend its lane.
+                if name == event.src or event.ev not in ("worker_lost", "worker_left"):
+                    last[name] = event.t
+    exit_codes = _run_finished(history).get("exit_codes") or {}
+    rows: dict[str, int] = {}
+    for attempt in attempts:
+        rows[attempt.lane] = max(rows.get(attempt.lane, 0), attempt.row + 1)
+    lanes = []
+    for name in names:
+        t_start, t_end = first.get(name, 0.0), last.get(name, 0.0)
+        kills = [
+            f.t_start for f in faults if f.lane == name and f.action in _KILLS and not f.missed
+        ]
+        own_last = max((e.t for e in history.select(src=name)), default=t_start)
+        code = exit_codes.get(name) if isinstance(exit_codes, dict) else None
+        code = code if isinstance(code, int) else None
+        # The lane ends at a kill unless the process lived on (a restart under the same
+        # name); an orphaned child may still log for a moment after its parent's SIGKILL.
+        killed = bool(kills) and (
+            (code is not None and code < 0) or own_last <= kills[-1] + _KILL_GRACE_S
+        )
+        if killed:
+            t_end = kills[-1]
+        lanes.append(
+            Lane(
+                name,
+                t_start,
+                t_end,
+                killed,
+                code if isinstance(code, int) else None,
+                rows.get(name, 0),
+            )
+        )
+    return tuple(lanes)
+
+
+def _mark_lane(event: HistoryEvent) -> str:
+    """Where a lifecycle event is drawn: on the worker it names, else on its writer."""
+    worker = event.get("worker")
+    names_worker = event.ev in ("worker_joined", "worker_rejoined", "worker_lost", "worker_left")
+    if names_worker and isinstance(worker, str):
+        return worker
+    if event.src == HARNESS:
+        return MASTER if event.ev == "hang" else ""
+    return event.src
+
+
+def _run_finished(history: History) -> Mapping[str, Any]:
+    ends = history.select("run_finished", src=HARNESS)
+    return ends[-1].fields if ends else {}
+
+
+# -- attempts ------------------------------------------------------------------------------
+
+
+def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
+    lines: dict[tuple[int, int], list[int]] = {}
+    for event in history:
+        attempt = event.get("attempt")
+        if event.job is not None and isinstance(attempt, int) and event.src != RESULTS:
+            lines.setdefault((event.job, attempt), []).append(event.line)
+    duplicates: dict[tuple[int, int, str], HistoryEvent] = {}
+    for event in history.select("duplicate_dropped", src=MASTER):
+        if event.job is not None:
+            key = (event.job, int(event.get("attempt", -1)), str(event.get("worker", "")))
+            duplicates.setdefault(key, event)
+    drawn: list[tuple[Lease, Outcome, float, float | None, str, tuple[int, ...]]] = []
+    for lease in history.leases():
+        outcome = _LEASE_OUTCOME[lease.end]
+        ended = None if lease.end_line is None else history[lease.end_line]
+        reason = "" if ended is None else str(ended.get("reason") or "")
+        if lease.end == "expired":
+            reason = reason or "lease expired"
+        if outcome == "failed" and _TIME_LIMIT.search(reason):
+            outcome = "timed_out"
+        t_end = history.end_t if lease.t_end is None else lease.t_end
+        t_lease_end: float | None = None
+        own = list(lines.get((lease.job, lease.attempt), ()))
+        if lease.end_line is not None:
+            own.append(lease.end_line)
+        late = duplicates.pop((lease.job, lease.attempt, lease.worker), None)
+        if late is not None and outcome != "accepted":
+            # The holder reported after all: the bar runs to the report, dropped.
+            reason = f"{reason}; its late result was dropped" if reason else "late result dropped"
+            outcome, t_lease_end, t_end = "duplicate", t_end, late.t
+            own.append(late.line)
+        drawn.append((lease, outcome, t_end, t_lease_end, reason, tuple(sorted(set(own)))))
+    rows = _rows([(lease.worker, lease.t_start, t_end) for lease, _, t_end, *_ in drawn])
+    return tuple(
+        Attempt(
+            job=lease.job,
+            attempt=lease.attempt,
+            lane=lease.worker,
+            t_start=lease.t_start,
+            t_end=t_end,
+            outcome=outcome,
+            reason=reason,
+            t_lease_end=t_lease_end,
+            lines=own,
+            row=row,
+            flagged=lease.job in flagged_jobs,
+        )
+        for (lease, outcome, t_end, t_lease_end, reason, own), row in zip(drawn, rows, strict=True)
+    )
+
+
+#: Bars that overlap on one lane stack in rows; past this many they share the last rows.
+MAX_ROWS = 6
+
+
+def _rows(spans: Iterable[tuple[str, float, float]]) -> list[int]:
+    """A row per span so that spans of one lane in one row do not overlap (first fit)."""
+    free_at: dict[str, list[float]] = {}
+    rows = []
+    for lane, t_start, t_end in spans:
+        ends = free_at.setdefault(lane, [])
+        for row, end in enumerate(ends):
+            if end <= t_start:
+                ends[row] = t_end
+                rows.append(row)
+                break
+        else:
+            if len(ends) < MAX_ROWS:
+                ends.append(t_end)
+                rows.append(len(ends) - 1)
+            else:
+                row = min(range(MAX_ROWS), key=ends.__getitem__)
+                ends[row] = max(ends[row], t_end)
+                rows.append(row)
+    return rows
+
+
+# -- faults --------------------------------------------------------------------------------
+
+
+def _faults(history: History) -> tuple[FaultMark, ...]:
+    marks: list[FaultMark] = []
+    open_bands: dict[tuple[str, str], tuple[HistoryEvent, str]] = {}
+    for event in history.faults():
+        action = str(event.get("action", "?"))
+        target = event.get("target")
+        lane = MASTER if action in _MASTER_ACTIONS else target if isinstance(target, str) else None
+        if lane == "all":
+            lane = None
+        missed = str(event.get("missed") or "")
+        label = f"{action} {target}" if isinstance(target, str) else action
+        if missed:
+            marks.append(FaultMark(label, action, lane, event.t, None, (event.line,), missed))
+        elif action in _NETWORK_ACTIONS:
+            continue  # drawn from the proxy's own events, for each link it touched
+        elif action in _BAND_ENDS and lane is not None:
+            open_bands[(_BAND_ENDS[action], lane)] = (event, label)
+        elif lane is not None and (action, lane) in open_bands:
+            start, start_label = open_bands.pop((action, lane))
+            marks.append(
+                FaultMark(
+                    start_label,
+                    str(start.get("action")),
+                    lane,
+                    start.t,
+                    event.t,
+                    (start.line, event.line),
+                )
+            )
+        else:
+            marks.append(FaultMark(label, action, lane, event.t, None, (event.line,)))
+    for (_, lane), (start, label) in open_bands.items():
+        marks.append(
+            FaultMark(label, str(start.get("action")), lane, start.t, history.end_t, (start.line,))
+        )
+    marks.extend(_network_bands(history))
+    return tuple(sorted(marks, key=lambda mark: (mark.t_start, mark.label)))
+
+
+def _network_bands(history: History) -> list[FaultMark]:
+    """Partitions from cut to heal and toxics from added to removed, per proxied link."""
+    marks: list[FaultMark] = []
+    open_bands: dict[tuple[str, str], tuple[HistoryEvent, str]] = {}
+    for event in history.select(("partition", "heal", "toxic_added", "toxic_removed"), src=HARNESS):
+        proxy = event.get("proxy")
+        if not isinstance(proxy, str):
+            continue
+        if event.ev == "partition":
+            open_bands.setdefault(("partition", proxy), (event, f"partition {proxy}"))
+        elif event.ev == "toxic_added":
+            name = str(event.get("toxic"))
+            open_bands[(f"toxic {name}", proxy)] = (
+                event,
+                f"toxic {name} ({event.get('kind')}) {proxy}",
+            )
+        else:
+            key = ("partition" if event.ev == "heal" else f"toxic {event.get('toxic')}", proxy)
+            opened = open_bands.pop(key, None)
+            if opened is not None:
+                start, label = opened
+                action = "partition" if key[0] == "partition" else "toxic"
+                marks.append(
+                    FaultMark(label, action, proxy, start.t, event.t, (start.line, event.line))
+                )
+    for (kind, proxy), (start, label) in open_bands.items():
+        action = "partition" if kind == "partition" else "toxic"
+        marks.append(FaultMark(label, action, proxy, start.t, history.end_t, (start.line,)))
+    return marks
+
+
+# -- summary -------------------------------------------------------------------------------
+
+
+def _summary(
+    history: History,
+    verdict: Verdict | None,
+    faults: tuple[FaultMark, ...],
+    faults_planned: int | None,
+    finished: Mapping[str, Any],
+    t_end: float,
+) -> Summary:
+    checks: dict[str, str] = {}
+    if verdict is not None:
+        for name in verdict.checks:
+            checks[name] = "pass"
+        for violation in verdict.unknowns:
+            checks[violation.check] = "unknown"
+        for violation in verdict.violations:
+            checks[violation.check] = "fail"
+    submitted = history.submitted()
+    terminals = history.terminals()
+    fired = {
+        event.get("fault")
+        for event in history.faults()
+        if not event.get("scheduled") and not event.get("missed")
+    }
+    # A fault that fired but missed its window (fault_coverage said unknown) did not hit.
+    missed: set[Any] = set()
+    if verdict is not None:
+        for violation in verdict.unknowns:
+            if violation.check == "fault_coverage":
+                missed.update(
+                    history[line].get("fault")
+                    for line in violation.lines
+                    if 0 <= line < len(history) and history[line].ev == "fault"
+                )
+    wall = finished.get("elapsed_s")
+    return Summary(
+        status="not recorded" if verdict is None else verdict.status,
+        checks=checks,
+        jobs=len(submitted),
+        results=sum(len(ends) for ends in terminals.values()),
+        lost=sum(1 for job in submitted if job not in terminals),
+        duplicated=sum(1 for ends in terminals.values() if len(ends) > 1),
+        requeued=len(history.select("requeued", src=MASTER)),
+        dropped=len(history.select("duplicate_dropped", src=MASTER)),
+        faults_planned=faults_planned,
+        faults_fired=len(fired),
+        faults_hit=len(fired - missed),
+        wall_s=float(wall) if isinstance(wall, int | float) else t_end,
+    )
