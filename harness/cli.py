@@ -1,8 +1,11 @@
-"""``python -m harness run FILE... | check FILE... | matrix DIR...``: scenarios outside pytest.
+"""``python -m harness run FILE... | check FILE... | matrix DIR... | report RUN_DIR...``:
+scenarios outside pytest.
 
 ``run`` shows a live line per scenario and a summary table; ``--repeat N`` counts how
-often each verdict came out (for flaky bugs). Exit codes (``checks.VERDICT_EXIT_CODES``):
-0 every scenario passed, 1 any failed, 2 a bad option or invalid file, 3 any unknown.
+often each verdict came out (for flaky bugs); a failed or unknown run prints the link to
+its ``report.html``, and ``report`` rebuilds the report of a kept run directory. ``matrix``
+runs scenarios against every system. Exit codes (``checks.VERDICT_EXIT_CODES``): 0 every
+scenario passed, 1 any failed, 2 a bad option or invalid file, 3 any unknown.
 """
 
 from __future__ import annotations
@@ -73,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
         "--html", default="runs/matrix.html", metavar="FILE", help="also write the table here"
     )
     matrix.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at a time")
+    report = commands.add_parser(
+        "report",
+        help="(re)build report.html and trace.json of kept run directories",
+        allow_abbrev=False,
+    )
+    report.add_argument("paths", nargs="+", metavar="RUN_DIR", help="run directories")
     return parser
 
 
@@ -164,6 +173,8 @@ def _run(options: argparse.Namespace) -> int:
                 last_dir = str(run_dir)
             elif options.keep_runs:
                 last_dir = last_dir or str(run_dir)
+                if outcome.result.report_path is not None:
+                    print(f"report: {outcome.result.report_path.as_uri()}", file=sys.stderr)
             else:
                 shutil.rmtree(run_dir, ignore_errors=True)
         rows.append((str(path), verdicts, elapsed / options.repeat, last_dir))
@@ -231,6 +242,19 @@ def _matrix(options: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def _report(options: argparse.Namespace) -> int:
+    from harness.report import ReportError, rebuild_report
+
+    status = EXIT_PASS
+    for raw in options.paths:
+        try:
+            print(rebuild_report(Path(raw)).resolve().as_uri())
+        except (ReportError, OSError) as exc:
+            print(f"python -m harness report: error: {exc}", file=sys.stderr)
+            status = EXIT_USAGE
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = _parser().parse_args(argv)
     try:
@@ -238,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(options)
         if options.command == "matrix":
             return _matrix(options)
+        if options.command == "report":
+            return _report(options)
         return _check(options)
     except KeyboardInterrupt:
         print(

@@ -20,6 +20,7 @@ from harness.cluster import Cluster, Proc, kill_tree
 from harness.contract import EventWriter
 from harness.faults import Fault, FaultInjector, run_until
 from harness.history import History, HistoryError
+from harness.report import write_report
 from harness.systems import MASTER, WORKER, System
 from harness.toxics import Toxic
 
@@ -50,6 +51,7 @@ class RunSpec:
     proxy_seed: int | None = None  # workers reach the master through seeded fault proxies
     initial_toxics: tuple[tuple[Toxic, frozenset[str]], ...] = ()
     context: dict[str, Any] = field(default_factory=dict)
+    title: str = ""  # what the report calls the run; default: its directory's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,8 @@ class RunResult:
     exit_codes: dict[str, int | None]
     log_tails: dict[str, str]
     stacks_dumped: tuple[str, ...] = ()
+    report_path: Path | None = None  # report.html, when it could be built
+    report_error: str = ""
 
     def report(self) -> str:
         """The verdict, each violation with its history lines, and each process's log tail."""
@@ -72,6 +76,10 @@ class RunResult:
                     f"--- last lines of {name}.log (exit {self.exit_codes.get(name)}) ---\n{tail}"
                 )
         parts.append(f"run directory: {self.run_dir}")
+        if self.report_path is not None:
+            parts.append(f"report: {self.report_path.as_uri()}")
+        elif self.report_error:
+            parts.append(f"report: not built ({self.report_error})")
         return "\n".join(parts)
 
 
@@ -178,8 +186,28 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     if spec.lease_timeout_s is not None:
         context["lease_timeout_s"] = spec.lease_timeout_s
     verdict = judge(history, spec.checks, **context)
+    report_path, report_error = None, ""
+    try:
+        report_path = write_report(
+            run_dir,
+            history,
+            verdict,
+            title=spec.title or run_dir.name,
+            faults_planned=len(spec.faults),
+        )
+    except Exception as exc:  # a picture that cannot be drawn must not cost the verdict
+        report_error = f"{type(exc).__name__}: {exc}"
     return RunResult(
-        run_dir, verdict, history, timed_out, elapsed, exit_codes, tails, tuple(dumped)
+        run_dir,
+        verdict,
+        history,
+        timed_out,
+        elapsed,
+        exit_codes,
+        tails,
+        tuple(dumped),
+        report_path,
+        report_error,
     )
 
 

@@ -548,6 +548,7 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
         settings=settings,
         proxy_seed=scenario.seed if scenario.network.proxy else None,
         initial_toxics=tuple((t.to_toxic(), frozenset(t.workers)) for t in scenario.network.toxics),
+        title=scenario.name,
     )
 
 

@@ -15,7 +15,16 @@ from typing import Any, Literal
 from harness.checks import Verdict
 from harness.history import HARNESS, MASTER, RESULTS, History, HistoryEvent, Lease
 
-__all__ = ["OUTCOMES", "Attempt", "FaultMark", "Lane", "Summary", "Timeline", "build_timeline"]
+__all__ = [
+    "OUTCOMES",
+    "Attempt",
+    "FaultMark",
+    "Lane",
+    "Summary",
+    "Timeline",
+    "build_timeline",
+    "stack_rows",
+]
 
 Outcome = Literal["accepted", "duplicate", "failed", "timed_out", "lost", "superseded", "open"]
 #: Every outcome of an attempt, in legend order, with the words a reader sees.
@@ -316,7 +325,7 @@ def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
             outcome, t_lease_end, t_end = "duplicate", t_end, late.t
             own.append(late.line)
         drawn.append((lease, outcome, t_end, t_lease_end, reason, tuple(sorted(set(own)))))
-    rows = _rows([(lease.worker, lease.t_start, t_end) for lease, _, t_end, *_ in drawn])
+    rows = stack_rows([(lease.worker, lease.t_start, t_end) for lease, _, t_end, *_ in drawn])
     return tuple(
         Attempt(
             job=lease.job,
@@ -339,8 +348,11 @@ def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
 MAX_ROWS = 6
 
 
-def _rows(spans: Iterable[tuple[str, float, float]]) -> list[int]:
-    """A row per span so that spans of one lane in one row do not overlap (first fit)."""
+def stack_rows(spans: Iterable[tuple[str, float, float]], max_rows: int = MAX_ROWS) -> list[int]:
+    """A row per span so that spans of one lane in one row do not overlap (first fit).
+
+    Past ``max_rows`` rows a span goes to the row that frees first and may overlap it.
+    """
     free_at: dict[str, list[float]] = {}
     rows = []
     for lane, t_start, t_end in spans:
@@ -351,11 +363,11 @@ def _rows(spans: Iterable[tuple[str, float, float]]) -> list[int]:
                 rows.append(row)
                 break
         else:
-            if len(ends) < MAX_ROWS:
+            if len(ends) < max_rows:
                 ends.append(t_end)
                 rows.append(len(ends) - 1)
             else:
-                row = min(range(MAX_ROWS), key=ends.__getitem__)
+                row = min(range(max_rows), key=ends.__getitem__)
                 ends[row] = max(ends[row], t_end)
                 rows.append(row)
     return rows

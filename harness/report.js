@@ -1,0 +1,145 @@
+// Hover and click for report.html: reads the embedded model and history, never the network.
+"use strict";
+(function () {
+  const M = JSON.parse(document.getElementById("model").textContent);
+  const OUT = Object.fromEntries(M.outcomes);
+  const KEYS = M.outcomes.map((o) => o[0]);
+  const tip = document.getElementById("tip");
+  const details = document.getElementById("details");
+  const svg = document.getElementById("timeline");
+  let historyLines = null;
+
+  function esc(s) {
+    return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+  }
+  function att(i) {
+    const a = M.attempts[i];
+    return { i, job: a[0], attempt: a[1], lane: M.lanes[a[2]] ? M.lanes[a[2]].name : "?", t0: a[3], t1: a[4],
+      outcome: KEYS[a[5]], reason: a[6], tLeaseEnd: a[7], lines: a[8], flagged: !!a[9] };
+  }
+  const byJob = new Map();
+  M.attempts.forEach((a, i) => { if (!byJob.has(a[0])) byJob.set(a[0], []); byJob.get(a[0]).push(i); });
+
+  async function loadHistory() {
+    if (historyLines) return historyLines;
+    const node = document.getElementById("history");
+    const text = node.textContent.trim();
+    if (node.dataset.encoding === "json") {
+      historyLines = JSON.parse(text);
+    } else if (typeof DecompressionStream === "function") {
+      const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+      const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+      historyLines = (await new Response(stream).text()).split("\n");
+    } else {
+      historyLines = [];
+    }
+    return historyLines;
+  }
+  async function showLines(lines) {
+    const all = await loadHistory();
+    const sorted = Array.from(new Set(lines)).sort((a, b) => a - b);
+    if (!all.length) return "<p class=hint>This browser cannot unpack the embedded history (no DecompressionStream).</p>";
+    return "<pre>" + sorted.map((n) => esc(all[n] || "#" + n)).join("\n") + "</pre>";
+  }
+  function fmt(t) { return t == null ? "-" : t.toFixed(3) + " s"; }
+
+  function select(job) {
+    svg.querySelectorAll(".att.sel").forEach((n) => n.classList.remove("sel"));
+    svg.querySelectorAll('.att[data-job="' + job + '"]').forEach((n) => n.classList.add("sel"));
+  }
+  async function showJob(job) {
+    select(job);
+    const indices = byJob.get(job) || [];
+    const rows = indices.map(att).map((a) =>
+      "<tr><td>" + a.attempt + "</td><td>" + esc(a.lane) + '</td><td><i class="sw o-' + a.outcome + '"></i> ' +
+      esc(OUT[a.outcome]) + "</td><td>" + fmt(a.t0) + "</td><td>" + fmt(a.tLeaseEnd) + "</td><td>" + fmt(a.t1) +
+      "</td><td>" + esc(a.reason) + "</td></tr>").join("");
+    const named = M.violations.filter((v) => v.jobs.includes(job));
+    let lines = (M.job_lines[String(job)] || []).slice();
+    indices.forEach((i) => { lines = lines.concat(M.attempts[i][8]); });
+    named.forEach((v) => { lines = lines.concat(v.lines); });
+    details.innerHTML = "<h2>job " + job + "</h2>" +
+      named.map((v) => '<p><b class="' + esc(v.severity) + '">' + esc(v.severity + " " + v.check) + "</b>: " + esc(v.message) + "</p>").join("") +
+      "<table><tr><th>attempt</th><th>worker</th><th>outcome</th><th>leased</th><th>lease ended</th><th>reported / ended</th><th>reason</th></tr>" +
+      rows + "</table><div>history lines:</div>" + (await showLines(lines));
+  }
+  async function showFault(f) {
+    const fault = M.faults[f];
+    details.innerHTML = "<h2>fault: " + esc(fault.label) + "</h2><p>" + fmt(fault.t_start) +
+      (fault.t_end != null ? " to " + fmt(fault.t_end) : "") + (fault.missed ? " - missed: " + esc(fault.missed) : "") +
+      "</p>" + (await showLines(fault.lines));
+  }
+  function showBucket(lane, b) {
+    const indices = ((M.buckets[lane] || {})[b] || []);
+    const jobs = Array.from(new Set(indices.map((i) => M.attempts[i][0]))).sort((x, y) => x - y);
+    const shown = jobs.slice(0, 400);
+    details.innerHTML = "<h2>" + esc(lane) + ": " + jobs.length + " accepted job(s) here</h2><p>" +
+      shown.map((j) => '<a data-goto="' + j + '">' + j + "</a>").join(" ") +
+      (jobs.length > shown.length ? " ... " + (jobs.length - shown.length) + " more" : "") + "</p>";
+  }
+  async function showViolation(v) {
+    const violation = M.violations[v];
+    if (violation.jobs.length) return showJob(violation.jobs[0]);
+    details.innerHTML = "<h2>" + esc(violation.severity + " " + violation.check) + "</h2><p>" +
+      esc(violation.message) + "</p>" + (await showLines(violation.lines));
+  }
+
+  function describe(target) {
+    const d = target.dataset;
+    if (d.a !== undefined) {
+      const a = att(Number(d.a));
+      return "job " + a.job + " · attempt " + a.attempt + " · " + a.lane + "\n" + OUT[a.outcome] +
+        (a.reason ? " (" + a.reason + ")" : "") + "\nleased " + fmt(a.t0) + " → " + fmt(a.t1) +
+        (a.flagged ? "\nnamed by a violation" : "");
+    }
+    if (d.f !== undefined) {
+      const f = M.faults[Number(d.f)];
+      return "fault: " + f.label + "\n" + fmt(f.t_start) + (f.t_end != null ? " → " + fmt(f.t_end) : "") +
+        (f.missed ? "\nmissed: " + f.missed : "");
+    }
+    if (d.m !== undefined) {
+      const m = M.marks[Number(d.m)];
+      return m[2] + " (" + m[0] + ") at " + fmt(m[1]);
+    }
+    if (d.b !== undefined) {
+      const lane = target.parentNode.dataset.lane;
+      return lane + ": " + d.n + " accepted attempt(s) in this slice";
+    }
+    if (d.batch !== undefined) return "batch " + d.batch + " opened";
+    return null;
+  }
+  function interesting(node) {
+    while (node && node !== svg) {
+      if (node.dataset && (node.dataset.a !== undefined || node.dataset.f !== undefined ||
+          node.dataset.m !== undefined || node.dataset.b !== undefined || node.dataset.batch !== undefined)) return node;
+      node = node.parentNode;
+    }
+    return null;
+  }
+  svg.addEventListener("mousemove", (e) => {
+    const node = interesting(e.target);
+    const text = node && describe(node);
+    if (!text) { tip.hidden = true; return; }
+    tip.textContent = text;
+    tip.hidden = false;
+    tip.style.left = Math.min(e.clientX + 14, window.innerWidth - 470) + "px";
+    tip.style.top = e.clientY + 14 + "px";
+  });
+  svg.addEventListener("mouseleave", () => { tip.hidden = true; });
+  svg.addEventListener("click", (e) => {
+    const node = interesting(e.target);
+    if (!node) return;
+    const d = node.dataset;
+    if (d.a !== undefined) showJob(M.attempts[Number(d.a)][0]);
+    else if (d.f !== undefined) showFault(Number(d.f));
+    else if (d.b !== undefined) showBucket(node.parentNode.dataset.lane, d.b);
+    else if (d.m !== undefined) showLines([M.marks[Number(d.m)][3]]).then((h) => { details.innerHTML = h; });
+  });
+  details.addEventListener("click", (e) => {
+    const job = e.target.dataset && e.target.dataset.goto;
+    if (job !== undefined) showJob(Number(job));
+  });
+  document.querySelectorAll("li.violation").forEach((li) =>
+    li.addEventListener("click", () => showViolation(Number(li.dataset.v))));
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") select(-1); });
+})();
