@@ -3,8 +3,8 @@
 Registered through the ``pytest11`` entry point, so ``pytest scenarios/`` works once the
 package is installed. Only files that declare ``scenario = 1`` are collected; other TOML
 (``pyproject.toml``, ...) is never touched. A failing item's report shows the verdict,
-each violation with its history lines, the last lines of each process's log and the run
-directory.
+each violation with its history lines, the last lines of each process's log, the run
+directory and a ``file://`` link to its ``report.html`` (a timeline of the run).
 
 A scenario whose verdict is ``unknown`` (a check could not decide, e.g. a fault never
 landed) is neither a pass nor a bug found: it is reported as ``UNKNOWN`` (``U``), counted
@@ -46,7 +46,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--keep-runs",
         action="store_true",
         default=False,
-        help="keep the run directory of every scenario (default: only of failures)",
+        help="keep the run directory (and its report.html) of every scenario "
+        "(default: only of failures)",
     )
     group.addoption(
         "--regressions-dir",

@@ -299,11 +299,13 @@ def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
         attempt = event.get("attempt")
         if event.job is not None and isinstance(attempt, int) and event.src != RESULTS:
             lines.setdefault((event.job, attempt), []).append(event.line)
-    duplicates: dict[tuple[int, int, str], HistoryEvent] = {}
-    for event in history.select("duplicate_dropped", src=MASTER):
+    # Reports that arrive after their lease ended: dropped (dedup working), or accepted
+    # anyway (a bug the checks will name), keyed by job, attempt and worker.
+    late_reports: dict[tuple[int, int, str], HistoryEvent] = {}
+    for event in history.select(("duplicate_dropped", "result_accepted"), src=MASTER):
         if event.job is not None:
-            key = (event.job, int(event.get("attempt", -1)), str(event.get("worker", "")))
-            duplicates.setdefault(key, event)
+            key = (event.job, _int(event.get("attempt")), str(event.get("worker", "")))
+            late_reports.setdefault(key, event)
     drawn: list[tuple[Lease, Outcome, float, float | None, str, tuple[int, ...]]] = []
     for lease in history.leases():
         outcome = _LEASE_OUTCOME[lease.end]
@@ -318,11 +320,13 @@ def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
         own = list(lines.get((lease.job, lease.attempt), ()))
         if lease.end_line is not None:
             own.append(lease.end_line)
-        late = duplicates.pop((lease.job, lease.attempt, lease.worker), None)
-        if late is not None and outcome != "accepted":
-            # The holder reported after all: the bar runs to the report, dropped.
-            reason = f"{reason}; its late result was dropped" if reason else "late result dropped"
-            outcome, t_lease_end, t_end = "duplicate", t_end, late.t
+        late = late_reports.get((lease.job, lease.attempt, lease.worker))
+        if late is not None and outcome != "accepted" and late.t >= t_end:
+            # The holder reported after all: the bar runs on to its report.
+            dropped = late.ev == "duplicate_dropped"
+            words = "its late result was dropped" if dropped else "its late result was accepted"
+            reason = f"{reason}; {words}" if reason else words
+            outcome, t_lease_end, t_end = ("duplicate" if dropped else "accepted"), t_end, late.t
             own.append(late.line)
         drawn.append((lease, outcome, t_end, t_lease_end, reason, tuple(sorted(set(own)))))
     rows = stack_rows([(lease.worker, lease.t_start, t_end) for lease, _, t_end, *_ in drawn])
@@ -497,3 +501,7 @@ def _summary(
         faults_hit=len(fired - missed),
         wall_s=float(wall) if isinstance(wall, int | float) else t_end,
     )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1

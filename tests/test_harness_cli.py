@@ -139,7 +139,9 @@ def test_run_failing_scenario_exits_1_with_the_report(tmp_path: Path) -> None:
     assert re.fullmatch(r"\[1/1\] wrong\.toml: fail in \d+\.\d s", stderr[0])
     assert stderr[1] == "wrong: fail"
     assert "fail correct_values: job 7: square(7) = 49, but accepted value 50 [jobs 7]" in stderr
-    assert stderr[-1] == f"run directory: {runs_dir / '001-wrong'}"
+    assert stderr[-2] == f"run directory: {runs_dir / '001-wrong'}"
+    report = (runs_dir / "001-wrong" / "report.html").resolve()
+    assert stderr[-1] == f"report: {report.as_uri()}" and report.is_file()
 
 
 def test_run_repeat_counts_the_verdicts_and_keep_runs_keeps_each(tmp_path: Path) -> None:
@@ -153,8 +155,11 @@ def test_run_repeat_counts_the_verdicts_and_keep_runs_keeps_each(tmp_path: Path)
     assert (name, verdict, kept) == ("squares.toml", "pass 2/2", str(runs_dir / "001-squares-1"))
     assert [line.split(": ")[0] for line in done.stderr.splitlines()] == [
         "[1/1] squares.toml (1/2)",
+        "report",
         "[1/1] squares.toml (2/2)",
+        "report",
     ]
+    assert (runs_dir / "001-squares-2" / "report.html").is_file()
     assert sorted(p.name for p in runs_dir.iterdir()) == ["001-squares-1", "001-squares-2"]
     assert (runs_dir / "001-squares-2" / "jobs.jsonl").read_text().count("\n") == 2
 

@@ -124,6 +124,7 @@ def test_failing_scenario_reports_verdict_violation_history_logs_and_run_dir(
             "READY 127.0.0.1:*",
             "distq master: 8 jobs, 8 results *",
             "run directory: *",
+            "report: file://*/report.html",
             "FAILED wrong.toml::wrong - job seven is off by one: fail",
         ]
     )
@@ -135,6 +136,7 @@ def test_failing_scenario_reports_verdict_violation_history_logs_and_run_dir(
     run_dir = Path(line.removeprefix("run directory: "))
     assert (run_dir / "master.log").is_file()
     assert (run_dir / "jobs.jsonl").read_text().count("\n") == 8
+    assert (run_dir / "report.html").is_file()
 
 
 def test_malformed_file_is_a_collection_error_of_one_line(pytester: pytest.Pytester) -> None:

@@ -1,0 +1,328 @@
+"""report.html and trace.json from hand-written histories: what is drawn, and that it scales.
+
+The page is parsed as it is written: the SVG as XML, the embedded model and history as
+JSON (gzip for big runs). No browser is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import itertools
+import json
+import re
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.checks import Verdict, Violation
+from harness.history import History
+from harness.report import AGGREGATE_OVER, ReportError, rebuild_report, render_html, write_report
+from harness.timeline import build_timeline
+from harness.trace import trace_events
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _event(t: float, src: str, ev: str, **fields: Any) -> dict[str, Any]:
+    return {"t": t, "src": src, "ev": ev, **fields}
+
+
+def kill_and_pause() -> list[dict[str, Any]]:
+    """Job 1's holder worker-2 is killed, job 1 reruns on worker-1; worker-3 is paused
+    while it holds job 2, its lease expires, job 2 reruns and the late result is dropped."""
+    return [
+        *(
+            _event(0.01, "master", "job_submitted", job=j, task="sleep", args=[0.1])
+            for j in range(4)
+        ),
+        _event(0.02, "master", "master_ready"),
+        _event(0.03, "worker-1", "connected"),
+        _event(0.03, "worker-2", "connected"),
+        _event(0.03, "worker-3", "connected"),
+        _event(0.05, "master", "leased", job=0, attempt=1, lease=1, worker="worker-1"),
+        _event(0.05, "master", "leased", job=1, attempt=1, lease=2, worker="worker-2"),
+        _event(0.05, "master", "leased", job=2, attempt=1, lease=3, worker="worker-3"),
+        _event(0.06, "worker-2", "started", job=1, attempt=1, worker="worker-2"),
+        _event(0.07, "harness", "fault", fault=0, action="kill", target="worker-2"),
+        _event(0.08, "harness", "fault", fault=1, action="pause", target="worker-3"),
+        _event(0.09, "master", "worker_lost", worker="worker-2", jobs=[1], reason="closed"),
+        _event(0.09, "master", "attempt_failed", job=1, attempt=1, reason="closed (worker-2)"),
+        _event(0.09, "master", "requeued", job=1, attempts=1, reason="closed (worker-2)"),
+        _event(0.15, "master", "result_accepted", job=0, attempt=1, worker="worker-1", value=0.1),
+        _event(0.16, "master", "leased", job=1, attempt=2, lease=4, worker="worker-1"),
+        _event(0.30, "master", "lease_expired", job=2, attempt=1, lease=3, worker="worker-3"),
+        _event(0.30, "master", "attempt_failed", job=2, attempt=1, reason="lease expired"),
+        _event(0.31, "master", "result_accepted", job=1, attempt=2, worker="worker-1", value=0.1),
+        _event(0.32, "master", "leased", job=2, attempt=2, lease=5, worker="worker-1"),
+        _event(0.33, "master", "leased", job=3, attempt=1, lease=6, worker="broker"),
+        _event(0.34, "broker", "started", job=3, attempt=1, worker="broker"),
+        _event(
+            0.40, "harness", "fault", fault=1, action="resume", target="worker-3", scheduled=True
+        ),
+        _event(0.42, "master", "result_accepted", job=2, attempt=2, worker="worker-1", value=0.1),
+        _event(0.43, "master", "duplicate_dropped", job=2, attempt=1, worker="worker-3"),
+        _event(0.44, "master", "result_accepted", job=3, attempt=1, worker="broker", value=0.1),
+        _event(0.45, "worker-3", "worker_exit", code=0),
+        _event(0.46, "master", "master_stopped"),
+        _event(0.47, "harness", "run_finished", elapsed_s=0.5, exit_codes={"worker-2": -9}),
+    ]
+
+
+def parse(page: str) -> tuple[ET.Element, dict[str, Any], list[str]]:
+    """The page's SVG (as XML), its embedded model and its history lines."""
+    svg_text = re.search(r"<svg .*?</svg>", page, re.DOTALL)
+    assert svg_text is not None
+    svg = ET.fromstring(svg_text.group(0))
+    model_text = re.search(r'<script type="application/json" id="model">(.*?)</script>', page, re.S)
+    assert model_text is not None
+    model = json.loads(model_text.group(1))
+    found = re.search(r'id="history" data-encoding="([^"]+)">(.*?)</script>', page, re.S)
+    assert found is not None
+    encoding, text = found.groups()
+    if encoding == "json":
+        lines = json.loads(text)
+    else:
+        assert encoding == "gzip-base64"
+        lines = gzip.decompress(base64.b64decode(text)).decode().split("\n")
+    return svg, model, lines
+
+
+def by_class(svg: ET.Element, tag: str, *classes: str) -> list[ET.Element]:
+    return [
+        node for node in svg.iter(SVG + tag) if set(classes) <= set(node.get("class", "").split())
+    ]
+
+
+def attempt_bar(svg: ET.Element, model: dict[str, Any], job: int, attempt: int) -> ET.Element:
+    [index] = [i for i, a in enumerate(model["attempts"]) if a[0] == job and a[1] == attempt]
+    [bar] = [node for node in by_class(svg, "rect", "att") if node.get("data-a") == str(index)]
+    return bar
+
+
+def lane_of(svg: ET.Element, bar: ET.Element) -> str:
+    """The lane whose band holds the bar vertically."""
+    y = float(bar.get("y", "0"))
+    for lane in by_class(svg, "g", "lane"):
+        stripe = lane.find(SVG + "rect")
+        assert stripe is not None
+        top = float(stripe.get("y", "0"))
+        if top <= y < top + float(stripe.get("height", "0")):
+            return lane.get("data-lane", "")
+    raise AssertionError(f"bar at y={y} is in no lane")
+
+
+def test_one_lane_per_process_from_the_events_alone() -> None:
+    svg, model, _ = parse(render_html(build_timeline(History(kill_and_pause()), None), History([])))
+    lanes = [g.get("data-lane") for g in by_class(svg, "g", "lane")]
+    # "broker" is nothing this module knows: it has events, so it has a lane.
+    assert lanes == ["master", "broker", "worker-1", "worker-2", "worker-3"]
+    assert [lane["name"] for lane in model["lanes"]] == lanes
+
+
+def test_kill_ends_the_lane_loses_the_attempt_and_is_drawn() -> None:
+    history = History(kill_and_pause())
+    svg, model, _ = parse(render_html(build_timeline(history, None), history))
+    [killed] = [g for g in by_class(svg, "g", "lane") if g.get("data-lane") == "worker-2"]
+    assert "killed" in killed.get("class", "").split()
+    assert float(killed.get("data-t-end", "0")) == pytest.approx(0.07)
+    first, second = attempt_bar(svg, model, 1, 1), attempt_bar(svg, model, 1, 2)
+    assert "o-lost" in first.get("class", "") and lane_of(svg, first) == "worker-2"
+    assert "o-accepted" in second.get("class", "") and lane_of(svg, second) == "worker-1"
+    [kill] = by_class(svg, "g", "fault", "marker", "kill")
+    assert kill.get("data-lane") == "worker-2" and float(kill.get("data-t", "0")) == pytest.approx(
+        0.07
+    )
+
+
+def test_a_pause_is_a_band_and_the_late_result_a_dropped_duplicate() -> None:
+    history = History(kill_and_pause())
+    svg, model, lines = parse(render_html(build_timeline(history, None), history))
+    [band] = by_class(svg, "g", "fault", "band", "band-pause")
+    assert band.get("data-lane") == "worker-3"
+    assert float(band.get("data-t-start", "0")) == pytest.approx(0.08)
+    assert float(band.get("data-t-end", "0")) == pytest.approx(0.40)
+    late = attempt_bar(svg, model, 2, 1)
+    assert "o-duplicate" in late.get("class", "") and lane_of(svg, late) == "worker-3"
+    [index] = [i for i, a in enumerate(model["attempts"]) if a[:2] == [2, 1]]
+    _, _, _, t_start, t_end, _, reason, t_lease_end, cited, _ = model["attempts"][index]
+    assert (t_start, t_lease_end, t_end) == (0.05, 0.30, 0.43)
+    assert "lease expired" in reason and "dropped" in reason
+    # The history lines behind the bar are embedded, in the format of the failure report.
+    assert any("duplicate_dropped job=2 attempt=1 worker=worker-3" in lines[n] for n in cited)
+    assert all(lines[n] == history[n].render() for n in cited)
+
+
+def test_violations_are_named_in_the_header_and_marked_on_their_jobs() -> None:
+    history = History(kill_and_pause())
+    verdict = Verdict(
+        "fail",
+        (Violation("exactly_once", "job 2 has 2 terminal results", (2,), (0, 30)),),
+        (),
+        ("exactly_once", "correct_values"),
+    )
+    page = render_html(build_timeline(history, verdict, title="t"), history)
+    svg, model, _ = parse(page)
+    flagged = {int(node.get("data-job", "-1")) for node in by_class(svg, "rect", "att", "flag")}
+    assert flagged == {2}
+    assert model["summary"]["checks"] == {"exactly_once": "fail", "correct_values": "pass"}
+    assert '<span class="verdict fail">fail</span>' in page
+    assert "job 2 has 2 terminal results" in page
+
+
+def test_write_report_records_the_verdict_and_rebuild_draws_the_same(tmp_path: Path) -> None:
+    for src in ("master", "worker-1", "worker-2", "worker-3", "broker", "harness"):
+        events = [e for e in kill_and_pause() if e["src"] == src]
+        (tmp_path / f"{src}.events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    history = History.load_run(tmp_path)
+    verdict = Verdict(
+        "unknown",
+        (),
+        (Violation("fault_coverage", "missed", (), (), "unknown"),),
+        ("fault_coverage",),
+    )
+    first = write_report(tmp_path, history, verdict, title="kill and pause", faults_planned=2)
+    written = first.read_text()
+    (tmp_path / "report.html").unlink()
+    assert rebuild_report(tmp_path).read_text() == written
+    assert json.loads((tmp_path / "verdict.json").read_text())["status"] == "unknown"
+    assert (tmp_path / "trace.json").is_file()
+
+
+def test_rebuild_refuses_what_is_not_a_run_directory(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match=r"no \*\.events\.jsonl"):
+        rebuild_report(tmp_path)
+    with pytest.raises(ReportError, match="not a directory"):
+        rebuild_report(tmp_path / "missing")
+    (tmp_path / "master.events.jsonl").write_text(json.dumps(_event(0.1, "master", "x")) + "\n")
+    (tmp_path / "verdict.json").write_text('{"status": "maybe"}')
+    with pytest.raises(ReportError, match=r"verdict\.json: not a verdict record"):
+        rebuild_report(tmp_path)
+
+
+def test_harness_report_command_prints_the_link_or_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "master.events.jsonl").write_text(
+        "".join(json.dumps(e) + "\n" for e in kill_and_pause() if e["src"] == "master")
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "report", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (tmp_path / "run" / "report.html").resolve().as_uri()
+    bad = subprocess.run(
+        [sys.executable, "-m", "harness", "report", str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "not a directory" in bad.stderr
+
+
+def many_jobs(jobs: int, workers: int = 4) -> list[dict[str, Any]]:
+    """A streaming run of ``jobs`` jobs of 1 ms; worker-1 is killed holding ten leases."""
+    events = [
+        _event(0.0, "master", "job_submitted", job=j, task="square", args=[j]) for j in range(jobs)
+    ]
+    t = 0.01
+    kill_at = jobs // 2
+    alive = [f"worker-{w + 1}" for w in range(workers)]
+    held: list[int] = []
+    for job in range(jobs):
+        worker = alive[job % len(alive)]
+        t += 0.0005
+        events.append(_event(t, "master", "leased", job=job, attempt=1, lease=job, worker=worker))
+        events.append(_event(t + 0.0001, worker, "started", job=job, attempt=1, worker=worker))
+        if worker == "worker-1" and kill_at <= job < kill_at + 40:
+            held.append(job)
+            continue
+        events.append(_event(t + 0.001, worker, "completed", job=job, attempt=1, worker=worker))
+        events.append(
+            _event(
+                t + 0.0011,
+                "master",
+                "result_accepted",
+                job=job,
+                attempt=1,
+                worker=worker,
+                value=job * job,
+            )
+        )
+        if job == kill_at + 40:
+            events.append(_event(t, "harness", "fault", fault=0, action="kill", target="worker-1"))
+            events.append(_event(t + 0.001, "master", "worker_lost", worker="worker-1", jobs=held))
+            alive.remove("worker-1")
+    for job in held:
+        t += 0.0005
+        events.append(
+            _event(t, "master", "leased", job=job, attempt=2, lease=jobs + job, worker="worker-2")
+        )
+        events.append(
+            _event(
+                t + 0.001,
+                "master",
+                "result_accepted",
+                job=job,
+                attempt=2,
+                worker="worker-2",
+                value=job * job,
+            )
+        )
+    return events
+
+
+def test_five_thousand_jobs_aggregate_and_stay_small(tmp_path: Path) -> None:
+    history = History(many_jobs(5000))
+    started = time.perf_counter()
+    page = render_html(build_timeline(history, None), history)
+    assert time.perf_counter() - started < 30  # a hang guard; the speed is measured in benchmarks/
+    svg, model, lines = parse(page)
+    assert len(model["attempts"]) == 5010 > AGGREGATE_OVER and model["aggregated"]
+    # The lost attempts stay bars of their own; the plain accepted ones become histograms.
+    bars = by_class(svg, "rect", "att")
+    assert len(bars) == 10 and all("o-lost" in bar.get("class", "") for bar in bars)
+    aggregates = by_class(svg, "rect", "agg")
+    assert 0 < len(aggregates) < 2000
+    counted = {
+        index for bucket in model["buckets"].values() for ids in bucket.values() for index in ids
+    }
+    assert len(counted) == 5000  # every accepted attempt is in some bucket
+    assert len(page) < 3_000_000
+    assert len(lines) == len(history) and lines[-1] == history[len(history) - 1].render()
+
+
+def test_a_small_run_draws_every_attempt() -> None:
+    history = History(many_jobs(AGGREGATE_OVER // 2))
+    svg, model, _ = parse(render_html(build_timeline(history, None), history))
+    assert not model["aggregated"] and not by_class(svg, "rect", "agg")
+    assert len(by_class(svg, "rect", "att")) == len(model["attempts"])
+
+
+def test_trace_has_one_track_per_process_and_no_overlap_within_a_thread() -> None:
+    trace = trace_events(build_timeline(History(many_jobs(300)), None))
+    json.dumps(trace)  # serialisable as is
+    names = {
+        e["args"]["name"]
+        for e in trace["traceEvents"]
+        if e["ph"] == "M" and e["name"] == "process_name"
+    }
+    assert names == {"run", "master", "worker-1", "worker-2", "worker-3", "worker-4"}
+    spans: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for e in trace["traceEvents"]:
+        if e["ph"] == "X" and e.get("cat") != "fault":
+            spans.setdefault((e["pid"], e["tid"]), []).append((e["ts"], e["ts"] + e["dur"]))
+    for track in spans.values():
+        track.sort()
+        assert all(end <= start for (_, end), (start, _) in itertools.pairwise(track))
+    lost = [e for e in trace["traceEvents"] if e.get("cat") == "lost"]
+    assert len(lost) == 10 and {e["args"]["worker"] for e in lost} == {"worker-1"}
+    assert any(e["ph"] == "i" and e["name"] == "kill worker-1" for e in trace["traceEvents"])

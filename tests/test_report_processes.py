@@ -1,0 +1,87 @@
+"""The report of real runs: a kill and a pause inside one batch, against distq and against a
+variant that forgets its results (so a violation is drawn on the job it names)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from harness.scenario import SystemSpec, load_scenario, run_scenario
+from tests.test_report import attempt_bar, by_class, lane_of, parse
+
+pytestmark = pytest.mark.processes
+
+DEATH_AND_PAUSE = Path(__file__).resolve().parent.parent / "scenarios/batches/death_and_pause.toml"
+
+
+def test_kill_and_pause_are_drawn_as_they_happened(tmp_path: Path) -> None:
+    outcome = run_scenario(load_scenario(DEATH_AND_PAUSE), tmp_path / "run")
+    result = outcome.result
+    assert outcome.status == "pass", outcome.report()
+    assert result.report_path == tmp_path / "run" / "report.html"
+    svg, model, lines = parse(result.report_path.read_text())
+    history = result.history
+
+    # One lane per process of the run (master, three workers, the one added mid-run).
+    lanes = [g.get("data-lane") for g in by_class(svg, "g", "lane")]
+    assert sorted(lanes) == sorted(result.exit_codes) and len(lanes) == 5
+
+    [kill] = [f for f in history.faults() if f.get("action") == "kill"]
+    killed = kill.get("target")
+    [lane] = [g for g in by_class(svg, "g", "lane") if g.get("data-lane") == killed]
+    assert "killed" in lane.get("class", "").split()
+    assert float(lane.get("data-t-end", "0")) == pytest.approx(kill.t, abs=1e-5)
+    [marker] = by_class(svg, "g", "fault", "marker", "kill")
+    assert marker.get("data-lane") == killed
+
+    # The job whose start triggered the kill: lost with its holder, then accepted elsewhere.
+    first, second = attempt_bar(svg, model, 5, 1), attempt_bar(svg, model, 5, 2)
+    assert "o-lost" in first.get("class", "") and lane_of(svg, first) == killed
+    assert "o-accepted" in second.get("class", "") and lane_of(svg, second) != killed
+
+    [pause] = [f for f in history.faults() if f.get("action") == "pause"]
+    [resume] = [f for f in history.faults() if f.get("action") == "resume"]
+    paused = pause.get("target")
+    [band] = by_class(svg, "g", "fault", "band", "band-pause")
+    assert band.get("data-lane") == paused
+    assert float(band.get("data-t-start", "0")) == pytest.approx(pause.t, abs=1e-5)
+    assert float(band.get("data-t-end", "0")) == pytest.approx(resume.t, abs=1e-5)
+    late = attempt_bar(svg, model, 6, 1)
+    assert "o-duplicate" in late.get("class", "") and lane_of(svg, late) == paused
+    [index] = [i for i, a in enumerate(model["attempts"]) if a[:2] == [6, 1]]
+    assert any("duplicate_dropped job=6" in lines[n] for n in model["attempts"][index][8])
+
+    batches = [g.get("data-batch") for g in by_class(svg, "g", "batch")]
+    assert batches == ["0", "1", "2"]
+    trace = json.loads((tmp_path / "run" / "trace.json").read_text())
+    tracks = {
+        e["args"]["name"]
+        for e in trace["traceEvents"]
+        if e["ph"] == "M" and e["name"] == "process_name"
+    }
+    assert tracks == {"run", *lanes}
+
+
+def test_a_violation_is_marked_on_its_job_and_the_failure_links_the_report(
+    tmp_path: Path,
+) -> None:
+    broken = SystemSpec(
+        command=["python", "-m", "tests.broken_distq"], env={"DISTQ_BROKEN": "no-dedup"}
+    )
+    scenario = msgspec.structs.replace(load_scenario(DEATH_AND_PAUSE), system=broken)
+    outcome = run_scenario(scenario, tmp_path / "run")
+    assert outcome.status == "fail", outcome.report()
+    report_path = tmp_path / "run" / "report.html"
+    assert outcome.report().splitlines()[-1] == f"report: {report_path.as_uri()}"
+    named = {job for v in outcome.result.verdict.violations for job in v.jobs}
+    assert 6 in named  # the paused worker's late result was accepted a second time
+    svg, model, _ = parse(report_path.read_text())
+    flagged = {int(bar.get("data-job", "-1")) for bar in by_class(svg, "rect", "att", "flag")}
+    assert flagged == named
+    assert model["summary"]["status"] == "fail"
+    assert model["summary"]["checks"]["exactly_once"] == "fail"
+    late = attempt_bar(svg, model, 6, 1)
+    assert "o-accepted" in late.get("class", "")  # accepted, late: the bug, drawn
