@@ -8,6 +8,10 @@ Layering, from the core outwards:
   history     merge the event logs of a run into one ordered history, and query it
   causes      why a lost job was lost, from the history (pure)
   checks      pure checkers History -> violations, and the verdict
+  timeline    a run as lanes, attempts, faults and batches, from its history and verdict
+  trace       the timeline as Chrome trace events (trace.json)
+  chart       the timeline as SVG
+  report      report.html of a run: summary, chart, model and history in one file
   proxy       the fault proxy between a worker and its master
   wire        relays that watch a BaseManager app: safe decoding, frames, history events
   systems     the System protocol, the kinds, one adapter each (only systems/distq.py imports distq)

@@ -142,4 +142,11 @@
   document.querySelectorAll("li.violation").forEach((li) =>
     li.addEventListener("click", () => showViolation(Number(li.dataset.v))));
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") select(-1); });
+  // report.html#job=6 opens with job 6 selected: a link can point at one job.
+  function fromHash() {
+    const match = /job=(\d+)/.exec(location.hash);
+    if (match && byJob.has(Number(match[1]))) showJob(Number(match[1]));
+  }
+  window.addEventListener("hashchange", fromHash);
+  fromHash();
 })();

@@ -285,11 +285,11 @@ class _Chart:
         parts.extend(self._lanes())
         parts.extend(self._axis())
         parts.extend(self._bands())
+        parts.extend(self._markers())  # under the bars: a kill must not hide what it hit
         if self.aggregate:
             parts.extend(self._histograms())
         parts.extend(self._bars())
         parts.extend(self._marks())
-        parts.extend(self._markers())
         parts.append("</svg>")
         return "".join(parts)
 
