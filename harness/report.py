@@ -364,6 +364,7 @@ class _Chart:
 
     def _bars(self) -> Iterable[str]:
         attempts = self.timeline.attempts
+        note_free: dict[tuple[str, int], float] = {}  # where the last note of a row ends
         for index in self.notable:
             attempt = attempts[index]
             if attempt.lane not in self.lane_y:
@@ -392,7 +393,10 @@ class _Chart:
                 words = OUTCOMES[attempt.outcome]
                 note = f"job {attempt.job} {words}" if width < 60 else words
                 x_note = x0 + width + 3 if width < 60 else x0 + 8 * len(str(attempt.job)) + 8
-                yield f'<text class="note" x="{x_note:.1f}" y="{text_y:.1f}">{_e(note)}</text>'
+                row = (attempt.lane, self.rows[index])
+                if x_note >= note_free.get(row, 0.0):  # never over the previous note
+                    note_free[row] = x_note + 6 * len(note) + 6
+                    yield f'<text class="note" x="{x_note:.1f}" y="{text_y:.1f}">{_e(note)}</text>'
 
     def _histograms(self) -> Iterable[str]:
         notable = set(self.notable)
