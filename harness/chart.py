@@ -11,9 +11,9 @@ import html
 import math
 from collections.abc import Iterable
 
-from harness.timeline import OUTCOMES, Lane, Timeline, stack_rows
+from harness.timeline import MAX_ROWS, OUTCOMES, Lane, Timeline, stack_rows
 
-__all__ = ["AGGREGATE_OVER", "Chart"]
+__all__ = ["AGGREGATE_OVER", "MAX_ROWS", "Chart"]
 
 #: More attempts than this and the accepted ones are drawn as histograms, not bars.
 AGGREGATE_OVER = 1500
@@ -73,19 +73,29 @@ class Chart:
         return round(GUTTER + PLOT_W * max(0.0, t) / self.t_max, 1)
 
     def svg(self) -> str:
+        # Everything placed in time sits in #plot, clipped to the plot area, so that the
+        # page's script can zoom it: each x moves with its time, text keeps its data-dx.
         parts = [
             f'<svg xmlns="http://www.w3.org/2000/svg" id="timeline" width="{WIDTH}" '
-            f'height="{self.height:.0f}" viewBox="0 0 {WIDTH} {self.height:.0f}">'
+            f'height="{self.height:.0f}" viewBox="0 0 {WIDTH} {self.height:.0f}" '
+            f'data-gutter="{GUTTER}" data-plot-w="{PLOT_W}" data-t-max="{self.t_max:.6f}">'
+            f'<defs><clipPath id="plot-clip"><rect x="{GUTTER - 2}" y="0" '
+            f'width="{PLOT_W + 4}" height="{self.height:.0f}"/></clipPath></defs>'
         ]
         parts.extend(self._lanes())
         parts.extend(self._axis())
+        parts.append('<g id="plot" clip-path="url(#plot-clip)">')
+        parts.extend(self._alive())
+        parts.extend(self._batches())
         parts.extend(self._bands())
         parts.extend(self._markers())  # under the bars: a kill must not hide what it hit
         if self.aggregate:
             parts.extend(self._histograms())
         parts.extend(self._bars())
         parts.extend(self._marks())
-        parts.append("</svg>")
+        parts.append(
+            '</g><rect id="brush" hidden="hidden" x="0" y="0" width="0" height="0"/></svg>'
+        )
         return "".join(parts)
 
     def _lanes(self) -> Iterable[str]:
@@ -95,11 +105,19 @@ class Chart:
                 f'<g class="lane{" killed" if lane.killed else ""}" data-lane="{_e(lane.name)}" '
                 f'data-t-start="{lane.t_start:.6f}" data-t-end="{lane.t_end:.6f}">'
                 f'<rect class="stripe{index % 2}" x="0" y="{top}" width="{WIDTH}" height="{bottom - top}"/>'
-                f'<rect class="alive" x="{self.x(lane.t_start)}" y="{top + 2}" '
-                f'width="{max(1.0, self.x(lane.t_end) - self.x(lane.t_start)):.1f}" height="{bottom - top - 4}"/>'
                 f'<text class="name" x="8" y="{(top + bottom) / 2 + 4:.1f}">{_e(lane.name)}</text>'
                 + _exit_label(lane, top, bottom)
                 + "</g>"
+            )
+
+    def _alive(self) -> Iterable[str]:
+        for lane in self.timeline.lanes:
+            top, bottom = self.lane_y[lane.name]
+            x0, x1 = self.x(lane.t_start), self.x(lane.t_end)
+            yield (
+                f'<rect class="alive{" killed" if lane.killed else ""}" '
+                f'data-lane="{_e(lane.name)}" x="{x0}" y="{top + 2}" '
+                f'width="{max(1.0, x1 - x0):.1f}" height="{bottom - top - 4}"/>'
             )
 
     def _axis(self) -> Iterable[str]:
@@ -113,12 +131,14 @@ class Chart:
                 f'<text x="{x}" y="{AXIS_H - 10}">{_fmt_t(t, step)}</text>'
             )
         yield "</g>"
+
+    def _batches(self) -> Iterable[str]:
         for batch, t, line in self.timeline.batches:
             x = self.x(t)
             yield (
                 f'<g class="batch" data-batch="{batch}" data-line="{line}">'
                 f'<line x1="{x}" y1="{AXIS_H - 4}" x2="{x}" y2="{self.height}"/>'
-                f'<text x="{x + 3}" y="{AXIS_H - 1}">batch {batch}</text></g>'
+                f'<text x="{x + 3}" data-dx="3" y="{AXIS_H - 1}">batch {batch}</text></g>'
             )
 
     def _span(self, lane: str | None) -> tuple[float, float]:
@@ -137,7 +157,7 @@ class Chart:
                 f'data-lane="{_e(fault.lane or "")}" data-action="{_e(fault.action)}" '
                 f'data-t-start="{fault.t_start:.6f}" data-t-end="{fault.t_end:.6f}">'
                 f'<rect x="{x0}" y="{top + 1}" width="{max(2.0, x1 - x0):.1f}" height="{bottom - top - 2}"/>'
-                f'<text x="{x0 + 3}" y="{top + 10}">{_e(fault.label)} '
+                f'<text x="{x0 + 3}" data-dx="3" y="{top + 10}">{_e(fault.label)} '
                 f"{fault.t_end - fault.t_start:.2f} s</text></g>"
             )
 
@@ -153,8 +173,8 @@ class Chart:
                 f'<g class="fault marker {kind}" data-f="{index}" data-lane="{_e(fault.lane or "")}" '
                 f'data-action="{_e(fault.action)}" data-t="{fault.t_start:.6f}">'
                 f'<line x1="{x}" y1="{top}" x2="{x}" y2="{bottom}"/>'
-                f'<rect class="hit" x="{x - 4}" y="{top}" width="8" height="{bottom - top}"/>'
-                f'<text x="{x + 4}" y="{top + 10}">{"✕ " if kind == "kill" else ""}{_e(label)}</text></g>'
+                f'<rect class="hit" x="{x - 4}" data-dx="-4" data-fixed="1" y="{top}" width="8" '
+                f'height="{bottom - top}"/><text x="{x + 4}" data-dx="4" y="{top + 10}">{"✕ " if kind == "kill" else ""}{_e(label)}</text></g>'
             )
 
     def _bars(self) -> Iterable[str]:
@@ -183,15 +203,21 @@ class Chart:
                 )
             text_y = y + BAR_H - 3
             if width >= 8 * len(str(attempt.job)) + 6:
-                yield f'<text class="jl" x="{x0 + 3}" y="{text_y:.1f}">{attempt.job}</text>'
+                yield f'<text class="jl" x="{x0 + 3}" data-dx="3" y="{text_y:.1f}">{attempt.job}</text>'
             if attempt.outcome != "accepted" and not self.aggregate:
                 words = OUTCOMES[attempt.outcome]
                 note = f"job {attempt.job} {words}" if width < 60 else words
-                x_note = x0 + width + 3 if width < 60 else x0 + 8 * len(str(attempt.job)) + 8
+                # Beside a short bar (anchored at its end), else inside after the job id.
+                anchor, dx = (
+                    (x0 + width, 3.0) if width < 60 else (x0, 8.0 * len(str(attempt.job)) + 8)
+                )
                 row = (attempt.lane, self.rows[index])
-                if x_note >= note_free.get(row, 0.0):  # never over the previous note
-                    note_free[row] = x_note + 6 * len(note) + 6
-                    yield f'<text class="note" x="{x_note:.1f}" y="{text_y:.1f}">{_e(note)}</text>'
+                if anchor + dx >= note_free.get(row, 0.0):  # never over the previous note
+                    note_free[row] = anchor + dx + 6 * len(note) + 6
+                    yield (
+                        f'<text class="note" x="{anchor + dx:.1f}" data-dx="{dx:.0f}" '
+                        f'y="{text_y:.1f}">{_e(note)}</text>'
+                    )
 
     def _histograms(self) -> Iterable[str]:
         notable = set(self.notable)
@@ -210,7 +236,10 @@ class Chart:
             if name not in self.lane_y:
                 continue
             base = self.lane_y[name][0] + LABEL_H + LANE_PAD + HIST_H
-            yield f'<g class="hist" data-lane="{_e(name)}">'
+            yield (
+                f'<g class="hist" data-lane="{_e(name)}" data-top="{base - HIST_H:.1f}" '
+                f'data-h="{HIST_H}">'
+            )
             for bucket, indices in sorted(buckets.items()):
                 h = max(1.0, HIST_H * len(indices) / peak)
                 yield (
@@ -226,7 +255,8 @@ class Chart:
             bottom = self.lane_y[lane][1]
             x = self.x(t)
             yield (
-                f'<rect class="mark ev-{_e(ev)}" data-m="{index}" x="{x - 1}" y="{bottom - 7}" '
+                f'<rect class="mark ev-{_e(ev)}" data-m="{index}" x="{x - 1}" data-dx="-1" '
+                f'data-fixed="1" y="{bottom - 7}" '
                 f'width="2" height="6"/>'
             )
 

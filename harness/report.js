@@ -126,7 +126,123 @@
     tip.style.top = e.clientY + 14 + "px";
   });
   svg.addEventListener("mouseleave", () => { tip.hidden = true; });
+
+  // Zoom: drag across the chart to show that window of time; double-click to see it all.
+  // Every x in #plot is moved by its time; text keeps its pixel offset (data-dx).
+  const plot = document.getElementById("plot");
+  const axis = svg.querySelector("g.axis");
+  const brush = document.getElementById("brush");
+  const zoomLine = document.getElementById("zoom-window");
+  const G = Number(svg.dataset.gutter), PW = Number(svg.dataset.plotW), TMAX = Number(svg.dataset.tMax);
+  const placed = [];
+  plot.querySelectorAll("*").forEach((el) => {
+    const dx = Number(el.getAttribute("data-dx") || 0);
+    for (const name of ["x", "x1", "x2"]) {
+      if (el.hasAttribute(name)) placed.push([el, name, Number(el.getAttribute(name)) - dx, dx]);
+    }
+    if (el.hasAttribute("width") && !el.hasAttribute("data-fixed")) {
+      placed.push([el, "width", Number(el.getAttribute("width")), null]);
+    }
+  });
+  let view = [0, TMAX];
+  const toT = (x) => view[0] + ((x - G) / PW) * (view[1] - view[0]);
+  function niceStep(raw) {
+    const e = Math.pow(10, Math.floor(Math.log10(Math.max(raw, 1e-6))));
+    for (const f of [1, 2, 5, 10]) if (f * e >= raw) return f * e;
+    return 10 * e;
+  }
+  function drawAxis() {
+    const [t0, t1] = view;
+    const step = niceStep((t1 - t0) / 12);
+    const digits = step < 1 ? Math.max(0, -Math.floor(Math.log10(step))) : 0;
+    const height = svg.getAttribute("height");
+    const ns = "http://www.w3.org/2000/svg";
+    axis.replaceChildren();
+    for (let t = Math.ceil(t0 / step) * step; t <= t1 + 1e-9; t += step) {
+      const x = G + ((t - t0) / (t1 - t0)) * PW;
+      const line = document.createElementNS(ns, "line");
+      line.setAttribute("x1", x); line.setAttribute("x2", x);
+      line.setAttribute("y1", 28); line.setAttribute("y2", height);
+      const text = document.createElementNS(ns, "text");
+      text.setAttribute("x", x); text.setAttribute("y", 24);
+      text.textContent = t.toFixed(digits) + " s";
+      axis.append(line, text);
+    }
+  }
+  function zoom(t0, t1) {
+    t0 = Math.max(0, t0); t1 = Math.min(TMAX, t1);
+    if (!(t1 - t0 > 1e-6)) return;
+    view = [t0, t1];
+    const k = TMAX / (t1 - t0), shift = (t0 * PW) / TMAX;
+    for (const [el, name, base, dx] of placed) {
+      el.setAttribute(name, dx === null ? base * k : G + (base - G - shift) * k + dx);
+    }
+    drawAxis();
+    if (M.aggregated) drawDetail();
+    const whole = t0 <= 0 && t1 >= TMAX;
+    zoomLine.hidden = whole;
+    zoomLine.querySelector("b").textContent = t0.toFixed(3) + " s to " + t1.toFixed(3) + " s";
+  }
+  // An aggregated chart zoomed in far enough draws the accepted attempts of the window as
+  // thin bars in place of the histograms (at most DETAIL_MAX of them).
+  const DETAIL_MAX = 1500;
+  const detail = document.createElementNS("http://www.w3.org/2000/svg", "g");
+  plot.append(detail);
+  function drawDetail() {
+    const [t0, t1] = view;
+    const hists = Array.from(svg.querySelectorAll("g.hist"));
+    const band = Object.fromEntries(hists.map((g) => [g.dataset.lane, [Number(g.dataset.top), Number(g.dataset.h)]]));
+    const shown = [];
+    M.attempts.forEach((a, i) => {
+      if (KEYS[a[5]] === "accepted" && !a[9] && a[4] >= t0 && a[3] <= t1 && M.lanes[a[2]] && band[M.lanes[a[2]].name]) shown.push(i);
+    });
+    detail.replaceChildren();
+    const many = shown.length > DETAIL_MAX;
+    hists.forEach((g) => { g.style.display = many ? "" : "none"; });
+    if (many) return;
+    const rowH = (h) => h / M.max_rows;
+    for (const i of shown) {
+      const a = M.attempts[i];
+      const [top, h] = band[M.lanes[a[2]].name];
+      const x0 = G + ((a[3] - t0) / (t1 - t0)) * PW, x1 = G + ((a[4] - t0) / (t1 - t0)) * PW;
+      const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+      rect.setAttribute("class", "att o-accepted thin");
+      rect.setAttribute("data-a", i); rect.setAttribute("data-job", a[0]);
+      rect.setAttribute("x", x0); rect.setAttribute("width", Math.max(1.5, x1 - x0));
+      rect.setAttribute("y", top + a[10] * rowH(h)); rect.setAttribute("height", rowH(h) - 1);
+      detail.append(rect);
+    }
+  }
+  document.getElementById("zoom-reset").addEventListener("click", () => zoom(0, TMAX));
+  function svgX(e) {
+    const box = svg.getBoundingClientRect();
+    return ((e.clientX - box.left) / box.width) * Number(svg.getAttribute("width"));
+  }
+  let drag = null, dragged = false;
+  svg.addEventListener("mousedown", (e) => {
+    const x = svgX(e);
+    if (e.button === 0 && x >= G && x <= G + PW) { drag = x; dragged = false; }
+  });
+  window.addEventListener("mousemove", (e) => {
+    if (drag === null) return;
+    const x = Math.min(G + PW, Math.max(G, svgX(e)));
+    if (Math.abs(x - drag) > 5) dragged = true;
+    if (!dragged) return;
+    brush.removeAttribute("hidden");
+    brush.setAttribute("x", Math.min(x, drag)); brush.setAttribute("width", Math.abs(x - drag));
+    brush.setAttribute("y", 0); brush.setAttribute("height", svg.getAttribute("height"));
+  });
+  window.addEventListener("mouseup", (e) => {
+    if (drag === null) return;
+    const x = Math.min(G + PW, Math.max(G, svgX(e)));
+    brush.setAttribute("hidden", "hidden");
+    if (dragged) zoom(toT(Math.min(x, drag)), toT(Math.max(x, drag)));
+    drag = null;
+  });
+  svg.addEventListener("dblclick", () => zoom(0, TMAX));
+
   svg.addEventListener("click", (e) => {
+    if (dragged) { dragged = false; return; }
     const node = interesting(e.target);
     if (!node) return;
     const d = node.dataset;
@@ -142,8 +258,10 @@
   document.querySelectorAll("li.violation").forEach((li) =>
     li.addEventListener("click", () => showViolation(Number(li.dataset.v))));
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") select(-1); });
-  // report.html#job=6 opens with job 6 selected: a link can point at one job.
+  // report.html#job=6&t=1.0-1.3 opens with job 6 selected and that window of time shown.
   function fromHash() {
+    const window_ = /t=([\d.]+)-([\d.]+)/.exec(location.hash);
+    if (window_) zoom(Number(window_[1]), Number(window_[2]));
     const match = /job=(\d+)/.exec(location.hash);
     if (match && byJob.has(Number(match[1]))) showJob(Number(match[1]));
   }

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from harness.chart import AGGREGATE_OVER, Chart
+from harness.chart import AGGREGATE_OVER, MAX_ROWS, Chart
 from harness.checks import Verdict, Violation
 from harness.history import History
 from harness.timeline import OUTCOMES, Attempt, FaultMark, Timeline, build_timeline
@@ -149,6 +149,9 @@ def render_html(timeline: Timeline, history: History) -> str:
             f"<style>{style}</style></head><body>",
             _header(timeline),
             _legend(),
+            '<div class="zoom">Drag across the chart to zoom into a stretch of time, '
+            'double-click to see it all. <span id="zoom-window" hidden>Showing <b></b>'
+            '<button id="zoom-reset" type="button">show all</button></span></div>',
             f'<div id="chart">{svg}</div>',
             '<div id="tip" hidden></div>',
             '<section id="details"><p class="hint">Hover a bar for its job; click it for '
@@ -230,6 +233,7 @@ def _model(timeline: Timeline, chart: Chart) -> dict[str, Any]:
             None if a.t_lease_end is None else round(a.t_lease_end, 6),
             list(a.lines),
             int(a.flagged),
+            a.row,
         ]
 
     def fault(f: FaultMark) -> dict[str, Any]:
@@ -272,7 +276,9 @@ def _model(timeline: Timeline, chart: Chart) -> dict[str, Any]:
             "t_lease_end",
             "lines",
             "flagged",
+            "row",
         ],
+        "max_rows": MAX_ROWS,
         "lanes": [
             {
                 "name": lane.name,

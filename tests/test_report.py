@@ -150,7 +150,7 @@ def test_a_pause_is_a_band_and_the_late_result_a_dropped_duplicate() -> None:
     late = attempt_bar(svg, model, 2, 1)
     assert "o-duplicate" in late.get("class", "") and lane_of(svg, late) == "worker-3"
     [index] = [i for i, a in enumerate(model["attempts"]) if a[:2] == [2, 1]]
-    _, _, _, t_start, t_end, _, reason, t_lease_end, cited, _ = model["attempts"][index]
+    _, _, _, t_start, t_end, _, reason, t_lease_end, cited, _, _ = model["attempts"][index]
     assert (t_start, t_lease_end, t_end) == (0.05, 0.30, 0.43)
     assert "lease expired" in reason and "dropped" in reason
     # The history lines behind the bar are embedded, in the format of the failure report.
