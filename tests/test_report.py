@@ -11,10 +11,12 @@ import gzip
 import itertools
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +328,13 @@ def test_trace_has_one_track_per_process_and_no_overlap_within_a_thread() -> Non
     lost = [e for e in trace["traceEvents"] if e.get("cat") == "lost"]
     assert len(lost) == 10 and {e["args"]["worker"] for e in lost} == {"worker-1"}
     assert any(e["ph"] == "i" and e["name"] == "kill worker-1" for e in trace["traceEvents"])
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node to parse the script with")
+def test_the_page_script_parses() -> None:
+    script = resources.files("harness").joinpath("report.js")
+    with resources.as_file(script) as path:
+        done = subprocess.run(
+            ["node", "--check", str(path)], capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 0, done.stderr
