@@ -219,8 +219,17 @@ def _natural(name: str) -> tuple[int, str, int]:
 
 
 def _lane_names(history: History) -> list[str]:
+    """Every process: one that wrote events, held a lease, was spawned (its exit code is
+    recorded) or was the target of a fault (a broker that writes no events of its own)."""
     names = {event.src for event in history if event.src not in (HARNESS, RESULTS)}
     names.update(lease.worker for lease in history.leases() if lease.worker)
+    exit_codes = _run_finished(history).get("exit_codes")
+    if isinstance(exit_codes, dict):
+        names.update(str(name) for name in exit_codes)
+    for fault in history.faults():
+        target = fault.get("target")
+        if isinstance(target, str) and target != "all" and not fault.get("missed"):
+            names.add(target)
     return sorted(names, key=_natural)
 
 

@@ -72,7 +72,17 @@ def kill_and_pause() -> list[dict[str, Any]]:
         _event(0.44, "master", "result_accepted", job=3, attempt=1, worker="broker", value=0.1),
         _event(0.45, "worker-3", "worker_exit", code=0),
         _event(0.46, "master", "master_stopped"),
-        _event(0.47, "harness", "run_finished", elapsed_s=0.5, exit_codes={"worker-2": -9}),
+        _event(
+            0.44, "harness", "fault", fault=2, action="pause", target="proxy", missed="no proxy"
+        ),
+        _event(0.46, "harness", "fault", fault=3, action="kill", target="valkey"),
+        _event(
+            0.47,
+            "harness",
+            "run_finished",
+            elapsed_s=0.5,
+            exit_codes={"worker-2": -9, "valkey": -9},
+        ),
     ]
 
 
@@ -122,8 +132,9 @@ def lane_of(svg: ET.Element, bar: ET.Element) -> str:
 def test_one_lane_per_process_from_the_events_alone() -> None:
     svg, model, _ = parse(render_html(build_timeline(History(kill_and_pause()), None), History([])))
     lanes = [g.get("data-lane") for g in by_class(svg, "g", "lane")]
-    # "broker" is nothing this module knows: it has events, so it has a lane.
-    assert lanes == ["master", "broker", "worker-1", "worker-2", "worker-3"]
+    # Names this module knows nothing of: "broker" wrote events, "valkey" wrote none but
+    # was spawned (its exit code) and killed; a missed fault's target is no process.
+    assert lanes == ["master", "broker", "valkey", "worker-1", "worker-2", "worker-3"]
     assert [lane["name"] for lane in model["lanes"]] == lanes
 
 
@@ -136,10 +147,11 @@ def test_kill_ends_the_lane_loses_the_attempt_and_is_drawn() -> None:
     first, second = attempt_bar(svg, model, 1, 1), attempt_bar(svg, model, 1, 2)
     assert "o-lost" in first.get("class", "") and lane_of(svg, first) == "worker-2"
     assert "o-accepted" in second.get("class", "") and lane_of(svg, second) == "worker-1"
-    [kill] = by_class(svg, "g", "fault", "marker", "kill")
-    assert kill.get("data-lane") == "worker-2" and float(kill.get("data-t", "0")) == pytest.approx(
-        0.07
-    )
+    kills = {g.get("data-lane"): g for g in by_class(svg, "g", "fault", "marker", "kill")}
+    assert sorted(kills) == ["valkey", "worker-2"]
+    assert float(kills["worker-2"].get("data-t", "0")) == pytest.approx(0.07)
+    [valkey] = [g for g in by_class(svg, "g", "lane") if g.get("data-lane") == "valkey"]
+    assert float(valkey.get("data-t-end", "0")) == pytest.approx(0.46)
 
 
 def test_a_pause_is_a_band_and_the_late_result_a_dropped_duplicate() -> None:
