@@ -350,3 +350,11 @@ def test_the_page_script_parses() -> None:
             ["node", "--check", str(path)], capture_output=True, text=True, timeout=60
         )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_run_where_nothing_happened_still_gets_a_page() -> None:
+    history = History([_event(0.1, "harness", "run_finished", exit_codes={"master": 1})])
+    svg, model, lines = parse(render_html(build_timeline(history, None), history))
+    assert [g.get("data-lane") for g in by_class(svg, "g", "lane")] == ["master"]
+    assert model["attempts"] == [] and model["summary"]["status"] == "not recorded"
+    assert len(lines) == 1
