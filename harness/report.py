@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.chart import AGGREGATE_OVER, MAX_ROWS, Chart
 from harness.checks import Verdict, Violation
-from harness.history import History
+from harness.history import History, HistoryError
 from harness.timeline import OUTCOMES, Attempt, FaultMark, Timeline, build_timeline
 from harness.trace import write_trace
 
@@ -72,7 +72,10 @@ def rebuild_report(run_dir: str | os.PathLike[str]) -> Path:
         raise ReportError(f"{root}: not a directory (expected a run directory)")
     if not any(root.glob("*.events.jsonl")):
         raise ReportError(f"{root}: no *.events.jsonl files (expected a run directory)")
-    history = History.load_run(root)
+    try:
+        history = History.load_run(root)
+    except HistoryError as exc:
+        raise ReportError(f"{root}: its history cannot be read: {exc}") from None
     verdict, title, planned = None, root.name, None
     recorded = root / VERDICT_NAME
     if recorded.is_file():

@@ -12,8 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from harness import contract as c
 from harness.checks import Verdict
-from harness.history import HARNESS, MASTER, RESULTS, History, HistoryEvent, Lease
+from harness.contract import HARNESS, MASTER, RESULTS
+from harness.history import History, HistoryEvent, Lease
 
 __all__ = [
     "OUTCOMES",
@@ -48,25 +50,26 @@ _LEASE_OUTCOME: Mapping[str, Outcome] = {
 
 # Faults drawn as a band from the action to its undoing; the rest are markers.
 _BAND_ENDS = {"pause": "resume"}
-_NETWORK_ACTIONS = frozenset({"partition", "heal", "add_toxic", "remove_toxic"})
 _MASTER_ACTIONS = frozenset({"kill_master", "restart_master"})
 _KILLS = frozenset({"kill", "kill_master"})
 _LANE_MARKS = frozenset(
     {
-        "master_ready",
-        "master_stopped",
-        "worker_joined",
-        "worker_rejoined",
-        "worker_lost",
-        "worker_left",
-        "worker_exit",
-        "reconnected",
-        "auth_rejected",
-        "handshake_timeout",
-        "lease_expired",
-        "hang",
+        c.MASTER_READY,
+        c.MASTER_STOPPED,
+        c.WORKER_JOINED,
+        c.WORKER_REJOINED,
+        c.WORKER_LOST,
+        c.WORKER_LEFT,
+        c.WORKER_EXIT,
+        c.RECONNECTED,
+        c.AUTH_REJECTED,
+        c.HANDSHAKE_TIMEOUT,
+        c.LEASE_EXPIRED,
+        c.HANG,
     }
 )
+# Master events about a worker, drawn on that worker's lane.
+_ABOUT_A_WORKER = frozenset({c.WORKER_JOINED, c.WORKER_REJOINED, c.WORKER_LOST, c.WORKER_LEFT})
 _MAX_LANE_MARKS = 600
 _KILL_GRACE_S = 0.5
 _TIME_LIMIT = re.compile(r"time.?limit|timed out", re.IGNORECASE)
@@ -178,7 +181,7 @@ def build_timeline(
     )
     batches = tuple(
         (int(event.get("batch")), event.t, event.line)
-        for event in history.select("batch_opened", src=MASTER)
+        for event in history.select(c.BATCH_OPENED, src=MASTER)
         if isinstance(event.get("batch"), int)
     )
     marks = [
@@ -248,7 +251,7 @@ def _lanes(
             if isinstance(name, str) and name in names:
                 first.setdefault(name, event.t)
                 # Another process's word that a worker is gone does not extend its lane.
-                if name == event.src or event.ev not in ("worker_lost", "worker_left"):
+                if name == event.src or event.ev not in (c.WORKER_LOST, c.WORKER_LEFT):
                     last[name] = event.t
     exit_codes = _run_finished(history).get("exit_codes") or {}
     rows: dict[str, int] = {}
@@ -286,16 +289,15 @@ def _lanes(
 def _mark_lane(event: HistoryEvent) -> str:
     """Where a lifecycle event is drawn: on the worker it names, else on its writer."""
     worker = event.get("worker")
-    names_worker = event.ev in ("worker_joined", "worker_rejoined", "worker_lost", "worker_left")
-    if names_worker and isinstance(worker, str):
+    if event.ev in _ABOUT_A_WORKER and isinstance(worker, str):
         return worker
     if event.src == HARNESS:
-        return MASTER if event.ev == "hang" else ""
+        return MASTER if event.ev == c.HANG else ""
     return event.src
 
 
 def _run_finished(history: History) -> Mapping[str, Any]:
-    ends = history.select("run_finished", src=HARNESS)
+    ends = history.select(c.RUN_FINISHED, src=HARNESS)
     return ends[-1].fields if ends else {}
 
 
@@ -311,7 +313,7 @@ def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
     # Reports that arrive after their lease ended: dropped (dedup working), or accepted
     # anyway (a bug the checks will name), keyed by job, attempt and worker.
     late_reports: dict[tuple[int, int, str], HistoryEvent] = {}
-    for event in history.select(("duplicate_dropped", "result_accepted"), src=MASTER):
+    for event in history.select((c.DUPLICATE_DROPPED, c.RESULT_ACCEPTED), src=MASTER):
         if event.job is not None:
             key = (event.job, _int(event.get("attempt")), str(event.get("worker", "")))
             late_reports.setdefault(key, event)
@@ -332,7 +334,7 @@ def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
         late = late_reports.get((lease.job, lease.attempt, lease.worker))
         if late is not None and outcome != "accepted" and late.t >= t_end:
             # The holder reported after all: the bar runs on to its report.
-            dropped = late.ev == "duplicate_dropped"
+            dropped = late.ev == c.DUPLICATE_DROPPED
             words = "its late result was dropped" if dropped else "its late result was accepted"
             reason = f"{reason}; {words}" if reason else words
             outcome, t_lease_end, t_end = ("duplicate" if dropped else "accepted"), t_end, late.t
@@ -402,7 +404,7 @@ def _faults(history: History) -> tuple[FaultMark, ...]:
         label = f"{action} {target}" if isinstance(target, str) else action
         if missed:
             marks.append(FaultMark(label, action, lane, event.t, None, (event.line,), missed))
-        elif action in _NETWORK_ACTIONS:
+        elif action in c.NETWORK_ACTIONS:
             continue  # drawn from the proxy's own events, for each link it touched
         elif action in _BAND_ENDS and lane is not None:
             open_bands[(_BAND_ENDS[action], lane)] = (event, label)
@@ -429,33 +431,36 @@ def _faults(history: History) -> tuple[FaultMark, ...]:
 
 
 def _network_bands(history: History) -> list[FaultMark]:
-    """Partitions from cut to heal and toxics from added to removed, per proxied link."""
+    """Partitions from cut to heal and toxics from added to removed, per proxied link.
+
+    Their ``action`` is the kind of band drawn: ``partition`` or ``toxic``.
+    """
     marks: list[FaultMark] = []
-    open_bands: dict[tuple[str, str], tuple[HistoryEvent, str]] = {}
-    for event in history.select(("partition", "heal", "toxic_added", "toxic_removed"), src=HARNESS):
+    # (kind, toxic name or "", proxy) -> the event that opened the band, and its label
+    open_bands: dict[tuple[str, str, str], tuple[HistoryEvent, str]] = {}
+    for event in history.select((c.PARTITION, c.HEAL, c.TOXIC_ADDED, c.TOXIC_REMOVED), src=HARNESS):
         proxy = event.get("proxy")
         if not isinstance(proxy, str):
             continue
-        if event.ev == "partition":
-            open_bands.setdefault(("partition", proxy), (event, f"partition {proxy}"))
-        elif event.ev == "toxic_added":
+        if event.ev == c.PARTITION:
+            open_bands.setdefault(("partition", "", proxy), (event, f"partition {proxy}"))
+        elif event.ev == c.TOXIC_ADDED:
             name = str(event.get("toxic"))
-            open_bands[(f"toxic {name}", proxy)] = (
-                event,
-                f"toxic {name} ({event.get('kind')}) {proxy}",
-            )
+            label = f"toxic {name} ({event.get('kind')}) {proxy}"
+            open_bands[("toxic", name, proxy)] = (event, label)
         else:
-            key = ("partition" if event.ev == "heal" else f"toxic {event.get('toxic')}", proxy)
+            key = (
+                ("partition", "", proxy)
+                if event.ev == c.HEAL
+                else ("toxic", str(event.get("toxic")), proxy)
+            )
             opened = open_bands.pop(key, None)
             if opened is not None:
                 start, label = opened
-                action = "partition" if key[0] == "partition" else "toxic"
-                marks.append(
-                    FaultMark(label, action, proxy, start.t, event.t, (start.line, event.line))
-                )
-    for (kind, proxy), (start, label) in open_bands.items():
-        action = "partition" if kind == "partition" else "toxic"
-        marks.append(FaultMark(label, action, proxy, start.t, history.end_t, (start.line,)))
+                lines = (start.line, event.line)
+                marks.append(FaultMark(label, key[0], proxy, start.t, event.t, lines))
+    for (kind, _, proxy), (start, label) in open_bands.items():
+        marks.append(FaultMark(label, kind, proxy, start.t, history.end_t, (start.line,)))
     return marks
 
 
@@ -503,8 +508,8 @@ def _summary(
         results=sum(len(ends) for ends in terminals.values()),
         lost=sum(1 for job in submitted if job not in terminals),
         duplicated=sum(1 for ends in terminals.values() if len(ends) > 1),
-        requeued=len(history.select("requeued", src=MASTER)),
-        dropped=len(history.select("duplicate_dropped", src=MASTER)),
+        requeued=len(history.select(c.REQUEUED, src=MASTER)),
+        dropped=len(history.select(c.DUPLICATE_DROPPED, src=MASTER)),
         faults_planned=faults_planned,
         faults_fired=len(fired),
         faults_hit=len(fired - missed),

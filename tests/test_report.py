@@ -217,6 +217,11 @@ def test_rebuild_refuses_what_is_not_a_run_directory(tmp_path: Path) -> None:
     (tmp_path / "verdict.json").write_text('{"status": "maybe"}')
     with pytest.raises(ReportError, match=r"verdict\.json: not a verdict record"):
         rebuild_report(tmp_path)
+    (tmp_path / "master.events.jsonl").write_text(
+        '{"t": 0.1, "src": "master", "ev": "x"}\n}{\n{}\n'
+    )
+    with pytest.raises(ReportError, match=r"its history cannot be read: .*master\.events\.jsonl:2"):
+        rebuild_report(tmp_path)
 
 
 def test_harness_report_command_prints_the_link_or_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -358,3 +363,13 @@ def test_a_run_where_nothing_happened_still_gets_a_page() -> None:
     assert [g.get("data-lane") for g in by_class(svg, "g", "lane")] == ["master"]
     assert model["attempts"] == [] and model["summary"]["status"] == "not recorded"
     assert len(lines) == 1
+
+
+def test_the_fault_actions_and_checks_the_timeline_names_are_the_registries() -> None:
+    from harness import contract, timeline
+    from harness.checks import CHECKS
+
+    named = {*timeline._MASTER_ACTIONS, *timeline._KILLS}
+    named |= {name for pair in timeline._BAND_ENDS.items() for name in pair}
+    assert named <= set(contract.ACTIONS)
+    assert "fault_coverage" in CHECKS
