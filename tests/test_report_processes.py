@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from harness.scenario import SystemSpec, load_scenario, run_scenario
+from harness.scenario import load_scenario, run_scenario
 from tests.test_report import attempt_bar, by_class, lane_of, parse
 
 pytestmark = pytest.mark.processes
@@ -68,9 +68,10 @@ def test_kill_and_pause_are_drawn_as_they_happened(tmp_path: Path) -> None:
 def test_a_violation_is_marked_on_its_job_and_the_failure_links_the_report(
     tmp_path: Path,
 ) -> None:
-    broken = SystemSpec(
-        command=["python", "-m", "tests.broken_distq"], env={"DISTQ_BROKEN": "no-dedup"}
-    )
+    broken = {
+        "command": ["python", "-m", "tests.broken_distq"],
+        "env": {"DISTQ_BROKEN": "no-dedup"},
+    }
     scenario = msgspec.structs.replace(load_scenario(DEATH_AND_PAUSE), system=broken)
     outcome = run_scenario(scenario, tmp_path / "run")
     assert outcome.status == "fail", outcome.report()
