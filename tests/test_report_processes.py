@@ -1,5 +1,6 @@
 """The report of real runs: a kill and a pause inside one batch, against distq and against a
-variant that forgets its results (so a violation is drawn on the job it names)."""
+variant that forgets its results (so a violation is drawn on the job it names), and a kill
+in another system that runs a broker besides its master and workers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from harness.scenario import load_scenario, run_scenario
 from tests.test_report import attempt_bar, by_class, lane_of, parse
+from tests.test_toy_system import write
 
 pytestmark = pytest.mark.processes
 
@@ -86,3 +88,18 @@ def test_a_violation_is_marked_on_its_job_and_the_failure_links_the_report(
     assert model["summary"]["checks"]["exactly_once"] == "fail"
     late = attempt_bar(svg, model, 6, 1)
     assert "o-accepted" in late.get("class", "")  # accepted, late: the bug, drawn
+
+
+def test_another_system_with_a_broker_gets_a_lane_per_process(tmp_path: Path) -> None:
+    """The toy queue (tests/toy_queue.py) is not distq and runs a broker besides."""
+    outcome = run_scenario(load_scenario(write(tmp_path, "broker = true")), tmp_path / "run")
+    assert outcome.status == "pass", outcome.report()
+    assert outcome.result.report_path is not None
+    svg, model, _ = parse(outcome.result.report_path.read_text())
+    lanes = [g.get("data-lane") for g in by_class(svg, "g", "lane")]
+    assert sorted(lanes) == sorted(outcome.result.exit_codes) and "broker" in lanes
+    [kill] = outcome.result.history.faults()
+    [marker] = by_class(svg, "g", "fault", "marker", "kill")
+    assert marker.get("data-lane") == kill.get("target")
+    outcomes = {model["outcomes"][a[5]][0] for a in model["attempts"]}
+    assert {"accepted", "lost"} <= outcomes  # the holder's job went back and was redone
