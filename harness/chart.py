@@ -107,11 +107,19 @@ class Chart:
                 f'<rect class="stripe{index % 2}" x="0" y="{top}" width="{WIDTH}" height="{bottom - top}"/>'
                 f'<text class="name" x="8" y="{(top + bottom) / 2 + 4:.1f}">{_e(lane.name)}</text>'
                 + _exit_label(lane, top, bottom)
+                + (
+                    ""
+                    if lane.seen
+                    else f'<text class="unseen" x="{GUTTER + 6}" y="{(top + bottom) / 2 + 4:.1f}">'
+                    "no events of its own in the history</text>"
+                )
                 + "</g>"
             )
 
     def _alive(self) -> Iterable[str]:
         for lane in self.timeline.lanes:
+            if not lane.seen:
+                continue
             top, bottom = self.lane_y[lane.name]
             x0, x1 = self.x(lane.t_start), self.x(lane.t_end)
             yield (

@@ -85,6 +85,7 @@ class Lane:
     killed: bool
     exit_code: int | None
     rows: int
+    seen: bool = True  # False: no event wrote or named it (a service spawned, or a target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +282,7 @@ def _lanes(
                 killed,
                 code if isinstance(code, int) else None,
                 rows.get(name, 0),
+                seen=name in first,
             )
         )
     return tuple(lanes)
