@@ -245,11 +245,14 @@ def _lanes(
 ) -> tuple[Lane, ...]:
     first: dict[str, float] = {}
     last: dict[str, float] = {}
+    own_last: dict[str, float] = {}  # the last event the process wrote itself
+    known = set(names)
     for event in history:
         if event.src == RESULTS:  # printed after the run, not something a process did then
             continue
+        own_last[event.src] = event.t
         for name in (event.src, event.get("worker")):
-            if isinstance(name, str) and name in names:
+            if isinstance(name, str) and name in known:
                 first.setdefault(name, event.t)
                 # Another process's word that a worker is gone does not extend its lane.
                 if name == event.src or event.ev not in (c.WORKER_LOST, c.WORKER_LEFT):
@@ -264,13 +267,13 @@ def _lanes(
         kills = [
             f.t_start for f in faults if f.lane == name and f.action in _KILLS and not f.missed
         ]
-        own_last = max((e.t for e in history.select(src=name)), default=t_start)
         code = exit_codes.get(name) if isinstance(exit_codes, dict) else None
         code = code if isinstance(code, int) else None
         # The lane ends at a kill unless the process lived on (a restart under the same
         # name); an orphaned child may still log for a moment after its parent's SIGKILL.
         killed = bool(kills) and (
-            (code is not None and code < 0) or own_last <= kills[-1] + _KILL_GRACE_S
+            (code is not None and code < 0)
+            or own_last.get(name, t_start) <= kills[-1] + _KILL_GRACE_S
         )
         if killed:
             t_end = kills[-1]
