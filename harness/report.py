@@ -141,7 +141,7 @@ def render_html(timeline: Timeline, history: History) -> str:
     if len(lines) <= _PLAIN_HISTORY_LINES:
         encoding, history_text = "json", _script_safe(json.dumps(lines))
     else:
-        packed = gzip.compress("\n".join(lines).encode("utf-8"), mtime=0)
+        packed = gzip.compress("\n".join(lines).encode("utf-8"), compresslevel=6, mtime=0)
         encoding, history_text = "gzip-base64", base64.b64encode(packed).decode("ascii")
     title = timeline.title or "run"
     return "\n".join(
