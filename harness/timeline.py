@@ -1,15 +1,16 @@
 """The picture of a run as data: lanes, attempts, faults, batches and a summary.
 
 Built from a History and its Verdict only, so it draws any system whose events follow the
-history format: a lane is an event ``src`` (or a worker the master leased to), never a
-name this module knows. ``harness.report`` and ``harness.trace`` render it.
+history contract: a lane is a process the history shows (an event ``src``, a worker the
+master leased to, a spawned process, a fault's target), never a name this module knows.
+``harness.chart`` and ``harness.trace`` draw it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from harness import contract as c
@@ -120,6 +121,8 @@ class FaultMark:
 
 @dataclass(frozen=True, slots=True)
 class Summary:
+    """The header of a report: the verdict, each check's result and the run's counts."""
+
     status: str
     checks: Mapping[str, str]  # check name -> pass | fail | unknown | not recorded
     jobs: int
@@ -136,6 +139,8 @@ class Summary:
 
 @dataclass(frozen=True, slots=True)
 class Timeline:
+    """Everything a report draws; ``lines`` fields are positions in the history."""
+
     title: str
     summary: Summary
     lanes: tuple[Lane, ...]
@@ -146,7 +151,6 @@ class Timeline:
     violations: tuple[dict[str, Any], ...]
     job_lines: Mapping[int, tuple[int, ...]]  # submission, requeues, dead: not one attempt's
     t_end: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def build_timeline(
@@ -186,9 +190,9 @@ def build_timeline(
         if isinstance(event.get("batch"), int)
     )
     marks = [
-        (_mark_lane(event), event.t, event.ev, event.line)
+        (lane, event.t, event.ev, event.line)
         for event in history
-        if event.ev in _LANE_MARKS and event.src not in (RESULTS,)
+        if event.ev in _LANE_MARKS and (lane := _mark_lane(event))
     ][:_MAX_LANE_MARKS]
     job_lines: dict[int, list[int]] = {}
     for event in history:
@@ -203,7 +207,7 @@ def build_timeline(
         attempts=attempts,
         faults=faults,
         batches=batches,
-        marks=tuple((lane, t, ev, line) for lane, t, ev, line in marks if lane),
+        marks=tuple(marks),
         violations=tuple(violations),
         job_lines={job: tuple(lines) for job, lines in job_lines.items()},
         t_end=t_end,
