@@ -130,6 +130,7 @@ def _verdict_from(record: dict[str, Any]) -> Verdict:
 
 
 def render_html(timeline: Timeline, history: History) -> str:
+    """The whole page: header, legend, chart, and the model and history its script reads."""
     aggregate = len(timeline.attempts) > AGGREGATE_OVER
     chart = Chart(timeline, aggregate)
     svg = chart.svg()
