@@ -327,7 +327,14 @@ class JobBoard:
             self._changed.add(job_id)
             self._submitted.append(job)
         if self._record:
-            self._emit("job_submitted", job=job_id, task=task, args=list(job.args), batch=batch)
+            self._emit(
+                "job_submitted",
+                job=job_id,
+                task=task,
+                args=list(job.args),
+                batch=batch,
+                time_limit_s=time_limit_s,
+            )
         if batch is not None and batch == self._open_batch and len(self._batches[batch]) == 1:
             self._emit("batch_opened", batch=batch)
         if batch is None or batch == self._open_batch:
@@ -432,7 +439,8 @@ class JobBoard:
         (a graceful stop): the attempt is not held against the job.
         """
         taken = sorted(self._held.pop(worker, ()))
-        self._emit("worker_lost", worker=worker, jobs=taken, reason=reason)
+        # ``counted``: whether the attempts end as failed ones (a hand-back does not).
+        self._emit("worker_lost", worker=worker, jobs=taken, reason=reason, counted=count_attempt)
         for job_id in taken:
             entry = self._entries[job_id]
             if count_attempt:

@@ -41,7 +41,7 @@ __all__ = [
     "liveness",
 ]
 
-Severity = Literal["fail", "unknown"]
+Severity = Literal["fail", "unknown", "note"]  # a note reports a measurement, never fails
 Status = Literal["pass", "fail", "unknown"]
 
 #: The harness's exit codes: one per verdict, and 2 for a bad option or invalid file
@@ -70,6 +70,7 @@ class Verdict:
     violations: tuple[Violation, ...] = ()
     unknowns: tuple[Violation, ...] = ()
     checks: tuple[str, ...] = ()
+    notes: tuple[Violation, ...] = ()  # what checks measured (e.g. recovery latencies)
 
     @property
     def exit_code(self) -> int:
@@ -79,7 +80,7 @@ class Verdict:
         """A readable report: each violation, its jobs, and the history lines behind it."""
         counts = f"{len(self.violations)} violation(s), {len(self.unknowns)} unknown"
         out = [f"verdict: {self.status} ({counts}; checks: {', '.join(self.checks) or '-'})"]
-        for violation in (*self.violations, *self.unknowns):
+        for violation in (*self.violations, *self.unknowns, *self.notes):
             jobs = f" [jobs {', '.join(map(str, violation.jobs))}]" if violation.jobs else ""
             out.append(f"{violation.severity} {violation.check}: {violation.message}{jobs}")
             lines = sorted(set(violation.lines))
@@ -708,6 +709,9 @@ def clean_exits(
     return found
 
 
+# The semantic checks use Violation and Checker, defined above.
+from harness.semantics import SEMANTIC_CHECKS  # noqa: E402
+
 CHECKS: Mapping[str, Checker] = {
     "exactly_once": exactly_once,
     "at_least_once": at_least_once,
@@ -717,6 +721,7 @@ CHECKS: Mapping[str, Checker] = {
     "liveness": liveness,
     "fault_coverage": fault_coverage,
     "clean_exits": clean_exits,
+    **SEMANTIC_CHECKS,
 }
 
 
@@ -725,10 +730,10 @@ def judge(history: History, checks: Sequence[str], **context: Any) -> Verdict:
     unknown_names = [name for name in checks if name not in CHECKS]
     if unknown_names:
         raise ValueError(f"unknown check {unknown_names[0]!r}; valid checks: {', '.join(CHECKS)}")
-    violations: list[Violation] = []
-    unknowns: list[Violation] = []
+    found: dict[Severity, list[Violation]] = {"fail": [], "unknown": [], "note": []}
     for name in checks:
         for violation in CHECKS[name](history, **context):
-            (unknowns if violation.severity == "unknown" else violations).append(violation)
+            found[violation.severity].append(violation)
+    violations, unknowns = found["fail"], found["unknown"]
     status: Status = "fail" if violations else "unknown" if unknowns else "pass"
-    return Verdict(status, tuple(violations), tuple(unknowns), tuple(checks))
+    return Verdict(status, tuple(violations), tuple(unknowns), tuple(checks), tuple(found["note"]))

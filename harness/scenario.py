@@ -53,6 +53,13 @@ CheckName = Literal[
     "liveness",
     "fault_coverage",
     "clean_exits",
+    "attempts_bounded",
+    "one_terminal",
+    "batch_shape",
+    "recovery_latency",
+    "no_spurious_expiry",
+    "first_result_wins",
+    "time_limits",
 ]
 CHECK_NAMES: tuple[str, ...] = typing.get_args(CheckName)
 ToxicKind = Literal[
@@ -290,6 +297,21 @@ class ExpectSpec(_Strict, frozen=True):
         ]
         | None
     ) = None
+    recovery_bound_s: Annotated[
+        float,
+        msgspec.Meta(
+            gt=0,
+            le=3600,
+            description="recovery_latency: a killed or stopped holder's leases are back "
+            "within this long",
+        ),
+    ] = 1.0
+    time_limit_slack_s: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0, le=3600, description="time_limits: how late past its limit a job may end"
+        ),
+    ] = 0.5
 
     @property
     def known_violations(self) -> tuple[str, ...]:
@@ -549,6 +571,12 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
         proxy_seed=scenario.seed if scenario.network.proxy else None,
         initial_toxics=tuple((t.to_toxic(), frozenset(t.workers)) for t in scenario.network.toxics),
         title=scenario.name,
+        context={  # what the scenario states, for the checks to hold the system to
+            "max_attempts": cluster.max_attempts,
+            "batch_size": cluster.batch_size,
+            "recovery_bound_s": scenario.expect.recovery_bound_s,
+            "time_limit_slack_s": scenario.expect.time_limit_slack_s,
+        },
     )
 
 

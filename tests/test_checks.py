@@ -550,6 +550,13 @@ def test_an_unknown_check_name_is_refused_naming_the_valid_ones() -> None:
         "liveness",
         "fault_coverage",
         "clean_exits",
+        "attempts_bounded",
+        "one_terminal",
+        "batch_shape",
+        "recovery_latency",
+        "no_spurious_expiry",
+        "first_result_wins",
+        "time_limits",
     }
 
 

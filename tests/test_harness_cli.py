@@ -79,7 +79,7 @@ def test_check_directory_reports_every_file(tmp_path: Path) -> None:
     assert done.stdout == "ok fine.toml\n"
     assert done.stderr == (
         "typo.toml: unknown key expect.within (expected one of: checks, within_s, "
-        "expect_violation)\n"
+        "expect_violation, recovery_bound_s, time_limit_slack_s)\n"
     )
 
 
