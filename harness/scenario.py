@@ -146,6 +146,17 @@ class ClusterSpec(_Strict, frozen=True):
             "so restart_master resumes the run instead of starting it afresh"
         ),
     ] = False
+    worker_rpc_timeout_s: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                gt=0,
+                le=3600,
+                description="a worker treats the master as lost when a reply takes longer",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class ExtraJob(_Strict, frozen=True):

@@ -58,7 +58,7 @@ EXPECTED_ERRORS = {
     "unknown_key_nested": (
         "unknown key cluster.workerz (expected one of: workers, lease_timeout_s, time_limit_s, "
         "max_attempts, batch_size, handshake_timeout_s, prefetch, worker_idle_exit_s, "
-        "worker_handshake_timeout_s, worker_reconnect_s, journal)"
+        "worker_handshake_timeout_s, worker_reconnect_s, journal, worker_rpc_timeout_s)"
     ),
     "unknown_key_in_fault": (
         "unknown key faults[1].tagret (expected one of: when, do, target, count, duration_s, "

@@ -49,6 +49,7 @@ _FLAGS: Mapping[str, tuple[str, str]] = {
     "worker_idle_exit_s": (WORKER, "--idle-exit-s"),
     "worker_handshake_timeout_s": (WORKER, "--handshake-timeout-s"),
     "worker_reconnect_s": (WORKER, "--reconnect-s"),
+    "worker_rpc_timeout_s": (WORKER, "--rpc-timeout-s"),
 }
 
 
