@@ -40,7 +40,6 @@ _CLOCK_TOLERANCE_S = 0.1
 
 _GRACEFUL_EXITS = frozenset({"terminate", "restart"})  # SIGTERM: the worker hands back
 _DEATHS = frozenset({"kill", "terminate", "restart"})  # the process is gone afterwards
-_HAND_BACK_EVENTS = frozenset({"worker_left", "worker_rejoined"})
 _SUSPENDS = {"pause": "resume", "partition": "heal"}
 
 
@@ -127,8 +126,9 @@ _LOSS_CONSEQUENCES = frozenset({"attempt_failed", "requeued", "dead"})
 
 def _graceful_losses(history: History, faults: _Faults) -> set[int]:
     """Lines of ``worker_lost`` events that are hand-backs: the master gave a hand-back
-    reason or said ``worker_left`` / ``worker_rejoined`` right after, or the worker had
-    been sent SIGTERM (and not killed) and had not joined again since."""
+    reason or said ``worker_left`` right after, or the worker had been sent SIGTERM (and
+    not killed) and had not joined again since. (A ``worker_rejoined`` right after a loss
+    proves nothing: the master may have seen the old connection close first.)"""
     master = _master_events(history)
     killed = {
         str(f.get("target")): f.t
@@ -149,7 +149,7 @@ def _graceful_losses(history: History, faults: _Faults) -> set[int]:
         following = next(after, None)
         if (
             following is not None
-            and following.ev in _HAND_BACK_EVENTS
+            and following.ev == "worker_left"
             and following.get("worker") == worker
         ):
             graceful.add(event.line)
@@ -490,18 +490,19 @@ def time_limits(
             if start.ev != "started" or job not in limits:
                 continue
             limit = limits[job]
-            runs += 1
             end = _end_of_run(events[index + 1 :], start)
             deadline = start.t + limit + slack
             if faults.disturbed(worker, start.t, min(deadline, end.t if end else math.inf)):
-                continue
+                continue  # a stopped or killed worker cannot enforce anything
+            if end is None and history.end_t <= deadline:
+                continue  # the history ends before the limit could pass
+            runs += 1
             if end is None:
-                if history.end_t > deadline:
-                    message = (
-                        f"job {job} (limit {limit:g} s) started at t={start.t:.3f} on "
-                        f"{worker} and never ended"
-                    )
-                    found.append(Violation(check, message, (job,), (start.line,)))
+                message = (
+                    f"job {job} (limit {limit:g} s) started at t={start.t:.3f} on {worker} "
+                    "and never ended"
+                )
+                found.append(Violation(check, message, (job,), (start.line,)))
                 continue
             ran = end.t - start.t
             lines = (start.line, end.line)
@@ -509,7 +510,7 @@ def time_limits(
             if limit_kill and ran < limit - _CLOCK_TOLERANCE_S:
                 message = f"job {job} killed after {ran:.3f} s of its own, its limit is {limit:g} s"
                 found.append(Violation(check, message, (job,), lines))
-            if ran > limit + slack and end.ev != "worker_exit":
+            if ran > limit + slack:
                 what = "killed" if end.ev == "runner_killed" else "ran"
                 message = (
                     f"job {job} {what} after {ran:.3f} s, its limit is {limit:g} s (+{slack:g})"
