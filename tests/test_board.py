@@ -539,6 +539,27 @@ def test_a_worker_lost_on_every_attempt_makes_the_job_dead_with_the_reasons(
     assert "attempt 2: heartbeat stopped (B)" in result.error
 
 
+def test_worker_lost_says_whether_the_attempts_count(board: JobBoard) -> None:
+    # The history tells a hand-back (bye, rejoin) from a death: checks count attempts by it.
+    leased_once(board, "A")
+    board.drain_events()
+    board.worker_lost("A", "worker left", count_attempt=False)
+    board.lease("B")
+    board.worker_lost("B", "connection closed")
+    lost = [e for e in board.drain_events() if e["ev"] == "worker_lost"]
+    assert [fields(e, "worker", "jobs", "reason", "counted") for e in lost] == [
+        {"worker": "A", "jobs": [0], "reason": "worker left", "counted": False},
+        {"worker": "B", "jobs": [0], "reason": "connection closed", "counted": True},
+    ]
+
+
+def test_job_submitted_carries_the_jobs_own_time_limit(board: JobBoard) -> None:
+    board.submit("sleep", (1,), time_limit_s=0.5)
+    board.submit("square", (2,))
+    limits = [e["time_limit_s"] for e in board.drain_events() if e["ev"] == "job_submitted"]
+    assert limits == [0.5, None]
+
+
 def test_a_graceful_hand_back_does_not_count_the_attempt(make_board: MakeBoard) -> None:
     board = make_board(max_attempts=1)
     leased_once(board, "A")
