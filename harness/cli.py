@@ -168,6 +168,8 @@ def _run(options: argparse.Namespace) -> int:
             verdicts[outcome.status] += 1
             elapsed += outcome.result.elapsed_s
             print(f"{label}: {outcome.status} in {outcome.result.elapsed_s:.1f} s", file=sys.stderr)
+            for note in outcome.result.verdict.notes:  # measurements, e.g. recovery latencies
+                print(f"    {note.check}: {note.message}", file=sys.stderr)
             if outcome.status != "pass":
                 print(outcome.report(), file=sys.stderr)
                 last_dir = str(run_dir)

@@ -169,6 +169,12 @@ class ScenarioItem(pytest.Item):
         outcome = _scenario_module().run_scenario(self.scenario, run_dir)
         self.user_properties.append(("run_dir", str(run_dir)))
         self.user_properties.append(("verdict", outcome.status))
+        notes = outcome.result.verdict.notes  # measurements: shown with -rP, kept in JUnit XML
+        for note in notes:
+            self.user_properties.append((note.check, note.message))
+        if notes:
+            text = "\n".join(f"{note.check}: {note.message}" for note in notes)
+            self.add_report_section("call", "measurements", text)
         if outcome.status != "pass":
             raise ScenarioFailed(outcome)
         if not self.config.getoption("--keep-runs"):

@@ -224,6 +224,26 @@ def test_slow_scenarios_carry_the_slow_marker(pytester: pytest.Pytester) -> None
     slow.stdout.fnmatch_lines(["1/2 tests collected (1 deselected) in *"])
 
 
+def test_a_passing_scenario_shows_what_its_checks_measured(pytester: pytest.Pytester) -> None:
+    kill = '[[faults]]\nwhen = { job_started = 3 }\ndo = "kill"\ntarget = "holder"\n'
+    text = scenario("killed holder", count=12)
+    text = text.replace("workers = 1", "workers = 2").replace(
+        "[jobs]\ncount = 12", "[jobs]\ncount = 12\ndelay_s = 0.1"
+    )
+    expect = 'checks = ["exactly_once", "recovery_latency"]'
+    pytester.makefile(
+        ".toml", killed=text.replace("within_s = 30\n", f"within_s = 30\n{expect}\n") + kill
+    )
+    result = run(pytester, "-rP")
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines(
+        [
+            r".*Captured measurements call.*",
+            r"recovery_latency: measured: job 3 of worker-\d after kill \(close path\): \d+\.\d{3} s",
+        ]
+    )
+
+
 # -- a light plugin ------------------------------------------------------------------------
 
 #: Run pytest as if the harness's dependencies were not installed (``pip install .`` only).
