@@ -200,9 +200,9 @@ def scenarios(
     if network:
         initial = draw(st.lists(_toxics("initial"), max_size=1))
         network_spec = NetworkSpec(proxy=True, toxics=initial)
-    checks: list[Any] = ["exactly_once", "correct_values", "liveness"]
+    checks: list[Any] = ["exactly_once", "correct_values", "one_terminal", "liveness"]
     if cluster.batch_size is not None:
-        checks.append("batch_barrier")
+        checks += ["batch_barrier", "batch_shape"]
     # Room for every attempt of every slow job, with a generous margin for a loaded machine.
     within_s = 30.0 + 3 * cluster.lease_timeout_s * cluster.max_attempts + 0.1 * total_jobs
     return Scenario(

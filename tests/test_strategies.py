@@ -44,8 +44,10 @@ def test_a_generated_plan_can_always_finish(scenario: Scenario) -> None:
         if fault.do == "pause":
             assert fault.duration_s is not None, "every pause resumes"
     if scenario.cluster.batch_size is not None:
-        assert "batch_barrier" in scenario.expect.checks
-    assert {"exactly_once", "correct_values", "liveness"} <= set(scenario.expect.checks)
+        assert {"batch_barrier", "batch_shape"} <= set(scenario.expect.checks)
+    assert {"exactly_once", "correct_values", "one_terminal", "liveness"} <= set(
+        scenario.expect.checks
+    )
 
 
 @settings(max_examples=200, deadline=None)
