@@ -157,7 +157,15 @@ def _serve(
         server.attach(service, log)
         address = format_address(server.address)
         resumed = {} if journal is None else {"resumed": restored is not None}
-        log.write("master_ready", address=address, jobs=len(board), pid=os.getpid(), **resumed)
+        log.write(
+            "master_ready",
+            address=address,
+            jobs=len(board),
+            pid=os.getpid(),
+            lease_timeout_s=config.lease_timeout_s,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+            **resumed,
+        )
         ready.write(f"READY {address}\n")
         ready.flush()
         while not interrupted:

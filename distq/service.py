@@ -59,6 +59,11 @@ class MasterConfig:
     open_submissions: bool = False  # accept jobs from clients until they close submissions
     submit_window: int = DEFAULT_WINDOW  # jobs in flight per submitter session, at most
 
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """How often workers heartbeat: four chances before a lease expires."""
+        return self.lease_timeout_s / 4
+
 
 class BoardService:
     """The object workers call through their proxy; one lock around the board."""
@@ -123,7 +128,7 @@ class BoardService:
             self._flush()
         return {
             "lease_timeout_s": self.config.lease_timeout_s,
-            "heartbeat_interval_s": self.config.lease_timeout_s / 4,
+            "heartbeat_interval_s": self.config.heartbeat_interval_s,
             "time_limit_s": self.config.time_limit_s,
             "master_id": self.master_id,
         }

@@ -310,6 +310,17 @@ def _ids(jobs: Iterable[int]) -> str:
 # -- recovery_latency --------------------------------------------------------------------
 
 
+def _stated(history: History, key: str, given: float | None) -> float | None:
+    """``given`` (the scenario's word), else what the master said at ``master_ready``."""
+    if given is not None:
+        return given
+    for ready in reversed(history.select("master_ready", src=MASTER)):
+        value = ready.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None
+
+
 def recovery_latency(
     history: History,
     /,
@@ -321,8 +332,9 @@ def recovery_latency(
 ) -> list[Violation]:
     """A worker killed or stopped while holding leases has them back in the queue within
     ``recovery_bound_s`` (the close path); a paused or partitioned one within
-    ``lease_timeout_s`` plus one heartbeat (the expiry path). The measured latencies are
-    returned as notes, so the verdict reports them."""
+    ``lease_timeout_s`` plus one heartbeat (the expiry path; both as the scenario states
+    them, else as the master's ``master_ready`` does). The measured latencies are returned
+    as notes, so the verdict reports them."""
     check = "recovery_latency"
     close_bound = DEFAULT_RECOVERY_BOUND_S if recovery_bound_s is None else recovery_bound_s
     faults = _faults(history)
@@ -334,11 +346,13 @@ def recovery_latency(
             continue
         if action in _DEATHS:
             bound, path = close_bound, "close"
-        elif lease_timeout_s is None:
-            return _unknown(check, f"the scenario states no lease_timeout_s to bound a {action}")
         else:
-            beat = lease_timeout_s / 4 if heartbeat_interval_s is None else heartbeat_interval_s
-            bound, path = lease_timeout_s + beat + _EXPIRY_SLACK_S, "expiry"
+            lease_s = _stated(history, "lease_timeout_s", lease_timeout_s)
+            beat_s = _stated(history, "heartbeat_interval_s", heartbeat_interval_s)
+            if lease_s is None or beat_s is None:
+                why = f"neither the scenario nor the master states the lease and heartbeat to bound a {action}"
+                return _unknown(check, why)
+            bound, path = lease_s + beat_s + _EXPIRY_SLACK_S, "expiry"
         for lease in history.leases():
             if lease.worker != target or not lease.held_at(fault.t):
                 continue
@@ -380,7 +394,7 @@ def no_spurious_expiry(
     if not history.select(src=HARNESS):
         return _unknown(check, "no harness events: which faults were applied is unknown")
     faults = _faults(history)
-    window = 0.0 if lease_timeout_s is None else lease_timeout_s
+    window = _stated(history, "lease_timeout_s", lease_timeout_s) or 0.0
     found: list[Violation] = []
     for event in history.select("lease_expired", src=MASTER):
         worker = str(event.get("worker"))

@@ -330,9 +330,13 @@ def test_a_lease_never_recovered_fails() -> None:
     assert "back after inf s" in recovery_latency(run.history())[0].message
 
 
-def paused_holder(expired_after_s: float | None, resume_after_s: float = 3.0) -> Run:
+def paused_holder(
+    expired_after_s: float | None, resume_after_s: float = 3.0, *, ready: bool = True
+) -> Run:
     run = Run()
     run.submit(0)
+    if ready:  # the master states its lease and heartbeat
+        run.master("master_ready", lease_timeout_s=0.5, heartbeat_interval_s=0.125)
     run.lease(0, "worker-1")
     run.at(1.0).fault("pause", "worker-1")
     if expired_after_s is not None:
@@ -345,15 +349,19 @@ def paused_holder(expired_after_s: float | None, resume_after_s: float = 3.0) ->
 
 
 def test_the_expiry_path_is_bounded_by_the_lease_and_one_heartbeat() -> None:
-    ok = recovery_latency(paused_holder(0.6).history(), lease_timeout_s=0.5)
+    ok = recovery_latency(paused_holder(0.6).history())
     assert [v.severity for v in ok] == ["note"]
     assert "(expiry path): 0.600 s" in ok[0].message
-    late = recovery_latency(paused_holder(2.0).history(), lease_timeout_s=0.5)
+    late = recovery_latency(paused_holder(2.0).history())
     assert [v.severity for v in late] == ["fail", "note"]
+    assert "bound 0.925 s" in late[0].message  # 0.5 + 0.125 + the scheduling allowance
+    # The scenario's word goes before the master's.
+    stated = recovery_latency(paused_holder(2.0).history(), lease_timeout_s=2.0)
+    assert [v.severity for v in stated] == ["note"]
 
 
 def test_a_short_pause_that_kept_its_lease_measures_nothing() -> None:
-    found = recovery_latency(paused_holder(None, 0.2).history(), lease_timeout_s=0.5)
+    found = recovery_latency(paused_holder(None, 0.2).history())
     assert checks_of(found) == [("unknown", ())]
 
 
@@ -362,7 +370,8 @@ def test_recovery_latency_is_unknown_when_no_fault_took_a_holder() -> None:
     run.submit(0)
     run.at(1.0).fault("kill", "worker-1")  # it held nothing
     assert checks_of(recovery_latency(run.history())) == [("unknown", ())]
-    assert checks_of(recovery_latency(paused_holder(0.6).history())) == [("unknown", ())]
+    unstated = paused_holder(0.6, ready=False).history()
+    assert checks_of(recovery_latency(unstated, lease_timeout_s=0.5)) == [("unknown", ())]
 
 
 def test_the_verdict_carries_the_measured_latencies_as_notes() -> None:
