@@ -112,8 +112,9 @@ class BoardService:
                 if not rejoin or self._identity.get(worker) != (pid, host):
                     raise ValueError(f"a worker named {worker!r} is already connected")
                 self._worker_of_conn.pop(id(old), None)
+            handed_back: list[int] = []
             if rejoin and self.board.held_by(worker):
-                self.board.worker_lost(worker, "worker rejoined", count_attempt=False)
+                handed_back = self.board.worker_lost(worker, "worker rejoined", count_attempt=False)
                 self._flush()  # the hand-back is in the log before the rejoin
             if self.journal is not None and worker not in self._identity:
                 self.journal.worker_joined(worker)  # a restarted master waits for it to rejoin
@@ -122,7 +123,9 @@ class BoardService:
             if conn is not None:
                 self._worker_of_conn[id(conn)] = worker
             if rejoin:
-                self.log.write("worker_rejoined", worker=worker, pid=pid, host=host)
+                self.log.write(
+                    "worker_rejoined", worker=worker, pid=pid, host=host, handed_back=handed_back
+                )
             else:
                 self.log.write("worker_joined", worker=worker, pid=pid, host=host)
             self._flush()
@@ -167,11 +170,13 @@ class BoardService:
         with self._cond:
             conn = self._conn_of_worker.pop(worker, None)
             self._worker_of_conn.pop(id(conn), None)
+            handed_back: list[int] = []
             if self.board.held_by(worker):
-                self.board.worker_lost(worker, "worker left", count_attempt=False)
+                handed_back = self.board.worker_lost(worker, "worker left", count_attempt=False)
             if self.journal is not None:
                 self.journal.worker_left(worker)
-            self.log.write("worker_left", worker=worker)
+            # The jobs handed back: a check tells them from attempts that failed.
+            self.log.write("worker_left", worker=worker, handed_back=handed_back)
             self._flush()
 
     # -- called by the server and the main loop ---------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.checks import Checker, Violation
-from harness.history import HARNESS, MASTER, History, HistoryEvent
+from harness.history import HARNESS, MASTER, RESULTS, History, HistoryEvent
 
 __all__ = [
     "SEMANTIC_CHECKS",
@@ -60,11 +60,9 @@ class _Faults:
 
     gone: Mapping[str, float]  # first kill / terminate / restart
     sigterm: Mapping[str, float]  # first terminate / restart
+    killed: Mapping[str, float]  # first SIGKILL
     suspended: Mapping[str, tuple[tuple[float, float], ...]]  # pause / partition windows
     network: Mapping[str, float]  # first toxic or partition on its proxy
-
-    def alive_at(self, worker: str, t: float) -> bool:
-        return t < self.gone.get(worker, math.inf)
 
     def suspended_during(self, worker: str, start: float, end: float) -> bool:
         return any(a < end and start < b for a, b in self.suspended.get(worker, ()))
@@ -88,6 +86,7 @@ class _Faults:
 def _faults(history: History) -> _Faults:
     gone: dict[str, float] = {}
     sigterm: dict[str, float] = {}
+    killed: dict[str, float] = {}
     network: dict[str, float] = {}
     windows: dict[str, list[tuple[float, float]]] = {}
     opened: dict[tuple[str, str], float] = {}  # (worker, action) -> start
@@ -99,6 +98,8 @@ def _faults(history: History) -> _Faults:
             gone.setdefault(target, fault.t)
         if action in _GRACEFUL_EXITS:
             sigterm.setdefault(target, fault.t)
+        if action == "kill":
+            killed.setdefault(target, fault.t)
         if action in ("add_toxic", "partition"):
             network.setdefault(target, fault.t)
         if action in _SUSPENDS:
@@ -111,46 +112,34 @@ def _faults(history: History) -> _Faults:
     for event in history.select(("toxic_added", "partition"), src=HARNESS):
         network.setdefault(str(event.get("proxy")), event.t)
     if "all" in network:
-        for name in {*gone, *windows, *(e.src for e in history if e.src.startswith("worker"))}:
+        for name in {e.src for e in history if e.src not in (MASTER, HARNESS, RESULTS)}:
             network.setdefault(name, network["all"])
-    return _Faults(gone, sigterm, {k: tuple(v) for k, v in windows.items()}, network)
+    return _Faults(gone, sigterm, killed, {k: tuple(v) for k, v in windows.items()}, network)
 
 
 # -- attempts_bounded --------------------------------------------------------------------
 
 
-#: The master's reasons for a hand-back (bye, rejoin): leases return without an attempt.
-_HAND_BACK_REASONS = ("worker left", "worker rejoined")
-_LOSS_CONSEQUENCES = frozenset({"attempt_failed", "requeued", "dead"})
+_HAND_BACKS = frozenset({"worker_left", "worker_rejoined"})
 
 
 def _graceful_losses(history: History, faults: _Faults) -> set[int]:
-    """Lines of ``worker_lost`` events that are hand-backs: the master gave a hand-back
-    reason or said ``worker_left`` right after, or the worker had been sent SIGTERM (and
-    not killed) and had not joined again since. (A ``worker_rejoined`` right after a loss
-    proves nothing: the master may have seen the old connection close first.)"""
+    """Lines of ``worker_lost`` events that are hand-backs: the master's next event about
+    that worker is a ``worker_left`` or ``worker_rejoined`` naming the same jobs as
+    ``handed_back``, or the worker had been sent SIGTERM (and not killed) and had not
+    joined again since. (A rejoin after the master saw the connection close hands back
+    nothing: that loss was a death, counted.)"""
     master = _master_events(history)
-    killed = {
-        str(f.get("target")): f.t
-        for f in reversed(history.faults())
-        if f.get("action") == "kill" and not f.get("missed")
-    }
     graceful: set[int] = set()
     for index, event in enumerate(master):
         if event.ev != "worker_lost":
             continue
-        worker, jobs = event.get("worker"), set(event.get("jobs") or ())
-        if str(event.get("reason", "")).startswith(_HAND_BACK_REASONS):
-            graceful.add(event.line)
-            continue
-        after = (
-            e for e in master[index + 1 :] if not (e.ev in _LOSS_CONSEQUENCES and e.job in jobs)
-        )
-        following = next(after, None)
+        worker, jobs = event.get("worker"), event.get("jobs") or []
+        following = next((e for e in master[index + 1 :] if e.get("worker") == worker), None)
         if (
             following is not None
-            and following.ev == "worker_left"
-            and following.get("worker") == worker
+            and following.ev in _HAND_BACKS
+            and sorted(following.get("handed_back") or []) == sorted(jobs)
         ):
             graceful.add(event.line)
             continue
@@ -162,7 +151,7 @@ def _graceful_losses(history: History, faults: _Faults) -> set[int]:
         ]
         if (
             sigterm <= event.t < min(rejoined, default=math.inf)
-            and killed.get(str(worker), math.inf) > event.t
+            and faults.killed.get(str(worker), math.inf) > event.t
         ):
             graceful.add(event.line)
     return graceful

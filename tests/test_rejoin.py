@@ -178,3 +178,21 @@ def test_no_rejoin_once_the_master_said_stop() -> None:
     session.stop_requested_by_master = True
     with pytest.raises(MasterLost, match=re.escape("lost the master at 127.0.0.1:1 (Connection")):
         session.call("heartbeat", "w")
+
+
+def test_the_master_names_the_jobs_a_rejoin_or_a_bye_hands_back(
+    service: BoardService, tmp_path: Path
+) -> None:
+    # The history tells a hand-back from a death by these, whatever the board counted.
+    on(object())
+    service.hello("w", 7, "host")
+    service.lease("w", 1, 0.0)
+    on(object())
+    service.hello("w", 7, "host", rejoin=True)
+    service.lease("w", 1, 0.0)
+    service.bye("w")
+    events = read_events(tmp_path / "master.events.jsonl")
+    assert [(e["ev"], e["handed_back"]) for e in events if "handed_back" in e] == [
+        ("worker_rejoined", [0]),
+        ("worker_left", [0]),
+    ]

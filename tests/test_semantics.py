@@ -115,7 +115,7 @@ def test_a_counted_bye_fails_citing_the_hand_back() -> None:
     lost = run.lost("worker-1", [0], "worker left", counted=True)
     failed = run.failed(0, 1, "worker left (worker-1)")
     run.master("dead", job=0, attempts=1, error="dead")
-    run.master("worker_left", worker="worker-1")
+    run.master("worker_left", worker="worker-1", handed_back=[0])
     violations = attempts_bounded(run.history(), max_attempts=1)
     assert violations == [
         Violation(
@@ -133,7 +133,7 @@ def test_an_uncounted_hand_back_leases_the_same_attempt_again() -> None:
     run.lease(0, "worker-1")
     run.lost("worker-1", [0], "worker rejoined", counted=False)
     run.master("requeued", job=0, attempts=0, reason="worker rejoined (worker-1)")
-    run.master("worker_rejoined", worker="worker-1")
+    run.master("worker_rejoined", worker="worker-1", handed_back=[0])
     run.lease(0, "worker-2", 1)
     run.accept(0, "worker-2")
     assert attempts_bounded(run.history(), max_attempts=1) == []
@@ -144,7 +144,7 @@ def test_a_hand_back_that_still_advances_the_attempt_number_fails() -> None:
     run.submit(0)
     run.lease(0, "worker-1")
     run.lost("worker-1", [0], "worker left", counted=False)
-    run.master("worker_left", worker="worker-1")
+    run.master("worker_left", worker="worker-1", handed_back=[0])
     second = run.lease(0, "worker-2", 2)
     violations = attempts_bounded(run.history(), max_attempts=3)
     assert [(v.jobs, v.lines) for v in violations] == [((0,), (second,))]
@@ -159,20 +159,22 @@ def test_a_closed_connection_then_a_rejoin_is_a_counted_loss() -> None:
     run.lost("worker-1", [0], "connection closed")
     run.failed(0, 1, "connection closed (worker-1)")
     run.master("requeued", job=0, attempts=1, reason="connection closed")
-    run.master("worker_rejoined", worker="worker-1")
+    run.master("worker_rejoined", worker="worker-1", handed_back=[])
     run.lease(0, "worker-1", 2)
     run.accept(0, "worker-1", 2)
     assert attempts_bounded(run.history(), max_attempts=3) == []
 
 
-def test_a_hand_back_told_by_the_next_event_counts_even_with_another_reason() -> None:
+def test_a_hand_back_is_told_by_the_masters_next_word_on_the_worker() -> None:
+    # Whatever the loss's reason, and whatever unrelated events come in between.
     run = Run()
     run.submit(0)
     run.lease(0, "worker-1")
     run.lost("worker-1", [0], "gone")
     run.failed(0, 1)
+    run.master("auth_rejected", peer="127.0.0.1:9", kind="bad_key")
     run.master("requeued", job=0, attempts=1, reason="gone")
-    run.master("worker_left", worker="worker-1")
+    run.master("worker_left", worker="worker-1", handed_back=[0])
     assert [v.jobs for v in attempts_bounded(run.history(), max_attempts=3)] == [(0,)]
 
 
