@@ -7,7 +7,9 @@ Layering, from the core outwards:
   toxics      network toxics: what a fault proxy does to the bytes
   history     merge the event logs of a run into one ordered history, and query it
   causes      why a lost job was lost, from the history (pure)
-  checks      pure checkers History -> violations, and the verdict
+  violations  what a checker reports (a failure, an undecided check, a measurement)
+  semantics   checkers of the queue's stated semantics (attempts, leases, limits...)
+  checks      pure checkers History -> violations, the registry of every check, the verdict
   timeline    a run as lanes, attempts, faults and batches, from its history and verdict
   trace       the timeline as Chrome trace events (trace.json)
   chart       the timeline as SVG

@@ -19,6 +19,8 @@ from harness import contract
 from harness.causes import lost_cause
 from harness.contract import HARNESS, MASTER, RESULTS, TERMINAL_EVENTS
 from harness.history import History, HistoryEvent, Submission
+from harness.semantics import SEMANTIC_CHECKS
+from harness.violations import Severity, Violation
 
 __all__ = [
     "CHECKS",
@@ -41,7 +43,6 @@ __all__ = [
     "liveness",
 ]
 
-Severity = Literal["fail", "unknown", "note"]  # a note reports a measurement, never fails
 Status = Literal["pass", "fail", "unknown"]
 
 #: The harness's exit codes: one per verdict, and 2 for a bad option or invalid file
@@ -49,17 +50,6 @@ Status = Literal["pass", "fail", "unknown"]
 EXIT_USAGE = 2
 VERDICT_EXIT_CODES: Mapping[Status, int] = {"pass": 0, "fail": 1, "unknown": 3}
 _REPORT_LINES_PER_VIOLATION = 12
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """What a checker found, with the job ids and history lines behind it."""
-
-    check: str
-    message: str
-    jobs: tuple[int, ...] = ()
-    lines: tuple[int, ...] = ()
-    severity: Severity = "fail"
 
 
 @dataclass(frozen=True, slots=True)
@@ -708,9 +698,6 @@ def clean_exits(
             found.append(Violation(check, f"{name}'s log holds a traceback", (), ()))
     return found
 
-
-# The semantic checks use Violation and Checker, defined above.
-from harness.semantics import SEMANTIC_CHECKS  # noqa: E402
 
 CHECKS: Mapping[str, Checker] = {
     "exactly_once": exactly_once,

@@ -8,12 +8,12 @@ compares what the system logged with what the scenario states (``max_attempts``,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.checks import Checker, Violation
 from harness.history import HARNESS, MASTER, RESULTS, History, HistoryEvent
+from harness.violations import Violation
 
 __all__ = [
     "SEMANTIC_CHECKS",
@@ -535,7 +535,7 @@ def _end_of_run(later: list[HistoryEvent], start: HistoryEvent) -> HistoryEvent 
     return None
 
 
-SEMANTIC_CHECKS: Mapping[str, Checker] = {
+SEMANTIC_CHECKS: Mapping[str, Callable[..., list[Violation]]] = {
     "attempts_bounded": attempts_bounded,
     "one_terminal": one_terminal,
     "batch_shape": batch_shape,
