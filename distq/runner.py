@@ -324,7 +324,9 @@ class JobRunner:
             # its way): nobody is to blame.
             return queue[done:]
         limit_s = queue[seq - base][4]
-        return self._blame(queue, done, base, on_result, f"time limit of {limit_s:g} s exceeded")
+        return self._blame(
+            queue, done, base, on_result, f"time limit of {limit_s:g} s exceeded", limit_s
+        )
 
     def _blame(
         self,
@@ -333,8 +335,10 @@ class JobRunner:
         base: int,
         on_result: Callable[[Result], None],
         reason: str,
+        time_limit_s: float | None = None,
     ) -> list[WireJob]:
-        """The child is gone: fail the job it was running, if any; the rest run again."""
+        """The child is gone: fail the job it was running, if any; the rest run again.
+        ``time_limit_s``: it was killed for running past this limit."""
         index = self._read_progress()[0] - base
         if not done <= index < len(queue):
             # It died between jobs, with nothing of ours running.
@@ -347,7 +351,9 @@ class JobRunner:
             return queue[done:]
         self._barren_deaths = 0
         job_id, attempt = queue[index][0], queue[index][3]
-        self.log.write("runner_killed", job=job_id, attempt=attempt, reason=reason)
+        self.log.write(
+            "runner_killed", job=job_id, attempt=attempt, reason=reason, time_limit_s=time_limit_s
+        )
         on_result(Result(job_id, False, None, reason, self._worker, attempt))
         return queue[done:index] + queue[index + 1 :]
 

@@ -509,7 +509,7 @@ def time_limits(
                 continue
             ran = end.t - start.t
             lines = (start.line, end.line)
-            limit_kill = end.ev == "runner_killed" and "time limit" in str(end.get("reason"))
+            limit_kill = end.ev == "runner_killed" and end.get("time_limit_s") is not None
             if limit_kill and ran < limit - _CLOCK_TOLERANCE_S:
                 message = f"job {job} killed after {ran:.3f} s of its own, its limit is {limit:g} s"
                 found.append(Violation(check, message, (job,), lines))

@@ -104,7 +104,9 @@ def test_a_crash_is_blamed_on_its_job_and_unsent_outcomes_run_again(
     # Jobs 0-3 finished before the crash, but their outcomes died with the child.
     assert started(tmp_path) == Counter({0: 2, 1: 2, 2: 2, 3: 2, 4: 1, 5: 1, 6: 1, 7: 1})
     killed = [e for e in read_events(tmp_path / "w.events.jsonl") if e["ev"] == "runner_killed"]
-    assert [(e["job"], e["reason"]) for e in killed] == [(4, "job process exited with code 13")]
+    assert [(e["job"], e["reason"], e["time_limit_s"]) for e in killed] == [
+        (4, "job process exited with code 13", None)
+    ]
 
 
 def test_outcomes_sent_before_a_crash_are_not_run_again(
@@ -131,6 +133,9 @@ def test_a_time_limit_kills_only_the_job_over_it(
     assert (out[0].value, out[2].value) == (4, 25)
     assert (out[1].ok, out[1].error) == (False, "time limit of 0.3 s exceeded")
     assert started(tmp_path)[1] == 1
+    # The history says which limit the kill enforced (a crash's kill has none).
+    killed = [e for e in read_events(tmp_path / "w.events.jsonl") if e["ev"] == "runner_killed"]
+    assert [(e["job"], e["time_limit_s"]) for e in killed] == [(1, 0.3)]
 
 
 def test_a_time_limit_counts_from_the_jobs_own_start(

@@ -532,8 +532,9 @@ def limited_run(end: str | None, after_s: float, *faults: tuple[str, str, float]
         run.at(t).fault(action, target)
     run.at(1.0).add("worker-1", "started", job=0, attempt=1, worker="worker-1")
     if end == "killed":
-        reason = "time limit of 0.3 s exceeded"
-        run.at(1.0 + after_s).add("worker-1", "runner_killed", job=0, attempt=1, reason=reason)
+        run.at(1.0 + after_s).add(
+            "worker-1", "runner_killed", job=0, attempt=1, reason="too long", time_limit_s=0.3
+        )
     elif end == "completed":
         run.at(1.0 + after_s).add("worker-1", "completed", job=0, attempt=1, ok=True)
     run.at(5.0).master("master_stopped")
