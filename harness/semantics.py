@@ -265,6 +265,8 @@ def batch_shape(history: History, /, *, batch_size: int | None = None, **_: Any)
             unbatched.append(submission.job)
         else:
             members.setdefault(submission.batch, []).append(submission.job)
+    if not members:
+        return _unknown(check, "no submission names its batch: the log cannot show batches")
     found: list[Violation] = []
     if unbatched:
         message = f"jobs {_ids(unbatched)} were submitted in no batch (batch_size {batch_size})"

@@ -291,6 +291,9 @@ def test_more_jobs_leased_while_a_batch_is_open_than_it_holds_fails() -> None:
 def test_batch_shape_is_unknown_without_a_batch_size_or_jobs() -> None:
     assert checks_of(batch_shape(batches([2]).history())) == [("unknown", ())]
     assert checks_of(batch_shape(Run().history(), batch_size=2)) == [("unknown", ())]
+    unbatched = Run()
+    unbatched.submit(0)  # a log whose submissions name no batch at all
+    assert checks_of(batch_shape(unbatched.history(), batch_size=2)) == [("unknown", ())]
 
 
 # -- recovery_latency --------------------------------------------------------------------
