@@ -67,10 +67,10 @@ RESULTS = "results"  # lines of a results output the harness loads after the run
 EVENTS_GLOB = "*.events.jsonl"
 
 # -- the events a system (or its observer) writes ------------------------------------------
-MASTER_READY = "master_ready"  # address=HOST:PORT, pid
+MASTER_READY = "master_ready"  # address=HOST:PORT, pid, lease_timeout_s?, heartbeat_interval_s?
 SUBMISSIONS_CLOSED = "submissions_closed"
 MASTER_STOPPED = "master_stopped"
-JOB_SUBMITTED = "job_submitted"  # job, task, args, batch?
+JOB_SUBMITTED = "job_submitted"  # job, task, args, batch?, time_limit_s?
 BATCH_OPENED = "batch_opened"  # batch
 BATCH_CLOSED = "batch_closed"  # batch
 LEASED = "leased"  # job, attempt, lease, worker
@@ -78,7 +78,7 @@ STARTED = "started"  # (from a worker) job, attempt
 COMPLETED = "completed"  # (from a worker) job, attempt, ok, value
 RESULT_ACCEPTED = "result_accepted"  # job, attempt, worker, ok, value
 DUPLICATE_DROPPED = "duplicate_dropped"
-ATTEMPT_FAILED = "attempt_failed"
+ATTEMPT_FAILED = "attempt_failed"  # job, attempt: a counted attempt ended without a result
 STALE_FAILURE = "stale_failure"
 UNEXPECTED_REPORT = "unexpected_report"
 LEASE_EXPIRED = "lease_expired"  # job, worker
@@ -86,12 +86,12 @@ REQUEUED = "requeued"
 DEAD = "dead"  # job: attempts exhausted, its one terminal error
 CONNECTED = "connected"
 WORKER_JOINED = "worker_joined"  # worker
-WORKER_REJOINED = "worker_rejoined"
+WORKER_REJOINED = "worker_rejoined"  # worker, handed_back: jobs returned, no attempt counted
 RECONNECTED = "reconnected"
-WORKER_LEFT = "worker_left"
-WORKER_LOST = "worker_lost"  # worker, jobs: the leases that went back
+WORKER_LEFT = "worker_left"  # worker, handed_back: jobs returned, no attempt counted
+WORKER_LOST = "worker_lost"  # worker, jobs: the leases that went back; counted?
 WORKER_EXIT = "worker_exit"  # (from a worker) code
-RUNNER_KILLED = "runner_killed"
+RUNNER_KILLED = "runner_killed"  # (from a worker) job, attempt, time_limit_s? (the limit enforced)
 AUTH_REJECTED = "auth_rejected"  # peer
 HANDSHAKE_TIMEOUT = "handshake_timeout"  # peer
 

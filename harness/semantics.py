@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.history import HARNESS, MASTER, RESULTS, History, HistoryEvent
+from harness import contract
+from harness.contract import HARNESS, MASTER, RESULTS
+from harness.history import History, HistoryEvent
 from harness.violations import Violation
 
 __all__ = [
@@ -109,7 +111,7 @@ def _faults(history: History) -> _Faults:
                 windows.setdefault(target, []).append((opened.pop((target, start_action)), fault.t))
     for (target, _action), start in opened.items():
         windows.setdefault(target, []).append((start, math.inf))
-    for event in history.select(("toxic_added", "partition"), src=HARNESS):
+    for event in history.select((contract.TOXIC_ADDED, contract.PARTITION), src=HARNESS):
         network.setdefault(str(event.get("proxy")), event.t)
     if "all" in network:
         for name in {e.src for e in history if e.src not in (MASTER, HARNESS, RESULTS)}:
@@ -120,7 +122,7 @@ def _faults(history: History) -> _Faults:
 # -- attempts_bounded --------------------------------------------------------------------
 
 
-_HAND_BACKS = frozenset({"worker_left", "worker_rejoined"})
+_HAND_BACKS = frozenset({contract.WORKER_LEFT, contract.WORKER_REJOINED})
 
 
 def _graceful_losses(history: History, faults: _Faults) -> set[int]:
@@ -132,7 +134,7 @@ def _graceful_losses(history: History, faults: _Faults) -> set[int]:
     master = _master_events(history)
     graceful: set[int] = set()
     for index, event in enumerate(master):
-        if event.ev != "worker_lost":
+        if event.ev != contract.WORKER_LOST:
             continue
         worker, jobs = event.get("worker"), event.get("jobs") or []
         following = next((e for e in master[index + 1 :] if e.get("worker") == worker), None)
@@ -147,7 +149,7 @@ def _graceful_losses(history: History, faults: _Faults) -> set[int]:
         rejoined = [
             e.t
             for e in master
-            if e.ev == "worker_joined" and e.get("worker") == worker and e.t > sigterm
+            if e.ev == contract.WORKER_JOINED and e.get("worker") == worker and e.t > sigterm
         ]
         if (
             sigterm <= event.t < min(rejoined, default=math.inf)
@@ -170,7 +172,7 @@ def attempts_bounded(
     check = "attempts_bounded"
     if max_attempts is None:
         return _unknown(check, "the scenario states no max_attempts to hold the queue to")
-    leases = history.select("leased", src=MASTER)
+    leases = history.select(contract.LEASED, src=MASTER)
     if not leases:
         return _unknown(check, "no lease in the master's log: no attempt to count")
     if any(not isinstance(e.get("attempt"), int) for e in leases):
@@ -181,17 +183,17 @@ def attempts_bounded(
     handed_back: dict[int, int] = {}  # job -> line of the hand-back that ended its lease
     for event in _master_events(history):
         job = event.job
-        if event.ev == "worker_lost" and event.line in graceful:
+        if event.ev == contract.WORKER_LOST and event.line in graceful:
             for lost in event.get("jobs") or ():
                 if isinstance(lost, int):
                     handed_back[lost] = event.line
             continue
         if job is None:
             continue
-        if event.ev == "job_submitted":
+        if event.ev == contract.JOB_SUBMITTED:
             counted[job] = 0
             handed_back.pop(job, None)
-        elif event.ev == "leased":
+        elif event.ev == contract.LEASED:
             attempt, before = event.get("attempt"), counted.get(job, 0)
             handed_back.pop(job, None)
             if attempt > max_attempts:
@@ -203,13 +205,13 @@ def attempts_bounded(
                     f"attempt(s): an uncounted hand-back was counted, or a failure was not"
                 )
                 found.append(Violation(check, message, (job,), (event.line,)))
-        elif event.ev == "attempt_failed":
+        elif event.ev == contract.ATTEMPT_FAILED:
             counted[job] = counted.get(job, 0) + 1
             back = handed_back.pop(job, None)
             if back is not None:
                 message = f"job {job}: a graceful hand-back was counted as a failed attempt"
                 found.append(Violation(check, message, (job,), (back, event.line)))
-        elif event.ev == "dead" and counted.get(job, 0) != max_attempts:
+        elif event.ev == contract.DEAD and counted.get(job, 0) != max_attempts:
             message = (
                 f"job {job} declared dead after {counted.get(job, 0)} counted attempt(s), "
                 f"max_attempts is {max_attempts}"
@@ -229,11 +231,13 @@ def one_terminal(history: History, /, **_: Any) -> list[Violation]:
         return _unknown(check, "no events from the master: its log is missing or empty")
     ends: dict[int, list[HistoryEvent]] = {}
     found: list[Violation] = []
-    for event in history.select(("job_submitted", "result_accepted", "dead"), src=MASTER):
+    for event in history.select(
+        (contract.JOB_SUBMITTED, contract.RESULT_ACCEPTED, contract.DEAD), src=MASTER
+    ):
         job = event.job
         if job is None:
             continue
-        if event.ev == "job_submitted":
+        if event.ev == contract.JOB_SUBMITTED:
             ends[job] = []
             continue
         seen = ends.setdefault(job, [])
@@ -281,10 +285,12 @@ def batch_shape(history: History, /, *, batch_size: int | None = None, **_: Any)
             found.append(Violation(check, message, tuple(sorted(jobs)), lines))
     open_batch: int | None = None
     leased: set[int] = set()
-    for event in history.select(("batch_opened", "batch_closed", "leased"), src=MASTER):
-        if event.ev == "batch_opened":
+    for event in history.select(
+        (contract.BATCH_OPENED, contract.BATCH_CLOSED, contract.LEASED), src=MASTER
+    ):
+        if event.ev == contract.BATCH_OPENED:
             open_batch, leased = event.get("batch"), set()
-        elif event.ev == "batch_closed":
+        elif event.ev == contract.BATCH_CLOSED:
             open_batch = None
         elif open_batch is not None and event.job is not None:
             leased.add(event.job)
@@ -305,7 +311,7 @@ def _stated(history: History, key: str, given: float | None) -> float | None:
     """``given`` (the scenario's word), else what the master said at ``master_ready``."""
     if given is not None:
         return given
-    for ready in reversed(history.select("master_ready", src=MASTER)):
+    for ready in reversed(history.select(contract.MASTER_READY, src=MASTER)):
         value = ready.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             return float(value)
@@ -380,18 +386,18 @@ def no_spurious_expiry(
     """No lease expires while its holder is alive, not paused and not partitioned (nor on
     a toxic network): a heartbeating worker keeps its leases however long the job runs."""
     check = "no_spurious_expiry"
-    if not history.select("leased", src=MASTER):
+    if not history.select(contract.LEASED, src=MASTER):
         return _unknown(check, "no lease in the master's log")
     if not history.select(src=HARNESS):
         return _unknown(check, "no harness events: which faults were applied is unknown")
     faults = _faults(history)
     window = _stated(history, "lease_timeout_s", lease_timeout_s) or 0.0
     found: list[Violation] = []
-    for event in history.select("lease_expired", src=MASTER):
+    for event in history.select(contract.LEASE_EXPIRED, src=MASTER):
         worker = str(event.get("worker"))
         if faults.disturbed(worker, event.t - window - _EXPIRY_SLACK_S, event.t):
             continue
-        if any(e.ev == "worker_exit" and e.t <= event.t for e in history.select(src=worker)):
+        if any(e.ev == contract.WORKER_EXIT and e.t <= event.t for e in history.select(src=worker)):
             continue
         message = f"lease of job {event.job} expired while its holder {worker} was healthy"
         jobs = () if event.job is None else (event.job,)
@@ -408,20 +414,28 @@ def first_result_wins(history: History, /, **_: Any) -> list[Violation]:
     needs another run. From the master's log (a drop before any terminal) and from the
     workers' (a finished attempt that could report long before the job's terminal)."""
     check = "first_result_wins"
-    completions = [e for e in history.select("completed") if e.src != MASTER and e.job is not None]
+    completions = [
+        e for e in history.select(contract.COMPLETED) if e.src != MASTER and e.job is not None
+    ]
     if not completions:
         return _unknown(check, "no worker logged a finished job")
     found: list[Violation] = []
     first_end: dict[int, HistoryEvent] = {}
     for event in history.select(
-        ("job_submitted", "result_accepted", "dead", "duplicate_dropped"), src=MASTER
+        (
+            contract.JOB_SUBMITTED,
+            contract.RESULT_ACCEPTED,
+            contract.DEAD,
+            contract.DUPLICATE_DROPPED,
+        ),
+        src=MASTER,
     ):
         job = event.job
         if job is None:
             continue
-        if event.ev == "job_submitted":
+        if event.ev == contract.JOB_SUBMITTED:
             first_end.pop(job, None)
-        elif event.ev == "duplicate_dropped":
+        elif event.ev == contract.DUPLICATE_DROPPED:
             if job not in first_end and event.get("ok", True) is True:
                 message = f"job {job}: a result was dropped before the job had any terminal result"
                 found.append(Violation(check, message, (job,), (event.line,)))
@@ -429,13 +443,13 @@ def first_result_wins(history: History, /, **_: Any) -> list[Violation]:
             first_end.setdefault(job, event)
     faults = _faults(history)
     by_worker: dict[str, list[HistoryEvent]] = {}
-    for event in history.select(("started", "completed", "runner_killed")):
+    for event in history.select((contract.STARTED, contract.COMPLETED, contract.RUNNER_KILLED)):
         by_worker.setdefault(event.src, []).append(event)
     for done in completions:
         end = first_end.get(done.job)  # type: ignore[arg-type]
         if done.get("ok") is not True or end is None or end.t <= done.t:
             continue
-        if end.ev == "result_accepted" and (end.get("worker"), end.get("attempt")) == (
+        if end.ev == contract.RESULT_ACCEPTED and (end.get("worker"), end.get("attempt")) == (
             done.src,
             done.get("attempt"),
         ):
@@ -461,8 +475,8 @@ def _sent_by(events: list[HistoryEvent], done: HistoryEvent) -> float:
     """When the job process had sent the outcome of ``done`` at the latest: outcomes of
     short jobs wait for the next job of the lease, so by that job's end."""
     after = [e for e in events if e.t > done.t or (e.t == done.t and e.line > done.line)]
-    if after and after[0].ev == "started":
-        ends = [e for e in after[1:] if e.ev != "started"]
+    if after and after[0].ev == contract.STARTED:
+        ends = [e for e in after[1:] if e.ev != contract.STARTED]
         return ends[0].t if ends else math.inf
     return done.t
 
@@ -478,7 +492,7 @@ def time_limits(
     check = "time_limits"
     slack = DEFAULT_TIME_LIMIT_SLACK_S if time_limit_slack_s is None else time_limit_slack_s
     limits: dict[int, float] = {}
-    for event in history.select("job_submitted", src=MASTER):
+    for event in history.select(contract.JOB_SUBMITTED, src=MASTER):
         limit = event.get("time_limit_s")
         if event.job is not None and isinstance(limit, int | float) and limit > 0:
             limits[event.job] = float(limit)
@@ -486,13 +500,15 @@ def time_limits(
     found: list[Violation] = []
     runs = 0
     by_worker: dict[str, list[HistoryEvent]] = {}
-    for event in history.select(("started", "completed", "runner_killed", "worker_exit")):
+    for event in history.select(
+        (contract.STARTED, contract.COMPLETED, contract.RUNNER_KILLED, contract.WORKER_EXIT)
+    ):
         if event.src != MASTER:
             by_worker.setdefault(event.src, []).append(event)
     for worker, events in by_worker.items():
         for index, start in enumerate(events):
             job = start.job
-            if start.ev != "started" or job not in limits:
+            if start.ev != contract.STARTED or job not in limits:
                 continue
             limit = limits[job]
             end = _end_of_run(events[index + 1 :], start)
@@ -511,12 +527,12 @@ def time_limits(
                 continue
             ran = end.t - start.t
             lines = (start.line, end.line)
-            limit_kill = end.ev == "runner_killed" and end.get("time_limit_s") is not None
+            limit_kill = end.ev == contract.RUNNER_KILLED and end.get("time_limit_s") is not None
             if limit_kill and ran < limit - _CLOCK_TOLERANCE_S:
                 message = f"job {job} killed after {ran:.3f} s of its own, its limit is {limit:g} s"
                 found.append(Violation(check, message, (job,), lines))
             if ran > limit + slack:
-                what = "killed" if end.ev == "runner_killed" else "ran"
+                what = "killed" if end.ev == contract.RUNNER_KILLED else "ran"
                 message = (
                     f"job {job} {what} after {ran:.3f} s, its limit is {limit:g} s (+{slack:g})"
                 )
@@ -530,9 +546,9 @@ def _end_of_run(later: list[HistoryEvent], start: HistoryEvent) -> HistoryEvent 
     """The event that ended the run ``start`` began: its completion, a kill blamed on it,
     the next job's start (it died unblamed) or the worker's exit."""
     for event in later:
-        if event.ev in ("completed", "runner_killed") and event.job == start.job:
+        if event.ev in (contract.COMPLETED, contract.RUNNER_KILLED) and event.job == start.job:
             return event
-        if event.ev in ("started", "worker_exit"):
+        if event.ev in (contract.STARTED, contract.WORKER_EXIT):
             return event
     return None
 
