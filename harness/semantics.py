@@ -355,13 +355,10 @@ def recovery_latency(
                 continue
             end = math.inf if lease.t_end is None else lease.t_end
             if path == "expiry":
-                # The holder came back in time and kept (or finished) its lease: nothing to recover.
-                if faults.resumed_after(target, fault.t) <= fault.t + bound and (
-                    lease.end in ("completed", "open") or end > fault.t + bound
-                ):
-                    continue
                 if lease.end == "completed":
-                    continue
+                    continue  # its holder's own result ended it: nothing to recover
+                if faults.resumed_after(target, fault.t) <= fault.t + bound < end:
+                    continue  # the holder was back within the bound and kept its lease
             latency = end - fault.t
             label = f"job {lease.job} of {target} after {action} ({path} path)"
             measured.append(f"{label}: {latency:.3f} s")
@@ -414,9 +411,7 @@ def first_result_wins(history: History, /, **_: Any) -> list[Violation]:
     needs another run. From the master's log (a drop before any terminal) and from the
     workers' (a finished attempt that could report long before the job's terminal)."""
     check = "first_result_wins"
-    completions = [
-        e for e in history.select(contract.COMPLETED) if e.src != MASTER and e.job is not None
-    ]
+    completions = [e for e in history.select(contract.COMPLETED) if e.src != MASTER]
     if not completions:
         return _unknown(check, "no worker logged a finished job")
     found: list[Violation] = []
@@ -446,8 +441,9 @@ def first_result_wins(history: History, /, **_: Any) -> list[Violation]:
     for event in history.select((contract.STARTED, contract.COMPLETED, contract.RUNNER_KILLED)):
         by_worker.setdefault(event.src, []).append(event)
     for done in completions:
-        end = first_end.get(done.job)  # type: ignore[arg-type]
-        if done.get("ok") is not True or end is None or end.t <= done.t:
+        job = done.job
+        end = None if job is None else first_end.get(job)
+        if job is None or done.get("ok") is not True or end is None or end.t <= done.t:
             continue
         if end.ev == contract.RESULT_ACCEPTED and (end.get("worker"), end.get("attempt")) == (
             done.src,
@@ -463,11 +459,11 @@ def first_result_wins(history: History, /, **_: Any) -> list[Violation]:
         ):
             continue  # its report may never have left
         message = (
-            f"job {done.job}: {done.src}'s ok result of attempt {done.get('attempt')} could "
+            f"job {job}: {done.src}'s ok result of attempt {done.get('attempt')} could "
             f"reach the master by t={reportable:.3f}, yet the job's terminal came at "
             f"t={end.t:.3f} from another attempt"
         )
-        found.append(Violation(check, message, (done.job,), (done.line, end.line)))  # type: ignore[arg-type]
+        found.append(Violation(check, message, (job,), (done.line, end.line)))
     return found
 
 
