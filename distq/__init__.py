@@ -11,6 +11,7 @@ Layering, from the core outwards:
   protocol  the manager class, proxy and client connection both sides share
   runner    the worker's child process that runs jobs under a time limit
   service   the board behind one lock: what workers and clients call
+  door      the handshake door policy: per-address limits, slow-down, refusal counts
   output    the results file, one JSON line per terminal result
   server    the manager server: connections, bounded handshakes, the served callable
   master    the master process: start, READY line, main loop, shutdown, signals

@@ -7,16 +7,24 @@ documented exit code is in ``distq.errors``. The authkey never comes from argv.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import json
 import os
 import signal
+import stat
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from distq.errors import EXIT_INTERRUPTED, EXIT_USAGE, DistqError, UsageError
+from distq.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    MIN_AUTHKEY_BYTES,
+    DistqError,
+    UsageError,
+    weak_key_message,
+)
 from distq.jobsfile import JobSpec, read_jobs_file
 from distq.protocol import parse_address
 from distq.submissions import DEFAULT_WINDOW
@@ -25,6 +33,8 @@ from distq.worker import WorkerConfig, default_worker_name, run_worker
 __all__ = ["main"]
 
 AUTHKEY_ENV = "DISTQ_AUTHKEY"
+MAX_COUNT = 10_000_000  # --count: more would not fit in memory as jobs
+MAX_KEY_FILE_BYTES = 4096
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -36,10 +46,14 @@ exit codes:
   5    worker: lost the master mid-run (closed, killed, or silent for --rpc-timeout-s),
        and it did not come back within --reconnect-s
   6    worker: the peer accepted the connection but never answered the handshake
+  7    worker: the master stayed busy (too many handshakes pending) for --connect-timeout-s
+  8    master: cannot write --results or --events (e.g. disk full); it stops serving and
+       prints the accepted results it could not write on stderr
   130  interrupted (Ctrl-C)
 
 The authkey is read from the environment variable DISTQ_AUTHKEY or from --authkey-file,
-never from the command line. distq exchanges pickles: anyone holding the key can run
+never from the command line, and must be at least 16 bytes (make one with
+python -c 'import secrets; print(secrets.token_hex(16))'). Jobs never see it. distq exchanges pickles: anyone holding the key can run
 code on the master and the workers. Keep the key secret and bind to loopback unless the
 network is trusted.
 """
@@ -53,6 +67,20 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        options, extras = self.parse_known_args(args, namespace)
+        if extras:
+            # Never echo what was not understood: "--auth-key SECRET" is a key on a screen.
+            names = sorted({arg.split("=", 1)[0] for arg in extras if arg.startswith("-")})
+            values = sum(1 for arg in extras if not arg.startswith("-"))
+            shown = ", ".join(names) if names else "none"
+            self.error(
+                f"unrecognized options: {shown} (and {values} other argument(s), not shown)"
+                if values
+                else f"unrecognized options: {shown}"
+            )
+        return options
 
 
 def _positive_float(text: str) -> float:
@@ -95,6 +123,20 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range 0-65535")
+    return value
+
+
+def _job_count(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than {MAX_COUNT} jobs")
+    return value
+
+
 def _address(text: str) -> tuple[str, int]:
     try:
         return parse_address(text)
@@ -115,7 +157,7 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--count",
-        type=_non_negative_int,
+        type=_job_count,
         default=10,
         help="with --task: how many jobs (default 10)",
     )
@@ -168,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     master.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     master.add_argument(
         "--port",
-        type=_non_negative_int,
+        type=_port,
         default=0,
         help="port to bind (default 0: any free port, reported on the READY line)",
     )
@@ -285,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     submit.add_argument(
-        "--connect", required=True, metavar="HOST:PORT", help="the master's address"
+        "--connect", required=True, type=_address, metavar="HOST:PORT", help="the master's address"
     )
     _add_job_options(submit)
     submit.add_argument("--close", action="store_true", help="then close submissions")
@@ -308,14 +350,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_authkey(path: str | None) -> bytes:
-    if path is not None:
-        try:
-            key = Path(path).read_bytes().rstrip(b"\r\n")
-        except OSError as exc:
-            raise UsageError(f"cannot read --authkey-file {path}: {exc.strerror or exc}") from None
-        if not key:
-            raise UsageError(f"--authkey-file {path} is empty")
-        return key
+    """The key from ``path`` or ``$DISTQ_AUTHKEY``; at least ``MIN_AUTHKEY_BYTES``."""
+    key = _read_key_file(path) if path is not None else _read_key_env()
+    if len(key) < MIN_AUTHKEY_BYTES:
+        raise UsageError(weak_key_message(len(key)))
+    return key
+
+
+def _read_key_file(path: str) -> bytes:
+    try:
+        # O_NONBLOCK: opening a FIFO nobody writes to must not hang; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UsageError(f"cannot read --authkey-file {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"--authkey-file {path} is not a regular file")
+        key = handle.read(MAX_KEY_FILE_BYTES + 1).rstrip(b"\r\n")
+    if len(key) > MAX_KEY_FILE_BYTES:
+        raise UsageError(f"--authkey-file {path} is over {MAX_KEY_FILE_BYTES} bytes: not a key")
+    if not key:
+        raise UsageError(f"--authkey-file {path} is empty")
+    return key
+
+
+def _read_key_env() -> bytes:
     value = os.environ.get(AUTHKEY_ENV)
     if value is None:
         raise UsageError(
@@ -323,6 +382,8 @@ def read_authkey(path: str | None) -> bytes:
         )
     if not value:
         raise UsageError(f"{AUTHKEY_ENV} is set but empty")
+    # Read once, then gone: the jobs this process runs never see it in their environment.
+    del os.environ[AUTHKEY_ENV]
     return os.fsencode(value)
 
 
@@ -390,10 +451,12 @@ def _master(options: argparse.Namespace) -> int:
             journal_path=options.journal,
             journal_fsync=options.journal_fsync,
             results_path=options.results,
+            results_name=options.results or "stdout",
         )
     finally:
         if results is not sys.stdout:
-            results.close()
+            with contextlib.suppress(OSError):  # a full disk was already reported
+                results.close()
 
 
 def _jobs_from(options: argparse.Namespace) -> list[JobSpec]:

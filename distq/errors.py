@@ -10,17 +10,23 @@ __all__ = [
     "EXIT_AUTH_REJECTED",
     "EXIT_HANDSHAKE_TIMEOUT",
     "EXIT_INTERRUPTED",
+    "EXIT_MASTER_BUSY",
     "EXIT_MASTER_LOST",
     "EXIT_NO_MASTER",
     "EXIT_OK",
+    "EXIT_OUTPUT_FAILED",
     "EXIT_USAGE",
+    "MIN_AUTHKEY_BYTES",
     "AuthRejected",
     "DistqError",
     "HandshakeTimeout",
+    "MasterBusy",
     "MasterLost",
     "MasterUnreachable",
+    "OutputFailed",
     "SubmissionRefused",
     "UsageError",
+    "weak_key_message",
 ]
 
 EXIT_OK = 0
@@ -29,7 +35,21 @@ EXIT_AUTH_REJECTED = 3  # the master refused our authkey
 EXIT_NO_MASTER = 4  # nothing accepted a connection at the address
 EXIT_MASTER_LOST = 5  # the master went away (or stopped answering) mid-run
 EXIT_HANDSHAKE_TIMEOUT = 6  # something accepted the connection but never answered the handshake
+EXIT_MASTER_BUSY = 7  # the master kept turning us away: too many handshakes pending
+EXIT_OUTPUT_FAILED = 8  # the master could not write its results or events (disk full, ...)
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT
+
+#: A shorter key falls to guessing (pickle from anyone holding it runs code): refused
+#: on every address, loopback too.
+MIN_AUTHKEY_BYTES = 16
+
+
+def weak_key_message(length: int) -> str:
+    return (
+        f"the authkey is {length} bytes; it must be at least {MIN_AUTHKEY_BYTES} (make one "
+        "with: python -c 'import secrets; print(secrets.token_hex(16))' > key; chmod 600 key; "
+        "then --authkey-file key)"
+    )
 
 
 class DistqError(Exception):
@@ -76,3 +96,11 @@ class SubmissionRefused(DistqError):
     @property
     def job_ids(self) -> list[int]:
         return [job_id for job_id, _ in self.refusals]
+
+
+class MasterBusy(DistqError):
+    exit_code = EXIT_MASTER_BUSY
+
+
+class OutputFailed(DistqError):
+    exit_code = EXIT_OUTPUT_FAILED

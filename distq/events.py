@@ -53,6 +53,7 @@ EVENT_NAMES = frozenset(
         "runner_killed",
         "auth_rejected",
         "handshake_timeout",
+        "accept_failed",
         "fault",
     }
 )
@@ -86,6 +87,7 @@ class EventLog:
         self.path = None if path is None else Path(path)
         self._fd: int | None = None
         self._lock = threading.Lock()
+        self.error: OSError | None = None  # the first failed write; later ones are dropped
         if self.path is not None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
@@ -120,12 +122,17 @@ class EventLog:
     def _write_lines(self, lines: list[str]) -> None:
         payload = ("\n".join(lines) + "\n").encode()
         with self._lock:
-            if self._fd is None:
+            if self._fd is None or self.error is not None:
                 return
             view = memoryview(payload)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+            try:
+                while view:
+                    written = os.write(self._fd, view)
+                    view = view[written:]
+            except OSError as exc:
+                # A full disk: a caller (a worker's call, the server) must not fail for
+                # it; the owner checks ``error`` and stops.
+                self.error = exc
 
     def size(self) -> int:
         """The log's size in bytes (0 without a file)."""

@@ -9,7 +9,6 @@ connections and handshakes), ``output`` (the results file), ``journal`` (with
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
 import sys
@@ -19,7 +18,14 @@ from pathlib import Path
 from typing import TextIO
 
 from distq.board import JobBoard
-from distq.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
+from distq.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    MIN_AUTHKEY_BYTES,
+    OutputFailed,
+    UsageError,
+    weak_key_message,
+)
 from distq.events import EventLog
 from distq.jobsfile import JobSpec
 from distq.journal import Journal, jobs_digest, resume_outputs
@@ -28,16 +34,7 @@ from distq.protocol import format_address
 from distq.server import ServedManager
 from distq.service import BoardService, MasterConfig
 
-__all__ = ["BoardService", "JobSpec", "MasterConfig", "is_loopback", "run_master"]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+__all__ = ["BoardService", "JobSpec", "MasterConfig", "run_master"]
 
 
 def run_master(
@@ -51,6 +48,7 @@ def run_master(
     journal_path: str | None = None,
     journal_fsync: bool = False,
     results_path: str | None = None,
+    results_name: str = "stdout",
 ) -> int:
     """Serve ``jobs`` until each has its terminal result. Returns the exit code.
 
@@ -59,11 +57,8 @@ def run_master(
     what reached it)."""
     if not authkey:
         raise UsageError("the authkey is empty; set DISTQ_AUTHKEY or use --authkey-file")
-    if not is_loopback(config.host) and len(authkey) < 16:
-        raise UsageError(
-            f"refusing to bind {config.host} (not loopback) with an authkey shorter than "
-            "16 bytes: anyone who guesses it can run code here (pickle)"
-        )
+    if len(authkey) < MIN_AUTHKEY_BYTES:
+        raise UsageError(weak_key_message(len(authkey)))
     specs = list(jobs)
     digest = jobs_digest((s.task, s.args, s.job_id, s.time_limit_s) for s in specs)
     journal = None
@@ -72,7 +67,9 @@ def run_master(
             journal_path, digest=digest, batch_size=config.batch_size, fsync=journal_fsync
         )
     try:
-        return _serve(config, authkey, specs, results, ready, events_path, journal, results_path)
+        return _serve(
+            config, authkey, specs, results, ready, events_path, journal, results_path, results_name
+        )
     finally:
         if journal is not None:
             journal.close()
@@ -87,6 +84,7 @@ def _serve(
     events_path: str | None,
     journal: Journal | None,
     results_path: str | None,
+    results_name: str,
 ) -> int:
     log = EventLog(events_path, "master")
     board = JobBoard(
@@ -119,6 +117,20 @@ def _serve(
 
     def results_size() -> int:
         return 0 if results_file is None else results_file.stat().st_size
+
+    def checked_flush() -> None:
+        sink.flush()
+        if sink.error is not None or log.error is not None:
+            # No journal checkpoint then: what was not written must be found again.
+            raise _OutputDown
+
+    def sync_outputs() -> bool:
+        """Flush the outputs (with a journal, checkpoint them); False once one failed."""
+        try:
+            service.sync_outputs(checked_flush, results_size)
+        except _OutputDown:
+            return False
+        return True
 
     rejoining: set[str] = set()  # workers of the last incarnation that may come back
     if journal is not None and restored is not None:
@@ -153,7 +165,7 @@ def _serve(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         service.flush()  # the submissions' events go out before READY
-        service.sync_outputs(sink.flush, results_size)
+        sync_outputs()
         server.attach(service, log)
         address = format_address(server.address)
         resumed = {} if journal is None else {"resumed": restored is not None}
@@ -171,7 +183,8 @@ def _serve(
         while not interrupted:
             if service.tick():
                 break
-            service.sync_outputs(sink.flush, results_size)
+            if not sync_outputs():
+                break  # a full disk: stop handing out work whose results would be lost
             time.sleep(config.tick_s)
         service.stop()
         grace_end = time.monotonic() + config.shutdown_grace_s
@@ -192,7 +205,7 @@ def _serve(
         ):
             time.sleep(0.02)
         server.close()
-        service.sync_outputs(sink.flush, results_size)
+        sync_outputs()
         log.write(
             "master_stopped",
             results=sink.count,
@@ -211,6 +224,7 @@ def _serve(
             f"{board.requeues} requeued, {board.duplicates} duplicates dropped{window}",
             file=sys.stderr,
         )
+        _raise_output_failure(sink, log, results_name, events_path)
         if interrupted:
             return EXIT_INTERRUPTED
         return EXIT_OK
@@ -219,3 +233,30 @@ def _serve(
             signal.signal(sig, handler)
         server.detach()
         log.close()
+
+
+class _OutputDown(Exception):
+    """A write to the results or the event log failed (a full disk)."""
+
+
+def _raise_output_failure(
+    sink: ResultSink, log: EventLog, results_name: str, events_path: str | None
+) -> None:
+    """After a failed write, one line for the person, and the accepted results that
+    were not written, as JSON lines on stderr: none is lost."""
+    if sink.error is None and log.error is None:
+        return
+    if sink.unwritten:
+        sys.stderr.write("".join(sink.unwritten))
+        sys.stderr.flush()
+    if sink.error is not None:
+        what = f"--results {results_name}: {sink.error.strerror or sink.error}"
+    else:
+        assert log.error is not None
+        what = f"--events {events_path}: {log.error.strerror or log.error}"
+    kept = (
+        f"the {len(sink.unwritten)} accepted results not written there are on stderr above"
+        if sink.unwritten
+        else "every accepted result was written"
+    )
+    raise OutputFailed(f"cannot write {what}; stopped serving; {kept}")

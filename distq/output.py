@@ -43,17 +43,32 @@ _encode_str = encode_basestring_ascii  # what that encoder uses for every string
 
 
 class ResultSink:
-    """Terminal results as JSON lines, flushed by the main loop and at exit."""
+    """Terminal results as JSON lines, written by the main loop's ``flush`` and at exit.
+
+    A write that fails (a full disk) never reaches the worker that reported: the lines
+    not known to be written are kept in ``unwritten`` and the failure in ``error``, so
+    the master can stop and hand them over instead of losing them.
+    """
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.count = 0
         self.failed = 0
+        self.unwritten: list[str] = []
+        self.error: OSError | None = None
 
     def __call__(self, results: list[Result]) -> None:
         self.count += len(results)
         self.failed += sum(not result.ok for result in results)
-        self.stream.write("".join([result_line(result) for result in results]))
+        self.unwritten.extend([result_line(result) for result in results])
 
     def flush(self) -> None:
-        self.stream.flush()
+        if self.error is not None or not self.unwritten:
+            return
+        try:
+            self.stream.write("".join(self.unwritten))
+            self.stream.flush()
+        except OSError as exc:
+            self.error = exc
+        else:
+            self.unwritten.clear()

@@ -19,12 +19,23 @@ from distq.jobs import WireJob, WireResult
 from distq.submissions import Refusal, WireOutcome, WireSubmission
 
 __all__ = [
+    "BUSY",
     "BoardProxy",
     "DistqManager",
+    "MasterBusyError",
     "authenticated_client",
     "parse_address",
     "set_recv_timeout",
 ]
+
+#: The frame a master sends instead of its challenge when it takes no more handshakes
+#: (from this address, or at all) for now; a worker retries within its connect timeout.
+BUSY = b"#BUSY#"
+
+
+class MasterBusyError(ConnectionError):
+    """The master turned the connection away for now: too many handshakes pending."""
+
 
 #: Seconds a client waits for any single reply once connected; the server side uses
 #: its own handshake timeout.
@@ -95,7 +106,10 @@ def authenticated_client(
         sock.close()
     try:
         if authkey is not None:
-            connection.answer_challenge(conn, authkey)
+            first = conn.recv_bytes(256)
+            if first == BUSY:
+                raise MasterBusyError("the master is busy: too many handshakes pending")
+            connection.answer_challenge(_Replay(conn, first), authkey)  # type: ignore[arg-type]
             connection.deliver_challenge(conn, authkey)
     except BlockingIOError:
         conn.close()
@@ -110,6 +124,23 @@ def authenticated_client(
         set_recv_timeout(view, ClientSettings.rpc_timeout_s)
         view.detach()
     return conn
+
+
+class _Replay:
+    """A connection whose first frame was already read: hands it out once more."""
+
+    def __init__(self, conn: connection.Connection, first: bytes) -> None:
+        self._conn = conn
+        self._first: bytes | None = first
+
+    def recv_bytes(self, maxlength: int | None = None) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return self._conn.recv_bytes(maxlength)
+
+    def send_bytes(self, buf: bytes) -> None:
+        self._conn.send_bytes(buf)
 
 
 class BoardProxy(BaseProxy):

@@ -25,13 +25,20 @@ from distq.errors import (
     AuthRejected,
     DistqError,
     HandshakeTimeout,
+    MasterBusy,
     MasterLost,
     MasterUnreachable,
     UsageError,
 )
 from distq.events import EventLog
 from distq.jobs import Result, WireJob, result_to_wire
-from distq.protocol import BoardProxy, ClientSettings, DistqManager, format_address
+from distq.protocol import (
+    BoardProxy,
+    ClientSettings,
+    DistqManager,
+    MasterBusyError,
+    format_address,
+)
 from distq.runner import JobRunner
 
 __all__ = ["WorkerConfig", "run_worker"]
@@ -100,6 +107,11 @@ def _connect(
         except (ConnectionError, OSError, EOFError) as exc:
             if stop is not None and stop.signum is not None:
                 raise _Interrupted(stop.signum, "while connecting to the master") from None
+            if time.monotonic() + delay_s > give_up_at and isinstance(exc, MasterBusyError):
+                raise MasterBusy(
+                    f"the master at {where} was busy (too many handshakes pending) "
+                    f"for {within_s:g} s; try again later or raise --connect-timeout-s"
+                ) from None
             if time.monotonic() + delay_s > give_up_at:
                 reason = getattr(exc, "strerror", None) or type(exc).__name__
                 raise MasterUnreachable(

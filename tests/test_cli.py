@@ -17,8 +17,11 @@ from distq.cli import build_parser
 pytestmark = pytest.mark.processes
 
 
+KEY = "cli-test-key-0123456789"
+
+
 def distq(
-    *args: str, key: str | None = "k", timeout_s: float = 60
+    *args: str, key: str | None = KEY, timeout_s: float = 60
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DISTQ_AUTHKEY"}
     if key is not None:
@@ -87,9 +90,13 @@ def test_unreadable_jobs_file(tmp_path: Path) -> None:
         ('{"task": "square", "args": 3}', ":2: 'args' must be a list, got 3"),
         (
             '{"task": "square", "time_limit_s": -1}',
-            ":2: 'time_limit_s' must be a number > 0, got -1",
+            ":2: 'time_limit_s' must be a finite number > 0, got -1",
         ),
-        ('{"task": "square", "id": 0}', ":2: duplicate job id 0"),
+        ('{"task": "square", "time_limit_s": NaN}', ":2: 'time_limit_s' must be a finite"),
+        ('{"task": "square", "time_limit_s": Infinity}', ":2: 'time_limit_s' must be a finite"),
+        ('{"task": "square", "id": 0}', ":2: job id 0 is already taken"),
+        ('{"task": "square"}\n{"task": "square", "id": 1}', ":3: job id 1 is already taken"),
+        ("[" * 3000 + "]" * 3000, ":2: nested too deeply"),
     ],
 )
 def test_malformed_jobs_file(tmp_path: Path, line: str, message: str) -> None:
@@ -107,6 +114,10 @@ def test_malformed_jobs_file(tmp_path: Path, line: str, message: str) -> None:
         (["worker"], "the following arguments are required: --connect"),
         (["worker", "--connect", "localhost"], "is not HOST:PORT"),
         (["worker", "--connect", "127.0.0.1:99999"], "out of range"),
+        (["master", "--task", "square", "--port", "99999"], "'99999' is out of range 0-65535"),
+        (["master", "--task", "square", "--port", "65536"], "'65536' is out of range 0-65535"),
+        (["submit", "--connect", "nohost", "--close"], "address 'nohost' is not HOST:PORT"),
+        (["master", "--task", "square", "--count", "10" * 10], "is more than 10000000 jobs"),
         (["bogus"], "invalid choice: 'bogus'"),
     ],
 )
@@ -114,12 +125,15 @@ def test_bad_options(args: list[str], message: str) -> None:
     one_line_error(distq(*args), 2, message)
 
 
-def test_non_loopback_bind_needs_a_strong_key() -> None:
-    one_line_error(
-        distq("master", "--task", "square", "--host", "0.0.0.0", key="short"),
-        2,
-        "refusing to bind 0.0.0.0",
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+@pytest.mark.parametrize("command", ["master", "worker"])
+def test_a_short_key_is_refused_on_every_address(host: str, command: str) -> None:
+    where = (
+        ["--task", "square", "--host", host] if command == "master" else ["--connect", f"{host}:1"]
     )
+    done = distq(command, *where, key="fifteen-bytes!!")
+    one_line_error(done, 2, "the authkey is 15 bytes; it must be at least 16")
+    assert "secrets.token_hex(16)" in done.stderr
 
 
 def test_nothing_listening(tmp_path: Path) -> None:
@@ -193,3 +207,36 @@ def test_sigterm_while_connecting_ends_the_worker_at_once(tmp_path: Path) -> Non
             worker.wait()
     assert worker.returncode == 0
     assert stderr == "distq worker w: stopped by signal 15 while connecting to the master\n"
+
+
+@pytest.mark.parametrize("typo", [["--auth-key", "SECRET-VALUE"], ["--auth-key=SECRET-VALUE"]])
+def test_a_misspelt_option_never_echoes_its_value(typo: list[str]) -> None:
+    done = distq("master", "--task", "square", *typo)
+    one_line_error(done, 2, "unrecognized options: --auth-key")
+    assert "SECRET-VALUE" not in done.stderr + done.stdout
+
+
+def test_a_jobs_file_that_is_not_utf8(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_bytes(b'{"task": "square"}\n{"task": "sq\xffuare"}\n')
+    one_line_error(distq("master", "--jobs", str(jobs)), 2, f"{jobs}:2: not UTF-8 (byte 0xff)")
+
+
+def test_a_key_file_that_is_a_device_or_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    one_line_error(
+        distq("master", "--task", "square", "--authkey-file", "/dev/zero"),
+        2,
+        "--authkey-file /dev/zero is not a regular file",
+    )
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)
+    one_line_error(
+        distq("worker", "--connect", "127.0.0.1:1", "--authkey-file", str(fifo), timeout_s=20),
+        2,
+        f"--authkey-file {fifo} is not a regular file",
+    )
+    big = tmp_path / "big.key"
+    big.write_bytes(b"k" * 10_000)
+    one_line_error(
+        distq("master", "--task", "square", "--authkey-file", str(big)), 2, "is over 4096 bytes"
+    )

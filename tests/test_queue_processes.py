@@ -185,7 +185,7 @@ def test_batches_of_ten_never_overlap(tmp_path: Path) -> None:
 
 def test_wrong_key_worker_is_rejected_and_the_master_keeps_serving(tmp_path: Path) -> None:
     with Cluster(tmp_path / "run", ["--task", "square", "--count", "20"]) as cluster:
-        intruder = cluster.add_worker("intruder", authkey=b"not-the-key")
+        intruder = cluster.add_worker("intruder", authkey=b"not-the-key-0123456789")
         assert intruder.wait(BOUND_S) == EXIT_AUTH_REJECTED
         cluster.add_worker()
         assert cluster.wait_master(BOUND_S) == 0
