@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,6 +67,7 @@ def run_demo(*, jobs: int = 200, workers: int = 3, job_delay_s: float = 0.02) ->
     )
     base = [sys.executable, "-m", "distq"]
     processes: list[subprocess.Popen[str]] = []
+    keep_run_dir = False  # removed at the end, unless something went wrong in it
     try:
         jobs_path = _write_jobs(run_dir, jobs, job_delay_s)
         master_argv = [*base, "master", "--jobs", str(jobs_path), "--results", str(results_path)]
@@ -75,6 +77,7 @@ def run_demo(*, jobs: int = 200, workers: int = 3, job_delay_s: float = 0.02) ->
         assert master.stdout is not None
         ready = master.stdout.readline().split()
         if len(ready) != 2 or ready[0] != "READY":
+            keep_run_dir = True
             raise DistqError(f"the master did not start; see {run_dir / 'master.log'}")
         address = ready[1]
         print(f"master at {address}, {jobs} jobs, {workers} workers, run directory {run_dir}")
@@ -92,6 +95,7 @@ def run_demo(*, jobs: int = 200, workers: int = 3, job_delay_s: float = 0.02) ->
         deadline = time.monotonic() + _BOUND_S
         while master.poll() is None:
             if time.monotonic() > deadline:
+                keep_run_dir = True
                 raise DistqError(f"the demo did not finish within {_BOUND_S:g} s; see {run_dir}")
             done = len(_results_by_job(results_path))
             requeued = sum(1 for e in read_events(events_path) if e["ev"] == "requeued")
@@ -113,12 +117,18 @@ def run_demo(*, jobs: int = 200, workers: int = 3, job_delay_s: float = 0.02) ->
             f"{jobs} jobs, {sum(counts.values())} results, {lost} lost, "
             f"{duplicated} duplicated, {requeued} requeued"
         )
-        return EXIT_OK if master.returncode == 0 and not lost and not duplicated else 1
+        ok = master.returncode == 0 and not lost and not duplicated
+        if not ok:
+            keep_run_dir = True
+            print(f"the run directory is kept for a look: {run_dir}")
+        return EXIT_OK if ok else 1
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
             process.wait()
+        if not keep_run_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _spawn(

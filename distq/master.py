@@ -214,6 +214,7 @@ def _serve(
             duplicates=board.duplicates,
             signal=interrupted[0] if interrupted else None,
         )
+        _raise_output_failure(sink, log, results_name, events_path)
         window = ""
         if service.first_lease_at is not None and service.last_result_at is not None:
             window_s = max(0.0, service.last_result_at - service.first_lease_at)
@@ -224,7 +225,6 @@ def _serve(
             f"{board.requeues} requeued, {board.duplicates} duplicates dropped{window}",
             file=sys.stderr,
         )
-        _raise_output_failure(sink, log, results_name, events_path)
         if interrupted:
             return EXIT_INTERRUPTED
         return EXIT_OK

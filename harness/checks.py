@@ -384,15 +384,16 @@ def auth(
         return [Violation(check, message, severity="unknown")]
     found: list[Violation] = []
     idle = [fault for fault in faults if fault.get("action") == "idle_sockets"]
+    # Past its first few refusals of one address the master logs counts (``count``).
     timeouts = history.select(contract.HANDSHAKE_TIMEOUT, src=MASTER)
-    if sum(map(_count, idle)) > len(timeouts):
-        message = (
-            f"{sum(map(_count, idle))} idle socket(s) but only {len(timeouts)} handshake_timeout"
-        )
+    timed_out = sum(map(_count, timeouts))
+    if sum(map(_count, idle)) > timed_out:
+        message = f"{sum(map(_count, idle))} idle socket(s) but only {timed_out} handshake_timeout"
         found.append(Violation(check, message, (), tuple(f.line for f in idle)))
     rejections = history.select(contract.AUTH_REJECTED, src=MASTER)
-    if len(rejections) < needed:
-        message = f"{needed} wrong-key attempt(s) but only {len(rejections)} auth_rejected"
+    rejected = sum(map(_count, rejections))
+    if rejected < needed:
+        message = f"{needed} wrong-key attempt(s) but only {rejected} auth_rejected"
         attempts = (*wrong_key_faults, *handshake_faults)
         lines = (*(fault.line for fault in attempts), *(event.line for event in rejections))
         found.append(Violation(check, message, (), lines))
@@ -410,8 +411,9 @@ def auth(
     return found
 
 
-def _count(fault: HistoryEvent) -> int:
-    count = fault.get("count", 1)
+def _count(event: HistoryEvent) -> int:
+    """A fault's ``count``, or how many refusals a master's summary line stands for."""
+    count = event.get("count", 1)
     return count if isinstance(count, int) and count > 0 else 1
 
 

@@ -145,7 +145,8 @@ class _Tracker:
         elif ev == contract.WORKER_JOINED:
             self.joined += 1
         elif ev == contract.AUTH_REJECTED:
-            self.rejected += 1
+            count = event.get("count", 1)  # a summary line counts several
+            self.rejected += count if isinstance(count, int) and count > 0 else 1
 
     def worker_event(self, event: dict[str, Any]) -> None:
         job = event.get("job")

@@ -35,3 +35,8 @@ def touch_and_sleep(marker: str, seconds: float) -> str:
     Path(marker).write_text(str(os.getpid()))
     time.sleep(seconds)
     return "slept"
+
+
+def getenv(name: str) -> str | None:
+    """What a job sees of its environment (the authkey must not be there)."""
+    return os.environ.get(name)

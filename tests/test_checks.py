@@ -580,7 +580,7 @@ def _ready_address(master: subprocess.Popen[str], timeout_s: float) -> str:
 
 @pytest.mark.processes
 def test_a_real_master_and_worker_pass_exactly_once_and_correct_values(tmp_path: Path) -> None:
-    env = {**os.environ, "DISTQ_AUTHKEY": "test-key", "DISTQ_T0": repr(time.monotonic())}
+    env = {**os.environ, "DISTQ_AUTHKEY": "test-key-0123456789", "DISTQ_T0": repr(time.monotonic())}
     distq = [sys.executable, "-m", "distq"]
     master_argv = [*distq, "master", "--task", "square", "--count", "20", "--batch-size", "8"]
     master_argv += ["--events", str(tmp_path / "master.events.jsonl")]

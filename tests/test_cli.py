@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -178,6 +179,8 @@ def test_demo_accounts_for_every_job() -> None:
     summary = done.stdout.strip().splitlines()[-1]
     assert summary.startswith("60 jobs, 60 results, 0 lost, 0 duplicated, ")
     assert "SIGKILL worker-" in done.stdout
+    [run_dir] = re.findall(r"run directory (\S+)", done.stdout)
+    assert not Path(run_dir).exists(), "the demo left its temporary directory behind"
 
 
 def test_sigterm_while_connecting_ends_the_worker_at_once(tmp_path: Path) -> None:
@@ -190,7 +193,7 @@ def test_sigterm_while_connecting_ends_the_worker_at_once(tmp_path: Path) -> Non
     events = tmp_path / "worker.events.jsonl"
     argv = [sys.executable, "-m", "distq", "worker", "--connect", f"127.0.0.1:{port}"]
     argv += ["--connect-timeout-s", "600", "--name", "w", "--events", str(events)]
-    env = {**os.environ, "DISTQ_AUTHKEY": "k"}
+    env = {**os.environ, "DISTQ_AUTHKEY": KEY}
     worker = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
     try:
         # Its job process is started after the signal handlers are in place, just before

@@ -284,7 +284,7 @@ def test_worker_gives_up_on_a_peer_that_never_answers_the_handshake(tmp_path: Pa
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        env = dict(os.environ, DISTQ_AUTHKEY="k")
+        env = dict(os.environ, DISTQ_AUTHKEY="handshake-test-key-0123")
         done = subprocess.run(
             [
                 sys.executable,
