@@ -18,6 +18,7 @@ Layering, from the core outwards:
   wire        relays that watch a BaseManager app: safe decoding, frames, history events
   systems     the System protocol, the kinds, one adapter each (only systems/distq.py imports distq)
   follow      follow event logs while they are written
+  reaper      a lifeline process: kills a run's processes when the harness dies, SIGKILL too
   cluster     spawn a system's processes as real processes; tear them down
   faults      fault actions, their triggers, the injector
   run         one run: cluster + faults + history + checks

@@ -27,6 +27,7 @@ from harness import systems
 from harness.contract import EPOCH_ENV, EVENTS_ENV, PROCESS_ENV, events_name
 from harness.follow import EventFollower, RunFollower, WaitTimeout
 from harness.proxy import FaultProxy
+from harness.reaper import Reaper
 from harness.systems import MASTER, WORKER, Observer, ProcessSpec, RunSetup, System
 from harness.systems.base import format_address, parse_address
 from harness.toxics import Toxic
@@ -247,6 +248,8 @@ class Cluster:
         self.proxies: dict[str, FaultProxy] = {}
         self.observers: list[Observer] = []
         self.on_proxy_event: Callable[..., None] | None = None
+        # Kills the run's processes if this process dies before its teardown (SIGKILL too).
+        self._reaper: Reaper | None = None
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -291,6 +294,8 @@ class Cluster:
         return env
 
     def _spawn(self, spec: ProcessSpec, setup: RunSetup) -> Proc:
+        if self._reaper is None:
+            self._reaper = Reaper(TAG_ENV, self.tag)
         launch = self.system.launch(spec, setup)
         argv = list(launch.argv)
         if argv and argv[0] in PYTHON_NAMES:
@@ -519,4 +524,8 @@ class Cluster:
             proxy.close()
         for observer in self.observers:
             observer.close()
-        return sweep(self.tag)
+        swept = sweep(self.tag)
+        if self._reaper is not None:
+            self._reaper.release()
+            self._reaper = None
+        return swept
