@@ -88,7 +88,10 @@ class ClientSettings:
 
 
 def authenticated_client(
-    address: tuple[str, int], family: str | None = None, authkey: bytes | None = None
+    address: tuple[str, int],
+    family: str | None = None,
+    authkey: bytes | None = None,
+    source_address: tuple[str, int] | None = None,
 ) -> connection.Connection:
     """Drop-in for ``multiprocessing.connection.Client`` over TCP, with bounded waits.
 
@@ -96,7 +99,9 @@ def authenticated_client(
     ``TimeoutError`` when the handshake is not answered in time, and
     ``AuthenticationError`` when the key is refused.
     """
-    sock = socket.create_connection(address, timeout=ClientSettings.connect_timeout_s)
+    sock = socket.create_connection(
+        address, timeout=ClientSettings.connect_timeout_s, source_address=source_address
+    )
     try:
         sock.setblocking(True)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -385,10 +385,17 @@ def auth(
     found: list[Violation] = []
     idle = [fault for fault in faults if fault.get("action") == "idle_sockets"]
     # Past its first few refusals of one address the master logs counts (``count``).
+    # An idle socket past its address's share of handshakes is turned away as busy.
     timeouts = history.select(contract.HANDSHAKE_TIMEOUT, src=MASTER)
-    timed_out = sum(map(_count, timeouts))
+    busy = [
+        e for e in history.select(contract.AUTH_REJECTED, src=MASTER) if e.get("kind") == "busy"
+    ]
+    timed_out = sum(map(_count, timeouts)) + sum(map(_count, busy))
     if sum(map(_count, idle)) > timed_out:
-        message = f"{sum(map(_count, idle))} idle socket(s) but only {timed_out} handshake_timeout"
+        message = (
+            f"{sum(map(_count, idle))} idle socket(s) but only {timed_out} handshake_timeout "
+            "or busy refusal"
+        )
         found.append(Violation(check, message, (), tuple(f.line for f in idle)))
     rejections = history.select(contract.AUTH_REJECTED, src=MASTER)
     rejected = sum(map(_count, rejections))

@@ -22,7 +22,7 @@ from typing import Any
 from harness import contract
 from harness.cluster import Cluster
 from harness.contract import ACTIONS, NETWORK_ACTIONS, TRIGGERS, EventWriter
-from harness.systems.base import WORKER, parse_address
+from harness.systems.base import WORKER, attack_source, parse_address
 from harness.toxics import Toxic
 
 __all__ = [
@@ -379,16 +379,22 @@ class FaultInjector:
             cluster.signal("master", signal.SIGKILL)
             cluster.master.popen.wait()
         elif fault.do == "idle_sockets":
-            for _ in range(fault.count):
+            address = parse_address(cluster.address)
+            for number in range(fault.count):
                 with suppress(OSError):
                     self._sockets.append(
-                        socket.create_connection(parse_address(cluster.address), timeout=5)
+                        socket.create_connection(
+                            address, timeout=5, source_address=attack_source(address, number)
+                        )
                     )
         elif fault.do == "garbage":
-            for _ in range(fault.count):
+            address = parse_address(cluster.address)
+            for number in range(fault.count):
                 with (
                     suppress(OSError),
-                    socket.create_connection(parse_address(cluster.address), timeout=5) as sock,
+                    socket.create_connection(
+                        address, timeout=5, source_address=attack_source(address, number)
+                    ) as sock,
                 ):
                     sock.sendall(self.rng.randbytes(self.rng.randint(1, 512)))
         elif fault.do == "bad_handshakes":

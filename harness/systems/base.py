@@ -28,6 +28,7 @@ __all__ = [
     "ProcessSpec",
     "RunSetup",
     "System",
+    "attack_source",
     "format_address",
     "parse_address",
 ]
@@ -178,6 +179,16 @@ def parse_address(text: str) -> tuple[str, int]:
     if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
         raise ValueError(f"address {text!r} is not HOST:PORT")
     return host.removeprefix("[").removesuffix("]"), int(port_text)
+
+
+def attack_source(master: tuple[str, int], number: int) -> tuple[str, int] | None:
+    """A source address for the ``number``-th attack connection on a master at
+    127.0.0.1: spread over 127.0.0.2-127.0.0.201, so each is a whole handshake the master
+    must refuse, not one a per-address limit turns away or slows down (a system may
+    have such limits; they are tested on their own)."""
+    if master[0] != "127.0.0.1":
+        return None
+    return (f"127.0.0.{2 + number % 200}", 0)
 
 
 def format_address(address: tuple[str, int]) -> str:

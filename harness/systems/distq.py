@@ -21,6 +21,7 @@ from harness import contract
 from harness.checks import CHECKS, Expect
 from harness.systems import Kind
 from harness.systems.base import (
+    attack_source,
     MASTER,
     WORKER,
     Event,
@@ -195,9 +196,12 @@ class DistqSystem:
         from distq.protocol import ClientSettings, authenticated_client, parse_address
 
         ClientSettings.handshake_timeout_s = 5.0
-        for _ in range(count):
+        master = parse_address(address)
+        for number in range(count):
             with suppress(AuthenticationError, OSError, EOFError):
-                authenticated_client(parse_address(address), authkey=rng.randbytes(16)).close()
+                authenticated_client(
+                    master, authkey=rng.randbytes(16), source_address=attack_source(master, number)
+                ).close()
 
 
 def _build(config: Any) -> DistqSystem:
