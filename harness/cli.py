@@ -97,6 +97,18 @@ def expand(paths: Sequence[str]) -> list[Path]:
     return found
 
 
+def skipped(paths: Sequence[str]) -> list[str]:
+    """The ``.toml`` files under the directories given that are not scenario files, each
+    with why: nothing is left out without a word."""
+    return [
+        f"skipped {path}: no 'scenario = 1' at its top level, so not a scenario file"
+        for raw in paths
+        if Path(raw).is_dir()
+        for path in sorted(Path(raw).rglob("*.toml"))
+        if not is_scenario_file(path)
+    ]
+
+
 def _load_all(paths: list[Path]) -> tuple[list[tuple[Path, Scenario]], list[str]]:
     loaded, errors = [], []
     for path in paths:
@@ -211,6 +223,8 @@ def _check(options: argparse.Namespace) -> int:
     loaded, errors = _load_all(paths)
     for path, _scenario in loaded:
         print(f"ok {path}")
+    for line in skipped(options.paths):
+        print(line)
     for error in errors:
         print(error, file=sys.stderr)
     if not paths:

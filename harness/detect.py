@@ -11,7 +11,9 @@ from pathlib import Path
 
 __all__ = ["is_scenario_file"]
 
-_MARKER = re.compile(r"^\s*scenario\s*=", re.MULTILINE)
+# The key may be quoted ("scenario" = 1 is the same TOML), and a byte order mark some
+# editors write does not hide it.
+_MARKER = re.compile(r"""^\s*(?:scenario|"scenario"|'scenario')\s*=""", re.MULTILINE)
 _TABLE_HEADER = re.compile(r"^\s*\[", re.MULTILINE)
 
 
@@ -21,7 +23,7 @@ def is_scenario_file(path: Path) -> bool:
     if path.suffix != ".toml":
         return False
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8", errors="replace").removeprefix("\ufeff")
     except OSError:
         return False
     table = _TABLE_HEADER.search(text)

@@ -70,9 +70,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
-    if file_path.suffix == ".toml" and is_scenario_file(file_path):
+    if file_path.suffix != ".toml":
+        return None
+    # A .toml named on the command line is collected even without its marker, so
+    # ``pytest FILE`` says what is wrong with it instead of "not found".
+    if is_scenario_file(file_path) or _named(file_path, parent.config):
         return ScenarioFile.from_parent(parent, path=file_path)
     return None
+
+
+def _named(file_path: Path, config: pytest.Config) -> bool:
+    given = {Path(arg.split("::", 1)[0]).resolve() for arg in config.args}
+    return file_path.resolve() in given
 
 
 def _is_unknown(report: pytest.TestReport | pytest.CollectReport) -> bool:

@@ -24,6 +24,7 @@ from harness.contract import NETWORK_ACTIONS
 from harness.detect import is_scenario_file
 from harness.explain import explain, show
 from harness.faults import Fault, Trigger
+from harness.limits import check_numbers, check_reachable
 from harness.run import RunResult, RunSpec, run
 from harness.toxics import Toxic
 
@@ -295,7 +296,7 @@ class FaultSpec(_Strict, frozen=True):
 
 
 class ExpectSpec(_Strict, frozen=True):
-    checks: list[CheckName] = msgspec.field(
+    checks: Annotated[list[CheckName], msgspec.Meta(min_length=1)] = msgspec.field(
         default_factory=lambda: ["exactly_once", "correct_values", "liveness"]
     )
     within_s: Annotated[
@@ -367,6 +368,7 @@ class Scenario(_Strict, frozen=True):
                     f"faults[{number}].when.{trigger.kind} = {trigger.job} names no job "
                     f"(there are {total} jobs: 0..{total - 1})"
                 )
+        check_reachable(self)
 
     def _supported_by(self, facts: type[systems.System], kind: str) -> None:
         """Every check, trigger, action and [cluster] key used is one the kind supports."""
@@ -492,7 +494,10 @@ def write_regression(scenario: Scenario, path: Path, why: str) -> Path:
 def load_scenario(path: Path) -> Scenario:
     where = str(path)
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        # A UTF-8 byte order mark (some editors write one) is not TOML, but not an error.
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8").removeprefix("\ufeff"))
+    except RecursionError:
+        raise ScenarioError(f"{where}: nested too deeply (tables or arrays)") from None
     except OSError as exc:
         raise ScenarioError(f"{where}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
@@ -513,6 +518,9 @@ def load_scenario(path: Path) -> Scenario:
     if isinstance(system, dict) and isinstance(system.get("cwd"), str):
         # A system's working directory is written relative to the scenario file.
         system["cwd"] = str((Path(path).resolve().parent / system["cwd"]).resolve())
+    bad_number = check_numbers(raw)
+    if bad_number:
+        raise ScenarioError(f"{where}: {bad_number}")
     try:
         return msgspec.convert(raw, Scenario)
     except msgspec.ValidationError as exc:
@@ -568,6 +576,8 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
         for f in scenario.faults
     )
     checks: list[str] = list(scenario.expect.checks)
+    if scenario.faults:  # a fault that missed, or a run that never ended, proves nothing
+        checks += [name for name in ("fault_coverage", "liveness") if name not in checks]
     checks += [known for known in scenario.expect.known_violations if known not in checks]
     return RunSpec(
         workers=cluster.workers,

@@ -76,7 +76,10 @@ def test_check_directory_reports_every_file(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
     done = harness("check", ".", cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stdout == "ok fine.toml\n"
+    assert done.stdout == (
+        "ok fine.toml\n"
+        "skipped pyproject.toml: no 'scenario = 1' at its top level, so not a scenario file\n"
+    )
     assert done.stderr == (
         "typo.toml: unknown key expect.within (expected one of: checks, within_s, "
         "expect_violation, recovery_bound_s, time_limit_slack_s)\n"
@@ -100,9 +103,11 @@ def test_check_the_whole_malformed_corpus_one_line_each(tmp_path: Path) -> None:
 
 def test_check_and_run_without_scenario_files_exit_2(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    skipped = f"skipped {tmp_path / 'pyproject.toml'}: no 'scenario = 1' at its top level"
     for command in ("check", "run"):
         done = harness(command, tmp_path, cwd=tmp_path)
-        assert (done.returncode, done.stdout) == (2, ""), command
+        assert done.returncode == 2, command
+        assert done.stdout == (f"{skipped}, so not a scenario file\n" if command == "check" else "")
         assert done.stderr == f"python -m harness {command}: error: no scenario files found\n"
     done = harness("run", cwd=tmp_path)
     assert done.returncode == 2

@@ -1,0 +1,105 @@
+"""What a scenario may ask for: every number finite and of a sane size, bounded totals of
+processes, jobs and attack connections, and references that can be reached (a toxic that
+was added, a batch that exists, a count of joins that can happen). A scenario that asks
+for the impossible would prove nothing, or take the machine down; it is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = [
+    "MAX_ATTACK_CONNECTIONS",
+    "MAX_JOBS",
+    "MAX_NUMBER",
+    "MAX_PROCESSES",
+    "check_numbers",
+    "check_reachable",
+]
+
+MAX_NUMBER = 1e9  # no duration, count or rate in a scenario is near this
+MAX_PROCESSES = 64  # workers a scenario may start in all: at the start, added, intruders
+MAX_JOBS = 1_000_000  # jobs in all, [[jobs.extra]] included
+MAX_ATTACK_CONNECTIONS = 10_000  # idle sockets, garbage and bad handshakes in all
+
+_WORKER_STARTS = ("add_worker", "wrong_key_worker", "empty_key_worker")
+_ATTACKS = ("idle_sockets", "garbage", "bad_handshakes")
+
+
+def check_numbers(raw: Any, path: str = "") -> str | None:
+    """The first float that is NaN, infinite or beyond ``MAX_NUMBER`` (as "key: got X,
+    expected ..."), or None. Integers are bounded by each field's own limits."""
+    if isinstance(raw, float):
+        if not math.isfinite(raw) or abs(raw) > MAX_NUMBER:
+            return f"{path or '$'}: got {raw!r}, expected a finite number of at most {MAX_NUMBER:g}"
+        return None
+    if isinstance(raw, dict):
+        items: Any = raw.items()
+    elif isinstance(raw, list):
+        items = ((f"[{index}]", value) for index, value in enumerate(raw))
+    else:
+        return None
+    for key, value in items:
+        where = f"{path}{key}" if str(key).startswith("[") else f"{path}.{key}" if path else key
+        found = check_numbers(value, where)
+        if found:
+            return found
+    return None
+
+
+def check_reachable(scenario: Any) -> None:
+    """Raise ValueError (one line) for totals over their bounds and references that
+    cannot be reached. ``scenario`` is a ``harness.scenario.Scenario``."""
+    faults = scenario.faults
+    started = scenario.cluster.workers + sum(
+        fault.count for fault in faults if fault.do in _WORKER_STARTS
+    )
+    if started > MAX_PROCESSES:
+        raise ValueError(
+            f"the scenario starts {started} workers in all (cluster.workers, add_worker and "
+            f"wrong-key workers); at most {MAX_PROCESSES}"
+        )
+    jobs = scenario.jobs.count + sum(extra.count for extra in scenario.jobs.extra)
+    if jobs > MAX_JOBS:
+        raise ValueError(f"the scenario has {jobs} jobs in all; at most {MAX_JOBS}")
+    attacks = sum(fault.count for fault in faults if fault.do in _ATTACKS)
+    if attacks > MAX_ATTACK_CONNECTIONS:
+        raise ValueError(
+            f"the scenario opens {attacks} attack connections in all; at most "
+            f"{MAX_ATTACK_CONNECTIONS}"
+        )
+    toxics = {toxic.name for toxic in scenario.network.toxics}
+    toxics |= {fault.toxic.name for fault in faults if fault.toxic is not None}
+    batch_size = scenario.cluster.batch_size
+    batches = math.ceil(jobs / batch_size) if batch_size else 0
+    restarts_master = any(fault.do == "restart_master" for fault in faults)
+    joins = (
+        math.inf
+        if restarts_master
+        else scenario.cluster.workers
+        + sum(
+            fault.count if fault.do == "add_worker" else 1
+            for fault in faults
+            if fault.do in ("add_worker", "restart")
+        )
+    )
+    for number, fault in enumerate(faults):
+        where = f"faults[{number}]"
+        if fault.do == "remove_toxic" and fault.toxic_name not in toxics:
+            known = ", ".join(sorted(toxics)) or "none"
+            raise ValueError(
+                f"{where}.toxic_name = {fault.toxic_name!r} names no toxic the scenario adds "
+                f"(it adds: {known})"
+            )
+        when = fault.when
+        if when.batch_closed is not None and when.batch_closed >= batches:
+            have = f"batches 0..{batches - 1}" if batches else "no batches (no cluster.batch_size)"
+            raise ValueError(
+                f"{where}.when.batch_closed = {when.batch_closed} can never happen: there are {have}"
+            )
+        if when.workers_joined is not None and when.workers_joined > joins:
+            raise ValueError(
+                f"{where}.when.workers_joined = {when.workers_joined} can never happen: at most "
+                f"{joins} workers join (cluster.workers, add_worker, restart)"
+            )
