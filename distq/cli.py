@@ -33,7 +33,7 @@ from distq.worker import WorkerConfig, default_worker_name, run_worker
 __all__ = ["main"]
 
 AUTHKEY_ENV = "DISTQ_AUTHKEY"
-MAX_COUNT = 10_000_000  # --count: more would not fit in memory as jobs
+MAX_COUNT = 1_000_000  # --count: jobs are held in memory (about 0.5 KB each)
 MAX_KEY_FILE_BYTES = 4096
 
 EXIT_CODES_HELP = """\

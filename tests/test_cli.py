@@ -118,7 +118,7 @@ def test_malformed_jobs_file(tmp_path: Path, line: str, message: str) -> None:
         (["master", "--task", "square", "--port", "99999"], "'99999' is out of range 0-65535"),
         (["master", "--task", "square", "--port", "65536"], "'65536' is out of range 0-65535"),
         (["submit", "--connect", "nohost", "--close"], "address 'nohost' is not HOST:PORT"),
-        (["master", "--task", "square", "--count", "10" * 10], "is more than 10000000 jobs"),
+        (["master", "--task", "square", "--count", "10" * 10], "is more than 1000000 jobs"),
         (["bogus"], "invalid choice: 'bogus'"),
     ],
 )
