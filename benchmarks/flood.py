@@ -143,10 +143,10 @@ class Flood:
             for key, _ in selector.select(0.1):
                 # Anything readable is the master's refusal (busy, or closed at the
                 # handshake deadline): reconnect at once.
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                selector.unregister(sock)
-                sock.close()
+                refused = key.fileobj
+                assert isinstance(refused, socket.socket)
+                selector.unregister(refused)
+                refused.close()
                 live -= 1
         for key in list(selector.get_map().values()):
             key.fileobj.close()  # type: ignore[union-attr]

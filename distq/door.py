@@ -23,6 +23,7 @@ class DoorPolicy:
     logged_per_peer: int = 5  # refusals of one address logged one by one, then counted
     logged_per_s: int = 50  # across all addresses: past this, refusals are counted too
     summary_every_s: float = 1.0  # counted refusals go out as one line per kind this often
+    summary_peers: int = 20  # addresses named in one summary; the rest are summed up
 
 
 @dataclass(slots=True)
@@ -109,11 +110,24 @@ class Door:
         if not force and now - self._last_summary < self.policy.summary_every_s:
             return []
         self._last_summary = now
-        out: list[tuple[str, dict[str, Any]]] = []
+        due: list[tuple[int, str, str, str]] = []  # (count, ev, kind, host)
         for host, peer in list(self._peers.items()):
-            for (ev, kind), count in sorted(peer.counted.items()):
-                out.append((ev, {"peer": host, "kind": kind, "count": count}))
+            due += [(count, ev, kind, host) for (ev, kind), count in peer.counted.items()]
             peer.counted.clear()
             if not peer.pending and now - peer.last_seen > self.policy.forget_after_s:
                 del self._peers[host]
+        due.sort(key=lambda item: (-item[0], item[1], item[2], item[3]))
+        # The busiest addresses get a line each; the rest (a flood from many addresses)
+        # share one line per kind, so the lines per summary stay bounded too.
+        out: list[tuple[str, dict[str, Any]]] = [
+            (ev, {"peer": host, "kind": kind, "count": count})
+            for count, ev, kind, host in due[: self.policy.summary_peers]
+        ]
+        others: dict[tuple[str, str], list[int]] = {}
+        for count, ev, kind, _host in due[self.policy.summary_peers :]:
+            total = others.setdefault((ev, kind), [0, 0])
+            total[0] += count
+            total[1] += 1
+        for (ev, kind), (count, peers) in sorted(others.items()):
+            out.append((ev, {"peer": "others", "kind": kind, "count": count, "peers": peers}))
         return out

@@ -240,9 +240,12 @@ class DistqServer(Server):
         self._flush_refusals(force=True)
 
     def detach(self) -> None:
-        """Serve nothing any more (the master is done)."""
+        """Serve nothing any more (the master is done). Refusals of handshakes that ended
+        after ``close`` are counted too."""
         global _serving
         _serving = None
+        if hasattr(self, "_door"):
+            self._flush_refusals(force=True)
 
 
 def _peer(conn: connection.Connection) -> tuple[str, str]:

@@ -74,3 +74,14 @@ def test_many_addresses_at_once_are_logged_one_by_one_only_up_to_a_rate() -> Non
     assert alone == 50
     counted = sum(fields["count"] for _, fields in door.summaries(force=True))
     assert alone + counted == 5000
+
+
+def test_a_flood_from_many_addresses_still_costs_few_summary_lines() -> None:
+    clock = Clock()
+    door = Door(DoorPolicy(logged_per_peer=0, summary_peers=20), clock)
+    for i in range(5000):
+        door.refused("auth_rejected", f"fd00::{i:x}", "bad_key")
+    summaries = door.summaries(force=True)
+    assert len(summaries) == 21
+    assert sum(fields["count"] for _, fields in summaries) == 5000
+    assert summaries[-1][1] == {"peer": "others", "kind": "bad_key", "count": 4980, "peers": 4980}
