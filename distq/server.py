@@ -122,16 +122,16 @@ class DistqServer(Server):
             finally:
                 sock.detach()
         conn.close()
-        self._refusal(
-            "auth_rejected", host, peer, kind="busy", reason="too many pending handshakes"
-        )
+        if self._alone("auth_rejected", host, "busy"):
+            self.log.write(
+                "auth_rejected", peer=peer, kind="busy", reason="too many pending handshakes"
+            )
 
-    def _refusal(self, ev: str, host: str, peer: str, **fields: Any) -> None:
-        """Log a refused handshake on its own line, or count it for the next summary."""
+    def _alone(self, ev: str, host: str, kind: str) -> bool:
+        """Whether a refusal is logged on its own line now (else the door counts it for
+        the next summary line)."""
         with self._pending_lock:
-            alone = self._door.refused(ev, host, str(fields.get("kind", "timeout")))
-        if alone:
-            self.log.write(ev, peer=peer, **fields)
+            return self._door.refused(ev, host, kind)
 
     def _flush_refusals(self, force: bool = False) -> None:
         with self._pending_lock:
@@ -200,10 +200,13 @@ class DistqServer(Server):
         finally:
             expired = self._deadlines.disarm(token)
         if expired:
-            self._refusal("handshake_timeout", host, peer)
+            if self._alone("handshake_timeout", host, "timeout"):
+                self.log.write("handshake_timeout", peer=peer)
             return None
         if failure is not None:
-            self._refusal("auth_rejected", host, peer, kind=failure[0], reason=failure[1])
+            kind, reason = failure
+            if self._alone("auth_rejected", host, kind):
+                self.log.write("auth_rejected", peer=peer, kind=kind, reason=reason)
             return None
         return request
 
