@@ -15,7 +15,7 @@ __all__ = ["Door", "DoorPolicy"]
 
 @dataclass(frozen=True, slots=True)
 class DoorPolicy:
-    max_pending_per_peer: int = 16  # handshakes one address may hold at once
+    max_pending_per_peer: int = 16  # handshakes one address may hold while crowded
     free_failures: int = 3  # failed handshakes from one address before it is slowed
     penalty_base_s: float = 0.05  # the first slowed handshake waits this, doubling each time
     max_penalty_s: float = 1.0
@@ -58,10 +58,12 @@ class Door:
         peer.last_seen = now
         return peer
 
-    def admit(self, host: str) -> bool:
-        """Take one pending-handshake slot for ``host``; False when it holds its share."""
+    def admit(self, host: str, *, crowded: bool = True) -> bool:
+        """Take one pending-handshake slot for ``host``; False when the door is
+        ``crowded`` (many handshakes pending in all) and ``host`` holds its share already.
+        Uncrowded, any address may have many: a host starting 32 workers at once is fine."""
         peer = self._peer(host)
-        if peer.pending >= self.policy.max_pending_per_peer:
+        if crowded and peer.pending >= self.policy.max_pending_per_peer:
             return False
         peer.pending += 1
         return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from multiprocessing import connection, managers, util
 from multiprocessing.context import AuthenticationError
 from multiprocessing.managers import BaseManager, BaseProxy
@@ -99,6 +100,22 @@ def authenticated_client(
     ``TimeoutError`` when the handshake is not answered in time, and
     ``AuthenticationError`` when the key is refused.
     """
+    give_up_at = time.monotonic() + ClientSettings.connect_timeout_s
+    delay_s = 0.02
+    while True:
+        try:
+            return _authenticated_client(address, authkey, source_address)
+        except MasterBusyError:
+            # Turned away for now: try again within the connect timeout, then say so.
+            if time.monotonic() + delay_s > give_up_at:
+                raise
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 0.5)
+
+
+def _authenticated_client(
+    address: tuple[str, int], authkey: bytes | None, source_address: tuple[str, int] | None
+) -> connection.Connection:
     sock = socket.create_connection(
         address, timeout=ClientSettings.connect_timeout_s, source_address=source_address
     )

@@ -100,7 +100,10 @@ class DistqServer(Server):
             failures = 0
             host, peer = _peer(conn)
             with self._pending_lock:
-                admitted = self._door.admit(host)
+                # Past half the pending handshakes the master takes, each address is held
+                # to its share: a flood from one address leaves room for the others.
+                crowded = self._pending >= self.service.config.max_pending_handshakes // 2
+                admitted = self._door.admit(host, crowded=crowded)
             if not admitted or not self._handshakes.acquire(blocking=False):
                 if admitted:
                     with self._pending_lock:

@@ -4,6 +4,7 @@ Layering, from the core outwards:
   contract    the history contract: event-log format and vocabulary (standard library only)
   detect      tell a scenario file from other TOML (standard library only)
   explain     one line for a person from a validation error
+  limits      what a scenario may ask for: finite numbers, bounded totals, reachable references
   toxics      network toxics: what a fault proxy does to the bytes
   history     merge the event logs of a run into one ordered history, and query it
   causes      why a lost job was lost, from the history (pure)

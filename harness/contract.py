@@ -92,8 +92,9 @@ WORKER_LEFT = "worker_left"  # worker, handed_back: jobs returned, no attempt co
 WORKER_LOST = "worker_lost"  # worker, jobs: the leases that went back; counted?
 WORKER_EXIT = "worker_exit"  # (from a worker) code
 RUNNER_KILLED = "runner_killed"  # (from a worker) job, attempt, time_limit_s? (the limit enforced)
-AUTH_REJECTED = "auth_rejected"  # peer
-HANDSHAKE_TIMEOUT = "handshake_timeout"  # peer
+AUTH_REJECTED = "auth_rejected"  # peer, kind; count: a summary line for that many
+HANDSHAKE_TIMEOUT = "handshake_timeout"  # peer; count: a summary line for that many
+ACCEPT_FAILED = "accept_failed"  # reason: the master could not accept (out of descriptors)
 
 SYSTEM_EVENTS = frozenset(
     {
@@ -124,6 +125,7 @@ SYSTEM_EVENTS = frozenset(
         RUNNER_KILLED,
         AUTH_REJECTED,
         HANDSHAKE_TIMEOUT,
+        ACCEPT_FAILED,
     }
 )
 #: Events only an observer of a system writes (a wire relay in front of a BaseManager app).

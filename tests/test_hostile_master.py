@@ -20,12 +20,14 @@ import pytest
 from distq.errors import EXIT_MASTER_BUSY, EXIT_OUTPUT_FAILED
 from distq.events import read_events
 from distq.protocol import BUSY, ClientSettings, authenticated_client, parse_address
+from harness import systems
 from harness.cluster import Cluster
 
 pytestmark = pytest.mark.processes
 
 BOUND_S = 60.0
 PER_PEER = 16  # DoorPolicy.max_pending_per_peer
+CROWDED = 64  # half of MasterConfig.max_pending_handshakes: from here on, shares count
 
 
 def events(cluster: Cluster, ev: str) -> list[dict[str, Any]]:
@@ -92,17 +94,18 @@ def test_one_address_cannot_take_every_handshake_slot(tmp_path: Path) -> None:
         assert cluster.wait_master(BOUND_S) == 0
         for sock in idle:
             sock.close()
-    assert counted(cluster, "auth_rejected", kind="busy", host="127.0.0.2") >= 200 - PER_PEER
+    assert counted(cluster, "auth_rejected", kind="busy", host="127.0.0.2") >= 200 - CROWDED
 
 
 def test_a_busy_master_is_retried_and_said_to_be_busy(tmp_path: Path) -> None:
     args = ["--task", "square", "--count", "2", "--handshake-timeout-s", "3"]
     with Cluster(tmp_path / "run", args) as cluster, ExitStack() as stack:
         assert cluster.address is not None
-        for _ in range(PER_PEER):
+        for _ in range(CROWDED):
             stack.enter_context(open_from("127.0.0.1", cluster.address))
-        # The worker's own address is full: it is told "busy" and keeps trying until
-        # the idle sockets time out (3 s), well within its connect timeout.
+        # The door is crowded and the worker's own address holds more than its share: it
+        # is told "busy" and keeps trying until the idle sockets time out (3 s), well
+        # within its connect timeout.
         impatient = cluster.add_worker("impatient", extra_args=["--connect-timeout-s", "0.5"])
         patient = cluster.add_worker("patient", extra_args=["--connect-timeout-s", "30"])
         assert impatient.popen.wait(BOUND_S) == EXIT_MASTER_BUSY
@@ -165,7 +168,8 @@ def test_out_of_descriptors_the_master_backs_off_instead_of_spinning(tmp_path: P
         "sys.exit(main())",
     ]
     args = ["--task", "square", "--count", "1", "--handshake-timeout-s", "60"]
-    with Cluster(tmp_path / "run", args, command=command) as cluster, ExitStack() as stack:
+    system = systems.build({"command": command})
+    with Cluster(tmp_path / "run", args, system=system) as cluster, ExitStack() as stack:
         assert cluster.address is not None and cluster.master is not None
         for n in range(limit + 8):  # more than the master has descriptors for
             source = f"127.0.1.{n // (PER_PEER - 1) + 1}"

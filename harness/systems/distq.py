@@ -21,7 +21,6 @@ from harness import contract
 from harness.checks import CHECKS, Expect
 from harness.systems import Kind
 from harness.systems.base import (
-    attack_source,
     MASTER,
     WORKER,
     Event,
@@ -32,6 +31,7 @@ from harness.systems.base import (
     Process,
     ProcessSpec,
     RunSetup,
+    attack_source,
     parse_address,
 )
 
