@@ -233,9 +233,9 @@ def run(jobs: int, delay_s: float, flooded: bool, workdir: Path) -> dict[str, An
     text = stderr.decode(errors="replace")
     window = _WINDOW.findall(text)
     lines = [json.loads(line) for line in results.read_text().splitlines()]
-    correct = master.returncode == 0 and {r["job"]: r["value"] for r in lines} == {
-        i: i * i for i in range(jobs)
-    }
+    got = {r["job"]: r["value"] for r in lines}
+    wrong = sorted(i for i in range(jobs) if got.get(i) != i * i)
+    correct = master.returncode == 0 and not wrong and len(lines) == jobs
     history = [json.loads(line) for line in events.read_text().splitlines()]
     refusals = [e for e in history if e["ev"] in ("auth_rejected", "handshake_timeout")]
     duration_s = history[-1]["t"] - history[0]["t"] if history else 0.0
@@ -244,6 +244,8 @@ def run(jobs: int, delay_s: float, flooded: bool, workdir: Path) -> dict[str, An
         "joined_s": joined_s,
         "worker_exit": worker_code,
         "correct": correct,
+        "results": len(lines),
+        "wrong_or_missing": wrong[:10],
         "master_exit": master.returncode,
         "refusal_lines": len(refusals),
         "refusals_counted": sum(int(e.get("count", 1)) for e in refusals),
@@ -300,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "peak_fds": loud["peak_fds"],
         "unflooded_peak_threads": quiet["peak_threads"],
         "unflooded_peak_fds": quiet["peak_fds"],
+        "results_correct": quiet["correct"] and loud["correct"],
+        "worker_exits": [quiet["worker_exit"], loud["worker_exit"]],
         "ok": ok and loud["refusal_lines"] <= loud["refusal_line_bound"],
     }
     print(json.dumps(summary))

@@ -4,6 +4,7 @@ produces it and flushed by the master's main loop."""
 from __future__ import annotations
 
 import json
+import threading
 from json.encoder import encode_basestring_ascii
 from typing import TextIO
 
@@ -56,19 +57,24 @@ class ResultSink:
         self.failed = 0
         self.unwritten: list[str] = []
         self.error: OSError | None = None
+        # Results come from the server's threads, flushes from the main loop.
+        self._lock = threading.Lock()
 
     def __call__(self, results: list[Result]) -> None:
-        self.count += len(results)
-        self.failed += sum(not result.ok for result in results)
-        self.unwritten.extend([result_line(result) for result in results])
+        lines = [result_line(result) for result in results]
+        with self._lock:
+            self.count += len(results)
+            self.failed += sum(not result.ok for result in results)
+            self.unwritten.extend(lines)
 
     def flush(self) -> None:
-        if self.error is not None or not self.unwritten:
-            return
-        try:
-            self.stream.write("".join(self.unwritten))
-            self.stream.flush()
-        except OSError as exc:
-            self.error = exc
-        else:
-            self.unwritten.clear()
+        with self._lock:
+            if self.error is not None or not self.unwritten:
+                return
+            try:
+                self.stream.write("".join(self.unwritten))
+                self.stream.flush()
+            except OSError as exc:
+                self.error = exc
+            else:
+                self.unwritten.clear()
