@@ -40,7 +40,7 @@ def counted(cluster: Cluster, ev: str, **match: Any) -> int:
     found = [
         e
         for e in events(cluster, ev)
-        if all(e.get(k) == v for k, v in match.items()) and e["peer"].startswith(host)
+        if all(e.get(k) == v for k, v in match.items()) and e.get("peer", "").startswith(host)
     ]
     return sum(int(e.get("count", 1)) for e in found)
 
