@@ -28,6 +28,7 @@ from distq.errors import (
     MasterBusy,
     MasterLost,
     MasterUnreachable,
+    OutputFailed,
     UsageError,
 )
 from distq.events import EventLog
@@ -312,7 +313,7 @@ def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = N
         runner.wait_ready()
         idle_since = time.monotonic()
         job_s = config.lease_work_s  # running mean of one job's time; the first lease is 1 job
-        while not stop and not session.stop_requested_by_master:
+        while not stop and not session.stop_requested_by_master and log.error is None:
             want = max(1, min(config.prefetch, int(config.lease_work_s / max(job_s, 1e-6))))
             if session.ahead:
                 jobs, session.ahead = session.ahead, []
@@ -349,6 +350,13 @@ def run_worker(config: WorkerConfig, authkey: bytes, events_path: str | None = N
             job_s = 0.5 * job_s + 0.5 * (idle_since - batch_started) / len(jobs)
             if not finished:
                 break
+        if log.error is not None:  # a full disk: leave before work goes unrecorded
+            session.flush()
+            session.call("bye", config.name)  # its leases go back, no attempt counted
+            raise OutputFailed(
+                f"cannot write --events {events_path}: {log.error.strerror or log.error}; "
+                "left the master"
+            )
         if stop:
             session.flush()
             session.call("bye", config.name)

@@ -309,3 +309,22 @@ def test_every_accepted_result_reaches_the_results_file(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in cluster.results_path.read_text().splitlines()]
     assert sorted(line["job"] for line in lines) == list(range(3000))
     assert counted(cluster, "result_accepted") == 3000
+
+
+def test_a_worker_whose_event_log_is_full_leaves_with_one_line(tmp_path: Path) -> None:
+    with Cluster(tmp_path / "run", ["--task", "square", "--count", "5"]) as cluster:
+        assert cluster.address is not None
+        env = dict(os.environ, DISTQ_AUTHKEY=cluster.authkey.decode())
+        full = subprocess.run(
+            [sys.executable, "-m", "distq", "worker", "--connect", cluster.address,
+             "--name", "full", "--events", "/dev/full"],
+            capture_output=True, text=True, env=env, timeout=BOUND_S,
+        )  # fmt: skip
+        cluster.add_worker()
+        assert cluster.wait_master(BOUND_S) == 0
+    assert full.returncode == EXIT_OUTPUT_FAILED, full.stderr
+    assert full.stderr.strip().splitlines() == [
+        "distq worker: error: cannot write --events /dev/full: No space left on device; "
+        "left the master"
+    ]
+    assert len(cluster.results_path.read_text().splitlines()) == 5
