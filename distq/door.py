@@ -68,13 +68,14 @@ class Door:
         peer.pending += 1
         return True
 
-    def release(self, host: str, *, ok: bool) -> None:
-        """The handshake from ``host`` ended: ``ok`` (authenticated) or failed."""
+    def release(self, host: str, *, ok: bool | None) -> None:
+        """The handshake from ``host`` ended: ``ok`` (authenticated), failed, or ``None``
+        when it never started (turned away after all)."""
         peer = self._peer(host)
         peer.pending = max(0, peer.pending - 1)
         if ok:
             peer.failures = 0
-        else:
+        elif ok is not None:
             peer.failures += 1
 
     def penalty_s(self, host: str) -> float:

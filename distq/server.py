@@ -107,7 +107,7 @@ class DistqServer(Server):
             if not admitted or not self._handshakes.acquire(blocking=False):
                 if admitted:
                     with self._pending_lock:
-                        self._door.release(host, ok=True)
+                        self._door.release(host, ok=None)
                 self._refuse_busy(conn, host, peer)
                 continue
             with self._pending_lock:

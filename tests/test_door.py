@@ -34,6 +34,9 @@ def test_repeated_failures_from_one_address_wait_longer_and_longer() -> None:
     assert waits == [0.0, 0.0, 0.0, 0.1, 0.2, 0.4, 0.5]
     assert door.penalty_s("10.0.0.2") == 0.0
     door.admit("10.0.0.1")
+    door.release("10.0.0.1", ok=None)  # turned away before its handshake: no verdict
+    assert door.penalty_s("10.0.0.1") == 0.5
+    door.admit("10.0.0.1")
     door.release("10.0.0.1", ok=True)  # the right key: no more waiting
     assert door.penalty_s("10.0.0.1") == 0.0
 
