@@ -13,6 +13,9 @@ announced, then one byte every 3 s each, reconnecting when dropped; from 127.0.0
 sampled, and its event log's refusal lines are counted against the stated bound: per
 attacking address, 5 one by one plus one line per kind of refusal per second.
 
+Also measured: how many wrong-key verdicts one address gets per second with 64
+handshakes at a time (how fast a key could be guessed from it).
+
 The last line of output is one JSON object; exit 1 when the worker did not join or a
 result is wrong.
 """
@@ -270,6 +273,57 @@ def _wait_joined(events: Path, started: float, bound_s: float) -> float | None:
     return None
 
 
+def guess_rate(duration_s: float = 10.0, threads: int = 64) -> float:
+    """Wrong-key verdicts per second one address gets, ``threads`` at a time: how fast
+    a key can be guessed from one address (the master slows repeated failures down)."""
+    env = {k: v for k, v in os.environ.items() if k != "DISTQ_T0"}
+    env["DISTQ_AUTHKEY"] = secrets.token_hex(16)
+    argv = [sys.executable, "-m", "distq", "master", "--open", "--host", HOST]
+    master = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    verdicts = 0
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def guess() -> None:
+        nonlocal verdicts
+        while not stop.is_set():
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.5", 0))
+                sock.connect(address)
+                conn = connection.Connection(sock.detach())
+            except OSError:
+                sock.close()
+                continue
+            try:
+                first = conn.recv_bytes(256)
+                if first.startswith(b"#CHALLENGE#"):
+                    connection.answer_challenge(_Replay(conn, first), secrets.token_bytes(16))  # type: ignore[arg-type]
+            except AuthenticationError:
+                with lock:
+                    verdicts += 1
+            except (AssertionError, OSError, EOFError):
+                pass
+            finally:
+                conn.close()
+
+    try:
+        assert master.stdout is not None
+        host, _, port = master.stdout.readline().decode().split()[1].rpartition(":")
+        address = (host, int(port))
+        workers = [threading.Thread(target=guess, daemon=True) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        time.sleep(duration_s)  # the measuring window
+        stop.set()
+        for worker in workers:
+            worker.join(10)
+    finally:
+        master.kill()
+        master.wait()
+    return verdicts / duration_s
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=600)
@@ -278,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="distq-flood-") as workdir:
         quiet = run(options.jobs, options.delay_s, False, Path(workdir))
         loud = run(options.jobs, options.delay_s, True, Path(workdir))
+    guesses_per_s = guess_rate()
     ratio = loud["jobs_per_s"] / quiet["jobs_per_s"] if quiet["jobs_per_s"] else 0.0
     for label, figures in (("unflooded", quiet), ("flooded", loud)):
         print(f"{label}: {json.dumps(figures)}")
@@ -304,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "unflooded_peak_fds": quiet["peak_fds"],
         "results_correct": quiet["correct"] and loud["correct"],
         "worker_exits": [quiet["worker_exit"], loud["worker_exit"]],
+        "wrong_key_verdicts_per_s_one_address": round(guesses_per_s, 1),
         "ok": ok and loud["refusal_lines"] <= loud["refusal_line_bound"],
     }
     print(json.dumps(summary))
