@@ -97,7 +97,7 @@ def test_unreadable_jobs_file(tmp_path: Path) -> None:
         ('{"task": "square", "time_limit_s": Infinity}', ":2: 'time_limit_s' must be a finite"),
         ('{"task": "square", "id": 0}', ":2: job id 0 is already taken"),
         ('{"task": "square"}\n{"task": "square", "id": 1}', ":3: job id 1 is already taken"),
-        ("[" * 3000 + "]" * 3000, ":2: nested too deeply"),
+        ("[" * 100_000 + "]" * 100_000, ":2: nested too deeply"),
     ],
 )
 def test_malformed_jobs_file(tmp_path: Path, line: str, message: str) -> None:
