@@ -328,3 +328,40 @@ def test_a_worker_whose_event_log_is_full_leaves_with_one_line(tmp_path: Path) -
         "left the master"
     ]
     assert len(cluster.results_path.read_text().splitlines()) == 5
+
+
+def test_a_journaled_master_on_a_full_disk_writes_every_result_when_resumed(
+    tmp_path: Path,
+) -> None:
+    journal = str(tmp_path / "journal.db")
+    args = ["--task", "square", "--count", "20", "--journal", journal]
+    master = _master_cmd(tmp_path, *args, "--results", "/dev/full")
+    worker = None
+    try:
+        assert master.stdout is not None
+        worker = _worker_cmd(master.stdout.readline().split()[1])
+        master.communicate(timeout=BOUND_S)
+        worker.wait(BOUND_S)
+    finally:
+        for proc in (master, worker):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert master.returncode == EXIT_OUTPUT_FAILED
+    # No checkpoint was taken past the failed write: the resumed run writes them all.
+    results = tmp_path / "results.jsonl"
+    again = _master_cmd(tmp_path, *args, "--results", str(results))
+    worker = None
+    try:
+        assert again.stdout is not None
+        worker = _worker_cmd(again.stdout.readline().split()[1])
+        _, stderr = again.communicate(timeout=BOUND_S)
+        worker.wait(BOUND_S)
+    finally:
+        for proc in (again, worker):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert again.returncode == 0, stderr
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert sorted(line["job"] for line in lines) == list(range(20))
