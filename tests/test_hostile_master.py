@@ -127,8 +127,10 @@ def test_repeated_wrong_keys_from_one_address_are_slowed_down(tmp_path: Path) ->
         elapsed = time.monotonic() - started
         cluster.add_worker()
         assert cluster.wait_master(BOUND_S) == 0
-    # Four tries free, then 0.05 s doubling to 1 s: at least 2.5 s for ten (not 0.1 s).
-    assert elapsed >= 2.5, f"10 wrong keys in {elapsed:.2f} s"
+    # Four tries free, then 0.05 s doubling to 1 s: 2.55 s for ten. The master counts a
+    # failure just after the peer has its verdict, so the next try may see one fewer:
+    # at least 1.5 s (unslowed, ten take about 0.05 s).
+    assert elapsed >= 1.5, f"10 wrong keys in {elapsed:.2f} s"
     assert counted(cluster, "auth_rejected", kind="bad_key") == 10
 
 
