@@ -12,6 +12,7 @@ import gzip
 import html
 import json
 import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,13 @@ from harness.checks import Verdict, Violation
 from harness.history import History, HistoryError
 from harness.timeline import OUTCOMES, Attempt, FaultMark, Timeline, build_timeline
 from harness.trace import write_trace
+from harness.violations import Severity
 
 __all__ = [
     "AGGREGATE_OVER",
     "REPORT_NAME",
     "VERDICT_NAME",
+    "Outcome",
     "ReportError",
     "rebuild_report",
     "render_html",
@@ -42,6 +45,16 @@ class ReportError(ValueError):
     """A run directory the report cannot be built from."""
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the run means for its scenario: a known-bug scenario (``expect_violation``)
+    passes when the run fails with the ``expected`` violations."""
+
+    status: str  # pass | fail | unknown
+    message: str
+    expected: tuple[str, ...] = ()
+
+
 # -- writing and rebuilding -------------------------------------------------------------
 
 
@@ -52,15 +65,19 @@ def write_report(
     *,
     title: str = "",
     faults_planned: int | None = None,
+    outcome: Outcome | None = None,
 ) -> Path:
     """Write ``verdict.json`` (unless verdict is None), ``report.html`` and ``trace.json``."""
     root = Path(run_dir)
     if verdict is not None:
         record = {"title": title, "faults_planned": faults_planned, **_verdict_record(verdict)}
+        if outcome is not None:
+            record["scenario"] = _outcome_record(outcome)
         (root / VERDICT_NAME).write_text(json.dumps(record, indent=1, default=repr) + "\n")
     timeline = build_timeline(history, verdict, title=title, faults_planned=faults_planned)
+    notes = () if verdict is None else verdict.notes
     path = root / REPORT_NAME
-    path.write_text(render_html(timeline, history), encoding="utf-8")
+    path.write_text(render_html(timeline, history, outcome=outcome, notes=notes), encoding="utf-8")
     write_trace(root / "trace.json", timeline)
     return path
 
@@ -76,17 +93,21 @@ def rebuild_report(run_dir: str | os.PathLike[str]) -> Path:
         history = History.load_run(root)
     except HistoryError as exc:
         raise ReportError(f"{root}: its history cannot be read: {exc}") from None
-    verdict, title, planned = None, root.name, None
+    verdict, title, planned, outcome = None, root.name, None, None
     recorded = root / VERDICT_NAME
     if recorded.is_file():
         try:
             record = json.loads(recorded.read_text())
             verdict = _verdict_from(record)
+            if "scenario" in record:
+                outcome = _outcome_from(record["scenario"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ReportError(f"{recorded}: not a verdict record ({exc})") from None
         title = str(record.get("title") or title)
         planned = record.get("faults_planned")
-    return write_report(root, history, verdict, title=title, faults_planned=planned)
+    return write_report(
+        root, history, verdict, title=title, faults_planned=planned, outcome=outcome
+    )
 
 
 def _verdict_record(verdict: Verdict) -> dict[str, Any]:
@@ -104,37 +125,69 @@ def _verdict_record(verdict: Verdict) -> dict[str, Any]:
         "checks": list(verdict.checks),
         "violations": [one(v) for v in verdict.violations],
         "unknowns": [one(v) for v in verdict.unknowns],
+        "notes": [one(v) for v in verdict.notes],
     }
 
 
 def _verdict_from(record: dict[str, Any]) -> Verdict:
-    def many(key: str) -> tuple[Violation, ...]:
+    def many(key: str, severity: Severity) -> tuple[Violation, ...]:
         return tuple(
             Violation(
                 str(v["check"]),
                 str(v["message"]),
                 tuple(int(j) for j in v["jobs"]),
                 tuple(int(line) for line in v["lines"]),
-                "unknown" if v["severity"] == "unknown" else "fail",
+                severity,
             )
-            for v in record[key]
+            for v in record.get(key, ())  # a record from before notes were kept has none
         )
 
     status = record["status"]
     if status not in ("pass", "fail", "unknown"):
         raise ValueError(f"status {status!r}")
-    return Verdict(status, many("violations"), many("unknowns"), tuple(record["checks"]))
+    return Verdict(
+        status,
+        many("violations", "fail"),
+        many("unknowns", "unknown"),
+        tuple(record["checks"]),
+        many("notes", "note"),
+    )
+
+
+def _outcome_record(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "status": outcome.status,
+        "message": outcome.message,
+        "expected": list(outcome.expected),
+    }
+
+
+def _outcome_from(record: dict[str, Any]) -> Outcome:
+    if record["status"] not in ("pass", "fail", "unknown"):
+        raise ValueError(f"scenario status {record['status']!r}")
+    return Outcome(
+        str(record["status"]), str(record["message"]), tuple(map(str, record["expected"]))
+    )
 
 
 # -- the page ------------------------------------------------------------------------------
 
 
-def render_html(timeline: Timeline, history: History) -> str:
-    """The whole page: header, legend, chart, and the model and history its script reads."""
+def render_html(
+    timeline: Timeline,
+    history: History,
+    *,
+    outcome: Outcome | None = None,
+    notes: tuple[Violation, ...] = (),
+) -> str:
+    """The whole page: header, legend, chart, and the model and history its script reads.
+
+    ``outcome`` is the scenario's, when it differs from the run's verdict or may; ``notes``
+    are what the checks measured (recovery latencies)."""
     aggregate = len(timeline.attempts) > AGGREGATE_OVER
     chart = Chart(timeline, aggregate)
     svg = chart.svg()
-    model = _model(timeline, chart)
+    model = _model(timeline, chart, outcome)
     asset = resources.files("harness")
     script = asset.joinpath("report.js").read_text(encoding="utf-8")
     style = asset.joinpath("report.css").read_text(encoding="utf-8")
@@ -149,9 +202,10 @@ def render_html(timeline: Timeline, history: History) -> str:
         [
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8">',
-            f"<title>{_e(title)} - {_e(timeline.summary.status)}</title>",
+            f"<title>{_e(title)} - "
+            f"{_e(timeline.summary.status if outcome is None else outcome.status)}</title>",
             f"<style>{style}</style></head><body>",
-            _header(timeline),
+            _header(timeline, outcome, notes),
             _legend(),
             '<div class="zoom">Drag across the chart to zoom into a stretch of time, '
             'double-click to see it all. <span id="zoom-window" hidden>Showing <b></b>'
@@ -170,12 +224,20 @@ def render_html(timeline: Timeline, history: History) -> str:
     )
 
 
-def _header(timeline: Timeline) -> str:
+def _header(timeline: Timeline, outcome: Outcome | None, notes: tuple[Violation, ...]) -> str:
     s = timeline.summary
-    checks = "".join(
-        f'<li class="check {_e(status.replace(" ", "-"))}">{_e(name)}: <b>{_e(status)}</b></li>'
-        for name, status in s.checks.items()
-    )
+    expected = set(() if outcome is None else outcome.expected)
+
+    def check(name: str, status: str) -> str:
+        known = name in expected and status == "fail"
+        css = status.replace(" ", "-") + (" expected" if known else "")
+        return (
+            f'<li class="check {_e(css)}">{_e(name)}: <b>{_e(status)}</b>'
+            + (" (expected)" if known else "")
+            + "</li>"
+        )
+
+    checks = "".join(check(name, status) for name, status in s.checks.items())
     planned = "?" if s.faults_planned is None else str(s.faults_planned)
     counts = [
         ("jobs", s.jobs),
@@ -191,15 +253,30 @@ def _header(timeline: Timeline) -> str:
     ]
     facts = "".join(f'<span class="fact">{_e(k)} <b>{_e(str(v))}</b></span>' for k, v in counts)
     violations = "".join(
-        f'<li class="violation {_e(v["severity"])}" data-v="{index}">'
-        f"<b>{_e(v['severity'])} {_e(v['check'])}</b>: {_e(v['message'])}</li>"
+        f'<li class="violation {_e(v["severity"])}{" expected" if known else ""}" '
+        f'data-v="{index}"><b>{"expected " if known else ""}{_e(v["severity"])} '
+        f"{_e(v['check'])}</b>: {_e(v['message'])}</li>"
         for index, v in enumerate(timeline.violations)
+        for known in [v["check"] in expected and v["severity"] == "fail"]
     )
+    measured = "".join(
+        f'<li class="note"><b>{_e(n.check)}</b>: {_e(n.message)}</li>' for n in notes
+    )
+    status_css = _e(s.status.replace(" ", "-"))
+    if outcome is None:
+        badges = f'<span class="verdict {status_css}">{_e(s.status)}</span>'
+        said = ""
+    else:  # the scenario's outcome first: it is what pytest and the exit code say
+        badges = (
+            f'<span class="outcome {_e(outcome.status)}">scenario {_e(outcome.status)}</span> '
+            f'<span class="verdict {status_css}">run {_e(s.status)}</span>'
+        )
+        said = f'<p class="said">{_e(outcome.message)}</p>'
     return (
-        f"<header><h1>{_e(timeline.title or 'run')} "
-        f'<span class="verdict {_e(s.status.replace(" ", "-"))}">{_e(s.status)}</span></h1>'
+        f"<header><h1>{_e(timeline.title or 'run')} {badges}</h1>{said}"
         f'<ul class="checks">{checks}</ul><div class="facts">{facts}</div>'
         + (f'<ul class="violations">{violations}</ul>' if violations else "")
+        + (f'<ul class="notes" title="measured by the checks">{measured}</ul>' if notes else "")
         + "</header>"
     )
 
@@ -220,7 +297,7 @@ def _legend() -> str:
     return f'<div class="legend">{items}{extra}</div>'
 
 
-def _model(timeline: Timeline, chart: Chart) -> dict[str, Any]:
+def _model(timeline: Timeline, chart: Chart, outcome: Outcome | None) -> dict[str, Any]:
     lanes = [lane.name for lane in timeline.lanes]
     lane_index = {name: i for i, name in enumerate(lanes)}
     outcomes = list(OUTCOMES)
@@ -297,7 +374,11 @@ def _model(timeline: Timeline, chart: Chart) -> dict[str, Any]:
         "faults": [fault(f) for f in timeline.faults],
         "batches": [list(b) for b in timeline.batches],
         "marks": [[lane, round(t, 6), ev, line] for lane, t, ev, line in timeline.marks],
-        "violations": list(timeline.violations),
+        "scenario": None if outcome is None else _outcome_record(outcome),
+        "violations": [
+            {**v, "expected": outcome is not None and v["check"] in outcome.expected}
+            for v in timeline.violations
+        ],
         "job_lines": {str(job): list(lines) for job, lines in timeline.job_lines.items()},
         "aggregated": chart.aggregate,
         "buckets": {

@@ -8,6 +8,7 @@ bad value and what was expected (or, for TOML syntax, the line and column).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tomllib
@@ -25,6 +26,7 @@ from harness.detect import is_scenario_file
 from harness.explain import explain, show
 from harness.faults import Fault, Trigger
 from harness.limits import check_numbers, check_reachable
+from harness.report import Outcome, write_report
 from harness.run import RunResult, RunSpec, run
 from harness.toxics import Toxic
 
@@ -630,10 +632,33 @@ def run_scenario(scenario: Scenario, run_dir: Path) -> ScenarioOutcome:
     if not missing:
         names = ", ".join(known)
         message = f"{scenario.name}: pass (the known {names} violation is still there)"
-        return ScenarioOutcome(scenario, result, "pass", message)
+        return _reported(ScenarioOutcome(scenario, result, "pass", message))
     message = (
         f"{scenario.name}: fail: expect_violation = {list(known) if len(known) > 1 else known[0]!r} "
         f"but the run had no {missing[0]} violation (verdict {verdict.status}); if the bug is "
         "fixed, remove expect_violation"
     )
-    return ScenarioOutcome(scenario, result, "fail", message)
+    return _reported(ScenarioOutcome(scenario, result, "fail", message))
+
+
+def _reported(outcome: ScenarioOutcome) -> ScenarioOutcome:
+    """Rebuild the report of a known-bug scenario so that its header says what pytest says
+    (the scenario's outcome) beside the run's verdict, the known violations marked expected."""
+    result, scenario = outcome.result, outcome.scenario
+    if result.report_path is None:
+        return outcome
+    expected = Outcome(outcome.status, outcome.message, scenario.expect.known_violations)
+    try:
+        write_report(
+            result.run_dir,
+            result.history,
+            result.verdict,
+            title=scenario.name,
+            faults_planned=len(scenario.faults),
+            outcome=expected,
+        )
+    except Exception as exc:  # as in run(): a picture that cannot be drawn costs no verdict
+        error = f"{type(exc).__name__}: {exc}"
+        unreported = dataclasses.replace(result, report_path=None, report_error=error)
+        return dataclasses.replace(outcome, result=unreported)
+    return outcome

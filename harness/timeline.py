@@ -16,7 +16,7 @@ from typing import Any, Literal
 from harness import contract as c
 from harness.checks import Verdict
 from harness.contract import HARNESS, MASTER, RESULTS
-from harness.history import History, HistoryEvent, Lease
+from harness.history import History, HistoryEvent
 
 __all__ = [
     "OUTCOMES",
@@ -52,7 +52,7 @@ _LEASE_OUTCOME: Mapping[str, Outcome] = {
 # Faults drawn as a band from the action to its undoing; the rest are markers.
 _BAND_ENDS = {"pause": "resume"}
 _MASTER_ACTIONS = frozenset({"kill_master", "restart_master"})
-_KILLS = frozenset({"kill", "kill_master"})
+_KILLS = frozenset({"kill", "kill_tree", "kill_master"})
 _LANE_MARKS = frozenset(
     {
         c.MASTER_READY,
@@ -326,7 +326,7 @@ def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
         if event.job is not None:
             key = (event.job, _int(event.get("attempt")), str(event.get("worker", "")))
             late_reports.setdefault(key, event)
-    drawn: list[tuple[Lease, Outcome, float, float | None, str, tuple[int, ...]]] = []
+    drawn: list[tuple[_Span, Outcome, float, float | None, str, tuple[int, ...]]] = []
     for lease in history.leases():
         outcome = _LEASE_OUTCOME[lease.end]
         ended = None if lease.end_line is None else history[lease.end_line]
@@ -348,8 +348,10 @@ def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
             reason = f"{reason}; {words}" if reason else words
             outcome, t_lease_end, t_end = ("duplicate" if dropped else "accepted"), t_end, late.t
             own.append(late.line)
-        drawn.append((lease, outcome, t_end, t_lease_end, reason, tuple(sorted(set(own)))))
-    rows = stack_rows([(lease.worker, lease.t_start, t_end) for lease, _, t_end, *_ in drawn])
+        span = _Span(lease.job, lease.attempt, lease.worker, lease.t_start)
+        drawn.append((span, outcome, t_end, t_lease_end, reason, tuple(sorted(set(own)))))
+    drawn += _unleased(history, lines, {(d[0].job, d[0].attempt) for d in drawn})
+    rows = stack_rows([(span.worker, span.t_start, t_end) for span, _, t_end, *_ in drawn])
     return tuple(
         Attempt(
             job=lease.job,
@@ -366,6 +368,53 @@ def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
         )
         for (lease, outcome, t_end, t_lease_end, reason, own), row in zip(drawn, rows, strict=True)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """Where an attempt's bar starts: its job, attempt, worker and time."""
+
+    job: int
+    attempt: int
+    worker: str
+    t_start: float
+
+
+def _unleased(
+    history: History, lines: Mapping[tuple[int, int], list[int]], leased: set[tuple[int, int]]
+) -> list[tuple[_Span, Outcome, float, float | None, str, tuple[int, ...]]]:
+    """Attempts no lease of the master's covers (an engine's broker hands jobs out): each a
+    bar from the worker's ``started`` to its ``completed``, or to its kill (lost)."""
+    kills: dict[str, float] = {}
+    for fault in history.faults():
+        target = fault.get("target")
+        if fault.get("action") in _KILLS and isinstance(target, str) and not fault.get("missed"):
+            kills.setdefault(target, fault.t)
+    accepted = {event.job for event in history.select(c.RESULT_ACCEPTED, src=MASTER)}
+    completed = {
+        (event.job, event.get("attempt"), event.src): event for event in history.select(c.COMPLETED)
+    }
+    found: list[tuple[_Span, Outcome, float, float | None, str, tuple[int, ...]]] = []
+    for event in history.select(c.STARTED):
+        attempt = event.get("attempt")
+        if event.job is None or not isinstance(attempt, int) or (event.job, attempt) in leased:
+            continue
+        leased.add((event.job, attempt))  # a redelivered message starts once per attempt
+        span = _Span(event.job, attempt, event.src, event.t)
+        own = tuple(sorted(set(lines.get((event.job, attempt), ()))))
+        done = completed.get((event.job, attempt, event.src))
+        killed_at = kills.get(event.src)
+        outcome: Outcome
+        if done is not None:
+            ok = done.get("ok") is not False
+            outcome = "failed" if not ok else "accepted" if event.job in accepted else "open"
+            reason = "" if outcome != "open" else "completed; no result accepted"
+            found.append((span, outcome, done.t, None, reason, own))
+        elif killed_at is not None and killed_at >= event.t:
+            found.append((span, "lost", killed_at, None, f"its worker {event.src} was killed", own))
+        else:
+            found.append((span, "open", history.end_t, None, "", own))
+    return found
 
 
 #: Bars that overlap on one lane stack in rows; past this many they share the last rows.

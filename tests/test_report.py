@@ -24,7 +24,14 @@ import pytest
 
 from harness.checks import Verdict, Violation
 from harness.history import History
-from harness.report import AGGREGATE_OVER, ReportError, rebuild_report, render_html, write_report
+from harness.report import (
+    AGGREGATE_OVER,
+    Outcome,
+    ReportError,
+    rebuild_report,
+    render_html,
+    write_report,
+)
 from harness.timeline import build_timeline
 from harness.trace import trace_events
 
@@ -206,6 +213,100 @@ def test_write_report_records_the_verdict_and_rebuild_draws_the_same(tmp_path: P
     assert rebuild_report(tmp_path).read_text() == written
     assert json.loads((tmp_path / "verdict.json").read_text())["status"] == "unknown"
     assert (tmp_path / "trace.json").is_file()
+
+
+def write_events(run_dir: Path) -> History:
+    for src in ("master", "worker-1", "worker-2", "worker-3", "broker", "harness"):
+        events = [e for e in kill_and_pause() if e["src"] == src]
+        (run_dir / f"{src}.events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return History.load_run(run_dir)
+
+
+def header(page: str) -> str:
+    found = re.search(r"<header>.*?</header>", page, re.S)
+    assert found is not None
+    return found.group(0)
+
+
+def test_a_known_bug_found_is_a_passing_scenario_and_its_violation_is_expected(
+    tmp_path: Path,
+) -> None:
+    history = write_events(tmp_path)
+    verdict = Verdict(
+        "fail",
+        (Violation("liveness", "job 3 was lost with its holder", (3,), (0,)),),
+        (),
+        ("liveness", "exactly_once"),
+    )
+    outcome = Outcome(
+        "pass", "t: pass (the known liveness violation is still there)", ("liveness",)
+    )
+    page = write_report(tmp_path, history, verdict, title="t", outcome=outcome).read_text()
+    top = header(page)
+    assert '<span class="outcome pass">scenario pass</span>' in top
+    assert '<span class="verdict fail">run fail</span>' in top
+    assert "the known liveness violation is still there" in top
+    assert '<li class="check fail expected">liveness: <b>fail</b> (expected)</li>' in top
+    assert '<li class="check pass">exactly_once: <b>pass</b></li>' in top
+    assert re.search(r'<li class="violation fail expected"[^>]*><b>expected fail liveness</b>', top)
+    _, model, _ = parse(page)
+    assert model["scenario"] == {
+        "status": "pass",
+        "message": outcome.message,
+        "expected": ["liveness"],
+    }
+    assert [v["expected"] for v in model["violations"]] == [True]
+    (tmp_path / "report.html").unlink()
+    assert rebuild_report(tmp_path).read_text() == page
+
+
+def test_without_a_scenario_outcome_the_header_shows_the_verdict_alone(tmp_path: Path) -> None:
+    history = write_events(tmp_path)
+    verdict = Verdict("fail", (Violation("liveness", "lost", (3,), (0,)),), (), ("liveness",))
+    top = header(write_report(tmp_path, history, verdict, title="t").read_text())
+    assert '<span class="verdict fail">fail</span>' in top
+    assert "outcome" not in top and "expected" not in top
+
+
+def test_the_measured_latencies_are_shown_and_survive_the_round_trip(tmp_path: Path) -> None:
+    history = write_events(tmp_path)
+    note = Violation(
+        "recovery_latency", "worker-2 killed: job 1 back in 0.020 s", (1,), (12,), "note"
+    )
+    verdict = Verdict("pass", (), (), ("recovery_latency",), (note,))
+    page = write_report(tmp_path, history, verdict, title="t").read_text()
+    assert "recovery_latency</b>: worker-2 killed: job 1 back in 0.020 s" in header(page)
+    record = json.loads((tmp_path / "verdict.json").read_text())
+    assert [(n["check"], n["severity"], n["jobs"]) for n in record["notes"]] == [
+        ("recovery_latency", "note", [1])
+    ]
+    (tmp_path / "report.html").unlink()
+    assert rebuild_report(tmp_path).read_text() == page
+
+
+def test_a_system_without_leases_draws_its_attempts_from_the_workers() -> None:
+    """An engine's master logs no leases (the broker hands jobs out): the workers' own
+    started and completed events are the attempts, and a worker killed as a tree
+    (``kill_tree``) ends its lane and loses what it ran."""
+    history = History(
+        [
+            _event(0.1, "master", "job_submitted", job=0, task="square", args=[0]),
+            _event(0.1, "master", "job_submitted", job=1, task="square", args=[1]),
+            _event(0.2, "worker-1", "started", job=0, attempt=1, worker="worker-1"),
+            _event(0.2, "worker-2", "started", job=1, attempt=1, worker="worker-2"),
+            _event(0.3, "harness", "fault", fault=0, action="kill_tree", target="worker-1"),
+            _event(0.5, "worker-2", "completed", job=1, attempt=1, worker="worker-2", ok=True),
+            _event(0.6, "master", "result_accepted", job=1, ok=True, value=1),
+            _event(0.7, "master", "master_stopped", missing=[0]),
+            _event(0.8, "harness", "run_finished", exit_codes={"worker-1": -9, "worker-2": 0}),
+        ]
+    )
+    svg, model, _ = parse(render_html(build_timeline(history, None), history))
+    lost, done = attempt_bar(svg, model, 0, 1), attempt_bar(svg, model, 1, 1)
+    assert "o-lost" in lost.get("class", "") and lane_of(svg, lost) == "worker-1"
+    assert "o-accepted" in done.get("class", "") and lane_of(svg, done) == "worker-2"
+    [killed] = [lane for lane in model["lanes"] if lane["killed"]]
+    assert killed["name"] == "worker-1" and killed["t_end"] == 0.3
 
 
 def test_rebuild_refuses_what_is_not_a_run_directory(tmp_path: Path) -> None:
