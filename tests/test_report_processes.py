@@ -4,6 +4,7 @@ in another system that runs a broker besides its master and workers."""
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from tests.test_toy_system import write
 
 pytestmark = pytest.mark.processes
 
-DEATH_AND_PAUSE = Path(__file__).resolve().parent.parent / "scenarios/batches/death_and_pause.toml"
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+DEATH_AND_PAUSE = SCENARIOS / "batches/death_and_pause.toml"
 
 
 def test_kill_and_pause_are_drawn_as_they_happened(tmp_path: Path) -> None:
@@ -24,8 +26,14 @@ def test_kill_and_pause_are_drawn_as_they_happened(tmp_path: Path) -> None:
     result = outcome.result
     assert outcome.status == "pass", outcome.report()
     assert result.report_path == tmp_path / "run" / "report.html"
-    svg, model, lines = parse(result.report_path.read_text())
+    page = result.report_path.read_text()
+    svg, model, lines = parse(page)
     history = result.history
+
+    # What recovery_latency measured is in the header, as the verdict reports it.
+    assert result.verdict.notes
+    for note in result.verdict.notes:
+        assert f"<b>{note.check}</b>: {html.escape(note.message)}</li>" in page
 
     # One lane per process of the run (master, three workers, the one added mid-run).
     lanes = [g.get("data-lane") for g in by_class(svg, "g", "lane")]
@@ -103,3 +111,23 @@ def test_another_system_with_a_broker_gets_a_lane_per_process(tmp_path: Path) ->
     assert marker.get("data-lane") == kill.get("target")
     outcomes = {model["outcomes"][a[5]][0] for a in model["attempts"]}
     assert {"accepted", "lost"} <= outcomes  # the holder's job went back and was redone
+
+
+def test_a_known_bug_found_says_scenario_pass_and_run_fail(tmp_path: Path) -> None:
+    """The unmodified tutorial app (kind ``managers``, watched on the wire) loses the job its
+    killed worker held: the scenario expects that violation, so it passes while the run
+    fails, and the report's header says both, the violation marked expected."""
+    scenario = load_scenario(SCENARIOS / "tutorial/kill_after_get.toml")
+    outcome = run_scenario(scenario, tmp_path / "run")
+    assert outcome.status == "pass", outcome.report()
+    assert outcome.result.verdict.status == "fail"
+    assert outcome.result.report_path is not None
+    page = outcome.result.report_path.read_text()
+    assert '<span class="outcome pass">scenario pass</span>' in page
+    assert '<span class="verdict fail">run fail</span>' in page
+    svg, model, _ = parse(page)
+    assert model["scenario"]["expected"] == list(scenario.expect.known_violations)
+    assert model["violations"] and all(v["expected"] for v in model["violations"])
+    [killed] = [lane["name"] for lane in model["lanes"] if lane["killed"]]
+    lost = by_class(svg, "rect", "att", "o-lost")
+    assert lost and all(lane_of(svg, bar) == killed for bar in lost)
