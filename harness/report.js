@@ -59,7 +59,7 @@
     indices.forEach((i) => { lines = lines.concat(M.attempts[i][8]); });
     named.forEach((v) => { lines = lines.concat(v.lines); });
     details.innerHTML = "<h2>job " + job + "</h2>" +
-      named.map((v) => '<p><b class="' + esc(v.severity) + '">' + esc(v.severity + " " + v.check) + "</b>: " + esc(v.message) + "</p>").join("") +
+      named.map((v) => '<p><b class="' + esc(v.severity) + '">' + esc(said(v)) + "</b>: " + esc(v.message) + "</p>").join("") +
       "<table><tr><th>attempt</th><th>worker</th><th>outcome</th><th>leased</th><th>lease ended</th><th>reported / ended</th><th>reason</th></tr>" +
       rows + "</table><div>history lines:</div>" + (await showLines(lines));
   }
@@ -77,10 +77,12 @@
       shown.map((j) => '<a data-goto="' + j + '">' + j + "</a>").join(" ") +
       (jobs.length > shown.length ? " ... " + (jobs.length - shown.length) + " more" : "") + "</p>";
   }
+  // A violation the scenario expects (a known bug, still there) says so.
+  function said(v) { return (v.expected ? "expected " : "") + v.severity + " " + v.check; }
   async function showViolation(v) {
     const violation = M.violations[v];
     if (violation.jobs.length) return showJob(violation.jobs[0]);
-    details.innerHTML = "<h2>" + esc(violation.severity + " " + violation.check) + "</h2><p>" +
+    details.innerHTML = "<h2>" + esc(said(violation)) + "</h2><p>" +
       esc(violation.message) + "</p>" + (await showLines(violation.lines));
   }
 
