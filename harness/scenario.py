@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from harness import systems
-from harness.checks import VERDICT_EXIT_CODES
+from harness.checks import VERDICT_EXIT_CODES, Verdict
 from harness.contract import NETWORK_ACTIONS
 from harness.detect import is_scenario_file
 from harness.explain import explain, show
@@ -620,6 +620,39 @@ class ScenarioOutcome:
         return f"{self.message}\n{self.result.report()}"
 
 
+def known_bug_outcome(
+    name: str, known: tuple[str, ...], verdict: Verdict
+) -> tuple[Literal["pass", "fail", "unknown"], str]:
+    """What a run means for a scenario whose ``expect_violation`` checks are ``known``.
+
+    A known-bug reproduction passes only when every known violation is there, no other
+    check failed and no check was left undecided: a fault that missed its window makes the
+    reproduction unknown (the violation may have come from elsewhere), and a failure the
+    scenario does not name is a failure.
+    """
+    shown = repr(list(known)) if len(known) > 1 else repr(known[0])
+    missing = [check for check in known if not any(v.check == check for v in verdict.violations)]
+    if missing:
+        return "fail", (
+            f"{name}: fail: expect_violation = {shown} but the run had no {missing[0]} "
+            f"violation (verdict {verdict.status}); if the bug is fixed, remove expect_violation"
+        )
+    names = ", ".join(known)
+    unexpected = sorted({v.check for v in verdict.violations} - set(known))
+    if unexpected:
+        return "fail", (
+            f"{name}: fail: besides the known {names} violation the run failed "
+            f"{', '.join(unexpected)}, which expect_violation = {shown} does not name"
+        )
+    if verdict.unknowns:
+        first = verdict.unknowns[0]
+        return "unknown", (
+            f"{name}: unknown: the known {names} violation is there, but {first.check} "
+            f"could not decide ({first.message}), so the run does not pin it to its cause"
+        )
+    return "pass", f"{name}: pass (the known {names} violation is still there)"
+
+
 def run_scenario(scenario: Scenario, run_dir: Path) -> ScenarioOutcome:
     result = run(to_run_spec(scenario, run_dir), run_dir)
     verdict = result.verdict
@@ -628,17 +661,8 @@ def run_scenario(scenario: Scenario, run_dir: Path) -> ScenarioOutcome:
         return ScenarioOutcome(
             scenario, result, verdict.status, f"{scenario.name}: {verdict.status}"
         )
-    missing = [check for check in known if not any(v.check == check for v in verdict.violations)]
-    if not missing:
-        names = ", ".join(known)
-        message = f"{scenario.name}: pass (the known {names} violation is still there)"
-        return _reported(ScenarioOutcome(scenario, result, "pass", message))
-    message = (
-        f"{scenario.name}: fail: expect_violation = {list(known) if len(known) > 1 else known[0]!r} "
-        f"but the run had no {missing[0]} violation (verdict {verdict.status}); if the bug is "
-        "fixed, remove expect_violation"
-    )
-    return _reported(ScenarioOutcome(scenario, result, "fail", message))
+    status, message = known_bug_outcome(scenario.name, known, verdict)
+    return _reported(ScenarioOutcome(scenario, result, status, message))
 
 
 def _reported(outcome: ScenarioOutcome) -> ScenarioOutcome:
