@@ -37,6 +37,7 @@ __all__ = [
     "CorruptLog",
     "EventWriter",
     "events_name",
+    "master_saw_join",
     "parse_line",
     "read_log",
     "run_epoch",
@@ -218,6 +219,16 @@ NETWORK_ACTIONS = frozenset({"add_toxic", "remove_toxic", "partition", "heal"})
 
 class CorruptLog(ValueError):
     """A line in the middle of an event log that is not a JSON object: the log is damaged."""
+
+
+def master_saw_join(worker: str, events: Iterable[dict[str, Any]]) -> bool:
+    """Whether the master's record says ``worker`` joined (a master that writes the contract)."""
+    return any(
+        event.get("ev") == WORKER_JOINED
+        and event.get("src") == MASTER
+        and event.get("worker") == worker
+        for event in events
+    )
 
 
 def events_name(process: str) -> str:

@@ -203,12 +203,7 @@ class ManagersSystem:
         return address
 
     def joined(self, worker: str, events: Sequence[Event]) -> bool:
-        return any(
-            event.get("ev") == contract.WORKER_JOINED
-            and event.get("src") == contract.MASTER
-            and event.get("worker") == worker
-            for event in events
-        )
+        return contract.master_saw_join(worker, events)
 
     def observers(self, setup: RunSetup, sink: EventSink) -> Sequence[Observer]:
         self.sink = sink
