@@ -47,8 +47,8 @@ exit codes:
        and it did not come back within --reconnect-s
   6    worker: the peer accepted the connection but never answered the handshake
   7    worker: the master stayed busy (too many handshakes pending) for --connect-timeout-s
-  8    cannot write --results or --events (e.g. disk full): the master stops serving and
-       prints the accepted results it could not write on stderr; a worker leaves
+  8    cannot write --results, --events or --journal (e.g. disk full): the master stops
+       serving and prints the accepted results it could not write on stderr; a worker leaves
   130  interrupted (Ctrl-C)
 
 The authkey is read from the environment variable DISTQ_AUTHKEY or from --authkey-file,

@@ -36,7 +36,7 @@ EXIT_NO_MASTER = 4  # nothing accepted a connection at the address
 EXIT_MASTER_LOST = 5  # the master went away (or stopped answering) mid-run
 EXIT_HANDSHAKE_TIMEOUT = 6  # something accepted the connection but never answered the handshake
 EXIT_MASTER_BUSY = 7  # the master kept turning us away: too many handshakes pending
-EXIT_OUTPUT_FAILED = 8  # could not write the results or the event log (disk full, ...)
+EXIT_OUTPUT_FAILED = 8  # could not write the results, the event log or the journal (disk full, ...)
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT
 
 #: A shorter key falls to guessing (pickle from anyone holding it runs code): refused

@@ -9,6 +9,7 @@ connections and handshakes), ``output`` (the results file), ``journal`` (with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -29,10 +30,10 @@ from distq.errors import (
 from distq.events import EventLog
 from distq.jobsfile import JobSpec
 from distq.journal import Journal, jobs_digest, resume_outputs
-from distq.output import ResultSink
+from distq.output import ResultSink, result_line
 from distq.protocol import format_address
 from distq.server import ServedManager
-from distq.service import BoardService, MasterConfig
+from distq.service import BoardService, JournalDown, MasterConfig
 
 __all__ = ["BoardService", "JobSpec", "MasterConfig", "run_master"]
 
@@ -128,7 +129,7 @@ def _serve(
         """Flush the outputs (with a journal, checkpoint them); False once one failed."""
         try:
             service.sync_outputs(checked_flush, results_size)
-        except _OutputDown:
+        except (_OutputDown, JournalDown):
             return False
         return True
 
@@ -164,7 +165,8 @@ def _serve(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        service.flush()  # the submissions' events go out before READY
+        with contextlib.suppress(JournalDown):  # the loop below does not start then
+            service.flush()  # the submissions' events go out before READY
         sync_outputs()
         server.attach(service, log)
         address = format_address(server.address)
@@ -180,9 +182,12 @@ def _serve(
         )
         ready.write(f"READY {address}\n")
         ready.flush()
-        while not interrupted:
-            if service.tick():
-                break
+        while not interrupted and service.journal_error is None:
+            try:
+                if service.tick():
+                    break
+            except JournalDown:
+                break  # not durable any more: stop at once
             if not sync_outputs():
                 break  # a full disk: stop handing out work whose results would be lost
             time.sleep(config.tick_s)
@@ -195,7 +200,8 @@ def _serve(
         # A resumed master also gives the workers of the last one (away since its
         # crash) that time to rejoin and be told: otherwise they would keep trying.
         while (
-            (
+            service.journal_error is None
+            and (
                 service.connected_workers()
                 or server.open_connections()
                 or service.not_seen(rejoining)
@@ -214,6 +220,8 @@ def _serve(
             duplicates=board.duplicates,
             signal=interrupted[0] if interrupted else None,
         )
+        if journal is not None and service.journal_error is not None:
+            _raise_journal_failure(service, sink, journal.path, service.journal_error)
         _raise_output_failure(sink, log, results_name, events_path)
         window = ""
         if service.first_lease_at is not None and service.last_result_at is not None:
@@ -260,3 +268,22 @@ def _raise_output_failure(
         else "every accepted result was written"
     )
     raise OutputFailed(f"cannot write {what}; stopped serving; {kept}")
+
+
+def _raise_journal_failure(
+    service: BoardService, sink: ResultSink, path: object, error: Exception
+) -> None:
+    """After a failed journal write, as after a failed output: the accepted results not
+    known to be written (those not journaled among them) as JSON lines on stderr, then
+    one line. Those not journaled run again on a resumed master."""
+    lines = sink.unwritten + [result_line(r) for r in service.unjournaled_results()]
+    if lines:
+        sys.stderr.write("".join(lines))
+        sys.stderr.flush()
+    reason = getattr(error, "strerror", None) or str(error)
+    kept = (
+        f"the {len(lines)} accepted results not written out are on stderr above"
+        if lines
+        else "every accepted result was written"
+    )
+    raise OutputFailed(f"cannot write --journal {path}: {reason}; stopped serving; {kept}")

@@ -24,7 +24,7 @@ from typing import Any
 from distq.door import Door, DoorPolicy
 from distq.events import EventLog
 from distq.protocol import BUSY, BoardProxy, DistqManager, format_address
-from distq.service import BoardService, set_caller
+from distq.service import BoardService, JournalDown, set_caller
 
 __all__ = ["DistqServer", "ServedManager", "current_service"]
 
@@ -157,6 +157,8 @@ class DistqServer(Server):
             self._handle_request(conn, host, peer)
         except SystemExit:  # serve_client() ends with sys.exit(0) on EOF
             pass
+        except JournalDown:
+            pass  # no reply: the caller sees the connection close, "master lost"
         finally:
             conn.close()
 

@@ -7,8 +7,10 @@ results back, and writes the board's results and events as they come out.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +67,13 @@ class MasterConfig:
         return self.lease_timeout_s / 4
 
 
+class JournalDown(BaseException):
+    """A journal write failed: the call gets no reply, and the master stops serving.
+
+    Not an ``Exception``: the manager's server would send it back to the caller as an
+    error; it ends the connection instead (``DistqServer.handle_request``)."""
+
+
 class BoardService:
     """The object workers call through their proxy; one lock around the board."""
 
@@ -93,6 +102,7 @@ class BoardService:
         # A rejoining worker checks it is the same master; a journal keeps it across restarts.
         self.master_id = journal.master_id if journal is not None else secrets.token_hex(8)
         self.stopping = False
+        self.journal_error: Exception | None = None  # the failed journal write, once one failed
         self.accepting = config.open_submissions
         # Throughput window for the summary line: start-up and shutdown stay outside it.
         self.first_lease_at: float | None = None
@@ -117,7 +127,8 @@ class BoardService:
                 handed_back = self.board.worker_lost(worker, "worker rejoined", count_attempt=False)
                 self._flush()  # the hand-back is in the log before the rejoin
             if self.journal is not None and worker not in self._identity:
-                self.journal.worker_joined(worker)  # a restarted master waits for it to rejoin
+                # A restarted master waits for it to rejoin.
+                self._journal_write(self.journal.worker_joined, worker)
             self._conn_of_worker[worker] = conn
             self._identity[worker] = (pid, host)
             if conn is not None:
@@ -174,7 +185,7 @@ class BoardService:
             if self.board.held_by(worker):
                 handed_back = self.board.worker_lost(worker, "worker left", count_attempt=False)
             if self.journal is not None:
-                self.journal.worker_left(worker)
+                self._journal_write(self.journal.worker_left, worker)
             # The jobs handed back: a check tells them from attempts that failed.
             self.log.write("worker_left", worker=worker, handed_back=handed_back)
             self._flush()
@@ -189,7 +200,9 @@ class BoardService:
                 return
             del self._conn_of_worker[worker]
             self.board.worker_lost(worker, "connection closed")
-            self._flush()
+            if self.journal_error is None:
+                with contextlib.suppress(JournalDown):  # the main loop stops the master
+                    self._flush()
 
     # -- called by submitters (distq.client.Submitter) -----------------------------------
 
@@ -231,6 +244,8 @@ class BoardService:
                 if remaining <= 0:
                     break
                 self._delivered.wait(remaining)
+            if self.journal_error is not None:
+                raise JournalDown
             taken, refused = self._accept_jobs(owner, jobs)
             self._flush()
             return taken, refused
@@ -248,6 +263,8 @@ class BoardService:
                 if remaining <= 0:
                     break
                 self._delivered.wait(remaining)
+            if self.journal_error is not None:
+                raise JournalDown
             return self.sessions.take_results(owner, max(1, max_n), connection)
 
     def end_session(self, session: str) -> None:
@@ -267,7 +284,7 @@ class BoardService:
         with self._cond:
             self.accepting = False
             if self.journal is not None:
-                self.journal.set_accepting(False)
+                self._journal_write(self.journal.set_accepting, False)
             self.log.write("submissions_closed", jobs=len(self.board))
             self._flush()
             self._delivered.notify_all()  # a submitter waiting for room is refused now
@@ -291,7 +308,7 @@ class BoardService:
         with self._cond:
             flush()
             if self.journal is not None:
-                self.journal.outputs_written(results_size(), self.log.size())
+                self._journal_write(self.journal.outputs_written, results_size(), self.log.size())
 
     def stop(self) -> None:
         with self._cond:
@@ -312,6 +329,8 @@ class BoardService:
         conn = getattr(_caller, "conn", None)
         deadline = time.monotonic() + max(0.0, min(wait_s, 30.0))
         while True:
+            if self.journal_error is not None:
+                raise JournalDown
             if self.stopping:
                 return [], True
             if conn is not None and self._worker_of_conn.get(id(conn)) != worker:
@@ -374,6 +393,8 @@ class BoardService:
         return taken, refused
 
     def _apply(self, worker: str, results: list[WireResult]) -> None:
+        if self.journal_error is not None:
+            raise JournalDown  # nothing more is accepted that could not be journaled
         board = self.board
         for job_id, attempt, ok, value, error in results:
             if ok:
@@ -390,7 +411,7 @@ class BoardService:
         """Write new terminal results and drained events; wake waiting leases. With a
         journal, the changes are committed first: nothing goes out that a crash could undo."""
         if self.journal is not None:
-            self.journal.commit(self.board)
+            self._journal_write(self.journal.commit, self.board)
         results = self.board.drain_results()
         if results:
             self._write_results(results)
@@ -403,3 +424,22 @@ class BoardService:
             if self.board.finished and not self.accepting:
                 self.stopping = True
             self._cond.notify_all()
+
+    def _journal_write(self, write: Callable[..., None], *args: Any) -> None:
+        """Write to the journal under the lock. Once a write failed (a full disk, an I/O
+        error), nothing more is written, journaled or acknowledged: JournalDown."""
+        if self.journal_error is not None:
+            raise JournalDown
+        try:
+            write(*args)
+        except (sqlite3.Error, OSError) as exc:
+            self.journal_error = exc
+            self._cond.notify_all()  # waiting leases and submitters give up
+            self._delivered.notify_all()
+            raise JournalDown from exc
+
+    def unjournaled_results(self) -> list[Result]:
+        """After a journal failure: the results accepted since the last commit (their
+        reporters got no reply), for the master to hand over on stderr."""
+        with self._cond:
+            return self.board.drain_results()

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import secrets
 import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from distq.errors import EXIT_USAGE
+from distq.errors import EXIT_MASTER_LOST, EXIT_OUTPUT_FAILED, EXIT_USAGE
 from distq.events import read_events
 from harness.checks import judge
 from harness.cluster import Cluster
@@ -189,3 +191,80 @@ def test_a_journal_in_use_by_a_running_master_is_refused(tmp_path: Path) -> None
         assert cluster.master is not None and cluster.master.alive()
     assert done.returncode == EXIT_USAGE, done.stderr
     assert done.stderr.count("\n") == 1 and "in use by another running master" in done.stderr
+
+
+def _limited_file_size(limit: int) -> Callable[[], None]:
+    def setup() -> None:  # in the child, before exec; an ignored disposition survives exec
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    return setup
+
+
+def _run_master_and_worker(
+    tmp_path: Path, jobs: int, tag: str, preexec: Callable[[], None] | None = None
+) -> tuple[int, str, int, str]:
+    """A master on ``tmp_path/journal.sqlite`` and one worker leasing one job at a time
+    (a commit per result). Returns (master code, master stderr, worker code, its stderr)."""
+    env = {**os.environ, "DISTQ_AUTHKEY": "journal-fail-" + "k" * 32}
+    master = subprocess.Popen(
+        [
+            sys.executable, "-m", "distq", "master", "--task", "square", "--count", str(jobs),
+            "--args", "[3, 0]", "--journal", "journal.sqlite", "--results", "results.jsonl",
+            "--events", f"master-{tag}.jsonl",
+        ],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=preexec,
+    )  # fmt: skip
+    worker = None
+    try:
+        assert master.stdout is not None
+        ready = master.stdout.readline()
+        assert ready.startswith("READY "), ready
+        worker = subprocess.Popen(
+            [
+                sys.executable, "-m", "distq", "worker", "--connect", ready.split()[1],
+                "--prefetch", "1",
+            ],
+            env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        _, master_err = master.communicate(timeout=BOUND_S)
+        _, worker_err = worker.communicate(timeout=BOUND_S)
+        return master.returncode, master_err, worker.returncode, worker_err
+    finally:
+        for proc in (master, worker):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_a_journal_that_cannot_grow_stops_the_master_with_exit_8_and_loses_no_result(
+    tmp_path: Path,
+) -> None:
+    """SQLite's writes fail past a file-size limit (EFBIG): the master stops at once, the
+    accepted results are in the results file or on stderr, the worker sees the master
+    lost; a master resumed on that journal finishes the run, each job exactly once."""
+    jobs = 600  # the journal's log grows a page per commit and outgrows the limit first
+    code, err, worker_code, worker_err = _run_master_and_worker(
+        tmp_path, jobs, "limited", _limited_file_size(200_000)
+    )
+    assert code == EXIT_OUTPUT_FAILED, err
+    assert "Traceback" not in err and "Traceback" not in worker_err, err + worker_err
+    messages = [line for line in err.splitlines() if not line.startswith("{")]
+    assert len(messages) == 1, err
+    assert "cannot write --journal journal.sqlite" in messages[0], err
+    assert worker_code == EXIT_MASTER_LOST, worker_err
+    accepted = {
+        event["job"]
+        for event in read_events(tmp_path / "master-limited.jsonl")
+        if event.get("ev") == "result_accepted"
+    }
+    assert accepted  # the limit was hit mid-run, not before the first result
+    written = [json.loads(line)["job"] for line in (tmp_path / "results.jsonl").open()]
+    handed = [json.loads(line)["job"] for line in err.splitlines() if line.startswith("{")]
+    assert len(written) < jobs
+    assert accepted <= set(written) | set(handed)
+    code, err, worker_code, _ = _run_master_and_worker(tmp_path, jobs, "resumed")
+    assert (code, worker_code) == (0, 0), err
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert Counter(json.loads(line)["job"] for line in lines) == Counter(range(jobs))
