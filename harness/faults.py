@@ -202,6 +202,10 @@ class FaultInjector:
         self.rng = random.Random(seed)
         self.log = log
         self.tracker = _Tracker()
+        # A cursor into the run's events, not the follower's fresh batch: the cluster polls
+        # the same follower (waiting for READY, for a worker to join) and those events
+        # would otherwise never reach the triggers.
+        self._seen = 0
         self.ready_at = time.monotonic()
         # Until released, time triggers wait (they count from a cluster whose workers are
         # all in); event triggers fire whenever their event happens.
@@ -215,8 +219,11 @@ class FaultInjector:
         return not self.pending and not self._resumes
 
     def step(self) -> None:
-        for event in self.cluster.run_events.poll():
+        follower = self.cluster.run_events
+        follower.poll()
+        for event in follower.events[self._seen :]:
             self.tracker.event(event)
+        self._seen = len(follower.events)
         now = time.monotonic()
         for scheduled in list(self._resumes):
             when, index, worker, action = scheduled

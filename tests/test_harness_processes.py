@@ -353,3 +353,28 @@ def test_the_journal_scenario_fails_when_the_master_keeps_no_journal(tmp_path: P
     assert lost, outcome.report()
     workers = {n: c for n, c in outcome.result.exit_codes.items() if n.startswith("worker")}
     assert workers == {"worker-1": 5, "worker-2": 5, "worker-3": 5}  # a different master
+
+
+def test_events_the_cluster_read_first_still_reach_the_triggers(tmp_path: Path) -> None:
+    # The cluster and the injector read one follower: waiting for a worker to join polls
+    # it too. A trigger must fire on an event the cluster's poll took in before the
+    # injector's step, or a fault "never triggers" when its event came at the wrong moment.
+    from harness.cluster import Cluster
+    from harness.contract import HARNESS, EventWriter, events_name
+    from harness.faults import FaultInjector
+
+    jobs = square_jobs(tmp_path / "jobs.jsonl", 3, 0.0)
+    harness_log = tmp_path / "run" / events_name(HARNESS)
+    with Cluster(tmp_path / "run", ["--jobs", str(jobs)]) as cluster:
+        log = EventWriter(harness_log, HARNESS, cluster.epoch)
+        plan = [Fault(Trigger("job_completed", 0), "kill", "holder")]
+        injector = FaultInjector(cluster, plan, seed=1, log=log)
+        worker = cluster.add_worker()
+        assert cluster.wait_master(60) == 0
+        assert not cluster.joined("no-such-worker")  # the cluster's own poll: reads it all
+        assert worker.wait(30) == 0
+        injector.step()
+        log.close()
+    assert injector.done, "job 0 completed, but its trigger never saw it"
+    [fault] = [json.loads(line) for line in harness_log.open()]
+    assert fault["missed"] == "nobody held job 0"
