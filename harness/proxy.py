@@ -535,6 +535,11 @@ class FaultProxy:
     def toxics(self) -> list[Toxic]:
         return self._call(lambda: list(self._toxics.values()))
 
+    @property
+    def open_connections(self) -> int:
+        """How many connections are still being relayed (closed ones were read to the end)."""
+        return self._call(lambda: len(self._links))
+
     def partition(self, duration_s: float | None = None, *, reset_on_heal: bool = False) -> None:
         """Cut this worker off: nothing crosses in either direction until ``heal()`` (or
         ``duration_s`` later). Data in flight is held, not dropped, like TCP across a real

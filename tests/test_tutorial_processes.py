@@ -99,7 +99,11 @@ class AppRun:
         deadline = time.monotonic() + timeout_s
         for proc in self.procs.values():
             proc.wait(max(0.1, deadline - time.monotonic()))
-        time.sleep(0.2)  # the relays read the last frames of closing connections
+        # Every process is gone; a relay still reading a closing connection has frames
+        # (and events) to write yet: wait until each relay has closed all of its own.
+        recorder = self.system.recorder
+        relays = [] if recorder is None else list(recorder.relays.values())
+        self.wait(lambda: all(relay.open_connections == 0 for relay in relays), timeout_s)
         return History(self.events())
 
     def log(self, name: str) -> str:
