@@ -5,6 +5,8 @@ passes exactly_once; its broken copy, which forgets a dead worker's job, fails i
 from __future__ import annotations
 
 import signal
+import socket
+import struct
 import sys
 from pathlib import Path
 
@@ -97,3 +99,22 @@ def test_the_broken_toy_queue_loses_the_killed_holders_job(tmp_path: Path) -> No
     assert outcome.status == "fail", outcome.report()
     lost = [v for v in outcome.result.verdict.violations if v.check == "exactly_once"]
     assert lost and "lost: no terminal result" in lost[0].message, outcome.report()
+
+
+def test_a_worker_whose_connection_ends_in_a_reset_is_lost_and_its_job_goes_back(
+    tmp_path: Path,
+) -> None:
+    # A worker SIGKILLed with the master's reply still unread in its socket leaves a reset,
+    # not a close (what a kill right after a lease does): its job must go back all the same.
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"task": "square", "args": [3]}\n')
+    with Cluster(tmp_path / "run", system=ToySystem(ToyConfig()), jobs_path=jobs) as cluster:
+        assert cluster.address is not None
+        host, _, port = cluster.address.rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=30) as doomed:
+            doomed.sendall(b'{"op": "hello", "name": "doomed"}\n{"op": "lease"}\n')
+            cluster.master_events.wait_for(lambda e: e["ev"] == "leased", 30, "job 0 leased")
+            doomed.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        cluster.add_worker()
+        assert cluster.wait_master(30) == 0
+        assert "Traceback" not in cluster.procs["master"].log_path.read_text()

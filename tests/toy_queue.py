@@ -9,6 +9,7 @@ broken copy). ``broker PORT`` stands in for a service the master needs before it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -38,42 +39,47 @@ def master(jobs_path: str, events_path: str, forget_lost: bool, broker: str | No
     class Worker(socketserver.StreamRequestHandler):
         def handle(self) -> None:
             name, held = "", None
-            for line in self.rfile:
-                request = json.loads(line)
-                with lock:
-                    if request["op"] == "hello":
-                        name = request["name"]
-                        log.write(contract.WORKER_JOINED, worker=name)
-                        reply: dict[str, Any] = {"op": "ok"}
-                    elif request["op"] == "result":
-                        job, held = request["job"], None
-                        event = (
-                            contract.DUPLICATE_DROPPED if job in done else contract.RESULT_ACCEPTED
-                        )
-                        done.add(job)
-                        log.write(
-                            event,
-                            job=job,
-                            attempt=attempts[job],
-                            worker=name,
-                            ok=True,
-                            value=request["value"],
-                        )
-                        reply = {"op": "ok"}
-                    elif pending:
-                        held = pending.pop(0)
-                        attempts[held] += 1
-                        log.write(
-                            contract.LEASED,
-                            job=held,
-                            attempt=attempts[held],
-                            lease=held,
-                            worker=name,
-                        )
-                        reply = {"op": "job", "job": held, **jobs[held]}
-                    else:
-                        reply = {"op": "stop" if len(done) == len(jobs) else "wait"}
-                self.wfile.write(json.dumps(reply).encode() + b"\n")
+            # A worker SIGKILLed with a reply still unread ends its connection with a reset,
+            # not a close: it is a lost worker all the same, not an error of the handler.
+            with contextlib.suppress(ConnectionError):
+                for line in self.rfile:
+                    request = json.loads(line)
+                    with lock:
+                        if request["op"] == "hello":
+                            name = request["name"]
+                            log.write(contract.WORKER_JOINED, worker=name)
+                            reply: dict[str, Any] = {"op": "ok"}
+                        elif request["op"] == "result":
+                            job, held = request["job"], None
+                            event = (
+                                contract.DUPLICATE_DROPPED
+                                if job in done
+                                else contract.RESULT_ACCEPTED
+                            )
+                            done.add(job)
+                            log.write(
+                                event,
+                                job=job,
+                                attempt=attempts[job],
+                                worker=name,
+                                ok=True,
+                                value=request["value"],
+                            )
+                            reply = {"op": "ok"}
+                        elif pending:
+                            held = pending.pop(0)
+                            attempts[held] += 1
+                            log.write(
+                                contract.LEASED,
+                                job=held,
+                                attempt=attempts[held],
+                                lease=held,
+                                worker=name,
+                            )
+                            reply = {"op": "job", "job": held, **jobs[held]}
+                        else:
+                            reply = {"op": "stop" if len(done) == len(jobs) else "wait"}
+                    self.wfile.write(json.dumps(reply).encode() + b"\n")
             with lock:  # the connection closed: the worker is gone
                 lost = [] if held is None or held in done else [held]
                 log.write(contract.WORKER_LOST, worker=name, jobs=lost)
