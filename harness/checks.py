@@ -512,6 +512,9 @@ def fault_coverage(
         if fault.get("missed"):
             message = f"{label} did not fire: {fault.get('missed')}"
             found.append(Violation(check, message, (), (fault.line,), "unknown"))
+        elif fault.get("action") in contract.MASTER_ACTIONS and _master_finished(history, fault.t):
+            message = f"{label} struck a master that had already finished its work"
+            found.append(Violation(check, message, (), (fault.line,), "unknown"))
         elif expect is None:
             continue
         elif expect == "holder":
@@ -535,6 +538,16 @@ def fault_coverage(
             message = f"{label} has an unknown expect {expect!r} (holder, outlast_lease)"
             found.append(Violation(check, message, (), (fault.line,), "unknown"))
     return found
+
+
+def _master_finished(history: History, t: float) -> bool:
+    """Whether the master's latest incarnation before ``t`` had already stopped."""
+    finished = False
+    for event in history.select((contract.MASTER_READY, contract.MASTER_STOPPED), src=MASTER):
+        if event.t > t:
+            break
+        finished = event.ev == contract.MASTER_STOPPED
+    return finished
 
 
 def _running(history: History, worker: str, t: float) -> bool:

@@ -25,6 +25,7 @@ __all__ = [
     "HARNESS_EVENTS",
     "ID_FIELDS",
     "MASTER",
+    "MASTER_ACTIONS",
     "NETWORK_ACTIONS",
     "OBSERVER_EVENTS",
     "PROCESS_ENV",
@@ -201,7 +202,7 @@ ACTIONS: dict[str, bool] = {
     "restart": True,  # stop the worker's tree, start a worker of the same name; a broker: SIGKILL, start again
     "add_worker": False,  # start one more worker
     "kill_master": False,  # SIGKILL the master
-    "restart_master": False,  # SIGKILL the master and start a fresh one (no persistence)
+    "restart_master": False,  # SIGKILL the master and start it again (it resumes if it journals)
     "wrong_key_worker": False,  # start a worker whose authkey is wrong
     "empty_key_worker": False,  # start a worker whose authkey is empty (it must refuse it)
     "idle_sockets": False,  # open `count` connections that never answer the handshake
@@ -215,6 +216,8 @@ ACTIONS: dict[str, bool] = {
     "heal": True,  # end the target's partition
 }
 NETWORK_ACTIONS = frozenset({"add_toxic", "remove_toxic", "partition", "heal"})
+#: Actions aimed at the master: they prove something only while it still has work.
+MASTER_ACTIONS = frozenset({"kill_master", "restart_master"})
 
 
 class CorruptLog(ValueError):

@@ -487,6 +487,31 @@ def test_killing_an_idle_worker_when_a_holder_was_expected_is_unknown() -> None:
     assert "unknown fault_coverage: fault 3 (kill worker-1)" in verdict.report(run.history())
 
 
+def master_restart_run(*, finished_first: bool) -> Run:
+    run = Run()
+    run.master("master_ready", address="127.0.0.1:1", pid=1)
+    run.submit(0)
+    run.lease(0, "worker-1")
+    if finished_first:
+        run.accept(0, "worker-1", 0)
+        run.master("master_stopped")
+    run.harness("fault", fault=0, action="restart_master")
+    run.master("master_ready", address="127.0.0.1:1", pid=2)
+    return run
+
+
+def test_restarting_a_master_at_work_covers_the_fault() -> None:
+    assert fault_coverage(master_restart_run(finished_first=False).history()) == []
+
+
+def test_restarting_a_master_that_had_finished_is_unknown() -> None:
+    [miss] = fault_coverage(master_restart_run(finished_first=True).history())
+    assert miss.severity == "unknown"
+    assert miss.message == (
+        "fault 0 (restart_master -) struck a master that had already finished its work"
+    )
+
+
 def pause_run(*, expired: bool) -> Run:
     run = Run()
     run.submit(0)
