@@ -746,3 +746,36 @@ def judge(history: History, checks: Sequence[str], **context: Any) -> Verdict:
     violations, unknowns = found["fail"], found["unknown"]
     status: Status = "fail" if violations else "unknown" if unknowns else "pass"
     return Verdict(status, tuple(violations), tuple(unknowns), tuple(checks), tuple(found["note"]))
+
+
+def known_bug_outcome(
+    name: str, known: tuple[str, ...], verdict: Verdict
+) -> tuple[Literal["pass", "fail", "unknown"], str]:
+    """What a run means for a scenario whose ``expect_violation`` checks are ``known``.
+
+    A known-bug reproduction passes only when every known violation is there, no other
+    check failed and no check was left undecided: a fault that missed its window makes the
+    reproduction unknown (the violation may have come from elsewhere), and a failure the
+    scenario does not name is a failure.
+    """
+    shown = repr(list(known)) if len(known) > 1 else repr(known[0])
+    missing = [check for check in known if not any(v.check == check for v in verdict.violations)]
+    if missing:
+        return "fail", (
+            f"{name}: fail: expect_violation = {shown} but the run had no {missing[0]} "
+            f"violation (verdict {verdict.status}); if the bug is fixed, remove expect_violation"
+        )
+    names = ", ".join(known)
+    unexpected = sorted({v.check for v in verdict.violations} - set(known))
+    if unexpected:
+        return "fail", (
+            f"{name}: fail: besides the known {names} violation the run failed "
+            f"{', '.join(unexpected)}, which expect_violation = {shown} does not name"
+        )
+    if verdict.unknowns:
+        first = verdict.unknowns[0]
+        return "unknown", (
+            f"{name}: unknown: the known {names} violation is there, but {first.check} "
+            f"could not decide ({first.message}), so the run does not pin it to its cause"
+        )
+    return "pass", f"{name}: pass (the known {names} violation is still there)"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.chart import AGGREGATE_OVER, MAX_ROWS, Chart
-from harness.checks import Verdict, Violation
+from harness.checks import Status, Verdict, Violation
 from harness.history import History, HistoryError
 from harness.timeline import OUTCOMES, Attempt, FaultMark, Timeline, build_timeline
 from harness.trace import write_trace
@@ -50,7 +50,7 @@ class Outcome:
     """What the run means for its scenario: a known-bug scenario (``expect_violation``)
     passes when the run fails with the ``expected`` violations."""
 
-    status: str  # pass | fail | unknown
+    status: Status
     message: str
     expected: tuple[str, ...] = ()
 
@@ -163,11 +163,10 @@ def _outcome_record(outcome: Outcome) -> dict[str, Any]:
 
 
 def _outcome_from(record: dict[str, Any]) -> Outcome:
-    if record["status"] not in ("pass", "fail", "unknown"):
-        raise ValueError(f"scenario status {record['status']!r}")
-    return Outcome(
-        str(record["status"]), str(record["message"]), tuple(map(str, record["expected"]))
-    )
+    status = record["status"]
+    if status not in ("pass", "fail", "unknown"):
+        raise ValueError(f"scenario status {status!r}")
+    return Outcome(status, str(record["message"]), tuple(map(str, record["expected"])))
 
 
 # -- the page ------------------------------------------------------------------------------

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from harness import contract, systems
-from harness.checks import Verdict, Violation, judge
+from harness.checks import Verdict, Violation, judge, known_bug_outcome
 from harness.cluster import Cluster, Proc, kill_tree
 from harness.contract import EventWriter
 from harness.faults import Fault, FaultInjector, run_until
 from harness.history import History, HistoryError
-from harness.report import write_report
+from harness.report import Outcome, write_report
 from harness.systems import MASTER, WORKER, System
 from harness.toxics import Toxic
 
@@ -52,6 +52,9 @@ class RunSpec:
     initial_toxics: tuple[tuple[Toxic, frozenset[str]], ...] = ()
     context: dict[str, Any] = field(default_factory=dict)
     title: str = ""  # what the report calls the run; default: its directory's name
+    #: A known-bug reproduction's ``expect_violation`` checks: the run's outcome is judged
+    #: against them (``checks.known_bug_outcome``) and its report says so.
+    known_violations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,7 @@ class RunResult:
     stacks_dumped: tuple[str, ...] = ()
     report_path: Path | None = None  # report.html, when it could be built
     report_error: str = ""
+    outcome: Outcome | None = None  # what the run means for a known-bug reproduction
 
     def report(self) -> str:
         """The verdict, each violation with its history lines, and each process's log tail."""
@@ -186,6 +190,11 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     if spec.lease_timeout_s is not None:
         context["lease_timeout_s"] = spec.lease_timeout_s
     verdict = judge(history, spec.checks, **context)
+    outcome = None
+    if spec.known_violations:
+        name = spec.title or run_dir.name
+        status, message = known_bug_outcome(name, spec.known_violations, verdict)
+        outcome = Outcome(status, message, spec.known_violations)
     report_path, report_error = None, ""
     try:
         report_path = write_report(
@@ -194,6 +203,7 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
             verdict,
             title=spec.title or run_dir.name,
             faults_planned=len(spec.faults),
+            outcome=outcome,
         )
     except Exception as exc:  # a picture that cannot be drawn must not cost the verdict
         report_error = f"{type(exc).__name__}: {exc}"
@@ -208,6 +218,7 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
         tuple(dumped),
         report_path,
         report_error,
+        outcome,
     )
 
 

@@ -8,7 +8,6 @@ bad value and what was expected (or, for TOML syntax, the line and column).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import tomllib
@@ -20,13 +19,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from harness import systems
-from harness.checks import VERDICT_EXIT_CODES, Verdict
+from harness.checks import VERDICT_EXIT_CODES
 from harness.contract import NETWORK_ACTIONS
 from harness.detect import is_scenario_file
 from harness.explain import explain, show
 from harness.faults import Fault, Trigger
 from harness.limits import check_numbers, check_reachable
-from harness.report import Outcome, write_report
 from harness.run import RunResult, RunSpec, run
 from harness.toxics import Toxic
 
@@ -594,6 +592,7 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
         proxy_seed=scenario.seed if scenario.network.proxy else None,
         initial_toxics=tuple((t.to_toxic(), frozenset(t.workers)) for t in scenario.network.toxics),
         title=scenario.name,
+        known_violations=scenario.expect.known_violations,
         context={  # what the scenario states, for the checks to hold the system to
             "max_attempts": cluster.max_attempts,
             "batch_size": cluster.batch_size,
@@ -620,69 +619,9 @@ class ScenarioOutcome:
         return f"{self.message}\n{self.result.report()}"
 
 
-def known_bug_outcome(
-    name: str, known: tuple[str, ...], verdict: Verdict
-) -> tuple[Literal["pass", "fail", "unknown"], str]:
-    """What a run means for a scenario whose ``expect_violation`` checks are ``known``.
-
-    A known-bug reproduction passes only when every known violation is there, no other
-    check failed and no check was left undecided: a fault that missed its window makes the
-    reproduction unknown (the violation may have come from elsewhere), and a failure the
-    scenario does not name is a failure.
-    """
-    shown = repr(list(known)) if len(known) > 1 else repr(known[0])
-    missing = [check for check in known if not any(v.check == check for v in verdict.violations)]
-    if missing:
-        return "fail", (
-            f"{name}: fail: expect_violation = {shown} but the run had no {missing[0]} "
-            f"violation (verdict {verdict.status}); if the bug is fixed, remove expect_violation"
-        )
-    names = ", ".join(known)
-    unexpected = sorted({v.check for v in verdict.violations} - set(known))
-    if unexpected:
-        return "fail", (
-            f"{name}: fail: besides the known {names} violation the run failed "
-            f"{', '.join(unexpected)}, which expect_violation = {shown} does not name"
-        )
-    if verdict.unknowns:
-        first = verdict.unknowns[0]
-        return "unknown", (
-            f"{name}: unknown: the known {names} violation is there, but {first.check} "
-            f"could not decide ({first.message}), so the run does not pin it to its cause"
-        )
-    return "pass", f"{name}: pass (the known {names} violation is still there)"
-
-
 def run_scenario(scenario: Scenario, run_dir: Path) -> ScenarioOutcome:
     result = run(to_run_spec(scenario, run_dir), run_dir)
-    verdict = result.verdict
-    known = scenario.expect.known_violations
-    if not known:
-        return ScenarioOutcome(
-            scenario, result, verdict.status, f"{scenario.name}: {verdict.status}"
-        )
-    status, message = known_bug_outcome(scenario.name, known, verdict)
-    return _reported(ScenarioOutcome(scenario, result, status, message))
-
-
-def _reported(outcome: ScenarioOutcome) -> ScenarioOutcome:
-    """Rebuild the report of a known-bug scenario so that its header says what pytest says
-    (the scenario's outcome) beside the run's verdict, the known violations marked expected."""
-    result, scenario = outcome.result, outcome.scenario
-    if result.report_path is None:
-        return outcome
-    expected = Outcome(outcome.status, outcome.message, scenario.expect.known_violations)
-    try:
-        write_report(
-            result.run_dir,
-            result.history,
-            result.verdict,
-            title=scenario.name,
-            faults_planned=len(scenario.faults),
-            outcome=expected,
-        )
-    except Exception as exc:  # as in run(): a picture that cannot be drawn costs no verdict
-        error = f"{type(exc).__name__}: {exc}"
-        unreported = dataclasses.replace(result, report_path=None, report_error=error)
-        return dataclasses.replace(outcome, result=unreported)
-    return outcome
+    if result.outcome is None:
+        status = result.verdict.status
+        return ScenarioOutcome(scenario, result, status, f"{scenario.name}: {status}")
+    return ScenarioOutcome(scenario, result, result.outcome.status, result.outcome.message)

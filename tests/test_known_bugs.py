@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from harness.checks import Verdict, Violation
-from harness.scenario import known_bug_outcome
+from harness.checks import Verdict, Violation, known_bug_outcome
 
 LOST = Violation("exactly_once", "job 3 lost", jobs=(3,))
 MISSED = Violation("fault_coverage", "planned fault 0 never triggered", severity="unknown")
