@@ -21,7 +21,7 @@ from multiprocessing import connection
 from multiprocessing.connection import Connection
 
 from distq.protocol import authenticated_client
-from harness.proxy import FaultProxy
+from harness.net.proxy import FaultProxy
 
 HOST = "127.0.0.1"
 TARGET_OVERHEAD_MS = 1.0

@@ -21,7 +21,7 @@ from multiprocessing.managers import BaseManager
 from pathlib import Path
 from typing import Any
 
-from harness.proxy import FaultProxy
+from harness.net.proxy import FaultProxy
 from harness.wire.decode import decode_payload
 from harness.wire.relay import WireRecorder
 from harness.wire.translate import QueueNames

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.detect import is_scenario_file
+from harness.scenario.detect import is_scenario_file
 
 if TYPE_CHECKING:
     from harness.scenario import Scenario, ScenarioOutcome

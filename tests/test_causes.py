@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from harness.causes import lost_cause
 from harness.checks import exactly_once
+from harness.checks.causes import lost_cause
 from harness.history import History
 
 

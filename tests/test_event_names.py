@@ -13,8 +13,8 @@ import pytest
 
 import distq
 from distq.events import EVENT_NAMES, read_events
-from harness.faults import Fault, Trigger
-from harness.run import RunSpec, run
+from harness.runtime.faults import Fault, Trigger
+from harness.runtime.run import RunSpec, run
 
 SOURCE = Path(distq.__file__).resolve().parent
 HARNESS_ONLY = {"fault"}  # declared so that distq's logs and the harness's share a namespace

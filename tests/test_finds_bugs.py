@@ -17,9 +17,9 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from harness.properties import assert_scenario_holds
+from harness.gen.properties import assert_scenario_holds
+from harness.gen.strategies import scenarios
 from harness.scenario import load_scenario, write_regression
-from harness.strategies import scenarios
 
 pytestmark = pytest.mark.processes
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.faults import ACTIONS
+from harness.runtime.faults import ACTIONS
 from harness.scenario import ScenarioError, load_scenario
 
 pytestmark = pytest.mark.processes  # every test runs `python -m harness` in a subprocess

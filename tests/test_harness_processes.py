@@ -19,8 +19,8 @@ import psutil
 import pytest
 
 from harness import systems
-from harness.faults import Fault, Trigger
-from harness.run import RunSpec, run
+from harness.runtime.faults import Fault, Trigger
+from harness.runtime.run import RunSpec, run
 from harness.scenario import load_scenario, run_scenario
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -106,9 +106,9 @@ def test_wrong_key_workers_are_rejected_and_counted(tmp_path: Path) -> None:
 def test_handshake_flood_leaves_the_master_serving_with_bounded_threads_and_fds(
     tmp_path: Path,
 ) -> None:
-    from harness.cluster import Cluster
     from harness.contract import EventWriter
-    from harness.faults import FaultInjector
+    from harness.runtime.cluster import Cluster
+    from harness.runtime.faults import FaultInjector
 
     jobs = square_jobs(tmp_path / "jobs.jsonl", 20, 0.05)
     with Cluster(tmp_path / "run", ["--jobs", str(jobs), "--handshake-timeout-s", "1"]) as cluster:
@@ -284,7 +284,7 @@ def test_a_run_over_its_bound_dumps_stacks_and_fails_liveness(tmp_path: Path) ->
 
 def test_ctrl_c_mid_run_leaves_no_survivors(tmp_path: Path) -> None:
     script = (
-        "import sys; from pathlib import Path; from harness.run import RunSpec, run\n"
+        "import sys; from pathlib import Path; from harness.runtime.run import RunSpec, run\n"
         "run(RunSpec(master_args=('--task', 'hang', '--count', '4', '--args', '[]'), workers=2, bound_s=120),"
         " Path(sys.argv[1]))\n"
     )
@@ -359,9 +359,9 @@ def test_events_the_cluster_read_first_still_reach_the_triggers(tmp_path: Path) 
     # The cluster and the injector read one follower: waiting for a worker to join polls
     # it too. A trigger must fire on an event the cluster's poll took in before the
     # injector's step, or a fault "never triggers" when its event came at the wrong moment.
-    from harness.cluster import Cluster
     from harness.contract import HARNESS, EventWriter, events_name
-    from harness.faults import FaultInjector
+    from harness.runtime.cluster import Cluster
+    from harness.runtime.faults import FaultInjector
 
     jobs = square_jobs(tmp_path / "jobs.jsonl", 3, 0.0)
     harness_log = tmp_path / "run" / events_name(HARNESS)

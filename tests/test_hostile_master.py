@@ -21,7 +21,7 @@ from distq.errors import EXIT_MASTER_BUSY, EXIT_OUTPUT_FAILED
 from distq.events import read_events
 from distq.protocol import BUSY, ClientSettings, authenticated_client, parse_address
 from harness import systems
-from harness.cluster import Cluster
+from harness.runtime.cluster import Cluster
 
 pytestmark = pytest.mark.processes
 

@@ -20,8 +20,8 @@ import pytest
 from distq.errors import EXIT_MASTER_LOST, EXIT_OUTPUT_FAILED, EXIT_USAGE
 from distq.events import read_events
 from harness.checks import judge
-from harness.cluster import Cluster
 from harness.history import History
+from harness.runtime.cluster import Cluster
 
 pytestmark = pytest.mark.processes
 

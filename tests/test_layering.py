@@ -24,7 +24,9 @@ def stated_layers(package: Path) -> list[str]:
     for line in listing.splitlines():
         if not line.startswith("  "):
             break
-        names.append(line.split()[0])
+        if line.startswith("   "):
+            continue  # a description's second line
+        names.append(line.split()[0].rstrip("/"))
     return names
 
 

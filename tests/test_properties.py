@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 
-from harness.properties import PropertyRun
+from harness.gen.properties import PropertyRun
+from harness.gen.strategies import scenarios
 from harness.scenario import Scenario
-from harness.strategies import scenarios
 
 
 def _property_run(

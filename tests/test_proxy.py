@@ -27,11 +27,11 @@ import pytest
 from distq.errors import EXIT_MASTER_LOST
 from distq.protocol import ClientSettings, authenticated_client, format_address
 from harness.checks import judge
-from harness.cluster import Cluster
 from harness.history import History
-from harness.proxy import FaultProxy
+from harness.net.proxy import FaultProxy
+from harness.net.toxics import FrameCounter, Toxic
+from harness.runtime.cluster import Cluster
 from harness.systems.distq import AUTHKEY_ENV
-from harness.toxics import FrameCounter, Toxic
 
 AUTHKEY = b"proxy-test-key-0123456789"
 BOUND_S = 30.0  # an upper bound on things that happen in milliseconds: a loaded machine

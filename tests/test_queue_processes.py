@@ -16,8 +16,8 @@ import pytest
 
 from distq.errors import EXIT_AUTH_REJECTED, EXIT_MASTER_LOST
 from distq.events import read_events
-from harness.cluster import Cluster
 from harness.follow import EventFollower
+from harness.runtime.cluster import Cluster
 
 pytestmark = pytest.mark.processes
 

@@ -32,8 +32,8 @@ from harness.report import (
     render_html,
     write_report,
 )
-from harness.timeline import build_timeline
-from harness.trace import trace_events
+from harness.report.timeline import build_timeline
+from harness.report.trace import trace_events
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -450,7 +450,7 @@ def test_trace_has_one_track_per_process_and_no_overlap_within_a_thread() -> Non
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="no node to parse the script with")
 def test_the_page_script_parses() -> None:
-    script = resources.files("harness").joinpath("report.js")
+    script = resources.files("harness.report").joinpath("report.js")
     with resources.as_file(script) as path:
         done = subprocess.run(
             ["node", "--check", str(path)], capture_output=True, text=True, timeout=60
@@ -467,8 +467,9 @@ def test_a_run_where_nothing_happened_still_gets_a_page() -> None:
 
 
 def test_the_fault_actions_and_checks_the_timeline_names_are_the_registries() -> None:
-    from harness import contract, timeline
+    from harness import contract
     from harness.checks import CHECKS
+    from harness.report import timeline
 
     named = {*timeline._MASTER_ACTIONS, *timeline._KILLS}
     named |= {name for pair in timeline._BAND_ENDS.items() for name in pair}

@@ -10,8 +10,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from harness.faults import Fault, Trigger
-from harness.run import RunSpec
+from harness.runtime.faults import Fault, Trigger
+from harness.runtime.run import RunSpec
 from harness.scenario import (
     CHECK_NAMES,
     ScenarioError,

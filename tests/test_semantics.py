@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from harness.checks import Violation, judge
-from harness.history import History
-from harness.semantics import (
+from harness.checks.semantics import (
     attempts_bounded,
     batch_shape,
     first_result_wins,
@@ -19,6 +18,7 @@ from harness.semantics import (
     recovery_latency,
     time_limits,
 )
+from harness.history import History
 
 
 class Run:

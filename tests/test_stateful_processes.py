@@ -32,8 +32,8 @@ from hypothesis.stateful import (
 from distq.client import Submitter
 from harness import systems
 from harness.checks import judge
-from harness.cluster import Cluster
 from harness.history import History
+from harness.runtime.cluster import Cluster
 
 pytestmark = pytest.mark.processes
 

@@ -9,8 +9,8 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.gen.strategies import DEATHS, scenarios
 from harness.scenario import Scenario, dump_scenario, to_run_spec
-from harness.strategies import DEATHS, scenarios
 
 
 @settings(max_examples=200, deadline=None)

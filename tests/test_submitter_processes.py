@@ -19,8 +19,8 @@ from distq.client import Submitter
 from distq.errors import MasterLost, SubmissionRefused, UsageError
 from distq.submissions import DEFAULT_WINDOW
 from harness.checks import judge
-from harness.cluster import Cluster
 from harness.history import History
+from harness.runtime.cluster import Cluster
 from harness.systems.distq import AUTHKEY_ENV
 
 pytestmark = pytest.mark.processes

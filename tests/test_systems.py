@@ -11,8 +11,8 @@ from distq.events import EPOCH_ENV, EVENT_NAMES, TORN_MARK
 from harness import checks, contract, scenario, systems
 from harness import cli as harness_cli
 from harness.checks import CHECKS
+from harness.net.toxics import TOXIC_KINDS
 from harness.systems.distq import DistqSystem
-from harness.toxics import TOXIC_KINDS
 
 
 def test_the_default_kind_is_distq_and_takes_its_keys() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.cluster import Cluster
 from harness.contract import EVENTS_ENV, PROCESS_ENV
+from harness.runtime.cluster import Cluster
 from harness.scenario import load_scenario, run_scenario
 from tests.toy_system import ToyConfig, ToySystem
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.faults import Trigger, _Tracker
+from harness.runtime.faults import Trigger, _Tracker
 
 
 def tracker_with_two_attempts_of_job_3() -> _Tracker:

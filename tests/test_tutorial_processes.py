@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from harness.checks import Violation, correct_values, exactly_once
-from harness.cluster import kill_tree
 from harness.history import History
+from harness.runtime.cluster import kill_tree
 from harness.scenario import ScenarioError, ScenarioOutcome, load_scenario, run_scenario
 from harness.systems.base import MASTER, WORKER, ProcessSpec, RunSetup
 from harness.systems.managers import ManagersConfig, ManagersSystem

@@ -2,16 +2,24 @@
 
 A scenario's ``[system]`` table names its kind (``kind = "distq"`` by default); the rest of
 the table is that kind's own keys, validated by its ``config`` type. An adapter module is
-imported only when its kind is used, and keeps heavy imports inside the functions that
-need them. Nothing else in the harness names a system.
+imported only when its kind is used (this ``__init__`` names them as strings), and keeps
+heavy imports inside the functions that need them. Nothing else in the harness names a
+system.
+
+Layering, from the core outwards:
+  base      the System protocol, the process and launch records, the exit-code table
+  engines/  the engine side of the engine kind: task modules, producer, broker, observer
+  distq     the distq adapter (the only module of the harness that imports distq)
+  managers  an unmodified BaseManager app, observed on the wire
+  engine    Celery, RQ, Dramatiq and Huey on a real Redis-protocol server
+Each imports only from the layers above it, and from the core, checks and wire.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -22,6 +30,7 @@ from harness.systems.base import (
     MASTER,
     WORKER,
     ExitCodes,
+    Kind,
     Launch,
     Observer,
     Process,
@@ -63,19 +72,6 @@ KINDS: dict[str, str] = {
 
 class SystemConfigError(ValueError):
     """A ``[system]`` table that names no known kind or has a key its kind does not take."""
-
-
-@dataclass(frozen=True, slots=True)
-class Kind:
-    """One kind of system: its ``[system]`` keys and how to build its ``System`` for a run."""
-
-    name: str
-    #: The ``[system]`` table's keys besides ``kind`` (a ``forbid_unknown_fields`` Struct).
-    config: type[msgspec.Struct]
-    #: A ``System`` for one run, from the validated config.
-    build: Callable[[Any], System]
-    #: The class-level facts scenario validation reads (triggers, actions, checks...).
-    facts: type[System]
 
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+import msgspec
+
 from harness.checks import ExitCodes
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "Event",
     "EventSink",
     "ExitCodes",
+    "Kind",
     "Launch",
     "Observer",
     "Process",
@@ -194,3 +197,16 @@ def attack_source(master: tuple[str, int], number: int) -> tuple[str, int] | Non
 def format_address(address: tuple[str, int]) -> str:
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One kind of system: its ``[system]`` keys and how to build its ``System`` for a run."""
+
+    name: str
+    #: The ``[system]`` table's keys besides ``kind`` (a ``forbid_unknown_fields`` Struct).
+    config: type[msgspec.Struct]
+    #: A ``System`` for one run, from the validated config.
+    build: Callable[[Any], System]
+    #: The class-level facts scenario validation reads (triggers, actions, checks...).
+    facts: type[System]

@@ -19,13 +19,13 @@ import msgspec
 from distq import errors
 from harness import contract
 from harness.checks import CHECKS, Expect
-from harness.systems import Kind
 from harness.systems.base import (
     MASTER,
     WORKER,
     Event,
     EventSink,
     ExitCodes,
+    Kind,
     Launch,
     Observer,
     Process,

@@ -18,7 +18,6 @@ import msgspec
 
 from harness import contract
 from harness.checks import Expect
-from harness.systems import Kind
 from harness.systems.base import (
     BROKER,
     MASTER,
@@ -26,6 +25,7 @@ from harness.systems.base import (
     Event,
     EventSink,
     ExitCodes,
+    Kind,
     Launch,
     Observer,
     Process,

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from harness.toxics import Flow, FrameCounter
+from harness.net.toxics import Flow, FrameCounter
 from harness.wire.decode import MAX_DECODED_BYTES, decode_payload
 
 __all__ = ["HANDSHAKE_FRAMES", "Connection", "FrameKind", "WireFrame", "replay"]

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from harness import contract
-from harness.proxy import EventSink, FaultProxy, Flow, Tap
+from harness.net.proxy import EventSink, FaultProxy, Flow, Tap
 from harness.wire.frames import Connection, WireFrame
 from harness.wire.translate import QueueNames, WireTranslator
 

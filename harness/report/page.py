@@ -17,12 +17,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from harness.chart import AGGREGATE_OVER, MAX_ROWS, Chart
 from harness.checks import Status, Verdict, Violation
+from harness.checks.violations import Severity
 from harness.history import History, HistoryError
-from harness.timeline import OUTCOMES, Attempt, FaultMark, Timeline, build_timeline
-from harness.trace import write_trace
-from harness.violations import Severity
+from harness.report.chart import AGGREGATE_OVER, MAX_ROWS, Chart
+from harness.report.timeline import OUTCOMES, Attempt, FaultMark, Timeline, build_timeline
+from harness.report.trace import write_trace
 
 __all__ = [
     "AGGREGATE_OVER",
@@ -187,7 +187,7 @@ def render_html(
     chart = Chart(timeline, aggregate)
     svg = chart.svg()
     model = _model(timeline, chart, outcome)
-    asset = resources.files("harness")
+    asset = resources.files("harness.report")
     script = asset.joinpath("report.js").read_text(encoding="utf-8")
     style = asset.joinpath("report.css").read_text(encoding="utf-8")
     lines = [event.render() for event in history]

@@ -11,7 +11,7 @@ import html
 import math
 from collections.abc import Iterable
 
-from harness.timeline import MAX_ROWS, OUTCOMES, Lane, Timeline, stack_rows
+from harness.report.timeline import MAX_ROWS, OUTCOMES, Lane, Timeline, stack_rows
 
 __all__ = ["AGGREGATE_OVER", "MAX_ROWS", "Chart"]
 

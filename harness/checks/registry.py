@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from harness import contract
-from harness.causes import lost_cause
+from harness.checks.causes import lost_cause
+from harness.checks.semantics import SEMANTIC_CHECKS
+from harness.checks.violations import Severity, Violation
 from harness.contract import HARNESS, MASTER, RESULTS, TERMINAL_EVENTS
 from harness.history import History, HistoryEvent, Submission
-from harness.semantics import SEMANTIC_CHECKS
-from harness.violations import Severity, Violation
 
 __all__ = [
     "CHECKS",

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import contract
-from harness.cluster import Cluster
 from harness.contract import ACTIONS, NETWORK_ACTIONS, TRIGGERS, EventWriter
+from harness.net.toxics import Toxic
+from harness.runtime.cluster import Cluster
 from harness.systems.base import WORKER, attack_source, parse_address
-from harness.toxics import Toxic
 
 __all__ = [
     "ACTIONS",

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from harness import contract
-from harness.toxics import FLOWS, TOXIC_KINDS, Direction, Flow, FrameCounter, Toxic
+from harness.net.toxics import FLOWS, TOXIC_KINDS, Direction, Flow, FrameCounter, Toxic
 
 __all__ = [
     "TOXIC_KINDS",

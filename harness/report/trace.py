@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness.timeline import Timeline, stack_rows
+from harness.report.timeline import Timeline, stack_rows
 
 __all__ = ["trace_events", "write_trace"]
 

@@ -30,7 +30,7 @@ class Reaper:
         env = {k: v for k, v in os.environ.items() if k != env_name}
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "harness.reaper", env_name, tag],
+                [sys.executable, "-m", "harness.runtime.reaper", env_name, tag],
                 stdin=read_end,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

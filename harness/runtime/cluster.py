@@ -26,11 +26,11 @@ import psutil
 from harness import systems
 from harness.contract import EPOCH_ENV, EVENTS_ENV, PROCESS_ENV, events_name
 from harness.follow import EventFollower, RunFollower, WaitTimeout
-from harness.proxy import FaultProxy
-from harness.reaper import Reaper
+from harness.net.proxy import FaultProxy
+from harness.net.toxics import Toxic
+from harness.runtime.reaper import Reaper
 from harness.systems import MASTER, WORKER, Observer, ProcessSpec, RunSetup, System
 from harness.systems.base import format_address, parse_address
-from harness.toxics import Toxic
 
 __all__ = ["TAG_ENV", "Cluster", "ClusterError", "Proc", "kill_tree", "sweep"]
 

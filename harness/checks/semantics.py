@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness import contract
+from harness.checks.violations import Violation
 from harness.contract import HARNESS, MASTER, RESULTS
 from harness.history import History, HistoryEvent
-from harness.violations import Violation
 
 __all__ = [
     "SEMANTIC_CHECKS",

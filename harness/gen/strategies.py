@@ -1,0 +1,219 @@
+"""Hypothesis strategies that generate whole scenarios: job sets, topologies, fault plans.
+
+A generated example *is* a :class:`~harness.scenario.Scenario`, so a failure can be
+written out as a scenario file and rerun by anyone. Every part is drawn so that
+shrinking heads toward fewer faults, fewer jobs and fewer workers, and every plan can
+finish: deaths without a replacement never take the last worker, pauses always resume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from hypothesis import strategies as st
+
+from harness.scenario import (
+    ClusterSpec,
+    ExpectSpec,
+    ExtraJob,
+    FaultSpec,
+    JobsSpec,
+    NetworkSpec,
+    Scenario,
+    ToxicSpec,
+    WhenSpec,
+)
+
+__all__ = ["fault_plans", "job_sets", "scenarios", "topologies"]
+
+#: Faults that may be generated. kill/terminate remove a worker for good; the others do not.
+DEATHS = ("kill", "terminate")
+SURVIVABLE = ("restart", "pause", "wrong_key_worker", "add_worker", "bad_handshakes")
+#: Network faults (with proxies): a reset after a lease reply costs the worker its
+#: connection (it exits), so it counts as a death; the others slow or cut, then heal.
+NETWORK_DEATHS = ("reset_after_lease",)
+NETWORK_SURVIVABLE = ("partition", "add_toxic")
+#: With a journal, the master itself may be killed and restarted: the run goes on. (A
+#: restarted worker would come back without --reconnect-s and die at the next restart.)
+JOURNAL_SURVIVABLE = ("restart_master",)
+#: Long enough to outlast a master's restart, short enough that a worker which lost the
+#: master just as it finished gives up well within the run's grace for workers to exit.
+JOURNAL_WORKER_RECONNECT_S = 8.0
+
+
+def _toxics(name: str) -> st.SearchStrategy[ToxicSpec]:
+    """Toxics that slow a connection down but never break it."""
+    probability = st.sampled_from([1.0, 0.5])
+    return st.one_of(
+        st.builds(
+            ToxicSpec,
+            name=st.just(name),
+            kind=st.just("latency"),
+            latency_ms=st.sampled_from([1.0, 10.0, 30.0]),
+            jitter_ms=st.sampled_from([0.0, 5.0]),
+            probability=probability,
+        ),
+        st.builds(
+            ToxicSpec,
+            name=st.just(name),
+            kind=st.just("slicer"),
+            direction=st.sampled_from(["upstream", "downstream", "both"]),
+            chunk_bytes=st.sampled_from([1, 7, 64]),
+            chunk_delay_ms=st.sampled_from([0.0, 1.0]),
+            probability=probability,
+        ),
+        st.builds(
+            ToxicSpec,
+            name=st.just(name),
+            kind=st.just("bandwidth"),
+            rate_kbps=st.sampled_from([50.0, 500.0]),
+            probability=probability,
+        ),
+    )
+
+
+@st.composite
+def job_sets(draw: st.DrawFn, max_jobs: int = 30, faulty_jobs: bool = True) -> JobsSpec:
+    """Square jobs (some slow), plus a few jobs that sleep, fail or crash."""
+    count = draw(st.integers(1, max_jobs))
+    delay_s = draw(st.sampled_from([0.0, 0.01, 0.05]))
+    extra: list[ExtraJob] = []
+    if faulty_jobs:
+        kinds = st.sampled_from(
+            [
+                ExtraJob(task="sleep", args=[0.2, "slow"]),
+                ExtraJob(task="echo", args=["payload", 3]),
+                ExtraJob(task="fail", args=["poison"]),
+                ExtraJob(task="crash"),
+            ]
+        )
+        extra = draw(st.lists(kinds, max_size=2))
+    return JobsSpec(task="square", count=count, delay_s=delay_s, extra=extra)
+
+
+@st.composite
+def topologies(draw: st.DrawFn, max_workers: int = 4) -> ClusterSpec:
+    return ClusterSpec(
+        workers=draw(st.integers(1, max_workers)),
+        lease_timeout_s=draw(st.sampled_from([1.0, 1.5, 3.0])),
+        max_attempts=draw(st.integers(1, 4).map(lambda n: 5 - n)),  # shrinks toward 4
+        batch_size=draw(st.none() | st.integers(1, 10)),
+        prefetch=draw(st.none() | st.integers(1, 8)),
+        handshake_timeout_s=2.0,
+    )
+
+
+@st.composite
+def _trigger(draw: st.DrawFn, jobs: int) -> WhenSpec:
+    kind = draw(st.sampled_from(["after_s", "job_started", "job_leased", "results"]))
+    if kind == "after_s":
+        return WhenSpec(after_s=draw(st.sampled_from([0.0, 0.2, 0.5, 1.0])))
+    if kind == "results":
+        return WhenSpec(results=draw(st.integers(1, max(1, jobs))))
+    job = draw(st.integers(0, jobs - 1))
+    return WhenSpec(job_started=job) if kind == "job_started" else WhenSpec(job_leased=job)
+
+
+@st.composite
+def fault_plans(
+    draw: st.DrawFn,
+    jobs: int,
+    workers: int,
+    max_faults: int = 3,
+    network: bool = False,
+    journal: bool = False,
+) -> list[FaultSpec]:
+    """Up to ``max_faults`` faults; at most ``workers - 1`` permanent deaths. With
+    ``journal``, master kills and restarts too."""
+    plan: list[FaultSpec] = []
+    deaths_left = workers - 1
+    for number in range(draw(st.integers(0, max_faults))):
+        when = draw(_trigger(jobs))
+        choices = SURVIVABLE + (DEATHS if deaths_left > 0 else ())
+        if journal:
+            choices = tuple(c for c in choices if c != "restart") + JOURNAL_SURVIVABLE
+        if network:
+            choices += NETWORK_SURVIVABLE + (NETWORK_DEATHS if deaths_left > 0 else ())
+        action = draw(st.sampled_from(choices))
+        job_trigger = when.trigger().job is not None
+        targets = ["random", *(f"worker-{n}" for n in range(1, workers + 1))]
+        if job_trigger:
+            targets.insert(0, "holder")
+        if action == "reset_after_lease":
+            target = draw(st.sampled_from(targets[1:] if job_trigger else targets))
+            toxic = ToxicSpec(
+                name=f"cut-{number}",
+                kind="reset",
+                after_frames=1,
+                frames_direction="downstream",
+                frames_matching="lease",
+            )
+            plan.append(FaultSpec(when=when, do="add_toxic", target=target, toxic=toxic))
+            deaths_left -= 1
+            continue
+        fields: dict[str, Any] = {"when": when, "do": action}
+        if action == "partition":
+            fields["target"] = draw(st.sampled_from(targets))
+            fields["duration_s"] = draw(st.sampled_from([0.5, 2.0, 4.0]))
+        if action == "add_toxic":
+            fields["target"] = draw(st.sampled_from(["all", *targets]))
+            fields["toxic"] = draw(_toxics(f"slow-{number}"))
+        if action in (*DEATHS, "restart", "pause"):
+            fields["target"] = draw(st.sampled_from(targets))
+        if action in DEATHS:
+            deaths_left -= 1
+        if action == "pause":
+            fields["duration_s"] = draw(st.sampled_from([0.5, 2.0, 4.0]))
+        if action in ("wrong_key_worker", "bad_handshakes", "add_worker"):
+            fields["count"] = draw(st.integers(1, 2))
+        plan.append(FaultSpec(**fields))
+    return plan
+
+
+@st.composite
+def scenarios(
+    draw: st.DrawFn,
+    *,
+    max_jobs: int = 30,
+    max_workers: int = 4,
+    max_faults: int = 3,
+    faulty_jobs: bool = True,
+    system: dict[str, Any] | None = None,
+    network: bool = False,
+    journal: bool = False,
+) -> Scenario:
+    """A whole scenario whose checks are the properties every run must satisfy.
+
+    With ``network``, workers reach the master through fault proxies, some start with a
+    slowing toxic, and plans may partition, slow down or cut connections. With ``journal``,
+    the master keeps one, workers rejoin a lost master, and plans may restart the master."""
+    cluster = draw(topologies(max_workers))
+    if journal:
+        cluster = msgspec.structs.replace(
+            cluster, journal=True, worker_reconnect_s=JOURNAL_WORKER_RECONNECT_S
+        )
+    jobs = draw(job_sets(max_jobs, faulty_jobs))
+    total_jobs = jobs.count + sum(extra.count for extra in jobs.extra)
+    faults = draw(fault_plans(total_jobs, cluster.workers, max_faults, network, journal))
+    network_spec = NetworkSpec()
+    if network:
+        initial = draw(st.lists(_toxics("initial"), max_size=1))
+        network_spec = NetworkSpec(proxy=True, toxics=initial)
+    checks: list[Any] = ["exactly_once", "correct_values", "one_terminal", "liveness"]
+    if cluster.batch_size is not None:
+        checks += ["batch_barrier", "batch_shape"]
+    # Room for every attempt of every slow job, with a generous margin for a loaded machine.
+    within_s = 30.0 + 3 * cluster.lease_timeout_s * cluster.max_attempts + 0.1 * total_jobs
+    return Scenario(
+        scenario=1,
+        name="generated",
+        description="generated by harness.strategies.scenarios: every job yields exactly one correct result",
+        seed=draw(st.integers(0, 2**16)),
+        cluster=cluster,
+        jobs=jobs,
+        faults=faults,
+        expect=ExpectSpec(checks=checks, within_s=round(within_s, 1)),
+        system=dict(system or {}),
+        network=network_spec,
+    )

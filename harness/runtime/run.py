@@ -1,0 +1,233 @@
+"""Run one cluster under a fault plan, within a bound, and judge its history.
+
+This is the one place that strings the harness together: spawn (cluster), break
+(faults), record (history) and check (checks). A scenario file, a Hypothesis example and
+a hand-written test all become a ``RunSpec``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import contract, systems
+from harness.checks import Verdict, Violation, judge, known_bug_outcome
+from harness.contract import EventWriter
+from harness.history import History, HistoryError
+from harness.net.toxics import Toxic
+from harness.report import Outcome, write_report
+from harness.runtime.cluster import Cluster, Proc, kill_tree
+from harness.runtime.faults import Fault, FaultInjector, run_until
+from harness.systems import MASTER, WORKER, System
+
+__all__ = ["RunResult", "RunSpec", "run"]
+
+#: How long workers get to notice the end of the run and exit on their own.
+WORKER_EXIT_GRACE_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """Everything one run needs: the system under test (default distq), its workload
+    (``jobs_path``) and knobs (``settings``, a ``[cluster]`` table), and extra arguments
+    for its master and workers."""
+
+    master_args: tuple[str, ...] = ()
+    workers: int = 2
+    worker_args: tuple[str, ...] = ()
+    faults: tuple[Fault, ...] = ()
+    seed: int = 0
+    bound_s: float = 60.0
+    checks: tuple[str, ...] = ("exactly_once", "correct_values")
+    lease_timeout_s: float | None = None
+    system: System | None = None  # None: distq
+    jobs_path: Path | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # added to the processes' environment
+    proxy_seed: int | None = None  # workers reach the master through seeded fault proxies
+    initial_toxics: tuple[tuple[Toxic, frozenset[str]], ...] = ()
+    context: dict[str, Any] = field(default_factory=dict)
+    title: str = ""  # what the report calls the run; default: its directory's name
+    #: A known-bug reproduction's ``expect_violation`` checks: the run's outcome is judged
+    #: against them (``checks.known_bug_outcome``) and its report says so.
+    known_violations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_dir: Path
+    verdict: Verdict
+    history: History
+    timed_out: bool
+    elapsed_s: float
+    exit_codes: dict[str, int | None]
+    log_tails: dict[str, str]
+    stacks_dumped: tuple[str, ...] = ()
+    report_path: Path | None = None  # report.html, when it could be built
+    report_error: str = ""
+    outcome: Outcome | None = None  # what the run means for a known-bug reproduction
+
+    def report(self) -> str:
+        """The verdict, each violation with its history lines, and each process's log tail."""
+        parts = [self.verdict.report(self.history)]
+        for name, tail in sorted(self.log_tails.items()):
+            if tail.strip():
+                parts.append(
+                    f"--- last lines of {name}.log (exit {self.exit_codes.get(name)}) ---\n{tail}"
+                )
+        parts.append(f"run directory: {self.run_dir}")
+        if self.report_path is not None:
+            parts.append(f"report: {self.report_path.as_uri()}")
+        elif self.report_error:
+            parts.append(f"report: not built ({self.report_error})")
+        return "\n".join(parts)
+
+
+def _all_done(cluster: Cluster) -> bool:
+    """The run is over when the master has exited and every worker has too."""
+    if cluster.master is None or cluster.master.alive():
+        return False
+    return not any(proc.alive() for proc in cluster.workers())
+
+
+def run(spec: RunSpec, run_dir: Path) -> RunResult:
+    run_dir = Path(run_dir).resolve()  # processes run inside it: no relative paths
+    started = time.monotonic()
+    timed_out = False
+    dumped: list[str] = []
+    env = {**os.environ, **spec.env}
+    system = spec.system if spec.system is not None else systems.build({})
+    cluster = Cluster(
+        run_dir,
+        spec.master_args,
+        system=system,
+        jobs_path=spec.jobs_path,
+        settings=spec.settings,
+        worker_args=spec.worker_args,
+        env=env,
+        proxy_seed=spec.proxy_seed,
+        initial_toxics=spec.initial_toxics,
+    )
+    log = EventWriter(
+        run_dir / contract.events_name(contract.HARNESS), contract.HARNESS, cluster.epoch
+    )
+    cluster.on_proxy_event = log.write
+    try:
+        with cluster:
+            try:
+                first = [cluster.add_worker() for _ in range(spec.workers)]
+                injector = FaultInjector(cluster, list(spec.faults), spec.seed, log)
+                injector.time_held = True
+                # after_s counts from a cluster whose workers are all in; event triggers fire
+                # meanwhile (the first worker may be busy long before the last one joins).
+                run_until(injector, lambda: _joined(cluster, first), spec.bound_s)
+                injector.release_time()
+                try:
+                    finished = run_until(injector, lambda: _master_done(cluster), spec.bound_s)
+                    if finished and getattr(system, "workers_outlive_master", False):
+                        for proc in cluster.workers():  # an engine's workers never stop alone
+                            kill_tree(proc.pid, cluster.grace_s)
+                    if finished:
+                        # Workers notice the end (or a lost master) on their own, within a grace.
+                        finished = run_until(
+                            injector, lambda: _all_done(cluster), WORKER_EXIT_GRACE_S
+                        )
+                finally:
+                    injector.close()
+                if not finished:
+                    timed_out = True
+                    dumped = cluster.dump_stacks()
+                    log.write(contract.HANG, bound_s=spec.bound_s, stacks=dumped)
+            finally:
+                elapsed = time.monotonic() - started
+                exit_codes = {name: proc.returncode for name, proc in cluster.procs.items()}
+                log.write(
+                    contract.RUN_FINISHED,
+                    elapsed_s=round(elapsed, 3),
+                    bound_s=spec.bound_s,
+                    timed_out=timed_out,
+                    exit_codes=exit_codes,
+                )
+                log.close()
+    finally:
+        log.close()  # also when the master never became ready
+    # Teardown is done: every log is complete.
+    exit_codes = {name: proc.returncode for name, proc in cluster.procs.items()}
+    tails = {name: proc.log_tail(15) for name, proc in cluster.procs.items()}
+    logs = {
+        name: proc.log_path.read_text(errors="replace")
+        for name, proc in cluster.procs.items()
+        if proc.log_path.exists()
+    }
+    try:
+        history = History.load_run(run_dir)
+    except HistoryError as exc:  # a damaged log proves nothing: it fails the run
+        history = History(())
+        damaged = Violation("history", f"the run's history cannot be read: {exc}")
+        verdict = Verdict("fail", (damaged,), (), spec.checks)
+        return RunResult(
+            run_dir, verdict, history, timed_out, elapsed, exit_codes, tails, tuple(dumped)
+        )
+    context: dict[str, Any] = {
+        "bound_s": spec.bound_s,
+        # A service the system needs (a broker) runs until the harness stops it: only the
+        # master's and the workers' exits are the system's to document.
+        "exit_codes": {
+            name: code
+            for name, code in exit_codes.items()
+            if cluster.procs[name].role in (MASTER, WORKER)
+        },
+        "logs": logs,
+        "faults_planned": len(spec.faults),
+        "expected": system.expected,
+        "documented": system.exit_codes,
+        **spec.context,
+    }
+    if spec.lease_timeout_s is not None:
+        context["lease_timeout_s"] = spec.lease_timeout_s
+    verdict = judge(history, spec.checks, **context)
+    outcome = None
+    if spec.known_violations:
+        name = spec.title or run_dir.name
+        status, message = known_bug_outcome(name, spec.known_violations, verdict)
+        outcome = Outcome(status, message, spec.known_violations)
+    report_path, report_error = None, ""
+    try:
+        report_path = write_report(
+            run_dir,
+            history,
+            verdict,
+            title=spec.title or run_dir.name,
+            faults_planned=len(spec.faults),
+            outcome=outcome,
+        )
+    except Exception as exc:  # a picture that cannot be drawn must not cost the verdict
+        report_error = f"{type(exc).__name__}: {exc}"
+    return RunResult(
+        run_dir,
+        verdict,
+        history,
+        timed_out,
+        elapsed,
+        exit_codes,
+        tails,
+        tuple(dumped),
+        report_path,
+        report_error,
+        outcome,
+    )
+
+
+def _joined(cluster: Cluster, procs: list[Proc]) -> bool:
+    """Every one of ``procs`` has joined the master, or exited (its own business)."""
+    joined = all(cluster.joined(proc.name) or not proc.alive() for proc in procs)
+    return joined or _master_done(cluster)
+
+
+def _master_done(cluster: Cluster) -> bool:
+    """The master exited (and was not replaced by a restart still starting up)."""
+    return cluster.master is not None and not cluster.master.alive()

@@ -1,0 +1,115 @@
+"""A scenario as a run: its run spec, running it, and the outcome of that run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from harness import systems
+from harness.checks import VERDICT_EXIT_CODES
+from harness.runtime.faults import Fault
+from harness.runtime.run import RunResult, RunSpec, run
+from harness.scenario.model import (
+    Scenario,
+)
+
+
+def _jobs(scenario: Scenario) -> list[dict[str, Any]]:
+    spec = scenario.jobs
+    jobs: list[dict[str, Any]] = []
+    for number in range(spec.count):
+        if spec.args is not None:
+            args: list[Any] = list(spec.args)
+        elif spec.task == "square" and spec.delay_s:
+            args = [number, spec.delay_s]
+        elif spec.task in ("square", "echo"):
+            args = [number]
+        else:
+            args = []
+        job: dict[str, Any] = {"task": spec.task, "args": args}
+        if spec.time_limit_s is not None:
+            job["time_limit_s"] = spec.time_limit_s
+        jobs.append(job)
+    for extra in spec.extra:
+        for _ in range(extra.count):
+            job = {"task": extra.task, "args": list(extra.args)}
+            if extra.time_limit_s is not None:
+                job["time_limit_s"] = extra.time_limit_s
+            jobs.append(job)
+    return jobs
+
+
+def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
+    """Write the job set into ``run_dir`` and translate the scenario into a run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    jobs_path = run_dir.resolve() / "jobs.jsonl"  # the master runs inside the run directory
+    jobs_path.write_text("".join(json.dumps(job) + "\n" for job in _jobs(scenario)))
+    cluster = scenario.cluster
+    settings = msgspec.structs.asdict(cluster)  # workers included: a producer waits for them
+    faults = tuple(
+        Fault(
+            f.when.trigger(),
+            f.do,
+            f.target,
+            f.count,
+            f.duration_s,
+            f.expect,
+            None if f.toxic is None else f.toxic.to_toxic(),
+            f.toxic_name,
+        )
+        for f in scenario.faults
+    )
+    checks: list[str] = list(scenario.expect.checks)
+    if scenario.faults:  # a fault that missed, or a run that never ended, proves nothing
+        checks += [name for name in ("fault_coverage", "liveness") if name not in checks]
+    checks += [known for known in scenario.expect.known_violations if known not in checks]
+    return RunSpec(
+        workers=cluster.workers,
+        faults=faults,
+        seed=scenario.seed,
+        bound_s=scenario.expect.within_s,
+        checks=tuple(checks),
+        lease_timeout_s=cluster.lease_timeout_s,
+        system=systems.build(scenario.system),
+        jobs_path=jobs_path,
+        settings=settings,
+        proxy_seed=scenario.seed if scenario.network.proxy else None,
+        initial_toxics=tuple((t.to_toxic(), frozenset(t.workers)) for t in scenario.network.toxics),
+        title=scenario.name,
+        known_violations=scenario.expect.known_violations,
+        context={  # what the scenario states, for the checks to hold the system to
+            "max_attempts": cluster.max_attempts,
+            "batch_size": cluster.batch_size,
+            "recovery_bound_s": scenario.expect.recovery_bound_s,
+            "time_limit_slack_s": scenario.expect.time_limit_slack_s,
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioOutcome:
+    """A scenario's run and what it means, ``expect_violation`` taken into account."""
+
+    scenario: Scenario
+    result: RunResult
+    status: Literal["pass", "fail", "unknown"]
+    message: str
+
+    @property
+    def exit_code(self) -> int:
+        return VERDICT_EXIT_CODES[self.status]
+
+    def report(self) -> str:
+        return f"{self.message}\n{self.result.report()}"
+
+
+def run_scenario(scenario: Scenario, run_dir: Path) -> ScenarioOutcome:
+    result = run(to_run_spec(scenario, run_dir), run_dir)
+    if result.outcome is None:
+        status = result.verdict.status
+        return ScenarioOutcome(scenario, result, status, f"{scenario.name}: {status}")
+    return ScenarioOutcome(scenario, result, result.outcome.status, result.outcome.message)
