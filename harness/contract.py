@@ -11,9 +11,10 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "ACTIONS",
@@ -21,23 +22,31 @@ __all__ = [
     "EPOCH_ENV",
     "EVENTS_ENV",
     "EVENTS_GLOB",
+    "FAULT_ACTIONS",
     "HARNESS",
     "HARNESS_EVENTS",
     "ID_FIELDS",
+    "KILLS",
     "MASTER",
     "MASTER_ACTIONS",
     "NETWORK_ACTIONS",
     "OBSERVER_EVENTS",
+    "PROCESS_DEATHS",
     "PROCESS_ENV",
     "RESERVED_FIELDS",
     "RESULTS",
+    "SUSPENDS",
     "SYSTEM_EVENTS",
     "TERMINAL_EVENTS",
     "TORN_MARK",
     "TRIGGERS",
+    "WINDOW_ENDS",
     "CorruptLog",
     "EventWriter",
+    "FaultAction",
+    "actions_where",
     "events_name",
+    "fault_action",
     "master_saw_join",
     "parse_line",
     "read_log",
@@ -191,33 +200,150 @@ TRIGGERS: dict[str, str] = {
     "auth_rejected": "count: when the master has turned this many connections away",
 }
 
-#: Actions and whether they take a worker target.
-ACTIONS: dict[str, bool] = {
-    "kill": True,  # SIGKILL the worker
-    "kill_tree": True,  # SIGKILL the worker and every process under it (its machine dies)
-    "kill_child": True,  # SIGKILL the processes under the worker (the one running the job)
-    "terminate": True,  # SIGTERM the worker
-    "pause": True,  # SIGSTOP; SIGCONT after duration_s (if given)
-    "resume": True,  # SIGCONT
-    "restart": True,  # stop the worker's tree, start a worker of the same name; a broker: SIGKILL, start again
-    "add_worker": False,  # start one more worker
-    "kill_master": False,  # SIGKILL the master
-    "restart_master": False,  # SIGKILL the master and start it again (it resumes if it journals)
-    "wrong_key_worker": False,  # start a worker whose authkey is wrong
-    "empty_key_worker": False,  # start a worker whose authkey is empty (it must refuse it)
-    "idle_sockets": False,  # open `count` connections that never answer the handshake
-    "garbage": False,  # `count` connections that send random bytes
-    "bad_handshakes": False,  # `count` handshakes with a wrong key, from the harness
-    # Network faults, on the worker's fault proxy (the cluster must have proxies);
-    # target "all" means every worker's proxy.
-    "add_toxic": True,  # add `toxic` to the target's proxy
-    "remove_toxic": True,  # remove the toxic named `toxic_name`
-    "partition": True,  # cut the target off the master; heal after duration_s (if given)
-    "heal": True,  # end the target's partition
-}
-NETWORK_ACTIONS = frozenset({"add_toxic", "remove_toxic", "partition", "heal"})
+# -- the fault actions: one row of facts each ---------------------------------------------
+#
+# Everything the harness knows about a fault action is in its row: faults (what to
+# signal), checks and causes (is it a death, what ends its window), the report (how it is
+# drawn), scenario validation and the generators. No other module lists actions in a set.
+
+#: What ``target`` names: a process of the cluster (a worker, or the master or a broker by
+#: name), the master itself, the cluster as a whole (new processes, raw connections), or the
+#: network link of a worker (its fault proxy; ``all`` is every link).
+Aim = Literal["process", "master", "cluster", "link"]
+#: How the target's process ends: not at all, by SIGTERM (it may hand its work back), or
+#: by SIGKILL.
+Ending = Literal["", "graceful", "abrupt"]
+#: Which of the target's processes the action signals: the top process, its whole tree,
+#: only the processes under it, or none (not a signal).
+Reach = Literal["main", "tree", "children", ""]
+#: What the action does to the handshake: starts a worker with a bad key, opens connections
+#: that fail it (each must be rejected), or connections that never answer.
+Attack = Literal["", "intruder", "handshake", "idle"]
+#: How the report draws it: a kill mark, a band until its end, a plain mark, or not at all
+#: (network faults are drawn from the proxy's own events).
+Drawn = Literal["kill", "band", "mark", "network"]
+#: What a generated plan may use it as: a permanent death, a fault the run survives, the
+#: same with proxies, or with a journal; "" is never generated.
+Generated = Literal["", "death", "survivable", "network", "journal"]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultAction:
+    """The facts of one fault action."""
+
+    name: str
+    does: str
+    aims: Aim
+    #: Whether ``target`` must name a process or link (else the action needs none).
+    takes_target: bool
+    ends: Ending = ""
+    reach: Reach = ""
+    #: The target is started again afterwards (a restart).
+    comes_back: bool = False
+    #: The action that ends this one's window (``pause`` -> ``resume``), or "".
+    ended_by: str = ""
+    #: During its window the target makes no progress (stopped, or cut off).
+    suspends: bool = False
+    #: It starts ``count`` worker processes.
+    starts_workers: bool = False
+    attack: Attack = ""
+    #: With ``target = "holder"``, the struck worker is expected to hold the job.
+    strikes_holder: bool = False
+    drawn: Drawn = "mark"
+    generated: Generated = ""
+
+    @property
+    def ends_target(self) -> bool:
+        """The target's process is gone afterwards (a death, unless it comes back)."""
+        return self.ends != ""
+
+    @property
+    def network(self) -> bool:
+        return self.aims == "link"
+
+
+def _row(name: str, does: str, aims: Aim, takes_target: bool, **facts: Any) -> FaultAction:
+    return FaultAction(name, does, aims, takes_target, **facts)
+
+
+FAULT_ACTIONS: Mapping[str, FaultAction] = {
+    row.name: row
+    for row in (
+        _row("kill", "SIGKILL the target", "process", True, ends="abrupt", reach="main",
+             strikes_holder=True, drawn="kill", generated="death"),
+        _row("kill_tree", "SIGKILL the target and every process under it (its machine dies)",
+             "process", True, ends="abrupt", reach="tree", strikes_holder=True, drawn="kill"),
+        _row("kill_child", "SIGKILL the processes under the target (the one running the job); "
+             "the target lives on", "process", True, reach="children", strikes_holder=True,
+             drawn="kill"),
+        _row("terminate", "SIGTERM the target", "process", True, ends="graceful", reach="main",
+             strikes_holder=True, generated="death"),
+        _row("pause", "SIGSTOP; SIGCONT after duration_s (if given)", "process", True,
+             reach="main", ended_by="resume", suspends=True, strikes_holder=True, drawn="band",
+             generated="survivable"),
+        _row("resume", "SIGCONT", "process", True, reach="main"),
+        _row("restart", "stop the target's tree, start a worker of the same name; a broker: "
+             "SIGKILL, start again", "process", True, ends="graceful", reach="tree",
+             comes_back=True, strikes_holder=True, generated="survivable"),
+        _row("add_worker", "start `count` more workers", "cluster", False, starts_workers=True,
+             generated="survivable"),
+        _row("kill_master", "SIGKILL the master", "master", False, ends="abrupt", reach="main",
+             drawn="kill"),
+        _row("restart_master", "SIGKILL the master and start it again (it resumes if it "
+             "journals)", "master", False, ends="abrupt", reach="main", comes_back=True,
+             generated="journal"),
+        _row("wrong_key_worker", "start `count` workers whose authkey is wrong", "cluster", False,
+             starts_workers=True, attack="intruder", generated="survivable"),
+        _row("empty_key_worker", "start `count` workers whose authkey is empty (each must "
+             "refuse it)", "cluster", False, starts_workers=True, attack="intruder"),
+        _row("idle_sockets", "open `count` connections that never answer the handshake",
+             "cluster", False, attack="idle"),
+        _row("garbage", "open `count` connections that send random bytes", "cluster", False,
+             attack="handshake"),
+        _row("bad_handshakes", "`count` handshakes with a wrong key, from the harness",
+             "cluster", False, attack="handshake", generated="survivable"),
+        _row("add_toxic", "add `toxic` to the target's proxy", "link", True,
+             ended_by="remove_toxic", drawn="network", generated="network"),
+        _row("remove_toxic", "remove the toxic named `toxic_name`", "link", True,
+             drawn="network"),
+        _row("partition", "cut the target off the master; heal after duration_s (if given)",
+             "link", True, ended_by="heal", suspends=True, strikes_holder=True, drawn="network",
+             generated="network"),
+        _row("heal", "end the target's partition", "link", True, drawn="network"),
+    )
+}  # fmt: skip
+
+
+def actions_where(test: Callable[[FaultAction], bool]) -> frozenset[str]:
+    """The names of the actions whose facts pass ``test``."""
+    return frozenset(name for name, row in FAULT_ACTIONS.items() if test(row))
+
+
+def fault_action(name: object) -> FaultAction:
+    """The facts of the action called ``name`` (a history's ``action`` field); a name the
+    table lacks gets a row that claims nothing (no death, no window, drawn as a mark)."""
+    row = FAULT_ACTIONS.get(name) if isinstance(name, str) else None
+    return row or FaultAction(str(name), "an action the harness does not know", "cluster", False)
+
+
+#: Actions and whether they take a target (the scenario format's ``do``), in table order.
+ACTIONS: Mapping[str, bool] = {name: row.takes_target for name, row in FAULT_ACTIONS.items()}
+#: Network faults, on the worker's fault proxy (the cluster must have proxies).
+NETWORK_ACTIONS = actions_where(lambda row: row.network)
 #: Actions aimed at the master: they prove something only while it still has work.
-MASTER_ACTIONS = frozenset({"kill_master", "restart_master"})
+MASTER_ACTIONS = actions_where(lambda row: row.aims == "master")
+#: Actions whose window another action ends, and that one: pause -> resume, ...
+WINDOW_ENDS: Mapping[str, str] = {
+    name: row.ended_by for name, row in FAULT_ACTIONS.items() if row.ended_by
+}
+#: Actions whose window stops the target's progress, and the action that ends it.
+SUSPENDS: Mapping[str, str] = {
+    name: row.ended_by for name, row in FAULT_ACTIONS.items() if row.suspends
+}
+#: Actions that leave a process of the cluster gone (a death, unless it comes back).
+PROCESS_DEATHS = actions_where(lambda row: row.aims == "process" and row.ends_target)
+#: Actions that SIGKILL their target for good (a worker by name, or the master).
+KILLS = actions_where(lambda row: row.ends == "abrupt" and not row.comes_back)
 
 
 class CorruptLog(ValueError):

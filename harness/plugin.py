@@ -124,6 +124,7 @@ def _first_unknown(report: pytest.TestReport) -> str:
 def _scenario_module() -> Any:
     try:
         import harness.scenario
+        import harness.scenario.running  # the package loads its names lazily: load them now
     except ImportError as exc:
         missing = exc.name or str(exc)
         raise HarnessMissing(

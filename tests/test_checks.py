@@ -14,6 +14,7 @@ import pytest
 
 from harness.checks import (
     CHECKS,
+    CheckContext,
     Expect,
     Verdict,
     Violation,
@@ -95,7 +96,7 @@ def test_a_healthy_run_passes_every_check() -> None:
     verdict = judge(
         run.history(),
         ["exactly_once", "correct_values", "batch_barrier", "liveness"],
-        expected=builtin_expected,
+        CheckContext(expected=builtin_expected),
     )
     assert verdict == Verdict("pass", (), (), verdict.checks)
     assert verdict.exit_code == 0
@@ -179,7 +180,7 @@ def test_a_wrong_value_fails_with_the_job_and_both_lines() -> None:
     run.lease(7, "worker-1")
     accepted = run.accept(7, "worker-1", 48)
 
-    assert correct_values(run.history(), expected=builtin_expected) == [
+    assert correct_values(run.history(), CheckContext(expected=builtin_expected)) == [
         Violation(
             "correct_values",
             "job 7: square(7, 0.01) = 49, but accepted value 48",
@@ -192,7 +193,7 @@ def test_a_wrong_value_fails_with_the_job_and_both_lines() -> None:
 def test_the_results_output_values_are_checked_too() -> None:
     run = healthy(2)
     output = run.add("results", "result_output", job=1, ok=True, value=2)
-    [violation] = correct_values(run.history(), expected=builtin_expected)
+    [violation] = correct_values(run.history(), CheckContext(expected=builtin_expected))
     assert violation.jobs == (1,) and output in violation.lines
     assert "results output value 2" in violation.message
 
@@ -206,7 +207,9 @@ def test_a_task_that_cannot_succeed_must_not_have_an_ok_result() -> None:
     for job in range(3):
         run.accept(job, "worker-1", None)
     run.master("dead", job=3, attempts=3, error="time limit")
-    assert [v.jobs for v in correct_values(run.history(), expected=builtin_expected)] == [
+    assert [
+        v.jobs for v in correct_values(run.history(), CheckContext(expected=builtin_expected))
+    ] == [
         (0,),
         (1,),
         (2,),
@@ -217,7 +220,7 @@ def test_a_dead_job_of_a_task_that_could_not_fail_is_left_alone() -> None:
     run = Run()
     run.submit(0)
     run.master("dead", job=0, attempts=3, error="worker lost")
-    assert correct_values(run.history(), expected=builtin_expected) == []
+    assert correct_values(run.history(), CheckContext(expected=builtin_expected)) == []
 
 
 def test_builtin_values_echo_and_sleep() -> None:
@@ -235,7 +238,7 @@ def test_builtin_values_echo_and_sleep() -> None:
     run.accept(1, "worker-1", [1, 2])
     run.submit(2, task="sleep", args=[0.1, {"k": 1}])
     run.accept(2, "worker-1", {"k": 1})
-    assert correct_values(run.history(), expected=builtin_expected) == []
+    assert correct_values(run.history(), CheckContext(expected=builtin_expected)) == []
 
 
 def test_custom_tasks_are_skipped_unless_an_expected_function_knows_them() -> None:
@@ -243,14 +246,14 @@ def test_custom_tasks_are_skipped_unless_an_expected_function_knows_them() -> No
     run.submit(0, task="tests.tasks:double", args=[4])
     run.accept(0, "worker-1", 9)
     history = run.history()
-    assert correct_values(history, expected=builtin_expected) == []
+    assert correct_values(history, CheckContext(expected=builtin_expected)) == []
 
     def expected(task: str, args: tuple[Any, ...]) -> Any:
         return args[0] * 2 if task == "tests.tasks:double" else Expect.UNKNOWN
 
-    [violation] = correct_values(history, expected=expected)
+    [violation] = correct_values(history, CheckContext(expected=expected))
     assert violation.message == "job 0: tests.tasks:double(4) = 8, but accepted value 9"
-    verdict = judge(history, ["correct_values"], expected=expected)
+    verdict = judge(history, ["correct_values"], CheckContext(expected=expected))
     assert verdict.status == "fail"
 
 
@@ -349,7 +352,7 @@ def test_a_rejected_wrong_key_worker_passes() -> None:
     run = healthy(2)
     run.harness("fault", fault=0, action="wrong_key_worker", trigger={"after_s": 0.1})
     run.master("auth_rejected", peer="127.0.0.1:5555", reason="digest received was wrong")
-    assert auth(run.history(), wrong_key_workers=["intruder-1"]) == []
+    assert auth(run.history(), CheckContext(wrong_key_workers=["intruder-1"])) == []
 
 
 def test_a_served_wrong_key_worker_fails() -> None:
@@ -373,7 +376,7 @@ def test_a_wrong_key_attempt_without_a_rejection_fails() -> None:
     run = healthy(2)
     fault = run.harness("fault", fault=0, action="bad_handshakes", count=2)
     rejected = run.master("auth_rejected", peer="127.0.0.1:5555", reason="digest")
-    [violation] = auth(run.history(), wrong_key_workers=["intruder-1"])
+    [violation] = auth(run.history(), CheckContext(wrong_key_workers=["intruder-1"]))
     assert violation.message == "3 wrong-key attempt(s) but only 1 auth_rejected"
     assert violation.lines == (fault, rejected)
 
@@ -434,7 +437,7 @@ def test_a_master_killed_on_purpose_need_not_write_master_stopped() -> None:
     run.harness("fault", fault=0, action="kill_master", trigger={"after_s": 0.1})
     run.harness("run_finished", elapsed_s=1.0, bound_s=10, timed_out=False)
     assert liveness(run.history()) == []
-    assert len(liveness(run.history(), master_killed=False)) == 1
+    assert len(liveness(run.history(), CheckContext(master_killed=False))) == 1
     run.harness("fault", fault=1, action="restart_master")
     assert len(liveness(run.history())) == 1  # the restarted master must stop by itself
 
@@ -470,7 +473,7 @@ def test_killing_an_idle_worker_when_a_holder_was_expected_is_unknown() -> None:
     verdict = judge(
         run.history(),
         ["exactly_once", "correct_values", "fault_coverage"],
-        expected=builtin_expected,
+        CheckContext(expected=builtin_expected),
     )
 
     assert verdict.status == "unknown" and verdict.exit_code == 3
@@ -541,7 +544,7 @@ def test_faults_that_did_not_fire_are_unknown() -> None:
     run.harness(
         "fault", fault=3, action="kill", target=None, expect="holder", missed="nobody held job 0"
     )
-    messages = [v.message for v in fault_coverage(run.history(), faults_planned=4)]
+    messages = [v.message for v in fault_coverage(run.history(), CheckContext(faults_planned=4))]
     assert messages == [
         "planned faults 2 never triggered",
         "fault 0 (kill -) did not fire: no live worker",
@@ -643,7 +646,9 @@ def test_a_real_master_and_worker_pass_exactly_once_and_correct_values(tmp_path:
     assert len(history.select("result_output")) == 20
     assert {e.src for e in history} == {"master", "worker-1", "results"}
     verdict = judge(
-        history, ["exactly_once", "correct_values", "batch_barrier"], expected=builtin_expected
+        history,
+        ["exactly_once", "correct_values", "batch_barrier"],
+        CheckContext(expected=builtin_expected),
     )
     assert verdict.status == "pass", verdict.report(history)
     assert all(lease.end == "completed" for lease in history.leases())
@@ -680,14 +685,16 @@ def test_a_toxic_every_connection_skipped_is_unknown() -> None:
 def test_clean_exits_accepts_master_lost_only_for_a_worker_whose_connection_was_cut() -> None:
     run = healthy(2)
     codes = {"master": 0, "worker-1": 5, "worker-2": 0}
-    [violation] = clean_exits(run.history(), exit_codes=codes, documented=DISTQ_EXITS)
+    [violation] = clean_exits(run.history(), CheckContext(exit_codes=codes, documented=DISTQ_EXITS))
     assert violation.message == "worker-1 exited with 5, expected 0"
     run.harness(
         "toxic_fired", proxy="worker-1", toxic="cut", kind="reset", connection=0, action="reset"
     )
-    assert clean_exits(run.history(), exit_codes=codes, documented=DISTQ_EXITS) == []
+    assert clean_exits(run.history(), CheckContext(exit_codes=codes, documented=DISTQ_EXITS)) == []
     assert (
-        clean_exits(run.history(), exit_codes={**codes, "worker-2": 5}, documented=DISTQ_EXITS)
+        clean_exits(
+            run.history(), CheckContext(exit_codes={**codes, "worker-2": 5}, documented=DISTQ_EXITS)
+        )
         != []
     )
 
@@ -713,9 +720,9 @@ def _late_worker_run(*, joined: bool, exits_after_stop: bool) -> Run:
 def test_clean_exits_accepts_a_worker_that_arrived_after_the_work_ran_out(code: int) -> None:
     run = _late_worker_run(joined=False, exits_after_stop=True)
     codes = {"master": 0, "worker-1": 0, "worker-3": code}
-    assert clean_exits(run.history(), exit_codes=codes, documented=DISTQ_EXITS) == []
+    assert clean_exits(run.history(), CheckContext(exit_codes=codes, documented=DISTQ_EXITS)) == []
     [violation] = clean_exits(
-        run.history(), exit_codes={**codes, "worker-3": 3}, documented=DISTQ_EXITS
+        run.history(), CheckContext(exit_codes={**codes, "worker-3": 3}, documented=DISTQ_EXITS)
     )
     assert violation.message == "worker-3 exited with 3, expected 0 or 4 or 5"
 
@@ -728,7 +735,7 @@ def test_clean_exits_refuses_master_lost_from_a_worker_that_joined_or_left_early
 ) -> None:
     run = _late_worker_run(joined=joined, exits_after_stop=exits_after_stop)
     codes = {"master": 0, "worker-1": 0, "worker-3": 5}
-    [violation] = clean_exits(run.history(), exit_codes=codes, documented=DISTQ_EXITS)
+    [violation] = clean_exits(run.history(), CheckContext(exit_codes=codes, documented=DISTQ_EXITS))
     assert violation.message == "worker-3 exited with 5, expected 0"
 
 
@@ -736,6 +743,7 @@ def test_clean_exits_flags_a_traceback_in_any_log() -> None:
     run = healthy(1)
     logs = {"worker-1": "Traceback (most recent call last):\n  ...\nEOFError"}
     [violation] = clean_exits(
-        run.history(), exit_codes={"master": 0, "worker-1": 0}, logs=logs, documented=DISTQ_EXITS
+        run.history(),
+        CheckContext(exit_codes={"master": 0, "worker-1": 0}, logs=logs, documented=DISTQ_EXITS),
     )
     assert violation.message == "worker-1's log holds a traceback"

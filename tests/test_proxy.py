@@ -26,7 +26,7 @@ import pytest
 
 from distq.errors import EXIT_MASTER_LOST
 from distq.protocol import ClientSettings, authenticated_client, format_address
-from harness.checks import judge
+from harness.checks import CheckContext, judge
 from harness.history import History
 from harness.net.proxy import FaultProxy
 from harness.net.toxics import FrameCounter, Toxic
@@ -646,7 +646,9 @@ def test_a_worker_with_reconnect_rejoins_after_a_reset_and_finishes_the_work(
         assert cluster.wait_master(60) == 0
         assert worker.wait(60) == 0, worker.log_tail()
     history = History.load_run(cluster.run_dir)
-    verdict = judge(history, ["exactly_once", "correct_values"], expected=cluster.system.expected)
+    verdict = judge(
+        history, ["exactly_once", "correct_values"], CheckContext(expected=cluster.system.expected)
+    )
     assert verdict.status == "pass", verdict.report(history)
     assert {e.get("worker") for e in history.select("result_accepted")} == {"worker-1"}
     [rejoined, *_] = history.select("worker_rejoined", src="master")

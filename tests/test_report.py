@@ -471,7 +471,7 @@ def test_the_fault_actions_and_checks_the_timeline_names_are_the_registries() ->
     from harness.checks import CHECKS
     from harness.report import timeline
 
-    named = {*timeline._MASTER_ACTIONS, *timeline._KILLS}
+    named = set(contract.MASTER_ACTIONS | contract.KILLS)
     named |= {name for pair in timeline._BAND_ENDS.items() for name in pair}
     assert named <= set(contract.ACTIONS)
     assert "fault_coverage" in CHECKS

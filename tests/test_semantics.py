@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
-from harness.checks import Violation, judge
-from harness.checks.semantics import (
+from harness.checks import (
+    CheckContext,
+    Violation,
     attempts_bounded,
     batch_shape,
     first_result_wins,
+    judge,
     no_spurious_expiry,
     one_terminal,
     recovery_latency,
@@ -88,12 +90,12 @@ def poison(run: Run, attempts: int, *, dead: bool = True) -> Run:
 
 
 def test_a_poison_job_dead_after_exactly_max_attempts_passes() -> None:
-    assert attempts_bounded(poison(Run(), 3).history(), max_attempts=3) == []
+    assert attempts_bounded(poison(Run(), 3).history(), CheckContext(max_attempts=3)) == []
 
 
 def test_a_job_retried_once_too_often_fails_at_the_extra_lease_and_at_its_death() -> None:
     run = poison(Run(), 4)
-    violations = attempts_bounded(run.history(), max_attempts=3)
+    violations = attempts_bounded(run.history(), CheckContext(max_attempts=3))
     assert [v.message for v in violations] == [
         "job 0 leased for attempt 4 > max_attempts 3",
         "job 0 declared dead after 4 counted attempt(s), max_attempts is 3",
@@ -102,7 +104,7 @@ def test_a_job_retried_once_too_often_fails_at_the_extra_lease_and_at_its_death(
 
 
 def test_a_job_dead_one_attempt_early_fails() -> None:
-    violations = attempts_bounded(poison(Run(), 2).history(), max_attempts=3)
+    violations = attempts_bounded(poison(Run(), 2).history(), CheckContext(max_attempts=3))
     assert [v.message for v in violations] == [
         "job 0 declared dead after 2 counted attempt(s), max_attempts is 3"
     ]
@@ -116,7 +118,7 @@ def test_a_counted_bye_fails_citing_the_hand_back() -> None:
     failed = run.failed(0, 1, "worker left (worker-1)")
     run.master("dead", job=0, attempts=1, error="dead")
     run.master("worker_left", worker="worker-1", handed_back=[0])
-    violations = attempts_bounded(run.history(), max_attempts=1)
+    violations = attempts_bounded(run.history(), CheckContext(max_attempts=1))
     assert violations == [
         Violation(
             "attempts_bounded",
@@ -136,7 +138,7 @@ def test_an_uncounted_hand_back_leases_the_same_attempt_again() -> None:
     run.master("worker_rejoined", worker="worker-1", handed_back=[0])
     run.lease(0, "worker-2", 1)
     run.accept(0, "worker-2")
-    assert attempts_bounded(run.history(), max_attempts=1) == []
+    assert attempts_bounded(run.history(), CheckContext(max_attempts=1)) == []
 
 
 def test_a_hand_back_that_still_advances_the_attempt_number_fails() -> None:
@@ -146,7 +148,7 @@ def test_a_hand_back_that_still_advances_the_attempt_number_fails() -> None:
     run.lost("worker-1", [0], "worker left", counted=False)
     run.master("worker_left", worker="worker-1", handed_back=[0])
     second = run.lease(0, "worker-2", 2)
-    violations = attempts_bounded(run.history(), max_attempts=3)
+    violations = attempts_bounded(run.history(), CheckContext(max_attempts=3))
     assert [(v.jobs, v.lines) for v in violations] == [((0,), (second,))]
     assert "after 0 counted" in violations[0].message
 
@@ -162,7 +164,7 @@ def test_a_closed_connection_then_a_rejoin_is_a_counted_loss() -> None:
     run.master("worker_rejoined", worker="worker-1", handed_back=[])
     run.lease(0, "worker-1", 2)
     run.accept(0, "worker-1", 2)
-    assert attempts_bounded(run.history(), max_attempts=3) == []
+    assert attempts_bounded(run.history(), CheckContext(max_attempts=3)) == []
 
 
 def test_a_hand_back_is_told_by_the_masters_next_word_on_the_worker() -> None:
@@ -175,7 +177,7 @@ def test_a_hand_back_is_told_by_the_masters_next_word_on_the_worker() -> None:
     run.master("auth_rejected", peer="127.0.0.1:9", kind="bad_key")
     run.master("requeued", job=0, attempts=1, reason="gone")
     run.master("worker_left", worker="worker-1", handed_back=[0])
-    assert [v.jobs for v in attempts_bounded(run.history(), max_attempts=3)] == [(0,)]
+    assert [v.jobs for v in attempts_bounded(run.history(), CheckContext(max_attempts=3))] == [(0,)]
 
 
 def test_a_sigterm_then_a_counted_close_fails_but_a_kill_after_it_does_not() -> None:
@@ -191,8 +193,8 @@ def test_a_sigterm_then_a_counted_close_fails_but_a_kill_after_it_does_not() -> 
         run.master("requeued", job=0, attempts=1, reason="connection closed")
         return run.history()
 
-    assert len(attempts_bounded(run_with(kill=False), max_attempts=3)) == 1
-    assert attempts_bounded(run_with(kill=True), max_attempts=3) == []
+    assert len(attempts_bounded(run_with(kill=False), CheckContext(max_attempts=3))) == 1
+    assert attempts_bounded(run_with(kill=True), CheckContext(max_attempts=3)) == []
 
 
 def test_a_resubmitted_job_counts_its_attempts_afresh() -> None:
@@ -200,7 +202,7 @@ def test_a_resubmitted_job_counts_its_attempts_afresh() -> None:
     run.submit(0)  # a restarted master
     run.lease(0, "worker-1", 1)
     run.accept(0, "worker-1")
-    assert attempts_bounded(run.history(), max_attempts=2) == []
+    assert attempts_bounded(run.history(), CheckContext(max_attempts=2)) == []
 
 
 def test_attempts_bounded_is_unknown_without_its_evidence() -> None:
@@ -208,9 +210,14 @@ def test_attempts_bounded_is_unknown_without_its_evidence() -> None:
     assert checks_of(attempts_bounded(history)) == [("unknown", ())]
     run = Run()
     run.submit(0)
-    assert checks_of(attempts_bounded(run.history(), max_attempts=3)) == [("unknown", ())]
+    assert checks_of(attempts_bounded(run.history(), CheckContext(max_attempts=3))) == [
+        ("unknown", ())
+    ]
     run.master("leased", job=0, worker="worker-1")
-    assert "no attempt numbers" in attempts_bounded(run.history(), max_attempts=3)[0].message
+    assert (
+        "no attempt numbers"
+        in attempts_bounded(run.history(), CheckContext(max_attempts=3))[0].message
+    )
 
 
 # -- one_terminal ------------------------------------------------------------------------
@@ -261,22 +268,22 @@ def batches(sizes: list[int]) -> Run:
 
 
 def test_full_batches_and_a_short_last_one_pass() -> None:
-    assert batch_shape(batches([7, 7, 5]).history(), batch_size=7) == []
-    assert batch_shape(batches([7, 7]).history(), batch_size=7) == []
+    assert batch_shape(batches([7, 7, 5]).history(), CheckContext(batch_size=7)) == []
+    assert batch_shape(batches([7, 7]).history(), CheckContext(batch_size=7)) == []
 
 
 @pytest.mark.parametrize(
     ("sizes", "bad"), [([8, 8, 1], [0, 1]), ([7, 6, 7], [1]), ([7, 9], [1]), ([7, 0, 7], [1])]
 )
 def test_a_batch_of_the_wrong_size_fails(sizes: list[int], bad: list[int]) -> None:
-    violations = batch_shape(batches(sizes).history(), batch_size=7)
+    violations = batch_shape(batches(sizes).history(), CheckContext(batch_size=7))
     assert [v.message.split(" has")[0] for v in violations] == [f"batch {b}" for b in bad]
 
 
 def test_jobs_outside_any_batch_fail_when_batches_are_stated() -> None:
     run = batches([2])
     run.submit(9)
-    assert batch_shape(run.history(), batch_size=2)[0].jobs == (9,)
+    assert batch_shape(run.history(), CheckContext(batch_size=2))[0].jobs == (9,)
 
 
 def test_more_jobs_leased_while_a_batch_is_open_than_it_holds_fails() -> None:
@@ -284,16 +291,18 @@ def test_more_jobs_leased_while_a_batch_is_open_than_it_holds_fails() -> None:
     run.master("batch_opened", batch=0)
     for job in (0, 1, 2):
         run.lease(job, "worker-1")
-    violations = batch_shape(run.history(), batch_size=2)
+    violations = batch_shape(run.history(), CheckContext(batch_size=2))
     assert [v.jobs for v in violations] == [(0, 1, 2)]
 
 
 def test_batch_shape_is_unknown_without_a_batch_size_or_jobs() -> None:
     assert checks_of(batch_shape(batches([2]).history())) == [("unknown", ())]
-    assert checks_of(batch_shape(Run().history(), batch_size=2)) == [("unknown", ())]
+    assert checks_of(batch_shape(Run().history(), CheckContext(batch_size=2))) == [("unknown", ())]
     unbatched = Run()
     unbatched.submit(0)  # a log whose submissions name no batch at all
-    assert checks_of(batch_shape(unbatched.history(), batch_size=2)) == [("unknown", ())]
+    assert checks_of(batch_shape(unbatched.history(), CheckContext(batch_size=2))) == [
+        ("unknown", ())
+    ]
 
 
 # -- recovery_latency --------------------------------------------------------------------
@@ -315,13 +324,13 @@ def test_a_fast_close_path_passes_and_reports_its_latency() -> None:
 
 
 def test_leases_held_until_they_expire_fail_the_close_path() -> None:
-    found = recovery_latency(killed_holder(10.0).history(), lease_timeout_s=10.0)
+    found = recovery_latency(killed_holder(10.0).history(), CheckContext(lease_timeout_s=10.0))
     assert [v.severity for v in found] == ["fail", "note"]
     assert "back after 10.000 s, bound 1 s" in found[0].message
     assert (
-        recovery_latency(killed_holder(2.0, "terminate").history(), recovery_bound_s=3.0)[
-            0
-        ].severity
+        recovery_latency(
+            killed_holder(2.0, "terminate").history(), CheckContext(recovery_bound_s=3.0)
+        )[0].severity
         == "note"
     )
 
@@ -361,7 +370,7 @@ def test_the_expiry_path_is_bounded_by_the_lease_and_one_heartbeat() -> None:
     assert [v.severity for v in late] == ["fail", "note"]
     assert "bound 0.925 s" in late[0].message  # 0.5 + 0.125 + the scheduling allowance
     # The scenario's word goes before the master's.
-    stated = recovery_latency(paused_holder(2.0).history(), lease_timeout_s=2.0)
+    stated = recovery_latency(paused_holder(2.0).history(), CheckContext(lease_timeout_s=2.0))
     assert [v.severity for v in stated] == ["note"]
 
 
@@ -376,7 +385,9 @@ def test_recovery_latency_is_unknown_when_no_fault_took_a_holder() -> None:
     run.at(1.0).fault("kill", "worker-1")  # it held nothing
     assert checks_of(recovery_latency(run.history())) == [("unknown", ())]
     unstated = paused_holder(0.6, ready=False).history()
-    assert checks_of(recovery_latency(unstated, lease_timeout_s=0.5)) == [("unknown", ())]
+    assert checks_of(recovery_latency(unstated, CheckContext(lease_timeout_s=0.5))) == [
+        ("unknown", ())
+    ]
 
 
 def test_the_verdict_carries_the_measured_latencies_as_notes() -> None:
@@ -402,7 +413,7 @@ def expiry(*faults: tuple[str, str, float]) -> Run:
 
 
 def test_a_healthy_holder_losing_its_lease_fails() -> None:
-    found = no_spurious_expiry(expiry().history(), lease_timeout_s=0.5)
+    found = no_spurious_expiry(expiry().history(), CheckContext(lease_timeout_s=0.5))
     assert [(v.severity, v.jobs) for v in found] == [("fail", (0,))]
     assert "worker-1 was healthy" in found[0].message
 
@@ -412,18 +423,18 @@ def test_a_healthy_holder_losing_its_lease_fails() -> None:
     [("pause", "worker-1", 2.0), ("kill", "worker-1", 2.9), ("partition", "worker-1", 2.6)],
 )
 def test_an_expiry_explained_by_a_fault_passes(fault: tuple[str, str, float]) -> None:
-    assert no_spurious_expiry(expiry(fault).history(), lease_timeout_s=0.5) == []
+    assert no_spurious_expiry(expiry(fault).history(), CheckContext(lease_timeout_s=0.5)) == []
 
 
 def test_a_pause_long_over_before_the_expiry_does_not_explain_it() -> None:
     run = expiry(("pause", "worker-1", 0.5), ("resume", "worker-1", 0.6))
-    assert len(no_spurious_expiry(run.history(), lease_timeout_s=0.5)) == 1
+    assert len(no_spurious_expiry(run.history(), CheckContext(lease_timeout_s=0.5))) == 1
 
 
 def test_a_toxic_on_the_holders_proxy_explains_an_expiry() -> None:
     run = expiry()
     run.at(0.1).add("harness", "toxic_added", proxy="worker-1", toxic="slow", kind="latency")
-    assert no_spurious_expiry(run.history(), lease_timeout_s=0.5) == []
+    assert no_spurious_expiry(run.history(), CheckContext(lease_timeout_s=0.5)) == []
 
 
 def test_no_spurious_expiry_is_unknown_without_leases_or_the_harness_record() -> None:
@@ -564,7 +575,7 @@ def test_a_job_running_past_its_limit_fails(end: str | None, after_s: float) -> 
 
 def test_the_slack_is_the_scenarios() -> None:
     history = limited_run("completed", 1.5).history()
-    assert time_limits(history, time_limit_slack_s=2.0) == []
+    assert time_limits(history, CheckContext(time_limit_slack_s=2.0)) == []
 
 
 def test_a_stopped_worker_cannot_be_held_to_a_limit() -> None:

@@ -31,7 +31,7 @@ from hypothesis.stateful import (
 
 from distq.client import Submitter
 from harness import systems
-from harness.checks import judge
+from harness.checks import CheckContext, judge
 from harness.history import History
 from harness.runtime.cluster import Cluster
 
@@ -239,7 +239,9 @@ class LiveCluster(RuleBasedStateMachine):
         history = History.load_run(self.run_dir)
         assert set(history.submitted()) == set(self.submitted)
         verdict = judge(
-            history, ["exactly_once", "correct_values"], expected=self.cluster.system.expected
+            history,
+            ["exactly_once", "correct_values"],
+            CheckContext(expected=self.cluster.system.expected),
         )
         assert verdict.status == "pass", verdict.report(history)
 

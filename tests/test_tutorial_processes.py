@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness.checks import Violation, correct_values, exactly_once
+from harness.checks import CheckContext, Violation, correct_values, exactly_once
 from harness.history import History
 from harness.runtime.cluster import kill_tree
 from harness.scenario import ScenarioError, ScenarioOutcome, load_scenario, run_scenario
@@ -159,7 +159,7 @@ def test_a_clean_task_app_run_has_one_correct_result_per_job(tmp_path: Path) -> 
 
     assert len(history.submitted()) == 8
     assert exactly_once(history) == []
-    assert correct_values(history, expected=expected) == []
+    assert correct_values(history, CheckContext(expected=expected)) == []
     assert history.select("master_stopped")
     assert len(history.select("result_accepted")) == 8
 

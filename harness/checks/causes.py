@@ -15,6 +15,7 @@ from harness.contract import (
     LEASED,
     MASTER,
     MASTER_STOPPED,
+    PROCESS_DEATHS,
     WORKER_LOST,
 )
 from harness.history import History, HistoryEvent
@@ -75,7 +76,7 @@ def _death(history: History, worker: str, lease: HistoryEvent) -> HistoryEvent |
             event.src == HARNESS
             and event.ev == FAULT
             and event.get("target") == worker
-            and event.get("action") in ("kill", "terminate", "restart")
+            and event.get("action") in PROCESS_DEATHS
             and not event.get("missed")
         ):
             return event

@@ -1,15 +1,15 @@
 """What a checker reports: a violation (a failure, an undecided check, or a measurement).
 
-Its own module so that every family of checkers (``checks``, ``semantics``) can use it and
-``checks`` can register them all without an import cycle.
+The first layer of the checks: every family of checkers reports with it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Severity", "Violation"]
+__all__ = ["Severity", "Violation", "job_ids", "undecided"]
 
 #: ``fail``: the system broke a rule; ``unknown``: the run could not tell; ``note``: a
 #: measurement reported in the verdict, never a failure.
@@ -25,3 +25,13 @@ class Violation:
     jobs: tuple[int, ...] = ()
     lines: tuple[int, ...] = ()
     severity: Severity = "fail"
+
+
+def undecided(check: str, message: str) -> list[Violation]:
+    """The one violation of a check that could not decide, and why."""
+    return [Violation(check, message, severity="unknown")]
+
+
+def job_ids(jobs: Iterable[int]) -> str:
+    """Job ids for a message: sorted, each once."""
+    return ", ".join(map(str, sorted(set(jobs))))

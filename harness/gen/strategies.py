@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 from hypothesis import strategies as st
 
+from harness.contract import FAULT_ACTIONS, fault_action
 from harness.scenario import (
     ClusterSpec,
     ExpectSpec,
@@ -27,16 +28,22 @@ from harness.scenario import (
 
 __all__ = ["fault_plans", "job_sets", "scenarios", "topologies"]
 
-#: Faults that may be generated. kill/terminate remove a worker for good; the others do not.
-DEATHS = ("kill", "terminate")
-SURVIVABLE = ("restart", "pause", "wrong_key_worker", "add_worker", "bad_handshakes")
+
+def _generated(use: str) -> tuple[str, ...]:
+    return tuple(name for name, row in FAULT_ACTIONS.items() if row.generated == use)
+
+
+#: Faults that may be generated (the fault-action table's ``generated``): deaths remove a
+#: worker for good; the others do not.
+DEATHS = _generated("death")
+SURVIVABLE = _generated("survivable")
 #: Network faults (with proxies): a reset after a lease reply costs the worker its
 #: connection (it exits), so it counts as a death; the others slow or cut, then heal.
 NETWORK_DEATHS = ("reset_after_lease",)
-NETWORK_SURVIVABLE = ("partition", "add_toxic")
+NETWORK_SURVIVABLE = _generated("network")
 #: With a journal, the master itself may be killed and restarted: the run goes on. (A
 #: restarted worker would come back without --reconnect-s and die at the next restart.)
-JOURNAL_SURVIVABLE = ("restart_master",)
+JOURNAL_SURVIVABLE = _generated("journal")
 #: Long enough to outlast a master's restart, short enough that a worker which lost the
 #: master just as it finished gives up well within the run's grace for workers to exit.
 JOURNAL_WORKER_RECONNECT_S = 8.0
@@ -159,13 +166,13 @@ def fault_plans(
         if action == "add_toxic":
             fields["target"] = draw(st.sampled_from(["all", *targets]))
             fields["toxic"] = draw(_toxics(f"slow-{number}"))
-        if action in (*DEATHS, "restart", "pause"):
+        if fault_action(action).aims == "process":
             fields["target"] = draw(st.sampled_from(targets))
         if action in DEATHS:
             deaths_left -= 1
         if action == "pause":
             fields["duration_s"] = draw(st.sampled_from([0.5, 2.0, 4.0]))
-        if action in ("wrong_key_worker", "bad_handshakes", "add_worker"):
+        if fault_action(action).starts_workers or fault_action(action).attack:
             fields["count"] = draw(st.integers(1, 2))
         plan.append(FaultSpec(**fields))
     return plan

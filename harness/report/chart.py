@@ -11,6 +11,7 @@ import html
 import math
 from collections.abc import Iterable
 
+from harness.contract import fault_action
 from harness.report.timeline import MAX_ROWS, OUTCOMES, Lane, Timeline, stack_rows
 
 __all__ = ["AGGREGATE_OVER", "MAX_ROWS", "Chart"]
@@ -175,7 +176,8 @@ class Chart:
                 continue
             top, bottom = self._span(fault.lane)
             x = self.x(fault.t_start)
-            kind = "missed" if fault.missed else "kill" if "kill" in fault.action else "other"
+            drawn = fault_action(fault.action).drawn
+            kind = "missed" if fault.missed else "kill" if drawn == "kill" else "other"
             label = fault.label + (f" (missed: {fault.missed})" if fault.missed else "")
             yield (
                 f'<g class="fault marker {kind}" data-f="{index}" data-lane="{_e(fault.lane or "")}" '

@@ -12,12 +12,11 @@ import gzip
 import html
 import json
 import os
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from harness.checks import Status, Verdict, Violation
+from harness.checks import Outcome, Verdict, Violation
 from harness.checks.violations import Severity
 from harness.history import History, HistoryError
 from harness.report.chart import AGGREGATE_OVER, MAX_ROWS, Chart
@@ -43,16 +42,6 @@ _PLAIN_HISTORY_LINES = 3000
 
 class ReportError(ValueError):
     """A run directory the report cannot be built from."""
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What the run means for its scenario: a known-bug scenario (``expect_violation``)
-    passes when the run fails with the ``expected`` violations."""
-
-    status: Status
-    message: str
-    expected: tuple[str, ...] = ()
 
 
 # -- writing and rebuilding -------------------------------------------------------------

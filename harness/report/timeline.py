@@ -50,9 +50,7 @@ _LEASE_OUTCOME: Mapping[str, Outcome] = {
 }
 
 # Faults drawn as a band from the action to its undoing; the rest are markers.
-_BAND_ENDS = {"pause": "resume"}
-_MASTER_ACTIONS = frozenset({"kill_master", "restart_master"})
-_KILLS = frozenset({"kill", "kill_tree", "kill_master"})
+_BAND_ENDS = {name: row.ended_by for name, row in c.FAULT_ACTIONS.items() if row.drawn == "band"}
 _LANE_MARKS = frozenset(
     {
         c.MASTER_READY,
@@ -269,7 +267,7 @@ def _lanes(
     for name in names:
         t_start, t_end = first.get(name, 0.0), last.get(name, 0.0)
         kills = [
-            f.t_start for f in faults if f.lane == name and f.action in _KILLS and not f.missed
+            f.t_start for f in faults if f.lane == name and f.action in c.KILLS and not f.missed
         ]
         code = exit_codes.get(name) if isinstance(exit_codes, dict) else None
         code = code if isinstance(code, int) else None
@@ -388,7 +386,7 @@ def _unleased(
     kills: dict[str, float] = {}
     for fault in history.faults():
         target = fault.get("target")
-        if fault.get("action") in _KILLS and isinstance(target, str) and not fault.get("missed"):
+        if fault.get("action") in c.KILLS and isinstance(target, str) and not fault.get("missed"):
             kills.setdefault(target, fault.t)
     accepted = {event.job for event in history.select(c.RESULT_ACCEPTED, src=MASTER)}
     completed = {
@@ -455,7 +453,7 @@ def _faults(history: History) -> tuple[FaultMark, ...]:
     for event in history.faults():
         action = str(event.get("action", "?"))
         target = event.get("target")
-        lane = MASTER if action in _MASTER_ACTIONS else target if isinstance(target, str) else None
+        lane = MASTER if action in c.MASTER_ACTIONS else target if isinstance(target, str) else None
         if lane == "all":
             lane = None
         missed = str(event.get("missed") or "")

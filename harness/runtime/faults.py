@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import contract
-from harness.contract import ACTIONS, NETWORK_ACTIONS, TRIGGERS, EventWriter
+from harness.contract import ACTIONS, NETWORK_ACTIONS, TRIGGERS, EventWriter, fault_action
 from harness.net.toxics import Toxic
 from harness.runtime.cluster import Cluster
 from harness.systems.base import WORKER, attack_source, parse_address
@@ -94,15 +94,7 @@ class Fault:
     def expected(self) -> str | None:
         if self.expect is not None:
             return self.expect
-        if self.target == "holder" and self.do in (
-            "kill",
-            "kill_tree",
-            "kill_child",
-            "terminate",
-            "pause",
-            "restart",
-            "partition",
-        ):
+        if self.target == "holder" and fault_action(self.do).strikes_holder:
             return "holder"
         return None
 
@@ -314,7 +306,7 @@ class FaultInjector:
                 self._act_on_worker(index, fault, target)
             return
         record["count"] = fault.count
-        if fault.do in ("wrong_key_worker", "empty_key_worker"):
+        if fault_action(fault.do).attack == "intruder":
             for _ in range(fault.count):  # one event per intruder, named, for the auth check
                 self._wrong_key_workers += 1
                 name = f"intruder-{self._wrong_key_workers}"
@@ -327,10 +319,11 @@ class FaultInjector:
 
     def _act_on_worker(self, index: int, fault: Fault, target: str) -> None:
         cluster = self.cluster
-        if fault.do == "kill":
-            cluster.signal(target, signal.SIGKILL)
-        elif fault.do in ("kill_tree", "kill_child"):
-            if not cluster.kill_processes(target, children_only=fault.do == "kill_child"):
+        facts = fault_action(fault.do)
+        if facts.ends == "abrupt" or facts.reach == "children":  # a SIGKILL, by its reach
+            if facts.reach == "main":
+                cluster.signal(target, signal.SIGKILL)
+            elif not cluster.kill_processes(target, children_only=facts.reach == "children"):
                 self.log.write(
                     contract.FAULT,
                     fault=index,
@@ -343,7 +336,9 @@ class FaultInjector:
         elif fault.do == "pause":
             cluster.signal(target, signal.SIGSTOP)
             if fault.duration_s is not None:
-                self._resumes.append((time.monotonic() + fault.duration_s, index, target, "resume"))
+                self._resumes.append(
+                    (time.monotonic() + fault.duration_s, index, target, facts.ended_by)
+                )
         elif fault.do == "resume":
             cluster.signal(target, signal.SIGCONT)
         elif fault.do == "restart" and cluster.procs[target].role != WORKER:
@@ -352,6 +347,7 @@ class FaultInjector:
             cluster.restart_worker(target)
 
     def _act_on_network(self, index: int, fault: Fault, target: str) -> None:
+        facts = fault_action(fault.do)
         proxy = self.cluster.proxies.get(target)
         if proxy is None:
             self.log.write(
@@ -369,7 +365,9 @@ class FaultInjector:
         elif fault.do == "partition":
             proxy.partition()
             if fault.duration_s is not None:
-                self._resumes.append((time.monotonic() + fault.duration_s, index, target, "heal"))
+                self._resumes.append(
+                    (time.monotonic() + fault.duration_s, index, target, facts.ended_by)
+                )
         elif fault.do == "heal":
             proxy.heal()
 

@@ -10,16 +10,24 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness import contract, systems
-from harness.checks import Verdict, Violation, judge, known_bug_outcome
+from harness.checks import (
+    NO_CONTEXT,
+    CheckContext,
+    Outcome,
+    Verdict,
+    Violation,
+    judge,
+    known_bug_outcome,
+)
 from harness.contract import EventWriter
 from harness.history import History, HistoryError
 from harness.net.toxics import Toxic
-from harness.report import Outcome, write_report
+from harness.report import write_report
 from harness.runtime.cluster import Cluster, Proc, kill_tree
 from harness.runtime.faults import Fault, FaultInjector, run_until
 from harness.systems import MASTER, WORKER, System
@@ -50,7 +58,8 @@ class RunSpec:
     env: dict[str, str] = field(default_factory=dict)  # added to the processes' environment
     proxy_seed: int | None = None  # workers reach the master through seeded fault proxies
     initial_toxics: tuple[tuple[Toxic, frozenset[str]], ...] = ()
-    context: dict[str, Any] = field(default_factory=dict)
+    #: What the scenario states, for the checks to hold the system to.
+    context: CheckContext = NO_CONTEXT
     title: str = ""  # what the report calls the run; default: its directory's name
     #: A known-bug reproduction's ``expect_violation`` checks: the run's outcome is judged
     #: against them (``checks.known_bug_outcome``) and its report says so.
@@ -172,29 +181,28 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
         return RunResult(
             run_dir, verdict, history, timed_out, elapsed, exit_codes, tails, tuple(dumped)
         )
-    context: dict[str, Any] = {
-        "bound_s": spec.bound_s,
+    context = replace(
+        spec.context,
         # A service the system needs (a broker) runs until the harness stops it: only the
         # master's and the workers' exits are the system's to document.
-        "exit_codes": {
+        exit_codes={
             name: code
             for name, code in exit_codes.items()
             if cluster.procs[name].role in (MASTER, WORKER)
         },
-        "logs": logs,
-        "faults_planned": len(spec.faults),
-        "expected": system.expected,
-        "documented": system.exit_codes,
-        **spec.context,
-    }
-    if spec.lease_timeout_s is not None:
-        context["lease_timeout_s"] = spec.lease_timeout_s
-    verdict = judge(history, spec.checks, **context)
+        logs=logs,
+        faults_planned=len(spec.faults),
+        expected=system.expected,
+        documented=system.exit_codes,
+        lease_timeout_s=(
+            spec.context.lease_timeout_s if spec.lease_timeout_s is None else spec.lease_timeout_s
+        ),
+    )
+    verdict = judge(history, spec.checks, context)
     outcome = None
     if spec.known_violations:
         name = spec.title or run_dir.name
-        status, message = known_bug_outcome(name, spec.known_violations, verdict)
-        outcome = Outcome(status, message, spec.known_violations)
+        outcome = known_bug_outcome(name, spec.known_violations, verdict)
     report_path, report_error = None, ""
     try:
         report_path = write_report(

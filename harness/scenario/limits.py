@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from harness.contract import fault_action
+
 __all__ = [
     "MAX_ATTACK_CONNECTIONS",
     "MAX_JOBS",
@@ -22,9 +24,6 @@ MAX_NUMBER = 1e9  # no duration, count or rate in a scenario is near this
 MAX_PROCESSES = 64  # workers a scenario may start in all: at the start, added, intruders
 MAX_JOBS = 1_000_000  # jobs in all, [[jobs.extra]] included
 MAX_ATTACK_CONNECTIONS = 10_000  # idle sockets, garbage and bad handshakes in all
-
-_WORKER_STARTS = ("add_worker", "wrong_key_worker", "empty_key_worker")
-_ATTACKS = ("idle_sockets", "garbage", "bad_handshakes")
 
 
 def check_numbers(raw: Any, path: str = "") -> str | None:
@@ -53,7 +52,7 @@ def check_reachable(scenario: Any) -> None:
     cannot be reached. ``scenario`` is a ``harness.scenario.Scenario``."""
     faults = scenario.faults
     started = scenario.cluster.workers + sum(
-        fault.count for fault in faults if fault.do in _WORKER_STARTS
+        fault.count for fault in faults if fault_action(fault.do).starts_workers
     )
     if started > MAX_PROCESSES:
         raise ValueError(
@@ -63,7 +62,11 @@ def check_reachable(scenario: Any) -> None:
     jobs = scenario.jobs.count + sum(extra.count for extra in scenario.jobs.extra)
     if jobs > MAX_JOBS:
         raise ValueError(f"the scenario has {jobs} jobs in all; at most {MAX_JOBS}")
-    attacks = sum(fault.count for fault in faults if fault.do in _ATTACKS)
+    attacks = sum(
+        fault.count
+        for fault in faults
+        if fault_action(fault.do).attack and not fault_action(fault.do).starts_workers
+    )
     if attacks > MAX_ATTACK_CONNECTIONS:
         raise ValueError(
             f"the scenario opens {attacks} attack connections in all; at most "
@@ -73,15 +76,19 @@ def check_reachable(scenario: Any) -> None:
     toxics |= {fault.toxic.name for fault in faults if fault.toxic is not None}
     batch_size = scenario.cluster.batch_size
     batches = math.ceil(jobs / batch_size) if batch_size else 0
-    restarts_master = any(fault.do == "restart_master" for fault in faults)
+    restarts_master = any(
+        fault_action(fault.do).comes_back and fault_action(fault.do).aims == "master"
+        for fault in faults
+    )
     joins = (
         math.inf
         if restarts_master
         else scenario.cluster.workers
         + sum(
-            fault.count if fault.do == "add_worker" else 1
+            fault.count if fault_action(fault.do).starts_workers else 1
             for fault in faults
-            if fault.do in ("add_worker", "restart")
+            if fault.do == "add_worker"
+            or (fault_action(fault.do).comes_back and fault_action(fault.do).aims == "process")
         )
     )
     for number, fault in enumerate(faults):

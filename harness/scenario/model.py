@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from harness import systems
-from harness.contract import NETWORK_ACTIONS
+from harness.contract import NETWORK_ACTIONS, SUSPENDS
 from harness.net.toxics import Toxic
 from harness.runtime.faults import Trigger
 from harness.scenario.limits import check_reachable
@@ -260,7 +260,7 @@ class FaultSpec(_Strict, frozen=True):
             raise ValueError(
                 'target = "holder" needs a job trigger (job_leased, job_started, job_completed)'
             )
-        if self.duration_s is not None and self.do not in ("pause", "partition"):
+        if self.duration_s is not None and self.do not in SUSPENDS:
             raise ValueError(f"duration_s applies to pause and partition only, not {self.do!r}")
         if (self.do == "add_toxic") != (self.toxic is not None):
             raise ValueError("add_toxic needs a toxic table, and only add_toxic takes one")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 from harness import systems
-from harness.checks import VERDICT_EXIT_CODES
+from harness.checks import CheckContext, Outcome, Status
 from harness.runtime.faults import Fault
 from harness.runtime.run import RunResult, RunSpec, run
 from harness.scenario.model import (
@@ -81,12 +81,12 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
         initial_toxics=tuple((t.to_toxic(), frozenset(t.workers)) for t in scenario.network.toxics),
         title=scenario.name,
         known_violations=scenario.expect.known_violations,
-        context={  # what the scenario states, for the checks to hold the system to
-            "max_attempts": cluster.max_attempts,
-            "batch_size": cluster.batch_size,
-            "recovery_bound_s": scenario.expect.recovery_bound_s,
-            "time_limit_slack_s": scenario.expect.time_limit_slack_s,
-        },
+        context=CheckContext(
+            max_attempts=cluster.max_attempts,
+            batch_size=cluster.batch_size,
+            recovery_bound_s=scenario.expect.recovery_bound_s,
+            time_limit_slack_s=scenario.expect.time_limit_slack_s,
+        ),
     )
 
 
@@ -96,12 +96,19 @@ class ScenarioOutcome:
 
     scenario: Scenario
     result: RunResult
-    status: Literal["pass", "fail", "unknown"]
-    message: str
+    outcome: Outcome
+
+    @property
+    def status(self) -> Status:
+        return self.outcome.status
+
+    @property
+    def message(self) -> str:
+        return self.outcome.message
 
     @property
     def exit_code(self) -> int:
-        return VERDICT_EXIT_CODES[self.status]
+        return self.outcome.exit_code
 
     def report(self) -> str:
         return f"{self.message}\n{self.result.report()}"
@@ -109,7 +116,8 @@ class ScenarioOutcome:
 
 def run_scenario(scenario: Scenario, run_dir: Path) -> ScenarioOutcome:
     result = run(to_run_spec(scenario, run_dir), run_dir)
-    if result.outcome is None:
+    outcome = result.outcome
+    if outcome is None:
         status = result.verdict.status
-        return ScenarioOutcome(scenario, result, status, f"{scenario.name}: {status}")
-    return ScenarioOutcome(scenario, result, result.outcome.status, result.outcome.message)
+        outcome = Outcome(status, f"{scenario.name}: {status}")
+    return ScenarioOutcome(scenario, result, outcome)

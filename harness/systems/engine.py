@@ -150,6 +150,18 @@ def worker_argv(settings: EngineSettings, name: str, broker_url: str) -> tuple[s
     )  # fmt: skip
 
 
+#: Actions that mean nothing for an engine on a Redis-protocol broker.
+UNSUPPORTED_ACTIONS: dict[str, str] = {
+    "kill_master": "an engine's master is the harness's producer: kill the broker instead",
+    "restart_master": "an engine's master is the harness's producer: restart the broker instead",
+    "wrong_key_worker": "an engine's workers present no BaseManager authkey",
+    "empty_key_worker": "an engine's workers present no BaseManager authkey",
+    "idle_sockets": "the broker speaks RESP, not the BaseManager handshake",
+    "garbage": "the broker speaks RESP, not the BaseManager handshake",
+    "bad_handshakes": "the broker speaks RESP, not the BaseManager handshake",
+}
+
+
 class EngineSystem:
     """One engine on one Valkey broker, with the harness's producer and task module."""
 
@@ -158,12 +170,7 @@ class EngineSystem:
     triggers: ClassVar[frozenset[str]] = frozenset(
         {"after_s", "job_started", "job_completed", "results", "workers_joined"}
     )
-    actions: ClassVar[frozenset[str]] = frozenset(
-        {
-            "kill", "kill_tree", "kill_child", "terminate", "pause", "resume", "restart",
-            "add_worker", "add_toxic", "remove_toxic", "partition", "heal",
-        }
-    )  # fmt: skip
+    actions: ClassVar[frozenset[str]] = frozenset(contract.ACTIONS) - set(UNSUPPORTED_ACTIONS)
     checks: ClassVar[frozenset[str]] = frozenset(
         {"exactly_once", "at_least_once", "correct_values", "liveness", "fault_coverage"}
     )

@@ -1,0 +1,117 @@
+"""The attempts check: a job is retried at most ``max_attempts`` times and hand-backs never
+count.
+"""
+
+from __future__ import annotations
+
+import math
+
+from harness import contract
+from harness.checks.context import NO_CONTEXT, CheckContext
+from harness.checks.struck import (
+    Struck,
+    master_events,
+    struck,
+)
+from harness.checks.violations import Violation, undecided
+from harness.contract import MASTER
+from harness.history import History
+
+__all__ = ["attempts_bounded"]
+
+
+_HAND_BACKS = frozenset({contract.WORKER_LEFT, contract.WORKER_REJOINED})
+
+
+def _graceful_losses(history: History, faults: Struck) -> set[int]:
+    """Lines of ``worker_lost`` events that are hand-backs: the master's next event about
+    that worker is a ``worker_left`` or ``worker_rejoined`` naming the same jobs as
+    ``handed_back``, or the worker had been sent SIGTERM (and not killed) and had not
+    joined again since. (A rejoin after the master saw the connection close hands back
+    nothing: that loss was a death, counted.)"""
+    master = master_events(history)
+    graceful: set[int] = set()
+    for index, event in enumerate(master):
+        if event.ev != contract.WORKER_LOST:
+            continue
+        worker, jobs = event.get("worker"), event.get("jobs") or []
+        following = next((e for e in master[index + 1 :] if e.get("worker") == worker), None)
+        if (
+            following is not None
+            and following.ev in _HAND_BACKS
+            and sorted(following.get("handed_back") or []) == sorted(jobs)
+        ):
+            graceful.add(event.line)
+            continue
+        sigterm = faults.sigterm.get(str(worker), math.inf)
+        rejoined = [
+            e.t
+            for e in master
+            if e.ev == contract.WORKER_JOINED and e.get("worker") == worker and e.t > sigterm
+        ]
+        if (
+            sigterm <= event.t < min(rejoined, default=math.inf)
+            and faults.killed.get(str(worker), math.inf) > event.t
+        ):
+            graceful.add(event.line)
+    return graceful
+
+
+def attempts_bounded(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
+    """No job is leased for more than ``max_attempts`` counted attempts; a job ends dead
+    after exactly ``max_attempts``; hand-backs (bye, SIGTERM, rejoin) never count.
+
+    A counted attempt ends with ``attempt_failed``; every lease names the attempt it is
+    (one more than the counted ends before it). Attempts restart with a resubmission (a
+    restarted master).
+    """
+    max_attempts = context.max_attempts
+    check = "attempts_bounded"
+    if max_attempts is None:
+        return undecided(check, "the scenario states no max_attempts to hold the queue to")
+    leases = history.select(contract.LEASED, src=MASTER)
+    if not leases:
+        return undecided(check, "no lease in the master's log: no attempt to count")
+    if any(not isinstance(e.get("attempt"), int) for e in leases):
+        return undecided(check, "the master's leases carry no attempt numbers")
+    graceful = _graceful_losses(history, struck(history))
+    found: list[Violation] = []
+    counted: dict[int, int] = {}
+    handed_back: dict[int, int] = {}  # job -> line of the hand-back that ended its lease
+    for event in master_events(history):
+        job = event.job
+        if event.ev == contract.WORKER_LOST and event.line in graceful:
+            for lost in event.get("jobs") or ():
+                if isinstance(lost, int):
+                    handed_back[lost] = event.line
+            continue
+        if job is None:
+            continue
+        if event.ev == contract.JOB_SUBMITTED:
+            counted[job] = 0
+            handed_back.pop(job, None)
+        elif event.ev == contract.LEASED:
+            attempt, before = event.get("attempt"), counted.get(job, 0)
+            handed_back.pop(job, None)
+            if attempt > max_attempts:
+                message = f"job {job} leased for attempt {attempt} > max_attempts {max_attempts}"
+                found.append(Violation(check, message, (job,), (event.line,)))
+            elif attempt != before + 1:
+                message = (
+                    f"job {job} leased as attempt {attempt} after {before} counted failed "
+                    f"attempt(s): an uncounted hand-back was counted, or a failure was not"
+                )
+                found.append(Violation(check, message, (job,), (event.line,)))
+        elif event.ev == contract.ATTEMPT_FAILED:
+            counted[job] = counted.get(job, 0) + 1
+            back = handed_back.pop(job, None)
+            if back is not None:
+                message = f"job {job}: a graceful hand-back was counted as a failed attempt"
+                found.append(Violation(check, message, (job,), (back, event.line)))
+        elif event.ev == contract.DEAD and counted.get(job, 0) != max_attempts:
+            message = (
+                f"job {job} declared dead after {counted.get(job, 0)} counted attempt(s), "
+                f"max_attempts is {max_attempts}"
+            )
+            found.append(Violation(check, message, (job,), (event.line,)))
+    return found

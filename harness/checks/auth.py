@@ -1,0 +1,86 @@
+"""The auth check: every wrong-key worker and bad handshake was refused, and none served."""
+
+from __future__ import annotations
+
+from harness import contract
+from harness.checks.context import NO_CONTEXT, CheckContext
+from harness.checks.violations import Violation
+from harness.contract import MASTER
+from harness.history import History, HistoryEvent
+
+__all__ = ["BAD_HANDSHAKE_ACTIONS", "WRONG_KEY_WORKER_ACTIONS", "auth"]
+
+
+#: Harness faults that start a worker with a bad key, and ones that only handshake badly.
+#: Workers started with a bad key, and connections that fail the handshake (each needs a
+#: rejection).
+WRONG_KEY_WORKER_ACTIONS = contract.actions_where(lambda row: row.attack == "intruder")
+
+BAD_HANDSHAKE_ACTIONS = contract.actions_where(lambda row: row.attack == "handshake")
+
+_SERVED_WORKER_EVENTS = frozenset({contract.CONNECTED, contract.STARTED, contract.COMPLETED})
+
+
+def auth(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
+    """Every wrong-key attempt was rejected, and no wrong-key worker was served.
+
+    Wrong-key workers are named by ``wrong_key_workers`` (the harness knows the names it
+    gave them) and by the ``target`` of ``wrong_key_worker`` / ``empty_key_worker`` faults.
+    The master knows a rejected peer's address, not its name, so rejections are counted:
+    each wrong-key worker and each of a ``bad_handshakes`` fault's ``count`` needs one
+    ``auth_rejected``. An empty key is refused by the worker itself before it connects,
+    so an ``empty_key_worker`` only has to stay unserved.
+    """
+    wrong_key_workers = context.wrong_key_workers
+    check = "auth"
+    faults = [fault for fault in history.faults() if not fault.get("missed")]
+    worker_faults = [fault for fault in faults if fault.get("action") in WRONG_KEY_WORKER_ACTIONS]
+    handshake_faults = [fault for fault in faults if fault.get("action") in BAD_HANDSHAKE_ACTIONS]
+    names = set(wrong_key_workers)
+    names.update(str(fault.get("target")) for fault in worker_faults if fault.get("target"))
+    wrong_key_faults = [f for f in worker_faults if f.get("action") == "wrong_key_worker"]
+    needed = max(len(set(wrong_key_workers)), sum(map(_count, wrong_key_faults)))
+    needed += sum(map(_count, handshake_faults))
+    if not names and not needed and not any(f.get("action") == "idle_sockets" for f in faults):
+        message = "no wrong-key attempt was made: nothing showed that a wrong key is refused"
+        return [Violation(check, message, severity="unknown")]
+    found: list[Violation] = []
+    idle = [fault for fault in faults if fault.get("action") == "idle_sockets"]
+    # Past its first few refusals of one address the master logs counts (``count``).
+    # An idle socket past its address's share of handshakes is turned away as busy.
+    timeouts = history.select(contract.HANDSHAKE_TIMEOUT, src=MASTER)
+    busy = [
+        e for e in history.select(contract.AUTH_REJECTED, src=MASTER) if e.get("kind") == "busy"
+    ]
+    timed_out = sum(map(_count, timeouts)) + sum(map(_count, busy))
+    if sum(map(_count, idle)) > timed_out:
+        message = (
+            f"{sum(map(_count, idle))} idle socket(s) but only {timed_out} handshake_timeout "
+            "or busy refusal"
+        )
+        found.append(Violation(check, message, (), tuple(f.line for f in idle)))
+    rejections = history.select(contract.AUTH_REJECTED, src=MASTER)
+    rejected = sum(map(_count, rejections))
+    if rejected < needed:
+        message = f"{needed} wrong-key attempt(s) but only {rejected} auth_rejected"
+        attempts = (*wrong_key_faults, *handshake_faults)
+        lines = (*(fault.line for fault in attempts), *(event.line for event in rejections))
+        found.append(Violation(check, message, (), lines))
+    for name in sorted(names):
+        served = [
+            event
+            for event in history
+            if (event.src == MASTER and event.get("worker") == name)
+            or (event.src == name and event.ev in _SERVED_WORKER_EVENTS)
+        ]
+        if served:
+            jobs = sorted({event.job for event in served if event.job is not None})
+            message = f"wrong-key worker {name!r} was served: {served[0].ev} at t={served[0].t:g}"
+            found.append(Violation(check, message, tuple(jobs), tuple(e.line for e in served)))
+    return found
+
+
+def _count(event: HistoryEvent) -> int:
+    """A fault's ``count``, or how many refusals a master's summary line stands for."""
+    count = event.get("count", 1)
+    return count if isinstance(count, int) and count > 0 else 1

@@ -1,0 +1,294 @@
+"""Delivery checks: every job has exactly one accepted result (or at least one), each result
+is the right value, one terminal per job, and the first result wins.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness import contract
+from harness.checks.causes import lost_cause
+from harness.checks.context import (
+    NO_CONTEXT,
+    CheckContext,
+    Expect,
+)
+from harness.checks.struck import (
+    struck,
+)
+from harness.checks.violations import Violation, undecided
+from harness.contract import MASTER, RESULTS
+from harness.history import History, HistoryEvent, Submission
+
+#: A worker reports a finished job within this long of being able to (its report
+#: interval and tick are 0.02-0.2 s; the rest is room for a loaded machine).
+_REPORT_MARGIN_S = 1.0
+
+
+__all__ = [
+    "at_least_once",
+    "correct_values",
+    "duplicate_executions",
+    "exactly_once",
+    "first_result_wins",
+    "one_terminal",
+]
+
+
+def exactly_once(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
+    """Every submitted job has exactly one terminal result; no terminal for unknown ids.
+
+    A ``duplicate_dropped`` is dedup working and fine; two terminal events fail. When the
+    master's results output is in the history, each job must appear there exactly once too.
+    """
+    executions_are_results = context.executions_are_results
+    check = "exactly_once"
+    if not history.select(src=MASTER):
+        return [Violation(check, "no events from the master: its log is missing or empty")]
+    submitted = history.submitted()
+    terminals = history.terminals()
+    found: list[Violation] = []
+    for job, submission in submitted.items():
+        ends = terminals.get(job, ())
+        if not ends:
+            cause, cited = lost_cause(history, job)
+            lines = tuple(dict.fromkeys((submission.line, *_lease_lines(history, job), *cited)))
+            message = f"job {job} lost: no terminal result: {cause}"
+            found.append(Violation(check, message, (job,), lines))
+        elif len(ends) > 1:
+            kinds = ", ".join(f"{end.ev} (#{end.line})" for end in ends)
+            lines = (submission.line, *(end.line for end in ends))
+            found.append(
+                Violation(
+                    check, f"job {job} has {len(ends)} terminal results: {kinds}", (job,), lines
+                )
+            )
+    for job, ends in terminals.items():
+        if job not in submitted:
+            found.append(
+                Violation(
+                    check,
+                    f"job {job} was never submitted but has a terminal result",
+                    (job,),
+                    tuple(end.line for end in ends),
+                )
+            )
+    outputs = history.select(contract.RESULT_OUTPUT, src=RESULTS)
+    if outputs:
+        found.extend(_output_once(submitted, outputs))
+    if executions_are_results:  # no dedup between the workers and the result store
+        for job, runs in sorted(duplicate_executions(history).items()):
+            message = f"job {job} ran to completion {len(runs)} times (each stored a result)"
+            found.append(Violation(check, message, (job,), tuple(run.line for run in runs)))
+    return found
+
+
+def duplicate_executions(history: History) -> dict[int, tuple[HistoryEvent, ...]]:
+    """Jobs that more than one execution completed successfully, from the workers' logs."""
+    runs: dict[int, list[HistoryEvent]] = {}
+    for event in history.select(contract.COMPLETED):
+        if event.src != MASTER and event.job is not None and event.get("ok") is True:
+            runs.setdefault(event.job, []).append(event)
+    return {job: tuple(done) for job, done in runs.items() if len(done) > 1}
+
+
+def at_least_once(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
+    """Jepsen's total queue: every submitted job has a terminal result (lost fails);
+    duplicates, of results or of executions, are allowed (the matrix counts them)."""
+    check = "at_least_once"
+    if not history.select(src=MASTER):
+        return [Violation(check, "no events from the master: its log is missing or empty")]
+    terminals = history.terminals()
+    found: list[Violation] = []
+    for job, submission in history.submitted().items():
+        if not terminals.get(job):
+            lines = (submission.line, *_lease_lines(history, job))
+            found.append(Violation(check, f"job {job} lost: no terminal result", (job,), lines))
+    return found
+
+
+def _output_once(
+    submitted: Mapping[int, Submission], outputs: Sequence[HistoryEvent]
+) -> list[Violation]:
+    check = "exactly_once"
+    by_job: dict[int | None, list[HistoryEvent]] = {}
+    for output in outputs:
+        by_job.setdefault(output.job, []).append(output)
+    found: list[Violation] = []
+    for job, submission in submitted.items():
+        seen = by_job.get(job, [])
+        if len(seen) != 1:
+            what = "missing from" if not seen else f"{len(seen)} times in"
+            lines = (submission.line, *(output.line for output in seen))
+            found.append(Violation(check, f"job {job} is {what} the results output", (job,), lines))
+    for output_job, seen in by_job.items():
+        if output_job not in submitted:
+            jobs = () if output_job is None else (output_job,)
+            found.append(
+                Violation(
+                    check,
+                    f"results output has a line for job {output_job}, which was never submitted",
+                    jobs,
+                    tuple(output.line for output in seen),
+                )
+            )
+    return found
+
+
+def _lease_lines(history: History, job: int) -> list[int]:
+    lines: list[int] = []
+    for lease in history.leases(job):
+        lines.append(lease.start_line)
+        if lease.end_line is not None:
+            lines.append(lease.end_line)
+    return lines
+
+
+def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
+    """Each accepted ok value (and each ok line of the results output) is the task's value.
+
+    ``expected(task, args)`` comes from the system under test (its ``expected``) and may
+    return :class:`Expect` members; a job it cannot say anything about is skipped. A failed
+    job is never a violation here: a worker can die on any task.
+    """
+    expected = context.expected
+    submitted = history.submitted()
+    found: list[Violation] = []
+    accepted = history.select(contract.RESULT_ACCEPTED, src=MASTER)
+    reports = (*accepted, *history.select(contract.RESULT_OUTPUT, src=RESULTS))
+    for report in reports:
+        job = report.job
+        submission = None if job is None else submitted.get(job)
+        if submission is None or report.get("ok", True) is not True:
+            continue
+        want = expected(submission.task, submission.args) if expected else Expect.UNKNOWN
+        if want is Expect.UNKNOWN:
+            continue
+        where = "accepted" if report.ev == contract.RESULT_ACCEPTED else "results output"
+        call = f"{submission.task}({', '.join(map(_short, submission.args))})"
+        lines = (submission.line, report.line)
+        got = report.get("value")
+        if want is Expect.FAILURE:
+            message = f"job {job}: {call} cannot succeed, yet {where} ok value {_short(got)}"
+            found.append(Violation("correct_values", message, (submission.job,), lines))
+        elif not _same(_as_json(want), got):
+            message = f"job {job}: {call} = {_short(want)}, but {where} value {_short(got)}"
+            found.append(Violation("correct_values", message, (submission.job,), lines))
+    return found
+
+
+def _as_json(value: Any) -> Any:
+    """The value as it reads back from an event log (tuples become lists, and so on)."""
+    return json.loads(json.dumps(value, default=repr))
+
+
+def _same(want: Any, got: Any) -> bool:
+    if isinstance(want, float) and isinstance(got, float) and math.isnan(want):
+        return math.isnan(got)
+    return bool(want == got)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def one_terminal(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
+    """No job has two terminal events (accepted, dead) in the master's log, whatever the
+    results output says. A resubmission (a restarted master) starts the job afresh."""
+    check = "one_terminal"
+    if not history.select(src=MASTER):
+        return undecided(check, "no events from the master: its log is missing or empty")
+    ends: dict[int, list[HistoryEvent]] = {}
+    found: list[Violation] = []
+    for event in history.select(
+        (contract.JOB_SUBMITTED, contract.RESULT_ACCEPTED, contract.DEAD), src=MASTER
+    ):
+        job = event.job
+        if job is None:
+            continue
+        if event.ev == contract.JOB_SUBMITTED:
+            ends[job] = []
+            continue
+        seen = ends.setdefault(job, [])
+        seen.append(event)
+        if len(seen) == 2:
+            kinds = " then ".join(e.ev for e in seen)
+            message = f"job {job} has two terminal events: {kinds}"
+            found.append(Violation(check, message, (job,), tuple(e.line for e in seen)))
+    return found
+
+
+def first_result_wins(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
+    """A result that reaches the master before the job has a terminal result is accepted,
+    even when the job is pending again (requeued): it is never dropped and the job never
+    needs another run. From the master's log (a drop before any terminal) and from the
+    workers' (a finished attempt that could report long before the job's terminal)."""
+    check = "first_result_wins"
+    completions = [e for e in history.select(contract.COMPLETED) if e.src != MASTER]
+    if not completions:
+        return undecided(check, "no worker logged a finished job")
+    found: list[Violation] = []
+    first_end: dict[int, HistoryEvent] = {}
+    for event in history.select(
+        (
+            contract.JOB_SUBMITTED,
+            contract.RESULT_ACCEPTED,
+            contract.DEAD,
+            contract.DUPLICATE_DROPPED,
+        ),
+        src=MASTER,
+    ):
+        job = event.job
+        if job is None:
+            continue
+        if event.ev == contract.JOB_SUBMITTED:
+            first_end.pop(job, None)
+        elif event.ev == contract.DUPLICATE_DROPPED:
+            if job not in first_end and event.get("ok", True) is True:
+                message = f"job {job}: a result was dropped before the job had any terminal result"
+                found.append(Violation(check, message, (job,), (event.line,)))
+        else:
+            first_end.setdefault(job, event)
+    faults = struck(history)
+    by_worker: dict[str, list[HistoryEvent]] = {}
+    for event in history.select((contract.STARTED, contract.COMPLETED, contract.RUNNER_KILLED)):
+        by_worker.setdefault(event.src, []).append(event)
+    for done in completions:
+        job = done.job
+        end = None if job is None else first_end.get(job)
+        if job is None or done.get("ok") is not True or end is None or end.t <= done.t:
+            continue
+        if end.ev == contract.RESULT_ACCEPTED and (end.get("worker"), end.get("attempt")) == (
+            done.src,
+            done.get("attempt"),
+        ):
+            continue
+        reportable = faults.resumed_after(done.src, _sent_by(by_worker[done.src], done))
+        if end.t <= reportable + _REPORT_MARGIN_S:
+            continue
+        if faults.disturbed(done.src, reportable, reportable + _REPORT_MARGIN_S) or (
+            faults.gone.get(done.src, math.inf) <= reportable
+            or faults.network.get(done.src, math.inf) <= reportable
+        ):
+            continue  # its report may never have left
+        message = (
+            f"job {job}: {done.src}'s ok result of attempt {done.get('attempt')} could "
+            f"reach the master by t={reportable:.3f}, yet the job's terminal came at "
+            f"t={end.t:.3f} from another attempt"
+        )
+        found.append(Violation(check, message, (job,), (done.line, end.line)))
+    return found
+
+
+def _sent_by(events: list[HistoryEvent], done: HistoryEvent) -> float:
+    """When the job process had sent the outcome of ``done`` at the latest: outcomes of
+    short jobs wait for the next job of the lease, so by that job's end."""
+    after = [e for e in events if e.t > done.t or (e.t == done.t and e.line > done.line)]
+    if after and after[0].ev == contract.STARTED:
+        ends = [e for e in after[1:] if e.ev != contract.STARTED]
+        return ends[0].t if ends else math.inf
+    return done.t

@@ -1,0 +1,74 @@
+"""The verdict of a run: pass, fail (violations) or unknown (a check could not decide), and
+its exit code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from harness.checks.violations import Violation
+from harness.history import History
+
+__all__ = [
+    "EXIT_USAGE",
+    "VERDICT_EXIT_CODES",
+    "Outcome",
+    "Status",
+    "Verdict",
+]
+
+
+Status = Literal["pass", "fail", "unknown"]
+
+#: The harness's exit codes: one per verdict, and 2 for a bad option or invalid file
+#: (``python -m harness``; ``Verdict.exit_code`` and ``ScenarioOutcome.exit_code``).
+EXIT_USAGE = 2
+
+VERDICT_EXIT_CODES: Mapping[Status, int] = {"pass": 0, "fail": 1, "unknown": 3}
+
+_REPORT_LINES_PER_VIOLATION = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """``pass``, ``fail`` (violations) or ``unknown`` (faults that missed their window)."""
+
+    status: Status
+    violations: tuple[Violation, ...] = ()
+    unknowns: tuple[Violation, ...] = ()
+    checks: tuple[str, ...] = ()
+    notes: tuple[Violation, ...] = ()  # what checks measured (e.g. recovery latencies)
+
+    @property
+    def exit_code(self) -> int:
+        return VERDICT_EXIT_CODES[self.status]
+
+    def report(self, history: History) -> str:
+        """A readable report: each violation, its jobs, and the history lines behind it."""
+        counts = f"{len(self.violations)} violation(s), {len(self.unknowns)} unknown"
+        out = [f"verdict: {self.status} ({counts}; checks: {', '.join(self.checks) or '-'})"]
+        for violation in (*self.violations, *self.unknowns, *self.notes):
+            jobs = f" [jobs {', '.join(map(str, violation.jobs))}]" if violation.jobs else ""
+            out.append(f"{violation.severity} {violation.check}: {violation.message}{jobs}")
+            lines = sorted(set(violation.lines))
+            shown = lines[:_REPORT_LINES_PER_VIOLATION]
+            out.extend("    " + text for text in history.render(shown).splitlines())
+            if len(lines) > len(shown):
+                out.append(f"    ... {len(lines) - len(shown)} more line(s)")
+        return "\n".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a run means for its scenario. Usually the verdict itself; a known-bug scenario
+    (``expect_violation``) passes when the run fails with the ``expected`` violations."""
+
+    status: Status
+    message: str
+    expected: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        return VERDICT_EXIT_CODES[self.status]
