@@ -41,7 +41,8 @@ class ToySystem:
     actions: ClassVar[frozenset[str]] = frozenset({"kill", "add_worker"})
     checks: ClassVar[frozenset[str]] = frozenset({"exactly_once", "correct_values", "liveness", "fault_coverage", "clean_exits"})  # fmt: skip
     cluster_keys: ClassVar[frozenset[str]] = frozenset()
-    exit_codes: ClassVar[ExitCodes] = ExitCodes(ok=0)
+    exit_codes: ExitCodes = ExitCodes(ok=0)
+    workers_outlive_master: ClassVar[bool] = False
     stacks_signal: ClassVar[int | None] = None
 
     def __init__(self, config: ToyConfig) -> None:

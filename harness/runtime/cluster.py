@@ -193,7 +193,7 @@ def sweep(tag: str) -> list[int]:
 class Cluster:
     """A system's processes, as a context manager that always tears everything down.
 
-    ``system`` says what to run (default: distq); ``master_args`` are extra arguments of
+    ``system`` says what to run (default: ``systems.default_system()``); ``master_args`` are extra arguments of
     its master (``--task square --count 50`` for distq), ``jobs_path`` and ``settings``
     (the scenario's ``[cluster]`` table) the run's workload and knobs, ``worker_args``
     extra arguments of every worker.
@@ -217,7 +217,7 @@ class Cluster:
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.system = system if system is not None else systems.build({})
+        self.system = system if system is not None else systems.default_system()
         self.authkey = authkey if authkey is not None else secrets.token_hex(16).encode()
         self.epoch = time.monotonic()
         self.setup = RunSetup(

@@ -52,7 +52,7 @@ class RunSpec:
     bound_s: float = 60.0
     checks: tuple[str, ...] = ("exactly_once", "correct_values")
     lease_timeout_s: float | None = None
-    system: System | None = None  # None: distq
+    system: System = field(default_factory=systems.default_system)
     jobs_path: Path | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # added to the processes' environment
@@ -109,7 +109,7 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     timed_out = False
     dumped: list[str] = []
     env = {**os.environ, **spec.env}
-    system = spec.system if spec.system is not None else systems.build({})
+    system = spec.system
     cluster = Cluster(
         run_dir,
         spec.master_args,
@@ -137,7 +137,7 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
                 injector.release_time()
                 try:
                     finished = run_until(injector, lambda: _master_done(cluster), spec.bound_s)
-                    if finished and getattr(system, "workers_outlive_master", False):
+                    if finished and system.workers_outlive_master:
                         for proc in cluster.workers():  # an engine's workers never stop alone
                             kill_tree(proc.pid, cluster.grace_s)
                     if finished:

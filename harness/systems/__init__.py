@@ -55,6 +55,7 @@ __all__ = [
     "System",
     "SystemConfigError",
     "build",
+    "default_system",
     "get_kind",
     "parse_table",
 ]
@@ -121,3 +122,8 @@ def build(table: Mapping[str, Any]) -> System:
     """The ``System`` for one run from a ``[system]`` table."""
     kind, config = parse_table(table)
     return kind.build(config)
+
+
+def default_system() -> System:
+    """The system a run tests when nothing names one: ``DEFAULT_KIND`` with its defaults."""
+    return build({})

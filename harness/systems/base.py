@@ -143,9 +143,14 @@ class System(Protocol):
     checks: ClassVar[frozenset[str]]
     #: The ``[cluster]`` keys it honours besides ``workers``; a scenario setting another fails.
     cluster_keys: ClassVar[frozenset[str]]
-    exit_codes: ClassVar[ExitCodes]
+    #: What each exit code of its master and workers means (``clean_exits``). Per run: an
+    #: unmodified app documents its own in its ``[system]`` table.
+    exit_codes: ExitCodes
     #: The signal on which its processes write their Python stacks to their log (on a hang).
     stacks_signal: ClassVar[int | None]
+    #: Its workers run until stopped (an engine's): once the master is done, the runner
+    #: stops them instead of waiting for them to exit by themselves.
+    workers_outlive_master: ClassVar[bool]
 
     def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
         """argv, env and cwd for one process of ``process.role``."""

@@ -117,7 +117,7 @@ class DistqSystem:
     actions: ClassVar[frozenset[str]] = frozenset(contract.ACTIONS)
     checks: ClassVar[frozenset[str]] = frozenset(CHECKS)
     cluster_keys: ClassVar[frozenset[str]] = frozenset({*_FLAGS, "journal"})
-    exit_codes: ClassVar[ExitCodes] = ExitCodes(
+    exit_codes: ExitCodes = ExitCodes(
         ok=errors.EXIT_OK,
         usage=errors.EXIT_USAGE,
         auth_rejected=errors.EXIT_AUTH_REJECTED,
@@ -127,6 +127,7 @@ class DistqSystem:
         interrupted=errors.EXIT_INTERRUPTED,
     )
     stacks_signal: ClassVar[int | None] = signal.SIGUSR1  # distq's CLI registers faulthandler
+    workers_outlive_master: ClassVar[bool] = False
 
     def __init__(self, config: DistqConfig | None = None) -> None:
         self.config = DistqConfig() if config is None else config
@@ -188,9 +189,8 @@ class DistqSystem:
     def attack_handshake(self, address: str, count: int, rng: random.Random) -> None:
         from multiprocessing.context import AuthenticationError
 
-        from distq.protocol import ClientSettings, authenticated_client, parse_address
+        from distq.protocol import authenticated_client, parse_address
 
-        ClientSettings.handshake_timeout_s = 5.0
         master = parse_address(address)
         for number in range(count):
             with suppress(AuthenticationError, OSError, EOFError):

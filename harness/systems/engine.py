@@ -175,7 +175,7 @@ class EngineSystem:
         {"exactly_once", "at_least_once", "correct_values", "liveness", "fault_coverage"}
     )
     cluster_keys: ClassVar[frozenset[str]] = frozenset()
-    exit_codes: ClassVar[ExitCodes] = ExitCodes(ok=0)
+    exit_codes: ExitCodes = ExitCodes(ok=0)
     stacks_signal: ClassVar[int | None] = None
     #: The engines' workers run until stopped: the runner stops them once the producer is done.
     workers_outlive_master: ClassVar[bool] = True

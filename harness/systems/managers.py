@@ -124,13 +124,13 @@ class ManagersSystem:
     actions: ClassVar[frozenset[str]] = frozenset(contract.ACTIONS) - set(UNSUPPORTED_ACTIONS)
     checks: ClassVar[frozenset[str]] = frozenset(CHECKS)
     cluster_keys: ClassVar[frozenset[str]] = frozenset()
-    exit_codes: ClassVar[ExitCodes] = ExitCodes(ok=0)
     stacks_signal: ClassVar[int | None] = STACKS_SIGNAL
+    workers_outlive_master: ClassVar[bool] = False
 
     def __init__(self, config: ManagersConfig, base_dir: Path | None = None) -> None:
         self.config = config
-        # This run's documented codes, from the scenario (the class default says only ok = 0).
-        self.__dict__["exit_codes"] = ExitCodes(**config.exit_codes)
+        #: This run's documented codes, from the scenario.
+        self.exit_codes = ExitCodes(**config.exit_codes)
         cwd = Path(config.cwd)
         self.cwd = cwd if cwd.is_absolute() else (base_dir or Path.cwd()) / cwd
         self.names = QueueNames(
