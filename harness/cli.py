@@ -76,6 +76,15 @@ def _parser() -> argparse.ArgumentParser:
         "--html", default="runs/matrix.html", metavar="FILE", help="also write the table here"
     )
     matrix.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at a time")
+    upgrade = commands.add_parser(
+        "upgrade",
+        help="rewrite scenario files in the current format, in place (comments kept)",
+        description="Rewrite scenario files of an older format in the current one, in place, "
+        "keeping comments and layout. A file is rewritten only when its new text loads to the "
+        "same scenario; files already current are left alone.",
+        allow_abbrev=False,
+    )
+    upgrade.add_argument("paths", nargs="+", metavar="FILE", help="scenario files or directories")
     report = commands.add_parser(
         "report",
         help="(re)build report.html and trace.json of kept run directories",
@@ -101,7 +110,7 @@ def skipped(paths: Sequence[str]) -> list[str]:
     """The ``.toml`` files under the directories given that are not scenario files, each
     with why: nothing is left out without a word."""
     return [
-        f"skipped {path}: no 'scenario = 1' at its top level, so not a scenario file"
+        f"skipped {path}: no 'scenario = N' at its top level, so not a scenario file"
         for raw in paths
         if Path(raw).is_dir()
         for path in sorted(Path(raw).rglob("*.toml"))
@@ -258,6 +267,25 @@ def _matrix(options: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def _upgrade(options: argparse.Namespace) -> int:
+    from harness.scenario.upgrade import UpgradeError, upgrade_file
+
+    paths = expand(options.paths)
+    if not paths:
+        print("python -m harness upgrade: error: no scenario files found", file=sys.stderr)
+        return EXIT_USAGE
+    status = EXIT_PASS
+    for path in paths:
+        try:
+            changed = upgrade_file(path)
+        except (ScenarioError, UpgradeError, OSError) as exc:
+            print(f"{path}: not upgraded: {exc}", file=sys.stderr)
+            status = EXIT_USAGE
+            continue
+        print(f"{'upgraded' if changed else 'current'} {path}")
+    return status
+
+
 def _report(options: argparse.Namespace) -> int:
     from harness.report import ReportError, rebuild_report
 
@@ -280,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _matrix(options)
         if options.command == "report":
             return _report(options)
+        if options.command == "upgrade":
+            return _upgrade(options)
         return _check(options)
     except KeyboardInterrupt:
         print(

@@ -1,8 +1,8 @@
 """The pytest plugin: every scenario file is one test item.
 
 Registered through the ``pytest11`` entry point, so ``pytest scenarios/`` works once the
-package is installed. Only files that declare ``scenario = 1`` are collected; other TOML
-(``pyproject.toml``, ...) is never touched. A failing item's report shows the verdict,
+package is installed. Only files that declare ``scenario = N`` (the format version) are
+collected; other TOML (``pyproject.toml``, ...) is never touched. A failing item's report shows the verdict,
 each violation with its history lines, the last lines of each process's log, the run
 directory and a ``file://`` link to its ``report.html`` (a timeline of the run).
 

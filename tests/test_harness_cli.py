@@ -78,7 +78,7 @@ def test_check_directory_reports_every_file(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stdout == (
         "ok fine.toml\n"
-        "skipped pyproject.toml: no 'scenario = 1' at its top level, so not a scenario file\n"
+        "skipped pyproject.toml: no 'scenario = N' at its top level, so not a scenario file\n"
     )
     assert done.stderr == (
         "typo.toml: unknown key expect.within (expected one of: checks, within_s, "
@@ -103,7 +103,7 @@ def test_check_the_whole_malformed_corpus_one_line_each(tmp_path: Path) -> None:
 
 def test_check_and_run_without_scenario_files_exit_2(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
-    skipped = f"skipped {tmp_path / 'pyproject.toml'}: no 'scenario = 1' at its top level"
+    skipped = f"skipped {tmp_path / 'pyproject.toml'}: no 'scenario = N' at its top level"
     for command in ("check", "run"):
         done = harness(command, tmp_path, cwd=tmp_path)
         assert done.returncode == 2, command

@@ -326,7 +326,7 @@ def test_the_rejoin_scenario_fails_when_workers_cannot_rejoin(tmp_path: Path) ->
     scenario = load_scenario(REPO_ROOT / "scenarios" / "network" / "reset_rejoin.toml")
     without = msgspec.structs.replace(
         scenario,
-        cluster=msgspec.structs.replace(scenario.cluster, worker_reconnect_s=0.0),
+        system={**scenario.system, "worker_reconnect_s": 0.0},
         expect=msgspec.structs.replace(scenario.expect, within_s=8.0),
     )
     outcome = run_scenario(without, tmp_path / "run")
@@ -344,7 +344,7 @@ def test_the_journal_scenario_fails_when_the_master_keeps_no_journal(tmp_path: P
     scenario = load_scenario(REPO_ROOT / "scenarios" / "master" / "journal_kill_mid_run.toml")
     without = msgspec.structs.replace(
         scenario,
-        cluster=msgspec.structs.replace(scenario.cluster, journal=False),
+        system={**scenario.system, "journal": False},
         expect=msgspec.structs.replace(scenario.expect, within_s=10.0),
     )
     outcome = run_scenario(without, tmp_path / "run")

@@ -57,8 +57,7 @@ EXPECTED_ERRORS = {
     ),
     "unknown_key_nested": (
         "unknown key cluster.workerz (expected one of: workers, lease_timeout_s, time_limit_s, "
-        "max_attempts, batch_size, handshake_timeout_s, prefetch, worker_idle_exit_s, "
-        "worker_handshake_timeout_s, worker_reconnect_s, journal, worker_rpc_timeout_s)"
+        "max_attempts, batch_size)"
     ),
     "unknown_key_in_fault": (
         "unknown key faults[1].tagret (expected one of: when, do, target, count, duration_s, "
@@ -82,7 +81,7 @@ EXPECTED_ERRORS = {
     ),
     "duration_on_kill": "faults[0]: duration_s applies to pause and partition only, not 'kill'",
     "bad_check_name": f"expect.checks[1]: got 'exactly_twice', expected one of: {CHECKS}",
-    "wrong_version": "scenario: got 2, expected 1 (the format version)",
+    "wrong_version": "scenario: got 3, expected 1 or 2 (the format version)",
     "syntax_error": "TOML syntax error: Invalid value (at line 6, column 11)",
     "not_utf8": "not UTF-8 text (invalid continuation byte at byte 24)",
     "delay_on_echo": "jobs: delay_s applies to the square task only, not 'echo'",
@@ -227,7 +226,7 @@ def test_minimal_file_gets_the_documented_defaults(tmp_path: Path) -> None:
     )
     cluster = scenario.cluster
     assert (cluster.workers, cluster.lease_timeout_s, cluster.max_attempts) == (2, 10.0, 3)
-    assert (cluster.batch_size, cluster.time_limit_s, cluster.prefetch) == (None, None, None)
+    assert (cluster.batch_size, cluster.time_limit_s) == (None, None)
     assert (scenario.jobs.task, scenario.jobs.count, scenario.jobs.delay_s) == ("square", 20, 0.0)
     assert scenario.expect.checks == ["exactly_once", "correct_values", "liveness"]
     assert (scenario.expect.within_s, scenario.expect.expect_violation) == (30.0, None)

@@ -53,7 +53,7 @@ def test_a_generated_plan_can_always_finish(scenario: Scenario) -> None:
 @settings(max_examples=200, deadline=None)
 @given(scenarios(journal=True, max_faults=6))
 def test_journal_plans_may_restart_the_master_and_round_trip(scenario: Scenario) -> None:
-    assert scenario.cluster.journal and scenario.cluster.worker_reconnect_s > 0
+    assert scenario.system["journal"] and scenario.system["worker_reconnect_s"] > 0
     assert all(fault.do != "restart" for fault in scenario.faults)
     assert msgspec.convert(tomllib.loads(dump_scenario(scenario)), Scenario) == scenario
 
@@ -66,12 +66,12 @@ def test_journal_plans_restart_the_master_and_others_never_do() -> None:
         lambda s: any(fault.do == "restart_master" for fault in s.faults),
         settings=settings(database=None, max_examples=500),
     )
-    assert has_restart.cluster.journal
+    assert has_restart.system["journal"]
 
     @settings(max_examples=200, deadline=None)
     @given(scenarios())
     def never(scenario: Scenario) -> None:
-        assert not scenario.cluster.journal
+        assert not scenario.system.get("journal")
         assert all(fault.do != "restart_master" for fault in scenario.faults)
 
     never()

@@ -7,6 +7,7 @@ Layering, from the core outwards:
   schema   its JSON Schema, for editors
   writer   a scenario back to TOML (a shrunk failure becomes a file)
   loader   a file to a validated Scenario, or one line saying what is wrong and where
+  upgrade  a file of an older format rewritten in the current one, comments kept
   running  a scenario as a run spec; running it; its outcome
 Each imports only from the layers above it, and from everything below the scenario
 layer (core, checks, systems, runtime). The names below load lazily, so the pytest plugin

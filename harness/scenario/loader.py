@@ -8,16 +8,57 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
+from harness import systems
 from harness.explain import explain, show
 from harness.scenario.limits import check_numbers
 from harness.scenario.model import (
     FORMAT_VERSION,
+    FORMAT_VERSIONS,
     Scenario,
     ScenarioError,
 )
+
+#: The distq kind's knobs that format 1 kept in [cluster] and format 2 keeps in [system].
+MOVED_TO_SYSTEM = (
+    "handshake_timeout_s",
+    "prefetch",
+    "worker_idle_exit_s",
+    "worker_handshake_timeout_s",
+    "worker_reconnect_s",
+    "journal",
+    "worker_rpc_timeout_s",
+)
+
+
+def _moved_out_of_cluster(raw: dict[str, Any], version: int) -> str | None:
+    """Bring a format-1 table up to the current format in place: the distq kind's knobs go
+    from [cluster] to [system]. Returns one line when a knob sits where its format does not
+    have it (format 2 in [cluster], or any format for another kind)."""
+    raw["scenario"] = FORMAT_VERSION
+    cluster, system = raw.get("cluster"), raw.get("system", {})
+    if not isinstance(cluster, dict) or not isinstance(system, dict):
+        return None  # the format's own validation says what is wrong
+    kind = system.get("kind", systems.DEFAULT_KIND)
+    for key in [key for key in MOVED_TO_SYSTEM if key in cluster]:
+        if kind != systems.DEFAULT_KIND:
+            return (
+                f"cluster.{key}: not supported by system kind {kind!r} (it is a key of "
+                f"kind {systems.DEFAULT_KIND!r}, in its [system] table)"
+            )
+        if version >= 2:
+            return (
+                f"cluster.{key}: a key of the {systems.DEFAULT_KIND} system since format 2: "
+                f"write it in [system], not [cluster]"
+            )
+        if key in system:
+            return f"cluster.{key} and system.{key} both given (format 1 has it in [cluster] only)"
+        system[key] = cluster.pop(key)
+        raw["system"] = system
+    return None
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -39,9 +80,10 @@ def load_scenario(path: Path) -> Scenario:
             "the format version)"
         )
     version = raw["scenario"]
-    if type(version) is not int or version != FORMAT_VERSION:
+    if type(version) is not int or version not in FORMAT_VERSIONS:
+        known = " or ".join(map(str, FORMAT_VERSIONS))
         raise ScenarioError(
-            f"{where}: scenario: got {show(version)}, expected {FORMAT_VERSION} (the format version)"
+            f"{where}: scenario: got {show(version)}, expected {known} (the format version)"
         )
     system = raw.get("system")
     if isinstance(system, dict) and isinstance(system.get("cwd"), str):
@@ -50,6 +92,9 @@ def load_scenario(path: Path) -> Scenario:
     bad_number = check_numbers(raw)
     if bad_number:
         raise ScenarioError(f"{where}: {bad_number}")
+    moved = _moved_out_of_cluster(raw, version)
+    if moved:
+        raise ScenarioError(f"{where}: {moved}")
     try:
         return msgspec.convert(raw, Scenario)
     except msgspec.ValidationError as exc:

@@ -1,6 +1,6 @@
 """The scenario format as typed structures: every table, key, default and bound.
 
-A file is a scenario when its top level says ``scenario = 1`` (the format version); any
+A file is a scenario when its top level says ``scenario = N`` (the format version); any
 other TOML is not ours and is left alone. Every field has a default and its unit in its
 name; unknown keys are rejected.
 """
@@ -8,7 +8,7 @@ name; unknown keys are rejected.
 from __future__ import annotations
 
 import typing
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -18,7 +18,10 @@ from harness.net.toxics import Toxic
 from harness.runtime.faults import Trigger
 from harness.scenario.limits import check_reachable
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Final = 2
+#: Format 1 kept the distq kind's own knobs in [cluster]; format 2 keeps them in [system]
+#: with the kind's other keys. A format-1 file still loads (the loader moves them).
+FORMAT_VERSIONS = (1, FORMAT_VERSION)
 
 CheckName = Literal[
     "exactly_once",
@@ -96,41 +99,6 @@ class ClusterSpec(_Strict, frozen=True):
     ] = 3
     batch_size: (
         Annotated[int, msgspec.Meta(ge=1, description="release jobs in batches of this size")]
-        | None
-    ) = None
-    handshake_timeout_s: PositiveFloat = 5.0
-    prefetch: (
-        Annotated[int, msgspec.Meta(ge=1, description="most jobs one lease may hold")] | None
-    ) = None
-    worker_idle_exit_s: PositiveFloat | None = None
-    worker_handshake_timeout_s: Annotated[
-        float, msgspec.Meta(gt=0, description="a worker gives up on an unanswered handshake")
-    ] = 5.0
-    worker_reconnect_s: Annotated[
-        float,
-        msgspec.Meta(
-            ge=0,
-            le=3600,
-            description="a worker that loses its connection tries this long to rejoin "
-            "(0: it exits 5 at once)",
-        ),
-    ] = 0.0
-    journal: Annotated[
-        bool,
-        msgspec.Meta(
-            description="the master keeps its board in a journal (distq master --journal), "
-            "so restart_master resumes the run instead of starting it afresh"
-        ),
-    ] = False
-    worker_rpc_timeout_s: (
-        Annotated[
-            float,
-            msgspec.Meta(
-                gt=0,
-                le=3600,
-                description="a worker treats the master as lost when a reply takes longer",
-            ),
-        ]
         | None
     ) = None
 
@@ -310,7 +278,7 @@ class ExpectSpec(_Strict, frozen=True):
 class Scenario(_Strict, frozen=True):
     """One scenario file. Cross-checks between tables are in ``__post_init__``."""
 
-    scenario: Literal[1]
+    scenario: Literal[2]
     name: Annotated[str, msgspec.Meta(min_length=1)]
     description: Annotated[str, msgspec.Meta(min_length=1, description="what the scenario proves")]
     seed: int = 0

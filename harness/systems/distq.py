@@ -40,6 +40,8 @@ __all__ = ["AUTHKEY_ENV", "KIND", "DistqConfig", "DistqSystem", "builtin_expecte
 AUTHKEY_ENV = "DISTQ_AUTHKEY"
 
 #: ``[cluster]`` key -> (role, flag) of the ``distq master`` / ``distq worker`` option.
+#: Each knob and the flag that passes it: from ``[cluster]`` (the semantics every kind
+#: states) or from distq's own ``[system]`` keys.
 _FLAGS: Mapping[str, tuple[str, str]] = {
     "lease_timeout_s": (MASTER, "--lease-timeout-s"),
     "max_attempts": (MASTER, "--max-attempts"),
@@ -71,6 +73,51 @@ class DistqConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froz
     env: Annotated[
         dict[str, str], msgspec.Meta(description="added to every process's environment")
     ] = {}
+    # distq's own knobs (format 1 had them in [cluster]); the queue's semantics a scenario
+    # states for every kind (lease_timeout_s, max_attempts, time_limit_s, batch_size) stay there.
+    handshake_timeout_s: Annotated[
+        float,
+        msgspec.Meta(
+            gt=0, description="the master drops a connection whose handshake takes longer"
+        ),
+    ] = 5.0
+    prefetch: (
+        Annotated[int, msgspec.Meta(ge=1, description="most jobs one lease may hold")] | None
+    ) = None
+    worker_idle_exit_s: (
+        Annotated[float, msgspec.Meta(gt=0, description="a worker with no job this long exits")]
+        | None
+    ) = None
+    worker_handshake_timeout_s: Annotated[
+        float, msgspec.Meta(gt=0, description="a worker gives up on an unanswered handshake")
+    ] = 5.0
+    worker_reconnect_s: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0,
+            le=3600,
+            description="a worker that loses its connection tries this long to rejoin "
+            "(0: it exits 5 at once)",
+        ),
+    ] = 0.0
+    journal: Annotated[
+        bool,
+        msgspec.Meta(
+            description="the master keeps its board in a journal (distq master --journal), "
+            "so restart_master resumes the run instead of starting it afresh"
+        ),
+    ] = False
+    worker_rpc_timeout_s: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                gt=0,
+                le=3600,
+                description="a worker treats the master as lost when a reply takes longer",
+            ),
+        ]
+        | None
+    ) = None
 
 
 # -- expected values: side-effect-free twins of distq's built-in tasks (distq.jobs) ----------
@@ -116,7 +163,9 @@ class DistqSystem:
     triggers: ClassVar[frozenset[str]] = frozenset(contract.TRIGGERS)
     actions: ClassVar[frozenset[str]] = frozenset(contract.ACTIONS)
     checks: ClassVar[frozenset[str]] = frozenset(CHECKS)
-    cluster_keys: ClassVar[frozenset[str]] = frozenset({*_FLAGS, "journal"})
+    cluster_keys: ClassVar[frozenset[str]] = frozenset(
+        {"lease_timeout_s", "max_attempts", "time_limit_s", "batch_size"}
+    )
     exit_codes: ExitCodes = ExitCodes(
         ok=errors.EXIT_OK,
         usage=errors.EXIT_USAGE,
@@ -135,7 +184,7 @@ class DistqSystem:
 
     def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
         env = {**self.config.env, AUTHKEY_ENV: os.fsdecode(process.authkey)}
-        flags = self._flags(process.role, setup.cluster)
+        flags = self._flags(process.role, {**setup.cluster, **msgspec.structs.asdict(self.config)})
         events = ("--events", str(process.events_path))
         if process.role == MASTER:
             flags += self._restart_flags(process, setup)
@@ -149,13 +198,12 @@ class DistqSystem:
             raise ValueError(f"distq has no role {process.role!r}")
         return Launch(argv, env)
 
-    @staticmethod
-    def _restart_flags(process: ProcessSpec, setup: RunSetup) -> tuple[str, ...]:
+    def _restart_flags(self, process: ProcessSpec, setup: RunSetup) -> tuple[str, ...]:
         """``journal``: the board in the run directory, so a restarted master resumes it.
         A master started again (it had an address) binds its port again, where rejoining
         workers look for it."""
         flags: tuple[str, ...] = ()
-        if setup.cluster.get("journal"):
+        if self.config.journal:
             flags += ("--journal", str(setup.run_dir.resolve() / "journal.sqlite"))
         previous = process.addresses.get(MASTER)
         if previous is not None:
