@@ -104,23 +104,13 @@ def _all_done(cluster: Cluster) -> bool:
 
 
 def run(spec: RunSpec, run_dir: Path) -> RunResult:
+    """Start the cluster, drive its fault plan until it is done (or the bound runs
+    out), then collect the exits and logs, judge the history and draw the report."""
     run_dir = Path(run_dir).resolve()  # processes run inside it: no relative paths
     started = time.monotonic()
     timed_out = False
     dumped: list[str] = []
-    env = {**os.environ, **spec.env}
-    system = spec.system
-    cluster = Cluster(
-        run_dir,
-        spec.master_args,
-        system=system,
-        jobs_path=spec.jobs_path,
-        settings=spec.settings,
-        worker_args=spec.worker_args,
-        env=env,
-        proxy_seed=spec.proxy_seed,
-        initial_toxics=spec.initial_toxics,
-    )
+    cluster = _new_cluster(spec, run_dir)
     log = EventWriter(
         run_dir / contract.events_name(contract.HARNESS), contract.HARNESS, cluster.epoch
     )
@@ -128,69 +118,138 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     try:
         with cluster:
             try:
-                first = [cluster.add_worker() for _ in range(spec.workers)]
-                injector = FaultInjector(cluster, list(spec.faults), spec.seed, log)
-                injector.time_held = True
-                # after_s counts from a cluster whose workers are all in; event triggers fire
-                # meanwhile (the first worker may be busy long before the last one joins).
-                run_until(injector, lambda: _joined(cluster, first), spec.bound_s)
-                injector.release_time()
-                try:
-                    finished = run_until(injector, lambda: _master_done(cluster), spec.bound_s)
-                    if finished and system.workers_outlive_master:
-                        for proc in cluster.workers():  # an engine's workers never stop alone
-                            kill_tree(proc.pid, cluster.grace_s)
-                    if finished:
-                        # Workers notice the end (or a lost master) on their own, within a grace.
-                        finished = run_until(
-                            injector, lambda: _all_done(cluster), WORKER_EXIT_GRACE_S
-                        )
-                finally:
-                    injector.close()
-                if not finished:
+                if not _drive_until_done(spec, cluster, log):
                     timed_out = True
                     dumped = cluster.dump_stacks()
                     log.write(contract.HANG, bound_s=spec.bound_s, stacks=dumped)
             finally:
                 elapsed = time.monotonic() - started
-                exit_codes = {name: proc.returncode for name, proc in cluster.procs.items()}
-                log.write(
-                    contract.RUN_FINISHED,
-                    elapsed_s=round(elapsed, 3),
-                    bound_s=spec.bound_s,
-                    timed_out=timed_out,
-                    exit_codes=exit_codes,
-                )
+                _log_run_finished(log, spec, cluster, elapsed, timed_out)
                 log.close()
     finally:
         log.close()  # also when the master never became ready
     # Teardown is done: every log is complete.
-    exit_codes = {name: proc.returncode for name, proc in cluster.procs.items()}
-    tails = {name: proc.log_tail(15) for name, proc in cluster.procs.items()}
-    logs = {
-        name: proc.log_path.read_text(errors="replace")
-        for name, proc in cluster.procs.items()
-        if proc.log_path.exists()
-    }
+    exits = _collect_exits(cluster)
     try:
         history = History.load_run(run_dir)
     except HistoryError as exc:  # a damaged log proves nothing: it fails the run
-        history = History(())
         damaged = Violation("history", f"the run's history cannot be read: {exc}")
         verdict = Verdict("fail", (damaged,), (), spec.checks)
         return RunResult(
-            run_dir, verdict, history, timed_out, elapsed, exit_codes, tails, tuple(dumped)
+            run_dir,
+            verdict,
+            History(()),
+            timed_out,
+            elapsed,
+            exits.codes,
+            exits.tails,
+            tuple(dumped),
         )
+    verdict, outcome = _judge(spec, run_dir, cluster, history, exits)
+    report_path, report_error = _draw_report(spec, run_dir, history, verdict, outcome)
+    return RunResult(
+        run_dir,
+        verdict,
+        history,
+        timed_out,
+        elapsed,
+        exits.codes,
+        exits.tails,
+        tuple(dumped),
+        report_path,
+        report_error,
+        outcome,
+    )
+
+
+def _new_cluster(spec: RunSpec, run_dir: Path) -> Cluster:
+    """The cluster ``spec`` describes, not started yet."""
+    return Cluster(
+        run_dir,
+        spec.master_args,
+        system=spec.system,
+        jobs_path=spec.jobs_path,
+        settings=spec.settings,
+        worker_args=spec.worker_args,
+        env={**os.environ, **spec.env},
+        proxy_seed=spec.proxy_seed,
+        initial_toxics=spec.initial_toxics,
+    )
+
+
+def _drive_until_done(spec: RunSpec, cluster: Cluster, log: EventWriter) -> bool:
+    """Start the workers and apply the fault plan until the master and then every worker
+    have exited. False when that did not happen within the bound (a hang)."""
+    first = [cluster.add_worker() for _ in range(spec.workers)]
+    injector = FaultInjector(cluster, list(spec.faults), spec.seed, log)
+    injector.time_held = True
+    # after_s counts from a cluster whose workers are all in; event triggers fire
+    # meanwhile (the first worker may be busy long before the last one joins).
+    run_until(injector, lambda: _joined(cluster, first), spec.bound_s)
+    injector.release_time()
+    try:
+        finished = run_until(injector, lambda: _master_done(cluster), spec.bound_s)
+        if finished and spec.system.workers_outlive_master:
+            for proc in cluster.workers():  # an engine's workers never stop alone
+                kill_tree(proc.pid, cluster.grace_s)
+        if finished:
+            # Workers notice the end (or a lost master) on their own, within a grace.
+            finished = run_until(injector, lambda: _all_done(cluster), WORKER_EXIT_GRACE_S)
+    finally:
+        injector.close()
+    return finished
+
+
+def _log_run_finished(
+    log: EventWriter, spec: RunSpec, cluster: Cluster, elapsed: float, timed_out: bool
+) -> None:
+    exit_codes = {name: proc.returncode for name, proc in cluster.procs.items()}
+    log.write(
+        contract.RUN_FINISHED,
+        elapsed_s=round(elapsed, 3),
+        bound_s=spec.bound_s,
+        timed_out=timed_out,
+        exit_codes=exit_codes,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Exits:
+    """How each process of a torn-down cluster ended, and what it logged."""
+
+    codes: dict[str, int | None]
+    tails: dict[str, str]  # the last lines of each log, for the report
+    logs: dict[str, str]  # each whole log, for the checks
+
+
+def _collect_exits(cluster: Cluster) -> _Exits:
+    return _Exits(
+        codes={name: proc.returncode for name, proc in cluster.procs.items()},
+        tails={name: proc.log_tail(15) for name, proc in cluster.procs.items()},
+        logs={
+            name: proc.log_path.read_text(errors="replace")
+            for name, proc in cluster.procs.items()
+            if proc.log_path.exists()
+        },
+    )
+
+
+def _judge(
+    spec: RunSpec, run_dir: Path, cluster: Cluster, history: History, exits: _Exits
+) -> tuple[Verdict, Outcome | None]:
+    """The verdict of the spec's checks on ``history``, and for a known-bug reproduction
+    what that verdict means."""
+    system = spec.system
     context = replace(
         spec.context,
         # A service the system needs (a broker) runs until the harness stops it: only the
         # master's and the workers' exits are the system's to document.
         exit_codes={
             name: code
-            for name, code in exit_codes.items()
+            for name, code in exits.codes.items()
             if cluster.procs[name].role in (MASTER, WORKER)
         },
-        logs=logs,
+        logs=exits.logs,
         faults_planned=len(spec.faults),
         expected=system.expected,
         documented=system.exit_codes,
@@ -203,7 +262,13 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     if spec.known_violations:
         name = spec.title or run_dir.name
         outcome = known_bug_outcome(name, spec.known_violations, verdict)
-    report_path, report_error = None, ""
+    return verdict, outcome
+
+
+def _draw_report(
+    spec: RunSpec, run_dir: Path, history: History, verdict: Verdict, outcome: Outcome | None
+) -> tuple[Path | None, str]:
+    """``report.html``'s path, or None and why it could not be drawn."""
     try:
         report_path = write_report(
             run_dir,
@@ -214,20 +279,8 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
             outcome=outcome,
         )
     except Exception as exc:  # a picture that cannot be drawn must not cost the verdict
-        report_error = f"{type(exc).__name__}: {exc}"
-    return RunResult(
-        run_dir,
-        verdict,
-        history,
-        timed_out,
-        elapsed,
-        exit_codes,
-        tails,
-        tuple(dumped),
-        report_path,
-        report_error,
-        outcome,
-    )
+        return None, f"{type(exc).__name__}: {exc}"
+    return report_path, ""
 
 
 def _joined(cluster: Cluster, procs: list[Proc]) -> bool:
