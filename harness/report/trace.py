@@ -39,6 +39,23 @@ def trace_events(timeline: Timeline) -> dict[str, Any]:
     events: list[dict[str, Any]] = [
         {"ph": "M", "name": "process_name", "pid": _GLOBAL_PID, "args": {"name": "run"}}
     ]
+    events += _lane_events(timeline, pids)
+    events += _attempt_events(timeline, pids)
+    events += _fault_events(timeline, pids)
+    events += _batch_events(timeline)
+    events += _mark_events(timeline, pids)
+    s = timeline.summary
+    return {
+        "traceEvents": events,
+        "displayTimeUnit": "ms",
+        "otherData": {"title": timeline.title, "verdict": s.status, "checks": dict(s.checks)},
+    }
+
+
+def _lane_events(timeline: Timeline, pids: dict[str, int]) -> list[dict[str, Any]]:
+    """Each lane's process track: its name, its place, its two fixed threads (lifetime,
+    faults) and the span of its lifetime."""
+    events: list[dict[str, Any]] = []
     for lane in timeline.lanes:
         pid = pids[lane.name]
         events += [
@@ -68,6 +85,13 @@ def trace_events(timeline: Timeline) -> dict[str, Any]:
                 "args": {"exit_code": lane.exit_code, "killed": lane.killed},
             },
         ]
+    return events
+
+
+def _attempt_events(timeline: Timeline, pids: dict[str, int]) -> list[dict[str, Any]]:
+    """One complete event per attempt, on the first row of its lane it does not overlap
+    (each row a thread, named as it is first used)."""
+    events: list[dict[str, Any]] = []
     # Complete events on one thread must not overlap: as many rows as the leases need.
     rows = stack_rows(((a.lane, a.t_start, a.t_end) for a in timeline.attempts), max_rows=1 << 20)
     named: set[tuple[int, int]] = set()
@@ -108,6 +132,13 @@ def trace_events(timeline: Timeline) -> dict[str, Any]:
                 },
             }
         )
+    return events
+
+
+def _fault_events(timeline: Timeline, pids: dict[str, int]) -> list[dict[str, Any]]:
+    """Each fault on its lane's fault thread (or the run's, when it hit every lane): an
+    instant for a marker, a complete event for a band."""
+    events: list[dict[str, Any]] = []
     for fault in timeline.faults:
         pid = pids.get(fault.lane or "", _GLOBAL_PID)
         args = {"action": fault.action, "history_lines": list(fault.lines), "missed": fault.missed}
@@ -139,39 +170,42 @@ def trace_events(timeline: Timeline) -> dict[str, Any]:
                     "args": args,
                 }
             )
-    for batch, t, line in timeline.batches:
-        events.append(
-            {
-                "ph": "i",
-                "s": "g",
-                "name": f"batch {batch} opened",
-                "cat": "batch",
-                "pid": _GLOBAL_PID,
-                "tid": 0,
-                "ts": _us(t),
-                "args": {"history_line": line},
-            }
-        )
-    for mark_lane, t, ev, line in timeline.marks:
-        if mark_lane in pids:
-            events.append(
-                {
-                    "ph": "i",
-                    "s": "t",
-                    "name": ev,
-                    "cat": "lifecycle",
-                    "pid": pids[mark_lane],
-                    "tid": _LIFE_TID,
-                    "ts": _us(t),
-                    "args": {"history_line": line},
-                }
-            )
-    s = timeline.summary
-    return {
-        "traceEvents": events,
-        "displayTimeUnit": "ms",
-        "otherData": {"title": timeline.title, "verdict": s.status, "checks": dict(s.checks)},
-    }
+    return events
+
+
+def _batch_events(timeline: Timeline) -> list[dict[str, Any]]:
+    """A global instant where each batch opened."""
+    return [
+        {
+            "ph": "i",
+            "s": "g",
+            "name": f"batch {batch} opened",
+            "cat": "batch",
+            "pid": _GLOBAL_PID,
+            "tid": 0,
+            "ts": _us(t),
+            "args": {"history_line": line},
+        }
+        for batch, t, line in timeline.batches
+    ]
+
+
+def _mark_events(timeline: Timeline, pids: dict[str, int]) -> list[dict[str, Any]]:
+    """The lifecycle events of each lane, as instants on its lifetime thread."""
+    return [
+        {
+            "ph": "i",
+            "s": "t",
+            "name": ev,
+            "cat": "lifecycle",
+            "pid": pids[mark_lane],
+            "tid": _LIFE_TID,
+            "ts": _us(t),
+            "args": {"history_line": line},
+        }
+        for mark_lane, t, ev, line in timeline.marks
+        if mark_lane in pids
+    ]
 
 
 def write_trace(path: str | os.PathLike[str], timeline: Timeline) -> Path:
