@@ -235,15 +235,13 @@ class BoardService:
         """
         with self._cond:
             owner = self._session(session)
-            deadline = time.monotonic() + max(0.0, min(wait_s, 5.0))
             # A full window frees one job at a time: wait for a quarter of it (or all the
             # batch) rather than take a few jobs per round trip and be sent the rest again.
             wanted = min(len(jobs), max(1, owner.window // 4))
-            while self.accepting and self.sessions.room(owner) < wanted and not self.stopping:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._delivered.wait(remaining)
+            self._delivered.wait_for(
+                lambda: not self.accepting or self.sessions.room(owner) >= wanted or self.stopping,
+                timeout=max(0.0, min(wait_s, 5.0)),
+            )
             if self.journal_error is not None:
                 raise JournalDown
             taken, refused = self._accept_jobs(owner, jobs)
@@ -257,12 +255,10 @@ class BoardService:
             owner = self._session(session)
             connection = id(getattr(_caller, "conn", None))
             self.sessions.fetching_on(owner, connection)
-            deadline = time.monotonic() + max(0.0, min(wait_s, 5.0))
-            while not owner.results and not self.stopping:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._delivered.wait(remaining)
+            self._delivered.wait_for(
+                lambda: bool(owner.results) or self.stopping,
+                timeout=max(0.0, min(wait_s, 5.0)),
+            )
             if self.journal_error is not None:
                 raise JournalDown
             return self.sessions.take_results(owner, max(1, max_n), connection)
