@@ -14,8 +14,8 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn, TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TextIO, TypeVar
 
 from distq.errors import (
     EXIT_INTERRUPTED,
@@ -35,6 +35,11 @@ __all__ = ["main"]
 AUTHKEY_ENV = "DISTQ_AUTHKEY"
 MAX_COUNT = 1_000_000  # --count: jobs are held in memory (about 0.5 KB each)
 MAX_KEY_FILE_BYTES = 4096
+#: The longest duration any option takes (about 31 years). Longer ones mean "forever"
+#: or a typo; far longer ones overflow the timers they reach (SO_RCVTIMEO, thread waits).
+MAX_SECONDS = 1e9
+
+_N = TypeVar("_N", int, float)
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -83,58 +88,75 @@ class _Parser(argparse.ArgumentParser):
         return options
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-    return value
+def _number(
+    kind: type[_N],
+    *,
+    above: _N | None = None,
+    at_least: _N | None = None,
+    at_most: _N | None = None,
+    unit: str = "",
+) -> Callable[[str], _N]:
+    """An argparse ``type``: the text as a ``kind`` (int or float) within the bounds.
+
+    A value it refuses gets one line saying what is wrong with it (argparse puts the
+    option in front): "'x' is not a number", "'0' must be > 0", "'inf' is more than
+    1000000000 seconds", or without a ``unit`` "'99999' is out of range 0-65535". A
+    float option needs ``at_most``: that is what refuses infinity."""
+    noun = "whole number" if kind is int else "number"
+    floor = above if above is not None else at_least
+    if at_most is None:
+        too_big = ""
+    elif unit or floor is None:
+        too_big = f"is more than {_shown(at_most)}{f' {unit}' if unit else ''}"
+    else:
+        too_big = f"is out of range {_shown(floor)}-{_shown(at_most)}"
+
+    def parse(text: str) -> _N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {noun}") from None
+        if value != value:  # NaN: every comparison with it is false, no bound would hold it
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"{text!r} must be > {_shown(above)}")
+        if at_least is not None and not value >= at_least:
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= {_shown(at_least)}")
+        if at_most is not None and value > at_most:
+            raise argparse.ArgumentTypeError(f"{text!r} {too_big}")
+        return value
+
+    bounds: list[str] = []
+    if above is not None:
+        bounds.append(f"> {_shown(above)}")
+    if at_least is not None:
+        bounds.append(f">= {_shown(at_least)}")
+    if at_most is not None:
+        bounds.append(f"<= {_shown(at_most)}")
+    parse.__name__ = " ".join(
+        [noun, " and ".join(bounds), unit]
+    ).strip()  # argparse's name for the type
+    return parse
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return value
+def _shown(bound: float) -> str:
+    """``1e9`` as ``1000000000``: a bound is read by a person."""
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
+_positive_seconds = _number(float, above=0.0, at_most=MAX_SECONDS, unit="seconds")
+_seconds = _number(float, at_least=0.0, at_most=MAX_SECONDS, unit="seconds")
+_positive_int = _number(int, at_least=1)
+_port = _number(int, at_least=0, at_most=65535)
+_job_count = _number(int, at_least=0, at_most=MAX_COUNT, unit="jobs")
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _non_negative_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range 0-65535")
-    return value
-
-
-def _job_count(text: str) -> int:
-    value = _non_negative_int(text)
-    if value > MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"{text!r} is more than {MAX_COUNT} jobs")
-    return value
+def _task_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a task: expected a built-in name or module:function"
+        )
+    return text
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -153,7 +175,9 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
         help='JSON lines: {"task": ..., "args": [...], "id": N, "time_limit_s": S}',
     )
     source.add_argument(
-        "--task", help="--count jobs of this task (built-in name or module:function)"
+        "--task",
+        type=_task_name,
+        help="--count jobs of this task (built-in name or module:function)",
     )
     parser.add_argument(
         "--count",
@@ -235,13 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     master.add_argument(
         "--lease-timeout-s",
-        type=_positive_float,
+        type=_positive_seconds,
         default=10.0,
         help="a lease not heartbeaten for this long expires and its job is retried (default 10)",
     )
     master.add_argument(
         "--time-limit-s",
-        type=_positive_float,
+        type=_positive_seconds,
         help="kill a job that runs longer than this (default: no limit)",
     )
     master.add_argument(
@@ -252,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     master.add_argument(
         "--handshake-timeout-s",
-        type=_positive_float,
+        type=_positive_seconds,
         default=5.0,
         help="drop connections that do not finish the authkey handshake in time (default 5)",
     )
@@ -287,30 +311,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--idle-exit-s",
-        type=_positive_float,
+        type=_positive_seconds,
         help="exit 0 after this long without work (default: wait for the master)",
     )
     worker.add_argument(
         "--connect-timeout-s",
-        type=_positive_float,
+        type=_positive_seconds,
         default=10.0,
         help="keep retrying a refused connection this long (default 10)",
     )
     worker.add_argument(
         "--handshake-timeout-s",
-        type=_positive_float,
+        type=_positive_seconds,
         default=5.0,
         help="give up on a peer that does not answer the handshake (default 5)",
     )
     worker.add_argument(
         "--rpc-timeout-s",
-        type=_positive_float,
+        type=_positive_seconds,
         default=60.0,
         help="treat the master as lost when a reply takes longer (default 60)",
     )
     worker.add_argument(
         "--reconnect-s",
-        type=_non_negative_float,
+        type=_seconds,
         default=0.0,
         help="on a lost connection, keep trying this long to rejoin as the same worker; "
         "its leases go back to the queue and what it finishes is still reported "
@@ -344,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=_positive_int, default=3, help="how many workers (default 3)"
     )
     demo.add_argument(
-        "--job-delay-s", type=float, default=0.02, help="seconds each job takes (default 0.02)"
+        "--job-delay-s", type=_seconds, default=0.02, help="seconds each job takes (default 0.02)"
     )
     return parser
 

@@ -126,6 +126,41 @@ def test_bad_options(args: list[str], message: str) -> None:
     one_line_error(distq(*args), 2, message)
 
 
+WORKER = ["worker", "--connect", "127.0.0.1:1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([*WORKER, "--rpc-timeout-s", "inf"], "--rpc-timeout-s: 'inf' is more than 1000000000 s"),
+        ([*WORKER, "--rpc-timeout-s", "1e300"], "--rpc-timeout-s: '1e300' is more than"),
+        ([*WORKER, "--rpc-timeout-s", "nan"], "--rpc-timeout-s: 'nan' is not a number"),
+        ([*WORKER, "--rpc-timeout-s=-inf"], "--rpc-timeout-s: '-inf' must be > 0"),
+        ([*WORKER, "--reconnect-s", "inf"], "--reconnect-s: 'inf' is more than"),
+        ([*WORKER, "--idle-exit-s", "1e10"], "--idle-exit-s: '1e10' is more than"),
+        (["master", "--task", "square", "--lease-timeout-s", "inf"], "--lease-timeout-s: 'inf'"),
+        (["master", "--task", "square", "--time-limit-s", "1e300"], "--time-limit-s: '1e300'"),
+        (
+            ["master", "--task", "square", "--handshake-timeout-s", "NaN"],
+            "--handshake-timeout-s: 'NaN'",
+        ),
+        (["master", "--task", ""], "--task: '' is not a task: expected a built-in name or"),
+        (["master", "--task", " "], "--task: ' ' is not a task"),
+        (["submit", "--connect", "127.0.0.1:1", "--task", ""], "--task: '' is not a task"),
+        (["demo", "--job-delay-s", "inf"], "--job-delay-s: 'inf' is more than"),
+    ],
+)
+def test_infinite_absurd_and_empty_values_are_refused_in_one_line(
+    args: list[str], message: str
+) -> None:
+    one_line_error(distq(*args), 2, f"argument {message}")
+
+
+def test_the_longest_duration_is_accepted() -> None:
+    options = build_parser().parse_args([*WORKER, "--rpc-timeout-s", "1e9", "--reconnect-s", "0"])
+    assert options.rpc_timeout_s == 1e9 and options.reconnect_s == 0
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
 @pytest.mark.parametrize("command", ["master", "worker"])
 def test_a_short_key_is_refused_on_every_address(host: str, command: str) -> None:
