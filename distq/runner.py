@@ -77,9 +77,11 @@ def _runner_main(
     epoch: float,
     flush_s: float,
 ) -> None:
-    # Ctrl-C goes to the whole process group; the worker decides what happens to jobs.
+    # Ctrl-C goes to the whole process group, and so does a SIGTERM sent to the group (a
+    # service manager's stop, kill -TERM -PGID): the worker decides what happens to jobs,
+    # and stops this process itself (SIGKILL, or when it dies: _die_with_parent).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     threading.Thread(target=_die_with_parent, daemon=True).start()
     log = EventLog(events_path, worker, epoch)

@@ -191,6 +191,8 @@ def _run(options: argparse.Namespace) -> int:
             print(f"{label}: {outcome.status} in {outcome.result.elapsed_s:.1f} s", file=sys.stderr)
             for note in outcome.result.verdict.notes:  # measurements, e.g. recovery latencies
                 print(f"    {note.check}: {note.message}", file=sys.stderr)
+            for matched in outcome.outcome.matched:  # what a known-bug run found, and pinned
+                print(f"    known: {matched}", file=sys.stderr)
             if outcome.status != "pass":
                 print(outcome.report(), file=sys.stderr)
                 last_dir = str(run_dir)

@@ -27,6 +27,7 @@ __all__ = [
     "HARNESS_EVENTS",
     "ID_FIELDS",
     "KILLS",
+    "LOST_CAUSES",
     "MASTER",
     "MASTER_ACTIONS",
     "NETWORK_ACTIONS",
@@ -163,6 +164,8 @@ TOXIC_REMOVED = "toxic_removed"
 TOXIC = "toxic"  # a toxic met a connection: decision applied | skipped
 TOXIC_TRIGGERED = "toxic_triggered"
 TOXIC_FIRED = "toxic_fired"
+#: fault, action, target, verified, pids, why?, stopped_t?: what a fault measurably did
+FAULT_EFFECT = "fault_effect"
 PARTITION = "partition"
 HEAL = "heal"
 
@@ -181,6 +184,7 @@ HARNESS_EVENTS = frozenset(
         TOXIC,
         TOXIC_TRIGGERED,
         TOXIC_FIRED,
+        FAULT_EFFECT,
         PARTITION,
         HEAL,
     }
@@ -219,6 +223,10 @@ Reach = Literal["main", "tree", "children", ""]
 #: What the action does to the handshake: starts a worker with a bad key, opens connections
 #: that fail it (each must be rejected), or connections that never answer.
 Attack = Literal["", "intruder", "handshake", "idle"]
+#: What proves it took effect (a ``fault_effect`` event, judged by fault_coverage): its
+#: processes stopped and made no progress until resumed, they are gone, or "" (proved by
+#: other checks: a rejection, a proxy's own events).
+Effect = Literal["", "stopped", "gone"]
 #: How the report draws it: a kill mark, a band until its end, a plain mark, or not at all
 #: (network faults are drawn from the proxy's own events).
 Drawn = Literal["kill", "band", "mark", "network"]
@@ -249,6 +257,10 @@ class FaultAction:
     attack: Attack = ""
     #: With ``target = "holder"``, the struck worker is expected to hold the job.
     strikes_holder: bool = False
+    #: It takes ``scope = "tree" | "main"``: the target's whole process tree (the default,
+    #: ``reach``) or its top process only.
+    scoped: bool = False
+    effect: Effect = ""
     drawn: Drawn = "mark"
     generated: Generated = ""
 
@@ -269,26 +281,31 @@ def _row(name: str, does: str, aims: Aim, takes_target: bool, **facts: Any) -> F
 FAULT_ACTIONS: Mapping[str, FaultAction] = {
     row.name: row
     for row in (
-        _row("kill", "SIGKILL the target", "process", True, ends="abrupt", reach="main",
+        _row("kill", "SIGKILL the target (its whole tree; scope = \"main\": its top process)",
+             "process", True, ends="abrupt", reach="tree", scoped=True, effect="gone",
              strikes_holder=True, drawn="kill", generated="death"),
         _row("kill_tree", "SIGKILL the target and every process under it (its machine dies)",
-             "process", True, ends="abrupt", reach="tree", strikes_holder=True, drawn="kill"),
+             "process", True, ends="abrupt", reach="tree", effect="gone", strikes_holder=True,
+             drawn="kill"),
         _row("kill_child", "SIGKILL the processes under the target (the one running the job); "
              "the target lives on", "process", True, reach="children", strikes_holder=True,
              drawn="kill"),
-        _row("terminate", "SIGTERM the target", "process", True, ends="graceful", reach="main",
+        _row("terminate", "SIGTERM the target (its whole tree at once; scope = \"main\": its "
+             "top process)", "process", True, ends="graceful", reach="tree", scoped=True,
              strikes_holder=True, generated="death"),
-        _row("pause", "SIGSTOP; SIGCONT after duration_s (if given)", "process", True,
-             reach="main", ended_by="resume", suspends=True, strikes_holder=True, drawn="band",
-             generated="survivable"),
-        _row("resume", "SIGCONT", "process", True, reach="main"),
+        _row("pause", "SIGSTOP the target's tree (scope = \"main\": its top process); "
+             "SIGCONT after duration_s (if given)", "process", True, reach="tree", scoped=True,
+             ended_by="resume", suspends=True, effect="stopped", strikes_holder=True,
+             drawn="band", generated="survivable"),
+        _row("resume", "SIGCONT what the pause stopped, and the target's tree", "process", True,
+             reach="tree", scoped=True),
         _row("restart", "stop the target's tree, start a worker of the same name; a broker: "
              "SIGKILL, start again", "process", True, ends="graceful", reach="tree",
              comes_back=True, strikes_holder=True, generated="survivable"),
         _row("add_worker", "start `count` more workers", "cluster", False, starts_workers=True,
              generated="survivable"),
-        _row("kill_master", "SIGKILL the master", "master", False, ends="abrupt", reach="main",
-             drawn="kill"),
+        _row("kill_master", "SIGKILL the master", "master", False, ends="abrupt", reach="tree",
+             effect="gone", drawn="kill"),
         _row("restart_master", "SIGKILL the master and start it again (it resumes if it "
              "journals)", "master", False, ends="abrupt", reach="main", comes_back=True,
              generated="journal"),
@@ -344,6 +361,27 @@ SUSPENDS: Mapping[str, str] = {
 PROCESS_DEATHS = actions_where(lambda row: row.aims == "process" and row.ends_target)
 #: Actions that SIGKILL their target for good (a worker by name, or the master).
 KILLS = actions_where(lambda row: row.ends == "abrupt" and not row.comes_back)
+
+
+# -- why a job was lost: the causes a lost-job violation may name -----------------------
+
+#: Each cause a check may give for a job with no terminal result, and what it means. A
+#: known-bug scenario pins a loss to one of them (``expect_violation``'s ``cause``).
+LOST_CAUSES: Mapping[str, str] = {
+    "never_handed_out": "no worker ever took it",
+    "handed_to_dead_get": "a server thread left blocked in a dead worker's get took it and "
+    "wrote it to a closed connection",
+    "result_after_shutdown": "its result was put after the master shut down",
+    "result_unanswered": "its result was put but never reached the app",
+    "result_not_taken": "its result was put but the master never took it",
+    "no_result": "it was held and no result came, its holder alive",
+    "holder_killed": "a fault ended its holder while it held the job",
+    "holder_exited": "its holder exited by itself while it held the job",
+    "holder_lost": "its holder's connection closed while it held the job, with no fault "
+    "or exit of its own to explain it",
+    "connection_cut": "its holder's connection was cut by the app",
+    "master_shut_down": "the master shut down while it was held",
+}
 
 
 class CorruptLog(ValueError):

@@ -124,7 +124,7 @@ def _run_cell(scenario: Scenario, run_dir: Path) -> Cell:
     verdict = outcome.result.verdict
     first = (*verdict.violations, *verdict.unknowns)
     detail = f"{first[0].check}: {first[0].message}"[:_MESSAGE_CHARS] if first else ""
-    known = scenario.expect.known_violations
+    known = scenario.expect.known_checks
     found = {violation.check for violation in verdict.violations}
     pinned = bool(known) and all(check in found for check in known)
     duplicates = len(duplicate_executions(outcome.result.history))

@@ -185,6 +185,11 @@ class ScenarioItem(pytest.Item):
         if notes:
             text = "\n".join(f"{note.check}: {note.message}" for note in notes)
             self.add_report_section("call", "measurements", text)
+        for matched in outcome.outcome.matched:  # a known-bug run: which violations it found
+            self.user_properties.append(("known_violation", matched))
+        if outcome.outcome.matched:
+            text = "\n".join([outcome.message, *outcome.outcome.matched])
+            self.add_report_section("call", "known violations", text)
         if outcome.status != "pass":
             raise ScenarioFailed(outcome)
         if not self.config.getoption("--keep-runs"):

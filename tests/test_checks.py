@@ -16,6 +16,7 @@ from harness.checks import (
     CHECKS,
     CheckContext,
     Expect,
+    ExpectedFailed,
     Verdict,
     Violation,
     auth,
@@ -71,6 +72,11 @@ class Run:
     def harness(self, ev: str, **fields: Any) -> int:
         return self.add("harness", ev, **fields)
 
+    def effect(self, fault: int, action: str, target: str, **fields: Any) -> int:
+        """The injector's measurement that a fault took effect (verified unless told)."""
+        fields = {"verified": True, "pids": [1234], **fields}
+        return self.harness("fault_effect", fault=fault, action=action, target=target, **fields)
+
     def history(self) -> History:
         return History(self.events)
 
@@ -95,12 +101,42 @@ def test_a_healthy_run_passes_every_check() -> None:
     run.master("duplicate_dropped", job=1, attempt=1, worker="worker-2", ok=True)
     verdict = judge(
         run.history(),
-        ["exactly_once", "correct_values", "batch_barrier", "liveness"],
+        ["exactly_once", "correct_values", "liveness"],
         CheckContext(expected=builtin_expected),
     )
-    assert verdict == Verdict("pass", (), (), verdict.checks)
+    evidence = (("exactly_once", 4, "jobs"), ("correct_values", 4, "values compared"))
+    assert verdict == Verdict("pass", (), (), verdict.checks, evidence=verdict.evidence)
+    assert verdict.evidence[:2] == evidence
     assert verdict.exit_code == 0
-    assert verdict.report(run.history()).startswith("verdict: pass")
+    assert verdict.report(run.history()).startswith(
+        "verdict: pass (0 violation(s), 0 unknown; checks: exactly_once: 4 jobs, "
+        "correct_values: 4 values compared"
+    )
+
+
+def test_a_check_that_judged_nothing_is_unknown_never_a_pass() -> None:
+    """A run without batches proves nothing about the batch barrier."""
+    verdict = judge(healthy().history(), ["exactly_once", "batch_barrier"])
+    assert verdict.status == "unknown"
+    [nothing] = verdict.unknowns
+    assert (nothing.check, nothing.message) == (
+        "batch_barrier",
+        "judged nothing: the run had no batches to check",
+    )
+
+
+def test_an_expected_function_that_raises_compares_nothing_and_is_unknown() -> None:
+    def broken(task: str, args: tuple[Any, ...]) -> Any:
+        return ExpectedFailed(f"ZeroDivisionError: division by zero (on {args[0]})")
+
+    verdict = judge(healthy().history(), ["correct_values"], CheckContext(expected=broken))
+    assert verdict.status == "unknown"
+    messages = [v.message for v in verdict.unknowns]
+    assert messages[0] == (
+        "the expected-value function raised on 4 item(s), so their values were not compared; "
+        "first: job 0: square(0): ZeroDivisionError: division by zero (on 0)"
+    )
+    assert verdict.evidence == (("correct_values", 0, "values compared"),)
 
 
 # -- exactly_once ------------------------------------------------------------------------
@@ -116,9 +152,11 @@ def test_a_lost_job_fails_citing_its_submission_and_leases() -> None:
 
     violations = exactly_once(run.history())
 
-    cause = "its holder worker-1 died holding it (its connection closed at t=0.04)"
+    cause = "its holder worker-1 went away holding it (its connection closed at t=0.04)"
     message = f"job 1 lost: no terminal result: {cause}"
-    assert violations == [Violation("exactly_once", message, (1,), (submitted, leased, lost))]
+    assert violations == [
+        Violation("exactly_once", message, (1,), (submitted, leased, lost), cause="holder_lost")
+    ]
 
 
 def test_a_job_delivered_twice_fails_even_as_result_and_dead() -> None:
@@ -457,6 +495,7 @@ def test_killing_a_worker_that_holds_a_job_covers_the_fault() -> None:
     run.submit(0)
     run.lease(0, "worker-1")
     run.harness("fault", fault=0, action="kill", target="worker-1", expect="holder")
+    run.effect(0, "kill", "worker-1")
     run.master("worker_lost", worker="worker-1", jobs=[0], reason="connection closed")
     assert fault_coverage(run.history()) == []
 
@@ -467,6 +506,7 @@ def test_killing_an_idle_worker_when_a_holder_was_expected_is_unknown() -> None:
     leased = run.lease(0, "worker-1")
     accepted = run.accept(0, "worker-1", 0)
     fault = run.harness("fault", fault=3, action="kill", target="worker-1", expect="holder")
+    run.effect(3, "kill", "worker-1")
     run.master("master_stopped")
     run.harness("run_finished", elapsed_s=1.0, bound_s=10, timed_out=False)
 
@@ -519,9 +559,12 @@ def pause_run(*, expired: bool) -> Run:
     run = Run()
     run.submit(0)
     run.lease(0, "worker-1")
-    run.harness("fault", fault=0, action="pause", target="worker-1", expect="outlast_lease")
+    paused = run.harness(
+        "fault", fault=0, action="pause", target="worker-1", expect="outlast_lease"
+    )
     if expired:
         run.master("lease_expired", job=0, attempt=1, lease=1, worker="worker-1")
+    run.effect(0, "pause", "worker-1", stopped_t=run.events[paused]["t"])
     run.harness("fault", fault=0, action="resume", target="worker-1", scheduled=True)
     run.master("lease_expired", job=0, attempt=1, lease=1, worker="worker-1")
     return run
@@ -535,6 +578,54 @@ def test_a_pause_resumed_before_the_lease_expired_is_unknown() -> None:
     [miss] = fault_coverage(pause_run(expired=False).history())
     assert miss.severity == "unknown" and miss.jobs == (0,)
     assert "expected a lease of worker-1 to expire before resume (it held jobs 0)" in miss.message
+
+
+def test_a_fault_whose_effect_was_never_measured_proves_nothing() -> None:
+    run = healthy(1)
+    run.harness("fault", fault=0, action="kill", target="worker-1")
+    [miss] = fault_coverage(run.history())
+    assert miss.severity == "unknown"
+    assert (
+        miss.message
+        == "fault 0 (kill worker-1): its effect was never measured, so it proves nothing"
+    )
+
+
+def test_a_fault_that_did_not_take_effect_is_unknown_with_the_measurement() -> None:
+    run = healthy(1)
+    run.harness("fault", fault=0, action="pause", target="worker-1")
+    why = "pid 7 (python) gained 0.80 s of CPU while paused"
+    run.effect(0, "pause", "worker-1", verified=False, why=why)
+    [miss] = fault_coverage(run.history())
+    assert miss.severity == "unknown"
+    assert miss.message == f"fault 0 (pause worker-1) did not take effect: {why}"
+
+
+def test_a_paused_worker_that_went_on_writing_events_was_not_paused() -> None:
+    """A pause that stopped only the top process: the task process (same src) kept working."""
+    run = Run()
+    run.submit(0)
+    paused = run.harness("fault", fault=0, action="pause", target="worker-1")
+    stopped_t = run.events[paused]["t"]
+    run.add("worker-1", "completed", job=0, attempt=1, ok=True, value=0)
+    run.effect(0, "pause", "worker-1", stopped_t=stopped_t)
+    [miss] = fault_coverage(run.history())
+    assert miss.severity == "unknown"
+    assert "worker-1 wrote 1 event(s) while paused (first: completed)" in miss.message
+
+
+def test_a_killed_worker_that_went_on_writing_events_was_not_killed_until_it_came_back() -> None:
+    run = Run()
+    run.submit(0)
+    run.harness("fault", fault=0, action="kill", target="worker-1")
+    run.effect(0, "kill", "worker-1")
+    run.add("worker-1", "completed", job=0, attempt=1, ok=True, value=0)
+    [miss] = fault_coverage(run.history())
+    assert "worker-1 wrote 1 event(s) after it was killed" in miss.message
+    run.events.pop()
+    run.harness("fault", fault=1, action="restart", target="worker-1")
+    run.add("worker-1", "worker_joined", worker="worker-1")  # the restarted worker
+    assert fault_coverage(run.history()) == []
 
 
 def test_faults_that_did_not_fire_are_unknown() -> None:
@@ -556,6 +647,7 @@ def test_a_failure_outranks_an_unknown() -> None:
     run = Run()
     run.submit(0)
     run.harness("fault", fault=0, action="kill", target="worker-1", expect="holder")
+    run.effect(0, "kill", "worker-1")
     verdict = judge(run.history(), ["exactly_once", "fault_coverage"])
     assert verdict.status == "fail"
     assert len(verdict.violations) == 1 and len(verdict.unknowns) == 1

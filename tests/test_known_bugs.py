@@ -1,47 +1,82 @@
-"""What a known-bug scenario (``expect_violation``) concludes from a run's verdict."""
+"""What a known-bug scenario (``expect_violation``) concludes from a run's verdict: a pin
+names a check, and may name the exact jobs and their cause; anything else fails."""
 
 from __future__ import annotations
 
-from harness.checks import Verdict, Violation, known_bug_outcome
+from harness.checks import Pin, Verdict, Violation, known_bug_outcome
 
-LOST = Violation("exactly_once", "job 3 lost", jobs=(3,))
+LOST = Violation("exactly_once", "job 3 lost", jobs=(3,), cause="holder_killed")
+LOST_TOO = Violation("exactly_once", "job 5 lost", jobs=(5,), cause="holder_killed")
 MISSED = Violation("fault_coverage", "planned fault 0 never triggered", severity="unknown")
 DIRTY = Violation("clean_exits", "worker-1 exited 1 with a traceback")
 
 
-def outcome(known: tuple[str, ...], *found: Violation) -> tuple[str, str]:
+def outcome(pins: tuple[Pin, ...], *found: Violation) -> tuple[str, str]:
     fails = tuple(v for v in found if v.severity == "fail")
     unknowns = tuple(v for v in found if v.severity == "unknown")
     status = "fail" if fails else "unknown" if unknowns else "pass"
-    found_outcome = known_bug_outcome("s", known, Verdict(status, fails, unknowns))  # type: ignore[arg-type]
-    assert found_outcome.expected == known
-    return found_outcome.status, found_outcome.message
+    result = known_bug_outcome("s", pins, Verdict(status, fails, unknowns))  # type: ignore[arg-type]
+    assert result.expected == tuple(dict.fromkeys(pin.check for pin in pins))
+    return result.status, result.message
 
 
-def test_the_known_violation_alone_passes() -> None:
-    assert outcome(("exactly_once",), LOST) == (
+def test_the_known_violation_alone_passes_and_says_which_it_matched() -> None:
+    result = known_bug_outcome("s", (Pin("exactly_once"),), Verdict("fail", (LOST,)))
+    assert (result.status, result.message) == (
         "pass",
-        "s: pass (the known exactly_once violation is still there)",
+        "s: pass (the known exactly_once is still there)",
     )
+    assert result.matched == ("exactly_once: job 3 lost",)
 
 
 def test_a_fixed_bug_fails_and_says_to_remove_expect_violation() -> None:
-    status, message = outcome(("exactly_once",))
+    status, message = outcome((Pin("exactly_once"),))
     assert status == "fail" and "remove expect_violation" in message
 
 
 def test_a_fault_that_missed_its_window_makes_the_reproduction_unknown() -> None:
-    status, message = outcome(("exactly_once",), LOST, MISSED)
+    status, message = outcome((Pin("exactly_once"),), LOST, MISSED)
     assert status == "unknown"
     assert "fault_coverage could not decide (planned fault 0 never triggered)" in message
 
 
 def test_a_failure_the_scenario_does_not_name_fails() -> None:
-    status, message = outcome(("exactly_once",), LOST, DIRTY)
+    status, message = outcome((Pin("exactly_once"),), LOST, DIRTY)
     assert status == "fail"
-    assert "failed clean_exits, which expect_violation = 'exactly_once' does not name" in message
+    assert (
+        "failed clean_exits: worker-1 exited 1 with a traceback, which expect_violation" in message
+    )
 
 
 def test_every_listed_violation_must_be_there() -> None:
-    status, message = outcome(("batch_barrier", "exactly_once"), LOST)
-    assert status == "fail" and "no batch_barrier violation" in message
+    status, message = outcome((Pin("batch_barrier"), Pin("exactly_once")), LOST)
+    assert status == "fail" and "names batch_barrier but the run had no such violation" in message
+
+
+def test_a_pin_on_jobs_passes_for_exactly_those_jobs() -> None:
+    pin = Pin("exactly_once", (3,), "holder_killed")
+    assert outcome((pin,), LOST)[0] == "pass"
+
+
+def test_a_pin_on_the_wrong_job_fails() -> None:
+    status, message = outcome((Pin("exactly_once", (2,)),), LOST)
+    assert status == "fail"
+    assert "names exactly_once of job(s) 2 but the run had no such violation" in message
+
+
+def test_more_losses_than_pinned_fail_naming_the_extra_one() -> None:
+    """The pinned app lost one job; a run that lost two is a worse bug, not the known one."""
+    status, message = outcome((Pin("exactly_once", (3,)),), LOST, LOST_TOO)
+    assert status == "fail"
+    assert "failed exactly_once: job 5 lost [holder_killed], which expect_violation" in message
+
+
+def test_a_pin_on_the_wrong_cause_fails() -> None:
+    status, message = outcome((Pin("exactly_once", cause="master_shut_down"),), LOST)
+    assert status == "fail" and "(master_shut_down) but the run had no such violation" in message
+
+
+def test_a_pin_on_two_jobs_needs_both() -> None:
+    status, message = outcome((Pin("exactly_once", (3, 5)),), LOST)
+    assert status == "fail" and "but the run had it for job(s) 3" in message
+    assert outcome((Pin("exactly_once", (3, 5)),), LOST, LOST_TOO)[0] == "pass"

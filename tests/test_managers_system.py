@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import systems
+from harness.checks import ExpectedFailed, Pin
 from harness.scenario import ScenarioError, load_scenario
 from harness.systems.base import MASTER, WORKER, ProcessSpec, RunSetup
 from harness.systems.managers import (
@@ -140,11 +141,76 @@ def test_expect_violation_takes_one_check_or_a_list(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(text.replace('"exactly_once"]', '"exactly_twice"]'))
 
-    assert load_scenario(base).expect.known_violations == ("batch_barrier", "exactly_once")
-    assert load_scenario(one).expect.known_violations == ("batch_barrier",)
+    assert load_scenario(base).expect.known_checks == ("batch_barrier", "exactly_once")
+    assert load_scenario(one).expect.known_violations == (Pin("batch_barrier"),)
+    pinned = tmp_path / "pinned.toml"
+    pinned.write_text(
+        text.replace(
+            '["batch_barrier", "exactly_once"]',
+            '["batch_barrier", { check = "exactly_once", jobs = [29, 28], cause = "no_result" }]',
+        )
+    )
+    assert load_scenario(pinned).expect.known_violations == (
+        Pin("batch_barrier"),
+        Pin("exactly_once", (28, 29), "no_result"),
+    )
     with pytest.raises(ScenarioError) as caught:
         load_scenario(bad)
     assert "\n" not in str(caught.value)
-    assert "expect.expect_violation[1]: got 'exactly_twice', expected one of: exactly_once" in str(
-        caught.value
+    assert "expect.expect_violation" in str(caught.value) and "exactly_twice" in str(caught.value)
+
+
+def _app_scenario(directory: Path, expected: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "s.toml"
+    path.write_text(
+        'scenario = 2\nname = "app"\ndescription = "an app"\n\n[system]\nkind = "managers"\n'
+        'master = ["{python}", "m.py"]\nworker = ["{python}", "w.py"]\n'
+        f'tasks = "get_task_queue"\nresults = "get_result_queue"\nexpected = "{expected}"\n',
+        encoding="utf-8",
     )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("files", "expected", "message"),
+    [
+        ({}, "nowhere:square", "expected: 'nowhere:square' cannot be imported"),
+        (
+            {"expect.py": "def cube(n):\n    return n ** 3\n"},
+            "expect:square",
+            "expect has no function 'square'",
+        ),
+        (
+            {"expect.py": "raise RuntimeError('boom')\n"},
+            "expect:square",
+            "loading it raised RuntimeError: boom",
+        ),
+    ],
+)
+def test_an_expected_function_that_cannot_be_had_is_refused_at_load(
+    tmp_path: Path, files: dict[str, str], expected: str, message: str
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    path = _app_scenario(tmp_path, expected)
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path)
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_two_apps_with_an_expect_module_each_are_judged_by_their_own(tmp_path: Path) -> None:
+    systems_built = []
+    for name, body in (("one", "n * n"), ("two", "n + 1")):
+        app = tmp_path / name
+        app.mkdir()
+        (app / "expect.py").write_text(f"def value(n):\n    return {body}\n", encoding="utf-8")
+        scenario = load_scenario(_app_scenario(app, "expect:value"))
+        systems_built.append(systems.build(scenario.system))
+    assert [system.expected("t", (3,)) for system in systems_built] == [9, 4]
+
+
+def test_an_expected_function_that_raises_is_reported_not_skipped(tmp_path: Path) -> None:
+    (tmp_path / "expect.py").write_text("def value(n):\n    return 1 / n\n", encoding="utf-8")
+    system = systems.build(load_scenario(_app_scenario(tmp_path, "expect:value")).system)
+    assert system.expected("t", (0,)) == ExpectedFailed("ZeroDivisionError: division by zero")

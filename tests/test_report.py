@@ -31,6 +31,7 @@ from harness.report import (
     rebuild_report,
     render_html,
     write_report,
+    write_verdict,
 )
 from harness.report.timeline import build_timeline
 from harness.report.trace import trace_events
@@ -179,6 +180,27 @@ def test_a_pause_is_a_band_and_the_late_result_a_dropped_duplicate() -> None:
     assert all(lines[n] == history[n].render() for n in cited)
 
 
+def test_a_fault_that_did_not_take_effect_is_drawn_apart_with_why() -> None:
+    events = kill_and_pause()
+    why = "pid 9 (python) gained 0.50 s of CPU while paused"
+    events.append(
+        _event(0.41, "harness", "fault_effect", fault=1, action="pause", target="worker-3",
+               verified=False, why=why)
+    )  # fmt: skip
+    events.append(
+        _event(0.07, "harness", "fault_effect", fault=0, action="kill", target="worker-2",
+               verified=True, pids=[5])
+    )  # fmt: skip
+    history = History(sorted(events, key=lambda e: e["t"]))
+    svg, model, _ = parse(render_html(build_timeline(history, None), history))
+    [band] = by_class(svg, "g", "fault", "band", "band-pause")
+    assert "unverified" in band.get("class", "").split()
+    [kill] = [g for g in by_class(svg, "g", "fault", "kill") if g.get("data-lane") == "worker-2"]
+    assert "unverified" not in kill.get("class", "").split()
+    [pause] = [f for f in model["faults"] if f["action"] == "pause" and not f["missed"]]
+    assert pause["unverified"] == why
+
+
 def test_violations_are_named_in_the_header_and_marked_on_their_jobs() -> None:
     history = History(kill_and_pause())
     verdict = Verdict(
@@ -207,12 +229,18 @@ def test_write_report_records_the_verdict_and_rebuild_draws_the_same(tmp_path: P
         (Violation("fault_coverage", "missed", (), (), "unknown"),),
         ("fault_coverage",),
     )
-    first = write_report(tmp_path, history, verdict, title="kill and pause", faults_planned=2)
+    first = write_run(tmp_path, history, verdict, title="kill and pause", faults_planned=2)
     written = first.read_text()
     (tmp_path / "report.html").unlink()
     assert rebuild_report(tmp_path).read_text() == written
     assert json.loads((tmp_path / "verdict.json").read_text())["status"] == "unknown"
     assert (tmp_path / "trace.json").is_file()
+
+
+def write_run(run_dir: Path, history: History, verdict: Verdict, **fields: Any) -> Path:
+    """What a run writes: its verdict record, then its report."""
+    write_verdict(run_dir, verdict, **fields)
+    return write_report(run_dir, history, verdict, **fields)
 
 
 def write_events(run_dir: Path) -> History:
@@ -239,9 +267,12 @@ def test_a_known_bug_found_is_a_passing_scenario_and_its_violation_is_expected(
         ("liveness", "exactly_once"),
     )
     outcome = Outcome(
-        "pass", "t: pass (the known liveness violation is still there)", ("liveness",)
+        "pass",
+        "t: pass (the known liveness violation is still there)",
+        ("liveness",),
+        ("liveness: job 3 was lost with its holder",),
     )
-    page = write_report(tmp_path, history, verdict, title="t", outcome=outcome).read_text()
+    page = write_run(tmp_path, history, verdict, title="t", outcome=outcome).read_text()
     top = header(page)
     assert '<span class="outcome pass">scenario pass</span>' in top
     assert '<span class="verdict fail">run fail</span>' in top
@@ -254,6 +285,7 @@ def test_a_known_bug_found_is_a_passing_scenario_and_its_violation_is_expected(
         "status": "pass",
         "message": outcome.message,
         "expected": ["liveness"],
+        "matched": ["liveness: job 3 was lost with its holder"],
     }
     assert [v["expected"] for v in model["violations"]] == [True]
     (tmp_path / "report.html").unlink()
@@ -263,7 +295,7 @@ def test_a_known_bug_found_is_a_passing_scenario_and_its_violation_is_expected(
 def test_without_a_scenario_outcome_the_header_shows_the_verdict_alone(tmp_path: Path) -> None:
     history = write_events(tmp_path)
     verdict = Verdict("fail", (Violation("liveness", "lost", (3,), (0,)),), (), ("liveness",))
-    top = header(write_report(tmp_path, history, verdict, title="t").read_text())
+    top = header(write_run(tmp_path, history, verdict, title="t").read_text())
     assert '<span class="verdict fail">fail</span>' in top
     assert "outcome" not in top and "expected" not in top
 
@@ -274,7 +306,7 @@ def test_the_measured_latencies_are_shown_and_survive_the_round_trip(tmp_path: P
         "recovery_latency", "worker-2 killed: job 1 back in 0.020 s", (1,), (12,), "note"
     )
     verdict = Verdict("pass", (), (), ("recovery_latency",), (note,))
-    page = write_report(tmp_path, history, verdict, title="t").read_text()
+    page = write_run(tmp_path, history, verdict, title="t").read_text()
     assert "recovery_latency</b>: worker-2 killed: job 1 back in 0.020 s" in header(page)
     record = json.loads((tmp_path / "verdict.json").read_text())
     assert [(n["check"], n["severity"], n["jobs"]) for n in record["notes"]] == [

@@ -134,7 +134,7 @@ def test_a_known_bug_found_says_scenario_pass_and_run_fail(tmp_path: Path) -> No
     assert '<span class="outcome pass">scenario pass</span>' in page
     assert '<span class="verdict fail">run fail</span>' in page
     svg, model, _ = parse(page)
-    assert model["scenario"]["expected"] == list(scenario.expect.known_violations)
+    assert model["scenario"]["expected"] == list(scenario.expect.known_checks)
     assert model["violations"] and all(v["expected"] for v in model["violations"])
     [killed] = [lane["name"] for lane in model["lanes"] if lane["killed"]]
     lost = by_class(svg, "rect", "att", "o-lost")

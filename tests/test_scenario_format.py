@@ -61,7 +61,7 @@ EXPECTED_ERRORS = {
     ),
     "unknown_key_in_fault": (
         "unknown key faults[1].tagret (expected one of: when, do, target, count, duration_s, "
-        "expect, toxic, toxic_name)"
+        "expect, toxic, toxic_name, scope)"
     ),
     "unknown_action": f"faults[0].do: got 'explode', expected one of: {ACTIONS}",
     "trigger_none": f"faults[0].when: needs exactly one trigger of {TRIGGERS} (got none)",

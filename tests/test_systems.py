@@ -12,6 +12,7 @@ from harness import checks, contract, scenario, systems
 from harness import cli as harness_cli
 from harness.checks import CHECKS
 from harness.net.toxics import TOXIC_KINDS
+from harness.scenario.model import CauseName
 from harness.systems.distq import DistqSystem
 
 
@@ -93,6 +94,7 @@ def test_the_scenario_format_spells_out_the_registries() -> None:
     assert typing.get_args(scenario.CheckName) == tuple(CHECKS)
     assert set(typing.get_args(scenario.ToxicKind)) == set(TOXIC_KINDS)
     assert set(typing.get_args(scenario.ActionName)) == set(contract.ACTIONS)
+    assert list(typing.get_args(CauseName)) == list(contract.LOST_CAUSES)
     triggers = set(scenario.WhenSpec.__struct_fields__) - {"attempt"}
     assert triggers == set(contract.TRIGGERS)
     assert set(contract.ACTIONS) >= checks.MASTER_KILL_ACTIONS | checks.WRONG_KEY_WORKER_ACTIONS

@@ -41,7 +41,9 @@ from harness.checks.context import (
     CheckContext,
     ExitCodes,
     Expect,
+    ExpectedFailed,
     ExpectedFn,
+    Tally,
 )
 from harness.checks.coverage import (
     fault_coverage,
@@ -82,6 +84,7 @@ from harness.checks.verdict import (
     EXIT_USAGE,
     VERDICT_EXIT_CODES,
     Outcome,
+    Pin,
     Status,
     Verdict,
 )
@@ -106,11 +109,14 @@ __all__ = [
     "Checker",
     "ExitCodes",
     "Expect",
+    "ExpectedFailed",
     "ExpectedFn",
     "Outcome",
+    "Pin",
     "Severity",
     "Status",
     "Struck",
+    "Tally",
     "Verdict",
     "Violation",
     "action_facts",

@@ -75,6 +75,7 @@ def attempts_bounded(history: History, context: CheckContext = NO_CONTEXT) -> li
     if any(not isinstance(e.get("attempt"), int) for e in leases):
         return undecided(check, "the master's leases carry no attempt numbers")
     graceful = _graceful_losses(history, struck(history))
+    context.judged(len({lease.job for lease in leases}), "jobs")
     found: list[Violation] = []
     counted: dict[int, int] = {}
     handed_back: dict[int, int] = {}  # job -> line of the hand-back that ended its lease

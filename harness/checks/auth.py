@@ -46,6 +46,7 @@ def auth(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation
         return [Violation(check, message, severity="unknown")]
     found: list[Violation] = []
     idle = [fault for fault in faults if fault.get("action") == "idle_sockets"]
+    context.judged(len(names) + needed + sum(map(_count, idle)), "wrong-key attempts")
     # Past its first few refusals of one address the master logs counts (``count``).
     # An idle socket past its address's share of handshakes is turned away as busy.
     timeouts = history.select(contract.HANDSHAKE_TIMEOUT, src=MASTER)

@@ -26,6 +26,7 @@ def batch_barrier(history: History, context: CheckContext = NO_CONTEXT) -> list[
     opened: dict[int, HistoryEvent] = {}
     closed: dict[int, HistoryEvent] = {}
     terminal: set[int] = set()
+    context.judged(len(members), "batches")
     # (batch, the batch it came too early for, "leased" | "opened") -> (jobs, lines)
     early: dict[tuple[int, int, str], tuple[list[int], list[int]]] = {}
     found: list[Violation] = []
@@ -95,6 +96,7 @@ def batch_shape(history: History, context: CheckContext = NO_CONTEXT) -> list[Vi
             members.setdefault(submission.batch, []).append(submission.job)
     if not members:
         return undecided(check, "no submission names its batch: the log cannot show batches")
+    context.judged(len(members), "batches")
     found: list[Violation] = []
     if unbatched:
         message = f"jobs {job_ids(unbatched)} were submitted in no batch (batch_size {batch_size})"

@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["NO_CONTEXT", "CheckContext", "ExitCodes", "Expect", "ExpectedFn"]
+__all__ = [
+    "NO_CONTEXT",
+    "CheckContext",
+    "ExitCodes",
+    "Expect",
+    "ExpectedFailed",
+    "ExpectedFn",
+    "Tally",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,24 @@ class Expect(enum.Enum):
 
 
 ExpectedFn = Callable[[str, tuple[Any, ...]], Any]
+
+
+class Tally:
+    """Where a check counts what it judged ("30 jobs"): ``judge`` reads it, and a check
+    that judged nothing is unknown, never a pass."""
+
+    __slots__ = ("count", "unit")
+
+    def __init__(self) -> None:
+        self.count: int | None = None
+        self.unit = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedFailed:
+    """The expected-value function raised on an item: there is nothing to compare with."""
+
+    error: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +97,13 @@ class CheckContext:
     recovery_bound_s: float | None = None
     heartbeat_interval_s: float | None = None
     time_limit_slack_s: float | None = None
+    #: Where the check counts its evidence (``judge`` gives each check one).
+    tally: Tally | None = field(default=None, compare=False)
+
+    def judged(self, count: int, unit: str) -> None:
+        """Say how many things the check judged, and what they are ("jobs")."""
+        if self.tally is not None:
+            self.tally.count, self.tally.unit = count, unit
 
 
 #: The context of a check told nothing.

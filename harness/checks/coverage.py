@@ -26,6 +26,7 @@ def fault_coverage(history: History, context: CheckContext = NO_CONTEXT) -> list
     faults_planned = context.faults_planned
     check = "fault_coverage"
     faults = history.faults()
+    context.judged(sum(not f.get("scheduled") for f in faults), "faults")
     found: list[Violation] = []
     if faults_planned is not None:
         fired = {fault.get("fault") for fault in faults if not fault.get("scheduled")}
@@ -34,6 +35,7 @@ def fault_coverage(history: History, context: CheckContext = NO_CONTEXT) -> list
             message = f"planned faults {job_ids(silent)} never triggered"
             found.append(Violation(check, message, severity="unknown"))
     found.extend(_toxic_coverage(history))
+    found.extend(_effect_coverage(history))
     for fault in faults:
         target = str(fault.get("target") or fault.get("expect") or "-")
         label = f"fault {fault.get('fault', '?')} ({fault.get('action')} {target})"
@@ -67,6 +69,72 @@ def fault_coverage(history: History, context: CheckContext = NO_CONTEXT) -> list
             message = f"{label} has an unknown expect {expect!r} (holder, outlast_lease)"
             found.append(Violation(check, message, (), (fault.line,), "unknown"))
     return found
+
+
+def _effect_coverage(history: History) -> list[Violation]:
+    """Each fault whose facts name an effect proved it (a ``fault_effect`` the injector
+    measured), and the history agrees: a paused target wrote nothing of its own while
+    stopped, a killed one nothing after it was gone (until something brought it back)."""
+    check = "fault_coverage"
+    effects = {
+        (event.get("fault"), event.get("action")): event
+        for event in history.select(contract.FAULT_EFFECT, src=HARNESS)
+    }
+    faults = history.faults()
+    found: list[Violation] = []
+    for fault in faults:
+        facts = contract.fault_action(fault.get("action"))
+        if fault.get("missed") or fault.get("scheduled") or not facts.effect:
+            continue
+        target = str(fault.get("target") or MASTER)
+        label = f"fault {fault.get('fault', '?')} ({facts.name} {target})"
+        effect = effects.get((fault.get("fault"), facts.name))
+        if effect is None:
+            message = f"{label}: its effect was never measured, so it proves nothing"
+            found.append(Violation(check, message, (), (fault.line,), "unknown"))
+            continue
+        lines = (fault.line, effect.line)
+        if effect.get("verified") is not True:
+            message = f"{label} did not take effect: {effect.get('why', 'not verified')}"
+            found.append(Violation(check, message, (), lines, "unknown"))
+            continue
+        if target == MASTER:
+            continue  # observers (relays, a producer) write the master's record: not its own
+        if facts.effect == "stopped":
+            start, end = float(effect.get("stopped_t", fault.t)), effect.t
+            what = "while paused"
+        else:
+            start, end = effect.t, _next_strike(faults, fault, target)
+            what = "after it was killed"
+        own = [e for e in history.select(src=target) if _after(e, start) and e.t < end]
+        if own:
+            message = (
+                f"{label} did not take effect: {target} wrote {len(own)} event(s) {what} "
+                f"(first: {own[0].ev}); a process the fault did not reach went on working"
+            )
+            found.append(Violation(check, message, (), (*lines, own[0].line), "unknown"))
+    return found
+
+
+#: A relay stamps a frame when it reads it: one the process wrote just before it stopped
+#: (its last request, in flight) is read a moment later. Far less than a working process's
+#: next request takes, far more than a relay on loopback needs.
+_IN_FLIGHT_S = 0.5
+
+
+def _after(event: HistoryEvent, t: float) -> bool:
+    """Whether ``event`` shows its process at work after ``t``: a process stamps its own
+    events as it writes them; an event a relay derived from a frame (it names the frame)
+    may have been sent up to ``_IN_FLIGHT_S`` before it was read."""
+    return event.t > t + (_IN_FLIGHT_S if event.get("frame") is not None else 0.0)
+
+
+def _next_strike(faults: Sequence[HistoryEvent], fault: HistoryEvent, target: str) -> float:
+    """When the next fault aimed at ``target`` (a restart that brings it back) fired."""
+    for later in faults:
+        if later.line > fault.line and later.get("target") == target:
+            return later.t
+    return math.inf
 
 
 def _master_finished(history: History, t: float) -> bool:

@@ -15,6 +15,7 @@ from harness.checks.context import (
     NO_CONTEXT,
     CheckContext,
     Expect,
+    ExpectedFailed,
 )
 from harness.checks.struck import (
     struck,
@@ -49,15 +50,18 @@ def exactly_once(history: History, context: CheckContext = NO_CONTEXT) -> list[V
     if not history.select(src=MASTER):
         return [Violation(check, "no events from the master: its log is missing or empty")]
     submitted = history.submitted()
+    context.judged(len(submitted), "jobs")
     terminals = history.terminals()
     found: list[Violation] = []
     for job, submission in submitted.items():
         ends = terminals.get(job, ())
         if not ends:
-            cause, cited = lost_cause(history, job)
-            lines = tuple(dict.fromkeys((submission.line, *_lease_lines(history, job), *cited)))
-            message = f"job {job} lost: no terminal result: {cause}"
-            found.append(Violation(check, message, (job,), lines))
+            cause = lost_cause(history, job)
+            lines = (submission.line, *_lease_lines(history, job), *cause.lines)
+            message = f"job {job} lost: no terminal result: {cause.clause}"
+            found.append(
+                Violation(check, message, (job,), tuple(dict.fromkeys(lines)), cause=cause.key)
+            )
         elif len(ends) > 1:
             kinds = ", ".join(f"{end.ev} (#{end.line})" for end in ends)
             lines = (submission.line, *(end.line for end in ends))
@@ -102,6 +106,7 @@ def at_least_once(history: History, context: CheckContext = NO_CONTEXT) -> list[
     if not history.select(src=MASTER):
         return [Violation(check, "no events from the master: its log is missing or empty")]
     terminals = history.terminals()
+    context.judged(len(history.submitted()), "jobs")
     found: list[Violation] = []
     for job, submission in history.submitted().items():
         if not terminals.get(job):
@@ -157,6 +162,8 @@ def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list
     expected = context.expected
     submitted = history.submitted()
     found: list[Violation] = []
+    compared = 0
+    raised: list[tuple[int, str]] = []  # (job, what expected raised on it)
     accepted = history.select(contract.RESULT_ACCEPTED, src=MASTER)
     reports = (*accepted, *history.select(contract.RESULT_OUTPUT, src=RESULTS))
     for report in reports:
@@ -165,10 +172,14 @@ def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list
         if submission is None or report.get("ok", True) is not True:
             continue
         want = expected(submission.task, submission.args) if expected else Expect.UNKNOWN
+        call = f"{submission.task}({', '.join(map(_short, submission.args))})"
+        if isinstance(want, ExpectedFailed):
+            raised.append((submission.job, f"{call}: {want.error}"))
+            continue
         if want is Expect.UNKNOWN:
             continue
+        compared += 1
         where = "accepted" if report.ev == contract.RESULT_ACCEPTED else "results output"
-        call = f"{submission.task}({', '.join(map(_short, submission.args))})"
         lines = (submission.line, report.line)
         got = report.get("value")
         if want is Expect.FAILURE:
@@ -177,6 +188,14 @@ def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list
         elif not _same(_as_json(want), got):
             message = f"job {job}: {call} = {_short(want)}, but {where} value {_short(got)}"
             found.append(Violation("correct_values", message, (submission.job,), lines))
+    context.judged(compared, "values compared")
+    if raised:
+        job, what = raised[0]
+        message = (
+            f"the expected-value function raised on {len(raised)} item(s), so their values "
+            f"were not compared; first: job {job}: {what}"
+        )
+        found.append(Violation("correct_values", message, (job,), severity="unknown"))
     return found
 
 
@@ -202,6 +221,7 @@ def one_terminal(history: History, context: CheckContext = NO_CONTEXT) -> list[V
     check = "one_terminal"
     if not history.select(src=MASTER):
         return undecided(check, "no events from the master: its log is missing or empty")
+    context.judged(len(history.submitted()), "jobs")
     ends: dict[int, list[HistoryEvent]] = {}
     found: list[Violation] = []
     for event in history.select(
@@ -231,6 +251,7 @@ def first_result_wins(history: History, context: CheckContext = NO_CONTEXT) -> l
     completions = [e for e in history.select(contract.COMPLETED) if e.src != MASTER]
     if not completions:
         return undecided(check, "no worker logged a finished job")
+    context.judged(len(completions), "finished attempts")
     found: list[Violation] = []
     first_end: dict[int, HistoryEvent] = {}
     for event in history.select(

@@ -83,6 +83,7 @@ def clean_exits(history: History, context: CheckContext = NO_CONTEXT) -> list[Vi
     late = _arrived_after_the_end(history)
     found: list[Violation] = []
     fault_lines = tuple(f.line for f in faults)
+    context.judged(len(exit_codes), "exits")
     for name, code in sorted(exit_codes.items()):
         if name == MASTER:
             allowed = {-9} if master_killed else codes(documented.ok)

@@ -52,6 +52,7 @@ def liveness(history: History, context: CheckContext = NO_CONTEXT) -> list[Viola
         message = "no run_finished event from the harness: the time bound was not recorded"
         found.append(Violation(check, message, unfinished, tuple(last_seen), "unknown"))
     else:
+        context.judged(1, "run")
         run = finished[-1]
         elapsed_s, bound_s = run.get("elapsed_s"), run.get("bound_s")
         over = isinstance(elapsed_s, int | float) and isinstance(bound_s, int | float)
@@ -152,6 +153,7 @@ def recovery_latency(history: History, context: CheckContext = NO_CONTEXT) -> li
                 found.append(Violation(check, message, (lease.job,), lines))
     if not measured:
         return undecided(check, "no fault took a worker away while it held a lease")
+    context.judged(len(measured), "recoveries")
     found.append(Violation(check, "measured: " + "; ".join(measured), severity="note"))
     return found
 
@@ -167,6 +169,7 @@ def no_spurious_expiry(history: History, context: CheckContext = NO_CONTEXT) -> 
         return undecided(check, "no harness events: which faults were applied is unknown")
     faults = struck(history)
     window = _stated(history, "lease_timeout_s", lease_timeout_s) or 0.0
+    context.judged(len(history.leases()), "leases")
     found: list[Violation] = []
     for event in history.select(contract.LEASE_EXPIRED, src=MASTER):
         worker = str(event.get("worker"))
@@ -192,6 +195,7 @@ def time_limits(history: History, context: CheckContext = NO_CONTEXT) -> list[Vi
         if event.job is not None and isinstance(limit, int | float) and limit > 0:
             limits[event.job] = float(limit)
     faults = struck(history)
+    context.judged(len(limits), "time limits")
     found: list[Violation] = []
     runs = 0
     by_worker: dict[str, list[HistoryEvent]] = {}

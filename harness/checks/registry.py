@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from harness.checks.attempts import attempts_bounded
 from harness.checks.auth import auth
 from harness.checks.batches import batch_barrier, batch_shape
-from harness.checks.context import NO_CONTEXT, CheckContext
+from harness.checks.context import NO_CONTEXT, CheckContext, Tally
 from harness.checks.coverage import fault_coverage
 from harness.checks.delivery import (
     at_least_once,
@@ -19,7 +20,7 @@ from harness.checks.delivery import (
 )
 from harness.checks.exits import clean_exits
 from harness.checks.liveness import liveness, no_spurious_expiry, recovery_latency, time_limits
-from harness.checks.verdict import Outcome, Status, Verdict
+from harness.checks.verdict import Outcome, Pin, Status, Verdict
 from harness.checks.violations import Severity, Violation
 from harness.history import History
 
@@ -57,45 +58,72 @@ def judge(history: History, checks: Sequence[str], context: CheckContext = NO_CO
     if unknown_names:
         raise ValueError(f"unknown check {unknown_names[0]!r}; valid checks: {', '.join(CHECKS)}")
     found: dict[Severity, list[Violation]] = {"fail": [], "unknown": [], "note": []}
+    evidence: list[tuple[str, int, str]] = []
     for name in checks:
-        for violation in CHECKS[name](history, context):
+        tally = Tally()
+        said = CHECKS[name](history, replace(context, tally=tally))
+        for violation in said:
             found[violation.severity].append(violation)
+        if tally.count is None:
+            continue
+        evidence.append((name, tally.count, tally.unit))
+        if tally.count == 0 and not any(v.severity != "note" for v in said):
+            # Nothing to judge is no pass: the run did not show what the check is for.
+            message = f"judged nothing: the run had no {tally.unit} to check"
+            found["unknown"].append(Violation(name, message, severity="unknown"))
     violations, unknowns = found["fail"], found["unknown"]
     status: Status = "fail" if violations else "unknown" if unknowns else "pass"
-    return Verdict(status, tuple(violations), tuple(unknowns), tuple(checks), tuple(found["note"]))
+    return Verdict(
+        status,
+        tuple(violations),
+        tuple(unknowns),
+        tuple(checks),
+        tuple(found["note"]),
+        tuple(evidence),
+    )
 
 
-def known_bug_outcome(name: str, known: tuple[str, ...], verdict: Verdict) -> Outcome:
-    """What a run means for a scenario whose ``expect_violation`` checks are ``known``.
+def known_bug_outcome(name: str, pins: Sequence[Pin], verdict: Verdict) -> Outcome:
+    """What a run means for a known-bug scenario whose ``expect_violation`` is ``pins``.
 
-    A known-bug reproduction passes only when every known violation is there, no other
-    check failed and no check was left undecided: a fault that missed its window makes the
-    reproduction unknown (the violation may have come from elsewhere), and a failure the
-    scenario does not name is a failure.
+    It passes only when every pin is matched (a pin with ``jobs``: by violations of exactly
+    those jobs), every failure is one a pin covers, and no check was left undecided: a
+    fault that missed its window makes the reproduction unknown (the violation may have
+    come from elsewhere), and a failure no pin names is a failure.
     """
-    status, message = _known_bug(name, known, verdict)
-    return Outcome(status, message, known)
-
-
-def _known_bug(name: str, known: tuple[str, ...], verdict: Verdict) -> tuple[Status, str]:
-    shown = repr(list(known)) if len(known) > 1 else repr(known[0])
-    missing = [check for check in known if not any(v.check == check for v in verdict.violations)]
-    if missing:
-        return "fail", (
-            f"{name}: fail: expect_violation = {shown} but the run had no {missing[0]} "
-            f"violation (verdict {verdict.status}); if the bug is fixed, remove expect_violation"
+    checks = tuple(dict.fromkeys(pin.check for pin in pins))
+    shown = ", ".join(pin.describe() for pin in pins)
+    covered = {pin: [v for v in verdict.violations if pin.covers(v)] for pin in pins}
+    for pin, found in covered.items():
+        got = sorted({job for v in found for job in v.jobs})
+        if not found or (pin.jobs is not None and got != sorted(pin.jobs)):
+            what = "no such violation" if not found else f"it for job(s) {', '.join(map(str, got))}"
+            return Outcome(
+                "fail",
+                f"{name}: fail: expect_violation names {pin.describe()} but the run had {what} "
+                f"(verdict {verdict.status}); if the bug is fixed, remove expect_violation",
+                checks,
+            )
+    stray = [v for v in verdict.violations if not any(pin.covers(v) for pin in pins)]
+    if stray:
+        first = stray[0]
+        return Outcome(
+            "fail",
+            f"{name}: fail: besides the known {shown} the run failed {first.check}: "
+            f"{first.message}{f' [{first.cause}]' if first.cause else ''}, which "
+            "expect_violation does not name",
+            checks,
         )
-    names = ", ".join(known)
-    unexpected = sorted({v.check for v in verdict.violations} - set(known))
-    if unexpected:
-        return "fail", (
-            f"{name}: fail: besides the known {names} violation the run failed "
-            f"{', '.join(unexpected)}, which expect_violation = {shown} does not name"
-        )
+    matched = tuple(
+        f"{v.check}: {v.message}" for v in verdict.violations if any(p.covers(v) for p in pins)
+    )
     if verdict.unknowns:
         first = verdict.unknowns[0]
-        return "unknown", (
-            f"{name}: unknown: the known {names} violation is there, but {first.check} "
-            f"could not decide ({first.message}), so the run does not pin it to its cause"
+        return Outcome(
+            "unknown",
+            f"{name}: unknown: the known {shown} is there, but {first.check} could not decide "
+            f"({first.message}), so the run does not pin it to its cause",
+            checks,
+            matched,
         )
-    return "pass", f"{name}: pass (the known {names} violation is still there)"
+    return Outcome("pass", f"{name}: pass (the known {shown} is still there)", checks, matched)

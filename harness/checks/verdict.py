@@ -15,6 +15,7 @@ __all__ = [
     "EXIT_USAGE",
     "VERDICT_EXIT_CODES",
     "Outcome",
+    "Pin",
     "Status",
     "Verdict",
 ]
@@ -40,15 +41,24 @@ class Verdict:
     unknowns: tuple[Violation, ...] = ()
     checks: tuple[str, ...] = ()
     notes: tuple[Violation, ...] = ()  # what checks measured (e.g. recovery latencies)
+    #: What each check judged: (check, how many, of what), e.g. ("exactly_once", 30, "jobs").
+    evidence: tuple[tuple[str, int, str], ...] = ()
 
     @property
     def exit_code(self) -> int:
         return VERDICT_EXIT_CODES[self.status]
 
+    def checks_judged(self) -> str:
+        """The checks with what each judged: "exactly_once: 30 jobs, liveness: 1 run"."""
+        judged = {check: f"{count} {unit}" for check, count, unit in self.evidence}
+        return ", ".join(
+            f"{check}: {judged[check]}" if check in judged else check for check in self.checks
+        )
+
     def report(self, history: History) -> str:
         """A readable report: each violation, its jobs, and the history lines behind it."""
         counts = f"{len(self.violations)} violation(s), {len(self.unknowns)} unknown"
-        out = [f"verdict: {self.status} ({counts}; checks: {', '.join(self.checks) or '-'})"]
+        out = [f"verdict: {self.status} ({counts}; checks: {self.checks_judged() or '-'})"]
         for violation in (*self.violations, *self.unknowns, *self.notes):
             jobs = f" [jobs {', '.join(map(str, violation.jobs))}]" if violation.jobs else ""
             out.append(f"{violation.severity} {violation.check}: {violation.message}{jobs}")
@@ -61,13 +71,37 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True)
+class Pin:
+    """A known violation a known-bug scenario expects: of ``check``; with ``jobs``, exactly
+    those jobs (none other of that check); with ``cause``, each for that cause."""
+
+    check: str
+    jobs: tuple[int, ...] | None = None
+    cause: str | None = None
+
+    def covers(self, violation: Violation) -> bool:
+        return (
+            violation.check == self.check
+            and (self.jobs is None or set(violation.jobs) <= set(self.jobs))
+            and (self.cause is None or violation.cause == self.cause)
+        )
+
+    def describe(self) -> str:
+        jobs = "" if self.jobs is None else f" of job(s) {', '.join(map(str, self.jobs))}"
+        cause = "" if self.cause is None else f" ({self.cause})"
+        return f"{self.check}{jobs}{cause}"
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What a run means for its scenario. Usually the verdict itself; a known-bug scenario
-    (``expect_violation``) passes when the run fails with the ``expected`` violations."""
+    (``expect_violation``) passes when the run fails with the ``expected`` violations, and
+    ``matched`` says which of them it found."""
 
     status: Status
     message: str
     expected: tuple[str, ...] = ()
+    matched: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> int:

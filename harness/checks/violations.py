@@ -25,6 +25,8 @@ class Violation:
     jobs: tuple[int, ...] = ()
     lines: tuple[int, ...] = ()
     severity: Severity = "fail"
+    #: Why, from ``contract.LOST_CAUSES`` (a lost job's cause), or "".
+    cause: str = ""
 
 
 def undecided(check: str, message: str) -> list[Violation]:

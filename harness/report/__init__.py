@@ -20,6 +20,7 @@ from harness.report.page import (
     rebuild_report,
     render_html,
     write_report,
+    write_verdict,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "rebuild_report",
     "render_html",
     "write_report",
+    "write_verdict",
 ]

@@ -162,7 +162,7 @@ class Chart:
             top, bottom = self._span(fault.lane)
             x0, x1 = self.x(fault.t_start), self.x(fault.t_end)
             yield (
-                f'<g class="fault band band-{_e(fault.action)}" data-f="{index}" '
+                f'<g class="fault band band-{_e(fault.action)}{" unverified" if fault.unverified else ""}" data-f="{index}" '
                 f'data-lane="{_e(fault.lane or "")}" data-action="{_e(fault.action)}" '
                 f'data-t-start="{fault.t_start:.6f}" data-t-end="{fault.t_end:.6f}">'
                 f'<rect x="{x0}" y="{top + 1}" width="{max(2.0, x1 - x0):.1f}" height="{bottom - top - 2}"/>'
@@ -178,7 +178,9 @@ class Chart:
             x = self.x(fault.t_start)
             drawn = fault_action(fault.action).drawn
             kind = "missed" if fault.missed else "kill" if drawn == "kill" else "other"
+            kind += " unverified" if fault.unverified else ""
             label = fault.label + (f" (missed: {fault.missed})" if fault.missed else "")
+            label += f" (no effect: {fault.unverified})" if fault.unverified else ""
             yield (
                 f'<g class="fault marker {kind}" data-f="{index}" data-lane="{_e(fault.lane or "")}" '
                 f'data-action="{_e(fault.action)}" data-t="{fault.t_start:.6f}">'

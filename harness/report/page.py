@@ -56,18 +56,31 @@ def write_report(
     faults_planned: int | None = None,
     outcome: Outcome | None = None,
 ) -> Path:
-    """Write ``verdict.json`` (unless verdict is None), ``report.html`` and ``trace.json``."""
+    """Write ``report.html`` and ``trace.json`` (the verdict is ``write_verdict``'s)."""
     root = Path(run_dir)
-    if verdict is not None:
-        record = {"title": title, "faults_planned": faults_planned, **_verdict_record(verdict)}
-        if outcome is not None:
-            record["scenario"] = _outcome_record(outcome)
-        (root / VERDICT_NAME).write_text(json.dumps(record, indent=1, default=repr) + "\n")
     timeline = build_timeline(history, verdict, title=title, faults_planned=faults_planned)
     notes = () if verdict is None else verdict.notes
     path = root / REPORT_NAME
     path.write_text(render_html(timeline, history, outcome=outcome, notes=notes), encoding="utf-8")
     write_trace(root / "trace.json", timeline)
+    return path
+
+
+def write_verdict(
+    run_dir: str | os.PathLike[str],
+    verdict: Verdict,
+    *,
+    title: str = "",
+    faults_planned: int | None = None,
+    outcome: Outcome | None = None,
+) -> Path:
+    """Write ``verdict.json``: the run's result, kept whether or not its report can be
+    drawn (``rebuild_report`` draws it again from this and the event logs)."""
+    record = {"title": title, "faults_planned": faults_planned, **_verdict_record(verdict)}
+    if outcome is not None:
+        record["scenario"] = _outcome_record(outcome)
+    path = Path(run_dir) / VERDICT_NAME
+    path.write_text(json.dumps(record, indent=1, default=repr) + "\n")
     return path
 
 
@@ -107,6 +120,7 @@ def _verdict_record(verdict: Verdict) -> dict[str, Any]:
             "jobs": list(violation.jobs),
             "lines": list(violation.lines),
             "severity": violation.severity,
+            "cause": violation.cause,
         }
 
     return {
@@ -115,6 +129,7 @@ def _verdict_record(verdict: Verdict) -> dict[str, Any]:
         "violations": [one(v) for v in verdict.violations],
         "unknowns": [one(v) for v in verdict.unknowns],
         "notes": [one(v) for v in verdict.notes],
+        "evidence": [list(item) for item in verdict.evidence],
     }
 
 
@@ -127,6 +142,7 @@ def _verdict_from(record: dict[str, Any]) -> Verdict:
                 tuple(int(j) for j in v["jobs"]),
                 tuple(int(line) for line in v["lines"]),
                 severity,
+                str(v.get("cause", "")),
             )
             for v in record.get(key, ())  # a record from before notes were kept has none
         )
@@ -140,6 +156,7 @@ def _verdict_from(record: dict[str, Any]) -> Verdict:
         many("unknowns", "unknown"),
         tuple(record["checks"]),
         many("notes", "note"),
+        tuple((str(c), int(n), str(u)) for c, n, u in record.get("evidence", ())),
     )
 
 
@@ -148,6 +165,7 @@ def _outcome_record(outcome: Outcome) -> dict[str, Any]:
         "status": outcome.status,
         "message": outcome.message,
         "expected": list(outcome.expected),
+        "matched": list(outcome.matched),
     }
 
 
@@ -155,7 +173,11 @@ def _outcome_from(record: dict[str, Any]) -> Outcome:
     status = record["status"]
     if status not in ("pass", "fail", "unknown"):
         raise ValueError(f"scenario status {status!r}")
-    return Outcome(status, str(record["message"]), tuple(map(str, record["expected"])))
+    expected, matched = (
+        tuple(map(str, record["expected"])),
+        tuple(map(str, record.get("matched", ()))),
+    )
+    return Outcome(status, str(record["message"]), expected, matched)
 
 
 # -- the page ------------------------------------------------------------------------------
@@ -314,6 +336,7 @@ def _model(timeline: Timeline, chart: Chart, outcome: Outcome | None) -> dict[st
             "t_end": None if f.t_end is None else round(f.t_end, 6),
             "lines": list(f.lines),
             "missed": f.missed,
+            "unverified": f.unverified,
         }
 
     s = timeline.summary

@@ -67,6 +67,7 @@
     const fault = M.faults[f];
     details.innerHTML = "<h2>fault: " + esc(fault.label) + "</h2><p>" + fmt(fault.t_start) +
       (fault.t_end != null ? " to " + fmt(fault.t_end) : "") + (fault.missed ? " - missed: " + esc(fault.missed) : "") +
+      (fault.unverified ? " - did not take effect: " + esc(fault.unverified) : "") +
       "</p>" + (await showLines(fault.lines));
   }
   function showBucket(lane, b) {
@@ -97,7 +98,8 @@
     if (d.f !== undefined) {
       const f = M.faults[Number(d.f)];
       return "fault: " + f.label + "\n" + fmt(f.t_start) + (f.t_end != null ? " → " + fmt(f.t_end) : "") +
-        (f.missed ? "\nmissed: " + f.missed : "");
+        (f.missed ? "\nmissed: " + f.missed : "") +
+        (f.unverified ? "\ndid not take effect: " + f.unverified : "");
     }
     if (d.m !== undefined) {
       const m = M.marks[Number(d.m)];

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from harness import contract as c
@@ -115,6 +115,8 @@ class FaultMark:
     t_end: float | None
     lines: tuple[int, ...]
     missed: str = ""
+    #: Why the fault did not take effect (its ``fault_effect`` says so), or "".
+    unverified: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +450,28 @@ def stack_rows(spans: Iterable[tuple[str, float, float]], max_rows: int = MAX_RO
 
 
 def _faults(history: History) -> tuple[FaultMark, ...]:
+    marks = [
+        replace(mark, unverified=_unverified(history).get(mark.lines[0], ""))
+        for mark in _fault_marks(history)
+    ]
+    return tuple(sorted(marks, key=lambda mark: (mark.t_start, mark.label)))
+
+
+def _unverified(history: History) -> dict[int, str]:
+    """History line of each fault that did not take effect -> why (its ``fault_effect``)."""
+    failed = {
+        (event.get("fault"), event.get("action")): str(event.get("why") or "not verified")
+        for event in history.select(c.FAULT_EFFECT, src=HARNESS)
+        if event.get("verified") is not True
+    }
+    return {
+        fault.line: failed[key]
+        for fault in history.faults()
+        if (key := (fault.get("fault"), fault.get("action"))) in failed
+    }
+
+
+def _fault_marks(history: History) -> list[FaultMark]:
     marks: list[FaultMark] = []
     open_bands: dict[tuple[str, str], tuple[HistoryEvent, str]] = {}
     for event in history.faults():
@@ -483,7 +507,7 @@ def _faults(history: History) -> tuple[FaultMark, ...]:
             FaultMark(label, str(start.get("action")), lane, start.t, history.end_t, (start.line,))
         )
     marks.extend(_network_bands(history))
-    return tuple(sorted(marks, key=lambda mark: (mark.t_start, mark.label)))
+    return marks
 
 
 def _network_bands(history: History) -> list[FaultMark]:

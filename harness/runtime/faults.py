@@ -23,7 +23,8 @@ from harness import contract
 from harness.contract import ACTIONS, NETWORK_ACTIONS, TRIGGERS, EventWriter, fault_action
 from harness.net.toxics import Toxic
 from harness.runtime.cluster import Cluster
-from harness.systems.base import WORKER, attack_source, parse_address
+from harness.runtime.effects import Effect, Pause, Scope, pause_tree, signal_tree, verify_gone
+from harness.systems.base import MASTER, WORKER, attack_source, parse_address
 
 __all__ = [
     "ACTIONS",
@@ -79,6 +80,7 @@ class Fault:
     expect: str | None = None  # "holder" | "outlast_lease" | None; derived when None
     toxic: Toxic | None = None  # for add_toxic
     toxic_name: str | None = None  # for remove_toxic
+    scope: Scope = "tree"  # kill, terminate, pause, resume: the target's tree or its top
 
     def __post_init__(self) -> None:
         if self.do not in ACTIONS:
@@ -203,6 +205,8 @@ class FaultInjector:
         # all in); event triggers fire whenever their event happens.
         self.time_held = False
         self._resumes: list[tuple[float, int, str, str]] = []  # (when, fault, worker, action)
+        # target -> (its pause's index, what it stopped, when all of that had stopped)
+        self._paused: dict[str, tuple[int, Pause, float]] = {}
         self._sockets: list[socket.socket] = []
         self._wrong_key_workers = 0
 
@@ -241,13 +245,15 @@ class FaultInjector:
         for _, _, worker, action in self._resumes:
             self._undo(worker, action)
         self._resumes.clear()
+        for target in list(self._paused):
+            self._resume(target, "tree")
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
 
     def _undo(self, worker: str, action: str) -> None:
         if action == "resume":
-            self.cluster.signal(worker, signal.SIGCONT)
+            self._resume(worker, "tree")
         elif action == "heal" and worker in self.cluster.proxies:
             self.cluster.proxies[worker].heal()
 
@@ -315,15 +321,17 @@ class FaultInjector:
                 self.cluster.add_worker(name, authkey=key, direct=True)
             return
         self.log.write(contract.FAULT, **record)
-        self._act_on_cluster(fault)
+        self._act_on_cluster(index, fault)
 
     def _act_on_worker(self, index: int, fault: Fault, target: str) -> None:
         cluster = self.cluster
         facts = fault_action(fault.do)
+        scope: Scope = fault.scope if facts.scoped else "main" if facts.reach == "main" else "tree"
         if facts.ends == "abrupt" or facts.reach == "children":  # a SIGKILL, by its reach
-            if facts.reach == "main":
-                cluster.signal(target, signal.SIGKILL)
-            elif not cluster.kill_processes(target, children_only=facts.reach == "children"):
+            if facts.reach != "children":
+                struck = signal_tree(cluster.procs[target].pid, signal.SIGKILL, scope)
+                self._effect(index, fault.do, target, verify_gone(struck))
+            elif not cluster.kill_processes(target, children_only=True):
                 self.log.write(
                     contract.FAULT,
                     fault=index,
@@ -332,19 +340,40 @@ class FaultInjector:
                     missed="no process under the target",
                 )
         elif fault.do == "terminate":
-            cluster.signal(target, signal.SIGTERM)
+            signal_tree(cluster.procs[target].pid, signal.SIGTERM, scope)
         elif fault.do == "pause":
-            cluster.signal(target, signal.SIGSTOP)
+            if target in self._paused:  # paused already: resume that pause's processes first
+                self._resume(target, scope)
+            pause = pause_tree(cluster.procs[target].pid, scope)
+            self._paused[target] = (index, pause, self.log.now())
             if fault.duration_s is not None:
                 self._resumes.append(
                     (time.monotonic() + fault.duration_s, index, target, facts.ended_by)
                 )
         elif fault.do == "resume":
-            cluster.signal(target, signal.SIGCONT)
+            self._resume(target, scope)
         elif fault.do == "restart" and cluster.procs[target].role != WORKER:
             cluster.restart_role(target)
         elif fault.do == "restart":
             cluster.restart_worker(target)
+
+    def _resume(self, target: str, scope: Scope) -> None:
+        """SIGCONT the target, first judging its pause (if one stopped it): the tree must
+        have stayed stopped and made no progress."""
+        paused = self._paused.pop(target, None)
+        if paused is None:
+            signal_tree(self.cluster.procs[target].pid, signal.SIGCONT, scope)
+            return
+        index, pause, stopped_t = paused
+        # Judged and recorded before the SIGCONT: the history's window ends with this event.
+        self._effect(index, "pause", target, pause.verify(), stopped_t=round(stopped_t, 6))
+        pause.resume()
+
+    def _effect(
+        self, index: int, action: str, target: str, effect: Effect, **fields: object
+    ) -> None:
+        record = {**effect.record(), **fields}
+        self.log.write(contract.FAULT_EFFECT, fault=index, action=action, target=target, **record)
 
     def _act_on_network(self, index: int, fault: Fault, target: str) -> None:
         facts = fault_action(fault.do)
@@ -371,7 +400,7 @@ class FaultInjector:
         elif fault.do == "heal":
             proxy.heal()
 
-    def _act_on_cluster(self, fault: Fault) -> None:
+    def _act_on_cluster(self, index: int, fault: Fault) -> None:
         cluster = self.cluster
         assert cluster.address is not None
         if fault.do == "add_worker":
@@ -381,8 +410,9 @@ class FaultInjector:
             cluster.restart_master()
         elif fault.do == "kill_master":
             assert cluster.master is not None
-            cluster.signal("master", signal.SIGKILL)
+            struck = signal_tree(cluster.master.pid, signal.SIGKILL, "tree")
             cluster.master.popen.wait()
+            self._effect(index, fault.do, MASTER, verify_gone(struck))
         elif fault.do == "idle_sockets":
             address = parse_address(cluster.address)
             for number in range(fault.count):

@@ -19,6 +19,7 @@ from harness.checks import (
     NO_CONTEXT,
     CheckContext,
     Outcome,
+    Pin,
     Verdict,
     Violation,
     judge,
@@ -27,7 +28,7 @@ from harness.checks import (
 from harness.contract import EventWriter
 from harness.history import History, HistoryError
 from harness.net.toxics import Toxic
-from harness.report import write_report
+from harness.report import write_report, write_verdict
 from harness.runtime.cluster import Cluster, Proc, kill_tree
 from harness.runtime.faults import Fault, FaultInjector, run_until
 from harness.systems import MASTER, WORKER, System
@@ -61,9 +62,9 @@ class RunSpec:
     #: What the scenario states, for the checks to hold the system to.
     context: CheckContext = NO_CONTEXT
     title: str = ""  # what the report calls the run; default: its directory's name
-    #: A known-bug reproduction's ``expect_violation`` checks: the run's outcome is judged
-    #: against them (``checks.known_bug_outcome``) and its report says so.
-    known_violations: tuple[str, ...] = ()
+    #: A known-bug reproduction's ``expect_violation``: the run's outcome is judged against
+    #: these pins (``checks.known_bug_outcome``) and its report says so.
+    known_violations: tuple[Pin, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,14 +269,18 @@ def _judge(
 def _draw_report(
     spec: RunSpec, run_dir: Path, history: History, verdict: Verdict, outcome: Outcome | None
 ) -> tuple[Path | None, str]:
-    """``report.html``'s path, or None and why it could not be drawn."""
+    """Write ``verdict.json``, then draw the report: ``report.html``'s path, or None and why
+    it could not be drawn. The verdict is written first and outside the ``try``: a picture
+    that cannot be drawn never costs the run its recorded result."""
+    title, planned = spec.title or run_dir.name, len(spec.faults)
+    write_verdict(run_dir, verdict, title=title, faults_planned=planned, outcome=outcome)
     try:
         report_path = write_report(
             run_dir,
             history,
             verdict,
-            title=spec.title or run_dir.name,
-            faults_planned=len(spec.faults),
+            title=title,
+            faults_planned=planned,
             outcome=outcome,
         )
     except Exception as exc:  # a picture that cannot be drawn must not cost the verdict

@@ -61,6 +61,15 @@ def _moved_out_of_cluster(raw: dict[str, Any], version: int) -> str | None:
     return None
 
 
+def _takes_cwd(system: dict[str, Any]) -> bool:
+    """Whether the table's kind has a working directory (``cwd``) among its keys."""
+    try:
+        kind = systems.get_kind(str(system.get("kind", systems.DEFAULT_KIND)))
+    except systems.SystemConfigError:
+        return False  # the format's own validation says what is wrong
+    return "cwd" in kind.config.__struct_fields__
+
+
 def load_scenario(path: Path) -> Scenario:
     where = str(path)
     try:
@@ -86,9 +95,9 @@ def load_scenario(path: Path) -> Scenario:
             f"{where}: scenario: got {show(version)}, expected {known} (the format version)"
         )
     system = raw.get("system")
-    if isinstance(system, dict) and isinstance(system.get("cwd"), str):
-        # A system's working directory is written relative to the scenario file.
-        system["cwd"] = str((Path(path).resolve().parent / system["cwd"]).resolve())
+    if isinstance(system, dict) and _takes_cwd(system) and isinstance(system.get("cwd", "."), str):
+        # A system's working directory is relative to the scenario file (by default, its own).
+        system["cwd"] = str((Path(path).resolve().parent / system.get("cwd", ".")).resolve())
     bad_number = check_numbers(raw)
     if bad_number:
         raise ScenarioError(f"{where}: {bad_number}")

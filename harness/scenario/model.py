@@ -13,7 +13,8 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from harness import systems
-from harness.contract import NETWORK_ACTIONS, SUSPENDS
+from harness.checks import Pin
+from harness.contract import NETWORK_ACTIONS, SUSPENDS, actions_where, fault_action
 from harness.net.toxics import Toxic
 from harness.runtime.faults import Trigger
 from harness.scenario.limits import check_reachable
@@ -66,9 +67,22 @@ ActionName = Literal[
     "partition",
     "heal",
 ]
-# CheckName, ToxicKind, ActionName and WhenSpec's fields spell out their registries
-# (checks.CHECKS, toxics.TOXIC_KINDS, contract.ACTIONS, contract.TRIGGERS) for the schema;
-# tests/test_systems.py holds them equal.
+CauseName = Literal[
+    "never_handed_out",
+    "handed_to_dead_get",
+    "result_after_shutdown",
+    "result_unanswered",
+    "result_not_taken",
+    "no_result",
+    "holder_killed",
+    "holder_exited",
+    "holder_lost",
+    "connection_cut",
+    "master_shut_down",
+]
+# CheckName, ToxicKind, ActionName, CauseName and WhenSpec's fields spell out their
+# registries (checks.CHECKS, toxics.TOXIC_KINDS, contract.ACTIONS, contract.LOST_CAUSES,
+# contract.TRIGGERS) for the schema; tests/test_systems.py holds them equal.
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
@@ -222,8 +236,21 @@ class FaultSpec(_Strict, frozen=True):
     expect: Literal["holder", "outlast_lease"] | None = None
     toxic: ToxicSpec | None = None
     toxic_name: str | None = None
+    scope: (
+        Annotated[
+            Literal["tree", "main"],
+            msgspec.Meta(
+                description="kill, terminate, pause, resume: the target's whole process tree "
+                "(default) or its top process only"
+            ),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
+        if self.scope is not None and not fault_action(self.do).scoped:
+            scoped = ", ".join(sorted(actions_where(lambda row: row.scoped)))
+            raise ValueError(f"scope applies to {scoped} only, not {self.do!r}")
         if self.target == "holder" and self.when.trigger().job is None:
             raise ValueError(
                 'target = "holder" needs a job trigger (job_leased, job_started, job_completed)'
@@ -238,6 +265,26 @@ class FaultSpec(_Strict, frozen=True):
             raise ValueError(f'target = "all" applies to network faults only, not {self.do!r}')
 
 
+class KnownViolation(_Strict, frozen=True):
+    """A known violation pinned to its jobs and cause (``expect_violation`` as a table)."""
+
+    check: CheckName
+    jobs: (
+        Annotated[
+            list[JobId],
+            msgspec.Meta(min_length=1, description="exactly the jobs it names, no other"),
+        ]
+        | None
+    ) = None
+    cause: (
+        Annotated[CauseName, msgspec.Meta(description="why each of those jobs was lost")] | None
+    ) = None
+
+    def pin(self) -> Pin:
+        jobs = None if self.jobs is None else tuple(sorted(set(self.jobs)))
+        return Pin(self.check, jobs, self.cause)
+
+
 class ExpectSpec(_Strict, frozen=True):
     checks: Annotated[list[CheckName], msgspec.Meta(min_length=1)] = msgspec.field(
         default_factory=lambda: ["exactly_once", "correct_values", "liveness"]
@@ -247,8 +294,11 @@ class ExpectSpec(_Strict, frozen=True):
     ] = 30.0
     expect_violation: (
         Annotated[
-            CheckName | list[CheckName],
-            msgspec.Meta(description="a known-bug reproduction: passes while each is violated"),
+            CheckName | KnownViolation | list[CheckName | KnownViolation],
+            msgspec.Meta(
+                description="a known-bug reproduction: passes while each is violated, and "
+                "nothing else is; a table pins the jobs and the cause"
+            ),
         ]
         | None
     ) = None
@@ -269,10 +319,16 @@ class ExpectSpec(_Strict, frozen=True):
     ] = 0.5
 
     @property
-    def known_violations(self) -> tuple[str, ...]:
-        """``expect_violation`` as a tuple (empty when not set)."""
+    def known_violations(self) -> tuple[Pin, ...]:
+        """``expect_violation`` as pins (empty when not set)."""
         known = self.expect_violation
-        return () if known is None else (known,) if isinstance(known, str) else tuple(known)
+        given = [] if known is None else known if isinstance(known, list) else [known]
+        return tuple(Pin(item) if isinstance(item, str) else item.pin() for item in given)
+
+    @property
+    def known_checks(self) -> tuple[str, ...]:
+        """The checks ``expect_violation`` names, each once."""
+        return tuple(dict.fromkeys(pin.check for pin in self.known_violations))
 
 
 class Scenario(_Strict, frozen=True):
@@ -322,7 +378,7 @@ class Scenario(_Strict, frozen=True):
                 f"(it supports: {', '.join(sorted(supported)) or 'none'})"
             )
 
-        for check in (*self.expect.checks, *self.expect.known_violations):
+        for check in (*self.expect.checks, *self.expect.known_checks):
             if check not in facts.checks:
                 refuse("expect.checks", check, facts.checks)
         for number, fault in enumerate(self.faults):

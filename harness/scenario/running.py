@@ -60,13 +60,14 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
             f.expect,
             None if f.toxic is None else f.toxic.to_toxic(),
             f.toxic_name,
+            f.scope or "tree",
         )
         for f in scenario.faults
     )
     checks: list[str] = list(scenario.expect.checks)
     if scenario.faults:  # a fault that missed, or a run that never ended, proves nothing
         checks += [name for name in ("fault_coverage", "liveness") if name not in checks]
-    checks += [known for known in scenario.expect.known_violations if known not in checks]
+    checks += [known for known in scenario.expect.known_checks if known not in checks]
     return RunSpec(
         workers=cluster.workers,
         faults=faults,

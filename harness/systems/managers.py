@@ -9,11 +9,13 @@ the history. The app is never modified and never imported.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import random
 import signal
 import socket
 import sys
+import types
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Annotated, Any, ClassVar
 import msgspec
 
 from harness import contract
-from harness.checks import CHECKS, Expect
+from harness.checks import CHECKS, Expect, ExpectedFailed
 from harness.systems.base import (
     MASTER,
     WORKER,
@@ -101,6 +103,8 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
             raise ValueError(
                 f"exit_codes: unknown meaning {unknown[0]!r} (expected one of: {known})"
             )
+        if self.expected is not None:  # refused now, not after the whole run
+            load_expected(self.expected, Path(self.cwd).resolve())
 
     env: dict[str, str] = {}
 
@@ -214,11 +218,11 @@ class ManagersSystem:
         if self.config.expected is None or len(args) != 1:
             return Expect.UNKNOWN
         if self._expected is None:
-            self._expected = _load(self.config.expected, self.cwd)
+            self._expected = load_expected(self.config.expected, self.cwd)
         try:
             return self._expected(args[0])
-        except Exception:
-            return Expect.UNKNOWN
+        except Exception as exc:  # the user's function: judged unknown, with the reason
+            return ExpectedFailed(f"{type(exc).__name__}: {exc}"[:200])
 
     def attack_handshake(self, address: str, count: int, rng: random.Random) -> None:
         from multiprocessing.connection import Client
@@ -250,19 +254,45 @@ class _RelayObserver:
         self.system.close()
 
 
-def _load(path: str, cwd: Path) -> Callable[[Any], Any]:
-    """``module:function``, imported as is, else from the app's directory or above."""
+def load_expected(path: str, cwd: Path) -> Callable[[Any], Any]:
+    """``module:function``: from a file of the app's directory or above, loaded afresh
+    under a name of its own (two apps may each ship an ``expect.py``: neither is judged
+    with the other's), else imported as installed. Raises ValueError (one line) when it
+    cannot be found, loaded or called."""
     module_name, _, attribute = path.partition(":")
+    relative = Path(*module_name.split(".")).with_suffix(".py")
+    found = next(
+        (root / relative for root in (cwd, *cwd.parents) if (root / relative).is_file()), None
+    )
+    where = f"expected: {path!r}"
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError:
-        for root in (cwd, *cwd.parents):
-            if (root / Path(*module_name.split("."))).with_suffix(".py").exists():
-                sys.path.insert(0, str(root))
-                break
-        module = importlib.import_module(module_name)
-    function: Callable[[Any], Any] = getattr(module, attribute)
-    return function
+        module = importlib.import_module(module_name) if found is None else _load_file(found)
+    except ImportError as exc:
+        raise ValueError(
+            f"{where} cannot be imported (not under {cwd}, not installed): {exc}"
+        ) from None
+    except Exception as exc:
+        raise ValueError(f"{where}: loading it raised {type(exc).__name__}: {exc}") from None
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise ValueError(f"{where}: {module_name} has no function {attribute!r}")
+    return function  # type: ignore[no-any-return]
+
+
+def _load_file(path: Path) -> types.ModuleType:
+    """The module in ``path``, executed afresh under a name no other file shares; its own
+    directory is importable while it loads (for its sibling imports)."""
+    name = f"_harness_expected_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
 
 
 def _build(config: Any) -> ManagersSystem:
