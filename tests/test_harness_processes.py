@@ -379,5 +379,5 @@ def test_events_the_cluster_read_first_still_reach_the_triggers(tmp_path: Path) 
         injector.step()
         log.close()
     assert injector.done, "job 0 completed, but its trigger never saw it"
-    [fault] = [json.loads(line) for line in harness_log.open()]
+    [fault] = [json.loads(line) for line in harness_log.read_text().splitlines()]
     assert fault["missed"] == "nobody held job 0"

@@ -260,7 +260,9 @@ def test_a_journal_that_cannot_grow_stops_the_master_with_exit_8_and_loses_no_re
         if event.get("ev") == "result_accepted"
     }
     assert accepted  # the limit was hit mid-run, not before the first result
-    written = [json.loads(line)["job"] for line in (tmp_path / "results.jsonl").open()]
+    written = [
+        json.loads(line)["job"] for line in (tmp_path / "results.jsonl").read_text().splitlines()
+    ]
     handed = [json.loads(line)["job"] for line in err.splitlines() if line.startswith("{")]
     assert len(written) < jobs
     assert accepted <= set(written) | set(handed)

@@ -52,12 +52,14 @@ class Producer:
             env=key_env(cluster),
         )
         self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.decode().strip())
+        with self.proc.stdout as stdout:  # closed at EOF: no unclosed pipe left to the GC
+            for line in stdout:
+                self.lines.put(line.decode().strip())
 
     def next_line(self, timeout_s: float = BOUND_S) -> str:
         try:
@@ -69,6 +71,7 @@ class Producer:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=BOUND_S)
+        self._reader.join(timeout=BOUND_S)
 
 
 def test_ids_increase_in_submission_order_and_the_master_takes_jobs_in_that_order(
