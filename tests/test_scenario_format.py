@@ -74,7 +74,7 @@ EXPECTED_ERRORS = {
     "attempt_on_completed": (
         "faults[0].when: attempt applies to job_leased and job_started, not job_completed"
     ),
-    "negative_timeout": "expect.within_s: got -5, expected a number > 0.0",
+    "negative_timeout": "expect.within_s: got -5, expected a number >= 0.001",
     "nan_lease_timeout": "cluster.lease_timeout_s: got nan, expected a finite number of at most 1e+09",
     "holder_with_time_trigger": (
         'faults[0]: target = "holder" needs a job trigger (job_leased, job_started, job_completed)'

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main as harness_main
-from harness.scenario import ScenarioError, load_scenario, run_scenario, to_run_spec
+from harness.scenario import ScenarioError, load_scenario, to_run_spec
 
 HEAD = 'scenario = 1\nname = "n"\ndescription = "d"\n'
 
@@ -32,7 +32,7 @@ def refused(tmp_path: Path, body: str, expected: str) -> None:
 def test_faults_always_bring_fault_coverage_and_liveness(tmp_path: Path) -> None:
     scenario = load(
         tmp_path,
-        '[[faults]]\nwhen = { after_s = 0 }\ndo = "kill"\ntarget = "worker-9"\n'
+        '[[faults]]\nwhen = { after_s = 0 }\ndo = "kill"\ntarget = "worker-2"\n'
         '[expect]\nchecks = ["exactly_once"]\n',
     )
     assert set(to_run_spec(scenario, tmp_path).checks) == {
@@ -142,13 +142,43 @@ def test_pytest_on_a_file_without_the_marker_says_why(tmp_path: Path) -> None:
     assert "not found" not in done.stdout
 
 
-@pytest.mark.processes
-def test_a_fault_aimed_at_no_worker_never_passes(tmp_path: Path) -> None:
-    scenario = load(
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            '[cluster]\nworkers = 3\n[[faults]]\nwhen = { job_started = 1 }\ndo = "kill"\n'
+            'target = "worker-99"\n',
+            "faults[0].target = 'worker-99' names no process of this run "
+            "(it has: master, worker-1, worker-2, worker-3)",
+        ),
+        (
+            '[cluster]\nworkers = 1\n[[faults]]\nwhen = { after_s = 1 }\ndo = "add_worker"\n'
+            'count = 2\n[[faults]]\nwhen = { after_s = 2 }\ndo = "kill"\ntarget = "worker-4"\n',
+            "faults[1].target = 'worker-4' names no process of this run",
+        ),
+        (
+            '[network]\nproxy = true\n[[network.toxics]]\nname = "slow"\nkind = "latency"\n'
+            'latency_ms = 5\nworkers = ["worker-7"]\n',
+            "network.toxics[0].workers = 'worker-7' names no process of this run",
+        ),
+        (
+            "[cluster]\nlease_timeout_s = 1e-300\n",
+            "cluster.lease_timeout_s: got 1e-300, expected 0 or a duration of at least 0.001 s",
+        ),
+        ("[expect]\nwithin_s = 1e-300\n", "expect.within_s: got 1e-300"),
+        ("seed = 18446744073709551616\n", "seed: got 18446744073709551616"),
+        ("[cluster]\nworkerz = 2\n", "unknown key cluster.workerz"),
+    ],
+)
+def test_what_the_run_can_never_have_is_refused_in_one_line(
+    tmp_path: Path, body: str, expected: str
+) -> None:
+    refused(tmp_path, body, expected)
+
+
+def test_a_fault_on_an_added_worker_or_an_intruder_is_accepted(tmp_path: Path) -> None:
+    load(
         tmp_path,
-        "[cluster]\nworkers = 1\n[jobs]\ncount = 5\n"
-        '[[faults]]\nwhen = { job_started = 1 }\ndo = "kill"\ntarget = "worker-9"\n'
-        '[expect]\nchecks = ["exactly_once"]\nwithin_s = 60\n',
+        '[cluster]\nworkers = 1\n[[faults]]\nwhen = { after_s = 1 }\ndo = "add_worker"\n'
+        '[[faults]]\nwhen = { after_s = 2 }\ndo = "kill"\ntarget = "worker-2"\n',
     )
-    outcome = run_scenario(scenario, tmp_path / "run")  # type: ignore[arg-type]
-    assert outcome.status == "unknown", outcome.report()

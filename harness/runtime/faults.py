@@ -42,7 +42,7 @@ ATTEMPT_TRIGGERS = frozenset({"job_leased", "job_started"})
 @dataclass(frozen=True, slots=True)
 class Trigger:
     kind: str
-    value: float
+    value: float | int  # seconds for after_s; a job id, batch index or count otherwise
     attempt: int | None = None  # job_leased/job_started: that attempt (None: the first seen)
 
     def __post_init__(self) -> None:

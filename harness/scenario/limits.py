@@ -24,6 +24,9 @@ MAX_NUMBER = 1e9  # no duration, count or rate in a scenario is near this
 MAX_PROCESSES = 64  # workers a scenario may start in all: at the start, added, intruders
 MAX_JOBS = 1_000_000  # jobs in all, [[jobs.extra]] included
 MAX_ATTACK_CONNECTIONS = 10_000  # idle sockets, garbage and bad handshakes in all
+MIN_DURATION_S = 0.001  # no duration a scenario gives is shorter (nor, above, longer)
+#: Targets that name no process: the holder of the trigger's job, any live worker, every link.
+_TARGET_WORDS = frozenset({"holder", "random", "all"})
 
 
 def check_numbers(raw: Any, path: str = "") -> str | None:
@@ -32,6 +35,8 @@ def check_numbers(raw: Any, path: str = "") -> str | None:
     if isinstance(raw, float):
         if not math.isfinite(raw) or abs(raw) > MAX_NUMBER:
             return f"{path or '$'}: got {raw!r}, expected a finite number of at most {MAX_NUMBER:g}"
+        if path.endswith("_s") and 0 < raw < MIN_DURATION_S:
+            return f"{path}: got {raw!r}, expected 0 or a duration of at least {MIN_DURATION_S:g} s"
         return None
     if isinstance(raw, dict):
         items: Any = raw.items()
@@ -45,6 +50,40 @@ def check_numbers(raw: Any, path: str = "") -> str | None:
         if found:
             return found
     return None
+
+
+def process_names(scenario: Any, roles: tuple[str, ...]) -> list[str]:
+    """Every process the run of ``scenario`` will have a name for: its workers (those at the
+    start and those added), the intruders its faults start, and its other roles."""
+    faults = scenario.faults
+    added = sum(
+        f.count
+        for f in faults
+        if fault_action(f.do).starts_workers and not fault_action(f.do).attack
+    )
+    intruders = sum(f.count for f in faults if fault_action(f.do).attack == "intruder")
+    names = [role for role in roles if role != "worker"]
+    names += [f"worker-{n}" for n in range(1, scenario.cluster.workers + added + 1)]
+    return names + [f"intruder-{n}" for n in range(1, intruders + 1)]
+
+
+def check_targets(scenario: Any, roles: tuple[str, ...]) -> None:
+    """Raise ValueError (one line) for a fault or toxic aimed at a process the run will never
+    have (``worker-99`` of three workers)."""
+    names = process_names(scenario, roles)
+    known = set(names)
+
+    def refuse(where: str, name: str) -> None:
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        raise ValueError(f"{where} = {name!r} names no process of this run (it has: {shown})")
+
+    for number, fault in enumerate(scenario.faults):
+        if fault.target not in _TARGET_WORDS and fault.target not in known:
+            refuse(f"faults[{number}].target", fault.target)
+    for number, toxic in enumerate(scenario.network.toxics):
+        for worker in toxic.workers:
+            if worker not in known:
+                refuse(f"network.toxics[{number}].workers", worker)
 
 
 def check_reachable(scenario: Any) -> None:

@@ -17,7 +17,7 @@ from harness.checks import Pin
 from harness.contract import NETWORK_ACTIONS, SUSPENDS, actions_where, fault_action
 from harness.net.toxics import Toxic
 from harness.runtime.faults import Trigger
-from harness.scenario.limits import check_reachable
+from harness.scenario.limits import MIN_DURATION_S, check_reachable, check_targets
 
 FORMAT_VERSION: Final = 2
 #: Format 1 kept the distq kind's own knobs in [cluster]; format 2 keeps them in [system]
@@ -84,7 +84,7 @@ CauseName = Literal[
 # registries (checks.CHECKS, toxics.TOXIC_KINDS, contract.ACTIONS, contract.LOST_CAUSES,
 # contract.TRIGGERS) for the schema; tests/test_systems.py holds them equal.
 
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(ge=MIN_DURATION_S)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 JobId = Annotated[int, msgspec.Meta(ge=0)]
 
@@ -102,10 +102,16 @@ class ClusterSpec(_Strict, frozen=True):
         int, msgspec.Meta(ge=0, le=32, description="workers started at the beginning")
     ] = 2
     lease_timeout_s: Annotated[
-        float, msgspec.Meta(gt=0, description="a lease not heartbeaten for this long expires")
+        float,
+        msgspec.Meta(
+            ge=MIN_DURATION_S, description="a lease not heartbeaten for this long expires"
+        ),
     ] = 10.0
     time_limit_s: (
-        Annotated[float, msgspec.Meta(gt=0, description="kill a job running longer than this")]
+        Annotated[
+            float,
+            msgspec.Meta(ge=MIN_DURATION_S, description="kill a job running longer than this"),
+        ]
         | None
     ) = None
     max_attempts: Annotated[
@@ -172,7 +178,8 @@ class WhenSpec(_Strict, frozen=True):
         for name in self.__struct_fields__:
             value = getattr(self, name)
             if value is not None and name != "attempt":
-                return Trigger(name, float(value), self.attempt)
+                # Counts and job ids stay integers (in the history too); after_s is seconds.
+                return Trigger(name, value if name != "after_s" else float(value), self.attempt)
         raise AssertionError("validated in __post_init__")
 
 
@@ -290,7 +297,7 @@ class ExpectSpec(_Strict, frozen=True):
         default_factory=lambda: ["exactly_once", "correct_values", "liveness"]
     )
     within_s: Annotated[
-        float, msgspec.Meta(gt=0, le=3600, description="bound on the whole run")
+        float, msgspec.Meta(ge=MIN_DURATION_S, le=3600, description="bound on the whole run")
     ] = 30.0
     expect_violation: (
         Annotated[
@@ -305,7 +312,7 @@ class ExpectSpec(_Strict, frozen=True):
     recovery_bound_s: Annotated[
         float,
         msgspec.Meta(
-            gt=0,
+            ge=MIN_DURATION_S,
             le=3600,
             description="recovery_latency: a killed or stopped holder's leases are back "
             "within this long",
@@ -337,7 +344,10 @@ class Scenario(_Strict, frozen=True):
     scenario: Literal[2]
     name: Annotated[str, msgspec.Meta(min_length=1)]
     description: Annotated[str, msgspec.Meta(min_length=1, description="what the scenario proves")]
-    seed: int = 0
+    seed: Annotated[
+        int,
+        msgspec.Meta(ge=0, le=2**63 - 1, description="every random choice of the run derives from it"),
+    ] = 0
     slow: bool = False
     cluster: ClusterSpec = ClusterSpec()
     jobs: JobsSpec = JobsSpec()
@@ -368,6 +378,7 @@ class Scenario(_Strict, frozen=True):
                     f"(there are {total} jobs: 0..{total - 1})"
                 )
         check_reachable(self)
+        check_targets(self, kind.facts.roles)
 
     def _supported_by(self, facts: type[systems.System], kind: str) -> None:
         """Every check, trigger, action and [cluster] key used is one the kind supports."""
