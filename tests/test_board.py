@@ -446,7 +446,8 @@ def test_a_failure_from_an_expired_attempt_is_stale_after_re_lease(
     # The stale reason is not held against the job: B's failure is the last attempt.
     assert board.fail("B", 0, 2, "real reason") == Outcome.DEAD
     result = board.result(0)
-    assert result is not None and result.error is not None
+    assert result is not None
+    assert result.error is not None
     assert "stale reason" not in result.error
     assert "attempt 2: real reason" in result.error
 
@@ -534,7 +535,8 @@ def test_a_worker_lost_on_every_attempt_makes_the_job_dead_with_the_reasons(
     assert board.state(0) is JobState.DEAD
     assert board.finished
     result = board.result(0)
-    assert result is not None and result.error is not None
+    assert result is not None
+    assert result.error is not None
     assert "attempt 1: connection closed (A)" in result.error
     assert "attempt 2: heartbeat stopped (B)" in result.error
 
@@ -656,7 +658,8 @@ def test_a_job_whose_lease_expires_on_every_attempt_becomes_dead(
     assert board.finished
     assert board.lease("A") == []
     result = board.result(0)
-    assert result is not None and result.error is not None
+    assert result is not None
+    assert result.error is not None
     assert result.error.count("lease expired (A)") == 2
 
 

@@ -446,10 +446,12 @@ class BoardMachine(RuleBasedStateMachine):
         assert self.drained_results == set(self.jobs)
         for job_id, job in self.jobs.items():
             result = board.result(job_id)
-            assert result is not None and result.job_id == job_id
+            assert result is not None
+            assert result.job_id == job_id
             assert board.state(job_id) is job.state
             if job.state is JobState.DONE:
-                assert result.ok and result.value[0] == job_id
+                assert result.ok
+                assert result.value[0] == job_id
             else:
                 assert not result.ok
         if self.batch_size is not None and self.batches:

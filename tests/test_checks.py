@@ -171,7 +171,8 @@ def test_a_job_delivered_twice_fails_even_as_result_and_dead() -> None:
     assert "2 terminal results" in violation.message
     assert {first, second} <= set(violation.lines)
     verdict = judge(run.history(), ["exactly_once"])
-    assert verdict.status == "fail" and verdict.exit_code == 1
+    assert verdict.status == "fail"
+    assert verdict.exit_code == 1
     report = verdict.report(run.history())
     assert "fail exactly_once: job 0 has 2 terminal results" in report
     assert f"#{second} t=" in report
@@ -232,7 +233,8 @@ def test_the_results_output_values_are_checked_too() -> None:
     run = healthy(2)
     output = run.add("results", "result_output", job=1, ok=True, value=2)
     [violation] = correct_values(run.history(), CheckContext(expected=builtin_expected))
-    assert violation.jobs == (1,) and output in violation.lines
+    assert violation.jobs == (1,)
+    assert output in violation.lines
     assert "results output value 2" in violation.message
 
 
@@ -407,7 +409,8 @@ def test_a_served_wrong_key_worker_fails() -> None:
     assert violation.message == (
         f"wrong-key worker 'intruder-1' was served: worker_joined at t={joined_t:g}"
     )
-    assert violation.jobs == (9,) and violation.lines == (joined, leased)
+    assert violation.jobs == (9,)
+    assert violation.lines == (joined, leased)
 
 
 def test_a_wrong_key_attempt_without_a_rejection_fails() -> None:
@@ -427,7 +430,8 @@ def test_an_empty_key_worker_only_has_to_stay_unserved() -> None:
 
 def test_auth_with_no_wrong_key_attempt_is_unknown() -> None:
     verdict = judge(healthy(1).history(), ["auth"])
-    assert verdict.status == "unknown" and verdict.exit_code == 3
+    assert verdict.status == "unknown"
+    assert verdict.exit_code == 3
     assert verdict.unknowns[0].check == "auth"
 
 
@@ -516,7 +520,8 @@ def test_killing_an_idle_worker_when_a_holder_was_expected_is_unknown() -> None:
         CheckContext(expected=builtin_expected),
     )
 
-    assert verdict.status == "unknown" and verdict.exit_code == 3
+    assert verdict.status == "unknown"
+    assert verdict.exit_code == 3
     assert verdict.violations == ()
     assert verdict.unknowns == (
         Violation(
@@ -576,7 +581,8 @@ def test_a_pause_that_outlasts_the_lease_covers_the_fault() -> None:
 
 def test_a_pause_resumed_before_the_lease_expired_is_unknown() -> None:
     [miss] = fault_coverage(pause_run(expired=False).history())
-    assert miss.severity == "unknown" and miss.jobs == (0,)
+    assert miss.severity == "unknown"
+    assert miss.jobs == (0,)
     assert "expected a lease of worker-1 to expire before resume (it held jobs 0)" in miss.message
 
 
@@ -650,7 +656,8 @@ def test_a_failure_outranks_an_unknown() -> None:
     run.effect(0, "kill", "worker-1")
     verdict = judge(run.history(), ["exactly_once", "fault_coverage"])
     assert verdict.status == "fail"
-    assert len(verdict.violations) == 1 and len(verdict.unknowns) == 1
+    assert len(verdict.violations) == 1
+    assert len(verdict.unknowns) == 1
 
 
 # -- the verdict -------------------------------------------------------------------------
@@ -756,7 +763,8 @@ def test_a_phased_toxic_that_never_fired_makes_the_verdict_unknown() -> None:
         "toxic", proxy="worker-1", toxic="cut", kind="reset", connection=0, decision="applied"
     )
     [miss] = fault_coverage(run.history())
-    assert miss.severity == "unknown" and "never fired" in miss.message
+    assert miss.severity == "unknown"
+    assert "never fired" in miss.message
     assert run.history()[miss.lines[0]].line == added
     run.harness(
         "toxic_fired", proxy="worker-1", toxic="cut", kind="reset", connection=0, action="reset"
@@ -771,7 +779,8 @@ def test_a_toxic_every_connection_skipped_is_unknown() -> None:
         "toxic", proxy="worker-2", toxic="lag", kind="latency", connection=0, decision="skipped"
     )
     [miss] = fault_coverage(run.history())
-    assert miss.severity == "unknown" and "skipped" in miss.message
+    assert miss.severity == "unknown"
+    assert "skipped" in miss.message
 
 
 def test_clean_exits_accepts_master_lost_only_for_a_worker_whose_connection_was_cut() -> None:

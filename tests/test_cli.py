@@ -158,7 +158,8 @@ def test_infinite_absurd_and_empty_values_are_refused_in_one_line(
 
 def test_the_longest_duration_is_accepted() -> None:
     options = build_parser().parse_args([*WORKER, "--rpc-timeout-s", "1e9", "--reconnect-s", "0"])
-    assert options.rpc_timeout_s == 1e9 and options.reconnect_s == 0
+    assert options.rpc_timeout_s == 1e9
+    assert options.reconnect_s == 0
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
@@ -191,7 +192,8 @@ def test_nothing_listening(tmp_path: Path) -> None:
     one_line_error(done, 4, f"no master at 127.0.0.1:{port} after 0.5 s")
     # Even a worker that never reached a master says in its log how and why it ended.
     [exit_event] = [e for e in map(json.loads, events.read_text().splitlines())]
-    assert exit_event["ev"] == "worker_exit" and exit_event["code"] == 4
+    assert exit_event["ev"] == "worker_exit"
+    assert exit_event["code"] == 4
     assert exit_event["reason"].startswith(f"no master at 127.0.0.1:{port}")
 
 
@@ -205,7 +207,8 @@ def test_help_lists_every_option() -> None:
             for flag in action.option_strings:
                 assert flag in done.stdout, f"{command} --help lacks {flag}"
     top = distq("--help")
-    assert "exit codes:" in top.stdout and "DISTQ_AUTHKEY" in top.stdout
+    assert "exit codes:" in top.stdout
+    assert "DISTQ_AUTHKEY" in top.stdout
 
 
 def test_demo_accounts_for_every_job() -> None:
@@ -235,7 +238,8 @@ def test_sigterm_while_connecting_ends_the_worker_at_once(tmp_path: Path) -> Non
         # the first connection attempt.
         deadline = time.monotonic() + 60
         while not psutil.Process(worker.pid).children():
-            assert time.monotonic() < deadline and worker.poll() is None, "the worker never started"
+            assert time.monotonic() < deadline, "the worker never started"
+            assert worker.poll() is None, "the worker never started"
             time.sleep(0.02)
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=60)  # not after the 600 s of retries

@@ -44,7 +44,9 @@ def test_a_bad_setting_in_a_scenario_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as caught:
         load_scenario(path)
     message = str(caught.value)
-    assert "\n" not in message and str(path) in message and "heartbeat_timeout_s" in message
+    assert "\n" not in message
+    assert str(path) in message
+    assert "heartbeat_timeout_s" in message
 
 
 def test_unsupported_checks_and_actions_are_refused(tmp_path: Path) -> None:
@@ -67,14 +69,16 @@ def test_each_engine_runs_its_own_worker_command() -> None:
     for engine, command in commands.items():
         _, config = systems.parse_table({"kind": "engine", "engine": engine})
         argv = worker_argv(config.settings(), "worker-1", "redis://127.0.0.1:1/0")  # type: ignore[attr-defined]
-        assert argv[:2] == ("python", "-m") and argv[2].split(".")[0] == command, argv
+        assert argv[:2] == ("python", "-m"), argv
+        assert argv[2].split(".")[0] == command, argv
 
 
 def test_the_broker_persists_only_when_asked(tmp_path: Path) -> None:
     plain = broker_argv(6399, tmp_path / "a")
     kept = broker_argv(6399, tmp_path / "b", appendonly=True)
     assert plain[plain.index("--appendonly") + 1] == "no"
-    assert kept[kept.index("--appendonly") + 1] == "yes" and "always" in kept
+    assert kept[kept.index("--appendonly") + 1] == "yes"
+    assert "always" in kept
     assert plain[plain.index("--bind") + 1] == "127.0.0.1"
 
 
@@ -91,7 +95,8 @@ def test_every_engine_scenario_cites_a_setting_and_its_default() -> None:
     assert engines == {"celery", "rq", "dramatiq", "huey"}
     for path in files:
         description = load_scenario(path).description
-        assert "default" in description and "Pinned:" in description, path.name
+        assert "default" in description, path.name
+        assert "Pinned:" in description, path.name
 
 
 def _variant(name: str, **system: object) -> Scenario:

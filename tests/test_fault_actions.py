@@ -62,7 +62,9 @@ def test_kill_tree_is_a_death_and_a_kill_kill_child_is_neither() -> None:
     assert {"kill", "kill_tree", "terminate", "restart"} == contract.PROCESS_DEATHS
     assert {"kill", "kill_tree", "kill_master"} == contract.KILLS
     child = fault_action("kill_child")
-    assert not child.ends_target and child.reach == "children" and child.drawn == "kill"
+    assert not child.ends_target
+    assert child.reach == "children"
+    assert child.drawn == "kill"
 
 
 def test_every_window_is_ended_by_an_action_of_the_same_aim() -> None:

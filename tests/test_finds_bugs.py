@@ -68,12 +68,14 @@ def test_a_broken_queue_is_caught_shrunk_and_written_as_a_scenario(tmp_path: Pat
 
     shrunk = load_scenario(path)
     assert shrunk.jobs.count == 8, "shrinks to the fewest jobs that include job 7"
-    assert shrunk.faults == [] and shrunk.cluster.workers == 1
+    assert shrunk.faults == []
+    assert shrunk.cluster.workers == 1
     assert shrunk.system == BROKEN
 
     failing = pytest_file(path, tmp_path / "rerun-broken")
     assert failing.returncode == 1, failing.stdout
-    assert "correct_values" in failing.stdout and "job 7" in failing.stdout
+    assert "correct_values" in failing.stdout
+    assert "job 7" in failing.stdout
 
     fixed = write_regression(
         msgspec.structs.replace(shrunk, system={}), tmp_path / "fixed.toml", "real queue"

@@ -146,7 +146,8 @@ def test_run_failing_scenario_exits_1_with_the_report(tmp_path: Path) -> None:
     assert "fail correct_values: job 7: square(7) = 49, but accepted value 50 [jobs 7]" in stderr
     assert stderr[-2] == f"run directory: {runs_dir / '001-wrong'}"
     report = (runs_dir / "001-wrong" / "report.html").resolve()
-    assert stderr[-1] == f"report: {report.as_uri()}" and report.is_file()
+    assert stderr[-1] == f"report: {report.as_uri()}"
+    assert report.is_file()
 
 
 def test_run_repeat_counts_the_verdicts_and_keep_runs_keeps_each(tmp_path: Path) -> None:

@@ -51,7 +51,8 @@ def test_kill_of_the_worker_holding_job_n_is_detected_and_passes(tmp_path: Path)
     killed = result.history.faults()[0]
     assert killed.get("expect") == "holder"
     lost = result.history.select("worker_lost", worker=killed.get("target"))
-    assert lost and 5 in lost[0].get("jobs")
+    assert lost
+    assert 5 in lost[0].get("jobs")
     assert result.exit_codes[killed.get("target")] == -signal.SIGKILL
 
 
@@ -274,7 +275,8 @@ def test_a_run_over_its_bound_dumps_stacks_and_fails_liveness(tmp_path: Path) ->
         checks=("exactly_once", "liveness"),
     )
     result = run(spec, tmp_path / "run")
-    assert result.timed_out and result.verdict.status == "fail"
+    assert result.timed_out
+    assert result.verdict.status == "fail"
     assert {"exactly_once", "liveness"} <= {v.check for v in result.verdict.violations}
     assert {"master", "worker-1"} <= set(result.stacks_dumped)
     assert "Thread 0x" in (tmp_path / "run" / "master.log").read_text()

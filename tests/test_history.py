@@ -31,7 +31,8 @@ def test_events_are_ordered_by_time_and_ties_keep_reading_order() -> None:
     )
     assert [e.ev for e in history] == ["job_submitted", "started", "completed", "result_accepted"]
     assert [e.line for e in history] == [0, 1, 2, 3]
-    assert history[2].get("job") == 0 and history[2].job == 0
+    assert history[2].get("job") == 0
+    assert history[2].job == 0
     assert history[2].get("missing", "x") == "x"
     assert history.end_t == pytest.approx(0.3)
 
@@ -99,8 +100,10 @@ def test_submitted_and_terminals_come_from_the_master_only() -> None:
         ]
     )
     submitted = history.submitted()
-    assert submitted[0].task == "echo" and submitted[0].args == ("a",)
-    assert submitted[0].batch == 1 and submitted[1].batch is None
+    assert submitted[0].task == "echo"
+    assert submitted[0].args == ("a",)
+    assert submitted[0].batch == 1
+    assert submitted[1].batch is None
     assert {job: [e.ev for e in ends] for job, ends in history.terminals().items()} == {
         0: ["result_accepted"],
         1: ["dead"],
@@ -144,7 +147,8 @@ def test_leases_record_who_held_what_and_how_it_ended() -> None:
     lost = history.leases(2)[0]
     assert (lost.t_start, lost.t_end, lost.worker) == (1.0, 3.0, "w2")
     assert history[lost.end_line or 0].ev == "worker_lost"
-    assert history.leases(1)[-1].t_end is None and history.leases(1)[-1].end_line is None
+    assert history.leases(1)[-1].t_end is None
+    assert history.leases(1)[-1].end_line is None
 
     assert history.holder_at(4, 0.5) is None
     assert history.holder_at(4, 1.0) == "w3"
@@ -176,4 +180,5 @@ def test_select_faults_and_render() -> None:
         "#2 t=0.300000 master leased job=7 worker=worker-1 attempt=1 lease=1",
     ]
     long_line = history.render([3])
-    assert long_line.endswith("...") and len(long_line) < 140
+    assert long_line.endswith("...")
+    assert len(long_line) < 140

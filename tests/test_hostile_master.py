@@ -112,7 +112,8 @@ def test_a_busy_master_is_retried_and_said_to_be_busy(tmp_path: Path) -> None:
         assert cluster.wait_master(BOUND_S) == 0
         assert patient.popen.wait(BOUND_S) == 0
     log = impatient.log_path.read_text().strip().splitlines()
-    assert len(log) == 1 and "was busy (too many handshakes pending)" in log[0], log
+    assert len(log) == 1, log
+    assert "was busy (too many handshakes pending)" in log[0], log
 
 
 def test_repeated_wrong_keys_from_one_address_are_slowed_down(tmp_path: Path) -> None:
@@ -172,7 +173,8 @@ def test_out_of_descriptors_the_master_backs_off_instead_of_spinning(tmp_path: P
     args = ["--task", "square", "--count", "1", "--handshake-timeout-s", "60"]
     system = systems.build({"command": command})
     with Cluster(tmp_path / "run", args, system=system) as cluster, ExitStack() as stack:
-        assert cluster.address is not None and cluster.master is not None
+        assert cluster.address is not None
+        assert cluster.master is not None
         for n in range(limit + 8):  # more than the master has descriptors for
             source = f"127.0.1.{n // (PER_PEER - 1) + 1}"
             stack.enter_context(open_from(source, cluster.address))
@@ -193,14 +195,16 @@ def test_jobs_never_see_the_authkey(tmp_path: Path) -> None:
         cluster.add_worker()
         assert cluster.wait_master(BOUND_S) == 0
     [result] = [json.loads(line) for line in cluster.results_path.read_text().splitlines()]
-    assert result["ok"] and result["value"] is None
+    assert result["ok"]
+    assert result["value"] is None
 
 
 def test_a_master_bound_to_ipv6_loopback_serves(tmp_path: Path) -> None:
     with Cluster(
         tmp_path / "run", ["--task", "square", "--count", "5", "--host", "::1"]
     ) as cluster:
-        assert cluster.address is not None and cluster.address.startswith("[::1]:")
+        assert cluster.address is not None
+        assert cluster.address.startswith("[::1]:")
         cluster.add_worker()
         assert cluster.wait_master(BOUND_S) == 0
     assert len(cluster.results_path.read_text().splitlines()) == 5
@@ -214,7 +218,9 @@ def test_a_client_with_the_key_reaches_only_the_proxy_methods(tmp_path: Path) ->
         try:
             conn.send((None, "create", ("board",), {}))
             kind, (ident, exposed) = conn.recv()
-            assert kind == "#RETURN" and "tick" not in exposed and "stop" not in exposed
+            assert kind == "#RETURN"
+            assert "tick" not in exposed
+            assert "stop" not in exposed
         finally:
             conn.close()
         served = authenticated_client(address, authkey=cluster.authkey)
@@ -224,7 +230,8 @@ def test_a_client_with_the_key_reaches_only_the_proxy_methods(tmp_path: Path) ->
             for method in ("stop", "tick", "connection_closed"):
                 served.send((ident, method, (), {}))
                 kind, reply = served.recv()
-                assert kind != "#RETURN" and "not in exposed" in str(reply), (kind, reply)
+                assert kind != "#RETURN", (kind, reply)
+                assert "not in exposed" in str(reply), (kind, reply)
         finally:
             served.close()
         cluster.add_worker()
@@ -285,7 +292,8 @@ def test_a_full_disk_under_results_stops_the_master_and_loses_no_accepted_result
     assert "cannot write --results /dev/full: No space left on device" in lines[-1]
     shown = {json.loads(line)["job"] for line in lines if line.startswith("{")}
     accepted = {e["job"] for e in read_events(events_path) if e["ev"] == "result_accepted"}
-    assert accepted and shown == accepted
+    assert accepted
+    assert shown == accepted
 
 
 def test_a_full_disk_under_events_stops_the_master_with_one_line(tmp_path: Path) -> None:
@@ -298,7 +306,8 @@ def test_a_full_disk_under_events_stops_the_master_with_one_line(tmp_path: Path)
             master.wait()
     assert master.returncode == EXIT_OUTPUT_FAILED, stderr
     lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot write --events /dev/full" in lines[0], stderr
+    assert len(lines) == 1, stderr
+    assert "cannot write --events /dev/full" in lines[0], stderr
 
 
 def test_every_accepted_result_reaches_the_results_file(tmp_path: Path) -> None:

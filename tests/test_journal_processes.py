@@ -123,8 +123,10 @@ def test_a_journal_of_another_job_set_is_one_line_exit_2_and_untouched(tmp_path:
     before = journal.read_bytes()
     done = _master(tmp_path, *journal_args(tmp_path, 4))
     assert done.returncode == EXIT_USAGE
-    assert done.stderr.count("\n") == 1 and "different job set" in done.stderr
-    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert "different job set" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
     assert journal.read_bytes() == before
 
 
@@ -134,7 +136,8 @@ def test_a_corrupt_journal_is_one_line_exit_2_and_untouched(tmp_path: Path) -> N
     before = journal.read_bytes()
     done = _master(tmp_path, *journal_args(tmp_path, 3))
     assert done.returncode == EXIT_USAGE, done.stderr
-    assert done.stderr.count("\n") == 1 and "--journal" in done.stderr
+    assert done.stderr.count("\n") == 1
+    assert "--journal" in done.stderr
     assert "Traceback" not in done.stderr
     assert journal.read_bytes() == before
 
@@ -180,7 +183,8 @@ def test_acknowledged_submissions_and_their_close_survive_the_master(tmp_path: P
         cluster.restart_master()  # closed stays closed: it stops once the six are done
         cluster.add_worker()
         assert cluster.wait_master(BOUND_S) == 0
-    assert ids == [0, 1, 2, 3, 4] and late == 5
+    assert ids == [0, 1, 2, 3, 4]
+    assert late == 5
     values = {line["job"]: line["value"] for line in result_lines(cluster)}
     assert values == {0: 0, 1: 1, 2: 4, 3: 9, 4: 16, 5: "late"}
 
@@ -188,9 +192,11 @@ def test_acknowledged_submissions_and_their_close_survive_the_master(tmp_path: P
 def test_a_journal_in_use_by_a_running_master_is_refused(tmp_path: Path) -> None:
     with Cluster(tmp_path / "run", journal_args(tmp_path, 3)) as cluster:
         done = _master(tmp_path, *journal_args(tmp_path, 3))
-        assert cluster.master is not None and cluster.master.alive()
+        assert cluster.master is not None
+        assert cluster.master.alive()
     assert done.returncode == EXIT_USAGE, done.stderr
-    assert done.stderr.count("\n") == 1 and "in use by another running master" in done.stderr
+    assert done.stderr.count("\n") == 1
+    assert "in use by another running master" in done.stderr
 
 
 def _limited_file_size(limit: int) -> Callable[[], None]:
@@ -249,7 +255,8 @@ def test_a_journal_that_cannot_grow_stops_the_master_with_exit_8_and_loses_no_re
         tmp_path, jobs, "limited", _limited_file_size(200_000)
     )
     assert code == EXIT_OUTPUT_FAILED, err
-    assert "Traceback" not in err and "Traceback" not in worker_err, err + worker_err
+    assert "Traceback" not in err, err + worker_err
+    assert "Traceback" not in worker_err, err + worker_err
     messages = [line for line in err.splitlines() if not line.startswith("{")]
     assert len(messages) == 1, err
     assert "cannot write --journal journal.sqlite" in messages[0], err

@@ -31,7 +31,8 @@ def test_the_known_violation_alone_passes_and_says_which_it_matched() -> None:
 
 def test_a_fixed_bug_fails_and_says_to_remove_expect_violation() -> None:
     status, message = outcome((Pin("exactly_once"),))
-    assert status == "fail" and "remove expect_violation" in message
+    assert status == "fail"
+    assert "remove expect_violation" in message
 
 
 def test_a_fault_that_missed_its_window_makes_the_reproduction_unknown() -> None:
@@ -50,7 +51,8 @@ def test_a_failure_the_scenario_does_not_name_fails() -> None:
 
 def test_every_listed_violation_must_be_there() -> None:
     status, message = outcome((Pin("batch_barrier"), Pin("exactly_once")), LOST)
-    assert status == "fail" and "names batch_barrier but the run had no such violation" in message
+    assert status == "fail"
+    assert "names batch_barrier but the run had no such violation" in message
 
 
 def test_a_pin_on_jobs_passes_for_exactly_those_jobs() -> None:
@@ -73,10 +75,12 @@ def test_more_losses_than_pinned_fail_naming_the_extra_one() -> None:
 
 def test_a_pin_on_the_wrong_cause_fails() -> None:
     status, message = outcome((Pin("exactly_once", cause="master_shut_down"),), LOST)
-    assert status == "fail" and "(master_shut_down) but the run had no such violation" in message
+    assert status == "fail"
+    assert "(master_shut_down) but the run had no such violation" in message
 
 
 def test_a_pin_on_two_jobs_needs_both() -> None:
     status, message = outcome((Pin("exactly_once", (3, 5)),), LOST)
-    assert status == "fail" and "but the run had it for job(s) 3" in message
+    assert status == "fail"
+    assert "but the run had it for job(s) 3" in message
     assert outcome((Pin("exactly_once", (3, 5)),), LOST, LOST_TOO)[0] == "pass"

@@ -18,7 +18,8 @@ HEADING = "Layering, from the core outwards:\n"
 def stated_layers(package: Path) -> list[str]:
     """The module names listed in the package docstring, core first."""
     doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text(encoding="utf-8")))
-    assert doc is not None and HEADING in doc, f"{package}/__init__.py does not state its layering"
+    assert doc is not None, f"{package}/__init__.py does not state its layering"
+    assert HEADING in doc, f"{package}/__init__.py does not state its layering"
     listing = doc.split(HEADING, 1)[1]
     names = []
     for line in listing.splitlines():

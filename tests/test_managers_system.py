@@ -67,7 +67,8 @@ def test_the_master_runs_with_the_hook_and_a_worker_through_its_own_relay(tmp_pa
     relay_port = relays[MASTER].address[1]
     assert master.env[REDIRECT_ENV] == f"{system.app_port}=127.0.0.1:{relay_port}"
     assert worker.argv[3:] == (str(relays["worker-1"].address[1]), "wrong")
-    assert REDIRECT_ENV not in worker.env and STACKS_ENV in worker.env
+    assert REDIRECT_ENV not in worker.env
+    assert STACKS_ENV in worker.env
     assert system.exit_codes.auth_rejected == 1
 
 
@@ -157,7 +158,8 @@ def test_expect_violation_takes_one_check_or_a_list(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as caught:
         load_scenario(bad)
     assert "\n" not in str(caught.value)
-    assert "expect.expect_violation" in str(caught.value) and "exactly_twice" in str(caught.value)
+    assert "expect.expect_violation" in str(caught.value)
+    assert "exactly_twice" in str(caught.value)
 
 
 def _app_scenario(directory: Path, expected: str) -> Path:
@@ -196,7 +198,8 @@ def test_an_expected_function_that_cannot_be_had_is_refused_at_load(
     path = _app_scenario(tmp_path, expected)
     with pytest.raises(ScenarioError) as raised:
         load_scenario(path)
-    assert message in str(raised.value) and "\n" not in str(raised.value)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
 
 
 def test_two_apps_with_an_expect_module_each_are_judged_by_their_own(tmp_path: Path) -> None:

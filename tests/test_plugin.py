@@ -203,7 +203,8 @@ def test_runs_dir_holds_passing_runs_only_with_keep_runs(pytester: pytest.Pytest
     run_dir = runs_dir / "squares.toml_squares"
 
     run(pytester, "--runs-dir", str(runs_dir)).assert_outcomes(passed=1)
-    assert runs_dir.is_dir() and not run_dir.exists()
+    assert runs_dir.is_dir()
+    assert not run_dir.exists()
 
     run(pytester, "--runs-dir", str(runs_dir), "--keep-runs").assert_outcomes(passed=1)
     assert (run_dir / "jobs.jsonl").read_text().count("\n") == 3

@@ -62,7 +62,8 @@ def test_sigkilled_worker_job_is_completed_by_another_worker_once(tmp_path: Path
     assert master_events(cluster, "lease_expired") == []
     out = results(cluster)
     assert sorted(out) == list(range(6))
-    assert out[held]["worker"] == "worker-2" and out[held]["attempt"] == 2
+    assert out[held]["worker"] == "worker-2"
+    assert out[held]["attempt"] == 2
     assert all(out[i]["value"] == i * i for i in range(6))
 
 
@@ -95,7 +96,8 @@ def test_paused_worker_loses_its_lease_and_its_late_result_is_dropped(tmp_path: 
         assert cluster.wait_master(BOUND_S) == 0
 
     out = results(cluster)
-    assert out[0]["worker"] == "worker-2" and out[0]["value"] == "first"
+    assert out[0]["worker"] == "worker-2"
+    assert out[0]["value"] == "first"
     dropped = master_events(cluster, "duplicate_dropped")
     assert [(e["job"], e["worker"], e["attempt"]) for e in dropped] == [(0, "worker-1", 1)]
 
@@ -193,7 +195,8 @@ def test_wrong_key_worker_is_rejected_and_the_master_keeps_serving(tmp_path: Pat
     log = intruder.log_path.read_text().strip().splitlines()
     assert log == [f"distq worker: error: the master at {cluster.address} rejected our authkey"]
     rejected = master_events(cluster, "auth_rejected")
-    assert len(rejected) == 1 and rejected[0]["peer"].startswith("127.0.0.1:")
+    assert len(rejected) == 1
+    assert rejected[0]["peer"].startswith("127.0.0.1:")
     assert "intruder" not in {e.get("worker") for e in master_events(cluster)}
     assert sorted(results(cluster)) == list(range(20))
 
@@ -320,15 +323,18 @@ def test_an_open_master_takes_submissions_until_they_close(tmp_path: Path) -> No
             cluster.master_events.wait_for(
                 lambda e: e["ev"] == "result_accepted" and e["job"] == 4, BOUND_S, "job 4 done"
             )
-            assert cluster.master is not None and cluster.master.alive(), "open: it waits for more"
+            assert cluster.master is not None, "open: it waits for more"
+            assert cluster.master.alive(), "open: it waits for more"
             later = submitter.submit("echo", ["late"])
             submitter.close_submissions()
             with pytest.raises(UsageError, match="submissions are closed"):
                 submitter.submit("square", [1])
         assert cluster.wait_master(BOUND_S) == 0
-    assert first == [0, 1, 2, 3, 4] and later == 5
+    assert first == [0, 1, 2, 3, 4]
+    assert later == 5
     out = results(cluster)
-    assert [out[n]["value"] for n in range(5)] == [0, 1, 4, 9, 16] and out[5]["value"] == "late"
+    assert [out[n]["value"] for n in range(5)] == [0, 1, 4, 9, 16]
+    assert out[5]["value"] == "late"
 
 
 def test_submit_to_a_closed_master_is_one_line_exit_2(tmp_path: Path) -> None:

@@ -156,7 +156,8 @@ def test_a_call_rejoins_within_one_budget_however_often_it_is_lost() -> None:
     first = FlakyBoard("m1", failures=1)
     session = session_with(first, rejoin)
     assert session.call("heartbeat", "w") is False
-    assert first.abandoned and len(budgets) == 3
+    assert first.abandoned
+    assert len(budgets) == 3
     assert len(set(budgets)) == 1, "every rejoin of one call shares the call's deadline"
 
 

@@ -153,8 +153,10 @@ def test_kill_ends_the_lane_loses_the_attempt_and_is_drawn() -> None:
     assert "killed" in killed.get("class", "").split()
     assert float(killed.get("data-t-end", "0")) == pytest.approx(0.07)
     first, second = attempt_bar(svg, model, 1, 1), attempt_bar(svg, model, 1, 2)
-    assert "o-lost" in first.get("class", "") and lane_of(svg, first) == "worker-2"
-    assert "o-accepted" in second.get("class", "") and lane_of(svg, second) == "worker-1"
+    assert "o-lost" in first.get("class", "")
+    assert lane_of(svg, first) == "worker-2"
+    assert "o-accepted" in second.get("class", "")
+    assert lane_of(svg, second) == "worker-1"
     kills = {g.get("data-lane"): g for g in by_class(svg, "g", "fault", "marker", "kill")}
     assert sorted(kills) == ["valkey", "worker-2"]
     assert float(kills["worker-2"].get("data-t", "0")) == pytest.approx(0.07)
@@ -170,11 +172,13 @@ def test_a_pause_is_a_band_and_the_late_result_a_dropped_duplicate() -> None:
     assert float(band.get("data-t-start", "0")) == pytest.approx(0.08)
     assert float(band.get("data-t-end", "0")) == pytest.approx(0.40)
     late = attempt_bar(svg, model, 2, 1)
-    assert "o-duplicate" in late.get("class", "") and lane_of(svg, late) == "worker-3"
+    assert "o-duplicate" in late.get("class", "")
+    assert lane_of(svg, late) == "worker-3"
     [index] = [i for i, a in enumerate(model["attempts"]) if a[:2] == [2, 1]]
     _, _, _, t_start, t_end, _, reason, t_lease_end, cited, _, _ = model["attempts"][index]
     assert (t_start, t_lease_end, t_end) == (0.05, 0.30, 0.43)
-    assert "lease expired" in reason and "dropped" in reason
+    assert "lease expired" in reason
+    assert "dropped" in reason
     # The history lines behind the bar are embedded, in the format of the failure report.
     assert any("duplicate_dropped job=2 attempt=1 worker=worker-3" in lines[n] for n in cited)
     assert all(lines[n] == history[n].render() for n in cited)
@@ -297,7 +301,8 @@ def test_without_a_scenario_outcome_the_header_shows_the_verdict_alone(tmp_path:
     verdict = Verdict("fail", (Violation("liveness", "lost", (3,), (0,)),), (), ("liveness",))
     top = header(write_run(tmp_path, history, verdict, title="t").read_text())
     assert '<span class="verdict fail">fail</span>' in top
-    assert "outcome" not in top and "expected" not in top
+    assert "outcome" not in top
+    assert "expected" not in top
 
 
 def test_the_measured_latencies_are_shown_and_survive_the_round_trip(tmp_path: Path) -> None:
@@ -335,10 +340,13 @@ def test_a_system_without_leases_draws_its_attempts_from_the_workers() -> None:
     )
     svg, model, _ = parse(render_html(build_timeline(history, None), history))
     lost, done = attempt_bar(svg, model, 0, 1), attempt_bar(svg, model, 1, 1)
-    assert "o-lost" in lost.get("class", "") and lane_of(svg, lost) == "worker-1"
-    assert "o-accepted" in done.get("class", "") and lane_of(svg, done) == "worker-2"
+    assert "o-lost" in lost.get("class", "")
+    assert lane_of(svg, lost) == "worker-1"
+    assert "o-accepted" in done.get("class", "")
+    assert lane_of(svg, done) == "worker-2"
     [killed] = [lane for lane in model["lanes"] if lane["killed"]]
-    assert killed["name"] == "worker-1" and killed["t_end"] == 0.3
+    assert killed["name"] == "worker-1"
+    assert killed["t_end"] == 0.3
 
 
 def test_rebuild_refuses_what_is_not_a_run_directory(tmp_path: Path) -> None:
@@ -377,7 +385,8 @@ def test_harness_report_command_prints_the_link_or_one_line_and_exit_2(tmp_path:
         timeout=60,
     )
     assert bad.returncode == 2
-    assert bad.stderr.count("\n") == 1 and "not a directory" in bad.stderr
+    assert bad.stderr.count("\n") == 1
+    assert "not a directory" in bad.stderr
 
 
 def many_jobs(jobs: int, workers: int = 4) -> list[dict[str, Any]]:
@@ -438,10 +447,12 @@ def test_five_thousand_jobs_aggregate_and_stay_small(tmp_path: Path) -> None:
     page = render_html(build_timeline(history, None), history)
     assert time.perf_counter() - started < 30  # a hang guard; the speed is measured in benchmarks/
     svg, model, lines = parse(page)
-    assert len(model["attempts"]) == 5010 > AGGREGATE_OVER and model["aggregated"]
+    assert len(model["attempts"]) == 5010 > AGGREGATE_OVER
+    assert model["aggregated"]
     # The lost attempts stay bars of their own; the plain accepted ones become histograms.
     bars = by_class(svg, "rect", "att")
-    assert len(bars) == 10 and all("o-lost" in bar.get("class", "") for bar in bars)
+    assert len(bars) == 10
+    assert all("o-lost" in bar.get("class", "") for bar in bars)
     aggregates = by_class(svg, "rect", "agg")
     assert 0 < len(aggregates) < 2000
     counted = {
@@ -449,13 +460,15 @@ def test_five_thousand_jobs_aggregate_and_stay_small(tmp_path: Path) -> None:
     }
     assert len(counted) == 5000  # every accepted attempt is in some bucket
     assert len(page) < 3_000_000
-    assert len(lines) == len(history) and lines[-1] == history[len(history) - 1].render()
+    assert len(lines) == len(history)
+    assert lines[-1] == history[len(history) - 1].render()
 
 
 def test_a_small_run_draws_every_attempt() -> None:
     history = History(many_jobs(AGGREGATE_OVER // 2))
     svg, model, _ = parse(render_html(build_timeline(history, None), history))
-    assert not model["aggregated"] and not by_class(svg, "rect", "agg")
+    assert not model["aggregated"]
+    assert not by_class(svg, "rect", "agg")
     assert len(by_class(svg, "rect", "att")) == len(model["attempts"])
 
 
@@ -476,7 +489,8 @@ def test_trace_has_one_track_per_process_and_no_overlap_within_a_thread() -> Non
         track.sort()
         assert all(end <= start for (_, end), (start, _) in itertools.pairwise(track))
     lost = [e for e in trace["traceEvents"] if e.get("cat") == "lost"]
-    assert len(lost) == 10 and {e["args"]["worker"] for e in lost} == {"worker-1"}
+    assert len(lost) == 10
+    assert {e["args"]["worker"] for e in lost} == {"worker-1"}
     assert any(e["ph"] == "i" and e["name"] == "kill worker-1" for e in trace["traceEvents"])
 
 
@@ -494,7 +508,8 @@ def test_a_run_where_nothing_happened_still_gets_a_page() -> None:
     history = History([_event(0.1, "harness", "run_finished", exit_codes={"master": 1})])
     svg, model, lines = parse(render_html(build_timeline(history, None), history))
     assert [g.get("data-lane") for g in by_class(svg, "g", "lane")] == ["master"]
-    assert model["attempts"] == [] and model["summary"]["status"] == "not recorded"
+    assert model["attempts"] == []
+    assert model["summary"]["status"] == "not recorded"
     assert len(lines) == 1
 
 

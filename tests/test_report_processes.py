@@ -37,7 +37,8 @@ def test_kill_and_pause_are_drawn_as_they_happened(tmp_path: Path) -> None:
 
     # One lane per process of the run (master, three workers, the one added mid-run).
     lanes = [g.get("data-lane") for g in by_class(svg, "g", "lane")]
-    assert sorted(lanes) == sorted(result.exit_codes) and len(lanes) == 5
+    assert sorted(lanes) == sorted(result.exit_codes)
+    assert len(lanes) == 5
 
     [kill] = [f for f in history.faults() if f.get("action") == "kill"]
     killed = kill.get("target")
@@ -49,8 +50,10 @@ def test_kill_and_pause_are_drawn_as_they_happened(tmp_path: Path) -> None:
 
     # The job whose start triggered the kill: lost with its holder, then accepted elsewhere.
     first, second = attempt_bar(svg, model, 5, 1), attempt_bar(svg, model, 5, 2)
-    assert "o-lost" in first.get("class", "") and lane_of(svg, first) == killed
-    assert "o-accepted" in second.get("class", "") and lane_of(svg, second) != killed
+    assert "o-lost" in first.get("class", "")
+    assert lane_of(svg, first) == killed
+    assert "o-accepted" in second.get("class", "")
+    assert lane_of(svg, second) != killed
 
     [pause] = [f for f in history.faults() if f.get("action") == "pause"]
     [resume] = [f for f in history.faults() if f.get("action") == "resume"]
@@ -113,7 +116,8 @@ def test_another_system_with_a_broker_gets_a_lane_per_process(tmp_path: Path) ->
     assert outcome.result.report_path is not None
     svg, model, _ = parse(outcome.result.report_path.read_text())
     lanes = [g.get("data-lane") for g in by_class(svg, "g", "lane")]
-    assert sorted(lanes) == sorted(outcome.result.exit_codes) and "broker" in lanes
+    assert sorted(lanes) == sorted(outcome.result.exit_codes)
+    assert "broker" in lanes
     [kill] = outcome.result.history.faults()
     [marker] = by_class(svg, "g", "fault", "marker", "kill")
     assert marker.get("data-lane") == kill.get("target")
@@ -135,7 +139,9 @@ def test_a_known_bug_found_says_scenario_pass_and_run_fail(tmp_path: Path) -> No
     assert '<span class="verdict fail">run fail</span>' in page
     svg, model, _ = parse(page)
     assert model["scenario"]["expected"] == list(scenario.expect.known_checks)
-    assert model["violations"] and all(v["expected"] for v in model["violations"])
+    assert model["violations"]
+    assert all(v["expected"] for v in model["violations"])
     [killed] = [lane["name"] for lane in model["lanes"] if lane["killed"]]
     lost = by_class(svg, "rect", "att", "o-lost")
-    assert lost and all(lane_of(svg, bar) == killed for bar in lost)
+    assert lost
+    assert all(lane_of(svg, bar) == killed for bar in lost)

@@ -181,7 +181,8 @@ def test_an_abandoned_batch_kills_the_child_and_reports_nothing_more(
         on_tick=lambda: time.monotonic() - begun > 0.2,
         tick_s=0.05,
     )
-    assert not finished and results == []
+    assert not finished
+    assert results == []
     # The runner starts a fresh child for the next batch.
     assert run(runner, [job(2, "square", 3)]) == (True, [Result(2, True, 9, None, "w", 1)])
 

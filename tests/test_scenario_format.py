@@ -150,7 +150,8 @@ def test_syntax_error_points_at_the_offending_character() -> None:
     lines = path.read_text().splitlines()
     line, column = 6, 11
     assert lines[line - 1] == "workers = = 3"
-    assert lines[line - 1][column - 1] == "=" and lines[line - 1][: column - 1].count("=") == 1
+    assert lines[line - 1][column - 1] == "="
+    assert lines[line - 1][: column - 1].count("=") == 1
     assert error_of(path).endswith(f"(at line {line}, column {column})")
 
 
@@ -171,7 +172,8 @@ def test_missing_file_is_one_line(tmp_path: Path) -> None:
 def test_bad_env_value_names_its_key_and_value(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "[system]\nenv = { DISTQ_BROKEN = 1 }\n")
     message = error_of(path)
-    assert "system.env.DISTQ_BROKEN" in message and "got 1" in message
+    assert "system.env.DISTQ_BROKEN" in message
+    assert "got 1" in message
 
 
 def test_missing_version_says_missing(tmp_path: Path) -> None:
@@ -332,8 +334,10 @@ def test_a_journaled_master_started_again_resumes_its_journal_on_its_port(
     first = spec.system.launch(process("master"), setup(spec)).argv
     again = spec.system.launch(process("master", restarted=True), setup(spec)).argv
     journal = ("--journal", str(Path("run").resolve() / "journal.sqlite"))
-    assert "--port" not in first and _has(first, journal)
-    assert _has(again, journal) and _has(again, ("--port", "1"))
+    assert "--port" not in first
+    assert _has(first, journal)
+    assert _has(again, journal)
+    assert _has(again, ("--port", "1"))
 
 
 def _has(argv: tuple[str, ...], pair: tuple[str, str]) -> bool:

@@ -26,7 +26,8 @@ def refused(tmp_path: Path, body: str, expected: str) -> None:
     with pytest.raises(ScenarioError) as caught:
         load(tmp_path, body)
     message = str(caught.value)
-    assert "\n" not in message and expected in message, message
+    assert "\n" not in message, message
+    assert expected in message, message
 
 
 def test_faults_always_bring_fault_coverage_and_liveness(tmp_path: Path) -> None:
@@ -121,7 +122,8 @@ def test_check_lists_what_it_skipped_and_why(
     (tmp_path / "typo.toml").write_text(HEAD.replace("scenario =", "scenaro ="))
     assert harness_main(["check", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert f"ok {tmp_path / 'bom.toml'}" in out and f"ok {tmp_path / 'quoted.toml'}" in out
+    assert f"ok {tmp_path / 'bom.toml'}" in out
+    assert f"ok {tmp_path / 'quoted.toml'}" in out
     assert f"skipped {tmp_path / 'typo.toml'}: no 'scenario = N' at its top level" in "\n".join(out)
 
 

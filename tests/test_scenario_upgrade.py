@@ -36,7 +36,8 @@ def test_a_format_1_file_loads_to_the_same_scenario_as_its_format_2_twin(tmp_pat
     new = load_scenario(_write(tmp_path, V2, "new.toml"))
     assert old == new
     assert new.system == {"journal": True, "worker_reconnect_s": 30}
-    assert new.cluster.workers == 3 and new.cluster.lease_timeout_s == 2.0
+    assert new.cluster.workers == 3
+    assert new.cluster.lease_timeout_s == 2.0
 
 
 @pytest.mark.parametrize(

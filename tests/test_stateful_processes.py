@@ -229,7 +229,8 @@ class LiveCluster(RuleBasedStateMachine):
             collected = list(self.submitter.as_completed(timeout_s=2 * BOUND_S))
             assert sorted(r.job_id for r in collected) == sorted(self.submitted)
             for result in collected:  # a job dead after its attempts is a correct outcome
-                assert result.attempt >= 1 and result.worker
+                assert result.attempt >= 1
+                assert result.worker
                 assert not result.ok or result.value == self.submitted[result.job_id]
             self.submitter.close_submissions()
             self.submitter.close()

@@ -53,7 +53,8 @@ def test_a_generated_plan_can_always_finish(scenario: Scenario) -> None:
 @settings(max_examples=200, deadline=None)
 @given(scenarios(journal=True, max_faults=6))
 def test_journal_plans_may_restart_the_master_and_round_trip(scenario: Scenario) -> None:
-    assert scenario.system["journal"] and scenario.system["worker_reconnect_s"] > 0
+    assert scenario.system["journal"]
+    assert scenario.system["worker_reconnect_s"] > 0
     assert all(fault.do != "restart" for fault in scenario.faults)
     assert msgspec.convert(tomllib.loads(dump_scenario(scenario)), Scenario) == scenario
 
@@ -82,7 +83,8 @@ def test_shrinking_heads_toward_fewer_faults_jobs_and_workers() -> None:
 
     smallest = find(scenarios(), lambda s: True, settings=settings(database=None, max_examples=50))
     assert smallest.faults == []
-    assert smallest.jobs.count == 1 and smallest.jobs.extra == []
+    assert smallest.jobs.count == 1
+    assert smallest.jobs.extra == []
     assert smallest.cluster.workers == 1
 
 
@@ -100,5 +102,6 @@ def test_every_generated_scenario_translates_into_a_run(
     spec = to_run_spec(scenario, tmp_path_factory.mktemp("spec"))
     assert len(spec.faults) == len(scenario.faults)
     for fault, planned in zip(spec.faults, scenario.faults, strict=True):
-        assert fault.do == planned.do and (fault.toxic is None) == (planned.toxic is None)
+        assert fault.do == planned.do
+        assert (fault.toxic is None) == (planned.toxic is None)
     assert (spec.proxy_seed is not None) == scenario.network.proxy

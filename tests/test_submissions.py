@@ -45,7 +45,8 @@ def test_refusal_reason(task: object, args: object, limit: object, reason: str |
     if reason is None:
         assert found is None
     else:
-        assert found is not None and found.startswith(reason)
+        assert found is not None
+        assert found.startswith(reason)
 
 
 def test_a_window_counts_jobs_until_their_results_come() -> None:
@@ -55,10 +56,12 @@ def test_a_window_counts_jobs_until_their_results_come() -> None:
     assert silent.window == 3, "a session never gets more than the master allows"
     sessions.owns(collecting, [0, 1, 2])
     sessions.owns(silent, [3])
-    assert sessions.room(collecting) == 0 and sessions.room(silent) == 2
+    assert sessions.room(collecting) == 0
+    assert sessions.room(silent) == 2
     done = [Result(1, True, 1, None, "w", 1), Result(3, True, 9, None, "w", 2)]
     assert sessions.route(done)
-    assert sessions.room(collecting) == 1 and sessions.room(silent) == 3
+    assert sessions.room(collecting) == 1
+    assert sessions.room(silent) == 3
     assert sessions.take_results(collecting, 10, 1) == [(1, True, 1, None, "w", 1)]
     assert sessions.take_results(silent, 10, 1) == []
     assert not sessions.route([Result(1, True, 1, None, "w", 3)]), "a second result: no owner"
@@ -97,7 +100,8 @@ def test_a_refusal_names_the_jobs() -> None:
     assert str(one) == "the master refused job 7: submissions are closed"
     many = SubmissionRefused([(n, "bad") for n in range(10, 20)])
     assert str(many) == ("the master refused job 10: bad (and 9 more: jobs 11, 12, 13, 14, 15...)")
-    assert many.job_ids == list(range(10, 20)) and many.exit_code == 2
+    assert many.job_ids == list(range(10, 20))
+    assert many.exit_code == 2
 
 
 def test_a_session_ends_when_its_last_connection_closes() -> None:
@@ -118,4 +122,5 @@ def test_a_session_ends_when_its_last_connection_closes() -> None:
     sessions.connection_closed(3)
     with pytest.raises(ValueError, match="no submitter session"):
         sessions.get(other.name)
-    assert sessions.route([Result(10, True, 100, None, "w", 1)]) and sessions.undelivered() == 0
+    assert sessions.route([Result(10, True, 100, None, "w", 1)])
+    assert sessions.undelivered() == 0

@@ -83,7 +83,8 @@ def test_the_writer_writes_the_format(tmp_path: Path) -> None:
     writer.write_all([{"t": 1.5, "ev": contract.HANG, "src": "x"}])
     writer.close()
     first, second = contract.read_log(path)
-    assert list(first)[:3] == ["t", "src", "ev"] and first["src"] == "harness"
+    assert list(first)[:3] == ["t", "src", "ev"]
+    assert first["src"] == "harness"
     assert second == {"t": 1.5, "src": "x", "ev": "hang"}
 
 
@@ -151,7 +152,8 @@ def test_a_scenario_without_a_system_table_is_distq(tmp_path: Path) -> None:
 def test_a_bad_system_in_a_scenario_is_one_line(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(scenario.ScenarioError) as raised:
         load(tmp_path, text)
-    assert message in str(raised.value) and "\n" not in str(raised.value)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
 
 
 def test_python_m_harness_check_exits_2_on_an_unknown_kind(tmp_path: Path) -> None:

@@ -60,7 +60,8 @@ def test_the_toy_queue_survives_a_killed_holder(tmp_path: Path) -> None:
     assert outcome.status == "pass", report
     history = outcome.result.history
     [kill] = history.faults()
-    assert kill.get("action") == "kill" and kill.get("expect") == "holder"
+    assert kill.get("action") == "kill"
+    assert kill.get("expect") == "holder"
     assert outcome.result.exit_codes[str(kill.get("target"))] == -9
     assert len(history.select("result_accepted")) == 12
     assert any(e.get("jobs") for e in history.select("worker_lost")), "the job went back"
@@ -98,7 +99,8 @@ def test_the_broken_toy_queue_loses_the_killed_holders_job(tmp_path: Path) -> No
     outcome = run_scenario(load_scenario(broken), tmp_path / "run")
     assert outcome.status == "fail", outcome.report()
     lost = [v for v in outcome.result.verdict.violations if v.check == "exactly_once"]
-    assert lost and "lost: no terminal result" in lost[0].message, outcome.report()
+    assert lost, outcome.report()
+    assert "lost: no terminal result" in lost[0].message, outcome.report()
 
 
 def test_a_worker_whose_connection_ends_in_a_reset_is_lost_and_its_job_goes_back(

@@ -136,7 +136,8 @@ def app(tmp_path: Path, **config: Any) -> Iterator[AppRun]:
                 kill_tree(proc.pid)
             proc.wait(10)
         system.close()
-    assert system.recorder is not None and not system.recorder.callback_errors
+    assert system.recorder is not None
+    assert not system.recorder.callback_errors
 
 
 def task_app(pause_s: float, count: int, get_timeout_s: float, work_s: float) -> dict[str, Any]:
@@ -184,7 +185,8 @@ def test_a_hostile_pickle_in_a_task_is_decoded_as_a_record_and_not_run(tmp_path:
     requests = [json.loads(line).get("value") for line in lines]
     assert [r[2] for r in requests if isinstance(r, list) and r[1:2] == ["put"]] == [[call]]
     ran = marker.read_text().split()  # the app's own server unpickled it: the payload is live
-    assert ran and str(os.getpid()) not in ran  # the harness decoded it and ran nothing
+    assert ran
+    assert str(os.getpid()) not in ran
 
 
 def test_bad_handshakes_go_through_a_relay_and_are_seen_refused(tmp_path: Path) -> None:
@@ -259,7 +261,8 @@ def test_the_batch_loop_breaks_the_barrier_and_leaves_results_uncollected(
     barrier = [v for v in outcome.result.verdict.violations if v.check == "batch_barrier"]
     assert any("of batch 1 leased before batch 0 closed" in v.message for v in barrier)
     lost = lost_jobs(outcome)
-    assert lost and all("its result was put by worker-" in v.message for v in lost)
+    assert lost
+    assert all("its result was put by worker-" in v.message for v in lost)
     assert (tmp_path / FRAMES_LOG).stat().st_size > 0  # the frames every violation cites
 
 

@@ -109,7 +109,8 @@ def test_a_connection_tells_handshake_requests_and_replies_apart_across_chunk_bo
 
     kinds = [frame.kind for frame in frames]
     assert kinds[:6] == ["challenge", "answer", "welcome", "challenge", "answer", "welcome"]
-    assert frames[0].value == {"digest": "sha256"} and frames[3].value == {"digest": "md5"}
+    assert frames[0].value == {"digest": "sha256"}
+    assert frames[3].value == {"digest": "md5"}
     assert kinds[6:] == ["request", "end", "reply"]
     reply = frames[-1]
     assert (reply.method, reply.ident, reply.result) == ("get", "7f00", 42)
