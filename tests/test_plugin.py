@@ -116,7 +116,8 @@ def test_failing_scenario_reports_verdict_violation_history_logs_and_run_dir(
         [
             "*_ scenario: job seven is off by one _*",
             "job seven is off by one: fail",
-            "verdict: fail (* violation(s), 0 unknown; checks: exactly_once, correct_values, liveness)",
+            "verdict: fail (* violation(s), 0 unknown; checks: exactly_once: 8 jobs, "
+            "correct_values: * values compared, liveness: 1 run)",
             "fail correct_values: job 7: square(7) = 49, but accepted value 50 [[]jobs 7]",
             "    #* master job_submitted job=7 task=square args=[[]7] *",
             "    #* master result_accepted job=7 attempt=1 worker=worker-1 ok=true value=50",
@@ -167,7 +168,7 @@ def test_expect_violation_passes_while_the_bug_is_there_and_fails_once_fixed(
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "fixed: fail: expect_violation = 'correct_values' but the run had no correct_values "
+            "fixed: fail: expect_violation names correct_values but the run had no such "
             "violation (verdict pass); if the bug is fixed, remove expect_violation",
             "verdict: pass (0 violation(s), 0 unknown; *)",
         ],
@@ -175,6 +176,14 @@ def test_expect_violation_passes_while_the_bug_is_there_and_fails_once_fixed(
     )
     result.stdout.fnmatch_lines(
         ["PASSED still_broken.toml::still_broken", "FAILED fixed.toml::fixed - fixed: fail: *"]
+    )
+    # A passing known-bug run says which violations it matched (-rA shows passes' sections).
+    result.stdout.fnmatch_lines(
+        [
+            "*known violations*",
+            "still broken: pass (the known correct_values is still there)",
+            "correct_values: job 7: *",
+        ]
     )
 
 

@@ -93,7 +93,8 @@ def test_a_violation_is_marked_on_its_job_and_the_failure_links_the_report(
         "command": ["python", "-m", "tests.broken_distq"],
         "env": {"DISTQ_BROKEN": "no-dedup"},
     }
-    scenario = msgspec.structs.replace(load_scenario(DEATH_AND_PAUSE), system=broken)
+    loaded = load_scenario(DEATH_AND_PAUSE)
+    scenario = msgspec.structs.replace(loaded, system={**loaded.system, **broken})
     outcome = run_scenario(scenario, tmp_path / "run")
     assert outcome.status == "fail", outcome.report()
     report_path = tmp_path / "run" / "report.html"

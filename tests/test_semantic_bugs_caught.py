@@ -44,7 +44,8 @@ def test_a_scenario_file_catches_the_broken_variant(
     scenario = load_scenario(SCENARIOS / scenario_file)
     broken = msgspec.structs.replace(
         scenario,
-        system={
+        system={  # the scenario's own distq knobs, on the broken variant's command
+            **scenario.system,
             "command": ["python", "-m", "tests.broken_semantics"],
             "env": {"DISTQ_BROKEN": variant},
         },

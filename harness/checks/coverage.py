@@ -26,7 +26,8 @@ def fault_coverage(history: History, context: CheckContext = NO_CONTEXT) -> list
     faults_planned = context.faults_planned
     check = "fault_coverage"
     faults = history.faults()
-    context.judged(sum(not f.get("scheduled") for f in faults), "faults")
+    toxics = history.select(contract.TOXIC_ADDED, src=HARNESS)
+    context.judged(sum(not f.get("scheduled") for f in faults) + len(toxics), "faults and toxics")
     found: list[Violation] = []
     if faults_planned is not None:
         fired = {fault.get("fault") for fault in faults if not fault.get("scheduled")}

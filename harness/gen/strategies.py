@@ -12,6 +12,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from harness import systems
 from harness.contract import FAULT_ACTIONS, fault_action
 from harness.scenario import (
     FORMAT_VERSION,
@@ -195,7 +196,7 @@ def scenarios(
     the master keeps one, workers rejoin a lost master, and plans may restart the master."""
     cluster = draw(topologies(max_workers))
     table = dict(system or {})
-    if "kind" not in table:  # the distq kind's own knobs, in its [system] table
+    if table.get("kind", systems.DEFAULT_KIND) == systems.DEFAULT_KIND:  # its own knobs
         table |= {"prefetch": draw(st.none() | st.integers(1, 8)), "handshake_timeout_s": 2.0}
         table = {key: value for key, value in table.items() if value is not None}
     if journal:

@@ -346,7 +346,9 @@ class Scenario(_Strict, frozen=True):
     description: Annotated[str, msgspec.Meta(min_length=1, description="what the scenario proves")]
     seed: Annotated[
         int,
-        msgspec.Meta(ge=0, le=2**63 - 1, description="every random choice of the run derives from it"),
+        msgspec.Meta(
+            ge=0, le=2**63 - 1, description="every random choice of the run derives from it"
+        ),
     ] = 0
     slow: bool = False
     cluster: ClusterSpec = ClusterSpec()
