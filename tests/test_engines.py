@@ -20,6 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ENGINE_SCENARIOS = REPO_ROOT / "scenarios" / "engines"
 
 
+@pytest.mark.engines
 def test_each_engine_takes_only_its_own_settings() -> None:
     _, config = systems.parse_table({"kind": "engine", "engine": "celery", "acks_late": True})
     assert config.settings().acks_late is True  # type: ignore[attr-defined]
@@ -49,6 +50,7 @@ def test_a_bad_setting_in_a_scenario_file_is_one_line(tmp_path: Path) -> None:
     assert "heartbeat_timeout_s" in message
 
 
+@pytest.mark.engines
 def test_unsupported_checks_and_actions_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "auth.toml"
     path.write_text(
@@ -59,6 +61,7 @@ def test_unsupported_checks_and_actions_are_refused(tmp_path: Path) -> None:
         load_scenario(path)
 
 
+@pytest.mark.engines
 def test_each_engine_runs_its_own_worker_command() -> None:
     commands = {
         "celery": "celery",
@@ -73,6 +76,7 @@ def test_each_engine_runs_its_own_worker_command() -> None:
         assert argv[2].split(".")[0] == command, argv
 
 
+@pytest.mark.engines
 def test_the_broker_persists_only_when_asked(tmp_path: Path) -> None:
     plain = broker_argv(6399, tmp_path / "a")
     kept = broker_argv(6399, tmp_path / "b", appendonly=True)
@@ -89,6 +93,7 @@ def test_expected_values_follow_the_task_module() -> None:
     assert expected_value("mystery", ()) is Expect.UNKNOWN
 
 
+@pytest.mark.engines
 def test_every_engine_scenario_cites_a_setting_and_its_default() -> None:
     files = sorted(ENGINE_SCENARIOS.glob("*.toml"))
     engines = {load_scenario(path).system["engine"] for path in files}
@@ -106,6 +111,7 @@ def _variant(name: str, **system: object) -> Scenario:
 
 
 @pytest.mark.processes
+@pytest.mark.engines
 def test_a_mis_set_engine_is_caught(tmp_path: Path) -> None:
     # The redelivery scenario with Celery's default acks (on receipt): the task worker-1 was
     # running dies with it and the at_least_once contract must fail, naming a lost job.
@@ -117,6 +123,7 @@ def test_a_mis_set_engine_is_caught(tmp_path: Path) -> None:
 
 
 @pytest.mark.processes
+@pytest.mark.engines
 def test_a_miswired_adapter_is_caught(tmp_path: Path) -> None:
     raw = tomllib.loads((ENGINE_SCENARIOS / "huey_kill_default.toml").read_text())
     raw["system"] = {"kind": "tests.broken_engine:KIND", "engine": "huey", "collect_s": 4.0}
@@ -129,6 +136,7 @@ def test_a_miswired_adapter_is_caught(tmp_path: Path) -> None:
     assert any(v.check == "exactly_once" for v in outcome.result.verdict.violations)
 
 
+@pytest.mark.engines
 def test_the_matrix_runs_a_distq_file_everywhere_and_an_engine_file_in_its_column() -> None:
     from harness.matrix import COLUMNS, Cell, Matrix, render_markdown, row_of, variant
 
@@ -160,6 +168,7 @@ def test_the_matrix_runs_a_distq_file_everywhere_and_an_engine_file_in_its_colum
 
 
 @pytest.mark.processes
+@pytest.mark.engines
 def test_the_matrix_command_prints_a_table_and_writes_html(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -208,9 +208,28 @@ def test_scenario_key_inside_a_table_is_not_a_scenario(tmp_path: Path, text: str
     assert not is_scenario_file(path)
 
 
-def test_every_library_scenario_loads() -> None:
+def library(*, engines: bool) -> list[Path]:
+    """The library's scenario files, those of the engine kind or all the others."""
     files = sorted(p for p in (REPO_ROOT / "scenarios").rglob("*.toml") if is_scenario_file(p))
+    return [p for p in files if _is_engine_kind(p) is engines]
+
+
+def _is_engine_kind(path: Path) -> bool:
+    kind: object = tomllib.loads(path.read_text()).get("system", {}).get("kind")
+    return kind == "engine"
+
+
+def test_every_library_scenario_loads() -> None:
+    files = library(engines=False)
     assert files, "the scenario library is empty"
+    for path in files:
+        load_scenario(path)
+
+
+@pytest.mark.engines
+def test_every_engine_scenario_loads() -> None:
+    files = library(engines=True)
+    assert files, "the library has no engine scenario"
     for path in files:
         load_scenario(path)
 
