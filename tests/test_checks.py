@@ -17,6 +17,7 @@ from harness.checks import (
     CheckContext,
     Expect,
     ExpectedFailed,
+    Reach,
     Verdict,
     Violation,
     auth,
@@ -27,6 +28,7 @@ from harness.checks import (
     fault_coverage,
     judge,
     liveness,
+    reached,
 )
 from harness.history import History
 from harness.systems.distq import DistqSystem, builtin_expected
@@ -684,6 +686,7 @@ def test_an_unknown_check_name_is_refused_naming_the_valid_ones() -> None:
         "no_spurious_expiry",
         "first_result_wins",
         "time_limits",
+        "reached",
     }
 
 
@@ -848,3 +851,26 @@ def test_clean_exits_flags_a_traceback_in_any_log() -> None:
         CheckContext(exit_codes={"master": 0, "worker-1": 0}, logs=logs, documented=DISTQ_EXITS),
     )
     assert violation.message == "worker-1's log holds a traceback"
+
+
+# -- reached -----------------------------------------------------------------------------
+
+
+def test_a_window_the_run_never_reached_is_unknown() -> None:
+    run = pause_run(expired=True)
+    expiry = Reach("lease_expired", worker="worker-1", during="pause")
+    assert reached(run.history(), CheckContext(reached=(expiry,))) == []
+    late = Reach("duplicate_dropped")
+    [missed] = reached(run.history(), CheckContext(reached=(expiry, late)))
+    assert missed.severity == "unknown"
+    assert missed.message == "never reached: duplicate_dropped; the run did not show what it is for"
+
+
+def test_reached_counts_only_events_inside_the_window() -> None:
+    """pause_run(expired=False): the lease expires only after the resume."""
+    run = pause_run(expired=False)
+    [missed] = reached(
+        run.history(), CheckContext(reached=(Reach("lease_expired", during="pause"),))
+    )
+    assert missed.message.startswith("never reached: lease_expired during a pause")
+    assert reached(run.history(), CheckContext(reached=(Reach("lease_expired"),))) == []

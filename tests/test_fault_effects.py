@@ -1,7 +1,8 @@
-"""Faults act on whole process trees, and each proves its effect: a fault aimed at a worker
-whose work runs in child processes, with ``scope = "main"`` (the top process only), proves
-nothing and the verdict says so (unknown), never pass; the default reaches the tree and is
-verified."""
+"""Faults act on whole process trees, and each proves its effect. A worker whose work runs
+in processes that left its tree (a daemon's double fork) goes on working through a pause or
+a kill of the tree: the fault proves nothing and the verdict says so (unknown), never pass.
+The same faults on a worker whose children stay in its tree are verified. ``scope = "main"``
+strikes the top process only, and only what that process writes must stop."""
 
 from __future__ import annotations
 
@@ -33,9 +34,10 @@ def _coverage(outcome: ScenarioOutcome) -> list[str]:
     ]
 
 
-def _pool_app(fault: str) -> str:
+def _pool_app(fault: str, detach: bool = False) -> str:
     """The tutorial master, and a worker whose two children each take and put on their own
-    connection (its top process only waits for them)."""
+    connection (its top process only waits for them); with ``detach`` they leave its tree."""
+    how = ', "detach"' if detach else ""
     return f"""scenario = 2
 name = "pool worker"
 description = "a worker whose work runs in two child processes"
@@ -45,7 +47,7 @@ seed = 3
 kind = "managers"
 cwd = "{TUTORIAL}"
 master = ["{{python}}", "task_master.py", "{{port}}", "{{authkey}}", "16", "0.2", "6"]
-worker = ["{{python}}", "{APPS / "pool_worker.py"}", "127.0.0.1", "{{port}}", "{{authkey}}", "2", "3", "0.25"]
+worker = ["{{python}}", "{APPS / "pool_worker.py"}", "127.0.0.1", "{{port}}", "{{authkey}}", "2", "3", "0.25"{how}]
 tasks = "get_task_queue"
 results = "get_result_queue"
 expected = "examples.tutorial.tasks:square"
@@ -65,8 +67,8 @@ PAUSE = '[[faults]]\nwhen = {{ job_leased = 3 }}\ndo = "pause"\ntarget = "worker
 KILL = '[[faults]]\nwhen = {{ job_leased = 3 }}\ndo = "kill"\ntarget = "worker-1"\n{scope}'
 
 
-def test_a_pause_of_the_top_process_only_misses_the_pool_and_is_unknown(tmp_path: Path) -> None:
-    outcome = _run(tmp_path, _pool_app(PAUSE.format(scope='scope = "main"')))
+def test_a_pause_that_misses_detached_workers_is_unknown(tmp_path: Path) -> None:
+    outcome = _run(tmp_path, _pool_app(PAUSE.format(scope=""), detach=True))
     assert outcome.status == "unknown", outcome.report()
     [message] = _coverage(outcome)
     assert "fault 0 (pause worker-1) did not take effect: worker-1 wrote" in message
@@ -79,10 +81,8 @@ def test_a_pause_of_the_tree_stops_the_pool_and_is_verified(tmp_path: Path) -> N
     assert outcome.status == "pass", outcome.report()
 
 
-def test_a_kill_of_the_top_process_only_leaves_the_pool_working_and_is_unknown(
-    tmp_path: Path,
-) -> None:
-    outcome = _run(tmp_path, _pool_app(KILL.format(scope='scope = "main"')))
+def test_a_kill_that_misses_detached_workers_is_unknown(tmp_path: Path) -> None:
+    outcome = _run(tmp_path, _pool_app(KILL.format(scope=""), detach=True))
     assert outcome.status != "pass", outcome.report()
     assert any("after it was killed" in m for m in _coverage(outcome)), outcome.report()
 
@@ -93,6 +93,17 @@ def test_a_kill_of_the_tree_is_verified_gone(tmp_path: Path) -> None:
     lines = outcome.result.history.select("fault_effect")
     assert [e.get("verified") for e in lines] == [True]
     assert len(lines[0].get("pids")) == 3  # the worker and its two children
+
+
+def test_a_pause_of_the_top_process_is_judged_by_what_that_process_wrote(
+    tmp_path: Path,
+) -> None:
+    """scope = "main": the pool's children were meant to go on; the top process stopped."""
+    outcome = _run(tmp_path, _pool_app(PAUSE.format(scope='scope = "main"')))
+    assert _coverage(outcome) == [], outcome.report()
+    [effect] = outcome.result.history.select("fault_effect")
+    assert effect.get("scope") == "main"
+    assert len(effect.get("pids")) == 1
 
 
 def test_a_pause_of_a_distq_worker_that_is_gone_proves_nothing(tmp_path: Path) -> None:
@@ -170,10 +181,16 @@ needs_dramatiq = pytest.mark.skipif(
 
 
 @needs_dramatiq
-def test_a_dramatiq_pause_of_the_top_process_only_is_unknown(tmp_path: Path) -> None:
-    outcome = _run(tmp_path, _dramatiq_pause('scope = "main"'))
+def test_a_dramatiq_run_that_never_reaches_its_window_is_unknown(tmp_path: Path) -> None:
+    """A pause that ends long before any lease could matter: the duplicate the scenario
+    is for never happens, so the run proves nothing about it."""
+    text = _dramatiq_pause("").replace(
+        "within_s = 45", 'within_s = 45\nreached = ["duplicate_dropped"]'
+    )
+    outcome = _run(tmp_path, text)
     assert outcome.status == "unknown", outcome.report()
-    assert any("while paused" in m for m in _coverage(outcome)), outcome.report()
+    unknowns = [v.message for v in outcome.result.verdict.unknowns]
+    assert "never reached: duplicate_dropped; the run did not show what it is for" in unknowns
 
 
 @needs_dramatiq

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -131,35 +132,41 @@ def test_the_readme_scenario_loads_and_is_the_pinned_kill_after_get(tmp_path: Pa
     assert copied.system == pinned.system
     assert (copied.cluster, copied.faults) == (pinned.cluster, pinned.faults)
     assert copied.expect.checks == pinned.expect.checks
-    assert pinned.expect.expect_violation == "exactly_once"  # the README's run fails: the bug
+    # the README's run fails: the bug, pinned to the job and its cause
+    assert pinned.expect.known_violations == (Pin("exactly_once", (1,), ("holder_killed",)),)
 
 
-def test_expect_violation_takes_one_check_or_a_list(tmp_path: Path) -> None:
+def test_expect_violation_takes_one_check_a_list_or_pins(tmp_path: Path) -> None:
     base = Path(__file__).resolve().parent.parent / "scenarios" / "tutorial" / "batch_loop.toml"
     text = base.read_text(encoding="utf-8").replace('cwd = "../../examples/tutorial"', "")
-    one = tmp_path / "one.toml"
-    one.write_text(text.replace('["batch_barrier", "exactly_once"]', '"batch_barrier"'))
-    bad = tmp_path / "bad.toml"
-    bad.write_text(text.replace('"exactly_once"]', '"exactly_twice"]'))
+    text = re.sub(r"^expect_violation = \[.*?^\]\n", "", text, flags=re.M | re.S)
+
+    def variant(name: str, line: str) -> Path:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text.replace("[expect]\n", f"[expect]\n{line}\n"))
+        return path
 
     assert load_scenario(base).expect.known_checks == ("batch_barrier", "exactly_once")
+    one = variant("one", 'expect_violation = "batch_barrier"')
     assert load_scenario(one).expect.known_violations == (Pin("batch_barrier"),)
-    pinned = tmp_path / "pinned.toml"
-    pinned.write_text(
-        text.replace(
-            '["batch_barrier", "exactly_once"]',
-            '["batch_barrier", { check = "exactly_once", jobs = [29, 28], cause = "no_result" }]',
-        )
+    pinned = variant(
+        "pinned",
+        'expect_violation = ["batch_barrier", '
+        '{ check = "exactly_once", jobs = [29, 28], cause = "no_result" }]',
     )
     assert load_scenario(pinned).expect.known_violations == (
         Pin("batch_barrier"),
-        Pin("exactly_once", (28, 29), "no_result"),
+        Pin("exactly_once", (28, 29), ("no_result",)),
     )
+    bad = variant("bad", 'expect_violation = ["batch_barrier", "exactly_twice"]')
     with pytest.raises(ScenarioError) as caught:
         load_scenario(bad)
     assert "\n" not in str(caught.value)
     assert "expect.expect_violation" in str(caught.value)
     assert "exactly_twice" in str(caught.value)
+    cause = variant("cause", 'expect_violation = { check = "exactly_once", cause = "bad_luck" }')
+    with pytest.raises(ScenarioError, match="bad_luck"):
+        load_scenario(cause)
 
 
 def _app_scenario(directory: Path, expected: str) -> Path:

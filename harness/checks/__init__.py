@@ -13,6 +13,7 @@ Layering, from the core outwards:
   attempts   attempts_bounded
   coverage   fault_coverage
   exits      clean_exits
+  reached    reached: the events a scenario says its run must show
   registry   the registry of every check; judge; the known-bug outcome
 Each imports only from the layers above it and from the harness's core (contract,
 history). Nothing here spawns, signals or does I/O: a check is a pure function of the
@@ -43,6 +44,7 @@ from harness.checks.context import (
     Expect,
     ExpectedFailed,
     ExpectedFn,
+    Reach,
     Tally,
 )
 from harness.checks.coverage import (
@@ -68,6 +70,7 @@ from harness.checks.liveness import (
     recovery_latency,
     time_limits,
 )
+from harness.checks.reached import reached
 from harness.checks.registry import (
     CHECKS,
     Checker,
@@ -113,6 +116,7 @@ __all__ = [
     "ExpectedFn",
     "Outcome",
     "Pin",
+    "Reach",
     "Severity",
     "Status",
     "Struck",
@@ -139,6 +143,7 @@ __all__ = [
     "master_events",
     "no_spurious_expiry",
     "one_terminal",
+    "reached",
     "recovery_latency",
     "struck",
     "time_limits",

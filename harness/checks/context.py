@@ -16,6 +16,7 @@ __all__ = [
     "Expect",
     "ExpectedFailed",
     "ExpectedFn",
+    "Reach",
     "Tally",
 ]
 
@@ -66,6 +67,30 @@ class ExpectedFailed:
     error: str
 
 
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """An event the run must show at least once: of kind ``event``; from ``src``, about
+    ``job`` or ``worker`` when given; with ``during``, while a fault of that action was in
+    force (from the fault to the action that ends it, or to the end of the run)."""
+
+    event: str
+    src: str | None = None
+    job: int | None = None
+    worker: str | None = None
+    during: str | None = None
+
+    def describe(self) -> str:
+        parts = [self.event]
+        parts += [
+            f"{key} {value}"
+            for key, value in (("from", self.src), ("job", self.job), ("worker", self.worker))
+            if value is not None
+        ]
+        if self.during is not None:
+            parts.append(f"during a {self.during}")
+        return " ".join(map(str, parts))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckContext:
     """Everything a check is told besides the history, each field read by the checks named
@@ -97,6 +122,8 @@ class CheckContext:
     recovery_bound_s: float | None = None
     heartbeat_interval_s: float | None = None
     time_limit_slack_s: float | None = None
+    #: The events the scenario says the run must reach (reached).
+    reached: tuple[Reach, ...] = ()
     #: Where the check counts its evidence (``judge`` gives each check one).
     tally: Tally | None = field(default=None, compare=False)
 

@@ -75,7 +75,9 @@ def fault_coverage(history: History, context: CheckContext = NO_CONTEXT) -> list
 def _effect_coverage(history: History) -> list[Violation]:
     """Each fault whose facts name an effect proved it (a ``fault_effect`` the injector
     measured), and the history agrees: a paused target wrote nothing of its own while
-    stopped, a killed one nothing after it was gone (until something brought it back)."""
+    stopped, a killed one nothing after it was gone (until something brought it back).
+    With ``scope = "main"`` only the top process was struck: only events that name its
+    pid count (its children were meant to go on)."""
     check = "fault_coverage"
     effects = {
         (event.get("fault"), event.get("action")): event
@@ -108,6 +110,8 @@ def _effect_coverage(history: History) -> list[Violation]:
             start, end = effect.t, _next_strike(faults, fault, target)
             what = "after it was killed"
         own = [e for e in history.select(src=target) if _after(e, start) and e.t < end]
+        if effect.get("scope") == "main":  # only its top process was struck: events it wrote
+            own = [e for e in own if e.get("pid") == fault.get("target_pid")]
         if own:
             message = (
                 f"{label} did not take effect: {target} wrote {len(own)} event(s) {what} "

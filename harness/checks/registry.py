@@ -20,6 +20,7 @@ from harness.checks.delivery import (
 )
 from harness.checks.exits import clean_exits
 from harness.checks.liveness import liveness, no_spurious_expiry, recovery_latency, time_limits
+from harness.checks.reached import reached
 from harness.checks.verdict import Outcome, Pin, Status, Verdict
 from harness.checks.violations import Severity, Violation
 from harness.history import History
@@ -49,6 +50,7 @@ CHECKS: Mapping[str, Checker] = {
     "no_spurious_expiry": no_spurious_expiry,
     "first_result_wins": first_result_wins,
     "time_limits": time_limits,
+    "reached": reached,
 }
 
 

@@ -73,23 +73,23 @@ class Verdict:
 @dataclass(frozen=True, slots=True)
 class Pin:
     """A known violation a known-bug scenario expects: of ``check``; with ``jobs``, exactly
-    those jobs (none other of that check); with ``cause``, each for that cause."""
+    those jobs (none other of that check); with ``causes``, each for one of those causes."""
 
     check: str
     jobs: tuple[int, ...] | None = None
-    cause: str | None = None
+    causes: tuple[str, ...] | None = None
 
     def covers(self, violation: Violation) -> bool:
         return (
             violation.check == self.check
             and (self.jobs is None or set(violation.jobs) <= set(self.jobs))
-            and (self.cause is None or violation.cause == self.cause)
+            and (self.causes is None or violation.cause in self.causes)
         )
 
     def describe(self) -> str:
         jobs = "" if self.jobs is None else f" of job(s) {', '.join(map(str, self.jobs))}"
-        cause = "" if self.cause is None else f" ({self.cause})"
-        return f"{self.check}{jobs}{cause}"
+        causes = "" if self.causes is None else f" ({' or '.join(self.causes)})"
+        return f"{self.check}{jobs}{causes}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -330,7 +330,7 @@ class FaultInjector:
         if facts.ends == "abrupt" or facts.reach == "children":  # a SIGKILL, by its reach
             if facts.reach != "children":
                 struck = signal_tree(cluster.procs[target].pid, signal.SIGKILL, scope)
-                self._effect(index, fault.do, target, verify_gone(struck))
+                self._effect(index, fault.do, target, verify_gone(struck), scope=scope)
             elif not cluster.kill_processes(target, children_only=True):
                 self.log.write(
                     contract.FAULT,
@@ -366,7 +366,8 @@ class FaultInjector:
             return
         index, pause, stopped_t = paused
         # Judged and recorded before the SIGCONT: the history's window ends with this event.
-        self._effect(index, "pause", target, pause.verify(), stopped_t=round(stopped_t, 6))
+        record = {"stopped_t": round(stopped_t, 6), "scope": pause.scope}
+        self._effect(index, "pause", target, pause.verify(), **record)
         pause.resume()
 
     def _effect(

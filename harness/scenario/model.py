@@ -12,8 +12,8 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from harness import systems
-from harness.checks import Pin
+from harness import contract, systems
+from harness.checks import Pin, Reach
 from harness.contract import NETWORK_ACTIONS, SUSPENDS, actions_where, fault_action
 from harness.net.toxics import Toxic
 from harness.runtime.faults import Trigger
@@ -40,6 +40,7 @@ CheckName = Literal[
     "no_spurious_expiry",
     "first_result_wins",
     "time_limits",
+    "reached",
 ]
 CHECK_NAMES: tuple[str, ...] = typing.get_args(CheckName)
 ToxicKind = Literal[
@@ -284,12 +285,49 @@ class KnownViolation(_Strict, frozen=True):
         | None
     ) = None
     cause: (
-        Annotated[CauseName, msgspec.Meta(description="why each of those jobs was lost")] | None
+        Annotated[
+            CauseName | list[CauseName],
+            msgspec.Meta(description="why each of those jobs was lost (one of these causes)"),
+        ]
+        | None
     ) = None
 
     def pin(self) -> Pin:
         jobs = None if self.jobs is None else tuple(sorted(set(self.jobs)))
-        return Pin(self.check, jobs, self.cause)
+        cause = self.cause
+        causes = None if cause is None else (cause,) if isinstance(cause, str) else tuple(cause)
+        return Pin(self.check, jobs, causes)
+
+
+#: Every event a history may hold, for ``reached``.
+EVENT_NAMES = sorted(
+    contract.SYSTEM_EVENTS
+    | contract.HARNESS_EVENTS
+    | contract.OBSERVER_EVENTS
+    | contract.ENGINE_EVENTS
+)
+
+
+class ReachSpec(_Strict, frozen=True):
+    """An event the run must reach at least once (``[expect] reached`` as a table)."""
+
+    event: str
+    src: str | None = None
+    job: JobId | None = None
+    worker: str | None = None
+    during: Annotated[
+        ActionName | None,
+        msgspec.Meta(description="while a fault of this action was in force (to its end)"),
+    ] = None
+
+    def __post_init__(self) -> None:
+        if self.event not in EVENT_NAMES:
+            raise ValueError(
+                f"event: got {self.event!r}, expected one of: {', '.join(EVENT_NAMES)}"
+            )
+
+    def reach(self) -> Reach:
+        return Reach(self.event, self.src, self.job, self.worker, self.during)
 
 
 class ExpectSpec(_Strict, frozen=True):
@@ -318,6 +356,13 @@ class ExpectSpec(_Strict, frozen=True):
             "within this long",
         ),
     ] = 1.0
+    reached: Annotated[
+        list[str | ReachSpec],
+        msgspec.Meta(
+            description="events the run must show at least once (else the verdict is unknown): "
+            "names, or tables { event, src, job, worker, during }"
+        ),
+    ] = []
     time_limit_slack_s: Annotated[
         float,
         msgspec.Meta(
@@ -331,6 +376,20 @@ class ExpectSpec(_Strict, frozen=True):
         known = self.expect_violation
         given = [] if known is None else known if isinstance(known, list) else [known]
         return tuple(Pin(item) if isinstance(item, str) else item.pin() for item in given)
+
+    def __post_init__(self) -> None:
+        for number, item in enumerate(self.reached):
+            if isinstance(item, str) and item not in EVENT_NAMES:
+                known = ", ".join(EVENT_NAMES)
+                raise ValueError(f"reached[{number}]: got {item!r}, expected one of: {known}")
+
+    @property
+    def reaches(self) -> tuple[Reach, ...]:
+        """``reached`` as what the check is told."""
+        return tuple(
+            ReachSpec(event=item).reach() if isinstance(item, str) else item.reach()
+            for item in self.reached
+        )
 
     @property
     def known_checks(self) -> tuple[str, ...]:

@@ -68,6 +68,8 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
     if scenario.faults:  # a fault that missed, or a run that never ended, proves nothing
         checks += [name for name in ("fault_coverage", "liveness") if name not in checks]
     checks += [known for known in scenario.expect.known_checks if known not in checks]
+    if scenario.expect.reached and "reached" not in checks:
+        checks.append("reached")
     return RunSpec(
         workers=cluster.workers,
         faults=faults,
@@ -87,6 +89,7 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
             batch_size=cluster.batch_size,
             recovery_bound_s=scenario.expect.recovery_bound_s,
             time_limit_slack_s=scenario.expect.time_limit_slack_s,
+            reached=scenario.expect.reaches,
         ),
     )
 

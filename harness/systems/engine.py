@@ -172,7 +172,7 @@ class EngineSystem:
     )
     actions: ClassVar[frozenset[str]] = frozenset(contract.ACTIONS) - set(UNSUPPORTED_ACTIONS)
     checks: ClassVar[frozenset[str]] = frozenset(
-        {"exactly_once", "at_least_once", "correct_values", "liveness", "fault_coverage"}
+        {"exactly_once", "at_least_once", "correct_values", "liveness", "fault_coverage", "reached"}
     )
     cluster_keys: ClassVar[frozenset[str]] = frozenset()
     exit_codes: ExitCodes = ExitCodes(ok=0)
