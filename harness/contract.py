@@ -224,9 +224,9 @@ Reach = Literal["main", "tree", "children", ""]
 #: that fail it (each must be rejected), or connections that never answer.
 Attack = Literal["", "intruder", "handshake", "idle"]
 #: What proves it took effect (a ``fault_effect`` event, judged by fault_coverage): its
-#: processes stopped and made no progress until resumed, they are gone, or "" (proved by
-#: other checks: a rejection, a proxy's own events).
-Effect = Literal["", "stopped", "gone"]
+#: processes stopped and made no progress until resumed, they are gone, no byte crossed
+#: the cut until it healed, or "" (proved by other checks: a rejection, a proxy's events).
+Effect = Literal["", "stopped", "gone", "cut"]
 #: How the report draws it: a kill mark, a band until its end, a plain mark, or not at all
 #: (network faults are drawn from the proxy's own events).
 Drawn = Literal["kill", "band", "mark", "network"]
@@ -324,7 +324,8 @@ FAULT_ACTIONS: Mapping[str, FaultAction] = {
         _row("remove_toxic", "remove the toxic named `toxic_name`", "link", True,
              drawn="network"),
         _row("partition", "cut the target off the master; heal after duration_s (if given)",
-             "link", True, ended_by="heal", suspends=True, strikes_holder=True, drawn="network",
+             "link", True, ended_by="heal", suspends=True, effect="cut", strikes_holder=True,
+             drawn="network",
              generated="network"),
         _row("heal", "end the target's partition", "link", True, drawn="network"),
     )

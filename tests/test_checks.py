@@ -874,3 +874,14 @@ def test_reached_counts_only_events_inside_the_window() -> None:
     )
     assert missed.message.startswith("never reached: lease_expired during a pause")
     assert reached(run.history(), CheckContext(reached=(Reach("lease_expired"),))) == []
+
+
+def test_a_partition_that_let_bytes_through_proves_nothing() -> None:
+    run = healthy(1)
+    run.harness("fault", fault=0, action="partition", target="worker-1")
+    run.effect(0, "partition", "worker-1", verified=False, why="40 byte(s) crossed the cut")
+    [miss] = fault_coverage(run.history())
+    assert (
+        miss.message
+        == "fault 0 (partition worker-1) did not take effect: 40 byte(s) crossed the cut"
+    )

@@ -396,7 +396,7 @@ def test_partition_holds_all_traffic_until_heal(
             assert not old.poll(0.3)
             assert not new.poll(0.01)
             assert upstream.accepted == 1
-            fault_proxy.heal()
+            assert fault_proxy.heal() == 0  # nothing crossed the cut
             assert old.poll(BOUND_S)
             assert old.recv_bytes() == b"during"
             assert new.poll(BOUND_S)
@@ -404,7 +404,10 @@ def test_partition_holds_all_traffic_until_heal(
         with connection.Client(fault_proxy.address) as later:
             assert round_trip(later, b"after") == b"after"
     assert named(events, "partition")[0]["connections"] == 1
-    assert named(events, "heal") == [{"proxy": "worker-1", "by": "call", "reset": 0}]
+    assert named(events, "heal") == [
+        {"proxy": "worker-1", "by": "call", "reset": 0, "passed_bytes": 0}
+    ]
+    assert fault_proxy.heal() is None  # no partition: nothing to heal
 
 
 def test_a_timed_partition_heals_itself_and_can_reset_what_it_held(

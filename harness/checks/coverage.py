@@ -79,10 +79,11 @@ def _effect_coverage(history: History) -> list[Violation]:
     With ``scope = "main"`` only the top process was struck: only events that name its
     pid count (its children were meant to go on)."""
     check = "fault_coverage"
-    effects = {
-        (event.get("fault"), event.get("action")): event
-        for event in history.select(contract.FAULT_EFFECT, src=HARNESS)
-    }
+    effects: dict[tuple[object, object], HistoryEvent] = {}
+    for event in history.select(contract.FAULT_EFFECT, src=HARNESS):
+        key = (event.get("fault"), event.get("action"))
+        if key not in effects or event.get("verified") is not True:
+            effects[key] = event  # one per link for target "all": any failure decides
     faults = history.faults()
     found: list[Violation] = []
     for fault in faults:
@@ -101,8 +102,8 @@ def _effect_coverage(history: History) -> list[Violation]:
             message = f"{label} did not take effect: {effect.get('why', 'not verified')}"
             found.append(Violation(check, message, (), lines, "unknown"))
             continue
-        if target == MASTER:
-            continue  # observers (relays, a producer) write the master's record: not its own
+        if target == MASTER or facts.effect == "cut":
+            continue  # the master's record is written by observers too; a cut is measured
         if facts.effect == "stopped":
             start, end = float(effect.get("stopped_t", fault.t)), effect.t
             what = "while paused"

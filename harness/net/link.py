@@ -104,6 +104,10 @@ class LinkOwner(Protocol):
 class Link:
     """One proxied connection: a reader and a writer task per direction."""
 
+    def sent_total(self) -> int:
+        """Bytes it has forwarded, both directions together."""
+        return sum(self.sent_bytes.values())
+
     def __init__(
         self,
         proxy: LinkOwner,

@@ -88,6 +88,7 @@ class FaultProxy:
         self._next_index = 0
         self.flowing: asyncio.Event | None = None
         self._partition_links: set[int] | None = None
+        self._sent_at_cut: dict[int, int] = {}  # bytes each link had sent when the cut began
         self._reset_on_heal = False
         self._heal_timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -185,9 +186,10 @@ class FaultProxy:
             raise ValueError(f"partition duration_s = {duration_s!r} is not a number >= 0")
         self._call(lambda: self._partition(duration_s, reset_on_heal))
 
-    def heal(self) -> None:
-        """End a partition now (a no-op when there is none)."""
-        self._call(lambda: self._heal("call"))
+    def heal(self) -> int | None:
+        """End a partition now: how many bytes crossed it while it stood (0 for a clean
+        cut), or None when there was none."""
+        return self._call(lambda: self._heal("call"))
 
     # -- loop side ------------------------------------------------------------------------
 
@@ -333,6 +335,7 @@ class FaultProxy:
             self._heal_timer = None
         if self._partition_links is None:
             self._partition_links = set(self._links)
+            self._sent_at_cut = {index: link.sent_total() for index, link in self._links.items()}
         self._reset_on_heal = reset_on_heal
         self.flowing.clear()
         self._emit(
@@ -345,10 +348,15 @@ class FaultProxy:
             loop = asyncio.get_running_loop()
             self._heal_timer = loop.call_later(duration_s, self._heal, "timer")
 
-    def _heal(self, by: str) -> None:
+    def _heal(self, by: str) -> int | None:
         assert self.flowing is not None
         if self._partition_links is None:
-            return
+            return None
+        # Measured before anything flows again: what crossed while the cut stood.
+        passed = sum(
+            link.sent_total() - self._sent_at_cut.get(index, 0)
+            for index, link in self._links.items()
+        )
         if self._heal_timer is not None:
             self._heal_timer.cancel()
             self._heal_timer = None
@@ -361,7 +369,8 @@ class FaultProxy:
                     reset += 1
         self._partition_links = None
         self.flowing.set()
-        self._emit(contract.HEAL, by=by, reset=reset)
+        self._emit(contract.HEAL, by=by, reset=reset, passed_bytes=passed)
+        return passed
 
     async def hold(self) -> None:
         """Wait out a partition."""

@@ -207,6 +207,7 @@ class FaultInjector:
         self._resumes: list[tuple[float, int, str, str]] = []  # (when, fault, worker, action)
         # target -> (its pause's index, what it stopped, when all of that had stopped)
         self._paused: dict[str, tuple[int, Pause, float]] = {}
+        self._cut: dict[str, int] = {}  # proxy -> the index of the partition that cut it
         self._sockets: list[socket.socket] = []
         self._wrong_key_workers = 0
 
@@ -247,6 +248,8 @@ class FaultInjector:
         self._resumes.clear()
         for target in list(self._paused):
             self._resume(target, "tree")
+        for target in list(self._cut):
+            self._heal(target)
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
@@ -254,8 +257,20 @@ class FaultInjector:
     def _undo(self, worker: str, action: str) -> None:
         if action == "resume":
             self._resume(worker, "tree")
-        elif action == "heal" and worker in self.cluster.proxies:
-            self.cluster.proxies[worker].heal()
+        elif action == "heal":
+            self._heal(worker)
+
+    def _heal(self, target: str) -> None:
+        """Heal the target's partition, first judging it: no byte may have crossed the cut."""
+        proxy = self.cluster.proxies.get(target)
+        if proxy is None:
+            return
+        passed = proxy.heal()
+        index = self._cut.pop(target, None)
+        if index is not None and passed is not None:
+            why = "" if passed == 0 else f"{passed} byte(s) crossed the cut while it stood"
+            effect = Effect(passed == 0, (), why)
+            self._effect(index, "partition", target, effect, passed_bytes=passed)
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -394,12 +409,13 @@ class FaultInjector:
                 proxy.remove_toxic(fault.toxic_name)
         elif fault.do == "partition":
             proxy.partition()
+            self._cut.setdefault(target, index)
             if fault.duration_s is not None:
                 self._resumes.append(
                     (time.monotonic() + fault.duration_s, index, target, facts.ended_by)
                 )
         elif fault.do == "heal":
-            proxy.heal()
+            self._heal(target)
 
     def _act_on_cluster(self, index: int, fault: Fault) -> None:
         cluster = self.cluster
