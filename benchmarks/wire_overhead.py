@@ -19,7 +19,7 @@ import tempfile
 import time
 from multiprocessing.managers import BaseManager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from harness.net.proxy import FaultProxy
 from harness.wire.decode import decode_payload
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(run_dir), QueueNames("get_task_queue", "get_result_queue"), time.monotonic()
         )
         try:
-            address = server.address
+            address = cast(tuple[str, int], server.address)  # bound to a TCP address above
             plain_address = plain.start(upstream=address)
             observed = recorder.relay("worker-1", address, 0, lambda ev, **fields: None)
             paths: dict[str, Any] = {}

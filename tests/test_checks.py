@@ -394,7 +394,7 @@ def test_a_rejected_wrong_key_worker_passes() -> None:
     run = healthy(2)
     run.harness("fault", fault=0, action="wrong_key_worker", trigger={"after_s": 0.1})
     run.master("auth_rejected", peer="127.0.0.1:5555", reason="digest received was wrong")
-    assert auth(run.history(), CheckContext(wrong_key_workers=["intruder-1"])) == []
+    assert auth(run.history(), CheckContext(wrong_key_workers=("intruder-1",))) == []
 
 
 def test_a_served_wrong_key_worker_fails() -> None:
@@ -419,7 +419,7 @@ def test_a_wrong_key_attempt_without_a_rejection_fails() -> None:
     run = healthy(2)
     fault = run.harness("fault", fault=0, action="bad_handshakes", count=2)
     rejected = run.master("auth_rejected", peer="127.0.0.1:5555", reason="digest")
-    [violation] = auth(run.history(), CheckContext(wrong_key_workers=["intruder-1"]))
+    [violation] = auth(run.history(), CheckContext(wrong_key_workers=("intruder-1",)))
     assert violation.message == "3 wrong-key attempt(s) but only 1 auth_rejected"
     assert violation.lines == (fault, rejected)
 

@@ -202,7 +202,7 @@ def test_help_lists_every_option() -> None:
     for command in ("master", "worker", "demo"):
         done = distq(command, "--help")
         assert done.returncode == 0
-        sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+        sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr, index]
         for action in sub._actions:
             for flag in action.option_strings:
                 assert flag in done.stdout, f"{command} --help lacks {flag}"

@@ -61,7 +61,7 @@ def test_a_real_run_writes_only_declared_events(tmp_path: Path) -> None:
     # Two attempts: whichever worker the kill hits, the survivor runs the hang job into
     # its time limit (runner_killed) and its last attempt ends it dead.
     jobs = tmp_path / "jobs.jsonl"
-    lines = [{"task": "square", "args": [n, 0.05]} for n in range(12)]
+    lines: list[dict[str, object]] = [{"task": "square", "args": [n, 0.05]} for n in range(12)]
     lines.append({"task": "hang", "args": [], "time_limit_s": 0.3})
     jobs.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     spec = RunSpec(

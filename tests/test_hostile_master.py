@@ -253,7 +253,7 @@ def _master_cmd(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def _worker_cmd(address: str) -> subprocess.Popen[str]:
+def _worker_cmd(address: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, DISTQ_AUTHKEY="disk-test-key-0123456789")
     return subprocess.Popen(
         [sys.executable, "-m", "distq", "worker", "--connect", address],
@@ -369,10 +369,10 @@ def test_a_journaled_master_on_a_full_disk_writes_every_result_when_resumed(
         _, stderr = again.communicate(timeout=BOUND_S)
         worker.wait(BOUND_S)
     finally:
-        for proc in (again, worker):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        for resumed in (again, worker):
+            if resumed is not None and resumed.poll() is None:
+                resumed.kill()
+                resumed.wait()
     assert again.returncode == 0, stderr
     lines = [json.loads(line) for line in results.read_text().splitlines()]
     assert sorted(line["job"] for line in lines) == list(range(20))

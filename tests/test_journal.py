@@ -162,12 +162,16 @@ def test_results_reach_each_output_once_after_a_crash(tmp_path: Path) -> None:
     restored = journal.load()
     log = EventLog(events, "master")
     with open(results, "a") as out:
+
+        def write_results(rs: list[Result]) -> None:
+            out.write("".join(map(result_line, rs)))
+
         again, cut = resume_outputs(
             journal,
             board,
             restored,
             results_path=results,
-            write_results=lambda rs: out.write("".join(map(result_line, rs))),
+            write_results=write_results,
             log=log,
         )
     log.close()

@@ -648,7 +648,7 @@ def test_a_worker_with_reconnect_rejoins_after_a_reset_and_finishes_the_work(
     # counts an attempt (the master cannot tell a rejoin is coming): room for several.
     master_args = ["--task", "square", "--count", "20", "--max-attempts", "10"]
     with Cluster(
-        tmp_path / "run", master_args, proxy_seed=5, initial_toxics=[(cut, [])]
+        tmp_path / "run", master_args, proxy_seed=5, initial_toxics=[(cut, frozenset())]
     ) as cluster:
         cluster.on_proxy_event = lambda ev, **_: fired.set() if ev == "toxic_fired" else None
         worker = cluster.add_worker("worker-1", extra_args=["--reconnect-s", "60"])

@@ -125,10 +125,10 @@ def test_job_over_its_time_limit_is_killed_and_retried(tmp_path: Path) -> None:
 
 
 def test_poison_job_ends_dead_after_max_attempts_and_the_rest_complete(tmp_path: Path) -> None:
+    poison_jobs: list[dict[str, Any]] = [{"task": "crash"}, {"task": "hang", "time_limit_s": 0.3}]
     jobs = write_jobs(
         tmp_path / "jobs.jsonl",
-        [{"task": "crash"}, {"task": "hang", "time_limit_s": 0.3}]
-        + [{"task": "square", "args": [i]} for i in range(2, 12)],
+        poison_jobs + [{"task": "square", "args": [i]} for i in range(2, 12)],
     )
     with Cluster(tmp_path / "run", ["--jobs", str(jobs), "--max-attempts", "3"]) as cluster:
         cluster.add_worker()

@@ -157,7 +157,7 @@ def test_kill_ends_the_lane_loses_the_attempt_and_is_drawn() -> None:
     assert lane_of(svg, first) == "worker-2"
     assert "o-accepted" in second.get("class", "")
     assert lane_of(svg, second) == "worker-1"
-    kills = {g.get("data-lane"): g for g in by_class(svg, "g", "fault", "marker", "kill")}
+    kills = {g.get("data-lane", ""): g for g in by_class(svg, "g", "fault", "marker", "kill")}
     assert sorted(kills) == ["valkey", "worker-2"]
     assert float(kills["worker-2"].get("data-t", "0")) == pytest.approx(0.07)
     [valkey] = [g for g in by_class(svg, "g", "lane") if g.get("data-lane") == "valkey"]

@@ -36,7 +36,7 @@ def test_kill_and_pause_are_drawn_as_they_happened(tmp_path: Path) -> None:
         assert f"<b>{note.check}</b>: {html.escape(note.message)}</li>" in page
 
     # One lane per process of the run (master, three workers, the one added mid-run).
-    lanes = [g.get("data-lane") for g in by_class(svg, "g", "lane")]
+    lanes = [g.get("data-lane", "") for g in by_class(svg, "g", "lane")]
     assert sorted(lanes) == sorted(result.exit_codes)
     assert len(lanes) == 5
 
@@ -116,7 +116,7 @@ def test_another_system_with_a_broker_gets_a_lane_per_process(tmp_path: Path) ->
     assert outcome.status == "pass", outcome.report()
     assert outcome.result.report_path is not None
     svg, model, _ = parse(outcome.result.report_path.read_text())
-    lanes = [g.get("data-lane") for g in by_class(svg, "g", "lane")]
+    lanes = [g.get("data-lane", "") for g in by_class(svg, "g", "lane")]
     assert sorted(lanes) == sorted(outcome.result.exit_codes)
     assert "broker" in lanes
     [kill] = outcome.result.history.faults()

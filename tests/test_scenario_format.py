@@ -390,7 +390,7 @@ def test_every_option_reaches_the_run(tmp_path: Path) -> None:
     # The known bug's check is run even when `checks` does not list it.
     assert spec.checks == ("exactly_once", "fault_coverage", "liveness", "batch_barrier")
     assert (spec.seed, spec.bound_s, spec.lease_timeout_s) == (42, 20.0, 1.5)
-    worker = spec.system.launch(process("worker"), setup(spec))  # type: ignore[union-attr]
+    worker = spec.system.launch(process("worker"), setup(spec))
     assert worker.env == {"DISTQ_BROKEN": "batch-early", "DISTQ_AUTHKEY": "key"}
     jobs = [json.loads(line) for line in (run_dir / "jobs.jsonl").read_text().splitlines()]
     assert jobs == [

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main as harness_main
-from harness.scenario import ScenarioError, load_scenario, to_run_spec
+from harness.scenario import Scenario, ScenarioError, load_scenario, to_run_spec
 
 HEAD = 'scenario = 1\nname = "n"\ndescription = "d"\n'
 
 
-def load(tmp_path: Path, body: str, head: str = HEAD) -> object:
+def load(tmp_path: Path, body: str, head: str = HEAD) -> Scenario:
     path = tmp_path / "s.toml"
     path.write_text(head + body, encoding="utf-8")
     return load_scenario(path)
@@ -40,9 +40,9 @@ def test_faults_always_bring_fault_coverage_and_liveness(tmp_path: Path) -> None
         "exactly_once",
         "fault_coverage",
         "liveness",
-    }  # type: ignore[arg-type]
+    }
     plain = load(tmp_path, '[expect]\nchecks = ["exactly_once"]\n')
-    assert to_run_spec(plain, tmp_path).checks == ("exactly_once",)  # type: ignore[arg-type]
+    assert to_run_spec(plain, tmp_path).checks == ("exactly_once",)
 
 
 def test_an_empty_check_list_is_invalid(tmp_path: Path) -> None:

@@ -229,10 +229,11 @@ def test_distq_submit_goes_through_the_same_path(tmp_path: Path) -> None:
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text('{"task": "square", "args": [3]}\n{"task": "not a task"}\n')
     with Cluster(tmp_path / "run", ["--open"]) as cluster:
-        assert cluster.address is not None
+        address = cluster.address
+        assert address is not None
 
         def submit(*args: str) -> subprocess.CompletedProcess[str]:
-            command = [sys.executable, "-m", "distq", "submit", "--connect", cluster.address]
+            command = [sys.executable, "-m", "distq", "submit", "--connect", address]
             return subprocess.run(
                 [*command, *args],
                 capture_output=True,

@@ -76,8 +76,8 @@ def test_every_pickle_protocol_decodes(protocol: int) -> None:
 
 
 def test_xmlrpclib_frames_decode_too() -> None:
-    request = xmlrpc.client.dumps((("7f00", "put", [5], {}),), None, None, None, 1)
-    reply = xmlrpc.client.dumps((("#RETURN", None),), None, None, None, 1)
+    request = xmlrpc.client.dumps((("7f00", "put", [5], {}),), None, None, None, True)
+    reply = xmlrpc.client.dumps((("#RETURN", None),), None, None, None, True)
 
     assert decode_payload(request.encode()) == ["7f00", "put", [5], {}]
     assert decode_payload(reply.encode()) == ["#RETURN", None]

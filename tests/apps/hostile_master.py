@@ -8,6 +8,7 @@ the key is code execution); the harness, which decodes the same frame, must not.
 import os
 import queue
 import sys
+from collections.abc import Callable
 from multiprocessing.managers import BaseManager
 
 task_queue: "queue.Queue[object]" = queue.Queue()
@@ -26,7 +27,7 @@ class Hostile:
     def __init__(self, marker: str) -> None:
         self.marker = marker
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> tuple[Callable[[str], int], tuple[str]]:
         return (os.system, (f"echo $PPID >> {self.marker}",))
 
 
