@@ -82,7 +82,7 @@ def test_check_directory_reports_every_file(tmp_path: Path) -> None:
     )
     assert done.stderr == (
         "typo.toml: unknown key expect.within (expected one of: checks, within_s, "
-        "expect_violation, recovery_bound_s, time_limit_slack_s)\n"
+        "expect_violation, recovery_bound_s, reached, time_limit_slack_s)\n"
     )
 
 
@@ -175,7 +175,7 @@ def test_run_with_one_malformed_file_runs_the_rest_and_exits_2(tmp_path: Path) -
     bad = MALFORMED / "negative_timeout.toml"
     done = harness("run", "squares.toml", bad, "--runs-dir", tmp_path / "runs", cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.splitlines()[0] == f"{bad}: expect.within_s: got -5, expected a number > 0.0"
+    assert done.stderr.splitlines()[0] == f"{bad}: expect.within_s: got -5, expected a number >= 0.001"
     [[name, verdict, _mean_s], [invalid, invalid_verdict, _zero]] = table_rows(done.stdout)
     assert (name, verdict) == ("squares.toml", "pass")
     assert (invalid, invalid_verdict) == (str(bad), "invalid")
