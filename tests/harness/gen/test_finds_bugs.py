@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from harness.gen.properties import assert_scenario_holds
 from harness.gen.strategies import scenarios
 from harness.scenario import load_scenario, write_regression
+from tests.support import REPO
 
 pytestmark = pytest.mark.processes
 
@@ -42,7 +43,7 @@ def pytest_file(path: Path, runs: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
         env=dict(os.environ),
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=REPO,
     )
 
 

@@ -4,8 +4,6 @@ unknown, never a pass."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from harness.checks import (
@@ -21,53 +19,7 @@ from harness.checks import (
     time_limits,
 )
 from harness.history import History
-
-
-class Run:
-    """The event logs of a run; ``at`` sets the time of the next event."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.t = 0.0
-        self._lease_id = 0
-
-    def at(self, t: float) -> Run:
-        self.t = t
-        return self
-
-    def add(self, src: str, ev: str, **fields: Any) -> int:
-        self.t = round(self.t + 0.001, 6)
-        self.events.append({"t": self.t, "src": src, "ev": ev, **fields})
-        return len(self.events) - 1
-
-    def master(self, ev: str, **fields: Any) -> int:
-        return self.add("master", ev, **fields)
-
-    def submit(self, job: int, batch: int | None = None, limit: float | None = None) -> int:
-        return self.master(
-            "job_submitted", job=job, task="square", args=[job], batch=batch, time_limit_s=limit
-        )
-
-    def lease(self, job: int, worker: str, attempt: int = 1) -> int:
-        self._lease_id += 1
-        return self.master("leased", job=job, attempt=attempt, lease=self._lease_id, worker=worker)
-
-    def accept(self, job: int, worker: str, attempt: int = 1) -> int:
-        return self.master(
-            "result_accepted", job=job, attempt=attempt, worker=worker, ok=True, value=job * job
-        )
-
-    def failed(self, job: int, attempt: int, reason: str = "JobFailed") -> int:
-        return self.master("attempt_failed", job=job, attempt=attempt, reason=reason)
-
-    def lost(self, worker: str, jobs: list[int], reason: str, counted: bool = True) -> int:
-        return self.master("worker_lost", worker=worker, jobs=jobs, reason=reason, counted=counted)
-
-    def fault(self, action: str, target: str, **fields: Any) -> int:
-        return self.add("harness", "fault", fault=0, action=action, target=target, **fields)
-
-    def history(self) -> History:
-        return History(self.events)
+from tests.support import HistoryBuilder
 
 
 def checks_of(violations: list[Violation]) -> list[tuple[str, tuple[int, ...]]]:
@@ -77,7 +29,7 @@ def checks_of(violations: list[Violation]) -> list[tuple[str, tuple[int, ...]]]:
 # -- attempts_bounded --------------------------------------------------------------------
 
 
-def poison(run: Run, attempts: int, *, dead: bool = True) -> Run:
+def poison(run: HistoryBuilder, attempts: int, *, dead: bool = True) -> HistoryBuilder:
     run.submit(0)
     for attempt in range(1, attempts + 1):
         run.lease(0, "worker-1", attempt)
@@ -90,11 +42,16 @@ def poison(run: Run, attempts: int, *, dead: bool = True) -> Run:
 
 
 def test_a_poison_job_dead_after_exactly_max_attempts_passes() -> None:
-    assert attempts_bounded(poison(Run(), 3).history(), CheckContext(max_attempts=3)) == []
+    assert (
+        attempts_bounded(
+            poison(HistoryBuilder(step_s=0.001), 3).history(), CheckContext(max_attempts=3)
+        )
+        == []
+    )
 
 
 def test_a_job_retried_once_too_often_fails_at_the_extra_lease_and_at_its_death() -> None:
-    run = poison(Run(), 4)
+    run = poison(HistoryBuilder(step_s=0.001), 4)
     violations = attempts_bounded(run.history(), CheckContext(max_attempts=3))
     assert [v.message for v in violations] == [
         "job 0 leased for attempt 4 > max_attempts 3",
@@ -104,14 +61,16 @@ def test_a_job_retried_once_too_often_fails_at_the_extra_lease_and_at_its_death(
 
 
 def test_a_job_dead_one_attempt_early_fails() -> None:
-    violations = attempts_bounded(poison(Run(), 2).history(), CheckContext(max_attempts=3))
+    violations = attempts_bounded(
+        poison(HistoryBuilder(step_s=0.001), 2).history(), CheckContext(max_attempts=3)
+    )
     assert [v.message for v in violations] == [
         "job 0 declared dead after 2 counted attempt(s), max_attempts is 3"
     ]
 
 
 def test_a_counted_bye_fails_citing_the_hand_back() -> None:
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.lease(0, "worker-1")
     lost = run.lost("worker-1", [0], "worker left", counted=True)
@@ -130,7 +89,7 @@ def test_a_counted_bye_fails_citing_the_hand_back() -> None:
 
 
 def test_an_uncounted_hand_back_leases_the_same_attempt_again() -> None:
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.lease(0, "worker-1")
     run.lost("worker-1", [0], "worker rejoined", counted=False)
@@ -142,7 +101,7 @@ def test_an_uncounted_hand_back_leases_the_same_attempt_again() -> None:
 
 
 def test_a_hand_back_that_still_advances_the_attempt_number_fails() -> None:
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.lease(0, "worker-1")
     run.lost("worker-1", [0], "worker left", counted=False)
@@ -155,7 +114,7 @@ def test_a_hand_back_that_still_advances_the_attempt_number_fails() -> None:
 
 def test_a_closed_connection_then_a_rejoin_is_a_counted_loss() -> None:
     # The master saw the connection close first: it cannot know a rejoin is coming.
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.lease(0, "worker-1")
     run.lost("worker-1", [0], "connection closed")
@@ -163,13 +122,13 @@ def test_a_closed_connection_then_a_rejoin_is_a_counted_loss() -> None:
     run.master("requeued", job=0, attempts=1, reason="connection closed")
     run.master("worker_rejoined", worker="worker-1", handed_back=[])
     run.lease(0, "worker-1", 2)
-    run.accept(0, "worker-1", 2)
+    run.accept(0, "worker-1", attempt=2)
     assert attempts_bounded(run.history(), CheckContext(max_attempts=3)) == []
 
 
 def test_a_hand_back_is_told_by_the_masters_next_word_on_the_worker() -> None:
     # Whatever the loss's reason, and whatever unrelated events come in between.
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.lease(0, "worker-1")
     run.lost("worker-1", [0], "gone")
@@ -182,7 +141,7 @@ def test_a_hand_back_is_told_by_the_masters_next_word_on_the_worker() -> None:
 
 def test_a_sigterm_then_a_counted_close_fails_but_a_kill_after_it_does_not() -> None:
     def run_with(kill: bool) -> History:
-        run = Run()
+        run = HistoryBuilder(step_s=0.001)
         run.submit(0)
         run.lease(0, "worker-1")
         run.fault("terminate", "worker-1")
@@ -198,7 +157,7 @@ def test_a_sigterm_then_a_counted_close_fails_but_a_kill_after_it_does_not() -> 
 
 
 def test_a_resubmitted_job_counts_its_attempts_afresh() -> None:
-    run = poison(Run(), 2, dead=False)
+    run = poison(HistoryBuilder(step_s=0.001), 2, dead=False)
     run.submit(0)  # a restarted master
     run.lease(0, "worker-1", 1)
     run.accept(0, "worker-1")
@@ -206,9 +165,9 @@ def test_a_resubmitted_job_counts_its_attempts_afresh() -> None:
 
 
 def test_attempts_bounded_is_unknown_without_its_evidence() -> None:
-    history = poison(Run(), 3).history()
+    history = poison(HistoryBuilder(step_s=0.001), 3).history()
     assert checks_of(attempts_bounded(history)) == [("unknown", ())]
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     assert checks_of(attempts_bounded(run.history(), CheckContext(max_attempts=3))) == [
         ("unknown", ())
@@ -224,7 +183,7 @@ def test_attempts_bounded_is_unknown_without_its_evidence() -> None:
 
 
 def test_dead_then_accepted_is_two_terminals() -> None:
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.lease(0, "worker-1")
     dead = run.master("dead", job=0, attempts=1, error="lease expired")
@@ -240,7 +199,7 @@ def test_dead_then_accepted_is_two_terminals() -> None:
 
 
 def test_one_terminal_per_job_passes_and_a_late_duplicate_is_fine() -> None:
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     for job in range(3):
         run.submit(job)
         run.lease(job, "worker-1")
@@ -250,7 +209,7 @@ def test_one_terminal_per_job_passes_and_a_late_duplicate_is_fine() -> None:
 
 
 def test_one_terminal_is_unknown_without_the_master_log() -> None:
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.add("worker-1", "started", job=0, attempt=1)
     assert checks_of(one_terminal(run.history())) == [("unknown", ())]
 
@@ -258,8 +217,8 @@ def test_one_terminal_is_unknown_without_the_master_log() -> None:
 # -- batch_shape -------------------------------------------------------------------------
 
 
-def batches(sizes: list[int]) -> Run:
-    run, job = Run(), 0
+def batches(sizes: list[int]) -> HistoryBuilder:
+    run, job = HistoryBuilder(step_s=0.001), 0
     for batch, size in enumerate(sizes):
         for _ in range(size):
             run.submit(job, batch=batch)
@@ -297,8 +256,10 @@ def test_more_jobs_leased_while_a_batch_is_open_than_it_holds_fails() -> None:
 
 def test_batch_shape_is_unknown_without_a_batch_size_or_jobs() -> None:
     assert checks_of(batch_shape(batches([2]).history())) == [("unknown", ())]
-    assert checks_of(batch_shape(Run().history(), CheckContext(batch_size=2))) == [("unknown", ())]
-    unbatched = Run()
+    assert checks_of(
+        batch_shape(HistoryBuilder(step_s=0.001).history(), CheckContext(batch_size=2))
+    ) == [("unknown", ())]
+    unbatched = HistoryBuilder(step_s=0.001)
     unbatched.submit(0)  # a log whose submissions name no batch at all
     assert checks_of(batch_shape(unbatched.history(), CheckContext(batch_size=2))) == [
         ("unknown", ())
@@ -308,8 +269,8 @@ def test_batch_shape_is_unknown_without_a_batch_size_or_jobs() -> None:
 # -- recovery_latency --------------------------------------------------------------------
 
 
-def killed_holder(back_after_s: float, action: str = "kill") -> Run:
-    run = Run()
+def killed_holder(back_after_s: float, action: str = "kill") -> HistoryBuilder:
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.lease(0, "worker-1")
     run.at(1.0).fault(action, "worker-1")
@@ -336,7 +297,7 @@ def test_leases_held_until_they_expire_fail_the_close_path() -> None:
 
 
 def test_a_lease_never_recovered_fails() -> None:
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.lease(0, "worker-1")
     run.at(1.0).fault("kill", "worker-1")
@@ -346,8 +307,8 @@ def test_a_lease_never_recovered_fails() -> None:
 
 def paused_holder(
     expired_after_s: float | None, resume_after_s: float = 3.0, *, ready: bool = True
-) -> Run:
-    run = Run()
+) -> HistoryBuilder:
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     if ready:  # the master states its lease and heartbeat
         run.master("master_ready", lease_timeout_s=0.5, heartbeat_interval_s=0.125)
@@ -380,7 +341,7 @@ def test_a_short_pause_that_kept_its_lease_measures_nothing() -> None:
 
 
 def test_recovery_latency_is_unknown_when_no_fault_took_a_holder() -> None:
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.at(1.0).fault("kill", "worker-1")  # it held nothing
     assert checks_of(recovery_latency(run.history())) == [("unknown", ())]
@@ -401,8 +362,8 @@ def test_the_verdict_carries_the_measured_latencies_as_notes() -> None:
 # -- no_spurious_expiry ------------------------------------------------------------------
 
 
-def expiry(*faults: tuple[str, str, float]) -> Run:
-    run = Run()
+def expiry(*faults: tuple[str, str, float]) -> HistoryBuilder:
+    run = HistoryBuilder(step_s=0.001)
     run.add("harness", "run_started")
     run.submit(0)
     run.lease(0, "worker-1")
@@ -438,11 +399,11 @@ def test_a_toxic_on_the_holders_proxy_explains_an_expiry() -> None:
 
 
 def test_no_spurious_expiry_is_unknown_without_leases_or_the_harness_record() -> None:
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.add("harness", "run_started")
     assert checks_of(no_spurious_expiry(run.history())) == [("unknown", ())]
-    bare = Run()
+    bare = HistoryBuilder(step_s=0.001)
     bare.lease(0, "worker-1")
     assert checks_of(no_spurious_expiry(bare.history())) == [("unknown", ())]
 
@@ -451,19 +412,19 @@ def test_no_spurious_expiry_is_unknown_without_leases_or_the_harness_record() ->
 
 
 def test_a_result_dropped_before_any_terminal_fails() -> None:
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.lease(0, "worker-1")
     run.add("worker-1", "completed", job=0, attempt=1, ok=True)
     dropped = run.master("duplicate_dropped", job=0, attempt=1, worker="worker-1", ok=True)
     run.lease(0, "worker-1", 2)
-    run.accept(0, "worker-1", 2)
+    run.accept(0, "worker-1", attempt=2)
     found = first_result_wins(run.history())
     assert [(v.jobs, v.lines) for v in found] == [((0,), (dropped,))]
 
 
 def test_a_duplicate_after_the_accepted_result_is_fine() -> None:
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.lease(0, "worker-1")
     run.add("worker-1", "completed", job=0, attempt=1, ok=True)
@@ -473,16 +434,16 @@ def test_a_duplicate_after_the_accepted_result_is_fine() -> None:
     assert first_result_wins(run.history()) == []
 
 
-def late_terminal(*faults: tuple[str, str, float]) -> Run:
+def late_terminal(*faults: tuple[str, str, float]) -> HistoryBuilder:
     """worker-1 finishes job 0 at t=1; the job's terminal comes from worker-2 at t=4."""
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.lease(0, "worker-1")
     for action, target, t in faults:
         run.at(t).fault(action, target)
     run.at(1.0).add("worker-1", "completed", job=0, attempt=1, ok=True)
     run.at(4.0).add("worker-2", "completed", job=0, attempt=2, ok=True)
-    run.accept(0, "worker-2", 2)
+    run.accept(0, "worker-2", attempt=2)
     return run
 
 
@@ -514,7 +475,7 @@ def test_a_pause_pushes_back_when_the_result_could_arrive() -> None:
 
 
 def test_an_outcome_held_back_by_the_next_job_of_the_lease_is_not_late() -> None:
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.submit(1)
     run.lease(0, "worker-1")
@@ -522,13 +483,13 @@ def test_an_outcome_held_back_by_the_next_job_of_the_lease_is_not_late() -> None
     run.at(1.0).add("worker-1", "completed", job=0, attempt=1, ok=True)
     run.add("worker-1", "started", job=1, attempt=1)
     run.at(3.5).add("worker-1", "completed", job=1, attempt=1, ok=True)
-    run.at(4.0).accept(0, "worker-2", 2)
+    run.at(4.0).accept(0, "worker-2", attempt=2)
     run.accept(1, "worker-1")
     assert first_result_wins(run.history()) == []
 
 
 def test_first_result_wins_is_unknown_without_worker_logs() -> None:
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.lease(0, "worker-1")
     run.accept(0, "worker-1")
@@ -538,8 +499,8 @@ def test_first_result_wins_is_unknown_without_worker_logs() -> None:
 # -- time_limits -------------------------------------------------------------------------
 
 
-def limited_run(end: str | None, after_s: float, *faults: tuple[str, str, float]) -> Run:
-    run = Run()
+def limited_run(end: str | None, after_s: float, *faults: tuple[str, str, float]) -> HistoryBuilder:
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0, limit=0.3)
     run.lease(0, "worker-1")
     for action, target, t in faults:
@@ -584,7 +545,7 @@ def test_a_stopped_worker_cannot_be_held_to_a_limit() -> None:
 
 
 def test_time_limits_is_unknown_without_a_limited_job() -> None:
-    run = Run()
+    run = HistoryBuilder(step_s=0.001)
     run.submit(0)
     run.add("worker-1", "started", job=0, attempt=1)
     assert checks_of(time_limits(run.history())) == [("unknown", ())]

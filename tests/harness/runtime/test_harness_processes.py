@@ -22,8 +22,9 @@ from harness import systems
 from harness.runtime.faults import Fault, Trigger
 from harness.runtime.run import RunSpec, run
 from harness.scenario import load_scenario, run_scenario
+from tests.support import REPO
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = REPO
 
 pytestmark = pytest.mark.processes
 

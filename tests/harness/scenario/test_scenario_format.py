@@ -23,10 +23,11 @@ from harness.scenario import (
 )
 from harness.systems import ProcessSpec, RunSetup
 from harness.systems.distq import DistqSystem
+from tests.support import REPO, TESTS
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = REPO
 SCHEMA_PATH = REPO_ROOT / "scenarios" / "scenario.schema.json"
-MALFORMED = Path(__file__).resolve().parent / "malformed"
+MALFORMED = TESTS / "malformed"
 REGENERATE = (
     'python -c "import json; from harness.scenario import scenario_schema; '
     "open('scenarios/scenario.schema.json', 'w').write("

@@ -13,10 +13,11 @@ import msgspec
 import pytest
 
 from harness.scenario import load_scenario, run_scenario
+from tests.support import REPO
 
 pytestmark = pytest.mark.processes
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS = REPO / "scenarios"
 
 #: (bug class, variant, scenario file, the check that must fail)
 CAUGHT = [

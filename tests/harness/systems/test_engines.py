@@ -15,8 +15,9 @@ from harness.checks import Expect
 from harness.scenario import Scenario, ScenarioError, load_scenario, run_scenario
 from harness.systems.engine import EngineSystem, expected_value, worker_argv
 from harness.systems.engines.broker import broker_argv
+from tests.support import REPO
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = REPO
 ENGINE_SCENARIOS = REPO_ROOT / "scenarios" / "engines"
 
 

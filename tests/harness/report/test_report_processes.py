@@ -12,12 +12,13 @@ import msgspec
 import pytest
 
 from harness.scenario import load_scenario, run_scenario
-from tests.test_report import attempt_bar, by_class, lane_of, parse
-from tests.test_toy_system import write
+from tests.harness.report.test_report import attempt_bar, by_class, lane_of, parse
+from tests.harness.systems.test_toy_system import write
+from tests.support import REPO
 
 pytestmark = pytest.mark.processes
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS = REPO / "scenarios"
 DEATH_AND_PAUSE = SCENARIOS / "batches/death_and_pause.toml"
 
 

@@ -13,10 +13,11 @@ import pytest
 
 from harness.scenario import load_scenario, run_scenario
 from harness.scenario.running import ScenarioOutcome
+from tests.support import REPO
 
 pytestmark = pytest.mark.processes
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO
 APPS = REPO / "tests" / "apps"
 TUTORIAL = REPO / "examples" / "tutorial"
 

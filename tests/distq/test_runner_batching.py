@@ -19,16 +19,17 @@ import pytest
 from distq.events import read_events
 from distq.jobs import Result, WireJob
 from distq.runner import JobRunner
+from tests.support import REPO
 
 pytestmark = pytest.mark.processes
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = REPO
 
 NEVER_FLUSH_S = 3600.0  # the child keeps every outcome until its batch is done
 
 
 def unpicklable(n: int) -> Callable[[], int]:
-    """A task (``tests.test_runner_batching:unpicklable``) whose value cannot be pickled."""
+    """A task (``tests.distq.test_runner_batching:unpicklable``) whose value cannot be pickled."""
     return lambda: n
 
 
@@ -156,7 +157,7 @@ def test_an_unpicklable_value_fails_its_job_only(
     runner = make_runner()
     jobs = [
         job(0, "square", 3),
-        job(1, "tests.test_runner_batching:unpicklable", 1),
+        job(1, "tests.distq.test_runner_batching:unpicklable", 1),
         job(2, "threading:Lock"),
         job(3, "square", 4),
     ]

@@ -32,60 +32,14 @@ from harness.checks import (
 )
 from harness.history import History
 from harness.systems.distq import DistqSystem, builtin_expected
+from tests.support import HistoryBuilder
 
 DISTQ_EXITS = DistqSystem.exit_codes
 
 
-class Run:
-    """Builds the event logs of a run, one event every 10 ms."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.t = 0.0
-        self._lease_id = 0
-
-    def add(self, src: str, ev: str, **fields: Any) -> int:
-        """Append an event; returns its line (hand-built times increase, so order is kept)."""
-        self.t = round(self.t + 0.01, 6)
-        self.events.append({"t": self.t, "src": src, "ev": ev, **fields})
-        return len(self.events) - 1
-
-    def master(self, ev: str, **fields: Any) -> int:
-        return self.add("master", ev, **fields)
-
-    def submit(
-        self, job: int, task: str = "square", args: Any = None, batch: int | None = None
-    ) -> int:
-        return self.master(
-            "job_submitted", job=job, task=task, args=[job] if args is None else args, batch=batch
-        )
-
-    def lease(self, job: int, worker: str, attempt: int = 1, batch: int | None = None) -> int:
-        self._lease_id += 1
-        return self.master(
-            "leased", job=job, attempt=attempt, lease=self._lease_id, worker=worker, batch=batch
-        )
-
-    def accept(self, job: int, worker: str, value: Any, attempt: int = 1) -> int:
-        return self.master(
-            "result_accepted", job=job, attempt=attempt, worker=worker, ok=True, value=value
-        )
-
-    def harness(self, ev: str, **fields: Any) -> int:
-        return self.add("harness", ev, **fields)
-
-    def effect(self, fault: int, action: str, target: str, **fields: Any) -> int:
-        """The injector's measurement that a fault took effect (verified unless told)."""
-        fields = {"verified": True, "pids": [1234], **fields}
-        return self.harness("fault_effect", fault=fault, action=action, target=target, **fields)
-
-    def history(self) -> History:
-        return History(self.events)
-
-
-def healthy(jobs: int = 4) -> Run:
+def healthy(jobs: int = 4) -> HistoryBuilder:
     """A correct run: square of each job id on two workers, a clean stop, within bound."""
-    run = Run()
+    run = HistoryBuilder()
     for job in range(jobs):
         run.submit(job)
     run.master("master_ready", address="127.0.0.1:1", jobs=jobs)
@@ -145,7 +99,7 @@ def test_an_expected_function_that_raises_compares_nothing_and_is_unknown() -> N
 
 
 def test_a_lost_job_fails_citing_its_submission_and_leases() -> None:
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0)
     submitted = run.submit(1)
     leased = run.lease(1, "worker-1")
@@ -162,7 +116,7 @@ def test_a_lost_job_fails_citing_its_submission_and_leases() -> None:
 
 
 def test_a_job_delivered_twice_fails_even_as_result_and_dead() -> None:
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0)
     first = run.accept(0, "worker-1", 0)
     second = run.master("dead", job=0, attempts=3, error="dead after 3 attempts")
@@ -181,7 +135,7 @@ def test_a_job_delivered_twice_fails_even_as_result_and_dead() -> None:
 
 
 def test_a_result_for_a_job_never_submitted_is_unexpected() -> None:
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0)
     run.accept(0, "worker-1", 0)
     stray = run.accept(9, "worker-1", 81)
@@ -206,7 +160,7 @@ def test_the_results_output_must_hold_each_job_once() -> None:
 
 
 def test_a_missing_master_log_is_not_a_pass() -> None:
-    run = Run()
+    run = HistoryBuilder()
     run.add("worker-1", "connected")
     [violation] = exactly_once(run.history())
     assert "no events from the master" in violation.message
@@ -241,7 +195,7 @@ def test_the_results_output_values_are_checked_too() -> None:
 
 
 def test_a_task_that_cannot_succeed_must_not_have_an_ok_result() -> None:
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0, task="fail", args=[])
     run.submit(1, task="crash", args=[])
     run.submit(2, task="square", args=["x"])  # TypeError in the task: it cannot succeed
@@ -259,7 +213,7 @@ def test_a_task_that_cannot_succeed_must_not_have_an_ok_result() -> None:
 
 
 def test_a_dead_job_of_a_task_that_could_not_fail_is_left_alone() -> None:
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0)
     run.master("dead", job=0, attempts=3, error="worker lost")
     assert correct_values(run.history(), CheckContext(expected=builtin_expected)) == []
@@ -273,7 +227,7 @@ def test_builtin_values_echo_and_sleep() -> None:
     assert builtin_expected("sleep", (-1,)) is Expect.FAILURE
     assert builtin_expected("tests.tasks:anything", (1,)) is Expect.UNKNOWN
 
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0, task="echo", args=[[1, 2]])
     run.accept(0, "worker-1", [1, 2])  # a tuple or list reads back as a JSON list
     run.submit(1, task="echo", args=[1, 2])
@@ -284,7 +238,7 @@ def test_builtin_values_echo_and_sleep() -> None:
 
 
 def test_custom_tasks_are_skipped_unless_an_expected_function_knows_them() -> None:
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0, task="tests.tasks:double", args=[4])
     run.accept(0, "worker-1", 9)
     history = run.history()
@@ -302,9 +256,9 @@ def test_custom_tasks_are_skipped_unless_an_expected_function_knows_them() -> No
 # -- batch_barrier -----------------------------------------------------------------------
 
 
-def batched_run() -> tuple[Run, dict[str, int]]:
+def batched_run() -> tuple[HistoryBuilder, dict[str, int]]:
     """Two batches of two; the barrier holds unless a test breaks it."""
-    run = Run()
+    run = HistoryBuilder()
     lines: dict[str, int] = {}
     for job in range(4):
         run.submit(job, batch=job // 2)
@@ -327,7 +281,7 @@ def test_batches_that_respect_the_barrier_pass() -> None:
 
 
 def test_a_job_of_the_next_batch_leased_before_the_batch_closed_fails() -> None:
-    run = Run()
+    run = HistoryBuilder()
     for job in range(4):
         run.submit(job, batch=job // 2)
     run.master("batch_opened", batch=0)
@@ -362,7 +316,7 @@ def test_a_job_of_the_next_batch_leased_before_the_batch_closed_fails() -> None:
 
 
 def test_a_batch_closed_with_a_job_still_out_fails() -> None:
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0, batch=0)
     submitted = run.submit(1, batch=0)
     run.master("batch_opened", batch=0)
@@ -441,7 +395,7 @@ def test_auth_with_no_wrong_key_attempt_is_unknown() -> None:
 
 
 def test_a_timed_out_run_fails_listing_the_unfinished_jobs() -> None:
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0)
     run.submit(1)
     run.lease(0, "worker-1")
@@ -476,7 +430,7 @@ def test_a_run_over_its_bound_fails_even_without_the_timed_out_flag() -> None:
 
 
 def test_a_master_killed_on_purpose_need_not_write_master_stopped() -> None:
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0)
     run.harness("fault", fault=0, action="kill_master", trigger={"after_s": 0.1})
     run.harness("run_finished", elapsed_s=1.0, bound_s=10, timed_out=False)
@@ -497,7 +451,7 @@ def test_liveness_without_the_harness_bound_is_unknown() -> None:
 
 
 def test_killing_a_worker_that_holds_a_job_covers_the_fault() -> None:
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0)
     run.lease(0, "worker-1")
     run.harness("fault", fault=0, action="kill", target="worker-1", expect="holder")
@@ -507,7 +461,7 @@ def test_killing_a_worker_that_holds_a_job_covers_the_fault() -> None:
 
 
 def test_killing_an_idle_worker_when_a_holder_was_expected_is_unknown() -> None:
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0)
     leased = run.lease(0, "worker-1")
     accepted = run.accept(0, "worker-1", 0)
@@ -537,8 +491,8 @@ def test_killing_an_idle_worker_when_a_holder_was_expected_is_unknown() -> None:
     assert "unknown fault_coverage: fault 3 (kill worker-1)" in verdict.report(run.history())
 
 
-def master_restart_run(*, finished_first: bool) -> Run:
-    run = Run()
+def master_restart_run(*, finished_first: bool) -> HistoryBuilder:
+    run = HistoryBuilder()
     run.master("master_ready", address="127.0.0.1:1", pid=1)
     run.submit(0)
     run.lease(0, "worker-1")
@@ -562,8 +516,8 @@ def test_restarting_a_master_that_had_finished_is_unknown() -> None:
     )
 
 
-def pause_run(*, expired: bool) -> Run:
-    run = Run()
+def pause_run(*, expired: bool) -> HistoryBuilder:
+    run = HistoryBuilder()
     run.submit(0)
     run.lease(0, "worker-1")
     paused = run.harness(
@@ -611,7 +565,7 @@ def test_a_fault_that_did_not_take_effect_is_unknown_with_the_measurement() -> N
 
 def test_a_paused_worker_that_went_on_writing_events_was_not_paused() -> None:
     """A pause that stopped only the top process: the task process (same src) kept working."""
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0)
     paused = run.harness("fault", fault=0, action="pause", target="worker-1")
     stopped_t = run.events[paused]["t"]
@@ -623,7 +577,7 @@ def test_a_paused_worker_that_went_on_writing_events_was_not_paused() -> None:
 
 
 def test_a_killed_worker_that_went_on_writing_events_was_not_killed_until_it_came_back() -> None:
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0)
     run.harness("fault", fault=0, action="kill", target="worker-1")
     run.effect(0, "kill", "worker-1")
@@ -652,7 +606,7 @@ def test_faults_that_did_not_fire_are_unknown() -> None:
 
 
 def test_a_failure_outranks_an_unknown() -> None:
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0)
     run.harness("fault", fault=0, action="kill", target="worker-1", expect="holder")
     run.effect(0, "kill", "worker-1")
@@ -803,9 +757,9 @@ def test_clean_exits_accepts_master_lost_only_for_a_worker_whose_connection_was_
     )
 
 
-def _late_worker_run(*, joined: bool, exits_after_stop: bool) -> Run:
+def _late_worker_run(*, joined: bool, exits_after_stop: bool) -> HistoryBuilder:
     """worker-1 does the one job; worker-3 gives up (exit 5) before or after the stop."""
-    run = Run()
+    run = HistoryBuilder()
     run.submit(0)
     run.master("master_ready", address="127.0.0.1:1", jobs=1)
     if joined:

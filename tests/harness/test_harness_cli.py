@@ -11,11 +11,12 @@ import pytest
 
 from harness.runtime.faults import ACTIONS
 from harness.scenario import ScenarioError, load_scenario
+from tests.support import TESTS
 
 pytestmark = pytest.mark.processes  # every test runs `python -m harness` in a subprocess
 
 TIMEOUT_S = 120
-MALFORMED = Path(__file__).resolve().parent / "malformed"
+MALFORMED = TESTS / "malformed"
 
 
 def scenario(name: str, *, count: int = 3, broken: str = "") -> str:
@@ -93,7 +94,7 @@ def error_of(path: Path) -> str:
 
 
 def test_check_the_whole_malformed_corpus_one_line_each(tmp_path: Path) -> None:
-    """Each file's line is exactly the loader's (tests/test_scenario_format.py pins those)."""
+    """Each file's line is exactly the loader's (tests/harness/scenario/test_scenario_format.py pins those)."""
     corpus = sorted(MALFORMED.glob("*.toml"))
     assert len(corpus) >= 19
     done = harness("check", MALFORMED, cwd=tmp_path)
@@ -175,7 +176,9 @@ def test_run_with_one_malformed_file_runs_the_rest_and_exits_2(tmp_path: Path) -
     bad = MALFORMED / "negative_timeout.toml"
     done = harness("run", "squares.toml", bad, "--runs-dir", tmp_path / "runs", cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.splitlines()[0] == f"{bad}: expect.within_s: got -5, expected a number >= 0.001"
+    assert (
+        done.stderr.splitlines()[0] == f"{bad}: expect.within_s: got -5, expected a number >= 0.001"
+    )
     [[name, verdict, _mean_s], [invalid, invalid_verdict, _zero]] = table_rows(done.stdout)
     assert (name, verdict) == ("squares.toml", "pass")
     assert (invalid, invalid_verdict) == (str(bad), "invalid")

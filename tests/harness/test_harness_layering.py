@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import harness
-from tests.test_layering import stated_layers
+from tests.distq.test_layering import stated_layers
 
 PACKAGE = Path(harness.__file__).parent
 #: The harness's own dependencies (pyproject's test extra); distq only through its adapter.

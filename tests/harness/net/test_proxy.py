@@ -32,20 +32,13 @@ from harness.net.proxy import FaultProxy
 from harness.net.toxics import FrameCounter, Toxic
 from harness.runtime.cluster import Cluster
 from harness.systems.distq import AUTHKEY_ENV
+from tests.support import wait_until
 
 AUTHKEY = b"proxy-test-key-0123456789"
 BOUND_S = 30.0  # an upper bound on things that happen in milliseconds: a loaded machine
 
 Event = tuple[str, dict[str, Any]]
 Handler = Callable[[socket.socket], None]
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = BOUND_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.005)
 
 
 class Server:

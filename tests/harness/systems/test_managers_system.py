@@ -23,6 +23,7 @@ from harness.systems.managers import (
     STACKS_SIGNAL,
     ManagersSystem,
 )
+from tests.support import REPO
 
 TABLE = {
     "kind": "managers",
@@ -117,7 +118,7 @@ print("still here")
 
 
 def test_the_readme_scenario_loads_and_is_the_pinned_kill_after_get(tmp_path: Path) -> None:
-    repo = Path(__file__).resolve().parent.parent
+    repo = REPO
     readme = (repo / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Testing a BaseManager app", 1)[1]
     block = section.split("```toml\n", 1)[1].split("```", 1)[0]
@@ -137,7 +138,7 @@ def test_the_readme_scenario_loads_and_is_the_pinned_kill_after_get(tmp_path: Pa
 
 
 def test_expect_violation_takes_one_check_a_list_or_pins(tmp_path: Path) -> None:
-    base = Path(__file__).resolve().parent.parent / "scenarios" / "tutorial" / "batch_loop.toml"
+    base = REPO / "scenarios" / "tutorial" / "batch_loop.toml"
     text = base.read_text(encoding="utf-8").replace('cwd = "../../examples/tutorial"', "")
     text = re.sub(r"^expect_violation = \[.*?^\]\n", "", text, flags=re.M | re.S)
 

@@ -19,8 +19,9 @@ from harness.history import History
 from harness.wire.decode import MAX_DECODED_BYTES, decode_payload
 from harness.wire.frames import Connection, replay
 from harness.wire.translate import QueueNames, WireTranslator
+from tests.support import TESTS
 
-CAPTURES = Path(__file__).parent / "wire_captures"
+CAPTURES = TESTS / "wire_captures"
 
 
 class Job:
@@ -58,7 +59,7 @@ def test_a_user_class_is_a_record_of_its_name_and_state_without_importing_it() -
     assert decode_payload(payload) == [
         "abc123",
         "put",
-        [{"$class": "nowhere_x.Job", "job_id": 7, "n": 8}],
+        [{"$class": "tests.harness.wire.nowhere_x.Job", "job_id": 7, "n": 8}],
         {},
     ]
 

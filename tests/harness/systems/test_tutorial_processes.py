@@ -23,10 +23,11 @@ from harness.scenario import ScenarioError, ScenarioOutcome, load_scenario, run_
 from harness.systems.base import MASTER, WORKER, ProcessSpec, RunSetup
 from harness.systems.managers import ManagersConfig, ManagersSystem
 from harness.wire.relay import FRAMES_LOG
+from tests.support import REPO, wait_until
 
 pytestmark = pytest.mark.processes
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO
 TUTORIAL = REPO / "examples" / "tutorial"
 AUTHKEY = b"tutorial-key"
 
@@ -89,11 +90,7 @@ class AppRun:
 
     @staticmethod
     def wait(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not within {timeout_s} s: {condition}")
-            time.sleep(0.01)
+        wait_until(condition, str(condition), timeout_s)
 
     def finish(self, timeout_s: float = 60.0) -> History:
         deadline = time.monotonic() + timeout_s

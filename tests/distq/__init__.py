@@ -1,0 +1,1 @@
+"""Tests of the queue: the board, the journal, the door, the worker and master shells, the CLI."""

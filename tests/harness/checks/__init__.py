@@ -1,0 +1,1 @@
+"""Tests of the checks: each family, the causes, known-bug pins."""

@@ -1,0 +1,1 @@
+"""Tests of the report: the timeline, the SVG, the trace, the page."""

@@ -1,0 +1,1 @@
+"""Tests of a run: cluster, reaper, triggers, fault effects."""

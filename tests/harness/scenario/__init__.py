@@ -1,0 +1,1 @@
+"""Tests of the scenario format: loading, limits, the schema, upgrades."""

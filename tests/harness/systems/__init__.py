@@ -1,0 +1,1 @@
+"""Tests of the systems under test: distq, BaseManager apps, engines, a toy system."""

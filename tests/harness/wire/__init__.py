@@ -1,0 +1,1 @@
+"""Tests of watching a BaseManager app on the wire."""
