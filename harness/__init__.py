@@ -19,7 +19,7 @@ Layering, from the core outwards:
   cli         python -m harness
   __main__    its entry point
   plugin      the pytest plugin (imports the harness only when a scenario file is collected)
-Each imports only from the layers above it (tests/test_harness_layering.py holds it, and
+Each imports only from the layers above it (tests/harness/test_harness_layering.py holds it, and
 each folder to the layering its ``__init__`` states). ``history`` and ``checks`` import
 nothing that spawns or signals; only ``runtime`` does. The data path: scenario file ->
 run spec -> cluster -> faults -> history -> checks -> verdict -> report. The names below

@@ -83,7 +83,7 @@ CauseName = Literal[
 ]
 # CheckName, ToxicKind, ActionName, CauseName and WhenSpec's fields spell out their
 # registries (checks.CHECKS, toxics.TOXIC_KINDS, contract.ACTIONS, contract.LOST_CAUSES,
-# contract.TRIGGERS) for the schema; tests/test_systems.py holds them equal.
+# contract.TRIGGERS) for the schema; tests/harness/systems/test_systems.py holds them equal.
 
 PositiveFloat = Annotated[float, msgspec.Meta(ge=MIN_DURATION_S)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
