@@ -2,8 +2,8 @@
 
 Layering, from the core outwards:
   reaper   a lifeline process: kills a run's processes when the harness dies, SIGKILL too
-  cluster  spawn a system's processes as real processes; tear them down
   effects  signals on process trees, and the proof that each took effect
+  cluster  spawn a system's processes as real processes; tear them down
   faults   fault actions, their triggers, the injector
   run      one run: cluster + faults + history + checks
 Each imports only from the layers above it, and from the core, net, checks, report, wire

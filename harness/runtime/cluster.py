@@ -28,6 +28,7 @@ from harness.contract import EPOCH_ENV, EVENTS_ENV, PROCESS_ENV, events_name
 from harness.follow import EventFollower, RunFollower, WaitTimeout
 from harness.net.proxy import FaultProxy
 from harness.net.toxics import Toxic
+from harness.runtime.effects import process_tree
 from harness.runtime.reaper import Reaper
 from harness.systems import MASTER, WORKER, Observer, ProcessSpec, RunSetup, System
 from harness.systems.base import format_address, parse_address
@@ -78,16 +79,6 @@ class Proc:
         except FileNotFoundError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    """The process and all its descendants, leaves first."""
-    try:
-        root = psutil.Process(pid)
-        children = root.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-    return [*reversed(children), root]
 
 
 def _can_answer(proc: psutil.Process) -> bool:
@@ -144,7 +135,7 @@ def kill_tree(pid: int, grace_s: float = 2.0) -> None:
 
     A stopped (SIGSTOP) process cannot act on SIGTERM, so it is continued first.
     """
-    procs = _tree(pid)
+    procs = process_tree(pid)
     for proc in procs:
         with suppress(psutil.Error):
             if proc.status() == psutil.STATUS_STOPPED:
@@ -159,7 +150,7 @@ def kill_tree(pid: int, grace_s: float = 2.0) -> None:
 def stop_gracefully(pid: int, grace_s: float = 5.0) -> None:
     """SIGTERM only the process itself (a worker hands its leases back and stops its job
     process), then kill whatever of its tree is left after ``grace_s``."""
-    procs = _tree(pid)
+    procs = process_tree(pid)
     with suppress(psutil.Error):
         root = psutil.Process(pid)
         if root.status() == psutil.STATUS_STOPPED:
@@ -449,7 +440,7 @@ class Cluster:
         session): one ``killpg`` stops them all at the same instant, so none reacts to
         another's death. What left the group is killed one by one after it."""
         pid = self.procs[name].pid
-        procs = _tree(pid)
+        procs = process_tree(pid)
         if children_only:
             procs = procs[:-1]
         else:
@@ -499,7 +490,7 @@ class Cluster:
         paths: dict[str, Path] = {}
         for proc in [*self.procs.values(), *self.retired]:
             if proc.alive():
-                members = [m for m in _tree(proc.pid) if _can_answer(m)]
+                members = [m for m in process_tree(proc.pid) if _can_answer(m)]
                 if members:
                     pending[proc.name], paths[proc.name] = members, proc.log_path
         asked = sorted(pending)

@@ -21,7 +21,7 @@ from typing import Literal
 
 import psutil
 
-__all__ = ["Effect", "Pause", "Scope", "pause_tree", "signal_tree", "verify_gone"]
+__all__ = ["Effect", "Pause", "Scope", "pause_tree", "process_tree", "signal_tree", "verify_gone"]
 
 #: Which processes of the target a signal reaches: its whole tree, or its top process only.
 Scope = Literal["tree", "main"]
@@ -46,7 +46,7 @@ class Effect:
         return fields
 
 
-def _tree(pid: int) -> list[psutil.Process]:
+def process_tree(pid: int) -> list[psutil.Process]:
     """The process and all its descendants, leaves first; empty when it is gone."""
     try:
         root = psutil.Process(pid)
@@ -58,7 +58,7 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 def _reached(pid: int, scope: Scope) -> list[psutil.Process]:
     if scope == "tree":
-        return _tree(pid)
+        return process_tree(pid)
     with suppress(psutil.NoSuchProcess):
         return [psutil.Process(pid)]
     return []
@@ -161,7 +161,7 @@ class Pause:
                 problems.append(f"{_label(proc)} gained {now - before:.2f} s of CPU")
         if self.scope == "tree":
             known = {proc.pid for proc in self.procs}
-            born = [proc for proc in _tree(self.pid) if proc.pid not in known]
+            born = [proc for proc in process_tree(self.pid) if proc.pid not in known]
             problems += [f"{_label(proc)} appeared in the tree" for proc in born]
         if problems:
             return Effect(False, pids, "; ".join(problems) + " while paused")
@@ -194,7 +194,7 @@ def pause_tree(pid: int, scope: Scope = "tree", bound_s: float = EFFECT_BOUND_S)
     pause.not_stopped = [_label(proc) for proc in waiting]
     if scope == "tree":  # a child forked as the signal went out: stopped by the killpg too
         known = {proc.pid for proc in procs}
-        pause.procs = procs = [*procs, *(p for p in _tree(pid) if p.pid not in known)]
+        pause.procs = procs = [*procs, *(p for p in process_tree(pid) if p.pid not in known)]
     for proc in procs:
         cpu = _cpu_s(proc)
         if cpu is not None:
