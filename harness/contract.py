@@ -225,8 +225,9 @@ Reach = Literal["main", "tree", "children", ""]
 Attack = Literal["", "intruder", "handshake", "idle"]
 #: What proves it took effect (a ``fault_effect`` event, judged by fault_coverage): its
 #: processes stopped and made no progress until resumed, they are gone, no byte crossed
-#: the cut until it healed, or "" (proved by other checks: a rejection, a proxy's events).
-Effect = Literal["", "stopped", "gone", "cut"]
+#: the cut until it healed, it came back ready (a worker: joined again), or "" (proved by
+#: other checks: a rejection, a proxy's events).
+Effect = Literal["", "stopped", "gone", "cut", "ready"]
 #: How the report draws it: a kill mark, a band until its end, a plain mark, or not at all
 #: (network faults are drawn from the proxy's own events).
 Drawn = Literal["kill", "band", "mark", "network"]
@@ -301,14 +302,14 @@ FAULT_ACTIONS: Mapping[str, FaultAction] = {
              reach="tree", scoped=True),
         _row("restart", "stop the target's tree, start a worker of the same name; a broker: "
              "SIGKILL, start again", "process", True, ends="graceful", reach="tree",
-             comes_back=True, strikes_holder=True, generated="survivable"),
+             comes_back=True, effect="ready", strikes_holder=True, generated="survivable"),
         _row("add_worker", "start `count` more workers", "cluster", False, starts_workers=True,
              generated="survivable"),
         _row("kill_master", "SIGKILL the master", "master", False, ends="abrupt", reach="tree",
              effect="gone", drawn="kill"),
         _row("restart_master", "SIGKILL the master and start it again (it resumes if it "
              "journals)", "master", False, ends="abrupt", reach="main", comes_back=True,
-             generated="journal"),
+             effect="ready", generated="journal"),
         _row("wrong_key_worker", "start `count` workers whose authkey is wrong", "cluster", False,
              starts_workers=True, attack="intruder", generated="survivable"),
         _row("empty_key_worker", "start `count` workers whose authkey is empty (each must "

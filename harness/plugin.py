@@ -136,7 +136,15 @@ def _scenario_module() -> Any:
 
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[ScenarioItem]:
-        scenario = _scenario_module().load_scenario(self.path)
+        module = _scenario_module()
+        try:
+            scenario = module.load_scenario(self.path)
+        except module.ScenarioError as exc:
+            from harness.systems import NOT_INSTALLED
+
+            if NOT_INSTALLED in str(exc):  # its system needs an extra: skipped, saying which
+                pytest.skip(str(exc))
+            raise
         item = ScenarioItem.from_parent(self, name=self.path.stem, scenario=scenario)
         item.add_marker(pytest.mark.scenario)
         if scenario.slow:

@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 ATTEMPT_TRIGGERS = frozenset({"job_leased", "job_started"})
+#: How long a restarted worker has to join the master again (a loaded machine is slow).
+REJOIN_BOUND_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +210,8 @@ class FaultInjector:
         # target -> (its pause's index, what it stopped, when all of that had stopped)
         self._paused: dict[str, tuple[int, Pause, float]] = {}
         self._cut: dict[str, int] = {}  # proxy -> the index of the partition that cut it
+        # a restarted worker -> (its restart's index, its new pid, when to give up on it)
+        self._rejoining: dict[str, tuple[int, int, float]] = {}
         self._sockets: list[socket.socket] = []
         self._wrong_key_workers = 0
 
@@ -222,6 +226,7 @@ class FaultInjector:
             self.tracker.event(event)
         self._seen = len(follower.events)
         now = time.monotonic()
+        self._check_rejoined(now)
         for scheduled in list(self._resumes):
             when, index, worker, action = scheduled
             if now >= when:
@@ -250,6 +255,7 @@ class FaultInjector:
             self._resume(target, "tree")
         for target in list(self._cut):
             self._heal(target)
+        self._check_rejoined(time.monotonic(), ending=True)
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
@@ -259,6 +265,19 @@ class FaultInjector:
             self._resume(worker, "tree")
         elif action == "heal":
             self._heal(worker)
+
+    def _check_rejoined(self, now: float, ending: bool = False) -> None:
+        """A restarted worker proves its restart by joining the master again."""
+        for name, (index, pid, deadline) in list(self._rejoining.items()):
+            if self.cluster.joined(name):
+                effect = Effect(True, (pid,))
+            elif ending or now > deadline:
+                why = "the run ended before" if ending else f"not within {REJOIN_BOUND_S:g} s:"
+                effect = Effect(False, (pid,), f"{why} the restarted {name} never joined")
+            else:
+                continue
+            del self._rejoining[name]
+            self._effect(index, "restart", name, effect)
 
     def _heal(self, target: str) -> None:
         """Heal the target's partition, first judging it: no byte may have crossed the cut."""
@@ -368,9 +387,11 @@ class FaultInjector:
         elif fault.do == "resume":
             self._resume(target, scope)
         elif fault.do == "restart" and cluster.procs[target].role != WORKER:
-            cluster.restart_role(target)
+            started = cluster.restart_role(target)  # back once the system says it is ready
+            self._effect(index, fault.do, target, Effect(True, (started.pid,)))
         elif fault.do == "restart":
-            cluster.restart_worker(target)
+            started = cluster.restart_worker(target)
+            self._rejoining[target] = (index, started.pid, time.monotonic() + REJOIN_BOUND_S)
 
     def _resume(self, target: str, scope: Scope) -> None:
         """SIGCONT the target, first judging its pause (if one stopped it): the tree must
@@ -424,7 +445,8 @@ class FaultInjector:
             for _ in range(fault.count):
                 cluster.add_worker()
         elif fault.do == "restart_master":
-            cluster.restart_master()
+            started = cluster.restart_master()  # back once the system says it is ready
+            self._effect(index, fault.do, MASTER, Effect(True, (started.pid,)))
         elif fault.do == "kill_master":
             assert cluster.master is not None
             struck = signal_tree(cluster.master.pid, signal.SIGKILL, "tree")

@@ -28,6 +28,7 @@ from harness.explain import explain
 from harness.systems.base import (
     BROKER,
     MASTER,
+    NOT_INSTALLED,
     WORKER,
     ExitCodes,
     Kind,
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_KIND",
     "KINDS",
     "MASTER",
+    "NOT_INSTALLED",
     "WORKER",
     "ExitCodes",
     "Kind",

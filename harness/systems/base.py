@@ -17,9 +17,14 @@ import msgspec
 
 from harness.checks import ExitCodes
 
+#: What a kind says when a package it needs is not installed (an extra): a file of that
+#: kind is then skipped by the pytest plugin, saying what to install, never an error.
+NOT_INSTALLED = "is not installed: pip install"
+
 __all__ = [
     "BROKER",
     "MASTER",
+    "NOT_INSTALLED",
     "WORKER",
     "Event",
     "EventSink",

@@ -21,6 +21,7 @@ from harness.checks import Expect
 from harness.systems.base import (
     BROKER,
     MASTER,
+    NOT_INSTALLED,
     WORKER,
     Event,
     EventSink,
@@ -59,8 +60,12 @@ class _ConfigBase(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froz
     def __post_init__(self) -> None:
         self.settings()  # a key the chosen engine does not take: one line, naming both
         engine = str(getattr(self, "engine"))  # noqa: B009  (a defstruct field)
-        if importlib.util.find_spec(engine) is None:
-            raise ValueError(f"engine {engine!r} is not installed: pip install 'distq[engines]'")
+        try:
+            found = importlib.util.find_spec(engine) is not None
+        except (ImportError, ValueError):  # a broken or half-removed install
+            found = False
+        if not found:
+            raise ValueError(f"engine {engine!r} {NOT_INSTALLED} 'distq[engines]'")
 
     def settings(self) -> EngineSettings:
         engine = str(getattr(self, "engine"))  # noqa: B009  (a defstruct field)

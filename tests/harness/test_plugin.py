@@ -308,3 +308,39 @@ def test_without_the_extras_other_tests_pass_and_a_scenario_says_what_to_install
     )
     assert line in collected.stdout.str()
     assert "Traceback" not in collected.stdout.str()
+
+
+WITHOUT_CELERY = """
+import sys
+import pytest
+
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "celery":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Missing())
+sys.exit(pytest.main(sys.argv[1:]))
+"""
+
+
+def test_a_file_whose_engine_is_not_installed_is_skipped_saying_what_to_install(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(
+        ".toml",
+        celery_file=(
+            'scenario = 2\nname = "c"\ndescription = "celery"\n[system]\nkind = "engine"\n'
+            'engine = "celery"\n[expect]\nchecks = ["exactly_once"]\n'
+        ),
+    )
+    args = ("-c", WITHOUT_CELERY, "-p", "no:cacheprovider", "-p", "no:xdist", "-rs")
+    result = pytester.run(sys.executable, *args, "celery_file.toml", timeout=TIMEOUT_S)
+    # skipped, not an error: the run is not interrupted (pytest says no test ran)
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            # (fnmatch: [engines] would be a character class)
+            "*celery_file.toml: system: engine 'celery' is not installed: pip install 'distq?engines?'"
+        ]
+    )

@@ -500,6 +500,7 @@ def master_restart_run(*, finished_first: bool) -> HistoryBuilder:
         run.accept(0, "worker-1", 0)
         run.master("master_stopped")
     run.harness("fault", fault=0, action="restart_master")
+    run.effect(0, "restart_master", "master")
     run.master("master_ready", address="127.0.0.1:1", pid=2)
     return run
 
@@ -586,6 +587,7 @@ def test_a_killed_worker_that_went_on_writing_events_was_not_killed_until_it_cam
     assert "worker-1 wrote 1 event(s) after it was killed" in miss.message
     run.events.pop()
     run.harness("fault", fault=1, action="restart", target="worker-1")
+    run.effect(1, "restart", "worker-1")
     run.add("worker-1", "worker_joined", worker="worker-1")  # the restarted worker
     assert fault_coverage(run.history()) == []
 
