@@ -450,8 +450,9 @@ def stack_rows(spans: Iterable[tuple[str, float, float]], max_rows: int = MAX_RO
 
 
 def _faults(history: History) -> tuple[FaultMark, ...]:
+    unverified = _unverified(history)  # once: a long run has many fault marks
     marks = [
-        replace(mark, unverified=_unverified(history).get(mark.lines[0], ""))
+        replace(mark, unverified=unverified.get(mark.lines[0], ""))
         for mark in _fault_marks(history)
     ]
     return tuple(sorted(marks, key=lambda mark: (mark.t_start, mark.label)))

@@ -207,9 +207,9 @@ class FaultInjector:
         # all in); event triggers fire whenever their event happens.
         self.time_held = False
         self._resumes: list[tuple[float, int, str, str]] = []  # (when, fault, worker, action)
-        # target -> (its pause's index, what it stopped, when all of that had stopped)
-        self._paused: dict[str, tuple[int, Pause, float]] = {}
-        self._cut: dict[str, int] = {}  # proxy -> the index of the partition that cut it
+        # target -> (index, action) of what paused it, what it stopped, when all had stopped
+        self._paused: dict[str, tuple[tuple[int, str], Pause, float]] = {}
+        self._cut: dict[str, tuple[int, str]] = {}  # proxy -> (index, action) of what cut it
         # a restarted worker -> (its restart's index, its new pid, when to give up on it)
         self._rejoining: dict[str, tuple[int, int, float]] = {}
         self._sockets: list[socket.socket] = []
@@ -261,10 +261,11 @@ class FaultInjector:
         self._sockets.clear()
 
     def _undo(self, worker: str, action: str) -> None:
-        if action == "resume":
-            self._resume(worker, "tree")
-        elif action == "heal":
+        """Carry out ``action``, the one that ends a window (the facts table's ``ended_by``)."""
+        if fault_action(action).network:
             self._heal(worker)
+        else:
+            self._resume(worker, "tree")
 
     def _check_rejoined(self, now: float, ending: bool = False) -> None:
         """A restarted worker proves its restart by joining the master again."""
@@ -285,11 +286,12 @@ class FaultInjector:
         if proxy is None:
             return
         passed = proxy.heal()
-        index = self._cut.pop(target, None)
-        if index is not None and passed is not None:
+        cut = self._cut.pop(target, None)
+        if cut is not None and passed is not None:
+            index, action = cut
             why = "" if passed == 0 else f"{passed} byte(s) crossed the cut while it stood"
             effect = Effect(passed == 0, (), why)
-            self._effect(index, "partition", target, effect, passed_bytes=passed)
+            self._effect(index, action, target, effect, passed_bytes=passed)
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -379,7 +381,7 @@ class FaultInjector:
             if target in self._paused:  # paused already: resume that pause's processes first
                 self._resume(target, scope)
             pause = pause_tree(cluster.procs[target].pid, scope)
-            self._paused[target] = (index, pause, self.log.now())
+            self._paused[target] = ((index, fault.do), pause, self.log.now())
             if fault.duration_s is not None:
                 self._resumes.append(
                     (time.monotonic() + fault.duration_s, index, target, facts.ended_by)
@@ -400,10 +402,10 @@ class FaultInjector:
         if paused is None:
             signal_tree(self.cluster.procs[target].pid, signal.SIGCONT, scope)
             return
-        index, pause, stopped_t = paused
+        (index, action), pause, stopped_t = paused
         # Judged and recorded before the SIGCONT: the history's window ends with this event.
         record = {"stopped_t": round(stopped_t, 6), "scope": pause.scope}
-        self._effect(index, "pause", target, pause.verify(), **record)
+        self._effect(index, action, target, pause.verify(), **record)
         pause.resume()
 
     def _effect(
@@ -430,7 +432,7 @@ class FaultInjector:
                 proxy.remove_toxic(fault.toxic_name)
         elif fault.do == "partition":
             proxy.partition()
-            self._cut.setdefault(target, index)
+            self._cut.setdefault(target, (index, fault.do))
             if fault.duration_s is not None:
                 self._resumes.append(
                     (time.monotonic() + fault.duration_s, index, target, facts.ended_by)
