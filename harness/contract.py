@@ -141,8 +141,12 @@ SYSTEM_EVENTS = frozenset(
     }
 )
 #: Events only an observer of a system writes (a wire relay in front of a BaseManager app).
-UNKEYED_ITEM = "unkeyed_item"  # item, route: a task item without the scenario's job key
-OBSERVER_EVENTS = frozenset({UNKEYED_ITEM})
+UNKEYED_ITEM = "unkeyed_item"  # item, route, key: a task item the scenario's job key misses
+UNMATCHED_RESULT = "unmatched_result"  # value, how: a result that answers no job seen
+#: role (tasks/results), typeid, created: a typeid the scenario names that the app never
+#: created on the wire. The run cannot be judged: every verdict would rest on a misreading.
+TYPEID_UNSEEN = "typeid_unseen"
+OBSERVER_EVENTS = frozenset({UNKEYED_ITEM, UNMATCHED_RESULT, TYPEID_UNSEEN})
 #: What an engine's producer writes besides the above (harness.systems.engine).
 BROKER_ERROR = "broker_error"  # during, error: the broker did not answer; it tries again
 ENGINE_EVENTS = frozenset({BROKER_ERROR})

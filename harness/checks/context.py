@@ -17,6 +17,7 @@ __all__ = [
     "ExpectedFailed",
     "ExpectedFn",
     "Reach",
+    "Satisfies",
     "Tally",
 ]
 
@@ -58,6 +59,15 @@ class Tally:
     def __init__(self) -> None:
         self.count: int | None = None
         self.unit = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Satisfies:
+    """What an expected function offers for results it cannot compute but can judge (a
+    timing or pid field): ``test(value)`` says whether a result is right."""
+
+    test: Callable[[Any], Any]
+    name: str = "the expected predicate"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from harness.checks.context import (
     CheckContext,
     Expect,
     ExpectedFailed,
+    Satisfies,
 )
 from harness.checks.struck import (
     struck,
@@ -80,6 +81,7 @@ def exactly_once(history: History, context: CheckContext = NO_CONTEXT) -> list[V
                     tuple(end.line for end in ends),
                 )
             )
+    found.extend(unseen_items(history, check))
     outputs = history.select(contract.RESULT_OUTPUT, src=RESULTS)
     if outputs:
         found.extend(_output_once(submitted, outputs))
@@ -112,6 +114,28 @@ def at_least_once(history: History, context: CheckContext = NO_CONTEXT) -> list[
         if not terminals.get(job):
             lines = (submission.line, *_lease_lines(history, job))
             found.append(Violation(check, f"job {job} lost: no terminal result", (job,), lines))
+    found.extend(unseen_items(history, check))
+    return found
+
+
+def unseen_items(history: History, check: str) -> list[Violation]:
+    """What an observer saw but could not tie to a job: a task item the job key does not
+    name (a job the checks cannot follow), a result that answers no job."""
+    found = []
+    for event in history.select(contract.UNKEYED_ITEM):
+        message = (
+            f"task item {_short(event.get('item'))} (put or taken by {event.get('route')}) has no "
+            f"job key {event.get('key')}: set job_key to what names its job, or skip it "
+            "if it is a control item"
+        )
+        found.append(Violation(check, message, (), (event.line,)))
+    for event in history.select(contract.UNMATCHED_RESULT):
+        message = (
+            f"result {_short(event.get('value'))} ({event.get('how')} by {event.src}) answers no "
+            "job that was handed out: a result the app invented, or a result_key that does "
+            "not name its job"
+        )
+        found.append(Violation(check, message, (), (event.line,)))
     return found
 
 
@@ -185,6 +209,16 @@ def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list
         if want is Expect.FAILURE:
             message = f"job {job}: {call} cannot succeed, yet {where} ok value {_short(got)}"
             found.append(Violation("correct_values", message, (submission.job,), lines))
+        elif isinstance(want, Satisfies):
+            try:
+                right = bool(want.test(got))
+            except Exception as exc:  # the user's predicate: it could not judge this one
+                compared -= 1
+                raised.append((submission.job, f"{call}: {type(exc).__name__}: {exc}"[:200]))
+                continue
+            if not right:
+                message = f"job {job}: {call}: {where} value {_short(got)} fails {want.name}"
+                found.append(Violation("correct_values", message, (submission.job,), lines))
         elif not _same(_as_json(want), got):
             message = f"job {job}: {call} = {_short(want)}, but {where} value {_short(got)}"
             found.append(Violation("correct_values", message, (submission.job,), lines))

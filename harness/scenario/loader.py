@@ -63,11 +63,16 @@ def _moved_out_of_cluster(raw: dict[str, Any], version: int) -> str | None:
 
 def _takes_cwd(system: dict[str, Any]) -> bool:
     """Whether the table's kind has a working directory (``cwd``) among its keys."""
+    return _takes(system, "cwd")
+
+
+def _takes(system: dict[str, Any], key: str) -> bool:
+    """Whether the table's kind has ``key`` among its keys."""
     try:
         kind = systems.get_kind(str(system.get("kind", systems.DEFAULT_KIND)))
     except systems.SystemConfigError:
         return False  # the format's own validation says what is wrong
-    return "cwd" in kind.config.__struct_fields__
+    return key in kind.config.__struct_fields__
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -97,7 +102,10 @@ def load_scenario(path: Path) -> Scenario:
     system = raw.get("system")
     if isinstance(system, dict) and _takes_cwd(system) and isinstance(system.get("cwd", "."), str):
         # A system's working directory is relative to the scenario file (by default, its own).
-        system["cwd"] = str((Path(path).resolve().parent / system.get("cwd", ".")).resolve())
+        here = Path(path).resolve().parent
+        system["cwd"] = str((here / system.get("cwd", ".")).resolve())
+        if _takes(system, "scenario_dir"):
+            system.setdefault("scenario_dir", str(here))
     bad_number = check_numbers(raw)
     if bad_number:
         raise ScenarioError(f"{where}: {bad_number}")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import random
+import re
 import signal
 import socket
 import sys
@@ -19,12 +21,12 @@ import types
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
 from harness import contract
-from harness.checks import CHECKS, Expect, ExpectedFailed
+from harness.checks import CHECKS, Expect, ExpectedFailed, Satisfies
 from harness.systems.base import (
     MASTER,
     WORKER,
@@ -38,8 +40,9 @@ from harness.systems.base import (
     ProcessSpec,
     RunSetup,
 )
+from harness.wire.identity import Keyer, Skipper, plain
 from harness.wire.relay import WireRecorder
-from harness.wire.translate import QueueNames
+from harness.wire.translate import TAKES, QueueNames, keyer
 
 __all__ = ["KIND", "SITE_DIR", "UNSUPPORTED_TRIGGERS", "ManagersConfig", "ManagersSystem"]
 
@@ -65,6 +68,26 @@ UNSUPPORTED_ACTIONS: dict[str, str] = {
 PLACEHOLDERS = ("{python}", "{port}", "{authkey}")
 
 
+FUNCTION_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+KeySpec = str | int | list[str | int]
+
+
+class TasksSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """``tasks = { typeid = "get_jobs", take = "popleft" }``: the task proxy and how it hands
+    tasks out (default: any of get, get_nowait, popleft, pop)."""
+
+    typeid: Annotated[str, msgspec.Meta(min_length=1)]
+    take: Literal["get", "get_nowait", "popleft", "pop"] | None = None
+
+
+class ResultsSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """``results = { typeid = "get_results", as = "mapping" }``: the result proxy and its
+    shape (default: by the methods the wire shows)."""
+
+    typeid: Annotated[str, msgspec.Meta(min_length=1)]
+    shape: Literal["queue", "list", "mapping"] | None = msgspec.field(default=None, name="as")
+
+
 class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """The ``[system]`` keys of ``kind = "managers"``."""
 
@@ -76,18 +99,52 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
         list[str], msgspec.Meta(min_length=1, description="a worker's argv; {port} is its relay's")
     ]
     tasks: Annotated[
-        str, msgspec.Meta(min_length=1, description="registered typeid of the task queue")
+        str | TasksSpec,
+        msgspec.Meta(description="registered typeid of the task proxy, or {typeid, take}"),
     ]
     results: Annotated[
-        str, msgspec.Meta(min_length=1, description="registered typeid of the result queue")
+        str | ResultsSpec | bool,
+        msgspec.Meta(
+            description="registered typeid of the result proxy, or {typeid, as}; false: the app "
+            "has none (a job is done when its holder asks for its next task)"
+        ),
     ]
     cwd: Annotated[
         str, msgspec.Meta(description="where the app runs, relative to the scenario")
     ] = "."
-    job_key: str | None = None
-    result_key: str | None = None
+    scenario_dir: Annotated[
+        str,
+        msgspec.Meta(
+            description="where modules named by expected/job_key/result_key/skip are looked "
+            "for first (default: the scenario file's folder; then cwd and its parents)"
+        ),
+    ] = ""
+    job_key: (
+        Annotated[
+            KeySpec,
+            msgspec.Meta(
+                description="what names a task item's job: an attribute or dict key, an index, a "
+                'path ("payload.id" or [1, "id"]), or "module:function"; default: the item'
+            ),
+        ]
+        | None
+    ) = None
+    result_key: (
+        Annotated[
+            KeySpec,
+            msgspec.Meta(description="the same for a result (for a mapping, read on its key)"),
+        ]
+        | None
+    ) = None
+    skip: Annotated[
+        str | list[Any],
+        msgspec.Meta(
+            description='control items that are not jobs: literal values ([-1, "STOP"], a '
+            'list holding null for None) or a predicate "module:function"'
+        ),
+    ] = []
     batch_size: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    expected: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
+    expected: Annotated[str, msgspec.Meta(pattern=FUNCTION_PATTERN)] | None = None
     exit_codes: Annotated[
         dict[str, int],
         msgspec.Meta(
@@ -103,10 +160,65 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
             raise ValueError(
                 f"exit_codes: unknown meaning {unknown[0]!r} (expected one of: {known})"
             )
-        if self.expected is not None:  # refused now, not after the whole run
-            load_expected(self.expected, Path(self.cwd).resolve())
+        if self.results is True:
+            raise ValueError(
+                "results: true is not a typeid; name the result proxy's typeid, or false when "
+                "the app has no results"
+            )
+        if self.results is False and self.result_key is not None:
+            raise ValueError("result_key: the app has no results (results = false)")
+        if isinstance(self.skip, str) and not re.match(FUNCTION_PATTERN, self.skip):
+            raise ValueError(
+                f"skip: got {self.skip!r}, expected a list of values or a predicate "
+                '"module:function"'
+            )
+        # Refused now, not after the whole run.
+        self.names()
+        if self.expected is not None:
+            self.function("expected", self.expected)
 
     env: dict[str, str] = {}
+
+    def search_dirs(self) -> list[Path]:
+        """Where the app's helper modules are looked for, in order."""
+        cwd = Path(self.cwd).resolve()
+        first = [Path(self.scenario_dir).resolve()] if self.scenario_dir else []
+        return list(dict.fromkeys([*first, cwd, *cwd.parents]))
+
+    def function(self, what: str, path: str) -> Callable[..., Any]:
+        return load_function(path, self.search_dirs(), what)
+
+    def names(self) -> QueueNames:
+        """How the wire is read for this app: typeids, keys, skipped items."""
+        tasks = self.tasks if isinstance(self.tasks, TasksSpec) else TasksSpec(typeid=self.tasks)
+        results: str | None
+        shape = None
+        if isinstance(self.results, ResultsSpec):
+            results, shape = self.results.typeid, self.results.shape
+        else:
+            results = self.results if isinstance(self.results, str) else None
+        skip = (
+            Skipper.of(function=self.function("skip", self.skip))
+            if isinstance(self.skip, str)
+            else Skipper.of(self.skip)
+        )
+        return QueueNames(
+            tasks.typeid,
+            results,
+            self._key("job_key", self.job_key),
+            self._key("result_key", self.result_key),
+            self.batch_size,
+            take=TAKES if tasks.take is None else frozenset({tasks.take}),
+            results_as=shape,
+            skip=skip,
+        )
+
+    def _key(self, what: str, spec: KeySpec | None) -> Keyer | None:
+        if isinstance(spec, str) and re.match(FUNCTION_PATTERN, spec):
+            return Keyer(function=self.function(what, spec), spec=repr(spec))
+        if isinstance(spec, list) and not spec:
+            raise ValueError(f"{what}: an empty path names nothing")
+        return keyer(spec)
 
 
 def _free_port() -> int:
@@ -137,14 +249,12 @@ class ManagersSystem:
         self.exit_codes = ExitCodes(**config.exit_codes)
         cwd = Path(config.cwd)
         self.cwd = cwd if cwd.is_absolute() else (base_dir or Path.cwd()) / cwd
-        self.names = QueueNames(
-            config.tasks, config.results, config.job_key, config.result_key, config.batch_size
-        )
+        self.names = config.names()
         self.app_port = _free_port()
         self.recorder: WireRecorder | None = None
         self.seed = 0
         self.sink: EventSink | None = None
-        self._expected: Callable[[Any], Any] | None = None
+        self._expected: Callable[..., Any] | None = None
 
     # -- the relays ---------------------------------------------------------------------------
 
@@ -215,12 +325,18 @@ class ManagersSystem:
         return (_RelayObserver(self),)
 
     def expected(self, task: str, args: tuple[Any, ...]) -> Any:
-        if self.config.expected is None or len(args) != 1:
+        """The right result for a task item: ``expected(item)`` returns it, or, for a
+        predicate ``expected(item, result) -> bool``, a :class:`Satisfies` of it."""
+        path = self.config.expected
+        if path is None or len(args) != 1:
             return Expect.UNKNOWN
         if self._expected is None:
-            self._expected = load_expected(self.config.expected, self.cwd)
+            self._expected = self.config.function("expected", path)
+        function, item = self._expected, plain(args[0])
+        if _takes_two(function):
+            return Satisfies(lambda value: function(item, value), path)
         try:
-            return self._expected(args[0])
+            return function(item)
         except Exception as exc:  # the user's function: judged unknown, with the reason
             return ExpectedFailed(f"{type(exc).__name__}: {exc}"[:200])
 
@@ -254,22 +370,21 @@ class _RelayObserver:
         self.system.close()
 
 
-def load_expected(path: str, cwd: Path) -> Callable[[Any], Any]:
-    """``module:function``: from a file of the app's directory or above, loaded afresh
-    under a name of its own (two apps may each ship an ``expect.py``: neither is judged
-    with the other's), else imported as installed. Raises ValueError (one line) when it
-    cannot be found, loaded or called."""
+def load_function(path: str, dirs: Sequence[Path], what: str = "expected") -> Callable[..., Any]:
+    """``module:function``: from a file under the first of ``dirs`` that has it, loaded
+    afresh under a name of its own (two apps may each ship an ``expect.py``: neither is
+    judged with the other's), else imported as installed. Raises ValueError (one line)
+    when it cannot be found, loaded or called."""
     module_name, _, attribute = path.partition(":")
     relative = Path(*module_name.split(".")).with_suffix(".py")
-    found = next(
-        (root / relative for root in (cwd, *cwd.parents) if (root / relative).is_file()), None
-    )
-    where = f"expected: {path!r}"
+    found = next((root / relative for root in dirs if (root / relative).is_file()), None)
+    where = f"{what}: {path!r}"
     try:
         module = importlib.import_module(module_name) if found is None else _load_file(found)
     except ImportError as exc:
+        shown = ", ".join(map(str, dirs[:2]))
         raise ValueError(
-            f"{where} cannot be imported (not under {cwd}, not installed): {exc}"
+            f"{where} cannot be imported (not under {shown} or above, not installed): {exc}"
         ) from None
     except Exception as exc:
         raise ValueError(f"{where}: loading it raised {type(exc).__name__}: {exc}") from None
@@ -277,6 +392,16 @@ def load_expected(path: str, cwd: Path) -> Callable[[Any], Any]:
     if not callable(function):
         raise ValueError(f"{where}: {module_name} has no function {attribute!r}")
     return function  # type: ignore[no-any-return]
+
+
+def _takes_two(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` is a predicate ``(item, result)`` rather than ``(item)``."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) == 2
 
 
 def _load_file(path: Path) -> types.ModuleType:

@@ -107,7 +107,9 @@ class WireRecorder:
         for relay in self.relays.values():
             relay.close()
         with self._lock:
-            if self._frames_fd is not None:
+            if self._frames_fd is not None:  # the first close: the run's last word
+                for unseen in self.translator.unseen_typeids():
+                    self._writer(contract.MASTER).write(contract.TYPEID_UNSEEN, **unseen)
                 os.close(self._frames_fd)
                 self._frames_fd = None
             for writer in self._writers.values():
