@@ -428,6 +428,12 @@ class Scenario(_Strict, frozen=True):
         except systems.SystemConfigError as exc:
             raise ValueError(str(exc)) from None
         self._supported_by(kind.facts, str(self.system.get("kind", systems.DEFAULT_KIND)))
+        refused = getattr(_config, "refused_checks", None)
+        if callable(refused):  # a check this configuration of the kind has no evidence for
+            reasons: dict[str, str] = refused()
+            for check in (*self.expect.checks, *self.expect.known_checks):
+                if check in reasons:
+                    raise ValueError(f"expect.checks: {check!r} cannot judge it: {reasons[check]}")
         total = self.jobs.count + sum(extra.count for extra in self.jobs.extra)
         for number, fault in enumerate(self.faults):
             if fault.do in NETWORK_ACTIONS and not self.network.proxy:

@@ -40,7 +40,7 @@ from harness.systems.base import (
     ProcessSpec,
     RunSetup,
 )
-from harness.wire.identity import Keyer, Skipper, plain
+from harness.wire.identity import Keyer, Skipper, key_text, plain
 from harness.wire.relay import WireRecorder
 from harness.wire.translate import TAKES, QueueNames, keyer
 
@@ -139,8 +139,8 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     skip: Annotated[
         str | list[Any],
         msgspec.Meta(
-            description='control items that are not jobs: literal values ([-1, "STOP"], a '
-            'list holding null for None) or a predicate "module:function"'
+            description='control items that are not jobs: literal values ([-1, "STOP"]) or a '
+            'predicate "module:function" (for None: TOML has no null)'
         ),
     ] = []
     batch_size: Annotated[int, msgspec.Meta(ge=1)] | None = None
@@ -179,6 +179,15 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
 
     env: dict[str, str] = {}
 
+    def refused_checks(self) -> dict[str, str]:
+        """Checks this app's configuration gives no evidence for, with why."""
+        if self.results is False:
+            return {
+                "correct_values": "results = false: the app sends back no value to compare "
+                "(a job is done when its holder asks for its next task)"
+            }
+        return {}
+
     def search_dirs(self) -> list[Path]:
         """Where the app's helper modules are looked for, in order."""
         cwd = Path(self.cwd).resolve()
@@ -211,7 +220,16 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
             take=TAKES if tasks.take is None else frozenset({tasks.take}),
             results_as=shape,
             skip=skip,
+            matches=None if self.expected is None else self._matches(),
         )
+
+    def _matches(self) -> Callable[[Any, Any], bool]:
+        """Whether a result answers a task item, by the scenario's ``expected``."""
+        assert self.expected is not None
+        function = self.function("expected", self.expected)
+        if _takes_two(function):
+            return lambda item, value: bool(function(plain(item), value))
+        return lambda item, value: key_text(function(plain(item))) == key_text(value)
 
     def _key(self, what: str, spec: KeySpec | None) -> Keyer | None:
         if isinstance(spec, str) and re.match(FUNCTION_PATTERN, spec):

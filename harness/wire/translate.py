@@ -12,9 +12,9 @@ What is understood, by the methods of the proxies the scenario names:
 - no results at all: a job is done when its holder asks for its next task.
 
 Job identity: equal items are matched first in, first out (the k-th hand-out of a value is
-its k-th put); a result without a key answers the oldest job its process holds, across all
-that process's connections; a put of a value whose job was lost with its holder is that job
-handed out again.
+its k-th put); a result without a key answers a job its process holds, across all that
+process's connections (the latest one its value matches, by ``expected``; else the oldest);
+a put of a value whose job was lost with its holder is that job handed out again.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,7 +36,8 @@ MASTER = contract.MASTER
 NO_SKIP = Skipper()
 #: Methods that hand a task out (the reply carries the item).
 TAKES = frozenset({"get", "get_nowait", "popleft", "pop"})
-_PUT_ONE = frozenset({"put", "put_nowait", "append", "appendleft"})
+_QUEUE_PUTS = frozenset({"put", "put_nowait"})
+_PUT_ONE = _QUEUE_PUTS | {"append", "appendleft"}
 _PUT_MANY = frozenset({"extend", "extendleft"})
 _MAPPING_WRITES = frozenset({"__setitem__", "update", "setdefault"})
 ResultShape = Literal["queue", "list", "mapping"]
@@ -72,6 +74,9 @@ class QueueNames:
     skip: Skipper = NO_SKIP
     #: Routes whose task puts are submissions (the master's, a producer's).
     submitters: frozenset[str] = frozenset()
+    #: Whether a result answers a task item (from the scenario's ``expected``): a result
+    #: without a key answers the oldest job its process holds that it matches.
+    matches: Callable[[Any, Any], bool] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "job_key", keyer(self.job_key) or Keyer())
@@ -85,6 +90,7 @@ class _Report:
     worker: str
     attempt: int
     value: Any
+    stored: bool = False
     taken: bool = False
 
 
@@ -103,11 +109,14 @@ class WireTranslator:
     names: QueueNames
     typeids: dict[str, str] = field(default_factory=dict)  # server object id -> typeid
     key_of: dict[int, str] = field(default_factory=dict)  # job id -> its key
+    item_of: dict[int, Any] = field(default_factory=dict)  # job id -> its task item
     instances: dict[str, list[int]] = field(default_factory=dict)  # key -> jobs, put order
     queued: dict[str, deque[int]] = field(default_factory=dict)  # key -> put, not handed out
     early: dict[str, deque[int]] = field(default_factory=dict)  # key -> handed out, put unseen
     lost: dict[str, deque[int]] = field(default_factory=dict)  # key -> lost with a holder
     reported: set[int] = field(default_factory=set)
+    reported_by: dict[str, list[int]] = field(default_factory=dict)  # route -> jobs answered
+    dropped: dict[str, list[int]] = field(default_factory=dict)  # route -> jobs it lost
     batches_open: set[int] = field(default_factory=set)
     accepted: dict[int, int] = field(default_factory=dict)  # job -> acceptances
     attempts: dict[int, int] = field(default_factory=dict)
@@ -169,6 +178,7 @@ class WireTranslator:
         self.held[frame.route] = [h for h in holding if h[1] != frame.connection]
         for job in gone:
             self.lost.setdefault(self.key_of[job], deque()).append(job)
+        self.dropped.setdefault(frame.route, []).extend(gone)
         by = "worker" if frame.flow == "upstream" else "app"
         event = self._event(frame, MASTER, contract.WORKER_LOST, worker=frame.route, jobs=gone)
         return [*events, {**event, "closed_by": by}]
@@ -207,11 +217,11 @@ class WireTranslator:
             if frame.reply_kind != "#RETURN":
                 return [{**p.event, "refused": frame.reply_kind} for p in waiting]
             return [event for p in waiting for event in self._answered(frame, p)]
-        if frame.reply_kind != "#RETURN" or method not in names.take:
+        if frame.reply_kind != "#RETURN":
             return []
-        if typeid == names.tasks:  # the master may take its own tasks back
+        if typeid == names.tasks and method in names.take:  # the master's own takes too
             return self._lease(frame, frame.result)
-        if typeid == names.results and frame.route in names.submitters:
+        if typeid == names.results and method in TAKES and frame.route in names.submitters:
             return self._accept(frame, frame.result)
         return []
 
@@ -220,6 +230,7 @@ class WireTranslator:
     def _new_job(self, frame: WireFrame, key: str, item: Any) -> tuple[int, list[dict[str, Any]]]:
         job = len(self.key_of)
         self.key_of[job] = key
+        self.item_of[job] = item
         self.instances.setdefault(key, []).append(job)
         fields: dict[str, Any] = {"job": job, "task": self.names.tasks, "args": [item], "key": key}
         events = []
@@ -326,10 +337,13 @@ class WireTranslator:
         else:
             return []
         by_key = mapping or self.names.result_key is not None
+        # A mapping or list the master reads in place: the answered write is the acceptance
+        # (a queue's result is accepted when the master takes it).
+        stored = mapping or shape == "list" or (shape is None and method not in _QUEUE_PUTS)
         events: list[dict[str, Any]] = []
         pending: list[_Pending] = []
         for keys, value in written:
-            job = self._answered_job(frame.route, keys, by_key)
+            job = self._answered_job(frame.route, keys, by_key, value)
             if job is None:
                 events.append(
                     self._event(
@@ -343,13 +357,13 @@ class WireTranslator:
             if self.stopped:
                 fields["after_shutdown"] = True
             event = self._event(frame, frame.route, contract.COMPLETED, **fields)
-            if mapping:
+            match = keys[0] if self.names.result_key is not None else key_text(value)
+            report = _Report(job, frame.route, attempt, value, stored=stored)
+            self.reports.setdefault(match or "", []).append(report)
+            if stored:
                 accept = {**fields, "worker": frame.route, "ok": True, "via": method}
                 pending.append(_Pending(event, accept))
             else:
-                match = keys[0] if self.names.result_key is not None else key_text(value)
-                report = _Report(job, frame.route, attempt, value)
-                self.reports.setdefault(match or "", []).append(report)
                 pending.append(_Pending(event))
         if pending:
             # One answer per request: a write still waiting on this connection when the next
@@ -380,14 +394,16 @@ class WireTranslator:
                 keys.append(key_text(ast.literal_eval(key)))
         return keys
 
-    def _answered_job(self, route: str, keys: list[str | None], by_key: bool) -> int | None:
+    def _answered_job(
+        self, route: str, keys: list[str | None], by_key: bool, value: Any
+    ) -> int | None:
         """The job a result answers: by key, the one this process holds, else the oldest
-        not yet reported; without a key, the oldest job this process holds."""
+        not yet reported. Without a key: the latest job this process holds that the value
+        matches (by ``expected``: a result left out leaves its own job held, whatever came
+        after), else one it answered already (a result put twice), else the oldest it
+        holds (a worker that keeps several puts them in order)."""
         holding = self.held.get(route, [])
-        job: int | None = None
-        if not by_key:
-            job = holding[0][0] if holding else None
-        else:
+        if by_key:
             for key in keys:
                 if key is None or key not in self.instances:
                     continue
@@ -395,15 +411,33 @@ class WireTranslator:
                 job = next((j for j, _ in holding if j in same), None)
                 if job is None:
                     job = next((j for j in same if j not in self.reported), same[-1])
-                break
-        if job is not None:
-            self.held[route] = [h for h in holding if h[0] != job]
+                return self._release(route, job)
+            return None
+        dropped = self.dropped.get(route, [])  # lost with a connection: a late put
+        matches = self.names.matches
+        if matches is not None:
+            for pool in ([j for j, _ in holding], dropped, self.reported_by.get(route, [])):
+                fits = [j for j in pool if _fits(matches, self, j, value)]
+                if fits:
+                    return self._release(route, fits[-1])
+        if holding:
+            return self._release(route, holding[0][0])
+        return self._release(route, dropped[-1]) if dropped else None
+
+    def _release(self, route: str, job: int) -> int:
+        """``route`` answered ``job``: it holds it no more."""
+        self.held[route] = [h for h in self.held.get(route, []) if h[0] != job]
+        if job in self.dropped.get(route, ()):
+            self.dropped[route].remove(job)
+        self.reported_by.setdefault(route, []).append(job)
         return job
 
     def _accept(self, frame: WireFrame, item: Any) -> list[dict[str, Any]]:
         report = self._match(item)
         if report is None:
             return [self._event(frame, MASTER, contract.UNMATCHED_RESULT, value=item, how="take")]
+        if report.stored:  # accepted when it was written: the master reads its own store
+            return []
         report.taken = True
         fields = {
             "job": report.job,
@@ -440,6 +474,15 @@ class WireTranslator:
     @staticmethod
     def _event(frame: WireFrame, src: str, ev: str, **fields: Any) -> dict[str, Any]:
         return {"t": frame.t, "src": src, "ev": ev, **fields}
+
+
+def _fits(
+    matches: Callable[[Any, Any], bool], translator: WireTranslator, job: int, value: Any
+) -> bool:
+    try:
+        return bool(matches(translator.item_of.get(job), value))
+    except Exception:  # the user's function: an item it cannot judge matches nothing
+        return False
 
 
 def _put_items(method: str, args: list[Any]) -> list[Any]:
