@@ -129,11 +129,16 @@ def unseen_items(history: History, check: str) -> list[Violation]:
             "if it is a control item"
         )
         found.append(Violation(check, message, (), (event.line,)))
+    why = (
+        "a result the app invented, or a result_key that does not name its job"
+        if history.submitted()
+        else "no task was seen handed out at all (do [system] tasks and its take name how "
+        "the app hands them out?)"
+    )
     for event in history.select(contract.UNMATCHED_RESULT):
         message = (
             f"result {_short(event.get('value'))} ({event.get('how')} by {event.src}) answers no "
-            "job that was handed out: a result the app invented, or a result_key that does "
-            "not name its job"
+            f"job that was handed out: {why}"
         )
         found.append(Violation(check, message, (), (event.line,)))
     return found
