@@ -146,7 +146,9 @@ UNMATCHED_RESULT = "unmatched_result"  # value, how: a result that answers no jo
 #: role (tasks/results), typeid, created: a typeid the scenario names that the app never
 #: created on the wire. The run cannot be judged: every verdict would rest on a misreading.
 TYPEID_UNSEEN = "typeid_unseen"
-OBSERVER_EVENTS = frozenset({UNKEYED_ITEM, UNMATCHED_RESULT, TYPEID_UNSEEN})
+#: route, bound_s: a frame held for a fault went on without it (the fault never acted).
+HOLD_EXPIRED = "hold_expired"
+OBSERVER_EVENTS = frozenset({UNKEYED_ITEM, UNMATCHED_RESULT, TYPEID_UNSEEN, HOLD_EXPIRED})
 #: What an engine's producer writes besides the above (harness.systems.engine).
 BROKER_ERROR = "broker_error"  # during, error: the broker did not answer; it tries again
 ENGINE_EVENTS = frozenset({BROKER_ERROR})

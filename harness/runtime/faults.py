@@ -24,7 +24,7 @@ from harness.contract import ACTIONS, NETWORK_ACTIONS, TRIGGERS, EventWriter, fa
 from harness.net.toxics import Toxic
 from harness.runtime.cluster import Cluster
 from harness.runtime.effects import Effect, Pause, Scope, pause_tree, signal_tree, verify_gone
-from harness.systems.base import MASTER, WORKER, attack_source, parse_address
+from harness.systems.base import MASTER, WORKER, HoldsFrames, attack_source, parse_address
 
 __all__ = [
     "ACTIONS",
@@ -46,6 +46,7 @@ class Trigger:
     kind: str
     value: float | int  # seconds for after_s; a job id, batch index or count otherwise
     attempt: int | None = None  # job_leased/job_started: that attempt (None: the first seen)
+    hold: bool = False  # the system holds the frame that fires it until the fault has acted
 
     def __post_init__(self) -> None:
         if self.kind not in TRIGGERS:
@@ -69,6 +70,8 @@ class Trigger:
         fields: dict[str, float | int] = {self.kind: self.value}
         if self.attempt is not None:
             fields["attempt"] = self.attempt
+        if self.hold:
+            fields["hold"] = True
         return fields
 
 
@@ -214,6 +217,10 @@ class FaultInjector:
         self._rejoining: dict[str, tuple[int, int, float]] = {}
         self._sockets: list[socket.socket] = []
         self._wrong_key_workers = 0
+        self._holds = cluster.system if isinstance(cluster.system, HoldsFrames) else None
+        for fault in faults:
+            if fault.when.hold and self._holds is not None:
+                self._holds.hold(fault.when.kind, int(fault.when.value), fault.when.attempt)
 
     @property
     def done(self) -> bool:
@@ -239,15 +246,31 @@ class FaultInjector:
         for index, fault in list(self.pending):
             if self.tracker.fired(fault.when, elapsed):
                 self.pending.remove((index, fault))
-                self._fire(index, fault)
+                try:
+                    self._fire(index, fault)
+                finally:
+                    self._let_go(fault.when)
 
     def release_time(self) -> None:
         """Start the clock of ``after_s`` triggers now."""
         self.time_held = False
         self.ready_at = time.monotonic()
 
+    def _let_go(self, trigger: Trigger) -> None:
+        """The fault a held frame waited for has acted: the frame goes on (once every
+        fault on that trigger has fired)."""
+        if not trigger.hold or self._holds is None:
+            return
+        if not any(f.when == trigger for _, f in self.pending):
+            self._holds.release(trigger.kind, int(trigger.value), trigger.attempt)
+
     def close(self) -> None:
-        """Resume anything still paused and close the harness's raw sockets."""
+        """Resume anything still paused, let every held frame go and close the harness's
+        raw sockets."""
+        if self._holds is not None:
+            for _, fault in self.pending:
+                if fault.when.hold:
+                    self._holds.release(fault.when.kind, int(fault.when.value), fault.when.attempt)
         for _, _, worker, action in self._resumes:
             self._undo(worker, action)
         self._resumes.clear()

@@ -167,8 +167,18 @@ class WhenSpec(_Strict, frozen=True):
         | None
     ) = None
 
+    hold: Annotated[
+        bool,
+        msgspec.Meta(
+            description="with job_leased: hold the frame that fired it at the relay until the "
+            "fault has acted (the worker is struck before the hand-out reaches it)"
+        ),
+    ] = False
+
     def __post_init__(self) -> None:
-        kinds = [name for name in self.__struct_fields__ if name != "attempt"]
+        if self.hold and self.job_leased is None:
+            raise ValueError("hold applies to job_leased (the hand-out a relay can hold back)")
+        kinds = [name for name in self.__struct_fields__ if name not in ("attempt", "hold")]
         given = [name for name in kinds if getattr(self, name) is not None]
         if len(given) != 1:
             got = ", ".join(given) or "none"
@@ -178,9 +188,10 @@ class WhenSpec(_Strict, frozen=True):
     def trigger(self) -> Trigger:
         for name in self.__struct_fields__:
             value = getattr(self, name)
-            if value is not None and name != "attempt":
+            if value is not None and name not in ("attempt", "hold"):
                 # Counts and job ids stay integers (in the history too); after_s is seconds.
-                return Trigger(name, value if name != "after_s" else float(value), self.attempt)
+                number = value if name != "after_s" else float(value)
+                return Trigger(name, number, self.attempt, self.hold)
         raise AssertionError("validated in __post_init__")
 
 
@@ -462,6 +473,11 @@ class Scenario(_Strict, frozen=True):
         for number, fault in enumerate(self.faults):
             if fault.do not in facts.actions:
                 refuse(f"faults[{number}].do", fault.do, facts.actions)
+            if fault.when.hold and not issubclass(facts, systems.HoldsFrames):
+                raise ValueError(
+                    f"faults[{number}].when.hold: system kind {kind!r} cannot hold a frame "
+                    "(kind managers can: its relays see every hand-out)"
+                )
             if fault.when.trigger().kind not in facts.triggers:
                 refuse(f"faults[{number}].when", fault.when.trigger().kind, facts.triggers)
         defaults = ClusterSpec()

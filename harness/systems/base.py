@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import msgspec
 
@@ -29,6 +29,7 @@ __all__ = [
     "Event",
     "EventSink",
     "ExitCodes",
+    "HoldsFrames",
     "Kind",
     "Launch",
     "Observer",
@@ -207,6 +208,19 @@ def attack_source(master: tuple[str, int], number: int) -> tuple[str, int] | Non
 def format_address(address: tuple[str, int]) -> str:
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@runtime_checkable
+class HoldsFrames(Protocol):
+    """A system that can hold the frame that fires a trigger until the fault has acted
+    (``when = { job_leased = N, hold = true }``): a fault lands inside the window of a
+    job that would finish before the harness could strike."""
+
+    def hold(self, trigger: str, job: int, attempt: int | None) -> None:
+        """Before the run: hold the frame whose event fires ``trigger`` for ``job``."""
+
+    def release(self, trigger: str, job: int, attempt: int | None) -> None:
+        """The fault has acted (or the run ends): let that frame go on."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ from harness.systems.base import (
     RunSetup,
 )
 from harness.wire.identity import Keyer, Skipper, key_text, plain
-from harness.wire.relay import WireRecorder
+from harness.wire.relay import FrameHolds, WireRecorder
 from harness.wire.translate import TAKES, QueueNames, keyer
 
 __all__ = ["KIND", "SITE_DIR", "UNSUPPORTED_TRIGGERS", "ManagersConfig", "ManagersSystem"]
@@ -270,6 +270,7 @@ class ManagersSystem:
         self.names = config.names()
         self.app_port = _free_port()
         self.recorder: WireRecorder | None = None
+        self.holds = FrameHolds()
         self.seed = 0
         self.sink: EventSink | None = None
         self._expected: Callable[..., Any] | None = None
@@ -279,7 +280,7 @@ class ManagersSystem:
     def _recorder(self, setup: RunSetup) -> WireRecorder:
         if self.recorder is None:
             epoch = contract.run_epoch() if setup.epoch is None else setup.epoch
-            self.recorder = WireRecorder(setup.run_dir, self.names, epoch)
+            self.recorder = WireRecorder(setup.run_dir, self.names, epoch, self.holds)
         return self.recorder
 
     def _relay_address(self, route: str, upstream: tuple[str, int]) -> str:
@@ -357,6 +358,12 @@ class ManagersSystem:
             return function(item)
         except Exception as exc:  # the user's function: judged unknown, with the reason
             return ExpectedFailed(f"{type(exc).__name__}: {exc}"[:200])
+
+    def hold(self, trigger: str, job: int, attempt: int | None) -> None:
+        self.holds.arm(trigger, job, attempt)
+
+    def release(self, trigger: str, job: int, attempt: int | None) -> None:
+        self.holds.release(trigger, job)
 
     def attack_handshake(self, address: str, count: int, rng: random.Random) -> None:
         from multiprocessing.connection import Client

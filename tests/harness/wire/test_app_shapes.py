@@ -5,6 +5,7 @@ absent; control items; what it cannot tie to a job. Frames are built here: no pr
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +15,10 @@ from harness.checks import correct_values, exactly_once, judge, known_bug_outcom
 from harness.checks.context import CheckContext
 from harness.checks.verdict import Pin
 from harness.history import History
+from harness.scenario import ScenarioError, load_scenario
 from harness.wire.frames import WireFrame
 from harness.wire.identity import Keyer, Skipper, key_text, path_of
+from harness.wire.relay import FrameHolds
 from harness.wire.translate import QueueNames, WireTranslator, keyer
 
 MASTER = contract.MASTER
@@ -272,3 +275,45 @@ def test_a_scenario_key_spec_becomes_a_keyer() -> None:
     assert isinstance(names.job_key, Keyer)
     assert names.job_key([{"id": 5}]) == "5"
     assert QueueNames("t", "r").job_key(5) == "5"  # the item itself
+
+
+def test_a_held_frame_waits_for_its_fault_once_and_only_for_its_attempt() -> None:
+    holds = FrameHolds()
+    holds.arm("job_leased", 4, 2)
+    first = {"ev": "leased", "job": 4, "attempt": 1}
+    second = {"ev": "leased", "job": 4, "attempt": 2}
+
+    assert holds.gate_for(first) is None  # another attempt
+    gate = holds.gate_for(second)
+    assert gate is not None
+    assert not gate.is_set()
+    assert holds.gate_for(second) is None  # one frame per hold
+    holds.release("job_leased", 4)
+    assert gate.is_set()
+    assert holds.gate_for({"ev": "completed", "job": 4}) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "when", "message"),
+    [
+        ("managers", "job_completed = 1, hold = true", "hold applies to job_leased"),
+        ("distq", "job_leased = 1, hold = true", "system kind 'distq' cannot hold a frame"),
+    ],
+)
+def test_hold_is_refused_where_it_cannot_work(
+    tmp_path: Path, kind: str, when: str, message: str
+) -> None:
+    system = (
+        '[system]\nkind = "managers"\nmaster = ["m"]\nworker = ["w"]\ntasks = "t"\nresults = "r"\n'
+        if kind == "managers"
+        else ""
+    )
+    path = tmp_path / "s.toml"
+    path.write_text(
+        f'scenario = 2\nname = "n"\ndescription = "d"\n\n{system}\n'
+        f'[[faults]]\nwhen = {{ {when} }}\ndo = "kill"\ntarget = "holder"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path)
+    assert message in str(raised.value)
