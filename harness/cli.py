@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from harness.checks import EXIT_USAGE, VERDICT_EXIT_CODES
+from harness.runtime.cluster import ClusterError
 from harness.scenario import Scenario, ScenarioError, is_scenario_file, load_scenario, run_scenario
 
 __all__ = ["main"]
@@ -172,6 +173,7 @@ def _run(options: argparse.Namespace) -> int:
         return EXIT_USAGE
     runs_dir = Path(options.runs_dir)
     rows: list[tuple[str, Counter[str], float, str]] = []
+    setup_failed = False
     for index, (path, scenario) in enumerate(loaded, start=1):
         verdicts: Counter[str] = Counter()
         elapsed = 0.0
@@ -184,8 +186,14 @@ def _run(options: argparse.Namespace) -> int:
             label = f"[{index}/{len(loaded)}] {path}" + (
                 f" ({attempt}/{options.repeat})" if suffix else ""
             )
-            with _Ticker(label):
-                outcome = run_scenario(scenario, run_dir)
+            try:
+                with _Ticker(label):
+                    outcome = run_scenario(scenario, run_dir)
+            except ClusterError as exc:  # the app could not be brought up: its setup is wrong
+                print(f"{path}: setup: {exc.summary}", file=sys.stderr)
+                verdicts["invalid"] += 1
+                setup_failed = True
+                break
             verdicts[outcome.status] += 1
             elapsed += outcome.result.elapsed_s
             print(f"{label}: {outcome.status} in {outcome.result.elapsed_s:.1f} s", file=sys.stderr)
@@ -207,7 +215,7 @@ def _run(options: argparse.Namespace) -> int:
     _table(rows, options.repeat)
     if any(v["fail"] for _, v, _, _ in rows):
         return EXIT_FAIL
-    if errors:
+    if errors or setup_failed:
         return EXIT_USAGE
     if any(v["unknown"] for _, v, _, _ in rows):
         return EXIT_UNKNOWN

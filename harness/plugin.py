@@ -204,8 +204,13 @@ class ScenarioItem(pytest.Item):
             shutil.rmtree(run_dir, ignore_errors=True)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
+        from harness.runtime.cluster import ClusterError
+
         if isinstance(excinfo.value, ScenarioFailed):
             return excinfo.value.outcome.report()
+        if isinstance(excinfo.value, ClusterError):  # the app could not be brought up
+            error = excinfo.value
+            return f"{self.path}: setup: {error.summary}\n--- log ---\n{error.log_tail}"
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int, str]:

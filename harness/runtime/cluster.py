@@ -41,7 +41,13 @@ PYTHON_NAMES = frozenset({"python", "python3"})
 
 
 class ClusterError(RuntimeError):
-    """The cluster could not be brought up; the message carries the process's log."""
+    """The cluster could not be brought up. ``summary`` is one line (what and why, with
+    the last line of the process's log); the message adds the log's tail."""
+
+    def __init__(self, summary: str, log_tail: str = "") -> None:
+        super().__init__(f"{summary}\n--- log ---\n{log_tail}" if log_tail else summary)
+        self.summary = summary
+        self.log_tail = log_tail
 
 
 @dataclass(slots=True)
@@ -336,11 +342,14 @@ class Cluster:
                 address = self.system.ready(proc, self.run_events.events)
                 if address is not None:
                     break
-                why = f"{role} READY: the {role} exited first"
+                why = f"the {role} exited with code {proc.returncode} before it was ready"
             elif time.monotonic() >= deadline:
-                why = f"{role} READY: not seen within {self.ready_timeout_s:g} s"
+                why = f"the {role} was not ready within {self.ready_timeout_s:g} s"
             if why is not None:
-                raise ClusterError(f"{why}\n--- {role} log ---\n{proc.log_tail()}")
+                tail = proc.log_tail()
+                last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+                said = f"; its log ends: {last.strip()[:300]}" if last else "; its log is empty"
+                raise ClusterError(f"{why}{said} ({proc.log_path})", tail)
             time.sleep(0.01)
         self.addresses[role] = address
         if role == MASTER:

@@ -66,6 +66,17 @@ UNSUPPORTED_ACTIONS: dict[str, str] = {
     "garbage": "garbage bytes leave no trace on the wire or in the app",
 }
 PLACEHOLDERS = ("{python}", "{port}", "{authkey}")
+#: What the harness sets in every process's environment: not the scenario's to set.
+HARNESS_ENV = frozenset(
+    {
+        REDIRECT_ENV,
+        STACKS_ENV,
+        contract.EPOCH_ENV,
+        contract.PROCESS_ENV,
+        contract.EVENTS_ENV,
+        "DISTQ_HARNESS_TAG",
+    }
+)
 
 
 FUNCTION_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
@@ -159,6 +170,12 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
             known = ", ".join(ExitCodes.__dataclass_fields__)
             raise ValueError(
                 f"exit_codes: unknown meaning {unknown[0]!r} (expected one of: {known})"
+            )
+        owned = sorted(set(self.env) & HARNESS_ENV)
+        if owned:
+            raise ValueError(
+                f"env: {owned[0]} is set by the harness for every process of the run; "
+                "leave it out (PYTHONPATH is merged, not replaced)"
             )
         if self.results is True:
             raise ValueError(
@@ -297,7 +314,12 @@ class ManagersSystem:
     def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
         recorder = self._recorder(setup)
         app = ("127.0.0.1", self.app_port)
-        site = os.pathsep.join(p for p in (str(SITE_DIR), os.environ.get("PYTHONPATH", "")) if p)
+        paths = (
+            str(SITE_DIR),
+            self.config.env.get("PYTHONPATH", ""),
+            os.environ.get("PYTHONPATH", ""),
+        )
+        site = os.pathsep.join(p for p in paths if p)  # the hook first, then the app's own
         env = {**self.config.env, "PYTHONPATH": site, STACKS_ENV: str(int(STACKS_SIGNAL))}
         if process.role == MASTER:
             relay = self._relay_address(MASTER, app)

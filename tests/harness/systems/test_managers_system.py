@@ -287,3 +287,21 @@ def test_a_key_function_or_predicate_is_loaded_and_used(tmp_path: Path) -> None:
     assert isinstance(judged, Satisfies)
     assert judged.test({"square": 9}) is True
     assert judged.test({"square": 8}) is False
+
+
+def test_the_apps_env_is_merged_with_what_the_harness_sets(tmp_path: Path) -> None:
+    from harness.runtime.cluster import TAG_ENV
+    from harness.systems.managers import HARNESS_ENV
+
+    assert TAG_ENV in HARNESS_ENV
+    with pytest.raises(systems.SystemConfigError) as caught:
+        systems.parse_table({**TABLE, "env": {REDIRECT_ENV: "x"}})
+    assert f"env: {REDIRECT_ENV} is set by the harness" in str(caught.value)
+
+    system = systems.build({**TABLE, "env": {"PYTHONPATH": "/app/lib", "MODE": "test"}})
+    spec = ProcessSpec(MASTER, MASTER, tmp_path / "m.jsonl", {}, b"k")
+    launch = system.launch(spec, RunSetup(tmp_path, None))
+    assert launch.env["PYTHONPATH"].split(os.pathsep)[:2] == [str(SITE_DIR), "/app/lib"]
+    assert launch.env["MODE"] == "test"
+    assert isinstance(system, ManagersSystem)
+    system.close()
