@@ -244,6 +244,8 @@ class Cluster:
         self.initial_toxics = list(initial_toxics)  # (toxic, workers it applies to; empty: all)
         self.proxies: dict[str, FaultProxy] = {}
         self.observers: list[Observer] = []
+        #: Processes the harness stopped at the end the way their users do (name -> signal).
+        self.stopped_at_end: dict[str, str] = {}
         self.on_proxy_event: Callable[..., None] | None = None
         # Kills the run's processes if this process dies before its teardown (SIGKILL too).
         self._reaper: Reaper | None = None
@@ -267,7 +269,8 @@ class Cluster:
     def __enter__(self) -> Cluster:
         try:
             self.observers = list(self.system.observers(self.setup, self._proxy_event))
-            for role in self.system.roles:
+            # A system may run fewer roles than its kind knows (an app without a server).
+            for role in getattr(self.system, "run_roles", self.system.roles):
                 if role != WORKER:
                     self.start_role(role)
         except BaseException:
@@ -512,9 +515,24 @@ class Cluster:
             pending = {name: members for name, members in pending.items() if members}
         return asked
 
+    def _stop_serving(self) -> None:
+        """Stop what serves until told (``stop_signals``: role -> signal, from the system)
+        the way its users stop it, and give it the grace to finish by itself."""
+        stops: Mapping[str, int] = getattr(self.system, "stop_signals", {})
+        for proc in self.procs.values():
+            signum = stops.get(proc.role)
+            if signum is None or not proc.alive():
+                continue
+            with suppress(ProcessLookupError):
+                os.kill(proc.pid, signum)
+            with suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(timeout=self.grace_s)
+                self.stopped_at_end[proc.name] = signal.Signals(signum).name
+
     def teardown(self) -> list[int]:
         """Kill every process tree of the run, close the proxies, then sweep for escaped
         tagged processes. Returns the pids found by the sweep."""
+        self._stop_serving()
         for proc in [*self.procs.values(), *self.retired]:
             if proc.alive():
                 kill_tree(proc.pid, self.grace_s)
@@ -522,7 +540,11 @@ class Cluster:
                 proc.popen.wait(timeout=self.grace_s)
         for proxy in self.proxies.values():
             proxy.close()
+        codes = {name: proc.returncode for name, proc in self.procs.items()}
         for observer in self.observers:
+            ended = getattr(observer, "processes_ended", None)
+            if callable(ended):  # how each process ended, before its observer closes
+                ended(codes, dict(self.stopped_at_end))
             observer.close()
         swept = sweep(self.tag)
         if self._reaper is not None:

@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -51,6 +51,11 @@ SITE_DIR = Path(__file__).resolve().parent.parent / "wire" / "site"
 REDIRECT_ENV = "DISTQ_WIRE_REDIRECT"
 STACKS_ENV = "DISTQ_WIRE_STACKS_SIGNAL"
 STACKS_SIGNAL = signal.SIGUSR1
+
+#: Roles beside master and worker: a process that serves the app's objects until stopped,
+#: and one that puts its tasks.
+SERVER = "server"
+PRODUCER = "producer"
 
 #: Triggers with no evidence on the wire: a worker starting a job says nothing to the master.
 UNSUPPORTED_TRIGGERS: dict[str, str] = {
@@ -109,6 +114,35 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     worker: Annotated[
         list[str], msgspec.Meta(min_length=1, description="a worker's argv; {port} is its relay's")
     ]
+    server: (
+        Annotated[
+            list[str],
+            msgspec.Meta(
+                min_length=1,
+                description="a process that serves the app's objects until stopped (serve_forever): "
+                "started first, {port} is the app's; the master is then a client of it",
+            ),
+        ]
+        | None
+    ) = None
+    producer: (
+        Annotated[
+            list[str],
+            msgspec.Meta(
+                min_length=1,
+                description="a process that puts tasks, started once the app is up; its puts are "
+                "submissions like the master's",
+            ),
+        ]
+        | None
+    ) = None
+    stop: Annotated[
+        Literal["sigint", "sigterm"],
+        msgspec.Meta(
+            description="how the harness stops a server still serving at the end (its "
+            "master_stopped then says so)"
+        ),
+    ] = "sigint"
     tasks: Annotated[
         str | TasksSpec,
         msgspec.Meta(description="registered typeid of the task proxy, or {typeid, take}"),
@@ -235,6 +269,7 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
             self._key("result_key", self.result_key),
             self.batch_size,
             take=TAKES if tasks.take is None else frozenset({tasks.take}),
+            submitters=frozenset({SERVER, PRODUCER}),
             results_as=shape,
             skip=skip,
             matches=None if self.expected is None else self._matches(),
@@ -270,7 +305,7 @@ class ManagersSystem:
     """One run of a BaseManager app, and the relays that watch it."""
 
     kind: ClassVar[str] = "managers"
-    roles: ClassVar[tuple[str, ...]] = (MASTER, WORKER)
+    roles: ClassVar[tuple[str, ...]] = (SERVER, MASTER, PRODUCER, WORKER)
     triggers: ClassVar[frozenset[str]] = frozenset(contract.TRIGGERS) - set(UNSUPPORTED_TRIGGERS)
     actions: ClassVar[frozenset[str]] = frozenset(contract.ACTIONS) - set(UNSUPPORTED_ACTIONS)
     checks: ClassVar[frozenset[str]] = frozenset(CHECKS)
@@ -288,6 +323,17 @@ class ManagersSystem:
         self.app_port = _free_port()
         self.recorder: WireRecorder | None = None
         self.holds = FrameHolds()
+        #: The roles this app runs, in start order.
+        self.run_roles = tuple(
+            role
+            for role in self.roles
+            if role in (MASTER, WORKER)
+            or (role == SERVER and config.server)
+            or (role == PRODUCER and config.producer)
+        )
+        serving = SERVER if config.server else MASTER
+        self.serving = serving
+        self.stop_signals = {serving: signal.SIGINT if config.stop == "sigint" else signal.SIGTERM}
         self.seed = 0
         self.sink: EventSink | None = None
         self._expected: Callable[..., Any] | None = None
@@ -321,10 +367,10 @@ class ManagersSystem:
         )
         site = os.pathsep.join(p for p in paths if p)  # the hook first, then the app's own
         env = {**self.config.env, "PYTHONPATH": site, STACKS_ENV: str(int(STACKS_SIGNAL))}
-        if process.role == MASTER:
-            relay = self._relay_address(MASTER, app)
+        if process.role in (MASTER, SERVER, PRODUCER):  # its own calls through its relay
+            relay = self._relay_address(process.role, app)
             env[REDIRECT_ENV] = f"{self.app_port}={relay}"
-            argv, port = self.config.master, self.app_port
+            argv, port = self._argv(process.role), self.app_port
         elif process.role == WORKER:
             address = process.addresses.get(MASTER, f"127.0.0.1:{self.app_port}")
             relays = {f"{r.address[0]}:{r.address[1]}" for r in recorder.relays.values()}
@@ -342,12 +388,18 @@ class ManagersSystem:
             argv = [part.replace(placeholder, value) for part in argv]
         return Launch(tuple(argv), env, self.cwd)
 
+    def _argv(self, role: str) -> list[str]:
+        argv = {SERVER: self.config.server, PRODUCER: self.config.producer}.get(role)
+        return argv if argv is not None else self.config.master
+
     def worker_address(self, worker: str, address: str) -> str:
         """The relay ``worker`` connects to, in front of ``address`` (the app or a proxy)."""
         host, _, port = address.rpartition(":")
         return self._relay_address(worker, (host or "127.0.0.1", int(port)))
 
     def ready(self, process: Process, events: Sequence[Event]) -> str | None:
+        if process.role != self.serving:  # a client of an app that is up already
+            return f"127.0.0.1:{self.app_port}"
         try:
             socket.create_connection(("127.0.0.1", self.app_port), timeout=1).close()
         except OSError:
@@ -381,6 +433,22 @@ class ManagersSystem:
         except Exception as exc:  # the user's function: judged unknown, with the reason
             return ExpectedFailed(f"{type(exc).__name__}: {exc}"[:200])
 
+    def processes_ended(self, codes: Mapping[str, int | None], stopped: Mapping[str, str]) -> None:
+        """A server or master that never asked its manager to shut down has still stopped
+        when it exited 0, or when the harness stopped it at the end the way its users do:
+        ``master_stopped`` says how it was seen."""
+        recorder = self.recorder
+        if recorder is None or recorder.translator.stopped:
+            return
+        name, code = self.serving, codes.get(self.serving)
+        if name in stopped and code is not None:
+            seen = f"stopped by the harness with {stopped[name]} at the end (exit {code})"
+        elif code == 0:
+            seen = "exit 0"
+        else:
+            return
+        recorder.write(MASTER, contract.MASTER_STOPPED, route=name, seen=seen)
+
     def hold(self, trigger: str, job: int, attempt: int | None) -> None:
         self.holds.arm(trigger, job, attempt)
 
@@ -412,6 +480,9 @@ class _RelayObserver:
 
     def worker_address(self, worker: str, address: str) -> str:
         return self.system.worker_address(worker, address)
+
+    def processes_ended(self, codes: Mapping[str, int | None], stopped: Mapping[str, str]) -> None:
+        self.system.processes_ended(codes, stopped)
 
     def close(self) -> None:
         self.system.close()

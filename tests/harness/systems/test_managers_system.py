@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -305,3 +306,18 @@ def test_the_apps_env_is_merged_with_what_the_harness_sets(tmp_path: Path) -> No
     assert launch.env["MODE"] == "test"
     assert isinstance(system, ManagersSystem)
     system.close()
+
+
+def test_server_and_producer_roles_start_in_order_and_the_server_is_stopped_with_sigint() -> None:
+    plain = systems.build(TABLE)
+    assert getattr(plain, "run_roles", None) == (MASTER, WORKER)
+    full = systems.build(
+        {**TABLE, "server": ["{python}", "s.py", "{port}"], "producer": ["{python}", "p.py"]}
+    )
+    assert isinstance(full, ManagersSystem)
+    assert full.run_roles == ("server", MASTER, "producer", WORKER)
+    assert full.stop_signals == {"server": signal.SIGINT}
+    assert full.names.submitters == {MASTER, "server", "producer"}
+    sigterm = systems.build({**TABLE, "stop": "sigterm"})
+    assert isinstance(sigterm, ManagersSystem)
+    assert sigterm.stop_signals == {MASTER: signal.SIGTERM}
