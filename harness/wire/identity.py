@@ -8,10 +8,11 @@ handed the item with its bytes given back as bytes (a key inside a payload).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
+
+import msgspec
 
 __all__ = ["MISSING", "KeySpec", "Keyer", "Skipper", "key_text", "path_of", "plain"]
 
@@ -58,9 +59,15 @@ def plain(value: Any) -> Any:
     return value
 
 
+_encode_sorted = msgspec.json.Encoder(order="sorted", enc_hook=repr).encode
+
+
 def key_text(value: Any) -> str:
     """A resolved key as one comparable string (equal values, equal text)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+    try:
+        return _encode_sorted(value).decode()
+    except (TypeError, ValueError, OverflowError):  # a value no JSON holds: its repr
+        return repr(value)
 
 
 @dataclass(frozen=True, slots=True)

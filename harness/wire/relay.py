@@ -139,12 +139,15 @@ class WireRecorder:
             if self._frames_fd is not None:
                 os.write(self._frames_fd, b"\n".join(lines) + b"\n")
             gates = []
+            by_src: dict[str, list[dict[str, Any]]] = {}  # one write per log
             for event in events:
                 gate = self.holds.gate_for(event)
                 if gate is not None:
                     event["held"] = True
                     gates.append(gate)
-                self._writer(str(event["src"])).write_all([event])
+                by_src.setdefault(str(event["src"]), []).append(event)
+            for src, written in by_src.items():
+                self._writer(src).write_all(written)
             return gates
 
     def write(self, src: str, ev: str, **fields: Any) -> None:

@@ -9,7 +9,8 @@ What is understood, by the methods of the proxies the scenario names:
 - results: a queue or list (``put``, ``append``, ``extend``), taken by the master with
   ``get``/``popleft``/``pop``; or a mapping (``__setitem__``, ``update``, ``setdefault``),
   whose answered write is the result's acceptance (the value is in the master's store);
-- no results at all: a job is done when its holder asks for its next task.
+- no results at all: a job is done when its holder asks for its next task (or calls
+  ``task_done`` on a joinable queue).
 
 Job identity: equal items are matched first in, first out (the k-th hand-out of a value is
 its k-th put); a result without a key answers a job its process holds, across all that
@@ -43,6 +44,7 @@ _MAPPING_WRITES = frozenset({"__setitem__", "update", "setdefault"})
 ResultShape = Literal["queue", "list", "mapping"]
 RESULT_SHAPES: tuple[ResultShape, ...] = ("queue", "list", "mapping")
 _IMPLIED = "asked_for_next"
+_TASK_DONE = "task_done"
 
 
 def keyer(spec: KeySpec | Keyer | None) -> Keyer | None:
@@ -196,6 +198,8 @@ class WireTranslator:
                 return self._submit(frame, _put_items(method, frame.args))
             if names.results is None and method in names.take:
                 return self._done_by_asking(frame)
+            if names.results is None and method == "task_done":
+                return self._done_by_asking(frame, _TASK_DONE, oldest=True)
             return []
         if typeid == names.results:
             return self._report(frame, method)
@@ -309,17 +313,21 @@ class WireTranslator:
         events.append(self._event(frame, MASTER, contract.LEASED, **fields))
         return events
 
-    def _done_by_asking(self, frame: WireFrame) -> list[dict[str, Any]]:
-        """No results to see: a worker asking for its next task has done what it held."""
+    def _done_by_asking(
+        self, frame: WireFrame, how: str = _IMPLIED, oldest: bool = False
+    ) -> list[dict[str, Any]]:
+        """No results to see: a worker asking for its next task has done what it held (a
+        ``task_done`` of a joinable queue: the oldest job it holds)."""
+        holding = self.held.get(frame.route, [])
+        done, self.held[frame.route] = (holding[:1], holding[1:]) if oldest else (holding, [])
         events: list[dict[str, Any]] = []
-        for job, _connection in self.held.pop(frame.route, []):
+        for job, _connection in done:
             attempt = self.attempts.get(job, 0)
             fields = {"job": job, "attempt": attempt, "ok": True, "value": None}
             events.append(
-                self._event(frame, frame.route, contract.COMPLETED, **fields, implied=_IMPLIED)
+                self._event(frame, frame.route, contract.COMPLETED, **fields, implied=how)
             )
-            accept = {**fields, "worker": frame.route, "implied": _IMPLIED}
-            events.append(self._accepted(frame, accept))
+            events.append(self._accepted(frame, {**fields, "worker": frame.route, "implied": how}))
         return events
 
     def _report(self, frame: WireFrame, method: str) -> list[dict[str, Any]]:

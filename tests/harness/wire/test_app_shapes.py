@@ -317,3 +317,16 @@ def test_hold_is_refused_where_it_cannot_work(
     with pytest.raises(ScenarioError) as raised:
         load_scenario(path)
     assert message in str(raised.value)
+
+
+def test_without_results_a_task_done_finishes_the_oldest_job_its_caller_holds() -> None:
+    wire = Wire(QueueNames("chores", None))
+    chores = wire.proxy(MASTER, "chores")
+    for item in ("a", "b"):
+        wire.call(MASTER, chores, "put", item)
+    wire.call("worker-1", chores, "get", result="a")
+    wire.call("worker-1", chores, "task_done")
+
+    assert [(e["job"], e["implied"]) for e in wire.of("result_accepted")] == [(0, "task_done")]
+    wire.call("worker-1", chores, "get_nowait", reply="#ERROR", result="Empty")  # asks: none held
+    assert len(wire.of("result_accepted")) == 1
