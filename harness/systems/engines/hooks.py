@@ -32,8 +32,11 @@ def job_of(identifier: object) -> int | None:
 
 
 def _error(exc: BaseException | str) -> str:
-    text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-    return text[:300]
+    """One line: an exception's type and message, or a traceback's last line."""
+    if isinstance(exc, str):
+        lines = [line for line in exc.splitlines() if line.strip()]
+        return (lines[-1] if lines else "failed")[:300]
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _write(ev: str, job: int | None, **fields: Any) -> None:
