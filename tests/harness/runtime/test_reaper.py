@@ -220,6 +220,22 @@ def test_sigkill_of_the_harness_leaves_no_broker_and_no_worker(tmp_path: Path, e
     assert not described, "left behind after SIGKILL of the harness:\n" + "\n".join(described)
 
 
+@pytest.mark.engines
+def test_sigkill_of_the_harness_running_a_users_app_leaves_nothing(tmp_path: Path) -> None:
+    """The same with a team's own Celery app (examples/engine_apps), loaded by the wrapper."""
+    app = Path(__file__).resolve().parents[3] / "examples" / "engine_apps" / "celery_app"
+    text = (
+        ENGINE_RUN.replace("{engine}", "celery")
+        .replace('task = "sleep"\nargs = [30]', 'args = ["{n}", 1, 30]')
+        .replace(
+            "collect_s = 100",
+            f'collect_s = 100\napp = "proj.celery:app"\ntask = "proj.tasks.add"\ncwd = "{app}"',
+        )
+    )
+    described = _kill_harness_then_find_leftovers(tmp_path, text, _running)
+    assert not described, "left behind after SIGKILL of the harness:\n" + "\n".join(described)
+
+
 def test_the_reaper_sweeps_a_watched_session_that_carries_no_tag() -> None:
     """A session leader and its child with an empty environment (nothing to find them by
     but their session): when the harness's end of the pipe closes without ``done``, both go.
