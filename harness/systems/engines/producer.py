@@ -3,7 +3,8 @@
 ``python -m harness.systems.engines.producer --jobs FILE --events FILE --workers N
 --collect-s S``: waits for every worker to say it joined, enqueues each job through the
 engine's client (a user's app: its task by name, ``job-N`` as the engine's id), polls the
-engine's result API (a user's app: its hooks' ``completed`` events), writes ``job_submitted``,
+engine's result API (a user's app without a result store: its hooks' ``completed``
+events), writes ``job_submitted``,
 ``result_accepted`` / ``dead`` and ``master_stopped``. Exit 0 when every job has a result,
 4 when the collection time ran out first (the missing jobs are listed in the last event).
 A submit that fails on a broker error is retried, so a submit whose reply was cut off (the
@@ -166,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         client = importlib.import_module(_APPS[engine]).Client()
     else:  # a user's app: its task by name; its hooks' ``completed`` are the deliveries
         client = _user_client(user, settings)
-    evidence = "results" if user is None else "hooks"
+    # A user's app without a result store: what its hooks saw complete is the delivery.
+    by_hooks = user is not None and not client.has_results
+    evidence = "hooks" if by_hooks else "results"
     log.write(
         contract.MASTER_READY,
         engine=engine,
@@ -195,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             else (lambda job=job, task=task, job_args=job_args: client.submit(job, task, job_args))
         )
         handles[job] = _retrying(log, "submit", submit, deadline)
-    if user is not None:
+    if by_hooks:
         missing = _collect_from_hooks(log, run_dir, set(handles), deadline)
         log.write(contract.MASTER_STOPPED, missing=sorted(missing))
         return EXIT_INCOMPLETE if missing else 0

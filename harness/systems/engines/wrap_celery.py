@@ -62,10 +62,24 @@ signals.worker_ready.connect(_ready, weak=False)
 
 
 class Client:
-    """The producer's side: ``send_task`` by name, with ``job-N`` as the task id."""
+    """The producer's side: ``send_task`` by name, with ``job-N`` as the task id; the
+    app's result backend read where it has one (and the task does not ignore results)."""
 
     def __init__(self, task: str) -> None:
         self.task = task
+        app.loader.import_default_modules()  # the app's include / imports: its tasks
+        ignored = app.conf.task_ignore_result or getattr(app.tasks[task], "ignore_result", False)
+        self.has_results = bool(app.conf.result_backend) and not ignored
 
-    def submit(self, job: int, args: list[Any]) -> None:
-        app.send_task(self.task, args=args, task_id=hooks.engine_id(job))
+    def submit(self, job: int, args: list[Any]) -> str:
+        return str(app.send_task(self.task, args=args, task_id=hooks.engine_id(job)).id)
+
+    def poll(self, handle: str) -> tuple[bool, Any] | None:
+        from celery.result import AsyncResult
+
+        result = AsyncResult(handle, app=app)
+        if result.state == "SUCCESS":
+            return True, result.result
+        if result.state == "FAILURE":
+            return False, repr(result.result)[-300:]
+        return None

@@ -49,9 +49,27 @@ class Client:
     """The producer's side: a ``Message`` for the actor with ``job-N`` as its id."""
 
     def __init__(self, task: str) -> None:
-        self.actor = broker.get_actor(task)
+        from dramatiq.results import Results
 
-    def submit(self, job: int, args: list[Any]) -> None:
+        self.actor = broker.get_actor(task)
+        stores = [m for m in broker.middleware if isinstance(m, Results)]
+        self.backend = stores[0].backend if stores else None
+        default = stores[0].store_results if stores else False
+        self.has_results = bool(stores) and bool(self.actor.options.get("store_results", default))
+
+    def poll(self, handle: Any) -> tuple[bool, Any] | None:
+        from dramatiq.results import ResultFailure, ResultMissing
+
+        if self.backend is None:
+            raise RuntimeError("the app's broker has no Results middleware")
+        try:
+            return True, self.backend.get_result(handle, block=False)
+        except ResultMissing:
+            return None
+        except ResultFailure as exc:
+            return False, str(exc)[-300:]
+
+    def submit(self, job: int, args: list[Any]) -> Any:
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=self.actor.queue_name,
             actor_name=self.actor.actor_name,
@@ -60,4 +78,4 @@ class Client:
             options={},
             message_id=hooks.engine_id(job),
         )
-        broker.enqueue(message)
+        return broker.enqueue(message)

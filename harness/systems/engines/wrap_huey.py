@@ -42,6 +42,18 @@ class Client:
 
     def __init__(self, task: str) -> None:
         self.task_class = huey._registry.string_to_task(task)
+        # Without store_none a task that returns None stores nothing: no result to wait for.
+        self.has_results = bool(huey.results and huey.store_none)
 
-    def submit(self, job: int, args: list[Any]) -> None:
+    def submit(self, job: int, args: list[Any]) -> str:
         huey.enqueue(self.task_class(tuple(args), {}, id=hooks.engine_id(job)))
+        return hooks.engine_id(job)
+
+    def poll(self, handle: str) -> tuple[bool, Any] | None:
+        from huey.exceptions import TaskException
+
+        try:
+            value = huey.result(handle, preserve=True)
+        except TaskException as exc:
+            return False, str(exc.metadata.get("error", exc))[-300:]
+        return None if value is None else (True, value)

@@ -57,10 +57,30 @@ class Client:
         self.task, self.retry_max, self.timeout_s = task, retry_max, timeout_s
         self.queue = Queue(queue, connection=Redis.from_url(url))
 
-    def submit(self, job: int, args: list[Any]) -> None:
+    #: RQ keeps every job's outcome in Redis (result_ttl, default 500 s).
+    has_results = True
+
+    def submit(self, job: int, args: list[Any]) -> str:
         from rq import Retry
 
         retry = Retry(max=self.retry_max) if self.retry_max else None
         self.queue.enqueue_call(
             self.task, args=args, job_id=hooks.engine_id(job), retry=retry, timeout=self.timeout_s
         )
+        return hooks.engine_id(job)
+
+    def poll(self, handle: str) -> tuple[bool, Any] | None:
+        from rq.exceptions import NoSuchJobError
+        from rq.job import JobStatus
+
+        try:
+            found = Job.fetch(handle, connection=self.queue.connection)
+        except NoSuchJobError:
+            return None  # lost with the broker's data, or not there yet
+        status = found.get_status()
+        if status == JobStatus.FINISHED:
+            return True, found.return_value()
+        if status == JobStatus.FAILED:
+            latest = found.latest_result()
+            return False, (latest.exc_string or "failed")[-300:] if latest else "failed"
+        return None
