@@ -104,7 +104,7 @@ class _ConfigBase(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froz
     def _check_user_app(self, engine: str) -> None:
         app, task = getattr(self, "app"), getattr(self, "task")  # noqa: B009
         if app is None and task is None:
-            for key in APP_KEYS[2:-1]:
+            for key in ("queues", "pythonpath", "broker_env", "expected"):
                 if getattr(self, key) not in (None, []):
                     raise ValueError(f"{key} applies to a user's app: give app and task too")
             return
@@ -125,8 +125,8 @@ class _ConfigBase(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froz
                 continue
             if getattr(self, name) is not None:
                 raise ValueError(
-                    f"{name} configures the harness's own {engine} app; with app given, set "
-                    "it in your app"
+                    f"{name} configures the harness's own {engine} app; with your own app "
+                    "(task given), set it in your app"
                 )
         user = user_app_of(self)
         assert user is not None
