@@ -151,7 +151,10 @@ HOLD_EXPIRED = "hold_expired"
 OBSERVER_EVENTS = frozenset({UNKEYED_ITEM, UNMATCHED_RESULT, TYPEID_UNSEEN, HOLD_EXPIRED})
 #: What an engine's producer writes besides the above (harness.systems.engine).
 BROKER_ERROR = "broker_error"  # during, error: the broker did not answer; it tries again
-ENGINE_EVENTS = frozenset({BROKER_ERROR})
+#: What an engine's own hooks report of a user's app (harness.systems.engines.hooks).
+RETRY = "retry"  # job, attempt, error: the engine will run the job again
+CHILD_LOST = "child_lost"  # job, attempt, error: the engine saw the process running it die
+ENGINE_EVENTS = frozenset({BROKER_ERROR, RETRY, CHILD_LOST})
 
 #: The master's events that end a job; exactly one per job is the contract.
 TERMINAL_EVENTS = frozenset({RESULT_ACCEPTED, DEAD})

@@ -33,33 +33,42 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-def _marked(mark: str) -> list[psutil.Process]:
+def _marked(mark: str, inside: Path | None = None) -> list[psutil.Process]:
+    """Processes carrying ``mark``, and those working in ``inside`` (a valkey-server
+    overwrites its environment for its process title: its working directory remains)."""
     found = []
     for proc in psutil.process_iter(["pid"]):
         with suppress(psutil.Error):
-            if proc.pid != os.getpid() and proc.environ().get(LEAK_ENV) == mark:
+            if proc.pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            in_test_dir = inside is not None and Path(proc.cwd()).is_relative_to(inside)
+            if in_test_dir or proc.environ().get(LEAK_ENV) == mark:
                 found.append(proc)
     return found
 
 
 @pytest.fixture(autouse=True)
-def no_process_left_behind(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def no_process_left_behind(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[None]:
     """Fail the test if any process it spawned (or their orphans) outlives it.
 
     Every child inherits a per-test mark in its environment; after the test, marked
-    processes get a bounded moment to finish exiting, then are killed and reported.
+    processes (and any working in the test's ``tmp_path``) get a bounded moment to finish
+    exiting, then are killed and reported.
     """
     mark = secrets.token_hex(8)
     monkeypatch.setenv(LEAK_ENV, mark)
     # Test-only task modules (tests/tasks.py) must be importable by spawned workers.
     path = os.environ.get("PYTHONPATH", "")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO_ROOT), path) if p))
+    inside = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
     yield
     deadline = time.monotonic() + 5.0
-    survivors = _marked(mark)
+    survivors = _marked(mark, inside)
     while survivors and time.monotonic() < deadline:
         time.sleep(0.05)
-        survivors = _marked(mark)
+        survivors = _marked(mark, inside)
     if survivors:
         described = []
         for proc in survivors:

@@ -45,6 +45,7 @@ class Expect(enum.Enum):
 
     UNKNOWN = "unknown"  # cannot say: skip the job
     FAILURE = "failure"  # the task cannot succeed on these args: an ok result is wrong
+    AGREE = "agree"  # no oracle: every successful execution of the job returned one value
 
 
 ExpectedFn = Callable[[str, tuple[Any, ...]], Any]

@@ -181,6 +181,25 @@ def _lease_lines(history: History, job: int) -> list[int]:
     return lines
 
 
+def _disagreements(
+    history: History, submission: Submission, report: HistoryEvent
+) -> list[Violation]:
+    """With no oracle, a job's value is judged by agreement: every successful execution a
+    worker reported must have returned the accepted value (a task that is not idempotent
+    under redelivery returns another)."""
+    job, got = submission.job, report.get("value")
+    for run in history.select(contract.COMPLETED):
+        if run.src == MASTER or run.job != job or run.get("ok") is not True:
+            continue
+        if "value" in run.fields and not _same(run.get("value"), got):
+            message = (
+                f"job {job}: executions disagree: {run.src} returned {_short(run.get('value'))}, "
+                f"accepted value {_short(got)}"
+            )
+            return [Violation("correct_values", message, (job,), (submission.line, run.line))]
+    return []
+
+
 def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
     """Each accepted ok value (and each ok line of the results output) is the task's value.
 
@@ -206,6 +225,10 @@ def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list
             raised.append((submission.job, f"{call}: {want.error}"))
             continue
         if want is Expect.UNKNOWN:
+            continue
+        if want is Expect.AGREE:
+            compared += 1
+            found.extend(_disagreements(history, submission, report))
             continue
         compared += 1
         where = "accepted" if report.ev == contract.RESULT_ACCEPTED else "results output"

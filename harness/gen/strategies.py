@@ -301,10 +301,10 @@ def _fault(
         targets = [f"worker-{n}" for n in range(1, workers + 1)]
         if kind_of in ("job_leased", "job_started") and facts_of.aims == "process":
             targets.insert(0, "holder")
-        if facts_of.aims == "process" and action in ("pause", "restart"):
+        if facts_of.aims == "process" and (facts_of.suspends or facts_of.comes_back):
             targets += others  # a broker or server paused or restarted comes back
         fields["target"] = draw(st.sampled_from(targets))
-    if action in ("pause", "partition"):
+    if facts_of.suspends:  # a window the plan ends by itself
         fields["duration_s"] = draw(st.sampled_from(_DURATIONS_S))
     if action == "add_toxic":
         fields["toxic"] = draw(_toxics("slow"))

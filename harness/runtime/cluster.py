@@ -2,7 +2,8 @@
 
 What to run comes from the system under test (``harness.systems``); each process runs in
 its own session, with its log and its event log in one run directory, and carries the
-run's tag in its environment so a final sweep finds anything that escaped. Teardown kills
+run's tag in its environment; a final sweep finds anything that escaped by its tag or by
+its session (the reaper records each session as it is spawned). Teardown kills
 whole process trees leaves first: SIGTERM, then SIGKILL after a grace period.
 """
 
@@ -187,6 +188,16 @@ def sweep(tag: str) -> list[int]:
     return [proc.pid for proc in found]
 
 
+def _sweep_sessions(reaper: Reaper) -> list[int]:
+    """Kill what is left in the run's sessions (a process that erased its tag); the pids."""
+    found = []
+    for pid in reaper.sweep():
+        with suppress(psutil.Error):
+            found.append(psutil.Process(pid))
+    wait_gone(found, 5)
+    return [proc.pid for proc in found]
+
+
 class Cluster:
     """A system's processes, as a context manager that always tears everything down.
 
@@ -312,6 +323,7 @@ class Cluster:
                 cwd=launch.cwd or self.run_dir,
                 start_new_session=True,
             )
+        self._reaper.watch(popen.pid)  # its session is swept even if it erases its tag
         proc = Proc(spec.name, spec.role, argv, popen, log_path, spec.events_path)
         previous = self.procs.get(spec.name)
         if previous is not None:
@@ -548,6 +560,7 @@ class Cluster:
             observer.close()
         swept = sweep(self.tag)
         if self._reaper is not None:
+            swept += _sweep_sessions(self._reaper)
             self._reaper.release()
             self._reaper = None
         return swept

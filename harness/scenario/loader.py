@@ -6,6 +6,7 @@ A bad file gives one line: the file, the key path, the bad value and what was ex
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,44 @@ def _takes(system: dict[str, Any], key: str) -> bool:
     return key in kind.config.__struct_fields__
 
 
+def _read_jobs_file(raw: dict[str, Any], scenario_path: Path) -> str | None:
+    """``[jobs] file``: its lines become ``extra`` jobs (the file's path made absolute);
+    what is wrong with it, in one line, or None."""
+    jobs = raw.get("jobs")
+    if not isinstance(jobs, dict) or "file" not in jobs:
+        return None
+    if not isinstance(jobs["file"], str):
+        return f"jobs.file: got {show(jobs['file'])}, expected a path"
+    for key in ("count", "args", "delay_s", "extra"):
+        if key in jobs:
+            return f"jobs.{key}: give the jobs either in jobs.file or by count and args, not both"
+    path = (scenario_path.resolve().parent / jobs["file"]).resolve()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"jobs.file: cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+    task, extra = jobs.get("task", "square"), []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            job = json.loads(line)
+        except ValueError as exc:
+            return f"jobs.file: {path} line {number}: not JSON ({exc})"
+        if isinstance(job, list):
+            job = {"args": job}
+        unknown = sorted(set(job) - {"args", "task"}) if isinstance(job, dict) else []
+        if unknown:
+            return f"jobs.file: {path} line {number}: unknown key {unknown[0]!r} (args, task)"
+        if not isinstance(job, dict) or not isinstance(job.get("args", []), list):
+            return (
+                f"jobs.file: {path} line {number}: expected the args (an array) or {{args, task?}}"
+            )
+        extra.append({"task": job.get("task", task), "args": job.get("args", [])})
+    jobs.update(file=str(path), count=0, extra=extra)
+    return None
+
+
 def load_scenario(path: Path) -> Scenario:
     where = str(path)
     try:
@@ -106,6 +145,9 @@ def load_scenario(path: Path) -> Scenario:
         system["cwd"] = str((here / system.get("cwd", ".")).resolve())
         if _takes(system, "scenario_dir"):
             system.setdefault("scenario_dir", str(here))
+    bad_jobs = _read_jobs_file(raw, Path(path))
+    if bad_jobs:
+        raise ScenarioError(f"{where}: {bad_jobs}")
     bad_number = check_numbers(raw)
     if bad_number:
         raise ScenarioError(f"{where}: {bad_number}")

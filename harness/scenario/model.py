@@ -138,6 +138,16 @@ class JobsSpec(_Strict, frozen=True):
     delay_s: NonNegativeFloat = 0.0
     time_limit_s: PositiveFloat | None = None
     extra: list[ExtraJob] = []
+    file: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description="a JSON-lines file of jobs, relative to the scenario: each line the "
+                "args (an array) or {args, task?}; read into extra when the file is loaded"
+            ),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         if self.delay_s and self.task != "square":

@@ -17,13 +17,16 @@ from harness.scenario.model import (
     Scenario,
 )
 
+#: In ``[jobs] args``, the job's number (0, 1, ...).
+JOB_NUMBER = "{n}"
+
 
 def _jobs(scenario: Scenario) -> list[dict[str, Any]]:
     spec = scenario.jobs
     jobs: list[dict[str, Any]] = []
     for number in range(spec.count):
-        if spec.args is not None:
-            args: list[Any] = list(spec.args)
+        if spec.args is not None:  # a template: "{n}" stands for the job's number
+            args: list[Any] = [number if arg == JOB_NUMBER else arg for arg in spec.args]
         elif spec.task == "square" and spec.delay_s:
             args = [number, spec.delay_s]
         elif spec.task in ("square", "echo"):

@@ -423,6 +423,37 @@ def test_job_arguments_per_task(tmp_path: Path) -> None:
     assert jobs_of("count = 0\n") == []
 
 
+def test_job_arguments_from_a_template_and_from_a_jobs_file(tmp_path: Path) -> None:
+    def jobs_of(jobs_table: str) -> list[object]:
+        scenario = load_scenario(write(tmp_path, MINIMAL + "[jobs]\n" + jobs_table))
+        to_run_spec(scenario, tmp_path / "run")
+        lines = (tmp_path / "run" / "jobs.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    assert jobs_of('task = "echo"\ncount = 2\nargs = ["{n}", "x"]\n') == [
+        {"task": "echo", "args": [0, "x"]},
+        {"task": "echo", "args": [1, "x"]},
+    ]
+    (tmp_path / "mine.jsonl").write_text('[3]\n\n{"args": [4], "task": "square"}\n')
+    assert jobs_of('task = "echo"\nfile = "mine.jsonl"\n') == [
+        {"task": "echo", "args": [3]},
+        {"task": "square", "args": [4]},
+    ]
+    bad = {
+        'file = "absent.jsonl"\n': "jobs.file: cannot read",
+        'file = "mine.jsonl"\ncount = 3\n': "jobs.count: give the jobs either in jobs.file",
+        'file = "broken.jsonl"\n': "broken.jsonl line 2: not JSON",
+        'file = "odd.jsonl"\n': "odd.jsonl line 1: unknown key 'kwargs'",
+    }
+    (tmp_path / "broken.jsonl").write_text("[1]\n{oops\n")
+    (tmp_path / "odd.jsonl").write_text('{"args": [1], "kwargs": {}}\n')
+    for table, said in bad.items():
+        with pytest.raises(ScenarioError) as raised:
+            load_scenario(write(tmp_path, MINIMAL + "[jobs]\n" + table))
+        assert said in str(raised.value), str(raised.value)
+        assert "\n" not in str(raised.value)
+
+
 def test_a_loaded_scenario_survives_a_round_trip_through_builtins(tmp_path: Path) -> None:
     scenario = load_scenario(write(tmp_path, FULL))
     again = msgspec.convert(msgspec.to_builtins(scenario), type(scenario))
