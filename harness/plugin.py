@@ -64,6 +64,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.fixture
+def scenario_property(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """A :class:`harness.gen.PropertyRun` for a Hypothesis search in your own tests: call
+    ``scenario_property.check(scenario)`` in a ``@given(harness.gen.fault_plans(base))``
+    test. A failing example is shrunk and written to ``--regressions-dir`` under the
+    test's name; a search that decided no example fails."""
+    from harness.gen.properties import PropertyRun
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    runs = tmp_path_factory.getbasetemp() / f"property-runs-{name}"
+    regressions = Path(request.config.getoption("--regressions-dir"))
+    with PropertyRun(runs, regressions, name) as prop:
+        yield prop
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: a long-running scenario")
     config.addinivalue_line("markers", "scenario: a distq scenario file")
