@@ -26,6 +26,7 @@ import psutil
 from harness import systems
 from harness.contract import EPOCH_ENV, EVENTS_ENV, PROCESS_ENV, events_name
 from harness.follow import EventFollower, RunFollower, WaitTimeout
+from harness.net.hosts import Lab
 from harness.net.proxy import FaultProxy
 from harness.net.toxics import Toxic
 from harness.runtime.effects import process_tree
@@ -205,6 +206,7 @@ class Cluster:
         env: dict[str, str] | None = None,
         proxy_seed: int | None = None,
         initial_toxics: Sequence[tuple[Toxic, frozenset[str]]] = (),
+        lab: Lab | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -241,6 +243,9 @@ class Cluster:
         self.on_proxy_event: Callable[..., None] | None = None
         # Kills the run's processes if this process dies before its teardown (SIGKILL too).
         self._reaper: Reaper | None = None
+        # Hosts of their own: each process starts inside its host (named after it), and its
+        # spec carries the host's address. The lab outlives the cluster (its owner closes it).
+        self.lab = lab
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -291,6 +296,8 @@ class Cluster:
         argv = list(launch.argv)
         if argv and argv[0] in PYTHON_NAMES:
             argv[0] = sys.executable  # the interpreter running the harness, not one on PATH
+        if self.lab is not None:
+            argv = self.lab.enter_argv(spec.name, argv)
         log_path = self.run_dir / f"{spec.name}.log"
         process_env = {PROCESS_ENV: spec.name, EVENTS_ENV: str(spec.events_path)}
         with open(log_path, "ab") as log:
@@ -313,7 +320,8 @@ class Cluster:
     def _spec(
         self, role: str, name: str, authkey: bytes, addresses: Mapping[str, str]
     ) -> ProcessSpec:
-        return ProcessSpec(role, name, self.events_path(name), dict(addresses), authkey)
+        host = None if self.lab is None else self.lab.address(name)
+        return ProcessSpec(role, name, self.events_path(name), dict(addresses), authkey, host)
 
     def start_role(self, role: str, extra_args: Sequence[str] = ()) -> Proc:
         """Start the one process of a non-worker role and wait until the system calls it

@@ -184,6 +184,7 @@ class EngineSystem:
     stacks_signal: ClassVar[int | None] = None
     #: The engines' workers run until stopped: the runner stops them once the producer is done.
     workers_outlive_master: ClassVar[bool] = True
+    binds_host: ClassVar[bool] = False
     #: One column of the guarantees matrix per engine (harness.matrix).
     matrix_variants: ClassVar[dict[str, dict[str, str]]] = {e: {"engine": e} for e in ENGINES}
 

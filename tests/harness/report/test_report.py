@@ -519,6 +519,13 @@ def test_the_fault_actions_and_checks_the_timeline_names_are_the_registries() ->
     from harness.report import timeline
 
     # Read from the fault-action table: a pause is drawn as a band until its resume.
-    assert timeline._BAND_ENDS == {"pause": "resume"}
+    assert timeline._BAND_ENDS == {
+        "pause": "resume",
+        "isolate": "heal_hosts",
+        "partition_hosts": "heal_hosts",
+        "one_way": "heal_hosts",
+        "loss": "heal_hosts",
+        "bandwidth": "heal_hosts",
+    }
     assert {"kill", "kill_tree", "kill_master"} == contract.KILLS
     assert "fault_coverage" in CHECKS
