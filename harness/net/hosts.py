@@ -277,6 +277,11 @@ class Lab:
     def address(self, name: str) -> str:
         return self.host(name).address
 
+    def run_in(self, name: str, work: Callable[[], T]) -> T:
+        """Run ``work`` in a thread inside host ``name``: the sockets it opens are the host's
+        (the harness asking a server there whether it is ready)."""
+        return in_namespace(self.host(name).fd, work)
+
     def enter_argv(self, name: str, argv: Sequence[str]) -> list[str]:
         """``argv`` wrapped to start inside host ``name`` (made if need be)."""
         return enter_argv(self.host(name).fd, argv)

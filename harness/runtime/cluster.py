@@ -335,13 +335,13 @@ class Cluster:
         deadline = time.monotonic() + self.ready_timeout_s
         while True:
             self.run_events.poll()
-            address = self.system.ready(proc, self.run_events.events)
+            address = self._ready(proc)
             if address is not None:
                 break
             why = None
             if not proc.alive():
                 self.run_events.poll()
-                address = self.system.ready(proc, self.run_events.events)
+                address = self._ready(proc)
                 if address is not None:
                     break
                 why = f"{role} READY: the {role} exited first"
@@ -357,6 +357,12 @@ class Cluster:
             for observer in self.observers:
                 observer.master_ready(address)
         return proc
+
+    def _ready(self, proc: Proc) -> str | None:
+        """The system's readiness check, asked from inside the process's host if it has one."""
+        if self.lab is None:
+            return self.system.ready(proc, self.run_events.events)
+        return self.lab.run_in(proc.name, lambda: self.system.ready(proc, self.run_events.events))
 
     def start_master(self, extra_args: Sequence[str] = ()) -> Proc:
         return self.start_role(MASTER, extra_args)
