@@ -20,6 +20,7 @@ import ipaddress
 import os
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -272,7 +273,26 @@ class Lab:
             os.close(fd)
             raise
         self._in_host(name, configure)
+        self._wait_up(name)
         return host
+
+    def _wait_up(self, name: str, timeout_s: float = 5.0) -> None:
+        """Wait (bounded) until both ends of the host's link are up: until the kernel's
+        link watcher has seen the carrier, a device drops what it is given to send."""
+        host = self.hosts[name]
+
+        def up(link: str) -> Callable[[Any], bool]:
+            def check(ipr: Any) -> bool:
+                found = ipr.get_links(ifname=link)
+                return bool(found) and found[0].get_attr("IFLA_OPERSTATE") == "UP"
+
+            return check
+
+        deadline = time.monotonic() + timeout_s
+        while not (self._in_host(name, up(HOST_LINK)) and self._in_parent(up(host.port))):
+            if time.monotonic() >= deadline:
+                raise LabError(f"the link of host {name} did not come up within {timeout_s:g} s")
+            time.sleep(0.005)
 
     def address(self, name: str) -> str:
         return self.host(name).address

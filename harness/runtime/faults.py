@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 ATTEMPT_TRIGGERS = frozenset({"job_leased", "job_started"})
+#: The host the harness's own attack connections come from, on hosts of their own.
+ATTACKER = "attacker"
 #: How long a restarted worker has to join the master again (a loaded machine is slow).
 REJOIN_BOUND_S = 30.0
 
@@ -387,6 +389,12 @@ class FaultInjector:
                 self.cluster.add_worker(name, authkey=key, direct=True)
             return
         self.log.write(contract.FAULT, **record)
+        lab = self.cluster.lab
+        if lab is not None and fault_action(fault.do).attack:
+            # On hosts of their own the harness attacks from a host of its own: the sockets
+            # opened in there belong to the lab, and reach the master's host address.
+            lab.run_in(ATTACKER, lambda: self._act_on_cluster(index, fault))
+            return
         self._act_on_cluster(index, fault)
 
     def _act_on_worker(self, index: int, fault: Fault, target: str) -> None:
