@@ -16,7 +16,7 @@ from ipaddress import ip_address
 import pytest
 
 from harness.net.hosts import LAB_NETWORK, Lab, lab_unavailable
-from tests.support import REPO, wait_until
+from tests.support import REPO, net_namespaces, wait_until
 
 pytestmark = [pytest.mark.processes]
 
@@ -46,27 +46,6 @@ for _ in range(int(sys.argv[2])):
     sock.sendto(b"x" * int(sys.argv[3]), (sys.argv[1], 9000))
     time.sleep(0.002)
 """
-
-
-def net_namespaces() -> set[int]:
-    """Every network namespace some process is in or holds a descriptor of."""
-    found: set[int] = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        links = [f"/proc/{entry}/ns/net"]
-        try:
-            links += [f"/proc/{entry}/fd/{fd}" for fd in os.listdir(f"/proc/{entry}/fd")]
-        except OSError:
-            continue
-        for link in links:
-            try:
-                target = os.readlink(link)
-            except OSError:
-                continue
-            if target.startswith("net:["):
-                found.add(int(target[5:-1]))
-    return found
 
 
 def lab_inodes(lab: Lab) -> set[int]:

@@ -4,8 +4,10 @@ nothing (unknown), and a machine that cannot build a lab runs nothing and says w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 
 from harness.net.hosts import lab_unavailable
 from harness.scenario import load_scenario, run_scenario
-from tests.support import REPO
+from tests.support import REPO, net_namespaces, wait_until
 
 pytestmark = [pytest.mark.processes]
 
@@ -89,3 +91,33 @@ def test_without_the_right_to_build_a_lab_pytest_skips_the_scenario(tmp_path: Pa
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 skipped" in done.stdout
     assert "hosts need network namespaces" in done.stdout
+
+
+def _held_by(pid: int) -> set[int]:
+    """The network namespaces process ``pid`` holds a descriptor of."""
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("net:["):
+                held.add(int(target[5:-1]))
+    return held
+
+
+@needs_lab
+def test_a_sigkilled_harness_run_leaves_no_namespace_and_no_process(tmp_path: Path) -> None:
+    scenario = REPO / "scenarios" / "hosts" / "isolate_holder_reconnect.toml"
+    argv = [sys.executable, "-m", "harness", "run", str(scenario), "--runs-dir", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as harness:
+        ready = tmp_path / "001-isolate_holder_reconnect" / "worker-2.events.jsonl"
+        wait_until(
+            lambda: ready.exists() and "connected" in ready.read_text(), "worker-2 to connect"
+        )
+        lab = _held_by(harness.pid)
+        assert len(lab) >= 4  # the parent namespace, the master's and two workers'
+        harness.send_signal(signal.SIGKILL)
+        harness.wait()
+    wait_until(lambda: not lab & net_namespaces(), "the lab's namespaces to be gone")
