@@ -229,9 +229,9 @@ Attack = Literal["", "intruder", "handshake", "idle"]
 #: What proves it took effect (a ``fault_effect`` event, judged by fault_coverage): its
 #: processes stopped and made no progress until resumed, they are gone, no byte crossed
 #: the cut until it healed, it came back ready (a worker: joined again), the kernel dropped
-#: or held back packets while it stood (its filters' counters), or "" (proved by other
-#: checks: a rejection, a proxy's events).
-Effect = Literal["", "stopped", "gone", "cut", "ready", "dropped"]
+#: or held back packets while it stood (its filters' counters), the kernel reset the
+#: target's connections, or "" (proved by other checks: a rejection, a proxy's events).
+Effect = Literal["", "stopped", "gone", "cut", "ready", "dropped", "reset"]
 #: How the report draws it: a kill mark, a band until its end, a plain mark, or not at all
 #: (network faults are drawn from the proxy's own events).
 Drawn = Literal["kill", "band", "mark", "network"]
@@ -357,6 +357,9 @@ FAULT_ACTIONS: Mapping[str, FaultAction] = {
              "host", True, ended_by="heal_hosts", effect="dropped", drawn="band"),
         _row("heal_hosts", "end every kernel fault on the target's host (`all`: on every host)",
              "host", True),
+        _row("reject", "reset every TCP connection of the target's host at once: an RST to "
+             "each peer, as a firewall that rejects; its listening sockets stay", "host", True,
+             effect="reset", strikes_holder=True),
     )
 }  # fmt: skip
 

@@ -9,13 +9,15 @@ Faults are classic BPF programs in direct-action mode on the ``clsact`` hook of 
 host's bridge port, invisible to both ends (no FIN, no RST, no local error): ``isolate``,
 ``partition``, ``one_way`` and ``loss``; ``bandwidth`` is a token bucket (``tbf``) on both
 ends of the host's link. Each returns its evidence when healed: the packets the port's
-filters dropped while it stood (the qdisc's own counters), or the packets the bucket
-held back. This kernel has no ``netem``: latency, reordering and slicing stay in the
-fault proxy (``harness.net.proxy``).
+filters dropped while it stood (the qdisc's own counters), or the packets the bucket held
+back. ``reject`` resets every TCP connection of a host at once (sock_diag's destroy: an
+RST to each peer) and counts them. This kernel has no ``netem``: latency, reordering and
+slicing stay in the fault proxy (``harness.net.proxy``).
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -121,6 +123,53 @@ def drop_randomly(probability: float) -> Program:
         (_RET_K, 0, 0, _TC_ACT_UNSPEC),
         (_RET_K, 0, 0, _TC_ACT_SHOT),
     ]
+
+
+# -- sock_diag: reset a host's TCP connections ----------------------------------------------
+_NETLINK_SOCK_DIAG, _SOCK_DIAG_BY_FAMILY, _SOCK_DESTROY = 4, 20, 21
+_NLM_F_DUMP, _NLMSG_DONE, _NLMSG_ERROR = 0x300, 3, 2
+_TCP_LISTEN = 10
+_DIAG_REQUEST = struct.Struct("=BBBBI48s")  # family, protocol, ext, pad, states, sockid
+_DIAG_MESSAGE_ID = slice(4, 52)  # the sockid inside an inet_diag_msg
+
+
+def _diag_request(msg_type: int, flags: int, family: int, sockid: bytes) -> bytes:
+    states = 0xFFFFFFFF & ~(1 << _TCP_LISTEN)  # connections, never a listening socket
+    body = _DIAG_REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0, states, sockid)
+    return struct.pack("=IHHII", 16 + len(body), msg_type, flags, 1, 0) + body
+
+
+def reset_connections() -> int:
+    """Reset every TCP connection of the calling thread's namespace (the kernel sends
+    each peer an RST; the local end gets ECONNABORTED); how many it reset."""
+    reset = 0
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG) as sock:
+        sock.settimeout(5)
+        sockids: list[tuple[int, bytes]] = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            sock.send(
+                _diag_request(_SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST | _NLM_F_DUMP, family, b"")
+            )
+            done = False
+            while not done:
+                data = sock.recv(65536)
+                offset = 0
+                while offset < len(data):
+                    length, kind = struct.unpack_from("=IH", data, offset)
+                    if kind in (_NLMSG_DONE, _NLMSG_ERROR):
+                        done = True
+                    else:
+                        message = data[offset + 16 : offset + length]
+                        sockids.append((message[0], message[_DIAG_MESSAGE_ID]))
+                    offset += (length + 3) & ~3
+        for owner, sockid in sockids:
+            sock.send(_diag_request(_SOCK_DESTROY, _NLM_F_REQUEST | _NLM_F_ACK, owner, sockid))
+            (error,) = struct.unpack_from("=i", sock.recv(65536), 16)
+            if error == 0:
+                reset += 1
+            elif -error != errno.ENOENT:  # it closed meanwhile
+                raise OSError(-error, f"resetting a connection: {os.strerror(-error)}")
+    return reset
 
 
 class LabError(RuntimeError):
@@ -397,6 +446,11 @@ class Lab:
             self._in_host(name, shape(HOST_LINK))
             fault.buckets.append((name, HOST_LINK))
         return fault
+
+    def reject(self, hosts: Sequence[str]) -> int:
+        """Reset every TCP connection of each host at once (RST to each peer), as a firewall
+        that rejects would; its listening sockets stay. How many connections it reset."""
+        return sum(self.run_in(name, reset_connections) for name in hosts)
 
     def heal(self, fault: KernelFault) -> Evidence:
         """Take the fault's filters and buckets away; what they did meanwhile."""

@@ -470,7 +470,11 @@ def _kernel_counts(history: History) -> dict[int, str]:
         if c.fault_action(event.get("action")).kernel:
             dropped, held = event.get("dropped", 0), event.get("held_back", 0)
             said[(event.get("fault"), event.get("action"))] = (
-                f" ({held} packets held back)" if held else f" ({dropped} packets dropped)"
+                f" ({event.get('reset')} connections reset)"
+                if "reset" in event.fields
+                else f" ({held} packets held back)"
+                if held
+                else f" ({dropped} packets dropped)"
             )
     return {
         fault.line: said[key]

@@ -484,6 +484,11 @@ class FaultInjector:
         if fault.do == "heal_hosts":
             self._heal_hosts(target)
             return
+        if fault.do == "reject" and lab is not None:
+            reset = lab.reject(hosts)
+            why = "" if reset else "the target's host had no TCP connection to reset"
+            self._effect(index, fault.do, target, Effect(reset > 0, (), why), reset=reset)
+            return
         if lab is None or not hosts:
             why = "the run has no hosts of their own" if lab is None else "no live worker"
             self.log.write(contract.FAULT, fault=index, action=fault.do, target=target, missed=why)

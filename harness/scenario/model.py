@@ -73,6 +73,7 @@ ActionName = Literal[
     "loss",
     "bandwidth",
     "heal_hosts",
+    "reject",
 ]
 CauseName = Literal[
     "never_handed_out",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from ipaddress import ip_address
@@ -173,3 +174,28 @@ def test_a_sigkilled_harness_leaves_no_namespace() -> None:
         harness.send_signal(signal.SIGKILL)
         harness.wait()
     wait_until(lambda: not made & net_namespaces(), "the lab's namespaces to be gone")
+
+
+@needs_lab
+def test_reject_resets_every_connection_of_the_host_and_keeps_its_listeners() -> None:
+    with Lab() as lab:
+        address = lab.address("server")
+        listener = lab.run_in("server", lambda: socket.create_server((address, 7000)))
+        with listener:
+            clients = [
+                lab.run_in("client", lambda: socket.create_connection((address, 7000), timeout=5))
+                for _ in range(3)
+            ]
+            accepted = [listener.accept()[0] for _ in clients]
+            assert lab.reject(["client"]) == 3
+            for conn in accepted:
+                conn.settimeout(5)
+                with pytest.raises(ConnectionResetError):
+                    conn.recv(1)
+                conn.close()
+            for client in clients:
+                client.close()
+            again = lab.run_in(
+                "client", lambda: socket.create_connection((address, 7000), timeout=5)
+            )
+            again.close()

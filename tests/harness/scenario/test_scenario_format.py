@@ -39,7 +39,7 @@ ACTIONS = (
     "restart_master, "
     "wrong_key_worker, empty_key_worker, idle_sockets, garbage, bad_handshakes, add_toxic, "
     "remove_toxic, "
-    "partition, heal, isolate, partition_hosts, one_way, loss, bandwidth, heal_hosts"
+    "partition, heal, isolate, partition_hosts, one_way, loss, bandwidth, heal_hosts, reject"
 )
 CHECKS = ", ".join(CHECK_NAMES)
 TRIGGERS = (
