@@ -200,6 +200,12 @@ class ScenarioItem(pytest.Item):
         return run_dir
 
     def runtest(self) -> None:
+        if self.scenario.network.hosts:  # a machine that cannot build a lab: say why, run nothing
+            from harness.net.hosts import lab_unavailable
+
+            missing = lab_unavailable()
+            if missing is not None:
+                pytest.skip(missing)
         run_dir = self._run_dir()
         outcome = _scenario_module().run_scenario(self.scenario, run_dir)
         self.user_properties.append(("run_dir", str(run_dir)))

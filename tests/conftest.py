@@ -1,5 +1,6 @@
-"""Shared fixtures: every test is checked for processes it left behind, and a test marked
-``engines`` is skipped, saying why, where the engines extra is not installed."""
+"""Shared fixtures: every test is checked for processes and network namespaces it left
+behind, and a test marked ``engines`` is skipped, saying why, where the engines extra is
+not installed."""
 
 from __future__ import annotations
 
@@ -76,6 +77,30 @@ def no_process_left_behind(
                 described.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
                 proc.kill()
         pytest.fail("processes left behind:\n" + "\n".join(described), pytrace=False)
+
+
+def _held_namespaces() -> set[str]:
+    """The network namespaces this process holds a descriptor of, and the named ones."""
+    held: set[str] = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("net:["):
+                held.add(target)
+    with suppress(OSError):
+        held |= {f"named {name}" for name in os.listdir("/run/netns")}
+    return held
+
+
+@pytest.fixture(autouse=True)
+def no_namespace_left_behind() -> Iterator[None]:
+    """Fail the test if a network namespace it made (a lab's hosts) outlives it: held by a
+    descriptor of the test process, or given a name in /run/netns."""
+    before = _held_namespaces()
+    yield
+    left = _held_namespaces() - before
+    if left:
+        pytest.fail(f"network namespaces left behind: {', '.join(sorted(left))}", pytrace=False)
 
 
 # Hypothesis profiles: choose with --hypothesis-profile NAME or HYPOTHESIS_PROFILE=NAME.

@@ -27,6 +27,7 @@ import psutil
 from harness import systems
 from harness.contract import EPOCH_ENV, EVENTS_ENV, PROCESS_ENV, events_name
 from harness.follow import EventFollower, RunFollower, WaitTimeout
+from harness.net.hosts import Lab
 from harness.net.proxy import FaultProxy
 from harness.net.toxics import Toxic
 from harness.runtime.effects import process_tree
@@ -222,6 +223,7 @@ class Cluster:
         env: dict[str, str] | None = None,
         proxy_seed: int | None = None,
         initial_toxics: Sequence[tuple[Toxic, frozenset[str]]] = (),
+        lab: Lab | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -260,6 +262,9 @@ class Cluster:
         self.on_proxy_event: Callable[..., None] | None = None
         # Kills the run's processes if this process dies before its teardown (SIGKILL too).
         self._reaper: Reaper | None = None
+        # Hosts of their own: each process starts inside its host (named after it), and its
+        # spec carries the host's address. The lab outlives the cluster (its owner closes it).
+        self.lab = lab
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -311,6 +316,8 @@ class Cluster:
         argv = list(launch.argv)
         if argv and argv[0] in PYTHON_NAMES:
             argv[0] = sys.executable  # the interpreter running the harness, not one on PATH
+        if self.lab is not None:
+            argv = self.lab.enter_argv(spec.name, argv)
         log_path = self.run_dir / f"{spec.name}.log"
         process_env = {PROCESS_ENV: spec.name, EVENTS_ENV: str(spec.events_path)}
         with open(log_path, "ab") as log:
@@ -334,7 +341,8 @@ class Cluster:
     def _spec(
         self, role: str, name: str, authkey: bytes, addresses: Mapping[str, str]
     ) -> ProcessSpec:
-        return ProcessSpec(role, name, self.events_path(name), dict(addresses), authkey)
+        host = None if self.lab is None else self.lab.address(name)
+        return ProcessSpec(role, name, self.events_path(name), dict(addresses), authkey, host)
 
     def start_role(self, role: str, extra_args: Sequence[str] = ()) -> Proc:
         """Start the one process of a non-worker role and wait until the system calls it
@@ -348,13 +356,13 @@ class Cluster:
         deadline = time.monotonic() + self.ready_timeout_s
         while True:
             self.run_events.poll()
-            address = self.system.ready(proc, self.run_events.events)
+            address = self._ready(proc)
             if address is not None:
                 break
             why = None
             if not proc.alive():
                 self.run_events.poll()
-                address = self.system.ready(proc, self.run_events.events)
+                address = self._ready(proc)
                 if address is not None:
                     break
                 why = f"the {role} exited with code {proc.returncode} before it was ready"
@@ -373,6 +381,12 @@ class Cluster:
             for observer in self.observers:
                 observer.master_ready(address)
         return proc
+
+    def _ready(self, proc: Proc) -> str | None:
+        """The system's readiness check, asked from inside the process's host if it has one."""
+        if self.lab is None:
+            return self.system.ready(proc, self.run_events.events)
+        return self.lab.run_in(proc.name, lambda: self.system.ready(proc, self.run_events.events))
 
     def start_master(self, extra_args: Sequence[str] = ()) -> Proc:
         return self.start_role(MASTER, extra_args)

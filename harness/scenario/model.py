@@ -14,7 +14,7 @@ import msgspec
 
 from harness import contract, systems
 from harness.checks import Pin, Reach
-from harness.contract import NETWORK_ACTIONS, SUSPENDS, actions_where, fault_action
+from harness.contract import HOST_ACTIONS, NETWORK_ACTIONS, SUSPENDS, actions_where, fault_action
 from harness.net.toxics import Toxic
 from harness.runtime.faults import Trigger
 from harness.scenario.limits import MIN_DURATION_S, check_reachable, check_targets
@@ -67,6 +67,13 @@ ActionName = Literal[
     "remove_toxic",
     "partition",
     "heal",
+    "isolate",
+    "partition_hosts",
+    "one_way",
+    "loss",
+    "bandwidth",
+    "heal_hosts",
+    "reject",
 ]
 CauseName = Literal[
     "never_handed_out",
@@ -248,10 +255,26 @@ class NetworkSpec(_Strict, frozen=True):
         bool, msgspec.Meta(description="each worker reaches the master through its own fault proxy")
     ] = False
     toxics: list[ToxicSpec] = []
+    hosts: Annotated[
+        bool,
+        msgspec.Meta(
+            description="each process runs on a host of its own (a network namespace with "
+            "an address from 198.18.0.0/15), for kernel faults; needs CAP_NET_ADMIN"
+        ),
+    ] = False
 
     def __post_init__(self) -> None:
         if self.toxics and not self.proxy:
             raise ValueError("toxics need proxy = true")
+        if self.proxy and self.hosts:
+            raise ValueError(
+                "proxy and hosts exclude each other: a fault proxy listens on the harness's "
+                "loopback, which no host reaches"
+            )
+
+
+#: The actions ``duration_s`` ends by itself: those that stop their target, and kernel faults.
+_TIMED = frozenset(SUSPENDS) | actions_where(lambda row: row.kernel and bool(row.ended_by))
 
 
 class FaultSpec(_Strict, frozen=True):
@@ -275,8 +298,25 @@ class FaultSpec(_Strict, frozen=True):
         ]
         | None
     ) = None
+    peers: Annotated[
+        list[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$")]],
+        msgspec.Meta(description="partition_hosts, one_way: the hosts on the other side"),
+    ] = []
+    probability: (
+        Annotated[float, msgspec.Meta(gt=0, le=1, description="loss: per packet")] | None
+    ) = None
+    rate_kbit: (
+        Annotated[float, msgspec.Meta(gt=0, description="bandwidth: kilobits per second")] | None
+    ) = None
 
     def __post_init__(self) -> None:
+        facts = fault_action(self.do)
+        if (self.do == "loss") != (self.probability is not None):
+            raise ValueError("loss needs a probability, and only loss takes one")
+        if (self.do == "bandwidth") != (self.rate_kbit is not None):
+            raise ValueError("bandwidth needs rate_kbit, and only bandwidth takes it")
+        if self.peers and not (facts.kernel and facts.suspends and self.do != "isolate"):
+            raise ValueError(f"peers applies to partition_hosts and one_way only, not {self.do!r}")
         if self.scope is not None and not fault_action(self.do).scoped:
             scoped = ", ".join(sorted(actions_where(lambda row: row.scoped)))
             raise ValueError(f"scope applies to {scoped} only, not {self.do!r}")
@@ -284,13 +324,14 @@ class FaultSpec(_Strict, frozen=True):
             raise ValueError(
                 'target = "holder" needs a job trigger (job_leased, job_started, job_completed)'
             )
-        if self.duration_s is not None and self.do not in SUSPENDS:
-            raise ValueError(f"duration_s applies to pause and partition only, not {self.do!r}")
+        if self.duration_s is not None and self.do not in _TIMED:
+            timed = ", ".join(sorted(_TIMED))
+            raise ValueError(f"duration_s applies to {timed} only, not {self.do!r}")
         if (self.do == "add_toxic") != (self.toxic is not None):
             raise ValueError("add_toxic needs a toxic table, and only add_toxic takes one")
         if (self.do == "remove_toxic") != (self.toxic_name is not None):
             raise ValueError("remove_toxic needs toxic_name, and only remove_toxic takes one")
-        if self.target == "all" and self.do not in NETWORK_ACTIONS:
+        if self.target == "all" and self.do not in NETWORK_ACTIONS | HOST_ACTIONS:
             raise ValueError(f'target = "all" applies to network faults only, not {self.do!r}')
 
 
@@ -455,10 +496,17 @@ class Scenario(_Strict, frozen=True):
             for check in (*self.expect.checks, *self.expect.known_checks):
                 if check in reasons:
                     raise ValueError(f"expect.checks: {check!r} cannot judge it: {reasons[check]}")
+        if self.network.hosts and not kind.facts.binds_host:
+            raise ValueError(
+                f"network.hosts: system kind {kind.name!r} cannot run on hosts of their own "
+                "yet (its servers bind loopback)"
+            )
         total = self.jobs.count + sum(extra.count for extra in self.jobs.extra)
         for number, fault in enumerate(self.faults):
             if fault.do in NETWORK_ACTIONS and not self.network.proxy:
                 raise ValueError(f"faults[{number}]: {fault.do} needs [network] proxy = true")
+            if fault.do in HOST_ACTIONS and not self.network.hosts:
+                raise ValueError(f"faults[{number}]: {fault.do} needs [network] hosts = true")
             trigger = fault.when.trigger()
             if trigger.job is not None and trigger.job >= total:
                 raise ValueError(

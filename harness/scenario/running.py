@@ -64,6 +64,9 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
             None if f.toxic is None else f.toxic.to_toxic(),
             f.toxic_name,
             f.scope or "tree",
+            tuple(f.peers),
+            f.probability,
+            f.rate_kbit,
         )
         for f in scenario.faults
     )
@@ -84,6 +87,7 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
         jobs_path=jobs_path,
         settings=settings,
         proxy_seed=scenario.seed if scenario.network.proxy else None,
+        hosts=scenario.network.hosts,
         initial_toxics=tuple((t.to_toxic(), frozenset(t.workers)) for t in scenario.network.toxics),
         title=scenario.name,
         known_violations=scenario.expect.known_violations,

@@ -88,6 +88,9 @@ class ProcessSpec:
     #: them (a worker's "master" may be its fault proxy or a relay).
     addresses: Mapping[str, str]
     authkey: bytes  # the key it is given (a wrong or empty one for an intruder)
+    #: Its host's address when the run gives each process a host of its own (``[network]
+    #: hosts = true``): a server binds it; None on the machine's own loopback.
+    host: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +160,9 @@ class System(Protocol):
     #: Its workers run until stopped (an engine's): once the master is done, the runner
     #: stops them instead of waiting for them to exit by themselves.
     workers_outlive_master: ClassVar[bool]
+    #: It can run on hosts of their own: its servers bind ``ProcessSpec.host`` and its
+    #: clients reach them at the addresses they report.
+    binds_host: ClassVar[bool]
 
     def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
         """argv, env and cwd for one process of ``process.role``."""

@@ -381,6 +381,7 @@ class EngineSystem:
     stacks_signal: ClassVar[int | None] = None
     #: The engines' workers run until stopped: the runner stops them once the producer is done.
     workers_outlive_master: ClassVar[bool] = True
+    binds_host: ClassVar[bool] = True
     #: One column of the guarantees matrix per engine (harness.matrix).
     matrix_variants: ClassVar[dict[str, dict[str, str]]] = {e: {"engine": e} for e in ENGINES}
 
@@ -392,6 +393,7 @@ class EngineSystem:
         #: A team's own app (``[system] app``), or None: the harness's task module.
         self.user = user_app_of(config)
         self._expected: Callable[..., Any] | None = None
+        self.broker_host = "127.0.0.1"  # its host's address, on hosts of their own
 
     def _env(self, setup: RunSetup, broker_address: str) -> dict[str, str]:
         env = {
@@ -413,9 +415,12 @@ class EngineSystem:
     def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
         if process.role == BROKER:
             data_dir = setup.run_dir / "broker-data"
-            return Launch(
-                tuple(broker.broker_argv(self.port, data_dir, appendonly=self.settings.appendonly))
+            self.broker_host = process.host or self.broker_host
+            appendonly = self.settings.appendonly
+            served = broker.broker_argv(
+                self.port, data_dir, appendonly=appendonly, host=self.broker_host
             )
+            return Launch(tuple(served))
         if process.role == MASTER:
             jobs = () if setup.jobs_path is None else ("--jobs", str(setup.jobs_path))
             argv = (
@@ -435,9 +440,9 @@ class EngineSystem:
         raise ValueError(f"an engine has no role {process.role!r}")
 
     def ready(self, process: Process, events: Sequence[Event]) -> str | None:
-        address = f"127.0.0.1:{self.port}"
+        address = f"{self.broker_host}:{self.port}"
         if process.role == BROKER:
-            return address if broker.ping(self.port) else None
+            return address if broker.ping(self.port, host=self.broker_host) else None
         for event in events:
             if event.get("ev") == contract.MASTER_READY and event.get("pid") == process.pid:
                 return address  # workers (through their proxies) reach the broker

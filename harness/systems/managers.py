@@ -312,6 +312,7 @@ class ManagersSystem:
     cluster_keys: ClassVar[frozenset[str]] = frozenset()
     stacks_signal: ClassVar[int | None] = STACKS_SIGNAL
     workers_outlive_master: ClassVar[bool] = False
+    binds_host: ClassVar[bool] = False
 
     def __init__(self, config: ManagersConfig, base_dir: Path | None = None) -> None:
         self.config = config
