@@ -246,7 +246,7 @@ Effect = Literal["", "stopped", "gone", "cut", "ready", "dropped", "reset"]
 Drawn = Literal["kill", "band", "mark", "network"]
 #: What a generated plan may use it as: a permanent death, a fault the run survives, the
 #: same with proxies, or with a journal; "" is never generated.
-Generated = Literal["", "death", "survivable", "network", "journal"]
+Generated = Literal["", "death", "survivable", "network", "journal", "hosts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +350,7 @@ FAULT_ACTIONS: Mapping[str, FaultAction] = {
         _row("isolate", "cut the target's host off every other host, both ways, silently (no "
              "FIN, no RST: a dead host); heal_hosts after duration_s (if given)", "host", True,
              ended_by="heal_hosts", suspends=True, effect="dropped", strikes_holder=True,
-             drawn="band"),
+             drawn="band", generated="hosts"),
         _row("partition_hosts", "drop every packet between the target's host and the hosts "
              "`peers` names (default: every other host); heal_hosts after duration_s (if "
              "given)", "host", True, ended_by="heal_hosts", suspends=True, effect="dropped",
@@ -361,9 +361,10 @@ FAULT_ACTIONS: Mapping[str, FaultAction] = {
              drawn="band"),
         _row("loss", "drop each packet to or from the target's host with `probability` (the "
              "kernel draws, per packet)", "host", True, ended_by="heal_hosts",
-             effect="dropped", drawn="band"),
+             effect="dropped", drawn="band", generated="hosts"),
         _row("bandwidth", "a token bucket of `rate_kbit` on the target's link, both ways",
-             "host", True, ended_by="heal_hosts", effect="dropped", drawn="band"),
+             "host", True, ended_by="heal_hosts", effect="dropped", drawn="band",
+             generated="hosts"),
         _row("heal_hosts", "end every kernel fault on the target's host (`all`: on every host)",
              "host", True),
         _row("reject", "reset every TCP connection of the target's host at once: an RST to "

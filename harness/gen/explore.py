@@ -11,7 +11,6 @@ database lives in the run directory, so a second search replays the failure firs
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import shlex
 import time
 from collections import Counter
@@ -76,22 +75,15 @@ def _versions() -> str:
 
 
 def regression_text(found: Scenario, path: Path, base: Path, seed_: int, why: str) -> str:
-    """The smallest failing plan as a scenario file, its paths relative to where it lies."""
-    raw = msgspec.to_builtins(found)
-    system = raw.get("system", {})
-    for key in ("cwd", "scenario_dir"):
-        value = system.get(key)
-        if isinstance(value, str) and os.path.isabs(value):
-            system[key] = os.path.relpath(value, path.parent.resolve())
+    """The smallest failing plan as a scenario file, its folders relative to where it lies."""
     rerun = f"python -m harness run {shlex.quote(str(path))} --repeat 5"
     again = f"python -m harness explore {shlex.quote(str(base))} --seed {seed_}"
-    raw["name"] = path.stem
-    raw["description"] = (
+    description = (
         f"Found by python -m harness explore from {base} (seed {seed_}; {_versions()}): {why}"
     )[:600]
-    scenario = msgspec.convert(raw, Scenario)
+    named = msgspec.structs.replace(found, name=path.stem, description=description)
     header = f"Found by a search. Rerun it with:\n  {rerun}\nSearch again with:\n  {again}"
-    return dump_scenario(scenario, header)
+    return dump_scenario(named, header, relative_to=path.parent)
 
 
 def explore(

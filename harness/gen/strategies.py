@@ -254,6 +254,8 @@ def fault_plans(draw: st.DrawFn, base: Scenario, max_faults: int = 3) -> Scenari
         uses.add("network")
     if base.system.get("journal"):
         uses.add("journal")
+    if base.network.hosts:
+        uses.add("hosts")
     actions = [
         name
         for name, row in FAULT_ACTIONS.items()
@@ -310,6 +312,10 @@ def _fault(
         fields["duration_s"] = draw(st.sampled_from(_DURATIONS_S))
     if action == "add_toxic":
         fields["toxic"] = draw(_toxics("slow"))
+    if action == "loss":
+        fields["probability"] = draw(st.sampled_from([0.1, 0.2, 0.4]))
+    if action == "bandwidth":
+        fields["rate_kbit"] = draw(st.sampled_from([64.0, 512.0]))
     if facts_of.starts_workers:
         fields["count"] = 1
     return FaultSpec(**fields)

@@ -143,8 +143,9 @@ def load_scenario(path: Path) -> Scenario:
         # A system's working directory is relative to the scenario file (by default, its own).
         here = Path(path).resolve().parent
         system["cwd"] = str((here / system.get("cwd", ".")).resolve())
-        if _takes(system, "scenario_dir"):
-            system.setdefault("scenario_dir", str(here))
+        if _takes(system, "scenario_dir") and isinstance(system.get("scenario_dir", ""), str):
+            given = system.get("scenario_dir") or "."  # relative to the file, like cwd
+            system["scenario_dir"] = str((here / given).resolve())
     bad_jobs = _read_jobs_file(raw, Path(path))
     if bad_jobs:
         raise ScenarioError(f"{where}: {bad_jobs}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,21 @@ def _is_table_array(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
-def dump_scenario(scenario: Scenario, header_comment: str = "") -> str:
-    """The scenario as a TOML file that ``load_scenario`` reads back to an equal value."""
+#: The [system] keys that hold a folder, written relative to the file (as they are read).
+_FOLDER_KEYS = ("cwd", "scenario_dir")
+
+
+def dump_scenario(
+    scenario: Scenario, header_comment: str = "", relative_to: Path | None = None
+) -> str:
+    """The scenario as a TOML file that ``load_scenario`` reads back to an equal value;
+    with ``relative_to`` (the file's folder), its system's folders relative to it."""
     raw: dict[str, Any] = msgspec.to_builtins(scenario)
+    system = raw.get("system", {})
+    for key in _FOLDER_KEYS:
+        value = system.get(key)
+        if relative_to is not None and isinstance(value, str) and os.path.isabs(value):
+            system[key] = os.path.relpath(value, relative_to.resolve())
     lines = [f"# {line}" for line in header_comment.splitlines()]
     for key in ("scenario", "name", "description", "seed", "slow"):
         lines.append(f"{key} = {_toml_value(raw[key])}")

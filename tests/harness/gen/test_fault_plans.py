@@ -19,6 +19,7 @@ BASES = [
     "scenarios/apps/deque_jobs_kill.toml",
     "scenarios/apps/serve_forever.toml",
     "scenarios/network/partition_outlasts_lease.toml",
+    "scenarios/hosts/isolate_holder_lease_expires.toml",
 ]
 
 
@@ -51,6 +52,8 @@ def test_every_plan_is_one_the_bases_system_supports_and_can_finish(name: str) -
                 assert trigger.kind in ("job_leased", "job_started")
             if fault_action(fault.do).network:
                 assert base.network.proxy
+            if fault_action(fault.do).kernel:
+                assert base.network.hosts
             deaths += fault_action(fault.do).generated == "death"
             assert fault_action(fault.do).suspends == (fault.duration_s is not None)
         assert deaths <= scenario.cluster.workers - 1
