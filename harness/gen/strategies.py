@@ -277,11 +277,18 @@ def fault_plans(draw: st.DrawFn, base: Scenario, max_faults: int = 3) -> Scenari
     raw["faults"] = msgspec.to_builtins(plan)
     raw["cluster"]["workers"] = workers
     raw["jobs"]["count"] = count
+    system = raw["system"]
+    if isinstance(system.get("collect_s"), int | float):
+        # A producer that collects for a fixed time: fewer workers take longer, and every
+        # window of the plan delays the work by its length.
+        scale = max(1.0, base.cluster.workers / workers)
+        system["collect_s"] = round(float(system["collect_s"]) * scale + seconds, 1)
     expect = raw["expect"]
     expect.pop("expect_violation", None)  # a plan of its own: the base's pins say nothing
     if not plan:  # no fault to cover: fault_coverage would judge nothing (unknown)
         expect["checks"] = [c for c in expect["checks"] if c != "fault_coverage"]
-    expect["within_s"] = round(float(expect.get("within_s", 60)) + seconds + 10.0, 1)
+    scale = max(1.0, base.cluster.workers / workers)
+    expect["within_s"] = round(float(expect.get("within_s", 60)) * scale + seconds + 5.0, 1)
     raw["name"] = f"{base.name} (explored)"
     return msgspec.convert(raw, Scenario)
 
