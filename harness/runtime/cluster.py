@@ -433,7 +433,13 @@ class Cluster:
         proxy = self.proxies.get(name)
         if proxy is None:
             assert self.address is not None and self.proxy_seed is not None
-            proxy = FaultProxy(name, seed=self.proxy_seed, on_event=self._proxy_event)
+            tap = getattr(self.system, "proxy_tap", None)  # a system that reads its links
+            proxy = FaultProxy(
+                name,
+                seed=self.proxy_seed,
+                on_event=self._proxy_event,
+                tap=tap(name) if callable(tap) else None,
+            )
             proxy.start(upstream=parse_address(self.address))
             for toxic, workers in self.initial_toxics:
                 if not workers or name in workers:

@@ -198,8 +198,9 @@ def _new_cluster(spec: RunSpec, run_dir: Path, lab: Lab | None = None) -> Cluste
 def _drive_until_done(spec: RunSpec, cluster: Cluster, log: EventWriter) -> bool:
     """Start the workers and apply the fault plan until the master and then every worker
     have exited. False when that did not happen within the bound (a hang)."""
-    first = [cluster.add_worker() for _ in range(spec.workers)]
+    # The injector first: it arms the frames its faults hold before any worker's link is up.
     injector = FaultInjector(cluster, list(spec.faults), spec.seed, log)
+    first = [cluster.add_worker() for _ in range(spec.workers)]
     injector.time_held = True
     # after_s counts from a cluster whose workers are all in; event triggers fire
     # meanwhile (the first worker may be busy long before the last one joins).

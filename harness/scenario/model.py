@@ -534,7 +534,13 @@ class Scenario(_Strict, frozen=True):
             if fault.when.hold and not issubclass(facts, systems.HoldsFrames):
                 raise ValueError(
                     f"faults[{number}].when.hold: system kind {kind!r} cannot hold a frame "
-                    "(kind managers can: its relays see every hand-out)"
+                    "(kinds managers and distq can)"
+                )
+            needs_proxy = getattr(facts, "holds_need_proxy", False)
+            if fault.when.hold and needs_proxy and not self.network.proxy:
+                raise ValueError(
+                    f"faults[{number}].when.hold: kind {kind!r} holds a lease at the "
+                    "worker's fault proxy: it needs [network] proxy = true"
                 )
             if fault.when.trigger().kind not in facts.triggers:
                 refuse(f"faults[{number}].when", fault.when.trigger().kind, facts.triggers)

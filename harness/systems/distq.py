@@ -19,6 +19,7 @@ import msgspec
 from distq import errors
 from harness import contract
 from harness.checks import CHECKS, Expect
+from harness.net.proxy import Flow, Tap
 from harness.systems.base import (
     MASTER,
     WORKER,
@@ -34,6 +35,8 @@ from harness.systems.base import (
     attack_source,
     parse_address,
 )
+from harness.wire.frames import Connection
+from harness.wire.relay import HOLD_BOUND_S, FrameHolds
 
 __all__ = ["AUTHKEY_ENV", "KIND", "DistqConfig", "DistqSystem", "builtin_expected"]
 
@@ -155,6 +158,22 @@ def builtin_expected(task: str, args: tuple[Any, ...]) -> Any:
         return Expect.FAILURE
 
 
+#: The worker's calls whose reply hands jobs out.
+_LEASES = frozenset({"lease", "report_and_lease"})
+
+
+def _leased(result: Any) -> list[tuple[int, int]]:
+    """(job, attempt) of each job a decoded lease reply hands out: ``[jobs, stopping]``,
+    each job ``[job_id, task, args, attempt, time_limit_s, batch]``."""
+    if not isinstance(result, list) or len(result) != 2 or not isinstance(result[0], list):
+        return []
+    return [
+        (job[0], job[3])
+        for job in result[0]
+        if isinstance(job, list) and len(job) >= 4 and isinstance(job[0], int)
+    ]
+
+
 class DistqSystem:
     """``python -m distq master|worker``, or any command that speaks its CLI."""
 
@@ -178,10 +197,14 @@ class DistqSystem:
     stacks_signal: ClassVar[int | None] = signal.SIGUSR1  # distq's CLI registers faulthandler
     workers_outlive_master: ClassVar[bool] = False
     binds_host: ClassVar[bool] = True
+    #: A held lease is read at a worker's fault proxy: holding needs [network] proxy = true.
+    holds_need_proxy: ClassVar[bool] = True
 
     def __init__(self, config: DistqConfig | None = None) -> None:
         self.config = DistqConfig() if config is None else config
         self.command = tuple(self.config.command or ("python", "-m", "distq"))
+        self.holds = FrameHolds()
+        self.holding = False  # whether a fault holds a frame: its proxies then read leases
 
     def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
         env = {**self.config.env, AUTHKEY_ENV: os.fsdecode(process.authkey)}
@@ -236,6 +259,37 @@ class DistqSystem:
 
     def expected(self, task: str, args: tuple[Any, ...]) -> Any:
         return builtin_expected(task, args)
+
+    def hold(self, trigger: str, job: int, attempt: int | None) -> None:
+        self.holds.arm(trigger, job, attempt)
+        self.holding = True
+
+    def release(self, trigger: str, job: int, attempt: int | None) -> None:
+        self.holds.release(trigger, job)
+
+    def proxy_tap(self, route: str) -> Tap | None:
+        """With frames to hold, a tap on a worker's fault proxy that holds the lease reply
+        handing an armed job out until the fault has acted; None otherwise (no decoding)."""
+        if not self.holding:
+            return None
+        holds = self.holds
+        connections: dict[int, Connection] = {}
+
+        def tap(connection: int, flow: Flow, data: bytes) -> None:
+            state = connections.setdefault(connection, Connection(route, connection))
+            try:
+                frames = state.feed(0.0, flow, data)
+            except Exception:  # never break the link
+                return
+            for frame in frames:
+                if frame.kind != "reply" or frame.method not in _LEASES:
+                    continue
+                for job, attempt in _leased(frame.result):
+                    gate = holds.gate_for({"ev": contract.LEASED, "job": job, "attempt": attempt})
+                    if gate is not None:
+                        gate.wait(HOLD_BOUND_S)
+
+        return tap
 
     def attack_handshake(self, address: str, count: int, rng: random.Random) -> None:
         from multiprocessing.context import AuthenticationError

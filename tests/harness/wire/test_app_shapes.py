@@ -297,7 +297,7 @@ def test_a_held_frame_waits_for_its_fault_once_and_only_for_its_attempt() -> Non
     ("kind", "when", "message"),
     [
         ("managers", "job_completed = 1, hold = true", "hold applies to job_leased"),
-        ("distq", "job_leased = 1, hold = true", "system kind 'distq' cannot hold a frame"),
+        ("distq", "job_leased = 1, hold = true", "it needs [network] proxy = true"),
     ],
 )
 def test_hold_is_refused_where_it_cannot_work(
@@ -330,3 +330,19 @@ def test_without_results_a_task_done_finishes_the_oldest_job_its_caller_holds() 
     assert [(e["job"], e["implied"]) for e in wire.of("result_accepted")] == [(0, "task_done")]
     wire.call("worker-1", chores, "get_nowait", reply="#ERROR", result="Empty")  # asks: none held
     assert len(wire.of("result_accepted")) == 1
+
+
+def test_distq_holds_the_lease_reply_of_an_armed_job_at_the_workers_proxy() -> None:
+    from harness.systems.distq import DistqSystem, _leased
+
+    assert _leased(
+        [[[4, "square", [4], 2, None, None], [5, "square", [5], 1, None, None]], False]
+    ) == [
+        (4, 2),
+        (5, 1),
+    ]
+    assert _leased(None) == []
+    system = DistqSystem()
+    assert system.proxy_tap("worker-1") is None  # nothing armed: links are not decoded
+    system.hold("job_leased", 4, None)
+    assert system.proxy_tap("worker-1") is not None
