@@ -268,6 +268,10 @@ class History:
             found = [event for event in found if event.fields.get("worker") == worker]
         return tuple(found)
 
+    def sources(self) -> tuple[str, ...]:
+        """Every ``src`` in the history, in the order each first appears."""
+        return tuple(self._by_src)
+
     def by_job(self, job: int) -> tuple[HistoryEvent, ...]:
         """The events naming ``job``, in history order (the index is built on first use)."""
         if self._by_job is None:
