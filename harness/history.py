@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, cast
@@ -137,8 +138,7 @@ class History:
         """Order the events by ``t`` (a stable sort: ties keep reading order) and index them."""
         ts, srcs, evs, bodies = columns.ts, columns.srcs, columns.evs, columns.bodies
         events: list[HistoryEvent] = []
-        by_ev: dict[str, list[HistoryEvent]] = {}
-        by_src: dict[str, list[HistoryEvent]] = {}
+        by_kind: dict[tuple[str, str], list[HistoryEvent]] = {}  # (ev, src) -> events
         new_event, append = HistoryEvent, events.append
         for line, index in enumerate(sorted(range(len(ts)), key=ts.__getitem__)):
             src, ev, fields = srcs[index], evs[index], bodies[index]
@@ -146,16 +146,18 @@ class History:
             event = new_event(line, ts[index], src, ev, fields, job if type(job) is int else None)
             append(event)
             try:
-                by_ev[ev].append(event)
+                by_kind[ev, src].append(event)
             except KeyError:
-                by_ev[ev] = [event]
-            try:
-                by_src[src].append(event)
-            except KeyError:
-                by_src[src] = [event]
+                by_kind[ev, src] = [event]
         self.events: tuple[HistoryEvent, ...] = tuple(events)
-        self._by_ev = {ev: tuple(kind) for ev, kind in by_ev.items()}
-        self._by_src = {src: tuple(own) for src, own in by_src.items()}
+        self._by_kind = {kind: tuple(own) for kind, own in by_kind.items()}
+        by_ev: dict[str, list[tuple[HistoryEvent, ...]]] = {}
+        by_src: dict[str, list[tuple[HistoryEvent, ...]]] = {}
+        for (ev, src), own in self._by_kind.items():
+            by_ev.setdefault(ev, []).append(own)
+            by_src.setdefault(src, []).append(own)
+        self._by_ev = {ev: _merged(runs) for ev, runs in by_ev.items()}
+        self._by_src = {src: _merged(runs) for src, runs in by_src.items()}
         self._by_job: dict[int, tuple[HistoryEvent, ...]] | None = None
         self._submitted = self._index_submissions()
         self._terminals = self._index_terminals()
@@ -253,9 +255,10 @@ class History:
             found = self.by_job(job)
             if ev is not None:
                 names = frozenset((ev,) if isinstance(ev, str) else ev)
+        elif ev is not None and src is not None:
+            found, src = _merged([self._by_kind.get((name, src), ()) for name in _names(ev)]), None
         elif ev is not None:
-            kinds = [self._by_ev.get(name, ()) for name in dict.fromkeys(_names(ev))]
-            found = kinds[0] if len(kinds) == 1 else sorted(chain(*kinds), key=_line_of)
+            found = _merged([self._by_ev.get(name, ()) for name in _names(ev)])
         elif src is not None:
             found, src = self._by_src.get(src, ()), None
         else:
@@ -452,11 +455,18 @@ def _read_log_into(path: str | os.PathLike[str], columns: _Columns) -> None:
 
 
 def _names(ev: str | Iterable[str]) -> Iterable[str]:
-    return (ev,) if isinstance(ev, str) else ev
+    return (ev,) if isinstance(ev, str) else dict.fromkeys(ev)
 
 
-def _line_of(event: HistoryEvent) -> int:
-    return event.line
+_line_of = attrgetter("line")
+
+
+def _merged(runs: list[tuple[HistoryEvent, ...]]) -> tuple[HistoryEvent, ...]:
+    """Runs of events, each in history order, as one run in history order."""
+    runs = [run for run in runs if run]
+    if len(runs) <= 1:
+        return runs[0] if runs else ()
+    return tuple(sorted(chain(*runs), key=_line_of))  # merges presorted runs in linear time
 
 
 _decode_line = msgspec.json.Decoder().decode
