@@ -30,9 +30,9 @@ from harness.contract import (
     MASTER,
     RESULTS,
     TERMINAL_EVENTS,
-    TORN_MARK,
     CorruptLog,
 )
+from harness.logread import TAGS, read_events, read_results
 
 __all__ = [
     "HARNESS",
@@ -77,7 +77,11 @@ class HistoryEvent(msgspec.Struct, frozen=True, eq=False, gc=False):
     job: int | None
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.fields.get(key, default)
+        fields: Any = self.fields
+        if type(fields) is dict:
+            return fields.get(key, default)
+        # A typed record (``logread``): one call, not two, for the checks' hottest question.
+        return getattr(fields, key) if key in fields.key_set else default
 
     def render(self) -> str:
         """One compact line: ``#12 t=0.632582 master leased job=0 attempt=1 ...``."""
@@ -137,18 +141,18 @@ class History:
     def _build(self, columns: _Columns) -> None:
         """Order the events by ``t`` (a stable sort: ties keep reading order) and index them."""
         ts, srcs, evs, bodies = columns.ts, columns.srcs, columns.evs, columns.bodies
+        jobs = columns.jobs
         events: list[HistoryEvent] = []
         by_kind: dict[tuple[str, str], list[HistoryEvent]] = {}  # (ev, src) -> events
         new_event, append = HistoryEvent, events.append
         for line, index in enumerate(sorted(range(len(ts)), key=ts.__getitem__)):
-            src, ev, fields = srcs[index], evs[index], bodies[index]
-            job = fields.get("job")
-            event = new_event(line, ts[index], src, ev, fields, job if type(job) is int else None)
+            event = new_event(line, ts[index], srcs[index], evs[index], bodies[index], jobs[index])
             append(event)
+            kind = event.ev, event.src
             try:
-                by_kind[ev, src].append(event)
+                by_kind[kind].append(event)
             except KeyError:
-                by_kind[ev, src] = [event]
+                by_kind[kind] = [event]
         self.events: tuple[HistoryEvent, ...] = tuple(events)
         self._by_kind = {kind: tuple(own) for kind, own in by_kind.items()}
         by_ev: dict[str, list[tuple[HistoryEvent, ...]]] = {}
@@ -190,9 +194,12 @@ class History:
             if results_path is not None:
                 # Results carry no time: they sort after every logged event, in output order.
                 end_t = max(columns.ts, default=0.0)
-                for result in _read_log(results_path):
+                for result in read_results(results_path):
                     order = len(columns.ts)
-                    if "t" in result or "src" in result or "ev" in result:
+                    if not isinstance(result, dict):  # typed: exactly a result's keys
+                        fields = cast(Mapping[str, Any], result)
+                        columns.add(end_t, RESULTS, contract.RESULT_OUTPUT, fields)
+                    elif "t" in result or "src" in result or "ev" in result:
                         event = {"t": end_t, "src": RESULTS, "ev": contract.RESULT_OUTPUT}
                         event.update(result)
                         t = _time_of(event, f"event {order}")
@@ -268,7 +275,7 @@ class History:
         if src is not None:
             found = [event for event in found if event.src == src]
         if worker is not None:
-            found = [event for event in found if event.fields.get("worker") == worker]
+            found = [event for event in found if event.get("worker") == worker]
         return tuple(found)
 
     def sources(self) -> tuple[str, ...]:
@@ -367,7 +374,7 @@ class History:
         for event in self._by_src.get(MASTER, ()):
             job, ev = event.job, event.ev
             if ev == contract.WORKER_LOST:
-                for lost in event.fields.get("jobs") or ():
+                for lost in event.get("jobs") or ():
                     if isinstance(lost, int):
                         close(lost, event, "lost")
                 continue
@@ -381,10 +388,10 @@ class History:
             elif ev == accepted:
                 index = open_lease.get(job)
                 if index is not None:
-                    held, fields = granted[index].fields, event.fields
-                    same = _int(held.get("attempt")) == fields.get("attempt") and str(
+                    held = granted[index]
+                    same = _int(held.get("attempt")) == event.get("attempt") and str(
                         held.get("worker", "")
-                    ) == fields.get("worker")
+                    ) == event.get("worker")
                     close(job, event, "completed" if same else "superseded")
             elif ev == expired:
                 close(job, event, "expired")
@@ -394,13 +401,12 @@ class History:
         no_end = (None, _OPEN)
         for index, event in enumerate(granted):
             end_event, end = ended.get(index, no_end)
-            fields = event.fields
             leases.append(
                 Lease(
                     cast(int, event.job),
-                    _int(fields.get("attempt")),
-                    _int(fields.get("lease")),
-                    str(fields.get("worker", "")),
+                    _int(event.get("attempt")),
+                    _int(event.get("lease")),
+                    str(event.get("worker", "")),
                     event.t,
                     None if end_event is None else end_event.t,
                     end,
@@ -421,37 +427,55 @@ def _time_of(event: Mapping[str, Any], where: str) -> float:
 
 
 class _Columns:
-    """Events as they are read, before they are ordered: time, source, name, fields."""
+    """Events as they are read, before they are ordered: time, source, name, fields, job."""
 
     def __init__(self) -> None:
         self.ts: list[float] = []
         self.srcs: list[str] = []
         self.evs: list[str] = []
-        self.bodies: list[dict[str, Any]] = []
+        self.bodies: list[Mapping[str, Any]] = []
+        self.jobs: list[int | None] = []
 
-    def add(self, t: float, src: str, ev: str, fields: dict[str, Any]) -> None:
+    def add(self, t: float, src: str, ev: str, fields: Mapping[str, Any]) -> None:
+        job = fields.get("job")
         self.ts.append(t)
         self.srcs.append(sys.intern(src))
         self.evs.append(sys.intern(ev))
         self.bodies.append(fields)
+        self.jobs.append(job if type(job) is int else None)
 
 
 def _read_log_into(path: str | os.PathLike[str], columns: _Columns) -> None:
-    """Add one log's events to ``columns``, ``t``, ``src`` and ``ev`` taken out of each
-    (what is left are its fields, in the order the line had them). Fast: one loop, no call
-    per line but msgspec's."""
-    ts, srcs, evs, bodies = columns.ts, columns.srcs, columns.evs, columns.bodies
-    intern, first = sys.intern, len(ts)
-    for event in _read_log(path):
+    """Add one log's events to ``columns``; ``t``, ``src`` and ``ev`` taken out of each
+    dict (what is left are its fields, in the order the line had them)."""
+    ts, srcs, evs, bodies, jobs = (
+        columns.ts,
+        columns.srcs,
+        columns.evs,
+        columns.bodies,
+        columns.jobs,
+    )
+    intern, tags = sys.intern, TAGS
+    for number, event in enumerate(read_events(path), start=1):
+        if type(event) is not dict:
+            typed: Any = event  # one of logread's kinds: t, src, job and the tag known
+            ts.append(typed.t)
+            srcs.append(intern(typed.src))
+            evs.append(tags[type(typed)])
+            bodies.append(typed)
+            jobs.append(typed.job)
+            continue
         t, ev = event.get("t"), event.get("ev")
         if (type(t) is not float and type(t) is not int) or type(ev) is not str:
-            t = _time_of(event, f"{path}: event {len(ts) - first + 1}")  # raises if bad
+            t = _time_of(event, f"{path}: event {number}")  # raises if bad
         src = event.pop("src", "?")
         del event["t"], event["ev"]
+        job = event.get("job")
         ts.append(t if type(t) is float else float(t))
         srcs.append(intern(src if type(src) is str else str(src)))
         evs.append(intern(ev))  # type: ignore[arg-type]
         bodies.append(event)
+        jobs.append(job if type(job) is int else None)
 
 
 def _names(ev: str | Iterable[str]) -> Iterable[str]:
@@ -467,46 +491,6 @@ def _merged(runs: list[tuple[HistoryEvent, ...]]) -> tuple[HistoryEvent, ...]:
     if len(runs) <= 1:
         return runs[0] if runs else ()
     return tuple(sorted(chain(*runs), key=_line_of))  # merges presorted runs in linear time
-
-
-_decode_line = msgspec.json.Decoder().decode
-
-
-def _read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """``contract.read_log`` at the speed of msgspec: the same events, the same torn and
-    corrupt lines. A log with a line msgspec cannot take as an object (blank, torn, not
-    UTF-8, a number JSON allows and msgspec does not) is read line by line, each such line
-    going through ``contract.parse_line``."""
-    data = Path(path).read_bytes()
-    if b"\r" in data:  # text mode would split there too: let the contract's reader judge
-        return list(contract.read_log(path))
-    lines = data.split(b"\n")
-    lines.pop()  # after the last newline: empty, or a torn line
-    decode = _decode_line
-    try:
-        events = [decode(line) for line in lines]
-    except msgspec.DecodeError:
-        pass
-    else:
-        if list(map(type, events)).count(dict) == len(events):
-            return events
-    events = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            event = decode(line)
-        except msgspec.DecodeError:
-            event = None
-        if type(event) is not dict:
-            text = line.decode("utf-8", errors="replace")
-            if not text.strip() or text.endswith(TORN_MARK):
-                continue
-            event = contract.parse_line(text)
-            if event is None:
-                shown = text.strip()
-                shown = shown if len(shown) <= 60 else shown[:57] + "..."
-                raise CorruptLog(f"{path}:{number}: not a JSON event object: {shown}")
-        events.append(event)
-    return events
 
 
 def _int(value: Any) -> int:

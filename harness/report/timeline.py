@@ -279,7 +279,7 @@ def _lines(
         job = event.job
         if job is None or event.src == RESULTS:
             continue
-        attempt = event.fields.get("attempt")
+        attempt = event.get("attempt")
         if isinstance(attempt, int):
             lines.setdefault((job, attempt), []).append(event.line)
         else:
@@ -329,7 +329,7 @@ def _lanes(
     # the events that name it.
     gone = (c.WORKER_LOST, c.WORKER_LEFT)
     for event in history:
-        name = event.fields.get("worker")
+        name = event.get("worker")
         if isinstance(name, str) and name in known and event.src != RESULTS:
             first.setdefault(name, event.t)
             # Another process's word that a worker is gone does not extend its lane.

@@ -130,7 +130,8 @@ def _reference_from_files(paths: list[Path], results: Path | None) -> _Reference
 
 
 def _shape(event: HistoryEvent) -> tuple[Any, ...]:
-    return (event.line, event.t, event.src, event.ev, json.dumps(dict(event.fields)), event.job)
+    fields = json.dumps(dict(event.fields), sort_keys=True)  # typed records: the writer's order
+    return (event.line, event.t, event.src, event.ev, fields, event.job)
 
 
 def _verdict(history: History, check: str) -> Any:
