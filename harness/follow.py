@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from harness.contract import EVENTS_GLOB, parse_line
 
 __all__ = ["EventFollower", "RunFollower", "WaitTimeout"]
@@ -44,12 +46,22 @@ class EventFollower:
         lines = data.split(b"\n")
         self._partial = lines.pop()
         fresh: list[Event] = []
+        decode = _decode
         for line in lines:
-            event = parse_line(line)  # the history's reader judges a bad line, not a wait
+            try:  # msgspec first (a master submitting a million jobs writes a million lines)
+                event = decode(line)
+            except msgspec.DecodeError:
+                event = None
+            if type(event) is not dict:
+                event = parse_line(line)  # the history's reader judges a bad line, not a wait
             if event is not None:
                 fresh.append(event)
         self.events.extend(fresh)
         return fresh
+
+    def forget(self) -> None:
+        """Drop the events seen so far (the run is over: its history reads the logs)."""
+        self.events = []
 
     def wait_for(
         self,
@@ -81,6 +93,9 @@ class EventFollower:
             time.sleep(poll_s)
 
 
+_decode = msgspec.json.Decoder().decode
+
+
 class RunFollower:
     """Follows every event log of a run directory, new files included; ``events`` holds
     everything seen so far (each file in its own order)."""
@@ -100,3 +115,10 @@ class RunFollower:
             fresh.extend(follower.poll())
         self.events.extend(fresh)
         return fresh
+
+    def forget(self) -> None:
+        """Drop the events seen so far, of every file (the run is over: its history reads
+        the logs); a later poll goes on from where the last one ended."""
+        self.events = []
+        for follower in self._files.values():
+            follower.forget()

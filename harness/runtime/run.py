@@ -129,7 +129,8 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
                 log.close()
     finally:
         log.close()  # also when the master never became ready
-    # Teardown is done: every log is complete.
+    # Teardown is done: every log is complete, and the history reads it whole.
+    cluster.run_events.forget()
     exits = _collect_exits(cluster)
     try:
         history = History.load_run(run_dir)
