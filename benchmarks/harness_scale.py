@@ -126,18 +126,30 @@ def _one(jobs: int, scratch: Path) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000], metavar="JOBS")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep each size's run directory as DIR/<jobs> (to open its report)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child: one size
     options = parser.parse_args()
     if options.one is not None:
-        with tempfile.TemporaryDirectory(prefix="harness-scale-") as scratch:
-            print(json.dumps(_one(options.one, Path(scratch))))
+        if options.keep is not None:
+            scratch = options.keep / str(options.one)
+            scratch.mkdir(parents=True, exist_ok=False)
+            print(json.dumps(_one(options.one, scratch)))
+            return 0
+        with tempfile.TemporaryDirectory(prefix="harness-scale-") as scratch_name:
+            print(json.dumps(_one(options.one, Path(scratch_name))))
         return 0
     if any(size < 1 for size in options.sizes):
         parser.error("--sizes are job counts, at least 1")
     results = []
     for size in options.sizes:
+        keep = [] if options.keep is None else ["--keep", str(options.keep)]
         done = subprocess.run(
-            [sys.executable, __file__, "--one", str(size)], capture_output=True, text=True
+            [sys.executable, __file__, "--one", str(size), *keep], capture_output=True, text=True
         )
         if done.returncode != 0:
             print(f"{size} jobs: the run failed:\n{done.stderr}", file=sys.stderr)
