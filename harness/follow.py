@@ -1,8 +1,8 @@
 """Follow JSON-lines event logs while they are being written.
 
 A follower keeps a byte offset per file and hands out only complete lines, so a reader
-never sees half an event; triggers and waits are built on it. Submissions are skipped:
-nothing waits for one, and a soak run writes a million.
+never sees half an event; triggers and waits are built on it. A run's follower skips
+submissions: nothing in a run waits for one, and a soak run writes a million.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ class WaitTimeout(TimeoutError):
 class EventFollower:
     """Incrementally reads one event log; ``events`` holds everything seen so far."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, skip: bytes | None = None) -> None:
         self.path = path
+        self.skip = skip  # lines holding this are not parsed (nor kept)
         self.events: list[Event] = []
         self._offset = 0
         self._partial = b""
@@ -47,9 +48,9 @@ class EventFollower:
         lines = data.split(b"\n")
         self._partial = lines.pop()
         fresh: list[Event] = []
-        decode = _decode
+        decode, skip = _decode, self.skip
         for line in lines:
-            if _SUBMITTED in line:  # no trigger or wait asks for a submission: not parsed
+            if skip is not None and skip in line:
                 continue
             try:  # msgspec first (a master submitting a million jobs writes a million lines)
                 event = decode(line)
@@ -104,7 +105,8 @@ _SUBMITTED = b'"ev":"%s"' % JOB_SUBMITTED.encode()
 
 class RunFollower:
     """Follows every event log of a run directory, new files included; ``events`` holds
-    everything seen so far (each file in its own order)."""
+    everything seen so far (each file in its own order) but submissions, which no trigger
+    or wait of a run asks for."""
 
     def __init__(self, run_dir: Path, pattern: str = EVENTS_GLOB) -> None:
         self.run_dir = run_dir
@@ -117,7 +119,7 @@ class RunFollower:
         for path in sorted(self.run_dir.glob(self.pattern)):
             follower = self._files.get(path)
             if follower is None:
-                follower = self._files[path] = EventFollower(path)
+                follower = self._files[path] = EventFollower(path, skip=_SUBMITTED)
             fresh.extend(follower.poll())
         self.events.extend(fresh)
         return fresh
