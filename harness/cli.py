@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from harness.checks import EXIT_USAGE, VERDICT_EXIT_CODES
+from harness.runtime.cluster import ClusterError
 from harness.scenario import Scenario, ScenarioError, is_scenario_file, load_scenario, run_scenario
 
 __all__ = ["main"]
@@ -36,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m harness",
-        description="Run or validate distq scenario files outside pytest.",
+        description="Run, validate or explore distq scenario files outside pytest.",
         epilog=f"exit codes: {EXIT_PASS} all passed, {EXIT_FAIL} any failed, {EXIT_USAGE} bad "
         f"option or invalid file, {EXIT_UNKNOWN} any unknown (a run that proved nothing, "
         "e.g. a fault that never landed); the first that applies wins",
@@ -85,6 +86,48 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     upgrade.add_argument("paths", nargs="+", metavar="FILE", help="scenario files or directories")
+    explore = commands.add_parser(
+        "explore",
+        help="search fault plans against a scenario; write the smallest failing one",
+        description="Draw fault plans against BASE (its system, jobs and checks kept, its "
+        "faults replaced) with Hypothesis, one real run per example; stop at the first "
+        "failure, shrink it, write the smallest failing plan as a scenario file, and rerun "
+        "it to say how often it reproduces. Unknown examples never count as passes.",
+        allow_abbrev=False,
+    )
+    explore.add_argument("base", metavar="BASE", help="the scenario file to start from")
+    explore.add_argument(
+        "--examples", type=int, default=20, metavar="N", help="plans to try (default 20)"
+    )
+    explore.add_argument(
+        "--budget-s",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="stop trying new plans after S seconds (shrinking a failure gets as long again; "
+        "default 600)",
+    )
+    explore.add_argument("--seed", type=int, default=0, metavar="N", help="the search's seed")
+    explore.add_argument(
+        "--max-faults", type=int, default=3, metavar="N", help="faults per plan (default 3)"
+    )
+    explore.add_argument(
+        "--out",
+        default="scenarios/regressions",
+        metavar="PATH",
+        help="where the smallest failing plan goes: a .toml file or a directory "
+        "(default scenarios/regressions)",
+    )
+    explore.add_argument(
+        "--reruns", type=int, default=5, metavar="K", help="reruns of the written file (default 5)"
+    )
+    explore.add_argument(
+        "--runs-dir",
+        default=None,
+        metavar="DIR",
+        help="run directories and the example database (default runs/explore-BASE); a "
+        "second search there replays the last failure first",
+    )
     report = commands.add_parser(
         "report",
         help="(re)build report.html and trace.json of kept run directories",
@@ -172,6 +215,7 @@ def _run(options: argparse.Namespace) -> int:
         return EXIT_USAGE
     runs_dir = Path(options.runs_dir)
     rows: list[tuple[str, Counter[str], float, str]] = []
+    setup_failed = False
     for index, (path, scenario) in enumerate(loaded, start=1):
         verdicts: Counter[str] = Counter()
         elapsed = 0.0
@@ -184,8 +228,14 @@ def _run(options: argparse.Namespace) -> int:
             label = f"[{index}/{len(loaded)}] {path}" + (
                 f" ({attempt}/{options.repeat})" if suffix else ""
             )
-            with _Ticker(label):
-                outcome = run_scenario(scenario, run_dir)
+            try:
+                with _Ticker(label):
+                    outcome = run_scenario(scenario, run_dir)
+            except ClusterError as exc:  # the app could not be brought up: its setup is wrong
+                print(f"{path}: setup: {exc.summary}", file=sys.stderr)
+                verdicts["invalid"] += 1
+                setup_failed = True
+                break
             verdicts[outcome.status] += 1
             elapsed += outcome.result.elapsed_s
             print(f"{label}: {outcome.status} in {outcome.result.elapsed_s:.1f} s", file=sys.stderr)
@@ -207,7 +257,7 @@ def _run(options: argparse.Namespace) -> int:
     _table(rows, options.repeat)
     if any(v["fail"] for _, v, _, _ in rows):
         return EXIT_FAIL
-    if errors:
+    if errors or setup_failed:
         return EXIT_USAGE
     if any(v["unknown"] for _, v, _, _ in rows):
         return EXIT_UNKNOWN
@@ -288,6 +338,69 @@ def _upgrade(options: argparse.Namespace) -> int:
     return status
 
 
+def _explore(options: argparse.Namespace) -> int:
+    from harness.gen.explore import explore
+
+    for name in ("examples", "reruns", "max_faults"):
+        if getattr(options, name) < (0 if name == "reruns" else 1):
+            flag = "--" + name.replace("_", "-")
+            print(f"python -m harness explore: error: {flag} must be >= 1", file=sys.stderr)
+            return EXIT_USAGE
+    base_path = Path(options.base)
+    try:
+        base = load_scenario(base_path)
+    except ScenarioError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    runs_dir = Path(options.runs_dir or f"runs/explore-{base_path.stem}")
+    for old in (*runs_dir.glob("example-*"), *runs_dir.glob("rerun-*")):
+        shutil.rmtree(old, ignore_errors=True)  # the example database stays
+    print(f"exploring {base_path}: up to {options.examples} plans, seed {options.seed}")
+    try:
+        found = explore(
+            base,
+            base_path,
+            examples=options.examples,
+            budget_s=options.budget_s,
+            seed_=options.seed,
+            max_faults=options.max_faults,
+            runs_dir=runs_dir,
+            out=Path(options.out),
+            reruns=options.reruns,
+            say=lambda line: print(line, flush=True),
+        )
+    except ClusterError as exc:
+        print(f"{base_path}: setup: {exc.summary}", file=sys.stderr)
+        return EXIT_USAGE
+    verdicts = ", ".join(f"{n} {status}" for status, n in sorted(found.verdicts.items()))
+    fired = ", ".join(f"{action} x{n}" for action, n in sorted(found.faults_fired.items()))
+    print(
+        f"summary: {found.examples} example(s) run in {found.elapsed_s:.0f} s "
+        f"({verdicts or 'none'}; {found.skipped} not run: budget spent); faults that fired: "
+        f"{fired or 'none'}"
+    )
+    if found.flaky_runs:
+        shown = " and ".join(str(path / "report.html") for path in found.flaky_runs)
+        print(f"failed once, not reproduced when replayed: see {shown}")
+        return EXIT_FAIL
+    if found.written is not None and found.reproduced is not None:
+        failed, reruns = found.reproduced
+        first = f"{found.first_failure_s:.0f} s" if found.first_failure_s is not None else "-"
+        print(f"first failure after {first}: {found.failure_message}")
+        print(f"smallest failing plan: {found.written} (reproduced {failed} of {reruns} reruns)")
+        print(f"rerun it with: python -m harness run {found.written} --repeat 5")
+        return EXIT_FAIL
+    if found.too_little:
+        print(
+            f"no failure found, but only {found.decided} of {found.examples} example(s) were "
+            "decided (the rest unknown): the search proved little",
+            file=sys.stderr,
+        )
+        return EXIT_UNKNOWN
+    print("no failure found")
+    return EXIT_PASS
+
+
 def _report(options: argparse.Namespace) -> int:
     from harness.report import ReportError, rebuild_report
 
@@ -312,6 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(options)
         if options.command == "upgrade":
             return _upgrade(options)
+        if options.command == "explore":
+            return _explore(options)
         return _check(options)
     except KeyboardInterrupt:
         print(

@@ -25,6 +25,7 @@ __all__ = [
     "FAULT_ACTIONS",
     "HARNESS",
     "HARNESS_EVENTS",
+    "HOST_ACTIONS",
     "ID_FIELDS",
     "KILLS",
     "LOST_CAUSES",
@@ -141,11 +142,20 @@ SYSTEM_EVENTS = frozenset(
     }
 )
 #: Events only an observer of a system writes (a wire relay in front of a BaseManager app).
-UNKEYED_ITEM = "unkeyed_item"  # item, route: a task item without the scenario's job key
-OBSERVER_EVENTS = frozenset({UNKEYED_ITEM})
+UNKEYED_ITEM = "unkeyed_item"  # item, route, key: a task item the scenario's job key misses
+UNMATCHED_RESULT = "unmatched_result"  # value, how: a result that answers no job seen
+#: role (tasks/results), typeid, created: a typeid the scenario names that the app never
+#: created on the wire. The run cannot be judged: every verdict would rest on a misreading.
+TYPEID_UNSEEN = "typeid_unseen"
+#: route, bound_s: a frame held for a fault went on without it (the fault never acted).
+HOLD_EXPIRED = "hold_expired"
+OBSERVER_EVENTS = frozenset({UNKEYED_ITEM, UNMATCHED_RESULT, TYPEID_UNSEEN, HOLD_EXPIRED})
 #: What an engine's producer writes besides the above (harness.systems.engine).
 BROKER_ERROR = "broker_error"  # during, error: the broker did not answer; it tries again
-ENGINE_EVENTS = frozenset({BROKER_ERROR})
+#: What an engine's own hooks report of a user's app (harness.systems.engines.hooks).
+RETRY = "retry"  # job, attempt, error: the engine will run the job again
+CHILD_LOST = "child_lost"  # job, attempt, error: the engine saw the process running it die
+ENGINE_EVENTS = frozenset({BROKER_ERROR, RETRY, CHILD_LOST})
 
 #: The master's events that end a job; exactly one per job is the contract.
 TERMINAL_EVENTS = frozenset({RESULT_ACCEPTED, DEAD})
@@ -211,9 +221,11 @@ TRIGGERS: dict[str, str] = {
 # drawn), scenario validation and the generators. No other module lists actions in a set.
 
 #: What ``target`` names: a process of the cluster (a worker, or the master or a broker by
-#: name), the master itself, the cluster as a whole (new processes, raw connections), or the
-#: network link of a worker (its fault proxy; ``all`` is every link).
-Aim = Literal["process", "master", "cluster", "link"]
+#: name), the master itself, the cluster as a whole (new processes, raw connections), the
+#: network link of a worker (its fault proxy; ``all`` is every link), or the host a process
+#: runs on (``[network] hosts = true``: its namespace, faulted in the kernel; ``all`` is
+#: every worker's host).
+Aim = Literal["process", "master", "cluster", "link", "host"]
 #: How the target's process ends: not at all, by SIGTERM (it may hand its work back), or
 #: by SIGKILL.
 Ending = Literal["", "graceful", "abrupt"]
@@ -225,9 +237,10 @@ Reach = Literal["main", "tree", "children", ""]
 Attack = Literal["", "intruder", "handshake", "idle"]
 #: What proves it took effect (a ``fault_effect`` event, judged by fault_coverage): its
 #: processes stopped and made no progress until resumed, they are gone, no byte crossed
-#: the cut until it healed, it came back ready (a worker: joined again), or "" (proved by
-#: other checks: a rejection, a proxy's events).
-Effect = Literal["", "stopped", "gone", "cut", "ready"]
+#: the cut until it healed, it came back ready (a worker: joined again), the kernel dropped
+#: or held back packets while it stood (its filters' counters), the kernel reset the
+#: target's connections, or "" (proved by other checks: a rejection, a proxy's events).
+Effect = Literal["", "stopped", "gone", "cut", "ready", "dropped", "reset"]
 #: How the report draws it: a kill mark, a band until its end, a plain mark, or not at all
 #: (network faults are drawn from the proxy's own events).
 Drawn = Literal["kill", "band", "mark", "network"]
@@ -273,6 +286,11 @@ class FaultAction:
     @property
     def network(self) -> bool:
         return self.aims == "link"
+
+    @property
+    def kernel(self) -> bool:
+        """A packet fault of the kernel, on the target's host."""
+        return self.aims == "host"
 
 
 def _row(name: str, does: str, aims: Aim, takes_target: bool, **facts: Any) -> FaultAction:
@@ -329,6 +347,28 @@ FAULT_ACTIONS: Mapping[str, FaultAction] = {
              drawn="network",
              generated="network"),
         _row("heal", "end the target's partition", "link", True, drawn="network"),
+        _row("isolate", "cut the target's host off every other host, both ways, silently (no "
+             "FIN, no RST: a dead host); heal_hosts after duration_s (if given)", "host", True,
+             ended_by="heal_hosts", suspends=True, effect="dropped", strikes_holder=True,
+             drawn="band"),
+        _row("partition_hosts", "drop every packet between the target's host and the hosts "
+             "`peers` names (default: every other host); heal_hosts after duration_s (if "
+             "given)", "host", True, ended_by="heal_hosts", suspends=True, effect="dropped",
+             strikes_holder=True, drawn="band"),
+        _row("one_way", "drop the packets the target's host sends to the hosts `peers` names "
+             "(default: the master's); the other way still works", "host", True,
+             ended_by="heal_hosts", suspends=True, effect="dropped", strikes_holder=True,
+             drawn="band"),
+        _row("loss", "drop each packet to or from the target's host with `probability` (the "
+             "kernel draws, per packet)", "host", True, ended_by="heal_hosts",
+             effect="dropped", drawn="band"),
+        _row("bandwidth", "a token bucket of `rate_kbit` on the target's link, both ways",
+             "host", True, ended_by="heal_hosts", effect="dropped", drawn="band"),
+        _row("heal_hosts", "end every kernel fault on the target's host (`all`: on every host)",
+             "host", True),
+        _row("reject", "reset every TCP connection of the target's host at once: an RST to "
+             "each peer, as a firewall that rejects; its listening sockets stay", "host", True,
+             effect="reset", strikes_holder=True),
     )
 }  # fmt: skip
 
@@ -349,6 +389,8 @@ def fault_action(name: object) -> FaultAction:
 ACTIONS: Mapping[str, bool] = {name: row.takes_target for name, row in FAULT_ACTIONS.items()}
 #: Network faults, on the worker's fault proxy (the cluster must have proxies).
 NETWORK_ACTIONS = actions_where(lambda row: row.network)
+#: Kernel faults, on the target's host (the run must have hosts of their own).
+HOST_ACTIONS = actions_where(lambda row: row.kernel)
 #: Actions aimed at the master: they prove something only while it still has work.
 MASTER_ACTIONS = actions_where(lambda row: row.aims == "master")
 #: Actions whose window another action ends, and that one: pause -> resume, ...

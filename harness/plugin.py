@@ -64,6 +64,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.fixture
+def scenario_property(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """A :class:`harness.gen.PropertyRun` for a Hypothesis search in your own tests: call
+    ``scenario_property.check(scenario)`` in a ``@given(harness.gen.fault_plans(base))``
+    test. A failing example is shrunk and written to ``--regressions-dir`` under the
+    test's name; a search that decided no example fails."""
+    from harness.gen.properties import PropertyRun
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    runs = tmp_path_factory.getbasetemp() / f"property-runs-{name}"
+    regressions = Path(request.config.getoption("--regressions-dir"))
+    with PropertyRun(runs, regressions, name) as prop:
+        yield prop
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: a long-running scenario")
     config.addinivalue_line("markers", "scenario: a distq scenario file")
@@ -183,6 +200,12 @@ class ScenarioItem(pytest.Item):
         return run_dir
 
     def runtest(self) -> None:
+        if self.scenario.network.hosts:  # a machine that cannot build a lab: say why, run nothing
+            from harness.net.hosts import lab_unavailable
+
+            missing = lab_unavailable()
+            if missing is not None:
+                pytest.skip(missing)
         run_dir = self._run_dir()
         outcome = _scenario_module().run_scenario(self.scenario, run_dir)
         self.user_properties.append(("run_dir", str(run_dir)))
@@ -204,8 +227,13 @@ class ScenarioItem(pytest.Item):
             shutil.rmtree(run_dir, ignore_errors=True)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
+        from harness.runtime.cluster import ClusterError
+
         if isinstance(excinfo.value, ScenarioFailed):
             return excinfo.value.outcome.report()
+        if isinstance(excinfo.value, ClusterError):  # the app could not be brought up
+            error = excinfo.value
+            return f"{self.path}: setup: {error.summary}\n--- log ---\n{error.log_tail}"
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int, str]:

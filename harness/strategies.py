@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
-from harness.gen.strategies import fault_plans, job_sets, scenarios, topologies
+from harness.gen.strategies import (
+    distq_fault_plans,
+    fault_plans,
+    job_sets,
+    scenarios,
+    topologies,
+)
 
-__all__ = ["fault_plans", "job_sets", "scenarios", "topologies"]
+__all__ = ["distq_fault_plans", "fault_plans", "job_sets", "scenarios", "topologies"]

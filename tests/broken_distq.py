@@ -55,7 +55,7 @@ _original_add = worker._Session.add
 
 
 def _wrong_value_add(self: Any, result: Result) -> None:
-    if result.job_id == 7 and result.ok:
+    if (result.job_id == 7 or VARIANT == "all-wrong") and result.ok:
         result = Result(result.job_id, True, result.value + 1, None, result.worker, result.attempt)
     _original_add(self, result)
 
@@ -67,7 +67,7 @@ def install(variant: str) -> None:
         JobBoard._requeue = _never_requeue  # type: ignore[method-assign]
     elif variant == "batch-early":
         JobBoard._terminal = _batch_early  # type: ignore[method-assign]
-    elif variant == "wrong-value":
+    elif variant in ("wrong-value", "all-wrong"):
         worker._Session.add = _wrong_value_add  # type: ignore[method-assign]
     elif variant:
         raise SystemExit(f"unknown DISTQ_BROKEN variant {variant!r}")

@@ -7,6 +7,7 @@ time, each a little later than the one before, so their order is the order they 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 from harness.history import History
 
-__all__ = ["REPO", "TESTS", "HistoryBuilder", "wait_until"]
+__all__ = ["REPO", "TESTS", "HistoryBuilder", "net_namespaces", "wait_until"]
 
 #: The repository's root, and its tests folder.
 REPO = Path(__file__).resolve().parent.parent
@@ -102,3 +103,24 @@ class HistoryBuilder:
 
     def history(self) -> History:
         return History(self.events)
+
+
+def net_namespaces() -> set[int]:
+    """Every network namespace some process is in or holds a descriptor of."""
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        links = [f"/proc/{entry}/ns/net"]
+        try:
+            links += [f"/proc/{entry}/fd/{fd}" for fd in os.listdir(f"/proc/{entry}/fd")]
+        except OSError:
+            continue
+        for link in links:
+            try:
+                target = os.readlink(link)
+            except OSError:
+                continue
+            if target.startswith("net:["):
+                found.add(int(target[5:-1]))
+    return found

@@ -43,6 +43,7 @@ class ToySystem:
     cluster_keys: ClassVar[frozenset[str]] = frozenset()
     exit_codes: ExitCodes = ExitCodes(ok=0)
     workers_outlive_master: ClassVar[bool] = False
+    binds_host: ClassVar[bool] = False
     stacks_signal: ClassVar[int | None] = None
 
     def __init__(self, config: ToyConfig) -> None:

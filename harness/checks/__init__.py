@@ -45,6 +45,7 @@ from harness.checks.context import (
     ExpectedFailed,
     ExpectedFn,
     Reach,
+    Satisfies,
     Tally,
 )
 from harness.checks.coverage import (
@@ -117,6 +118,7 @@ __all__ = [
     "Outcome",
     "Pin",
     "Reach",
+    "Satisfies",
     "Severity",
     "Status",
     "Struck",

@@ -17,6 +17,7 @@ __all__ = [
     "ExpectedFailed",
     "ExpectedFn",
     "Reach",
+    "Satisfies",
     "Tally",
 ]
 
@@ -44,6 +45,7 @@ class Expect(enum.Enum):
 
     UNKNOWN = "unknown"  # cannot say: skip the job
     FAILURE = "failure"  # the task cannot succeed on these args: an ok result is wrong
+    AGREE = "agree"  # no oracle: every successful execution of the job returned one value
 
 
 ExpectedFn = Callable[[str, tuple[Any, ...]], Any]
@@ -58,6 +60,15 @@ class Tally:
     def __init__(self) -> None:
         self.count: int | None = None
         self.unit = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Satisfies:
+    """What an expected function offers for results it cannot compute but can judge (a
+    timing or pid field): ``test(value)`` says whether a result is right."""
+
+    test: Callable[[Any], Any]
+    name: str = "the expected predicate"
 
 
 @dataclass(frozen=True, slots=True)

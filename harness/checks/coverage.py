@@ -102,7 +102,7 @@ def _effect_coverage(history: History) -> list[Violation]:
             message = f"{label} did not take effect: {effect.get('why', 'not verified')}"
             found.append(Violation(check, message, (), lines, "unknown"))
             continue
-        if target == MASTER or facts.effect in ("cut", "ready"):
+        if target == MASTER or facts.effect in ("cut", "ready", "dropped", "reset"):
             continue  # the master's record is written by observers too; a cut is measured
         if facts.effect == "stopped":
             start, end = float(effect.get("stopped_t", fault.t)), effect.t

@@ -16,6 +16,7 @@ from harness.checks.context import (
     CheckContext,
     Expect,
     ExpectedFailed,
+    Satisfies,
 )
 from harness.checks.struck import (
     struck,
@@ -80,6 +81,7 @@ def exactly_once(history: History, context: CheckContext = NO_CONTEXT) -> list[V
                     tuple(end.line for end in ends),
                 )
             )
+    found.extend(unseen_items(history, check))
     outputs = history.select(contract.RESULT_OUTPUT, src=RESULTS)
     if outputs:
         found.extend(_output_once(submitted, outputs))
@@ -112,6 +114,33 @@ def at_least_once(history: History, context: CheckContext = NO_CONTEXT) -> list[
         if not terminals.get(job):
             lines = (submission.line, *_lease_lines(history, job))
             found.append(Violation(check, f"job {job} lost: no terminal result", (job,), lines))
+    found.extend(unseen_items(history, check))
+    return found
+
+
+def unseen_items(history: History, check: str) -> list[Violation]:
+    """What an observer saw but could not tie to a job: a task item the job key does not
+    name (a job the checks cannot follow), a result that answers no job."""
+    found = []
+    for event in history.select(contract.UNKEYED_ITEM):
+        message = (
+            f"task item {_short(event.get('item'))} (put or taken by {event.get('route')}) has no "
+            f"job key {event.get('key')}: set job_key to what names its job, or skip it "
+            "if it is a control item"
+        )
+        found.append(Violation(check, message, (), (event.line,)))
+    why = (
+        "a result the app invented, or a result_key that does not name its job"
+        if history.submitted()
+        else "no task was seen handed out at all (do [system] tasks and its take name how "
+        "the app hands them out?)"
+    )
+    for event in history.select(contract.UNMATCHED_RESULT):
+        message = (
+            f"result {_short(event.get('value'))} ({event.get('how')} by {event.src}) answers no "
+            f"job that was handed out: {why}"
+        )
+        found.append(Violation(check, message, (), (event.line,)))
     return found
 
 
@@ -152,6 +181,25 @@ def _lease_lines(history: History, job: int) -> list[int]:
     return lines
 
 
+def _disagreements(
+    history: History, submission: Submission, report: HistoryEvent
+) -> list[Violation]:
+    """With no oracle, a job's value is judged by agreement: every successful execution a
+    worker reported must have returned the accepted value (a task that is not idempotent
+    under redelivery returns another)."""
+    job, got = submission.job, report.get("value")
+    for run in history.select(contract.COMPLETED):
+        if run.src == MASTER or run.job != job or run.get("ok") is not True:
+            continue
+        if "value" in run.fields and not _same(run.get("value"), got):
+            message = (
+                f"job {job}: executions disagree: {run.src} returned {_short(run.get('value'))}, "
+                f"accepted value {_short(got)}"
+            )
+            return [Violation("correct_values", message, (job,), (submission.line, run.line))]
+    return []
+
+
 def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
     """Each accepted ok value (and each ok line of the results output) is the task's value.
 
@@ -177,18 +225,34 @@ def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list
             continue
         if want is Expect.UNKNOWN:
             continue
+        if want is Expect.AGREE:
+            compared += 1
+            found.extend(_disagreements(history, submission, report))
+            continue
         compared += 1
         got = report.get("value")
-        if want is not Expect.FAILURE and _same(_as_json(want), got):
-            continue
+        plain = want is not Expect.FAILURE and not isinstance(want, Satisfies)
+        if plain and _same(_as_json(want), got):
+            continue  # right: the words below are for a violation (a soak run has millions)
         where = "accepted" if report.ev == contract.RESULT_ACCEPTED else "results output"
         lines = (submission.line, report.line)
         call = _call(submission)
         if want is Expect.FAILURE:
             message = f"job {job}: {call} cannot succeed, yet {where} ok value {_short(got)}"
+            found.append(Violation("correct_values", message, (submission.job,), lines))
+        elif isinstance(want, Satisfies):
+            try:
+                right = bool(want.test(got))
+            except Exception as exc:  # the user's predicate: it could not judge this one
+                compared -= 1
+                raised.append((submission.job, f"{call}: {type(exc).__name__}: {exc}"[:200]))
+                continue
+            if not right:
+                message = f"job {job}: {call}: {where} value {_short(got)} fails {want.name}"
+                found.append(Violation("correct_values", message, (submission.job,), lines))
         else:
             message = f"job {job}: {call} = {_short(want)}, but {where} value {_short(got)}"
-        found.append(Violation("correct_values", message, (submission.job,), lines))
+            found.append(Violation("correct_values", message, (submission.job,), lines))
     context.judged(compared, "values compared")
     if raised:
         job, what = raised[0]

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
+from harness import contract
 from harness.checks.attempts import attempts_bounded
 from harness.checks.auth import auth
 from harness.checks.batches import batch_barrier, batch_shape
@@ -73,8 +74,12 @@ def judge(history: History, checks: Sequence[str], context: CheckContext = NO_CO
             # Nothing to judge is no pass: the run did not show what the check is for.
             message = f"judged nothing: the run had no {tally.unit} to check"
             found["unknown"].append(Violation(name, message, severity="unknown"))
+    blockers = _setup_blockers(history)
+    found["unknown"][:0] = blockers
     violations, unknowns = found["fail"], found["unknown"]
-    status: Status = "fail" if violations else "unknown" if unknowns else "pass"
+    status: Status = (
+        "unknown" if blockers else "fail" if violations else "unknown" if unknowns else "pass"
+    )
     return Verdict(
         status,
         tuple(violations),
@@ -83,6 +88,24 @@ def judge(history: History, checks: Sequence[str], context: CheckContext = NO_CO
         tuple(found["note"]),
         tuple(evidence),
     )
+
+
+#: The check named by what makes a whole run unjudgeable (a misread scenario, not a rule).
+SETUP = "setup"
+
+
+def _setup_blockers(history: History) -> list[Violation]:
+    """What makes every verdict of this run a misreading: a task or result typeid the
+    scenario names that the app never created."""
+    blockers = []
+    for event in history.select(contract.TYPEID_UNSEEN):
+        created = ", ".join(map(repr, event.get("created") or ())) or "none"
+        message = (
+            f"[system] {event.get('role')} = {event.get('typeid')!r}, but the app never created "
+            f"such a proxy (typeids it created: {created}); nothing about its jobs was seen"
+        )
+        blockers.append(Violation(SETUP, message, lines=(event.line,), severity="unknown"))
+    return blockers
 
 
 def known_bug_outcome(name: str, pins: Sequence[Pin], verdict: Verdict) -> Outcome:
@@ -95,6 +118,9 @@ def known_bug_outcome(name: str, pins: Sequence[Pin], verdict: Verdict) -> Outco
     """
     checks = tuple(dict.fromkeys(pin.check for pin in pins))
     shown = ", ".join(pin.describe() for pin in pins)
+    blocker = next((v for v in verdict.unknowns if v.check == SETUP), None)
+    if blocker is not None:
+        return Outcome("unknown", f"{name}: unknown: {blocker.message}", checks)
     covered = {pin: [v for v in verdict.violations if pin.covers(v)] for pin in pins}
     for pin, found in covered.items():
         got = sorted({job for v in found for job in v.jobs})

@@ -66,7 +66,7 @@ def struck(history: History) -> Struck:
             sigterm.setdefault(target, fault.t)
         if facts.ends == "abrupt" and facts.aims == "process":
             killed.setdefault(target, fault.t)
-        if facts.network and facts.ended_by:  # a toxic or a cut begins
+        if (facts.network or facts.kernel) and facts.ended_by:  # a toxic, a cut, a loss begins
             network.setdefault(target, fault.t)
         if facts.suspends:
             opened[(target, action)] = fault.t

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from hypothesis import strategies as st
 
 from harness import systems
@@ -27,7 +28,7 @@ from harness.scenario import (
     WhenSpec,
 )
 
-__all__ = ["fault_plans", "job_sets", "scenarios", "topologies"]
+__all__ = ["distq_fault_plans", "fault_plans", "job_sets", "scenarios", "topologies"]
 
 
 def _generated(use: str) -> tuple[str, ...]:
@@ -122,7 +123,7 @@ def _trigger(draw: st.DrawFn, jobs: int) -> WhenSpec:
 
 
 @st.composite
-def fault_plans(
+def distq_fault_plans(
     draw: st.DrawFn,
     jobs: int,
     workers: int,
@@ -203,7 +204,7 @@ def scenarios(
         table |= {"journal": True, "worker_reconnect_s": JOURNAL_WORKER_RECONNECT_S}
     jobs = draw(job_sets(max_jobs, faulty_jobs))
     total_jobs = jobs.count + sum(extra.count for extra in jobs.extra)
-    faults = draw(fault_plans(total_jobs, cluster.workers, max_faults, network, journal))
+    faults = draw(distq_fault_plans(total_jobs, cluster.workers, max_faults, network, journal))
     network_spec = NetworkSpec()
     if network:
         initial = draw(st.lists(_toxics("initial"), max_size=1))
@@ -225,3 +226,99 @@ def scenarios(
         system=table,
         network=network_spec,
     )
+
+
+# -- fault plans against any system, from a base scenario ----------------------------------
+
+#: Triggers a plan may use, the ones that shrink best first.
+_PLAN_TRIGGERS = ("job_leased", "job_started", "job_completed", "results", "after_s")
+_DURATIONS_S = (0.5, 2.0, 4.0)
+
+
+@st.composite
+def fault_plans(draw: st.DrawFn, base: Scenario, max_faults: int = 3) -> Scenario:
+    """``base`` with a drawn fault plan in place of its own: what its system supports (its
+    actions, triggers and roles), network faults where it has proxies, broker faults where
+    it has a broker, master restarts where it keeps a journal. Shrinks toward fewer faults,
+    fewer workers and jobs (where the scenario sets them), earlier triggers. Every plan can
+    finish: deaths never take the last worker, pauses and partitions end."""
+    kind, config = systems.parse_table(base.system)
+    facts = kind.facts
+    roles = tuple(getattr(kind.build(config), "run_roles", facts.roles))
+    workers = draw(st.integers(1, max(1, base.cluster.workers)))
+    fixed_jobs = kind.name == "managers"  # the app decides its own work
+    count = base.jobs.count if fixed_jobs else draw(st.integers(1, max(1, base.jobs.count)))
+    total = count + sum(extra.count for extra in base.jobs.extra)
+    uses = {"death", "survivable"}
+    if base.network.proxy:
+        uses.add("network")
+    if base.system.get("journal"):
+        uses.add("journal")
+    actions = [
+        name
+        for name, row in FAULT_ACTIONS.items()
+        if row.generated in uses and name in facts.actions and not row.attack
+    ]
+    triggers = [t for t in _PLAN_TRIGGERS if t in facts.triggers]
+    others = [role for role in roles if role not in (systems.MASTER, systems.WORKER)]
+    drawn = draw(st.lists(_fault(actions, triggers, others, workers, total), max_size=max_faults))
+    plan: list[FaultSpec] = []
+    deaths_left = workers - 1
+    for fault in drawn:  # deaths beyond all but one worker are left out
+        if fault_action(fault.do).generated == "death":
+            if deaths_left == 0:
+                continue
+            deaths_left -= 1
+        plan.append(fault)
+    seconds = sum(f.duration_s or 0.0 for f in plan)
+    raw = msgspec.to_builtins(base)
+    raw["faults"] = msgspec.to_builtins(plan)
+    raw["cluster"]["workers"] = workers
+    raw["jobs"]["count"] = count
+    expect = raw["expect"]
+    expect.pop("expect_violation", None)  # a plan of its own: the base's pins say nothing
+    expect["within_s"] = round(float(expect.get("within_s", 60)) + seconds + 10.0, 1)
+    raw["name"] = f"{base.name} (explored)"
+    return msgspec.convert(raw, Scenario)
+
+
+@st.composite
+def _fault(
+    draw: st.DrawFn,
+    actions: list[str],
+    triggers: list[str],
+    others: list[str],
+    workers: int,
+    jobs: int,
+) -> FaultSpec:
+    """One fault: each part drawn on its own, so a plan shrinks fault by fault."""
+    kind_of = draw(st.sampled_from(triggers))
+    when = _when(draw, kind_of, jobs)
+    action = draw(st.sampled_from(actions))
+    facts_of = fault_action(action)
+    fields: dict[str, Any] = {"when": when, "do": action}
+    if facts_of.takes_target:
+        targets = [f"worker-{n}" for n in range(1, workers + 1)]
+        if kind_of in ("job_leased", "job_started") and facts_of.aims == "process":
+            targets.insert(0, "holder")
+        if facts_of.aims == "process" and (facts_of.suspends or facts_of.comes_back):
+            targets += others  # a broker or server paused or restarted comes back
+        fields["target"] = draw(st.sampled_from(targets))
+    if facts_of.suspends:  # a window the plan ends by itself
+        fields["duration_s"] = draw(st.sampled_from(_DURATIONS_S))
+    if action == "add_toxic":
+        fields["toxic"] = draw(_toxics("slow"))
+    if facts_of.starts_workers:
+        fields["count"] = 1
+    return FaultSpec(**fields)
+
+
+def _when(draw: st.DrawFn, kind: str, jobs: int) -> WhenSpec:
+    if kind == "after_s":
+        return WhenSpec(after_s=draw(st.sampled_from([0.0, 0.2, 0.5, 1.0])))
+    if kind == "results":
+        return WhenSpec(results=draw(st.integers(1, max(1, jobs))))
+    job = draw(st.integers(0, max(0, jobs - 1)))
+    if kind == "job_leased":
+        return WhenSpec(job_leased=job)
+    return WhenSpec(job_started=job) if kind == "job_started" else WhenSpec(job_completed=job)

@@ -573,11 +573,36 @@ def stack_rows(spans: Iterable[tuple[str, float, float]], max_rows: int = MAX_RO
 
 def _faults(history: History) -> tuple[FaultMark, ...]:
     unverified = _unverified(history)  # once: a long run has many fault marks
+    counted = _kernel_counts(history)
     marks = [
-        replace(mark, unverified=unverified.get(mark.lines[0], ""))
+        replace(
+            mark,
+            label=mark.label + counted.get(mark.lines[0], ""),
+            unverified=unverified.get(mark.lines[0], ""),
+        )
         for mark in _fault_marks(history)
     ]
     return tuple(sorted(marks, key=lambda mark: (mark.t_start, mark.label)))
+
+
+def _kernel_counts(history: History) -> dict[int, str]:
+    """History line of each kernel fault -> what its counters said, for its label."""
+    said: dict[tuple[object, object], str] = {}
+    for event in history.select(c.FAULT_EFFECT, src=HARNESS):
+        if c.fault_action(event.get("action")).kernel:
+            dropped, held = event.get("dropped", 0), event.get("held_back", 0)
+            said[(event.get("fault"), event.get("action"))] = (
+                f" ({event.get('reset')} connections reset)"
+                if "reset" in event.fields
+                else f" ({held} packets held back)"
+                if held
+                else f" ({dropped} packets dropped)"
+            )
+    return {
+        fault.line: said[key]
+        for fault in history.faults()
+        if (key := (fault.get("fault"), fault.get("action"))) in said
+    }
 
 
 def _unverified(history: History) -> dict[int, str]:

@@ -2,7 +2,8 @@
 
 What to run comes from the system under test (``harness.systems``); each process runs in
 its own session, with its log and its event log in one run directory, and carries the
-run's tag in its environment so a final sweep finds anything that escaped. Teardown kills
+run's tag in its environment; a final sweep finds anything that escaped by its tag or by
+its session (the reaper records each session as it is spawned). Teardown kills
 whole process trees leaves first: SIGTERM, then SIGKILL after a grace period.
 """
 
@@ -26,6 +27,7 @@ import psutil
 from harness import systems
 from harness.contract import EPOCH_ENV, EVENTS_ENV, PROCESS_ENV, events_name
 from harness.follow import EventFollower, RunFollower, WaitTimeout
+from harness.net.hosts import Lab
 from harness.net.proxy import FaultProxy
 from harness.net.toxics import Toxic
 from harness.runtime.effects import process_tree
@@ -41,7 +43,13 @@ PYTHON_NAMES = frozenset({"python", "python3"})
 
 
 class ClusterError(RuntimeError):
-    """The cluster could not be brought up; the message carries the process's log."""
+    """The cluster could not be brought up. ``summary`` is one line (what and why, with
+    the last line of the process's log); the message adds the log's tail."""
+
+    def __init__(self, summary: str, log_tail: str = "") -> None:
+        super().__init__(f"{summary}\n--- log ---\n{log_tail}" if log_tail else summary)
+        self.summary = summary
+        self.log_tail = log_tail
 
 
 @dataclass(slots=True)
@@ -181,6 +189,16 @@ def sweep(tag: str) -> list[int]:
     return [proc.pid for proc in found]
 
 
+def _sweep_sessions(reaper: Reaper) -> list[int]:
+    """Kill what is left in the run's sessions (a process that erased its tag); the pids."""
+    found = []
+    for pid in reaper.sweep():
+        with suppress(psutil.Error):
+            found.append(psutil.Process(pid))
+    wait_gone(found, 5)
+    return [proc.pid for proc in found]
+
+
 class Cluster:
     """A system's processes, as a context manager that always tears everything down.
 
@@ -205,6 +223,7 @@ class Cluster:
         env: dict[str, str] | None = None,
         proxy_seed: int | None = None,
         initial_toxics: Sequence[tuple[Toxic, frozenset[str]]] = (),
+        lab: Lab | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -238,9 +257,14 @@ class Cluster:
         self.initial_toxics = list(initial_toxics)  # (toxic, workers it applies to; empty: all)
         self.proxies: dict[str, FaultProxy] = {}
         self.observers: list[Observer] = []
+        #: Processes the harness stopped at the end the way their users do (name -> signal).
+        self.stopped_at_end: dict[str, str] = {}
         self.on_proxy_event: Callable[..., None] | None = None
         # Kills the run's processes if this process dies before its teardown (SIGKILL too).
         self._reaper: Reaper | None = None
+        # Hosts of their own: each process starts inside its host (named after it), and its
+        # spec carries the host's address. The lab outlives the cluster (its owner closes it).
+        self.lab = lab
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -261,7 +285,8 @@ class Cluster:
     def __enter__(self) -> Cluster:
         try:
             self.observers = list(self.system.observers(self.setup, self._proxy_event))
-            for role in self.system.roles:
+            # A system may run fewer roles than its kind knows (an app without a server).
+            for role in getattr(self.system, "run_roles", self.system.roles):
                 if role != WORKER:
                     self.start_role(role)
         except BaseException:
@@ -291,6 +316,8 @@ class Cluster:
         argv = list(launch.argv)
         if argv and argv[0] in PYTHON_NAMES:
             argv[0] = sys.executable  # the interpreter running the harness, not one on PATH
+        if self.lab is not None:
+            argv = self.lab.enter_argv(spec.name, argv)
         log_path = self.run_dir / f"{spec.name}.log"
         process_env = {PROCESS_ENV: spec.name, EVENTS_ENV: str(spec.events_path)}
         with open(log_path, "ab") as log:
@@ -303,6 +330,7 @@ class Cluster:
                 cwd=launch.cwd or self.run_dir,
                 start_new_session=True,
             )
+        self._reaper.watch(popen.pid)  # its session is swept even if it erases its tag
         proc = Proc(spec.name, spec.role, argv, popen, log_path, spec.events_path)
         previous = self.procs.get(spec.name)
         if previous is not None:
@@ -313,7 +341,8 @@ class Cluster:
     def _spec(
         self, role: str, name: str, authkey: bytes, addresses: Mapping[str, str]
     ) -> ProcessSpec:
-        return ProcessSpec(role, name, self.events_path(name), dict(addresses), authkey)
+        host = None if self.lab is None else self.lab.address(name)
+        return ProcessSpec(role, name, self.events_path(name), dict(addresses), authkey, host)
 
     def start_role(self, role: str, extra_args: Sequence[str] = ()) -> Proc:
         """Start the one process of a non-worker role and wait until the system calls it
@@ -327,20 +356,23 @@ class Cluster:
         deadline = time.monotonic() + self.ready_timeout_s
         while True:
             self.run_events.poll()
-            address = self.system.ready(proc, self.run_events.events)
+            address = self._ready(proc)
             if address is not None:
                 break
             why = None
             if not proc.alive():
                 self.run_events.poll()
-                address = self.system.ready(proc, self.run_events.events)
+                address = self._ready(proc)
                 if address is not None:
                     break
-                why = f"{role} READY: the {role} exited first"
+                why = f"the {role} exited with code {proc.returncode} before it was ready"
             elif time.monotonic() >= deadline:
-                why = f"{role} READY: not seen within {self.ready_timeout_s:g} s"
+                why = f"the {role} was not ready within {self.ready_timeout_s:g} s"
             if why is not None:
-                raise ClusterError(f"{why}\n--- {role} log ---\n{proc.log_tail()}")
+                tail = proc.log_tail()
+                last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+                said = f"; its log ends: {last.strip()[:300]}" if last else "; its log is empty"
+                raise ClusterError(f"{why}{said} ({proc.log_path})", tail)
             time.sleep(0.01)
         self.addresses[role] = address
         if role == MASTER:
@@ -349,6 +381,12 @@ class Cluster:
             for observer in self.observers:
                 observer.master_ready(address)
         return proc
+
+    def _ready(self, proc: Proc) -> str | None:
+        """The system's readiness check, asked from inside the process's host if it has one."""
+        if self.lab is None:
+            return self.system.ready(proc, self.run_events.events)
+        return self.lab.run_in(proc.name, lambda: self.system.ready(proc, self.run_events.events))
 
     def start_master(self, extra_args: Sequence[str] = ()) -> Proc:
         return self.start_role(MASTER, extra_args)
@@ -503,9 +541,24 @@ class Cluster:
             pending = {name: members for name, members in pending.items() if members}
         return asked
 
+    def _stop_serving(self) -> None:
+        """Stop what serves until told (``stop_signals``: role -> signal, from the system)
+        the way its users stop it, and give it the grace to finish by itself."""
+        stops: Mapping[str, int] = getattr(self.system, "stop_signals", {})
+        for proc in self.procs.values():
+            signum = stops.get(proc.role)
+            if signum is None or not proc.alive():
+                continue
+            with suppress(ProcessLookupError):
+                os.kill(proc.pid, signum)
+            with suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(timeout=self.grace_s)
+                self.stopped_at_end[proc.name] = signal.Signals(signum).name
+
     def teardown(self) -> list[int]:
         """Kill every process tree of the run, close the proxies, then sweep for escaped
         tagged processes. Returns the pids found by the sweep."""
+        self._stop_serving()
         for proc in [*self.procs.values(), *self.retired]:
             if proc.alive():
                 kill_tree(proc.pid, self.grace_s)
@@ -513,10 +566,15 @@ class Cluster:
                 proc.popen.wait(timeout=self.grace_s)
         for proxy in self.proxies.values():
             proxy.close()
+        codes = {name: proc.returncode for name, proc in self.procs.items()}
         for observer in self.observers:
+            ended = getattr(observer, "processes_ended", None)
+            if callable(ended):  # how each process ended, before its observer closes
+                ended(codes, dict(self.stopped_at_end))
             observer.close()
         swept = sweep(self.tag)
         if self._reaper is not None:
+            swept += _sweep_sessions(self._reaper)
             self._reaper.release()
             self._reaper = None
         return swept

@@ -20,11 +20,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import contract
-from harness.contract import ACTIONS, NETWORK_ACTIONS, TRIGGERS, EventWriter, fault_action
+from harness.contract import (
+    ACTIONS,
+    HOST_ACTIONS,
+    NETWORK_ACTIONS,
+    TRIGGERS,
+    EventWriter,
+    fault_action,
+)
+from harness.net.hosts import KernelFault, LabError
 from harness.net.toxics import Toxic
 from harness.runtime.cluster import Cluster
 from harness.runtime.effects import Effect, Pause, Scope, pause_tree, signal_tree, verify_gone
-from harness.systems.base import MASTER, WORKER, attack_source, parse_address
+from harness.systems.base import MASTER, WORKER, HoldsFrames, attack_source, parse_address
 
 __all__ = [
     "ACTIONS",
@@ -37,6 +45,8 @@ __all__ = [
 ]
 
 ATTEMPT_TRIGGERS = frozenset({"job_leased", "job_started"})
+#: The host the harness's own attack connections come from, on hosts of their own.
+ATTACKER = "attacker"
 #: How long a restarted worker has to join the master again (a loaded machine is slow).
 REJOIN_BOUND_S = 30.0
 
@@ -46,6 +56,7 @@ class Trigger:
     kind: str
     value: float | int  # seconds for after_s; a job id, batch index or count otherwise
     attempt: int | None = None  # job_leased/job_started: that attempt (None: the first seen)
+    hold: bool = False  # the system holds the frame that fires it until the fault has acted
 
     def __post_init__(self) -> None:
         if self.kind not in TRIGGERS:
@@ -69,6 +80,8 @@ class Trigger:
         fields: dict[str, float | int] = {self.kind: self.value}
         if self.attempt is not None:
             fields["attempt"] = self.attempt
+        if self.hold:
+            fields["hold"] = True
         return fields
 
 
@@ -83,12 +96,21 @@ class Fault:
     toxic: Toxic | None = None  # for add_toxic
     toxic_name: str | None = None  # for remove_toxic
     scope: Scope = "tree"  # kill, terminate, pause, resume: the target's tree or its top
+    #: partition_hosts, one_way: the hosts on the other side (default: every other host;
+    #: the master's)
+    peers: tuple[str, ...] = ()
+    probability: float | None = None  # loss: per packet
+    rate_kbit: float | None = None  # bandwidth: the token bucket's rate
 
     def __post_init__(self) -> None:
         if self.do not in ACTIONS:
             raise ValueError(
                 f"unknown fault action {self.do!r} (expected one of {', '.join(ACTIONS)})"
             )
+        if self.do == "loss" and self.probability is None:
+            raise ValueError("loss needs a probability")
+        if self.do == "bandwidth" and self.rate_kbit is None:
+            raise ValueError("bandwidth needs rate_kbit")
         if self.do == "add_toxic" and self.toxic is None:
             raise ValueError("add_toxic needs a toxic")
         if self.do == "remove_toxic" and not self.toxic_name:
@@ -210,10 +232,16 @@ class FaultInjector:
         # target -> (index, action) of what paused it, what it stopped, when all had stopped
         self._paused: dict[str, tuple[tuple[int, str], Pause, float]] = {}
         self._cut: dict[str, tuple[int, str]] = {}  # proxy -> (index, action) of what cut it
+        # kernel faults standing: (index, action, target as written, its filters and buckets)
+        self._kernel: list[tuple[int, str, str, KernelFault]] = []
         # a restarted worker -> (its restart's index, its new pid, when to give up on it)
         self._rejoining: dict[str, tuple[int, int, float]] = {}
         self._sockets: list[socket.socket] = []
         self._wrong_key_workers = 0
+        self._holds = cluster.system if isinstance(cluster.system, HoldsFrames) else None
+        for fault in faults:
+            if fault.when.hold and self._holds is not None:
+                self._holds.hold(fault.when.kind, int(fault.when.value), fault.when.attempt)
 
     @property
     def done(self) -> bool:
@@ -240,15 +268,31 @@ class FaultInjector:
         for index, fault in list(self.pending):
             if self.tracker.fired(fault.when, elapsed):
                 self.pending.remove((index, fault))
-                self._fire(index, fault)
+                try:
+                    self._fire(index, fault)
+                finally:
+                    self._let_go(fault.when)
 
     def release_time(self) -> None:
         """Start the clock of ``after_s`` triggers now."""
         self.time_held = False
         self.ready_at = time.monotonic()
 
+    def _let_go(self, trigger: Trigger) -> None:
+        """The fault a held frame waited for has acted: the frame goes on (once every
+        fault on that trigger has fired)."""
+        if not trigger.hold or self._holds is None:
+            return
+        if not any(f.when == trigger for _, f in self.pending):
+            self._holds.release(trigger.kind, int(trigger.value), trigger.attempt)
+
     def close(self) -> None:
-        """Resume anything still paused and close the harness's raw sockets."""
+        """Resume anything still paused, let every held frame go and close the harness's
+        raw sockets."""
+        if self._holds is not None:
+            for _, fault in self.pending:
+                if fault.when.hold:
+                    self._holds.release(fault.when.kind, int(fault.when.value), fault.when.attempt)
         for _, _, worker, action in self._resumes:
             self._undo(worker, action)
         self._resumes.clear()
@@ -256,6 +300,7 @@ class FaultInjector:
             self._resume(target, "tree")
         for target in list(self._cut):
             self._heal(target)
+        self._heal_hosts("all")
         self._check_rejoined(time.monotonic(), ending=True)
         for sock in self._sockets:
             sock.close()
@@ -265,6 +310,8 @@ class FaultInjector:
         """Carry out ``action``, the one that ends a window (the facts table's ``ended_by``)."""
         if fault_action(action).network:
             self._heal(worker)
+        elif fault_action(action).kernel:
+            self._heal_hosts(worker)
         else:
             self._resume(worker, "tree")
 
@@ -332,6 +379,12 @@ class FaultInjector:
             for name in sorted(self.cluster.proxies):
                 self._act_on_network(index, fault, name)
             return
+        if fault.do in HOST_ACTIONS and fault.target == "all":
+            record["target"] = "all"
+            self.log.write(contract.FAULT, **record)
+            workers = [p.name for p in self.cluster.workers() if not p.name.startswith("intruder")]
+            self._act_on_hosts(index, fault, sorted(workers), "all")
+            return
         if ACTIONS[fault.do]:
             target = self._resolve(fault)
             if target is None or target not in self.cluster.procs:
@@ -345,6 +398,8 @@ class FaultInjector:
             self.log.write(contract.FAULT, **record)
             if fault.do in NETWORK_ACTIONS:
                 self._act_on_network(index, fault, target)
+            elif fault.do in HOST_ACTIONS:
+                self._act_on_hosts(index, fault, [target], target)
             else:
                 self._act_on_worker(index, fault, target)
             return
@@ -358,6 +413,12 @@ class FaultInjector:
                 self.cluster.add_worker(name, authkey=key, direct=True)
             return
         self.log.write(contract.FAULT, **record)
+        lab = self.cluster.lab
+        if lab is not None and fault_action(fault.do).attack:
+            # On hosts of their own the harness attacks from a host of its own: the sockets
+            # opened in there belong to the lab, and reach the master's host address.
+            lab.run_in(ATTACKER, lambda: self._act_on_cluster(index, fault))
+            return
         self._act_on_cluster(index, fault)
 
     def _act_on_worker(self, index: int, fault: Fault, target: str) -> None:
@@ -440,6 +501,58 @@ class FaultInjector:
                 )
         elif fault.do == "heal":
             self._heal(target)
+
+    def _act_on_hosts(self, index: int, fault: Fault, hosts: list[str], target: str) -> None:
+        """A kernel fault on the hosts of ``hosts`` (``target`` as the history names it)."""
+        lab = self.cluster.lab
+        if fault.do == "heal_hosts":
+            self._heal_hosts(target)
+            return
+        if fault.do == "reject" and lab is not None:
+            reset = lab.reject(hosts)
+            why = "" if reset else "the target's host had no TCP connection to reset"
+            self._effect(index, fault.do, target, Effect(reset > 0, (), why), reset=reset)
+            return
+        if lab is None or not hosts:
+            why = "the run has no hosts of their own" if lab is None else "no live worker"
+            self.log.write(contract.FAULT, fault=index, action=fault.do, target=target, missed=why)
+            return
+        try:
+            if fault.do == "isolate":
+                standing = lab.isolate(hosts)
+            elif fault.do == "partition_hosts":
+                others = [name for name in lab.hosts if name not in hosts]
+                standing = lab.partition(hosts, list(fault.peers) or others, fault.do)
+            elif fault.do == "one_way":
+                standing = lab.one_way(hosts, list(fault.peers) or [MASTER], fault.do)
+            elif fault.do == "loss":
+                assert fault.probability is not None
+                standing = lab.loss(hosts, fault.probability, fault.do)
+            else:
+                assert fault.rate_kbit is not None
+                standing = lab.bandwidth(hosts, fault.rate_kbit, fault.do)
+        except (OSError, LabError) as exc:
+            why = f"the kernel refused it: {exc}"
+            self.log.write(contract.FAULT, fault=index, action=fault.do, target=target, missed=why)
+            return
+        self._kernel.append((index, fault.do, target, standing))
+        ended_by = fault_action(fault.do).ended_by
+        if fault.duration_s is not None:
+            self._resumes.append((time.monotonic() + fault.duration_s, index, target, ended_by))
+
+    def _heal_hosts(self, target: str) -> None:
+        """End the kernel faults aimed at ``target`` (``all``: every one), each judged by
+        the kernel's counters: it must have dropped or held back packets while it stood."""
+        lab = self.cluster.lab
+        for entry in list(self._kernel):
+            index, action, aimed, standing = entry
+            if lab is None or (target != "all" and aimed != target):
+                continue
+            self._kernel.remove(entry)
+            evidence = lab.heal(standing)
+            took = evidence.dropped > 0 or evidence.held_back > 0
+            why = "" if took else "the kernel dropped and held back no packet while it stood"
+            self._effect(index, action, aimed, Effect(took, (), why), **evidence.record())
 
     def _act_on_cluster(self, index: int, fault: Fault) -> None:
         cluster = self.cluster

@@ -27,6 +27,7 @@ from harness.checks import (
 )
 from harness.contract import EventWriter
 from harness.history import History, HistoryError
+from harness.net.hosts import Lab, lab_unavailable
 from harness.net.toxics import Toxic
 from harness.report import write_report, write_verdict
 from harness.runtime.cluster import Cluster, Proc, kill_tree
@@ -59,6 +60,8 @@ class RunSpec:
     env: dict[str, str] = field(default_factory=dict)  # added to the processes' environment
     proxy_seed: int | None = None  # workers reach the master through seeded fault proxies
     initial_toxics: tuple[tuple[Toxic, frozenset[str]], ...] = ()
+    #: Each process runs on a host of its own, in a lab built for the run (``net.hosts``).
+    hosts: bool = False
     #: What the scenario states, for the checks to hold the system to.
     context: CheckContext = NO_CONTEXT
     title: str = ""  # what the report calls the run; default: its directory's name
@@ -108,10 +111,23 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     """Start the cluster, drive its fault plan until it is done (or the bound runs
     out), then collect the exits and logs, judge the history and draw the report."""
     run_dir = Path(run_dir).resolve()  # processes run inside it: no relative paths
+    if not spec.hosts:
+        return _run(spec, run_dir, None)
+    missing = lab_unavailable()
+    if missing is not None:  # nothing ran, so nothing is proved: unknown, never a pass
+        run_dir.mkdir(parents=True, exist_ok=True)
+        why = Violation("hosts", f"no run: {missing}", severity="unknown")
+        verdict = Verdict("unknown", (), (why,), spec.checks)
+        return RunResult(run_dir, verdict, History(()), False, 0.0, {}, {})
+    with Lab() as lab:
+        return _run(spec, run_dir, lab)
+
+
+def _run(spec: RunSpec, run_dir: Path, lab: Lab | None) -> RunResult:
     started = time.monotonic()
     timed_out = False
     dumped: list[str] = []
-    cluster = _new_cluster(spec, run_dir)
+    cluster = _new_cluster(spec, run_dir, lab)
     log = EventWriter(
         run_dir / contract.events_name(contract.HARNESS), contract.HARNESS, cluster.epoch
     )
@@ -164,7 +180,7 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     )
 
 
-def _new_cluster(spec: RunSpec, run_dir: Path) -> Cluster:
+def _new_cluster(spec: RunSpec, run_dir: Path, lab: Lab | None = None) -> Cluster:
     """The cluster ``spec`` describes, not started yet."""
     return Cluster(
         run_dir,
@@ -176,6 +192,7 @@ def _new_cluster(spec: RunSpec, run_dir: Path) -> Cluster:
         env={**os.environ, **spec.env},
         proxy_seed=spec.proxy_seed,
         initial_toxics=spec.initial_toxics,
+        lab=lab,
     )
 
 

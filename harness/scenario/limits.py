@@ -80,6 +80,9 @@ def check_targets(scenario: Any, roles: tuple[str, ...]) -> None:
     for number, fault in enumerate(scenario.faults):
         if fault.target not in _TARGET_WORDS and fault.target not in known:
             refuse(f"faults[{number}].target", fault.target)
+        for peer in getattr(fault, "peers", ()):
+            if peer not in known:
+                refuse(f"faults[{number}].peers", peer)
     for number, toxic in enumerate(scenario.network.toxics):
         for worker in toxic.workers:
             if worker not in known:

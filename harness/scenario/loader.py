@@ -6,6 +6,7 @@ A bad file gives one line: the file, the key path, the bad value and what was ex
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,54 @@ def _moved_out_of_cluster(raw: dict[str, Any], version: int) -> str | None:
 
 def _takes_cwd(system: dict[str, Any]) -> bool:
     """Whether the table's kind has a working directory (``cwd``) among its keys."""
+    return _takes(system, "cwd")
+
+
+def _takes(system: dict[str, Any], key: str) -> bool:
+    """Whether the table's kind has ``key`` among its keys."""
     try:
         kind = systems.get_kind(str(system.get("kind", systems.DEFAULT_KIND)))
     except systems.SystemConfigError:
         return False  # the format's own validation says what is wrong
-    return "cwd" in kind.config.__struct_fields__
+    return key in kind.config.__struct_fields__
+
+
+def _read_jobs_file(raw: dict[str, Any], scenario_path: Path) -> str | None:
+    """``[jobs] file``: its lines become ``extra`` jobs (the file's path made absolute);
+    what is wrong with it, in one line, or None."""
+    jobs = raw.get("jobs")
+    if not isinstance(jobs, dict) or "file" not in jobs:
+        return None
+    if not isinstance(jobs["file"], str):
+        return f"jobs.file: got {show(jobs['file'])}, expected a path"
+    for key in ("count", "args", "delay_s", "extra"):
+        if key in jobs:
+            return f"jobs.{key}: give the jobs either in jobs.file or by count and args, not both"
+    path = (scenario_path.resolve().parent / jobs["file"]).resolve()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"jobs.file: cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+    task, extra = jobs.get("task", "square"), []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            job = json.loads(line)
+        except ValueError as exc:
+            return f"jobs.file: {path} line {number}: not JSON ({exc})"
+        if isinstance(job, list):
+            job = {"args": job}
+        unknown = sorted(set(job) - {"args", "task"}) if isinstance(job, dict) else []
+        if unknown:
+            return f"jobs.file: {path} line {number}: unknown key {unknown[0]!r} (args, task)"
+        if not isinstance(job, dict) or not isinstance(job.get("args", []), list):
+            return (
+                f"jobs.file: {path} line {number}: expected the args (an array) or {{args, task?}}"
+            )
+        extra.append({"task": job.get("task", task), "args": job.get("args", [])})
+    jobs.update(file=str(path), count=0, extra=extra)
+    return None
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -97,7 +141,13 @@ def load_scenario(path: Path) -> Scenario:
     system = raw.get("system")
     if isinstance(system, dict) and _takes_cwd(system) and isinstance(system.get("cwd", "."), str):
         # A system's working directory is relative to the scenario file (by default, its own).
-        system["cwd"] = str((Path(path).resolve().parent / system.get("cwd", ".")).resolve())
+        here = Path(path).resolve().parent
+        system["cwd"] = str((here / system.get("cwd", ".")).resolve())
+        if _takes(system, "scenario_dir"):
+            system.setdefault("scenario_dir", str(here))
+    bad_jobs = _read_jobs_file(raw, Path(path))
+    if bad_jobs:
+        raise ScenarioError(f"{where}: {bad_jobs}")
     bad_number = check_numbers(raw)
     if bad_number:
         raise ScenarioError(f"{where}: {bad_number}")

@@ -14,7 +14,7 @@ import msgspec
 
 from harness import contract, systems
 from harness.checks import Pin, Reach
-from harness.contract import NETWORK_ACTIONS, SUSPENDS, actions_where, fault_action
+from harness.contract import HOST_ACTIONS, NETWORK_ACTIONS, SUSPENDS, actions_where, fault_action
 from harness.net.toxics import Toxic
 from harness.runtime.faults import Trigger
 from harness.scenario.limits import MIN_DURATION_S, check_reachable, check_targets
@@ -67,6 +67,13 @@ ActionName = Literal[
     "remove_toxic",
     "partition",
     "heal",
+    "isolate",
+    "partition_hosts",
+    "one_way",
+    "loss",
+    "bandwidth",
+    "heal_hosts",
+    "reject",
 ]
 CauseName = Literal[
     "never_handed_out",
@@ -138,6 +145,16 @@ class JobsSpec(_Strict, frozen=True):
     delay_s: NonNegativeFloat = 0.0
     time_limit_s: PositiveFloat | None = None
     extra: list[ExtraJob] = []
+    file: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description="a JSON-lines file of jobs, relative to the scenario: each line the "
+                "args (an array) or {args, task?}; read into extra when the file is loaded"
+            ),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         if self.delay_s and self.task != "square":
@@ -167,8 +184,18 @@ class WhenSpec(_Strict, frozen=True):
         | None
     ) = None
 
+    hold: Annotated[
+        bool,
+        msgspec.Meta(
+            description="with job_leased: hold the frame that fired it at the relay until the "
+            "fault has acted (the worker is struck before the hand-out reaches it)"
+        ),
+    ] = False
+
     def __post_init__(self) -> None:
-        kinds = [name for name in self.__struct_fields__ if name != "attempt"]
+        if self.hold and self.job_leased is None:
+            raise ValueError("hold applies to job_leased (the hand-out a relay can hold back)")
+        kinds = [name for name in self.__struct_fields__ if name not in ("attempt", "hold")]
         given = [name for name in kinds if getattr(self, name) is not None]
         if len(given) != 1:
             got = ", ".join(given) or "none"
@@ -178,9 +205,10 @@ class WhenSpec(_Strict, frozen=True):
     def trigger(self) -> Trigger:
         for name in self.__struct_fields__:
             value = getattr(self, name)
-            if value is not None and name != "attempt":
+            if value is not None and name not in ("attempt", "hold"):
                 # Counts and job ids stay integers (in the history too); after_s is seconds.
-                return Trigger(name, value if name != "after_s" else float(value), self.attempt)
+                number = value if name != "after_s" else float(value)
+                return Trigger(name, number, self.attempt, self.hold)
         raise AssertionError("validated in __post_init__")
 
 
@@ -227,10 +255,26 @@ class NetworkSpec(_Strict, frozen=True):
         bool, msgspec.Meta(description="each worker reaches the master through its own fault proxy")
     ] = False
     toxics: list[ToxicSpec] = []
+    hosts: Annotated[
+        bool,
+        msgspec.Meta(
+            description="each process runs on a host of its own (a network namespace with "
+            "an address from 198.18.0.0/15), for kernel faults; needs CAP_NET_ADMIN"
+        ),
+    ] = False
 
     def __post_init__(self) -> None:
         if self.toxics and not self.proxy:
             raise ValueError("toxics need proxy = true")
+        if self.proxy and self.hosts:
+            raise ValueError(
+                "proxy and hosts exclude each other: a fault proxy listens on the harness's "
+                "loopback, which no host reaches"
+            )
+
+
+#: The actions ``duration_s`` ends by itself: those that stop their target, and kernel faults.
+_TIMED = frozenset(SUSPENDS) | actions_where(lambda row: row.kernel and bool(row.ended_by))
 
 
 class FaultSpec(_Strict, frozen=True):
@@ -254,8 +298,25 @@ class FaultSpec(_Strict, frozen=True):
         ]
         | None
     ) = None
+    peers: Annotated[
+        list[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$")]],
+        msgspec.Meta(description="partition_hosts, one_way: the hosts on the other side"),
+    ] = []
+    probability: (
+        Annotated[float, msgspec.Meta(gt=0, le=1, description="loss: per packet")] | None
+    ) = None
+    rate_kbit: (
+        Annotated[float, msgspec.Meta(gt=0, description="bandwidth: kilobits per second")] | None
+    ) = None
 
     def __post_init__(self) -> None:
+        facts = fault_action(self.do)
+        if (self.do == "loss") != (self.probability is not None):
+            raise ValueError("loss needs a probability, and only loss takes one")
+        if (self.do == "bandwidth") != (self.rate_kbit is not None):
+            raise ValueError("bandwidth needs rate_kbit, and only bandwidth takes it")
+        if self.peers and not (facts.kernel and facts.suspends and self.do != "isolate"):
+            raise ValueError(f"peers applies to partition_hosts and one_way only, not {self.do!r}")
         if self.scope is not None and not fault_action(self.do).scoped:
             scoped = ", ".join(sorted(actions_where(lambda row: row.scoped)))
             raise ValueError(f"scope applies to {scoped} only, not {self.do!r}")
@@ -263,13 +324,14 @@ class FaultSpec(_Strict, frozen=True):
             raise ValueError(
                 'target = "holder" needs a job trigger (job_leased, job_started, job_completed)'
             )
-        if self.duration_s is not None and self.do not in SUSPENDS:
-            raise ValueError(f"duration_s applies to pause and partition only, not {self.do!r}")
+        if self.duration_s is not None and self.do not in _TIMED:
+            timed = ", ".join(sorted(_TIMED))
+            raise ValueError(f"duration_s applies to {timed} only, not {self.do!r}")
         if (self.do == "add_toxic") != (self.toxic is not None):
             raise ValueError("add_toxic needs a toxic table, and only add_toxic takes one")
         if (self.do == "remove_toxic") != (self.toxic_name is not None):
             raise ValueError("remove_toxic needs toxic_name, and only remove_toxic takes one")
-        if self.target == "all" and self.do not in NETWORK_ACTIONS:
+        if self.target == "all" and self.do not in NETWORK_ACTIONS | HOST_ACTIONS:
             raise ValueError(f'target = "all" applies to network faults only, not {self.do!r}')
 
 
@@ -428,10 +490,23 @@ class Scenario(_Strict, frozen=True):
         except systems.SystemConfigError as exc:
             raise ValueError(str(exc)) from None
         self._supported_by(kind.facts, str(self.system.get("kind", systems.DEFAULT_KIND)))
+        refused = getattr(_config, "refused_checks", None)
+        if callable(refused):  # a check this configuration of the kind has no evidence for
+            reasons: dict[str, str] = refused()
+            for check in (*self.expect.checks, *self.expect.known_checks):
+                if check in reasons:
+                    raise ValueError(f"expect.checks: {check!r} cannot judge it: {reasons[check]}")
+        if self.network.hosts and not kind.facts.binds_host:
+            raise ValueError(
+                f"network.hosts: system kind {kind.name!r} cannot run on hosts of their own "
+                "yet (its servers bind loopback)"
+            )
         total = self.jobs.count + sum(extra.count for extra in self.jobs.extra)
         for number, fault in enumerate(self.faults):
             if fault.do in NETWORK_ACTIONS and not self.network.proxy:
                 raise ValueError(f"faults[{number}]: {fault.do} needs [network] proxy = true")
+            if fault.do in HOST_ACTIONS and not self.network.hosts:
+                raise ValueError(f"faults[{number}]: {fault.do} needs [network] hosts = true")
             trigger = fault.when.trigger()
             if trigger.job is not None and trigger.job >= total:
                 raise ValueError(
@@ -456,6 +531,11 @@ class Scenario(_Strict, frozen=True):
         for number, fault in enumerate(self.faults):
             if fault.do not in facts.actions:
                 refuse(f"faults[{number}].do", fault.do, facts.actions)
+            if fault.when.hold and not issubclass(facts, systems.HoldsFrames):
+                raise ValueError(
+                    f"faults[{number}].when.hold: system kind {kind!r} cannot hold a frame "
+                    "(kind managers can: its relays see every hand-out)"
+                )
             if fault.when.trigger().kind not in facts.triggers:
                 refuse(f"faults[{number}].when", fault.when.trigger().kind, facts.triggers)
         defaults = ClusterSpec()

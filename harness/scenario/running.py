@@ -17,13 +17,16 @@ from harness.scenario.model import (
     Scenario,
 )
 
+#: In ``[jobs] args``, the job's number (0, 1, ...).
+JOB_NUMBER = "{n}"
+
 
 def _jobs(scenario: Scenario) -> list[dict[str, Any]]:
     spec = scenario.jobs
     jobs: list[dict[str, Any]] = []
     for number in range(spec.count):
-        if spec.args is not None:
-            args: list[Any] = list(spec.args)
+        if spec.args is not None:  # a template: "{n}" stands for the job's number
+            args: list[Any] = [number if arg == JOB_NUMBER else arg for arg in spec.args]
         elif spec.task == "square" and spec.delay_s:
             args = [number, spec.delay_s]
         elif spec.task in ("square", "echo"):
@@ -61,6 +64,9 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
             None if f.toxic is None else f.toxic.to_toxic(),
             f.toxic_name,
             f.scope or "tree",
+            tuple(f.peers),
+            f.probability,
+            f.rate_kbit,
         )
         for f in scenario.faults
     )
@@ -81,6 +87,7 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
         jobs_path=jobs_path,
         settings=settings,
         proxy_seed=scenario.seed if scenario.network.proxy else None,
+        hosts=scenario.network.hosts,
         initial_toxics=tuple((t.to_toxic(), frozenset(t.workers)) for t in scenario.network.toxics),
         title=scenario.name,
         known_violations=scenario.expect.known_violations,

@@ -57,7 +57,7 @@ def dump_scenario(scenario: Scenario, header_comment: str = "") -> str:
     for key in ("cluster", "jobs", "expect", "system", "network"):
         _table(lines, f"[{key}]", raw[key])
     for fault in raw["faults"]:
-        when = fault.pop("when")
+        when = {k: v for k, v in fault.pop("when").items() if v is not False}  # hold: default
         lines += ["", "[[faults]]", f"when = {_toml_value(when)}"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in fault.items() if v is not None]
     return "\n".join(lines) + "\n"

@@ -8,7 +8,8 @@ system.
 
 Layering, from the core outwards:
   base      the System protocol, the process and launch records, the exit-code table
-  engines/  the engine side of the engine kind: task modules, producer, broker, observer
+  engines/  the engine side of the engine kind: task modules, producer, broker, observer,
+            and the wrappers that run a user's own app with the engine's hooks
   distq     the distq adapter (the only module of the harness that imports distq)
   managers  an unmodified BaseManager app, observed on the wire
   engine    Celery, RQ, Dramatiq and Huey on a real Redis-protocol server
@@ -31,6 +32,7 @@ from harness.systems.base import (
     NOT_INSTALLED,
     WORKER,
     ExitCodes,
+    HoldsFrames,
     Kind,
     Launch,
     Observer,
@@ -48,6 +50,7 @@ __all__ = [
     "NOT_INSTALLED",
     "WORKER",
     "ExitCodes",
+    "HoldsFrames",
     "Kind",
     "Launch",
     "Observer",

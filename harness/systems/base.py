@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import msgspec
 
@@ -29,6 +29,7 @@ __all__ = [
     "Event",
     "EventSink",
     "ExitCodes",
+    "HoldsFrames",
     "Kind",
     "Launch",
     "Observer",
@@ -87,6 +88,9 @@ class ProcessSpec:
     #: them (a worker's "master" may be its fault proxy or a relay).
     addresses: Mapping[str, str]
     authkey: bytes  # the key it is given (a wrong or empty one for an intruder)
+    #: Its host's address when the run gives each process a host of its own (``[network]
+    #: hosts = true``): a server binds it; None on the machine's own loopback.
+    host: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +160,9 @@ class System(Protocol):
     #: Its workers run until stopped (an engine's): once the master is done, the runner
     #: stops them instead of waiting for them to exit by themselves.
     workers_outlive_master: ClassVar[bool]
+    #: It can run on hosts of their own: its servers bind ``ProcessSpec.host`` and its
+    #: clients reach them at the addresses they report.
+    binds_host: ClassVar[bool]
 
     def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
         """argv, env and cwd for one process of ``process.role``."""
@@ -207,6 +214,19 @@ def attack_source(master: tuple[str, int], number: int) -> tuple[str, int] | Non
 def format_address(address: tuple[str, int]) -> str:
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@runtime_checkable
+class HoldsFrames(Protocol):
+    """A system that can hold the frame that fires a trigger until the fault has acted
+    (``when = { job_leased = N, hold = true }``): a fault lands inside the window of a
+    job that would finish before the harness could strike."""
+
+    def hold(self, trigger: str, job: int, attempt: int | None) -> None:
+        """Before the run: hold the frame whose event fires ``trigger`` for ``job``."""
+
+    def release(self, trigger: str, job: int, attempt: int | None) -> None:
+        """The fault has acted (or the run ends): let that frame go on."""
 
 
 @dataclass(frozen=True, slots=True)

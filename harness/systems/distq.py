@@ -177,6 +177,7 @@ class DistqSystem:
     )
     stacks_signal: ClassVar[int | None] = signal.SIGUSR1  # distq's CLI registers faulthandler
     workers_outlive_master: ClassVar[bool] = False
+    binds_host: ClassVar[bool] = True
 
     def __init__(self, config: DistqConfig | None = None) -> None:
         self.config = DistqConfig() if config is None else config
@@ -188,6 +189,8 @@ class DistqSystem:
         events = ("--events", str(process.events_path))
         if process.role == MASTER:
             flags += self._restart_flags(process, setup)
+            if process.host is not None:
+                flags += ("--host", process.host)
             jobs = () if setup.jobs_path is None else ("--jobs", str(setup.jobs_path))
             results = () if setup.results_path is None else ("--results", str(setup.results_path))
             argv = (*self.command, "master", *jobs, *flags, *setup.master_args, *results, *events)

@@ -9,15 +9,19 @@ writes no events: the task module its workers load and the producer do.
 from __future__ import annotations
 
 import importlib.util
+import os
 import random
+import subprocess
+import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
 
 from harness import contract
-from harness.checks import Expect
+from harness.checks import Expect, ExpectedFailed
 from harness.systems.base import (
     BROKER,
     MASTER,
@@ -48,12 +52,41 @@ from harness.systems.engines.settings import (
     parse_settings,
     to_env,
 )
+from harness.systems.engines.userapp import USER_APP_ENV, UserApp
+from harness.systems.managers import load_function
 
 __all__ = ["KIND", "EngineConfig", "EngineSystem", "expected_value"]
 
 _PACKAGE = "harness.systems.engines"
 #: How long the producer waits for results unless the table says (``collect_s``).
 DEFAULT_COLLECT_S = 15.0
+
+
+#: The ``[system]`` keys that name a user's own app (harness.systems.engines.userapp).
+APP_KEYS = ("app", "task", "queues", "pythonpath", "broker_env", "expected", "cwd")
+#: The settings that still mean something with a user's app: the broker's and the worker
+#: command's (and RQ's enqueue options). The others configure the harness's own app.
+USER_APP_SETTINGS: dict[str, frozenset[str]] = {
+    "celery": frozenset({"appendonly", "concurrency"}),
+    "rq": frozenset(
+        {
+            "appendonly",
+            "retry_max",
+            "maintenance_interval_s",
+            "job_monitoring_interval_s",
+            "job_timeout_s",
+        }
+    ),
+    "dramatiq": frozenset({"appendonly", "threads", "prefetch"}),
+    "huey": frozenset({"appendonly", "threads"}),
+}
+#: Where the user's object lives, per engine (what ``app`` names).
+APP_FORMS = {
+    "celery": "module:name of the Celery app",
+    "rq": "an optional settings module",
+    "dramatiq": "the module that builds the broker",
+    "huey": "module:name of the Huey instance",
+}
 
 
 class _ConfigBase(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -66,13 +99,49 @@ class _ConfigBase(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froz
             found = False
         if not found:
             raise ValueError(f"engine {engine!r} {NOT_INSTALLED} 'distq[engines]'")
+        self._check_user_app(engine)
+
+    def _check_user_app(self, engine: str) -> None:
+        app, task = getattr(self, "app"), getattr(self, "task")  # noqa: B009
+        if app is None and task is None:
+            for key in ("queues", "pythonpath", "broker_env", "expected"):
+                if getattr(self, key) not in (None, []):
+                    raise ValueError(f"{key} applies to a user's app: give app and task too")
+            return
+        if task is None:
+            raise ValueError("app is given but task is not (the task the jobs run, by name)")
+        if app is None and engine != "rq":
+            raise ValueError(f"task is given but app is not ({APP_FORMS[engine]})")
+        if engine in ("celery", "huey") and ":" not in str(app):
+            raise ValueError(f"app: got {app!r}, expected {APP_FORMS[engine]}")
+        if engine in ("dramatiq", "huey") and getattr(self, "broker_env") is None:  # noqa: B009
+            raise ValueError(
+                f"broker_env: missing: a {engine} app builds its own connection; name the "
+                "environment variable it reads the broker URL from (e.g. REDIS_URL)"
+            )
+        allowed = USER_APP_SETTINGS[engine]
+        for name in self.__struct_fields__:
+            if name in APP_KEYS or name in ("engine", "collect_s") or name in allowed:
+                continue
+            if getattr(self, name) is not None:
+                raise ValueError(
+                    f"{name} configures the harness's own {engine} app; with your own app "
+                    "(task given), set it in your app"
+                )
+        user = user_app_of(self)
+        assert user is not None
+        if getattr(self, "expected") is not None:  # noqa: B009
+            load_expected_in(str(getattr(self, "expected")), user)  # noqa: B009
+        refused = inspect_in_subprocess(user, Path(str(getattr(self, "cwd"))))  # noqa: B009
+        if refused is not None:
+            raise ValueError(refused)
 
     def settings(self) -> EngineSettings:
         engine = str(getattr(self, "engine"))  # noqa: B009  (a defstruct field)
         given = {
             name: getattr(self, name)
             for name in self.__struct_fields__
-            if name not in ("engine", "collect_s") and getattr(self, name) is not None
+            if name not in ("engine", "collect_s", *APP_KEYS) and getattr(self, name) is not None
         }
         valid = ENGINES[engine].__struct_fields__
         for name in given:
@@ -82,6 +151,65 @@ class _ConfigBase(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froz
                     f"(its settings: {', '.join(valid)})"
                 )
         return parse_settings(engine, given)
+
+
+_FUNCTION = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+
+
+def _described(kind: Any, description: str, pattern: str | None = None) -> Any:
+    meta = msgspec.Meta(description=description, pattern=pattern)
+    return typing.Annotated[kind, meta]
+
+
+def user_app_of(config: Any) -> UserApp | None:
+    """The user's app a config names (``pythonpath`` made absolute from ``cwd``), or None."""
+    if config.task is None:
+        return None
+    cwd = Path(config.cwd).resolve()
+    paths = [str((cwd / folder).resolve()) for folder in (config.pythonpath or ["."])]
+    return UserApp(
+        engine=config.engine,
+        app=config.app,
+        task=config.task,
+        queues=tuple(config.queues),
+        pythonpath=tuple(paths),
+        broker_env=config.broker_env,
+    )
+
+
+def load_expected_in(path: str, user: UserApp) -> Callable[..., Any]:
+    """The user's oracle ``module:function`` from the app's folders; one line if not."""
+    folder = Path(user.pythonpath[0])
+    return load_function(path, [folder, *folder.parents])
+
+
+def inspect_in_subprocess(user: UserApp, cwd: Path) -> str | None:
+    """Import the user's app in a fresh interpreter (its import may do anything) and say
+    why it would defeat a test, or None. A warning goes to stderr."""
+    env = {**os.environ, USER_APP_ENV: user.to_env(), SETTINGS_ENV: ""}
+    env["PYTHONPATH"] = os.pathsep.join([*user.pythonpath, env.get("PYTHONPATH", "")])
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", f"{_PACKAGE}.userapp"],
+            env=env,
+            cwd=cwd if cwd.is_dir() else None,
+            capture_output=True,
+            text=True,
+            timeout=INSPECT_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"app: importing {user.app or user.task!r} took over {INSPECT_TIMEOUT_S:g} s"
+    said = (done.stdout.strip().splitlines() or [done.stderr.strip()[-300:]])[-1:]
+    if done.returncode != 0:
+        return said[0] if said else f"app: the check exited {done.returncode}"
+    if said and said[0].startswith("warning: "):
+        print(f"{user.task}: {said[0]}", file=sys.stderr)
+    return None
+
+
+#: How long importing the user's app may take, when it is checked before a run.
+INSPECT_TIMEOUT_S = 60.0
 
 
 def _setting_fields() -> list[tuple[str, Any, Any]]:
@@ -101,6 +229,39 @@ EngineConfig: type[_ConfigBase] = msgspec.defstruct(  # type: ignore[assignment]
     [
         ("engine", EngineName),
         ("collect_s", typing.Annotated[float, msgspec.Meta(gt=0, le=3600)], DEFAULT_COLLECT_S),
+        ("app", _described(str, "a team's own app: " + "; ".join(APP_FORMS.values())) | None, None),
+        (
+            "task",
+            _described(str, "the app's task the jobs run, by its registered name") | None,
+            None,
+        ),
+        (
+            "queues",
+            _described(list[str], "the queues the workers consume (default: the app's)"),
+            [],
+        ),
+        (
+            "pythonpath",
+            _described(list[str], "folders, relative to cwd, the app imports from (default: cwd)"),
+            [],
+        ),
+        (
+            "broker_env",
+            _described(
+                str,
+                "the environment variable the app reads its broker URL from",
+                pattern=r"^[A-Za-z_]\w*$",
+            )
+            | None,
+            None,
+        ),
+        (
+            "expected",
+            _described(str, "module:function giving a job's value from its args", pattern=_FUNCTION)
+            | None,
+            None,
+        ),
+        ("cwd", _described(str, "the app's folder, relative to the scenario"), "."),
         *_setting_fields(),
     ],
     bases=(_ConfigBase,),
@@ -155,6 +316,42 @@ def worker_argv(settings: EngineSettings, name: str, broker_url: str) -> tuple[s
     )  # fmt: skip
 
 
+def user_worker_argv(
+    settings: EngineSettings, user: UserApp, name: str, broker_url: str
+) -> tuple[str, ...]:
+    """The engine's own worker command, loading the harness's wrapper of the user's app."""
+    wrapper = f"{_PACKAGE}.wrap_{user.engine}"
+    queues = list(user.queues)
+    if isinstance(settings, CelerySettings):
+        argv: tuple[str, ...] = (
+            "python", "-m", "celery", "-A", f"{wrapper}:app", "worker",
+            "--hostname", f"{name}@localhost", "--pool", "prefork",
+            "--concurrency", str(settings.concurrency), "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        )  # fmt: skip
+        return (*argv, "--queues", ",".join(queues)) if queues else argv
+    if isinstance(settings, RqSettings):
+        config = () if user.app is None else ("--config", user.app)
+        return (
+            "python", "-m", "rq.cli", "worker", "--url", broker_url, "--name", name,
+            "--worker-class", f"{wrapper}.HarnessWorker", "--job-class", f"{wrapper}.HarnessJob",
+            *config,
+            "--maintenance-interval", str(settings.maintenance_interval_s),
+            "--job-monitoring-interval", str(settings.job_monitoring_interval_s),
+            *(queues or ["default"]),
+        )  # fmt: skip
+    if isinstance(settings, DramatiqSettings):
+        given = ("--queues", *queues) if queues else ()
+        return (
+            "python", "-m", "dramatiq", wrapper,
+            "--processes", "1", "--threads", str(settings.threads), *given,
+        )  # fmt: skip
+    return (
+        "python", "-m", "huey.bin.huey_consumer", f"{wrapper}.huey",
+        "--workers", str(settings.threads), "--worker-type", "thread",
+    )  # fmt: skip
+
+
 #: Actions that mean nothing for an engine on a Redis-protocol broker.
 UNSUPPORTED_ACTIONS: dict[str, str] = {
     "kill_master": "an engine's master is the harness's producer: kill the broker instead",
@@ -184,6 +381,7 @@ class EngineSystem:
     stacks_signal: ClassVar[int | None] = None
     #: The engines' workers run until stopped: the runner stops them once the producer is done.
     workers_outlive_master: ClassVar[bool] = True
+    binds_host: ClassVar[bool] = True
     #: One column of the guarantees matrix per engine (harness.matrix).
     matrix_variants: ClassVar[dict[str, dict[str, str]]] = {e: {"engine": e} for e in ENGINES}
 
@@ -192,6 +390,10 @@ class EngineSystem:
         self.settings = config.settings()
         self.engine: str = config.engine
         self.port = broker.free_port()
+        #: A team's own app (``[system] app``), or None: the harness's task module.
+        self.user = user_app_of(config)
+        self._expected: Callable[..., Any] | None = None
+        self.broker_host = "127.0.0.1"  # its host's address, on hosts of their own
 
     def _env(self, setup: RunSetup, broker_address: str) -> dict[str, str]:
         env = {
@@ -200,6 +402,12 @@ class EngineSystem:
             BROKER_URL_ENV: f"redis://{broker_address}/0",
             RESULTS_URL_ENV: f"redis://{broker_address}/1",
         }
+        if self.user is not None:
+            env[USER_APP_ENV] = self.user.to_env()
+            path = os.environ.get("PYTHONPATH", "")
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (*self.user.pythonpath, path) if p)
+            if self.user.broker_env is not None:  # the app reads its broker URL from there
+                env[self.user.broker_env] = env[BROKER_URL_ENV]
         if isinstance(self.settings, DramatiqSettings) and self.settings.prefetch:
             env["dramatiq_queue_prefetch"] = str(self.settings.prefetch)
         return env
@@ -207,9 +415,12 @@ class EngineSystem:
     def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
         if process.role == BROKER:
             data_dir = setup.run_dir / "broker-data"
-            return Launch(
-                tuple(broker.broker_argv(self.port, data_dir, appendonly=self.settings.appendonly))
+            self.broker_host = process.host or self.broker_host
+            appendonly = self.settings.appendonly
+            served = broker.broker_argv(
+                self.port, data_dir, appendonly=appendonly, host=self.broker_host
             )
+            return Launch(tuple(served))
         if process.role == MASTER:
             jobs = () if setup.jobs_path is None else ("--jobs", str(setup.jobs_path))
             argv = (
@@ -221,14 +432,17 @@ class EngineSystem:
             return Launch(argv, self._env(setup, process.addresses[BROKER]))
         if process.role == WORKER:
             env = self._env(setup, process.addresses[MASTER])  # the broker, or its proxy
-            argv = worker_argv(self.settings, process.name, env[BROKER_URL_ENV])
+            if self.user is None:
+                argv = worker_argv(self.settings, process.name, env[BROKER_URL_ENV])
+            else:
+                argv = user_worker_argv(self.settings, self.user, process.name, env[BROKER_URL_ENV])
             return Launch((*argv, *setup.worker_args), env)
         raise ValueError(f"an engine has no role {process.role!r}")
 
     def ready(self, process: Process, events: Sequence[Event]) -> str | None:
-        address = f"127.0.0.1:{self.port}"
+        address = f"{self.broker_host}:{self.port}"
         if process.role == BROKER:
-            return address if broker.ping(self.port) else None
+            return address if broker.ping(self.port, host=self.broker_host) else None
         for event in events:
             if event.get("ev") == contract.MASTER_READY and event.get("pid") == process.pid:
                 return address  # workers (through their proxies) reach the broker
@@ -244,7 +458,16 @@ class EngineSystem:
         return ()  # the task module and the producer write the events
 
     def expected(self, task: str, args: tuple[Any, ...]) -> Any:
-        return expected_value(task, args)
+        if self.user is None:
+            return expected_value(task, args)
+        if self.config.expected is None:
+            return Expect.AGREE  # no oracle: every successful execution must agree
+        if self._expected is None:
+            self._expected = load_expected_in(self.config.expected, self.user)
+        try:
+            return self._expected(*args)
+        except Exception as exc:  # the user's function: judged unknown, with the reason
+            return ExpectedFailed(f"{type(exc).__name__}: {exc}"[:200])
 
     def attack_handshake(self, address: str, count: int, rng: random.Random) -> None:
         raise NotImplementedError("an engine on Valkey has no handshake to attack")

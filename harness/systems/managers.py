@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import random
+import re
 import signal
 import socket
 import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
 from harness import contract
-from harness.checks import CHECKS, Expect, ExpectedFailed
+from harness.checks import CHECKS, Expect, ExpectedFailed, Satisfies
 from harness.systems.base import (
     MASTER,
     WORKER,
@@ -38,8 +40,9 @@ from harness.systems.base import (
     ProcessSpec,
     RunSetup,
 )
-from harness.wire.relay import WireRecorder
-from harness.wire.translate import QueueNames
+from harness.wire.identity import Keyer, Skipper, key_text, plain
+from harness.wire.relay import FrameHolds, WireRecorder
+from harness.wire.translate import TAKES, QueueNames, keyer
 
 __all__ = ["KIND", "SITE_DIR", "UNSUPPORTED_TRIGGERS", "ManagersConfig", "ManagersSystem"]
 
@@ -48,6 +51,11 @@ SITE_DIR = Path(__file__).resolve().parent.parent / "wire" / "site"
 REDIRECT_ENV = "DISTQ_WIRE_REDIRECT"
 STACKS_ENV = "DISTQ_WIRE_STACKS_SIGNAL"
 STACKS_SIGNAL = signal.SIGUSR1
+
+#: Roles beside master and worker: a process that serves the app's objects until stopped,
+#: and one that puts its tasks.
+SERVER = "server"
+PRODUCER = "producer"
 
 #: Triggers with no evidence on the wire: a worker starting a job says nothing to the master.
 UNSUPPORTED_TRIGGERS: dict[str, str] = {
@@ -63,6 +71,37 @@ UNSUPPORTED_ACTIONS: dict[str, str] = {
     "garbage": "garbage bytes leave no trace on the wire or in the app",
 }
 PLACEHOLDERS = ("{python}", "{port}", "{authkey}")
+#: What the harness sets in every process's environment: not the scenario's to set.
+HARNESS_ENV = frozenset(
+    {
+        REDIRECT_ENV,
+        STACKS_ENV,
+        contract.EPOCH_ENV,
+        contract.PROCESS_ENV,
+        contract.EVENTS_ENV,
+        "DISTQ_HARNESS_TAG",
+    }
+)
+
+
+FUNCTION_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+KeySpec = str | int | list[str | int]
+
+
+class TasksSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """``tasks = { typeid = "get_jobs", take = "popleft" }``: the task proxy and how it hands
+    tasks out (default: any of get, get_nowait, popleft, pop)."""
+
+    typeid: Annotated[str, msgspec.Meta(min_length=1)]
+    take: Literal["get", "get_nowait", "popleft", "pop"] | None = None
+
+
+class ResultsSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """``results = { typeid = "get_results", as = "mapping" }``: the result proxy and its
+    shape (default: by the methods the wire shows)."""
+
+    typeid: Annotated[str, msgspec.Meta(min_length=1)]
+    shape: Literal["queue", "list", "mapping"] | None = msgspec.field(default=None, name="as")
 
 
 class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -75,19 +114,82 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     worker: Annotated[
         list[str], msgspec.Meta(min_length=1, description="a worker's argv; {port} is its relay's")
     ]
+    server: (
+        Annotated[
+            list[str],
+            msgspec.Meta(
+                min_length=1,
+                description="a process that serves the app's objects until stopped (serve_forever): "
+                "started first, {port} is the app's; the master is then a client of it",
+            ),
+        ]
+        | None
+    ) = None
+    producer: (
+        Annotated[
+            list[str],
+            msgspec.Meta(
+                min_length=1,
+                description="a process that puts tasks, started once the app is up; its puts are "
+                "submissions like the master's",
+            ),
+        ]
+        | None
+    ) = None
+    stop: Annotated[
+        Literal["sigint", "sigterm"],
+        msgspec.Meta(
+            description="how the harness stops a server still serving at the end (its "
+            "master_stopped then says so)"
+        ),
+    ] = "sigint"
     tasks: Annotated[
-        str, msgspec.Meta(min_length=1, description="registered typeid of the task queue")
+        str | TasksSpec,
+        msgspec.Meta(description="registered typeid of the task proxy, or {typeid, take}"),
     ]
     results: Annotated[
-        str, msgspec.Meta(min_length=1, description="registered typeid of the result queue")
+        str | ResultsSpec | bool,
+        msgspec.Meta(
+            description="registered typeid of the result proxy, or {typeid, as}; false: the app "
+            "has none (a job is done when its holder asks for its next task)"
+        ),
     ]
     cwd: Annotated[
         str, msgspec.Meta(description="where the app runs, relative to the scenario")
     ] = "."
-    job_key: str | None = None
-    result_key: str | None = None
+    scenario_dir: Annotated[
+        str,
+        msgspec.Meta(
+            description="where modules named by expected/job_key/result_key/skip are looked "
+            "for first (default: the scenario file's folder; then cwd and its parents)"
+        ),
+    ] = ""
+    job_key: (
+        Annotated[
+            KeySpec,
+            msgspec.Meta(
+                description="what names a task item's job: an attribute or dict key, an index, a "
+                'path ("payload.id" or [1, "id"]), or "module:function"; default: the item'
+            ),
+        ]
+        | None
+    ) = None
+    result_key: (
+        Annotated[
+            KeySpec,
+            msgspec.Meta(description="the same for a result (for a mapping, read on its key)"),
+        ]
+        | None
+    ) = None
+    skip: Annotated[
+        str | list[Any],
+        msgspec.Meta(
+            description='control items that are not jobs: literal values ([-1, "STOP"]) or a '
+            'predicate "module:function" (for None: TOML has no null)'
+        ),
+    ] = []
     batch_size: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    expected: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
+    expected: Annotated[str, msgspec.Meta(pattern=FUNCTION_PATTERN)] | None = None
     exit_codes: Annotated[
         dict[str, int],
         msgspec.Meta(
@@ -103,10 +205,90 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
             raise ValueError(
                 f"exit_codes: unknown meaning {unknown[0]!r} (expected one of: {known})"
             )
-        if self.expected is not None:  # refused now, not after the whole run
-            load_expected(self.expected, Path(self.cwd).resolve())
+        owned = sorted(set(self.env) & HARNESS_ENV)
+        if owned:
+            raise ValueError(
+                f"env: {owned[0]} is set by the harness for every process of the run; "
+                "leave it out (PYTHONPATH is merged, not replaced)"
+            )
+        if self.results is True:
+            raise ValueError(
+                "results: true is not a typeid; name the result proxy's typeid, or false when "
+                "the app has no results"
+            )
+        if self.results is False and self.result_key is not None:
+            raise ValueError("result_key: the app has no results (results = false)")
+        if isinstance(self.skip, str) and not re.match(FUNCTION_PATTERN, self.skip):
+            raise ValueError(
+                f"skip: got {self.skip!r}, expected a list of values or a predicate "
+                '"module:function"'
+            )
+        # Refused now, not after the whole run.
+        self.names()
+        if self.expected is not None:
+            self.function("expected", self.expected)
 
     env: dict[str, str] = {}
+
+    def refused_checks(self) -> dict[str, str]:
+        """Checks this app's configuration gives no evidence for, with why."""
+        if self.results is False:
+            return {
+                "correct_values": "results = false: the app sends back no value to compare "
+                "(a job is done when its holder asks for its next task)"
+            }
+        return {}
+
+    def search_dirs(self) -> list[Path]:
+        """Where the app's helper modules are looked for, in order."""
+        cwd = Path(self.cwd).resolve()
+        first = [Path(self.scenario_dir).resolve()] if self.scenario_dir else []
+        return list(dict.fromkeys([*first, cwd, *cwd.parents]))
+
+    def function(self, what: str, path: str) -> Callable[..., Any]:
+        return load_function(path, self.search_dirs(), what)
+
+    def names(self) -> QueueNames:
+        """How the wire is read for this app: typeids, keys, skipped items."""
+        tasks = self.tasks if isinstance(self.tasks, TasksSpec) else TasksSpec(typeid=self.tasks)
+        results: str | None
+        shape = None
+        if isinstance(self.results, ResultsSpec):
+            results, shape = self.results.typeid, self.results.shape
+        else:
+            results = self.results if isinstance(self.results, str) else None
+        skip = (
+            Skipper.of(function=self.function("skip", self.skip))
+            if isinstance(self.skip, str)
+            else Skipper.of(self.skip)
+        )
+        return QueueNames(
+            tasks.typeid,
+            results,
+            self._key("job_key", self.job_key),
+            self._key("result_key", self.result_key),
+            self.batch_size,
+            take=TAKES if tasks.take is None else frozenset({tasks.take}),
+            submitters=frozenset({SERVER, PRODUCER}),
+            results_as=shape,
+            skip=skip,
+            matches=None if self.expected is None else self._matches(),
+        )
+
+    def _matches(self) -> Callable[[Any, Any], bool]:
+        """Whether a result answers a task item, by the scenario's ``expected``."""
+        assert self.expected is not None
+        function = self.function("expected", self.expected)
+        if _takes_two(function):
+            return lambda item, value: bool(function(plain(item), value))
+        return lambda item, value: key_text(function(plain(item))) == key_text(value)
+
+    def _key(self, what: str, spec: KeySpec | None) -> Keyer | None:
+        if isinstance(spec, str) and re.match(FUNCTION_PATTERN, spec):
+            return Keyer(function=self.function(what, spec), spec=repr(spec))
+        if isinstance(spec, list) and not spec:
+            raise ValueError(f"{what}: an empty path names nothing")
+        return keyer(spec)
 
 
 def _free_port() -> int:
@@ -123,13 +305,14 @@ class ManagersSystem:
     """One run of a BaseManager app, and the relays that watch it."""
 
     kind: ClassVar[str] = "managers"
-    roles: ClassVar[tuple[str, ...]] = (MASTER, WORKER)
+    roles: ClassVar[tuple[str, ...]] = (SERVER, MASTER, PRODUCER, WORKER)
     triggers: ClassVar[frozenset[str]] = frozenset(contract.TRIGGERS) - set(UNSUPPORTED_TRIGGERS)
     actions: ClassVar[frozenset[str]] = frozenset(contract.ACTIONS) - set(UNSUPPORTED_ACTIONS)
     checks: ClassVar[frozenset[str]] = frozenset(CHECKS)
     cluster_keys: ClassVar[frozenset[str]] = frozenset()
     stacks_signal: ClassVar[int | None] = STACKS_SIGNAL
     workers_outlive_master: ClassVar[bool] = False
+    binds_host: ClassVar[bool] = False
 
     def __init__(self, config: ManagersConfig, base_dir: Path | None = None) -> None:
         self.config = config
@@ -137,21 +320,31 @@ class ManagersSystem:
         self.exit_codes = ExitCodes(**config.exit_codes)
         cwd = Path(config.cwd)
         self.cwd = cwd if cwd.is_absolute() else (base_dir or Path.cwd()) / cwd
-        self.names = QueueNames(
-            config.tasks, config.results, config.job_key, config.result_key, config.batch_size
-        )
+        self.names = config.names()
         self.app_port = _free_port()
         self.recorder: WireRecorder | None = None
+        self.holds = FrameHolds()
+        #: The roles this app runs, in start order.
+        self.run_roles = tuple(
+            role
+            for role in self.roles
+            if role in (MASTER, WORKER)
+            or (role == SERVER and config.server)
+            or (role == PRODUCER and config.producer)
+        )
+        serving = SERVER if config.server else MASTER
+        self.serving = serving
+        self.stop_signals = {serving: signal.SIGINT if config.stop == "sigint" else signal.SIGTERM}
         self.seed = 0
         self.sink: EventSink | None = None
-        self._expected: Callable[[Any], Any] | None = None
+        self._expected: Callable[..., Any] | None = None
 
     # -- the relays ---------------------------------------------------------------------------
 
     def _recorder(self, setup: RunSetup) -> WireRecorder:
         if self.recorder is None:
             epoch = contract.run_epoch() if setup.epoch is None else setup.epoch
-            self.recorder = WireRecorder(setup.run_dir, self.names, epoch)
+            self.recorder = WireRecorder(setup.run_dir, self.names, epoch, self.holds)
         return self.recorder
 
     def _relay_address(self, route: str, upstream: tuple[str, int]) -> str:
@@ -168,12 +361,17 @@ class ManagersSystem:
     def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
         recorder = self._recorder(setup)
         app = ("127.0.0.1", self.app_port)
-        site = os.pathsep.join(p for p in (str(SITE_DIR), os.environ.get("PYTHONPATH", "")) if p)
+        paths = (
+            str(SITE_DIR),
+            self.config.env.get("PYTHONPATH", ""),
+            os.environ.get("PYTHONPATH", ""),
+        )
+        site = os.pathsep.join(p for p in paths if p)  # the hook first, then the app's own
         env = {**self.config.env, "PYTHONPATH": site, STACKS_ENV: str(int(STACKS_SIGNAL))}
-        if process.role == MASTER:
-            relay = self._relay_address(MASTER, app)
+        if process.role in (MASTER, SERVER, PRODUCER):  # its own calls through its relay
+            relay = self._relay_address(process.role, app)
             env[REDIRECT_ENV] = f"{self.app_port}={relay}"
-            argv, port = self.config.master, self.app_port
+            argv, port = self._argv(process.role), self.app_port
         elif process.role == WORKER:
             address = process.addresses.get(MASTER, f"127.0.0.1:{self.app_port}")
             relays = {f"{r.address[0]}:{r.address[1]}" for r in recorder.relays.values()}
@@ -191,12 +389,18 @@ class ManagersSystem:
             argv = [part.replace(placeholder, value) for part in argv]
         return Launch(tuple(argv), env, self.cwd)
 
+    def _argv(self, role: str) -> list[str]:
+        argv = {SERVER: self.config.server, PRODUCER: self.config.producer}.get(role)
+        return argv if argv is not None else self.config.master
+
     def worker_address(self, worker: str, address: str) -> str:
         """The relay ``worker`` connects to, in front of ``address`` (the app or a proxy)."""
         host, _, port = address.rpartition(":")
         return self._relay_address(worker, (host or "127.0.0.1", int(port)))
 
     def ready(self, process: Process, events: Sequence[Event]) -> str | None:
+        if process.role != self.serving:  # a client of an app that is up already
+            return f"127.0.0.1:{self.app_port}"
         try:
             socket.create_connection(("127.0.0.1", self.app_port), timeout=1).close()
         except OSError:
@@ -215,14 +419,42 @@ class ManagersSystem:
         return (_RelayObserver(self),)
 
     def expected(self, task: str, args: tuple[Any, ...]) -> Any:
-        if self.config.expected is None or len(args) != 1:
+        """The right result for a task item: ``expected(item)`` returns it, or, for a
+        predicate ``expected(item, result) -> bool``, a :class:`Satisfies` of it."""
+        path = self.config.expected
+        if path is None or len(args) != 1:
             return Expect.UNKNOWN
         if self._expected is None:
-            self._expected = load_expected(self.config.expected, self.cwd)
+            self._expected = self.config.function("expected", path)
+        function, item = self._expected, plain(args[0])
+        if _takes_two(function):
+            return Satisfies(lambda value: function(item, value), path)
         try:
-            return self._expected(args[0])
+            return function(item)
         except Exception as exc:  # the user's function: judged unknown, with the reason
             return ExpectedFailed(f"{type(exc).__name__}: {exc}"[:200])
+
+    def processes_ended(self, codes: Mapping[str, int | None], stopped: Mapping[str, str]) -> None:
+        """A server or master that never asked its manager to shut down has still stopped
+        when it exited 0, or when the harness stopped it at the end the way its users do:
+        ``master_stopped`` says how it was seen."""
+        recorder = self.recorder
+        if recorder is None or recorder.translator.stopped:
+            return
+        name, code = self.serving, codes.get(self.serving)
+        if name in stopped and code is not None:
+            seen = f"stopped by the harness with {stopped[name]} at the end (exit {code})"
+        elif code == 0:
+            seen = "exit 0"
+        else:
+            return
+        recorder.write(MASTER, contract.MASTER_STOPPED, route=name, seen=seen)
+
+    def hold(self, trigger: str, job: int, attempt: int | None) -> None:
+        self.holds.arm(trigger, job, attempt)
+
+    def release(self, trigger: str, job: int, attempt: int | None) -> None:
+        self.holds.release(trigger, job)
 
     def attack_handshake(self, address: str, count: int, rng: random.Random) -> None:
         from multiprocessing.connection import Client
@@ -250,26 +482,28 @@ class _RelayObserver:
     def worker_address(self, worker: str, address: str) -> str:
         return self.system.worker_address(worker, address)
 
+    def processes_ended(self, codes: Mapping[str, int | None], stopped: Mapping[str, str]) -> None:
+        self.system.processes_ended(codes, stopped)
+
     def close(self) -> None:
         self.system.close()
 
 
-def load_expected(path: str, cwd: Path) -> Callable[[Any], Any]:
-    """``module:function``: from a file of the app's directory or above, loaded afresh
-    under a name of its own (two apps may each ship an ``expect.py``: neither is judged
-    with the other's), else imported as installed. Raises ValueError (one line) when it
-    cannot be found, loaded or called."""
+def load_function(path: str, dirs: Sequence[Path], what: str = "expected") -> Callable[..., Any]:
+    """``module:function``: from a file under the first of ``dirs`` that has it, loaded
+    afresh under a name of its own (two apps may each ship an ``expect.py``: neither is
+    judged with the other's), else imported as installed. Raises ValueError (one line)
+    when it cannot be found, loaded or called."""
     module_name, _, attribute = path.partition(":")
     relative = Path(*module_name.split(".")).with_suffix(".py")
-    found = next(
-        (root / relative for root in (cwd, *cwd.parents) if (root / relative).is_file()), None
-    )
-    where = f"expected: {path!r}"
+    found = next((root / relative for root in dirs if (root / relative).is_file()), None)
+    where = f"{what}: {path!r}"
     try:
         module = importlib.import_module(module_name) if found is None else _load_file(found)
     except ImportError as exc:
+        shown = ", ".join(map(str, dirs[:2]))
         raise ValueError(
-            f"{where} cannot be imported (not under {cwd}, not installed): {exc}"
+            f"{where} cannot be imported (not under {shown} or above, not installed): {exc}"
         ) from None
     except Exception as exc:
         raise ValueError(f"{where}: loading it raised {type(exc).__name__}: {exc}") from None
@@ -277,6 +511,16 @@ def load_expected(path: str, cwd: Path) -> Callable[[Any], Any]:
     if not callable(function):
         raise ValueError(f"{where}: {module_name} has no function {attribute!r}")
     return function  # type: ignore[no-any-return]
+
+
+def _takes_two(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` is a predicate ``(item, result)`` rather than ``(item)``."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) == 2
 
 
 def _load_file(path: Path) -> types.ModuleType:

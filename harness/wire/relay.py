@@ -22,7 +22,7 @@ from harness.net.proxy import EventSink, FaultProxy, Flow, Tap
 from harness.wire.frames import Connection, WireFrame
 from harness.wire.translate import QueueNames, WireTranslator
 
-__all__ = ["FRAMES_LOG", "WireRecorder"]
+__all__ = ["FRAMES_LOG", "HOLD_BOUND_S", "FrameHolds", "WireRecorder"]
 
 _encode = msgspec.json.Encoder(enc_hook=repr).encode  # 3x json.dumps, on a relay's path
 
@@ -31,11 +31,55 @@ _encode = msgspec.json.Encoder(enc_hook=repr).encode  # 3x json.dumps, on a rela
 FRAMES_LOG = "wire.frames.jsonl"
 
 
+#: The longest a relay holds a frame for a fault (it goes on after, the fault or not).
+HOLD_BOUND_S = 30.0
+_HELD_EVENTS = {"job_leased": contract.LEASED}
+
+
+class FrameHolds:
+    """Frames held at their relay until a fault has acted: armed before the run by
+    ``(trigger, job, attempt)``, each holds the first frame whose event fires it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._armed: dict[tuple[str, int], tuple[int | None, threading.Event]] = {}
+        self._gates: dict[tuple[str, int], threading.Event] = {}
+
+    def arm(self, trigger: str, job: int, attempt: int | None) -> None:
+        with self._lock:
+            gate = self._gates.setdefault((trigger, job), threading.Event())
+            self._armed[(trigger, job)] = (attempt, gate)
+
+    def release(self, trigger: str, job: int) -> None:
+        with self._lock:
+            gate = self._gates.get((trigger, job))
+            self._armed.pop((trigger, job), None)
+        if gate is not None:
+            gate.set()
+
+    def gate_for(self, event: dict[str, Any]) -> threading.Event | None:
+        """The gate ``event`` must wait at, if it fires an armed hold (once)."""
+        for trigger, ev in _HELD_EVENTS.items():
+            job = event.get("job")
+            if event.get("ev") != ev or not isinstance(job, int):
+                continue
+            with self._lock:
+                armed = self._armed.get((trigger, job))
+                if armed is None or armed[0] not in (None, event.get("attempt")):
+                    continue
+                del self._armed[(trigger, job)]
+                return armed[1]
+        return None
+
+
 class WireRecorder:
     """Decodes and records what the relays of one run read; safe to tap from many threads."""
 
-    def __init__(self, run_dir: Path, names: QueueNames, epoch: float) -> None:
+    def __init__(
+        self, run_dir: Path, names: QueueNames, epoch: float, holds: FrameHolds | None = None
+    ) -> None:
         self.run_dir = Path(run_dir)
+        self.holds = holds if holds is not None else FrameHolds()
         self.epoch = epoch
         self.translator = WireTranslator(names)
         self.relays: dict[str, FaultProxy] = {}
@@ -59,10 +103,15 @@ class WireRecorder:
                 if state is None:
                     state = self._connections[key] = Connection(route, connection)
                 frames = state.feed(t, flow, data)  # decoding: on this relay's thread only
-                if frames:
-                    self._record(frames)
+                gates = self._record(frames) if frames else []
             except Exception as exc:  # a bug here must never break the relay
                 self.callback_errors.append(exc)
+                return
+            for gate in gates:  # the chunk goes on once the fault it fired has acted
+                if not gate.wait(HOLD_BOUND_S):
+                    self.write(
+                        contract.MASTER, contract.HOLD_EXPIRED, route=route, bound_s=HOLD_BOUND_S
+                    )
 
         return tap
 
@@ -77,7 +126,8 @@ class WireRecorder:
             self.relays[route] = relay
         return relay
 
-    def _record(self, frames: list[WireFrame]) -> None:
+    def _record(self, frames: list[WireFrame]) -> list[threading.Event]:
+        """Write the frames and their events; the gates of the holds they fired."""
         with self._lock:
             lines, events = [], []
             for frame in frames:
@@ -88,8 +138,17 @@ class WireRecorder:
                     events.append(event)
             if self._frames_fd is not None:
                 os.write(self._frames_fd, b"\n".join(lines) + b"\n")
+            gates = []
+            by_src: dict[str, list[dict[str, Any]]] = {}  # one write per log
             for event in events:
-                self._writer(str(event["src"])).write_all([event])
+                gate = self.holds.gate_for(event)
+                if gate is not None:
+                    event["held"] = True
+                    gates.append(gate)
+                by_src.setdefault(str(event["src"]), []).append(event)
+            for src, written in by_src.items():
+                self._writer(src).write_all(written)
+            return gates
 
     def write(self, src: str, ev: str, **fields: Any) -> None:
         """An event the adapter itself knows (``master_ready``), in the same logs."""
@@ -107,7 +166,9 @@ class WireRecorder:
         for relay in self.relays.values():
             relay.close()
         with self._lock:
-            if self._frames_fd is not None:
+            if self._frames_fd is not None:  # the first close: the run's last word
+                for unseen in self.translator.unseen_typeids():
+                    self._writer(contract.MASTER).write(contract.TYPEID_UNSEEN, **unseen)
                 os.close(self._frames_fd)
                 self._frames_fd = None
             for writer in self._writers.values():

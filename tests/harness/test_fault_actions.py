@@ -71,7 +71,13 @@ def test_every_window_is_ended_by_an_action_of_the_same_aim() -> None:
     for name, ender in contract.WINDOW_ENDS.items():
         assert FAULT_ACTIONS[ender].aims == FAULT_ACTIONS[name].aims, name
         assert not FAULT_ACTIONS[ender].ended_by, f"{ender} ends {name}; it opens no window"
-    assert contract.SUSPENDS == {"pause": "resume", "partition": "heal"}
+    assert contract.SUSPENDS == {
+        "pause": "resume",
+        "partition": "heal",
+        "isolate": "heal_hosts",
+        "partition_hosts": "heal_hosts",
+        "one_way": "heal_hosts",
+    }
 
 
 def test_the_rows_agree_with_their_names_and_the_format() -> None:

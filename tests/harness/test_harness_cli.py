@@ -11,7 +11,7 @@ import pytest
 
 from harness.runtime.faults import ACTIONS
 from harness.scenario import ScenarioError, load_scenario
-from tests.support import TESTS
+from tests.support import REPO, TESTS
 
 pytestmark = pytest.mark.processes  # every test runs `python -m harness` in a subprocess
 
@@ -212,3 +212,23 @@ def test_run_directories_of_same_named_files_do_not_collide(tmp_path: Path) -> N
     assert [row[:2] for row in rows] == [["a/x.toml", "fail"], ["b/x.toml", "pass"]]
     failed_run_dir = Path(rows[0][3])
     assert (failed_run_dir / "master.log").is_file(), f"{failed_run_dir} is gone"
+
+
+def test_run_of_an_app_whose_master_cannot_start_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    app = REPO / "examples" / "apps"
+    path = tmp_path / "typo.toml"
+    path.write_text(
+        'scenario = 2\nname = "typo"\ndescription = "a master file that is not there"\n\n'
+        f'[system]\nkind = "managers"\ncwd = "{app}"\n'
+        'master = ["{python}", "deque_jobz.py", "master", "{port}", "{authkey}", "3"]\n'
+        'worker = ["{python}", "deque_jobs.py", "worker", "{port}", "{authkey}"]\n'
+        'tasks = "get_jobs"\nresults = "get_results"\n',
+        encoding="utf-8",
+    )
+    done = harness("run", path, "--runs-dir", tmp_path / "runs", cwd=tmp_path)
+
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    [line] = [line for line in done.stderr.splitlines() if "setup:" in line]
+    assert line.startswith(f"{path}: setup: the master exited with code 2 before it was ready")
+    assert "deque_jobz.py" in line

@@ -39,17 +39,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def broker_argv(port: int, data_dir: Path, *, appendonly: bool = False) -> list[str]:
-    """The command line of a broker on ``port`` keeping its files in ``data_dir``."""
+def broker_argv(
+    port: int, data_dir: Path, *, appendonly: bool = False, host: str = "127.0.0.1"
+) -> list[str]:
+    """The command line of a broker on ``host:port`` keeping its files in ``data_dir``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         str(valkey_server_path()),
-        "--bind", "127.0.0.1",
+        "--bind", host,
         "--port", str(port),
         "--dir", str(data_dir),
         "--save", "",
         "--daemonize", "no",
-        "--protected-mode", "yes",
+        # Off only inside a lab: its bridge reaches none of the machine's interfaces.
+        "--protected-mode", "yes" if host == "127.0.0.1" else "no",
         "--databases", "4",
     ]  # fmt: skip
     if appendonly:
@@ -59,10 +62,10 @@ def broker_argv(port: int, data_dir: Path, *, appendonly: bool = False) -> list[
     return argv
 
 
-def ping(port: int, timeout_s: float = 1.0) -> bool:
-    """Whether a server on ``port`` answers ``PING`` with ``PONG``."""
+def ping(port: int, timeout_s: float = 1.0, host: str = "127.0.0.1") -> bool:
+    """Whether a server on ``host:port`` answers ``PING`` with ``PONG``."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(64).startswith(b"+PONG")
     except OSError:

@@ -18,7 +18,7 @@ from harness import contract
 from harness.contract import EventWriter
 from harness.systems.engines.settings import RUN_DIR_ENV
 
-__all__ = ["TASKS", "execute", "joined", "worker_events"]
+__all__ = ["TASKS", "execute", "joined", "next_delivery", "worker_events"]
 
 
 def _square(n: int, delay_s: float = 0.0) -> int:
@@ -80,7 +80,7 @@ def joined(how: str) -> None:
         log.write(contract.WORKER_JOINED, worker=log.src, pid=os.getpid(), how=how)
 
 
-def _next_delivery(job: int) -> int:
+def next_delivery(job: int) -> int:
     """How many times job ``job`` has been started, this one included."""
     folder = Path(os.environ[RUN_DIR_ENV]) / "deliveries"
     folder.mkdir(exist_ok=True)
@@ -98,7 +98,7 @@ def execute(task: str, job: int, args: list[Any]) -> dict[str, Any]:
     if log is None:
         raise RuntimeError(f"{contract.EVENTS_ENV} not set: this task runs under the harness")
     fields = {"job": job, "worker": log.src, "pid": os.getpid()}
-    fields["attempt"] = _next_delivery(job)
+    fields["attempt"] = next_delivery(job)
     log.write(contract.STARTED, task=task, **fields)
     try:
         value = TASKS[task](*args)

@@ -8,11 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 
+from harness.gen import fault_plans
 from harness.gen.properties import PropertyRun
 from harness.gen.strategies import scenarios
-from harness.scenario import Scenario
+from harness.scenario import Scenario, load_scenario
+from tests.support import REPO
 
 
 def _property_run(
@@ -76,3 +78,15 @@ def test_a_property_run_whose_every_example_was_unknown_fails(tmp_path: Path) ->
     with PropertyRun(tmp_path, tmp_path, "p") as prop:
         prop.record("unknown")
         prop.record("pass")
+
+
+@pytest.mark.processes
+# The fixture spans every example on purpose: it counts the decided ones across the search.
+@settings(max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    scenario=fault_plans(load_scenario(REPO / "scenarios" / "worker_death" / "kill_holder.toml"))
+)
+def test_searched_fault_plans_against_a_library_scenario_hold(
+    scenario: Scenario, scenario_property: PropertyRun
+) -> None:
+    scenario_property.check(scenario)

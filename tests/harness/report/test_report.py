@@ -35,6 +35,7 @@ from harness.report import (
 )
 from harness.report.timeline import build_timeline
 from harness.report.trace import trace_events
+from tests.support import HistoryBuilder
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -519,6 +520,31 @@ def test_the_fault_actions_and_checks_the_timeline_names_are_the_registries() ->
     from harness.report import timeline
 
     # Read from the fault-action table: a pause is drawn as a band until its resume.
-    assert timeline._BAND_ENDS == {"pause": "resume"}
+    assert timeline._BAND_ENDS == {
+        "pause": "resume",
+        "isolate": "heal_hosts",
+        "partition_hosts": "heal_hosts",
+        "one_way": "heal_hosts",
+        "loss": "heal_hosts",
+        "bandwidth": "heal_hosts",
+    }
     assert {"kill", "kill_tree", "kill_master"} == contract.KILLS
     assert "fault_coverage" in CHECKS
+
+
+def test_a_kernel_fault_is_labelled_with_what_the_kernel_counted() -> None:
+    built = HistoryBuilder()
+    built.submit(0)
+    built.lease(0, "worker-1")
+    built.harness("fault", fault=0, action="isolate", target="worker-1", trigger={"after_s": 0})
+    built.harness("fault", fault=0, action="heal_hosts", target="worker-1", scheduled=True)
+    built.harness(
+        "fault_effect", fault=0, action="isolate", target="worker-1", verified=True, pids=[],
+        dropped=26, seen=26, held_back=0,
+    )  # fmt: skip
+    built.accept(0, "worker-1")
+    marks = build_timeline(built.history(), None).faults
+    assert [(mark.label, mark.lane) for mark in marks] == [
+        ("isolate worker-1 (26 packets dropped)", "worker-1")
+    ]
+    assert marks[0].t_end is not None  # a band, from the isolation to its heal

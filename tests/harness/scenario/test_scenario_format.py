@@ -39,7 +39,7 @@ ACTIONS = (
     "restart_master, "
     "wrong_key_worker, empty_key_worker, idle_sockets, garbage, bad_handshakes, add_toxic, "
     "remove_toxic, "
-    "partition, heal"
+    "partition, heal, isolate, partition_hosts, one_way, loss, bandwidth, heal_hosts, reject"
 )
 CHECKS = ", ".join(CHECK_NAMES)
 TRIGGERS = (
@@ -62,7 +62,7 @@ EXPECTED_ERRORS = {
     ),
     "unknown_key_in_fault": (
         "unknown key faults[1].tagret (expected one of: when, do, target, count, duration_s, "
-        "expect, toxic, toxic_name, scope)"
+        "expect, toxic, toxic_name, scope, peers, probability, rate_kbit)"
     ),
     "unknown_action": f"faults[0].do: got 'explode', expected one of: {ACTIONS}",
     "trigger_none": f"faults[0].when: needs exactly one trigger of {TRIGGERS} (got none)",
@@ -70,7 +70,7 @@ EXPECTED_ERRORS = {
         f"faults[0].when: needs exactly one trigger of {TRIGGERS} (got after_s, job_leased)"
     ),
     "trigger_unknown": (
-        f"unknown key faults[0].when.job_finished (expected one of: {TRIGGERS}, attempt)"
+        f"unknown key faults[0].when.job_finished (expected one of: {TRIGGERS}, attempt, hold)"
     ),
     "attempt_on_completed": (
         "faults[0].when: attempt applies to job_leased and job_started, not job_completed"
@@ -80,7 +80,17 @@ EXPECTED_ERRORS = {
     "holder_with_time_trigger": (
         'faults[0]: target = "holder" needs a job trigger (job_leased, job_started, job_completed)'
     ),
-    "duration_on_kill": "faults[0]: duration_s applies to pause and partition only, not 'kill'",
+    "host_fault_without_hosts": "faults[0]: isolate needs [network] hosts = true",
+    "loss_without_probability": "faults[0]: loss needs a probability, and only loss takes one",
+    "proxy_and_hosts": (
+        "network: proxy and hosts exclude each other: a fault proxy listens on the harness's "
+        "loopback, which no host reaches"
+    ),
+    "peers_on_isolate": "faults[0]: peers applies to partition_hosts and one_way only, not 'isolate'",
+    "duration_on_kill": (
+        "faults[0]: duration_s applies to bandwidth, isolate, loss, one_way, partition, "
+        "partition_hosts, pause only, not 'kill'"
+    ),
     "bad_check_name": f"expect.checks[1]: got 'exactly_twice', expected one of: {CHECKS}",
     "wrong_version": "scenario: got 3, expected 1 or 2 (the format version)",
     "syntax_error": "TOML syntax error: Invalid value (at line 6, column 11)",
@@ -421,6 +431,37 @@ def test_job_arguments_per_task(tmp_path: Path) -> None:
         {"task": "sleep", "args": [0.5]},
     ]
     assert jobs_of("count = 0\n") == []
+
+
+def test_job_arguments_from_a_template_and_from_a_jobs_file(tmp_path: Path) -> None:
+    def jobs_of(jobs_table: str) -> list[object]:
+        scenario = load_scenario(write(tmp_path, MINIMAL + "[jobs]\n" + jobs_table))
+        to_run_spec(scenario, tmp_path / "run")
+        lines = (tmp_path / "run" / "jobs.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    assert jobs_of('task = "echo"\ncount = 2\nargs = ["{n}", "x"]\n') == [
+        {"task": "echo", "args": [0, "x"]},
+        {"task": "echo", "args": [1, "x"]},
+    ]
+    (tmp_path / "mine.jsonl").write_text('[3]\n\n{"args": [4], "task": "square"}\n')
+    assert jobs_of('task = "echo"\nfile = "mine.jsonl"\n') == [
+        {"task": "echo", "args": [3]},
+        {"task": "square", "args": [4]},
+    ]
+    bad = {
+        'file = "absent.jsonl"\n': "jobs.file: cannot read",
+        'file = "mine.jsonl"\ncount = 3\n': "jobs.count: give the jobs either in jobs.file",
+        'file = "broken.jsonl"\n': "broken.jsonl line 2: not JSON",
+        'file = "odd.jsonl"\n': "odd.jsonl line 1: unknown key 'kwargs'",
+    }
+    (tmp_path / "broken.jsonl").write_text("[1]\n{oops\n")
+    (tmp_path / "odd.jsonl").write_text('{"args": [1], "kwargs": {}}\n')
+    for table, said in bad.items():
+        with pytest.raises(ScenarioError) as raised:
+            load_scenario(write(tmp_path, MINIMAL + "[jobs]\n" + table))
+        assert said in str(raised.value), str(raised.value)
+        assert "\n" not in str(raised.value)
 
 
 def test_a_loaded_scenario_survives_a_round_trip_through_builtins(tmp_path: Path) -> None:

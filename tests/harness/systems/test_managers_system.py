@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness import systems
-from harness.checks import ExpectedFailed, Pin
+from harness.checks import ExpectedFailed, Pin, Satisfies
 from harness.scenario import ScenarioError, load_scenario
 from harness.systems.base import MASTER, WORKER, ProcessSpec, RunSetup
 from harness.systems.managers import (
@@ -130,7 +131,10 @@ def test_the_readme_scenario_loads_and_is_the_pinned_kill_after_get(tmp_path: Pa
     copied = load_scenario(path)
     pinned = load_scenario(repo / "scenarios" / "tutorial" / "kill_after_get.toml")
 
-    assert copied.system == pinned.system
+    def app(system: dict[str, object]) -> dict[str, object]:  # where the file lies aside
+        return {key: value for key, value in system.items() if key != "scenario_dir"}
+
+    assert app(copied.system) == app(pinned.system)
     assert (copied.cluster, copied.faults) == (pinned.cluster, pinned.faults)
     assert copied.expect.checks == pinned.expect.checks
     # the README's run fails: the bug, pinned to the job and its cause
@@ -225,3 +229,95 @@ def test_an_expected_function_that_raises_is_reported_not_skipped(tmp_path: Path
     (tmp_path / "expect.py").write_text("def value(n):\n    return 1 / n\n", encoding="utf-8")
     system = systems.build(load_scenario(_app_scenario(tmp_path, "expect:value")).system)
     assert system.expected("t", (0,)) == ExpectedFailed("ZeroDivisionError: division by zero")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"results": True}, "results: true is not a typeid"),
+        ({"results": False, "result_key": "id"}, "result_key: the app has no results"),
+        ({"skip": "not a function"}, "skip: got 'not a function', expected a list of values"),
+        ({"job_key": []}, "job_key: an empty path names nothing"),
+        ({"tasks": {"typeid": "q", "take": "grab"}}, "system.tasks"),
+        ({"results": {"typeid": "r", "as": "set"}}, "system.results"),
+    ],
+)
+def test_a_wrong_shape_key_is_one_line_naming_it(change: dict[str, object], message: str) -> None:
+    with pytest.raises(systems.SystemConfigError) as caught:
+        systems.parse_table({**TABLE, **change})
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_correct_values_is_refused_for_an_app_without_results(tmp_path: Path) -> None:
+    path = _app_scenario(tmp_path, "expect:value")
+    (tmp_path / "expect.py").write_text("def value(n):\n    return n\n", encoding="utf-8")
+    text = path.read_text(encoding="utf-8").replace(
+        'results = "get_result_queue"', "results = false"
+    )
+    path.write_text(text + '\n[expect]\nchecks = ["exactly_once", "correct_values"]\n')
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path)
+    assert "'correct_values' cannot judge it: results = false" in str(raised.value)
+
+
+def test_modules_beside_the_scenario_are_found_before_the_apps_own(tmp_path: Path) -> None:
+    app, scenarios = tmp_path / "app", tmp_path / "scenarios"
+    app.mkdir()
+    (app / "expect.py").write_text("def value(n):\n    return 'the app'\n", encoding="utf-8")
+    path = _app_scenario(scenarios, "expect:value")
+    path.write_text(path.read_text(encoding="utf-8") + 'cwd = "../app"\n', encoding="utf-8")
+    assert systems.build(load_scenario(path).system).expected("t", (1,)) == "the app"
+
+    (scenarios / "expect.py").write_text("def value(n):\n    return 'beside'\n", encoding="utf-8")
+    assert systems.build(load_scenario(path).system).expected("t", (1,)) == "beside"
+
+
+def test_a_key_function_or_predicate_is_loaded_and_used(tmp_path: Path) -> None:
+    (tmp_path / "keys.py").write_text(
+        "import json\n\ndef inner(payload):\n    return json.loads(payload)['id']\n\n"
+        "def right(n, result):\n    return result['square'] == n * n\n",
+        encoding="utf-8",
+    )
+    path = _app_scenario(tmp_path, "keys:right")
+    path.write_text(path.read_text(encoding="utf-8") + 'job_key = "keys:inner"\n', encoding="utf-8")
+    system = systems.build(load_scenario(path).system)
+    assert isinstance(system, ManagersSystem)
+    assert system.names.job_key({"$bytes": '{"id": 4}'}) == "4"
+    judged = system.expected("t", (3,))
+    assert isinstance(judged, Satisfies)
+    assert judged.test({"square": 9}) is True
+    assert judged.test({"square": 8}) is False
+
+
+def test_the_apps_env_is_merged_with_what_the_harness_sets(tmp_path: Path) -> None:
+    from harness.runtime.cluster import TAG_ENV
+    from harness.systems.managers import HARNESS_ENV
+
+    assert TAG_ENV in HARNESS_ENV
+    with pytest.raises(systems.SystemConfigError) as caught:
+        systems.parse_table({**TABLE, "env": {REDIRECT_ENV: "x"}})
+    assert f"env: {REDIRECT_ENV} is set by the harness" in str(caught.value)
+
+    system = systems.build({**TABLE, "env": {"PYTHONPATH": "/app/lib", "MODE": "test"}})
+    spec = ProcessSpec(MASTER, MASTER, tmp_path / "m.jsonl", {}, b"k")
+    launch = system.launch(spec, RunSetup(tmp_path, None))
+    assert launch.env["PYTHONPATH"].split(os.pathsep)[:2] == [str(SITE_DIR), "/app/lib"]
+    assert launch.env["MODE"] == "test"
+    assert isinstance(system, ManagersSystem)
+    system.close()
+
+
+def test_server_and_producer_roles_start_in_order_and_the_server_is_stopped_with_sigint() -> None:
+    plain = systems.build(TABLE)
+    assert getattr(plain, "run_roles", None) == (MASTER, WORKER)
+    full = systems.build(
+        {**TABLE, "server": ["{python}", "s.py", "{port}"], "producer": ["{python}", "p.py"]}
+    )
+    assert isinstance(full, ManagersSystem)
+    assert full.run_roles == ("server", MASTER, "producer", WORKER)
+    assert full.stop_signals == {"server": signal.SIGINT}
+    assert full.names.submitters == {MASTER, "server", "producer"}
+    sigterm = systems.build({**TABLE, "stop": "sigterm"})
+    assert isinstance(sigterm, ManagersSystem)
+    assert sigterm.stop_signals == {MASTER: signal.SIGTERM}
