@@ -1,10 +1,13 @@
 """How the harness scales with a run's size: each phase of a plain square scenario's run,
-timed, with the harness process's peak memory, for 10^4 jobs by default (``--sizes``).
+timed, with the harness process's peak memory, for 10^4 jobs by default (``--sizes``, e.g.
+``--sizes 10000 100000 1000000``).
 
 Each size runs in a fresh process of its own (so its peak memory is its own): the run
-itself (cluster, faults, history, checks, report, as ``python -m harness run`` does), then,
-again on the kept run directory, each phase alone: loading the history, each check, the
-report page, the trace. Prints a line per size and phase, then one JSON object.
+itself (cluster, faults, history, checks, report, as ``python -m harness run`` does) and
+the harness's peak memory at its end; then, again on the kept run directory with the run's
+own history dropped, each phase alone: loading the history, each check, the timeline, the
+report page, the trace. Prints a line per size and phase, then one JSON object with each
+size's figures and whether it meets the targets (``TARGETS``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ from pathlib import Path
 from typing import Any
 
 CHECKS = ("exactly_once", "correct_values", "one_terminal", "attempts_bounded", "liveness")
+#: What a soak-sized run should cost the harness, on a 2-core machine.
+TARGETS = {
+    "load_and_checks_lines_per_s": 500_000,  # at least
+    "whole_over_cluster": 1.5,  # at most
+    "peak_memory_mb": 1500,  # below
+    "report_html_bytes": 10_000_000,  # below
+}
 
 
 def _scenario(jobs: int) -> str:
@@ -31,10 +41,17 @@ def _scenario(jobs: int) -> str:
     )
 
 
+def _peak_mb() -> int:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def _one(jobs: int, scratch: Path) -> dict[str, Any]:
     from harness.checks import CheckContext, judge
     from harness.history import History
-    from harness.report import write_report
+    from harness.report import render_html
+    from harness.report.page import detail_script
+    from harness.report.timeline import build_timeline
+    from harness.report.trace import write_trace
     from harness.scenario import load_scenario, run_scenario
     from harness.systems.distq import builtin_expected
 
@@ -44,50 +61,95 @@ def _one(jobs: int, scratch: Path) -> dict[str, Any]:
     started = time.perf_counter()
     outcome = run_scenario(load_scenario(path), run_dir)
     whole_s = time.perf_counter() - started
+    run_peak_mb = _peak_mb()
+    status, cluster_s = outcome.status, outcome.result.elapsed_s
+    report_bytes = (run_dir / "report.html").stat().st_size
+    trace_bytes = (run_dir / "trace.json").stat().st_size
+    detail = run_dir / "report.detail.js"
+    detail_bytes = detail.stat().st_size if detail.exists() else 0
+    del outcome  # its history: the phases below load their own
     phases: dict[str, float] = {}
+
+    def timed(name: str, started: float) -> None:
+        phases[name] = time.perf_counter() - started
+
     started = time.perf_counter()
     history = History.load_run(run_dir)
-    phases["history_load"] = time.perf_counter() - started
+    timed("history_load", started)
     context = CheckContext(expected=builtin_expected, max_attempts=3)
     for check in CHECKS:
         started = time.perf_counter()
-        judge(history, [check], context)
-        phases[check] = time.perf_counter() - started
+        verdict = judge(history, [check], context)
+        timed(check, started)
     started = time.perf_counter()
-    write_report(run_dir, history, outcome.result.verdict)
-    phases["report_and_trace"] = time.perf_counter() - started
+    timeline = build_timeline(history, verdict)
+    timed("timeline", started)
+    started = time.perf_counter()
+    render_html(timeline, history)
+    if timeline.plain is not None:
+        detail_script(timeline.plain)
+    timed("report_page", started)
+    started = time.perf_counter()
+    write_trace(scratch / "trace.json", timeline)
+    timed("trace", started)
     lines = len(history.events)
-    return {
+    load_and_checks_s = phases["history_load"] + sum(phases[c] for c in CHECKS)
+    lines_per_s = round(lines / max(1e-9, load_and_checks_s))
+    over_cluster = round(whole_s / max(cluster_s, 1e-9), 2)
+    result: dict[str, Any] = {
         "jobs": jobs,
-        "status": outcome.status,
+        "status": status,
         "history_lines": lines,
-        "cluster_run_s": round(outcome.result.elapsed_s, 3),
+        "cluster_run_s": round(cluster_s, 3),
         "whole_command_s": round(whole_s, 3),
+        "whole_over_cluster": over_cluster,
         "phases_s": {name: round(seconds, 3) for name, seconds in phases.items()},
-        "load_and_checks_lines_per_s": round(
-            lines / max(1e-9, phases["history_load"] + sum(phases[c] for c in CHECKS))
-        ),
-        "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "report_html_bytes": (run_dir / "report.html").stat().st_size,
-        "trace_json_bytes": (run_dir / "trace.json").stat().st_size,
+        "phases_lines_per_s": {
+            name: round(lines / max(seconds, 1e-9)) for name, seconds in phases.items()
+        },
+        "load_and_checks_lines_per_s": lines_per_s,
+        "peak_memory_mb": run_peak_mb,
+        "phases_peak_memory_mb": _peak_mb(),
+        "report_html_bytes": report_bytes,
+        "report_detail_bytes": detail_bytes,
+        "trace_json_bytes": trace_bytes,
     }
+    result["meets"] = {
+        "load_and_checks_lines_per_s": lines_per_s >= TARGETS["load_and_checks_lines_per_s"],
+        "whole_over_cluster": over_cluster <= TARGETS["whole_over_cluster"],
+        "peak_memory_mb": run_peak_mb < TARGETS["peak_memory_mb"],
+        "report_html_bytes": report_bytes < TARGETS["report_html_bytes"],
+    }
+    return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000], metavar="JOBS")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep each size's run directory as DIR/<jobs> (to open its report)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child: one size
     options = parser.parse_args()
     if options.one is not None:
-        with tempfile.TemporaryDirectory(prefix="harness-scale-") as scratch:
-            print(json.dumps(_one(options.one, Path(scratch))))
+        if options.keep is not None:
+            scratch = options.keep / str(options.one)
+            scratch.mkdir(parents=True, exist_ok=False)
+            print(json.dumps(_one(options.one, scratch)))
+            return 0
+        with tempfile.TemporaryDirectory(prefix="harness-scale-") as scratch_name:
+            print(json.dumps(_one(options.one, Path(scratch_name))))
         return 0
     if any(size < 1 for size in options.sizes):
         parser.error("--sizes are job counts, at least 1")
     results = []
     for size in options.sizes:
+        keep = [] if options.keep is None else ["--keep", str(options.keep)]
         done = subprocess.run(
-            [sys.executable, __file__, "--one", str(size)], capture_output=True, text=True
+            [sys.executable, __file__, "--one", str(size), *keep], capture_output=True, text=True
         )
         if done.returncode != 0:
             print(f"{size} jobs: the run failed:\n{done.stderr}", file=sys.stderr)
@@ -96,12 +158,17 @@ def main() -> int:
         results.append(result)
         print(
             f"{size} jobs: {result['status']}, {result['history_lines']} history lines; cluster "
-            f"{result['cluster_run_s']} s, whole command {result['whole_command_s']} s, peak "
-            f"{result['peak_memory_mb']} MB, report {result['report_html_bytes'] / 1e6:.1f} MB"
+            f"{result['cluster_run_s']} s, whole command {result['whole_command_s']} s "
+            f"({result['whole_over_cluster']}x), peak {result['peak_memory_mb']} MB, history "
+            f"load and checks {result['load_and_checks_lines_per_s']} lines/s, report "
+            f"{result['report_html_bytes'] / 1e6:.2f} MB (+ {result['report_detail_bytes'] / 1e6:.2f}"
+            f" MB detail), trace {result['trace_json_bytes'] / 1e6:.2f} MB"
         )
         for phase, seconds in result["phases_s"].items():
-            print(f"    {phase}: {seconds} s")
-    print(json.dumps({"sizes": results}))
+            print(f"    {phase}: {seconds} s ({result['phases_lines_per_s'][phase]} lines/s)")
+        missed = [name for name, met in result["meets"].items() if not met]
+        print(f"    targets missed: {', '.join(missed) or 'none'}")
+    print(json.dumps({"targets": TARGETS, "sizes": results}))
     return 0
 
 

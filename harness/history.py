@@ -8,18 +8,31 @@ leases, the authoritative view).
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, cast
+
+import msgspec
 
 from harness import contract
-from harness.contract import EVENTS_GLOB, HARNESS, MASTER, RESULTS, TERMINAL_EVENTS, CorruptLog
+from harness.contract import (
+    EVENTS_GLOB,
+    HARNESS,
+    MASTER,
+    RESULTS,
+    TERMINAL_EVENTS,
+    CorruptLog,
+)
+from harness.logread import TAGS, read_events, read_results
 
 __all__ = [
     "HARNESS",
@@ -38,6 +51,7 @@ __all__ = [
 LeaseEnd = Literal["completed", "failed", "expired", "lost", "superseded", "open"]
 
 _RESERVED = contract.RESERVED_FIELDS
+_OPEN: LeaseEnd = "open"
 _RENDER_VALUE_CHARS = 80
 _SPACE = re.compile(r"\s")
 
@@ -47,11 +61,12 @@ class HistoryError(ValueError):
     damaged log (a corrupt line before its end)."""
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class HistoryEvent:
+class HistoryEvent(msgspec.Struct, frozen=True, eq=False, gc=False):
     """One event at its position (``line``) in the merged history.
 
     Compared by identity: a line of a history is one event, and ``fields`` is not hashable.
+    ``job`` is the event's job id, if it names one (an int, never a bool). A compact record
+    (no GC tracking: it refers to nothing that refers back), as a soak run holds millions.
     """
 
     line: int
@@ -59,15 +74,14 @@ class HistoryEvent:
     src: str
     ev: str
     fields: Mapping[str, Any]
+    job: int | None
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.fields.get(key, default)
-
-    @property
-    def job(self) -> int | None:
-        """The event's job id, if it names one."""
-        job = self.fields.get("job")
-        return job if isinstance(job, int) and not isinstance(job, bool) else None
+        fields: Any = self.fields
+        if type(fields) is dict:
+            return fields.get(key, default)
+        # A typed record (``logread``): one call, not two, for the checks' hottest question.
+        return getattr(fields, key) if key in fields.key_set else default
 
     def render(self) -> str:
         """One compact line: ``#12 t=0.632582 master leased job=0 attempt=1 ...``."""
@@ -76,8 +90,7 @@ class HistoryEvent:
         return " ".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class Submission:
+class Submission(msgspec.Struct, frozen=True, gc=False):
     """A job as the master submitted it."""
 
     job: int
@@ -87,8 +100,7 @@ class Submission:
     line: int
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
+class Lease(msgspec.Struct, frozen=True, gc=False):
     """One lease from the master's log: who held which job from when to when.
 
     ``end``: ``completed`` (its own result was accepted), ``failed`` (the attempt failed),
@@ -112,16 +124,45 @@ class Lease:
 
 
 class History:
-    """An immutable, ordered run history and the queries the checkers need."""
+    """An immutable, ordered run history and the queries the checkers need.
+
+    Built once: the events in order, and indexes by event name and by ``src`` (the job
+    index on first use) that every query reads instead of scanning the whole history.
+    """
 
     def __init__(self, events: Iterable[Mapping[str, Any]]) -> None:
-        keyed: list[tuple[float, int, Mapping[str, Any]]] = []
+        columns = _Columns()
         for order, event in enumerate(events):
-            keyed.append((_time_of(event, f"event {order}"), order, event))
-        keyed.sort(key=lambda item: (item[0], item[1]))
-        self.events: tuple[HistoryEvent, ...] = tuple(
-            _to_event(line, t, event) for line, (t, _order, event) in enumerate(keyed)
-        )
+            t = _time_of(event, f"event {order}")
+            fields = {key: value for key, value in event.items() if key not in _RESERVED}
+            columns.add(t, str(event.get("src", "?")), str(event["ev"]), fields)
+        self._build(columns)
+
+    def _build(self, columns: _Columns) -> None:
+        """Order the events by ``t`` (a stable sort: ties keep reading order) and index them."""
+        ts, srcs, evs, bodies = columns.ts, columns.srcs, columns.evs, columns.bodies
+        jobs = columns.jobs
+        events: list[HistoryEvent] = []
+        by_kind: dict[tuple[str, str], list[HistoryEvent]] = {}  # (ev, src) -> events
+        new_event, append = HistoryEvent, events.append
+        for line, index in enumerate(sorted(range(len(ts)), key=ts.__getitem__)):
+            event = new_event(line, ts[index], srcs[index], evs[index], bodies[index], jobs[index])
+            append(event)
+            kind = event.ev, event.src
+            try:
+                by_kind[kind].append(event)
+            except KeyError:
+                by_kind[kind] = [event]
+        self.events: tuple[HistoryEvent, ...] = tuple(events)
+        self._by_kind = {kind: tuple(own) for kind, own in by_kind.items()}
+        by_ev: dict[str, list[tuple[HistoryEvent, ...]]] = {}
+        by_src: dict[str, list[tuple[HistoryEvent, ...]]] = {}
+        for (ev, src), own in self._by_kind.items():
+            by_ev.setdefault(ev, []).append(own)
+            by_src.setdefault(src, []).append(own)
+        self._by_ev = {ev: _merged(runs) for ev, runs in by_ev.items()}
+        self._by_src = {src: _merged(runs) for src, runs in by_src.items()}
+        self._by_job: dict[int, tuple[HistoryEvent, ...]] | None = None
         self._submitted = self._index_submissions()
         self._terminals = self._index_terminals()
         self._leases = self._index_leases()
@@ -144,22 +185,37 @@ class History:
         A torn last line (a process killed mid-write) is skipped; a corrupt line before the
         end of a log raises HistoryError.
         """
-        events: list[dict[str, Any]] = []
+        columns = _Columns()
+        collecting = gc.isenabled()
+        gc.disable()  # millions of fresh dicts, none of them garbage: nothing to collect
         try:
             for path in paths:
-                for number, event in enumerate(contract.read_log(path), start=1):
-                    _time_of(event, f"{path}: event {number}")
-                    events.append(event)
+                _read_log_into(path, columns)
             if results_path is not None:
                 # Results carry no time: they sort after every logged event, in output order.
-                end_t = max((float(event["t"]) for event in events), default=0.0)
-                for result in contract.read_log(results_path):
-                    events.append(
-                        {"t": end_t, "src": RESULTS, "ev": contract.RESULT_OUTPUT, **result}
-                    )
+                end_t = max(columns.ts, default=0.0)
+                for result in read_results(results_path):
+                    order = len(columns.ts)
+                    if not isinstance(result, dict):  # typed: exactly a result's keys
+                        fields = cast(Mapping[str, Any], result)
+                        columns.add(end_t, RESULTS, contract.RESULT_OUTPUT, fields)
+                    elif "t" in result or "src" in result or "ev" in result:
+                        event = {"t": end_t, "src": RESULTS, "ev": contract.RESULT_OUTPUT}
+                        event.update(result)
+                        t = _time_of(event, f"event {order}")
+                        src, ev = str(event.pop("src")), str(event.pop("ev"))
+                        del event["t"]
+                        columns.add(t, src, ev, event)
+                    else:
+                        columns.add(end_t, RESULTS, contract.RESULT_OUTPUT, result)
+            history = cls.__new__(cls)
+            history._build(columns)
         except CorruptLog as exc:
             raise HistoryError(str(exc)) from None
-        return cls(events)
+        finally:
+            if collecting:
+                gc.enable()
+        return history
 
     @classmethod
     def load_run(
@@ -199,15 +255,45 @@ class History:
         worker: str | None = None,
     ) -> tuple[HistoryEvent, ...]:
         """The events matching every given filter, in history order."""
-        names = None if ev is None else frozenset((ev,) if isinstance(ev, str) else ev)
-        return tuple(
-            event
-            for event in self.events
-            if (names is None or event.ev in names)
-            and (job is None or event.job == job)
-            and (src is None or event.src == src)
-            and (worker is None or event.get("worker") == worker)
-        )
+        # Start from the narrowest index that applies, then filter by the rest.
+        names: frozenset[str] | None = None
+        found: Iterable[HistoryEvent]
+        if job is not None:
+            found = self.by_job(job)
+            if ev is not None:
+                names = frozenset((ev,) if isinstance(ev, str) else ev)
+        elif ev is not None and src is not None:
+            found, src = _merged([self._by_kind.get((name, src), ()) for name in _names(ev)]), None
+        elif ev is not None:
+            found = _merged([self._by_ev.get(name, ()) for name in _names(ev)])
+        elif src is not None:
+            found, src = self._by_src.get(src, ()), None
+        else:
+            found = self.events
+        if names is not None:
+            found = [event for event in found if event.ev in names]
+        if src is not None:
+            found = [event for event in found if event.src == src]
+        if worker is not None:
+            found = [event for event in found if event.get("worker") == worker]
+        return tuple(found)
+
+    def sources(self) -> tuple[str, ...]:
+        """Every ``src`` in the history, in the order each first appears."""
+        return tuple(self._by_src)
+
+    def by_job(self, job: int) -> tuple[HistoryEvent, ...]:
+        """The events naming ``job``, in history order (the index is built on first use)."""
+        if self._by_job is None:
+            index: dict[int, list[HistoryEvent]] = {}
+            for event in self.events:
+                if event.job is not None:
+                    own = index.get(event.job)
+                    if own is None:
+                        own = index[event.job] = []
+                    own.append(event)
+            self._by_job = {key: tuple(own) for key, own in index.items()}
+        return self._by_job.get(job, ())
 
     def submitted(self) -> Mapping[int, Submission]:
         """Every job the master submitted, by id (the first submission of an id wins)."""
@@ -270,64 +356,64 @@ class History:
 
     def _index_leases(self) -> tuple[Lease, ...]:
         """Replay the master's lease lifecycle: at most one open lease per job."""
-        leases: list[Lease] = []
-        open_lease: dict[int, int] = {}  # job -> index into leases
+        granted: list[HistoryEvent] = []  # each lease's ``leased`` event, in order
+        ended: dict[int, tuple[HistoryEvent | None, LeaseEnd]] = {}  # index into granted -> its end
+        open_lease: dict[int, int] = {}  # job -> index into granted
 
         def close(job: int, event: HistoryEvent, end: LeaseEnd) -> None:
             index = open_lease.pop(job, None)
             if index is not None:
-                opened = leases[index]
-                leases[index] = Lease(
-                    opened.job,
-                    opened.attempt,
-                    opened.lease,
-                    opened.worker,
-                    opened.t_start,
-                    event.t,
-                    end,
-                    opened.start_line,
-                    event.line,
-                )
+                ended[index] = (event, end)
 
-        for event in self.events:
-            if event.src != MASTER:
-                continue
-            job = event.job
-            if event.ev == contract.WORKER_LOST:
+        leased, accepted, expired = (
+            contract.LEASED,
+            contract.RESULT_ACCEPTED,
+            contract.LEASE_EXPIRED,
+        )
+        failed = (contract.ATTEMPT_FAILED, contract.DEAD)
+        for event in self._by_src.get(MASTER, ()):
+            job, ev = event.job, event.ev
+            if ev == contract.WORKER_LOST:
                 for lost in event.get("jobs") or ():
                     if isinstance(lost, int):
                         close(lost, event, "lost")
                 continue
             if job is None:
                 continue
-            if event.ev == contract.LEASED:
-                close(job, event, "superseded")  # a second lease while one is open: a bug
-                open_lease[job] = len(leases)
-                leases.append(
-                    Lease(
-                        job=job,
-                        attempt=_int(event.get("attempt")),
-                        lease=_int(event.get("lease")),
-                        worker=str(event.get("worker", "")),
-                        t_start=event.t,
-                        t_end=None,
-                        end="open",
-                        start_line=event.line,
-                        end_line=None,
-                    )
-                )
-            elif event.ev == contract.RESULT_ACCEPTED:
+            if ev == leased:
+                if job in open_lease:
+                    close(job, event, "superseded")  # a second lease while one is open: a bug
+                open_lease[job] = len(granted)
+                granted.append(event)
+            elif ev == accepted:
                 index = open_lease.get(job)
                 if index is not None:
-                    held = leases[index]
-                    same = held.attempt == event.get("attempt") and held.worker == event.get(
-                        "worker"
-                    )
+                    held = granted[index]
+                    same = _int(held.get("attempt")) == event.get("attempt") and str(
+                        held.get("worker", "")
+                    ) == event.get("worker")
                     close(job, event, "completed" if same else "superseded")
-            elif event.ev == contract.LEASE_EXPIRED:
+            elif ev == expired:
                 close(job, event, "expired")
-            elif event.ev in (contract.ATTEMPT_FAILED, contract.DEAD):
+            elif ev in failed:
                 close(job, event, "failed")
+        leases: list[Lease] = []
+        no_end = (None, _OPEN)
+        for index, event in enumerate(granted):
+            end_event, end = ended.get(index, no_end)
+            leases.append(
+                Lease(
+                    cast(int, event.job),
+                    _int(event.get("attempt")),
+                    _int(event.get("lease")),
+                    str(event.get("worker", "")),
+                    event.t,
+                    None if end_event is None else end_event.t,
+                    end,
+                    event.line,
+                    None if end_event is None else end_event.line,
+                )
+            )
         return tuple(leases)
 
 
@@ -340,15 +426,71 @@ def _time_of(event: Mapping[str, Any], where: str) -> float:
     return float(t)
 
 
-def _to_event(line: int, t: float, event: Mapping[str, Any]) -> HistoryEvent:
-    fields = {key: value for key, value in event.items() if key not in _RESERVED}
-    return HistoryEvent(
-        line=line,
-        t=t,
-        src=str(event.get("src", "?")),
-        ev=str(event["ev"]),
-        fields=MappingProxyType(fields),
+class _Columns:
+    """Events as they are read, before they are ordered: time, source, name, fields, job."""
+
+    def __init__(self) -> None:
+        self.ts: list[float] = []
+        self.srcs: list[str] = []
+        self.evs: list[str] = []
+        self.bodies: list[Mapping[str, Any]] = []
+        self.jobs: list[int | None] = []
+
+    def add(self, t: float, src: str, ev: str, fields: Mapping[str, Any]) -> None:
+        job = fields.get("job")
+        self.ts.append(t)
+        self.srcs.append(sys.intern(src))
+        self.evs.append(sys.intern(ev))
+        self.bodies.append(fields)
+        self.jobs.append(job if type(job) is int else None)
+
+
+def _read_log_into(path: str | os.PathLike[str], columns: _Columns) -> None:
+    """Add one log's events to ``columns``; ``t``, ``src`` and ``ev`` taken out of each
+    dict (what is left are its fields, in the order the line had them)."""
+    ts, srcs, evs, bodies, jobs = (
+        columns.ts,
+        columns.srcs,
+        columns.evs,
+        columns.bodies,
+        columns.jobs,
     )
+    intern, tags = sys.intern, TAGS
+    for number, event in enumerate(read_events(path), start=1):
+        if type(event) is not dict:
+            typed: Any = event  # one of logread's kinds: t, src, job and the tag known
+            ts.append(typed.t)
+            srcs.append(intern(typed.src))
+            evs.append(tags[type(typed)])
+            bodies.append(typed)
+            jobs.append(typed.job)
+            continue
+        t, ev = event.get("t"), event.get("ev")
+        if (type(t) is not float and type(t) is not int) or type(ev) is not str:
+            t = _time_of(event, f"{path}: event {number}")  # raises if bad
+        src = event.pop("src", "?")
+        del event["t"], event["ev"]
+        job = event.get("job")
+        ts.append(t if type(t) is float else float(t))
+        srcs.append(intern(src if type(src) is str else str(src)))
+        evs.append(intern(ev))  # type: ignore[arg-type]
+        bodies.append(event)
+        jobs.append(job if type(job) is int else None)
+
+
+def _names(ev: str | Iterable[str]) -> Iterable[str]:
+    return (ev,) if isinstance(ev, str) else dict.fromkeys(ev)
+
+
+_line_of = attrgetter("line")
+
+
+def _merged(runs: list[tuple[HistoryEvent, ...]]) -> tuple[HistoryEvent, ...]:
+    """Runs of events, each in history order, as one run in history order."""
+    runs = [run for run in runs if run]
+    if len(runs) <= 1:
+        return runs[0] if runs else ()
+    return tuple(sorted(chain(*runs), key=_line_of))  # merges presorted runs in linear time
 
 
 def _int(value: Any) -> int:

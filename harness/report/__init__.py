@@ -6,13 +6,16 @@ Layering, from the core outwards:
   chart     the timeline as SVG
   page      report.html of a run: summary, chart, model and history in one file
 Each imports only from the layers above it, and from the core and checks.
-``report.css`` and ``report.js`` are the page's static files.
+``report.css`` and ``report.js`` are the page's static files. Past ``SUMMARY_OVER`` leases
+the timeline is a summary: plain accepted attempts drawn as histograms, counted in the
+trace, and kept in a side file (``DETAIL_NAME``) the page loads when zoomed in.
 """
 
 from __future__ import annotations
 
 from harness.report.page import (
     AGGREGATE_OVER,
+    DETAIL_NAME,
     REPORT_NAME,
     VERDICT_NAME,
     Outcome,
@@ -25,6 +28,7 @@ from harness.report.page import (
 
 __all__ = [
     "AGGREGATE_OVER",
+    "DETAIL_NAME",
     "REPORT_NAME",
     "VERDICT_NAME",
     "Outcome",

@@ -58,8 +58,10 @@ class Chart:
             name = timeline.attempts[index].lane
             lane_rows[name] = max(lane_rows.get(name, 0), row + 1)
         self.lane_y: dict[str, tuple[float, float]] = {}
+        plain_lanes = set() if timeline.plain is None else set(timeline.plain.lanes)
         self.hist_h = {
-            lane.name: HIST_H if aggregate and lane.rows else 0 for lane in timeline.lanes
+            lane.name: HIST_H if aggregate and (lane.rows or lane.name in plain_lanes) else 0
+            for lane in timeline.lanes
         }
         y = float(AXIS_H)
         for lane in timeline.lanes:
@@ -231,20 +233,28 @@ class Chart:
                         f'y="{text_y:.1f}">{_e(note)}</text>'
                     )
 
+    def _bucket(self, t: float) -> int:
+        return int((self.x(t) - GUTTER) // BUCKET_PX)
+
     def _histograms(self) -> Iterable[str]:
         notable = set(self.notable)
         counts: dict[str, dict[int, list[int]]] = {}
         for index, attempt in enumerate(self.timeline.attempts):
             if index in notable:
                 continue
-            first = int((self.x(attempt.t_start) - GUTTER) // BUCKET_PX)
-            last = int((self.x(attempt.t_end) - GUTTER) // BUCKET_PX)
+            first = self._bucket(attempt.t_start)
+            last = self._bucket(attempt.t_end)
             lane = counts.setdefault(attempt.lane, {})
             for bucket in range(first, last + 1):
                 lane.setdefault(bucket, []).append(index)
         self.buckets = counts
-        peak = max((len(v) for lane in counts.values() for v in lane.values()), default=1)
-        for name, buckets in counts.items():
+        totals = {name: {b: len(v) for b, v in lane.items()} for name, lane in counts.items()}
+        for name, plain_counts in self._plain_counts().items():
+            lane_totals = totals.setdefault(name, {})
+            for bucket, n in plain_counts.items():
+                lane_totals[bucket] = lane_totals.get(bucket, 0) + n
+        peak = max((n for lane in totals.values() for n in lane.values()), default=1)
+        for name, buckets in totals.items():
             if name not in self.lane_y:
                 continue
             base = self.lane_y[name][0] + LABEL_H + LANE_PAD + HIST_H
@@ -252,13 +262,31 @@ class Chart:
                 f'<g class="hist" data-lane="{_e(name)}" data-top="{base - HIST_H:.1f}" '
                 f'data-h="{HIST_H}">'
             )
-            for bucket, indices in sorted(buckets.items()):
-                h = max(1.0, HIST_H * len(indices) / peak)
+            for bucket, n in sorted(buckets.items()):
+                h = max(1.0, HIST_H * n / peak)
                 yield (
-                    f'<rect class="agg" data-b="{bucket}" data-n="{len(indices)}" '
+                    f'<rect class="agg" data-b="{bucket}" data-n="{n}" '
                     f'x="{GUTTER + bucket * BUCKET_PX}" y="{base - h:.1f}" width="{BUCKET_PX}" height="{h:.1f}"/>'
                 )
             yield "</g>"
+
+    def _plain_counts(self) -> dict[str, dict[int, int]]:
+        """How many of a summary's plain accepted attempts ran in each bucket of each lane."""
+        plain = self.timeline.plain
+        if plain is None:
+            return {}
+        t_max = self.t_max
+        counts: list[dict[int, int]] = [{} for _ in plain.lanes]
+        for lane, t_start, t_end in zip(plain.lane, plain.t_start, plain.t_end, strict=True):
+            # The bucket of x(t), as _bucket computes it, without a call per attempt.
+            first = int(
+                (round(GUTTER + PLOT_W * max(0.0, t_start) / t_max, 1) - GUTTER) // BUCKET_PX
+            )
+            last = int((round(GUTTER + PLOT_W * max(0.0, t_end) / t_max, 1) - GUTTER) // BUCKET_PX)
+            own = counts[lane]
+            for bucket in range(first, last + 1):
+                own[bucket] = own.get(bucket, 0) + 1
+        return {name: own for name, own in zip(plain.lanes, counts, strict=True) if own}
 
     def _marks(self) -> Iterable[str]:
         for index, (lane, t, ev, _line) in enumerate(self.timeline.marks):

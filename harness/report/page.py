@@ -20,15 +20,24 @@ from harness.checks import Outcome, Verdict, Violation
 from harness.checks.violations import Severity
 from harness.history import History, HistoryError
 from harness.report.chart import AGGREGATE_OVER, MAX_ROWS, Chart
-from harness.report.timeline import OUTCOMES, Attempt, FaultMark, Timeline, build_timeline
+from harness.report.timeline import (
+    OUTCOMES,
+    Attempt,
+    FaultMark,
+    Plain,
+    Timeline,
+    build_timeline,
+)
 from harness.report.trace import write_trace
 
 __all__ = [
     "AGGREGATE_OVER",
+    "DETAIL_NAME",
     "REPORT_NAME",
     "VERDICT_NAME",
     "Outcome",
     "ReportError",
+    "detail_script",
     "rebuild_report",
     "render_html",
     "write_report",
@@ -36,6 +45,9 @@ __all__ = [
 
 REPORT_NAME = "report.html"
 VERDICT_NAME = "verdict.json"
+#: A summary report's side file: its plain accepted attempts, which the page loads (as a
+#: script, so that it works from ``file://``) when a reader zooms in far enough.
+DETAIL_NAME = "report.detail.js"
 #: History up to this many lines is embedded as plain JSON; beyond it, gzipped.
 _PLAIN_HISTORY_LINES = 3000
 
@@ -62,8 +74,33 @@ def write_report(
     notes = () if verdict is None else verdict.notes
     path = root / REPORT_NAME
     path.write_text(render_html(timeline, history, outcome=outcome, notes=notes), encoding="utf-8")
+    detail = root / DETAIL_NAME
+    if timeline.plain is not None:
+        detail.write_text(detail_script(timeline.plain), encoding="ascii")
+    elif detail.exists():  # from an earlier build of the same run
+        detail.unlink()
     write_trace(root / "trace.json", timeline)
     return path
+
+
+def detail_script(plain: Plain) -> str:
+    """The side file of a summary report: its plain attempts as gzipped JSON columns (job
+    ids and start times as differences from the previous one, times in microseconds),
+    handed to the page's ``reportDetail``."""
+    jobs = list(plain.job)
+    starts = [round(t * 1e6) for t in plain.t_start]
+    columns = {
+        "lanes": list(plain.lanes),
+        "lane": list(plain.lane),
+        "job": [b - a for a, b in zip([0, *jobs], jobs, strict=False)],
+        "t0": [b - a for a, b in zip([0, *starts], starts, strict=False)],
+        "dur": [
+            max(0, round(t_end * 1e6) - start)
+            for start, t_end in zip(starts, plain.t_end, strict=True)
+        ],
+    }
+    packed = gzip.compress(json.dumps(columns, separators=(",", ":")).encode(), 6, mtime=0)
+    return f'window.reportDetail("{base64.b64encode(packed).decode("ascii")}");\n'
 
 
 def write_verdict(
@@ -194,19 +231,28 @@ def render_html(
 
     ``outcome`` is the scenario's, when it differs from the run's verdict or may; ``notes``
     are what the checks measured (recovery latencies)."""
-    aggregate = len(timeline.attempts) > AGGREGATE_OVER
+    aggregate = len(timeline.attempts) > AGGREGATE_OVER or timeline.plain is not None
     chart = Chart(timeline, aggregate)
     svg = chart.svg()
     model = _model(timeline, chart, outcome)
     asset = resources.files("harness.report")
     script = asset.joinpath("report.js").read_text(encoding="utf-8")
     style = asset.joinpath("report.css").read_text(encoding="utf-8")
-    lines = [event.render() for event in history]
-    if len(lines) <= _PLAIN_HISTORY_LINES:
-        encoding, history_text = "json", _script_safe(json.dumps(lines))
+    if timeline.plain is not None:  # a summary carries the lines it points at, no others
+        cited = {
+            line: history[line].render()
+            for line in sorted(_cited_lines(timeline))
+            if 0 <= line < len(history)
+        }
+        packed = gzip.compress(json.dumps(cited).encode("utf-8"), compresslevel=6, mtime=0)
+        encoding, history_text = "sparse-gzip-base64", base64.b64encode(packed).decode("ascii")
     else:
-        packed = gzip.compress("\n".join(lines).encode("utf-8"), compresslevel=6, mtime=0)
-        encoding, history_text = "gzip-base64", base64.b64encode(packed).decode("ascii")
+        lines = [event.render() for event in history]
+        if len(lines) <= _PLAIN_HISTORY_LINES:
+            encoding, history_text = "json", _script_safe(json.dumps(lines))
+        else:
+            packed = gzip.compress("\n".join(lines).encode("utf-8"), compresslevel=6, mtime=0)
+            encoding, history_text = "gzip-base64", base64.b64encode(packed).decode("ascii")
     title = timeline.title or "run"
     return "\n".join(
         [
@@ -216,6 +262,7 @@ def render_html(
             f"{_e(timeline.summary.status if outcome is None else outcome.status)}</title>",
             f"<style>{style}</style></head><body>",
             _header(timeline, outcome, notes),
+            _summary_note(timeline, len(history)),
             _legend(),
             '<div class="zoom">Drag across the chart to zoom into a stretch of time, '
             'double-click to see it all. <span id="zoom-window" hidden>Showing <b></b>'
@@ -288,6 +335,43 @@ def _header(timeline: Timeline, outcome: Outcome | None, notes: tuple[Violation,
         + (f'<ul class="violations">{violations}</ul>' if violations else "")
         + (f'<ul class="notes" title="measured by the checks">{measured}</ul>' if notes else "")
         + "</header>"
+    )
+
+
+def _cited_lines(timeline: Timeline) -> set[int]:
+    """Every history line a summary's model points at."""
+    cited: set[int] = set()
+    for attempt in timeline.attempts:
+        cited.update(attempt.lines)
+    for own in timeline.job_lines.values():
+        cited.update(own)
+    for violation in timeline.violations:
+        cited.update(violation["lines"])
+    for fault in timeline.faults:
+        cited.update(fault.lines)
+    cited.update(line for *_, line in timeline.marks)
+    cited.update(line for *_, line in timeline.batches)
+    return cited
+
+
+def _summary_note(timeline: Timeline, history_lines: int) -> str:
+    """What a summary report draws as histograms, and where the rest of the run is."""
+    plain = timeline.plain
+    if plain is None:
+        return ""
+    left_out = ""
+    if timeline.attempts_left_out:
+        left_out += f" {timeline.attempts_left_out} more notable attempts are not drawn."
+    if timeline.violations_left_out:
+        left_out += (
+            f" {timeline.violations_left_out} more violations are in {VERDICT_NAME}, not here."
+        )
+    return (
+        f'<p class="summary-note">A summary of {history_lines} history lines: the '
+        f"{len(plain)} accepted attempts no violation names are drawn as per-lane histograms; "
+        f"zoom in to see them as bars (from {DETAIL_NAME}, beside this page). The page "
+        "carries the history lines of the attempts, faults and violations it draws; every "
+        f"other line is in the run's event logs.{_e(left_out)}</p>"
     )
 
 
@@ -396,6 +480,9 @@ def _model(timeline: Timeline, chart: Chart, outcome: Outcome | None) -> dict[st
             name: {str(b): v for b, v in buckets.items()} for name, buckets in chart.buckets.items()
         },
         "t_end": timeline.t_end,
+        "plain": None
+        if timeline.plain is None
+        else {"count": len(timeline.plain), "detail": DETAIL_NAME},
     }
 
 

@@ -20,26 +20,65 @@
   const byJob = new Map();
   M.attempts.forEach((a, i) => { if (!byJob.has(a[0])) byJob.set(a[0], []); byJob.get(a[0]).push(i); });
 
+  async function gunzip(base64) {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return new Response(stream).text();
+  }
+  // The history lines by number: every line, or (a summary) the lines the page points at.
   async function loadHistory() {
     if (historyLines) return historyLines;
     const node = document.getElementById("history");
     const text = node.textContent.trim();
-    if (node.dataset.encoding === "json") {
+    const encoding = node.dataset.encoding;
+    if (encoding === "json") {
       historyLines = JSON.parse(text);
-    } else if (typeof DecompressionStream === "function") {
-      const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-      const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
-      historyLines = (await new Response(stream).text()).split("\n");
+    } else if (typeof DecompressionStream !== "function") {
+      historyLines = null;
+      return null;
+    } else if (encoding === "sparse-gzip-base64") {
+      historyLines = JSON.parse(await gunzip(text));
     } else {
-      historyLines = [];
+      historyLines = (await gunzip(text)).split("\n");
     }
     return historyLines;
   }
   async function showLines(lines) {
     const all = await loadHistory();
     const sorted = Array.from(new Set(lines)).sort((a, b) => a - b);
-    if (!all.length) return "<p class=hint>This browser cannot unpack the embedded history (no DecompressionStream).</p>";
+    if (!all) return "<p class=hint>This browser cannot unpack the embedded history (no DecompressionStream).</p>";
     return "<pre>" + sorted.map((n) => esc(all[n] || "#" + n)).join("\n") + "</pre>";
+  }
+
+  // A summary's plain accepted attempts, from its side file (a script, so file:// works).
+  let plain = null, plainLoading = null;
+  function loadPlain() {
+    if (!M.plain) return Promise.resolve(null);
+    if (plainLoading) return plainLoading;
+    plainLoading = new Promise((resolve) => {
+      window.reportDetail = async (packed) => {
+        const d = JSON.parse(await gunzip(packed));
+        const n = d.job.length, job = new Float64Array(n), t0 = new Float64Array(n), t1 = new Float64Array(n);
+        let j = 0, t = 0;
+        for (let i = 0; i < n; i++) {
+          j += d.job[i]; t += d.t0[i];
+          job[i] = j; t0[i] = t / 1e6; t1[i] = (t + d.dur[i]) / 1e6;
+        }
+        plain = { lanes: d.lanes, lane: d.lane, job, t0, t1, n };
+        resolve(plain);
+      };
+      const script = document.createElement("script");
+      script.src = M.plain.detail;
+      script.onerror = () => { resolve(null); };
+      document.head.append(script);
+    });
+    return plainLoading;
+  }
+  function plainOf(job) {
+    const found = [];
+    if (!plain) return found;
+    for (let i = 0; i < plain.n; i++) if (plain.job[i] === job) found.push(i);
+    return found;
   }
   function fmt(t) { return t == null ? "-" : t.toFixed(3) + " s"; }
 
@@ -50,10 +89,21 @@
   async function showJob(job) {
     select(job);
     const indices = byJob.get(job) || [];
-    const rows = indices.map(att).map((a) =>
+    if (!indices.length && M.plain) await loadPlain();
+    const plainRows = indices.length || !M.plain ? [] : plainOf(job).map((i) => ({
+      attempt: "", lane: plain.lanes[plain.lane[i]], outcome: "accepted", t0: plain.t0[i], tLeaseEnd: null,
+      t1: plain.t1[i], reason: "" }));
+    const rows = indices.map(att).concat(plainRows).map((a) =>
       "<tr><td>" + a.attempt + "</td><td>" + esc(a.lane) + '</td><td><i class="sw o-' + a.outcome + '"></i> ' +
       esc(OUT[a.outcome]) + "</td><td>" + fmt(a.t0) + "</td><td>" + fmt(a.tLeaseEnd) + "</td><td>" + fmt(a.t1) +
       "</td><td>" + esc(a.reason) + "</td></tr>").join("");
+    if (plainRows.length) {
+      details.innerHTML = "<h2>job " + job + "</h2><table><tr><th>attempt</th><th>worker</th><th>outcome</th>" +
+        "<th>leased</th><th>lease ended</th><th>reported / ended</th><th>reason</th></tr>" + rows +
+        "</table><p class=hint>A plain accepted job of a summary report: its history lines are in the run's " +
+        "event logs (grep '\"job\":" + job + ",' *.events.jsonl).</p>";
+      return;
+    }
     const named = M.violations.filter((v) => v.jobs.includes(job));
     let lines = (M.job_lines[String(job)] || []).slice();
     indices.forEach((i) => { lines = lines.concat(M.attempts[i][8]); });
@@ -70,9 +120,16 @@
       (fault.unverified ? " - did not take effect: " + esc(fault.unverified) : "") +
       "</p>" + (await showLines(fault.lines));
   }
-  function showBucket(lane, b) {
+  async function showBucket(lane, b) {
     const indices = ((M.buckets[lane] || {})[b] || []);
-    const jobs = Array.from(new Set(indices.map((i) => M.attempts[i][0]))).sort((x, y) => x - y);
+    let jobs = indices.map((i) => M.attempts[i][0]);
+    if (M.plain && await loadPlain()) {
+      const lo = toBucketT(b), hi = toBucketT(b + 1);
+      for (let i = 0; i < plain.n; i++) {
+        if (plain.lanes[plain.lane[i]] === lane && plain.t1[i] >= lo && plain.t0[i] < hi) jobs.push(plain.job[i]);
+      }
+    }
+    jobs = Array.from(new Set(jobs)).sort((x, y) => x - y);
     const shown = jobs.slice(0, 400);
     details.innerHTML = "<h2>" + esc(lane) + ": " + jobs.length + " accepted job(s) here</h2><p>" +
       shown.map((j) => '<a data-goto="' + j + '">' + j + "</a>").join(" ") +
@@ -105,6 +162,11 @@
       const m = M.marks[Number(d.m)];
       return m[2] + " (" + m[0] + ") at " + fmt(m[1]);
     }
+    if (d.p !== undefined && plain) {
+      const i = Number(d.p);
+      return "job " + plain.job[i] + " · " + plain.lanes[plain.lane[i]] + "\naccepted\nleased " +
+        fmt(plain.t0[i]) + " → " + fmt(plain.t1[i]);
+    }
     if (d.b !== undefined) {
       const lane = target.parentNode.dataset.lane;
       return lane + ": " + d.n + " accepted attempt(s) in this slice";
@@ -114,7 +176,7 @@
   }
   function interesting(node) {
     while (node && node !== svg) {
-      if (node.dataset && (node.dataset.a !== undefined || node.dataset.f !== undefined ||
+      if (node.dataset && (node.dataset.a !== undefined || node.dataset.p !== undefined || node.dataset.f !== undefined ||
           node.dataset.m !== undefined || node.dataset.b !== undefined || node.dataset.batch !== undefined)) return node;
       node = node.parentNode;
     }
@@ -150,6 +212,8 @@
   });
   let view = [0, TMAX];
   const toT = (x) => view[0] + ((x - G) / PW) * (view[1] - view[0]);
+  const BUCKET_PX = 3;
+  const toBucketT = (b) => (b * BUCKET_PX / PW) * TMAX;
   function niceStep(raw) {
     const e = Math.pow(10, Math.floor(Math.log10(Math.max(raw, 1e-6))));
     for (const f of [1, 2, 5, 10]) if (f * e >= raw) return f * e;
@@ -192,28 +256,45 @@
   const DETAIL_MAX = 1500;
   const detail = document.createElementNS("http://www.w3.org/2000/svg", "g");
   plot.append(detail);
-  function drawDetail() {
+  async function drawDetail() {
     const [t0, t1] = view;
+    if (M.plain && !(t0 <= 0 && t1 >= TMAX)) await loadPlain();
+    if (view[0] !== t0 || view[1] !== t1) return;  // zoomed again meanwhile
     const hists = Array.from(svg.querySelectorAll("g.hist"));
     const band = Object.fromEntries(hists.map((g) => [g.dataset.lane, [Number(g.dataset.top), Number(g.dataset.h)]]));
-    const shown = [];
+    const shown = [];  // [attribute, index, job, lane name, start, end, row]
     M.attempts.forEach((a, i) => {
-      if (KEYS[a[5]] === "accepted" && !a[9] && a[4] >= t0 && a[3] <= t1 && M.lanes[a[2]] && band[M.lanes[a[2]].name]) shown.push(i);
+      if (KEYS[a[5]] === "accepted" && !a[9] && a[4] >= t0 && a[3] <= t1 && M.lanes[a[2]] && band[M.lanes[a[2]].name]) {
+        shown.push(["data-a", i, a[0], M.lanes[a[2]].name, a[3], a[4], a[10]]);
+      }
     });
+    if (plain) {
+      const rows = {};
+      for (let i = 0; i < plain.n && shown.length <= DETAIL_MAX; i++) {
+        const name = plain.lanes[plain.lane[i]];
+        if (plain.t1[i] >= t0 && plain.t0[i] <= t1 && band[name]) {
+          // Stacked as the chart stacks bars: the first row free at its start.
+          const ends = rows[name] || (rows[name] = []);
+          let row = ends.findIndex((end) => end <= plain.t0[i]);
+          if (row < 0) row = ends.length < M.max_rows ? ends.length : M.max_rows - 1;
+          ends[row] = plain.t1[i];
+          shown.push(["data-p", i, plain.job[i], name, plain.t0[i], plain.t1[i], row]);
+        }
+      }
+    }
     detail.replaceChildren();
     const many = shown.length > DETAIL_MAX;
     hists.forEach((g) => { g.style.display = many ? "" : "none"; });
     if (many) return;
     const rowH = (h) => h / M.max_rows;
-    for (const i of shown) {
-      const a = M.attempts[i];
-      const [top, h] = band[M.lanes[a[2]].name];
-      const x0 = G + ((a[3] - t0) / (t1 - t0)) * PW, x1 = G + ((a[4] - t0) / (t1 - t0)) * PW;
+    for (const [name, i, job, lane, start, end, row] of shown) {
+      const [top, h] = band[lane];
+      const x0 = G + ((start - t0) / (t1 - t0)) * PW, x1 = G + ((end - t0) / (t1 - t0)) * PW;
       const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
       rect.setAttribute("class", "att o-accepted thin");
-      rect.setAttribute("data-a", i); rect.setAttribute("data-job", a[0]);
+      rect.setAttribute(name, i); rect.setAttribute("data-job", job);
       rect.setAttribute("x", x0); rect.setAttribute("width", Math.max(1.5, x1 - x0));
-      rect.setAttribute("y", top + a[10] * rowH(h)); rect.setAttribute("height", rowH(h) - 1);
+      rect.setAttribute("y", top + row * rowH(h)); rect.setAttribute("height", rowH(h) - 1);
       detail.append(rect);
     }
   }
@@ -251,6 +332,7 @@
     if (!node) return;
     const d = node.dataset;
     if (d.a !== undefined) showJob(M.attempts[Number(d.a)][0]);
+    else if (d.p !== undefined && plain) showJob(plain.job[Number(d.p)]);
     else if (d.f !== undefined) showFault(Number(d.f));
     else if (d.b !== undefined) showBucket(node.parentNode.dataset.lane, d.b);
     else if (d.m !== undefined) showLines([M.marks[Number(d.m)][3]]).then((h) => { details.innerHTML = h; });
@@ -267,7 +349,9 @@
     const window_ = /t=([\d.]+)-([\d.]+)/.exec(location.hash);
     if (window_) zoom(Number(window_[1]), Number(window_[2]));
     const match = /job=(\d+)/.exec(location.hash);
-    if (match && byJob.has(Number(match[1]))) showJob(Number(match[1]));
+    if (match && (byJob.has(Number(match[1])) || M.plain)) {
+      loadPlain().then(() => showJob(Number(match[1])));
+    }
   }
   window.addEventListener("hashchange", fromHash);
   fromHash();

@@ -9,6 +9,7 @@ master leased to, a spawned process, a fault's target), never a name this module
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -19,10 +20,13 @@ from harness.contract import HARNESS, MASTER, RESULTS
 from harness.history import History, HistoryEvent
 
 __all__ = [
+    "NOTABLE_MAX",
     "OUTCOMES",
+    "SUMMARY_OVER",
     "Attempt",
     "FaultMark",
     "Lane",
+    "Plain",
     "Summary",
     "Timeline",
     "build_timeline",
@@ -70,6 +74,13 @@ _LANE_MARKS = frozenset(
 # Master events about a worker, drawn on that worker's lane.
 _ABOUT_A_WORKER = frozenset({c.WORKER_JOINED, c.WORKER_REJOINED, c.WORKER_LOST, c.WORKER_LEFT})
 _MAX_LANE_MARKS = 600
+#: Past this many leases a timeline is a summary: the accepted attempts no violation names
+#: are kept as columns (``Plain``), not one ``Attempt`` each, and lines are gathered for
+#: the attempts drawn only. A soak run has a million of them.
+SUMMARY_OVER = 50_000
+#: A summary draws at most this many attempts and this many violations; it counts the rest.
+NOTABLE_MAX = 20_000
+VIOLATIONS_MAX = 1_000
 _KILL_GRACE_S = 0.5
 _TIME_LIMIT = re.compile(r"time.?limit|timed out", re.IGNORECASE)
 
@@ -102,6 +113,22 @@ class Attempt:
     lines: tuple[int, ...]
     row: int
     flagged: bool  # a violation names its job
+
+
+@dataclass(frozen=True, slots=True)
+class Plain:
+    """The accepted attempts a summary timeline does not draw one by one, as columns:
+    attempt ``i`` ran job ``job[i]`` on ``lanes[lane[i]]`` from ``t_start[i]`` to
+    ``t_end[i]``."""
+
+    lanes: tuple[str, ...]
+    lane: array[int]
+    job: array[int]
+    t_start: array[float]
+    t_end: array[float]
+
+    def __len__(self) -> int:
+        return len(self.job)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +178,11 @@ class Timeline:
     violations: tuple[dict[str, Any], ...]
     job_lines: Mapping[int, tuple[int, ...]]  # submission, requeues, dead: not one attempt's
     t_end: float
+    #: A summary's accepted attempts that are not in ``attempts`` (None: every attempt is).
+    plain: Plain | None = None
+    #: What a summary left out: attempts and violations past its caps.
+    attempts_left_out: int = 0
+    violations_left_out: int = 0
 
 
 def build_timeline(
@@ -159,29 +191,49 @@ def build_timeline(
     *,
     title: str = "",
     faults_planned: int | None = None,
+    summary: bool | None = None,
 ) -> Timeline:
-    """The timeline of ``history``; ``verdict`` None when it was not recorded."""
+    """The timeline of ``history``; ``verdict`` None when it was not recorded.
+
+    ``summary``: keep plain accepted attempts as columns (``Timeline.plain``); by default
+    when the history has more than ``SUMMARY_OVER`` leases."""
+    if summary is None:
+        summary = len(history.leases()) > SUMMARY_OVER
     flagged_jobs: set[int] = set()
     violations: list[dict[str, Any]] = []
-    if verdict is not None:
-        for violation in (*verdict.violations, *verdict.unknowns):
-            flagged_jobs.update(violation.jobs)
-            violations.append(
-                {
-                    "check": violation.check,
-                    "severity": violation.severity,
-                    "message": violation.message,
-                    "jobs": list(violation.jobs),
-                    "lines": sorted(set(violation.lines)),
-                }
-            )
+    named = () if verdict is None else (*verdict.violations, *verdict.unknowns)
+    shown = named[:VIOLATIONS_MAX] if summary else named
+    for violation in shown:
+        flagged_jobs.update(violation.jobs)
+        violations.append(
+            {
+                "check": violation.check,
+                "severity": violation.severity,
+                "message": violation.message,
+                "jobs": list(violation.jobs),
+                "lines": sorted(set(violation.lines)),
+            }
+        )
     faults = _faults(history)
     lanes_seen = _lane_names(history)
-    attempts = _attempts(history, flagged_jobs)
+    lines: dict[tuple[int, int], list[int]] | None = None
+    job_lines: dict[int, list[int]] = {}
+    if not summary:
+        lines, job_lines = _lines(history)
+    attempts, plain, left_out = _attempts(history, flagged_jobs, lines, summary)
+    if summary:
+        lines_of = _lines(history, {attempt.job for attempt in attempts})
+        job_lines = lines_of[1]
+        attempts = _with_lines(attempts, lines_of[0])
     lanes = _lanes(history, lanes_seen, attempts, faults)
     finished = _run_finished(history)
     t_end = max(
-        [history.end_t, *(a.t_end for a in attempts), *(lane.t_end for lane in lanes)],
+        [
+            history.end_t,
+            *(a.t_end for a in attempts),
+            *(lane.t_end for lane in lanes),
+            max(plain.t_end) if plain else 0.0,
+        ],
         default=0.0,
     )
     batches = tuple(
@@ -191,27 +243,48 @@ def build_timeline(
     )
     marks = [
         (lane, event.t, event.ev, event.line)
-        for event in history
-        if event.ev in _LANE_MARKS and (lane := _mark_lane(event))
+        for event in history.select(_LANE_MARKS)
+        if (lane := _mark_lane(event))
     ][:_MAX_LANE_MARKS]
-    job_lines: dict[int, list[int]] = {}
-    for event in history:
-        attempt = event.get("attempt")
-        if event.job is not None and not isinstance(attempt, int) and event.src != RESULTS:
-            job_lines.setdefault(event.job, []).append(event.line)
-    summary = _summary(history, verdict, faults, faults_planned, finished, t_end)
     return Timeline(
         title=title,
-        summary=summary,
+        summary=_summary(history, verdict, faults, faults_planned, finished, t_end),
         lanes=lanes,
         attempts=attempts,
         faults=faults,
         batches=batches,
         marks=tuple(marks),
         violations=tuple(violations),
-        job_lines={job: tuple(lines) for job, lines in job_lines.items()},
+        job_lines={job: tuple(own) for job, own in job_lines.items()},
         t_end=t_end,
+        plain=plain,
+        attempts_left_out=left_out,
+        violations_left_out=len(named) - len(shown),
     )
+
+
+def _lines(
+    history: History, jobs: Iterable[int] | None = None
+) -> tuple[dict[tuple[int, int], list[int]], dict[int, list[int]]]:
+    """The history lines of each (job, attempt), and each job's lines that belong to no
+    attempt (submission, requeues, dead), of every job or of ``jobs`` only."""
+    events: Iterable[HistoryEvent]
+    if jobs is None:
+        events = history
+    else:
+        events = (event for job in sorted(set(jobs)) for event in history.by_job(job))
+    lines: dict[tuple[int, int], list[int]] = {}
+    job_lines: dict[int, list[int]] = {}
+    for event in events:
+        job = event.job
+        if job is None or event.src == RESULTS:
+            continue
+        attempt = event.get("attempt")
+        if isinstance(attempt, int):
+            lines.setdefault((job, attempt), []).append(event.line)
+        else:
+            job_lines.setdefault(job, []).append(event.line)
+    return lines, job_lines
 
 
 # -- lanes ---------------------------------------------------------------------------------
@@ -229,7 +302,7 @@ def _natural(name: str) -> tuple[int, str, int]:
 def _lane_names(history: History) -> list[str]:
     """Every process: one that wrote events, held a lease, was spawned (its exit code is
     recorded) or was the target of a fault (a broker that writes no events of its own)."""
-    names = {event.src for event in history if event.src not in (HARNESS, RESULTS)}
+    names = {src for src in history.sources() if src not in (HARNESS, RESULTS)}
     names.update(lease.worker for lease in history.leases() if lease.worker)
     exit_codes = _run_finished(history).get("exit_codes")
     if isinstance(exit_codes, dict):
@@ -251,16 +324,25 @@ def _lanes(
     last: dict[str, float] = {}
     own_last: dict[str, float] = {}  # the last event the process wrote itself
     known = set(names)
+    # History order is time order: a lane spans from the first event a process wrote or
+    # was named in to the last. Its own events come from the source index; one pass finds
+    # the events that name it.
+    gone = (c.WORKER_LOST, c.WORKER_LEFT)
     for event in history:
-        if event.src == RESULTS:  # printed after the run, not something a process did then
+        name = event.get("worker")
+        if isinstance(name, str) and name in known and event.src != RESULTS:
+            first.setdefault(name, event.t)
+            # Another process's word that a worker is gone does not extend its lane.
+            if name == event.src or event.ev not in gone:
+                last[name] = event.t
+    for src in history.sources():
+        if src == RESULTS:  # printed after the run, not something a process did then
             continue
-        own_last[event.src] = event.t
-        for name in (event.src, event.get("worker")):
-            if isinstance(name, str) and name in known:
-                first.setdefault(name, event.t)
-                # Another process's word that a worker is gone does not extend its lane.
-                if name == event.src or event.ev not in (c.WORKER_LOST, c.WORKER_LEFT):
-                    last[name] = event.t
+        own = history.select(src=src)
+        own_last[src] = own[-1].t
+        if src in known:
+            first[src] = min(first.get(src, own[0].t), own[0].t)
+            last[src] = max(last.get(src, own[-1].t), own[-1].t)
     exit_codes = _run_finished(history).get("exit_codes") or {}
     rows: dict[str, int] = {}
     for attempt in attempts:
@@ -313,12 +395,16 @@ def _run_finished(history: History) -> Mapping[str, Any]:
 # -- attempts ------------------------------------------------------------------------------
 
 
-def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
-    lines: dict[tuple[int, int], list[int]] = {}
-    for event in history:
-        attempt = event.get("attempt")
-        if event.job is not None and isinstance(attempt, int) and event.src != RESULTS:
-            lines.setdefault((event.job, attempt), []).append(event.line)
+def _attempts(
+    history: History,
+    flagged_jobs: set[int],
+    lines: Mapping[tuple[int, int], list[int]] | None,
+    summary: bool,
+) -> tuple[tuple[Attempt, ...], Plain | None, int]:
+    """Every attempt (a summary: the notable ones, the plain accepted ones as columns, and
+    how many notable ones past the cap were left out). Without ``lines`` (a summary) an
+    attempt's ``lines`` are only those its lease adds; ``_with_lines`` adds the rest."""
+    own_lines: Mapping[tuple[int, int], list[int]] = {} if lines is None else lines
     # Reports that arrive after their lease ended: dropped (dedup working), or accepted
     # anyway (a bug the checks will name), keyed by job, attempt and worker.
     late_reports: dict[tuple[int, int, str], HistoryEvent] = {}
@@ -327,7 +413,16 @@ def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
             key = (event.job, _int(event.get("attempt")), str(event.get("worker", "")))
             late_reports.setdefault(key, event)
     drawn: list[tuple[_Span, Outcome, float, float | None, str, tuple[int, ...]]] = []
+    plain_lanes: dict[str, int] = {}
+    plain = (array("H"), array("q"), array("d"), array("d"))
     for lease in history.leases():
+        if summary and lease.end == "completed" and lease.job not in flagged_jobs:
+            lane = plain_lanes.setdefault(lease.worker, len(plain_lanes))
+            plain[0].append(lane)
+            plain[1].append(lease.job)
+            plain[2].append(lease.t_start)
+            plain[3].append(history.end_t if lease.t_end is None else lease.t_end)
+            continue
         outcome = _LEASE_OUTCOME[lease.end]
         ended = None if lease.end_line is None else history[lease.end_line]
         reason = "" if ended is None else str(ended.get("reason") or "")
@@ -337,7 +432,7 @@ def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
             outcome = "timed_out"
         t_end = history.end_t if lease.t_end is None else lease.t_end
         t_lease_end: float | None = None
-        own = list(lines.get((lease.job, lease.attempt), ()))
+        own = list(own_lines.get((lease.job, lease.attempt), ()))
         if lease.end_line is not None:
             own.append(lease.end_line)
         late = late_reports.get((lease.job, lease.attempt, lease.worker))
@@ -350,9 +445,14 @@ def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
             own.append(late.line)
         span = _Span(lease.job, lease.attempt, lease.worker, lease.t_start)
         drawn.append((span, outcome, t_end, t_lease_end, reason, tuple(sorted(set(own)))))
-    drawn += _unleased(history, lines, {(d[0].job, d[0].attempt) for d in drawn})
+    leased = {(lease.job, lease.attempt) for lease in history.leases()}
+    drawn += _unleased(history, own_lines, leased)
+    left_out = 0
+    if summary and len(drawn) > NOTABLE_MAX:
+        left_out = len(drawn) - NOTABLE_MAX
+        drawn = drawn[:NOTABLE_MAX]
     rows = stack_rows([(span.worker, span.t_start, t_end) for span, _, t_end, *_ in drawn])
-    return tuple(
+    attempts = tuple(
         Attempt(
             job=lease.job,
             attempt=lease.attempt,
@@ -367,6 +467,19 @@ def _attempts(history: History, flagged_jobs: set[int]) -> tuple[Attempt, ...]:
             flagged=lease.job in flagged_jobs,
         )
         for (lease, outcome, t_end, t_lease_end, reason, own), row in zip(drawn, rows, strict=True)
+    )
+    if not summary:
+        return attempts, None, 0
+    return attempts, Plain(tuple(plain_lanes), *plain), left_out
+
+
+def _with_lines(
+    attempts: tuple[Attempt, ...], lines: Mapping[tuple[int, int], list[int]]
+) -> tuple[Attempt, ...]:
+    """Each attempt with the history lines of its job and attempt added to its own."""
+    return tuple(
+        replace(a, lines=tuple(sorted({*lines.get((a.job, a.attempt), ()), *a.lines})))
+        for a in attempts
     )
 
 
@@ -385,6 +498,15 @@ def _unleased(
 ) -> list[tuple[_Span, Outcome, float, float | None, str, tuple[int, ...]]]:
     """Attempts no lease of the master's covers (an engine's broker hands jobs out): each a
     bar from the worker's ``started`` to its ``completed``, or to its kill (lost)."""
+    starts = [
+        event
+        for event in history.select(c.STARTED)
+        if event.job is not None
+        and isinstance(event.get("attempt"), int)
+        and (event.job, event.get("attempt")) not in leased
+    ]
+    if not starts:
+        return []
     kills: dict[str, float] = {}
     for fault in history.faults():
         target = fault.get("target")
@@ -395,7 +517,7 @@ def _unleased(
         (event.job, event.get("attempt"), event.src): event for event in history.select(c.COMPLETED)
     }
     found: list[tuple[_Span, Outcome, float, float | None, str, tuple[int, ...]]] = []
-    for event in history.select(c.STARTED):
+    for event in starts:
         attempt = event.get("attempt")
         if event.job is None or not isinstance(attempt, int) or (event.job, attempt) in leased:
             continue

@@ -1,7 +1,9 @@
 """``trace.json``: a run as Chrome trace events, for Perfetto and ``chrome://tracing``.
 
 One process track per lane; its threads are the rows of overlapping leases, plus one for
-its lifetime and lifecycle events and one for the faults that hit it.
+its lifetime and lifecycle events and one for the faults that hit it. A summary timeline's
+plain accepted attempts are not events of their own: each lane gets a counter of how many
+of them ran in each of ``COUNTER_BUCKETS`` slices of the run, and ``otherData`` says so.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ _COLOURS = {
 }
 _LIFE_TID, _FAULT_TID, _FIRST_ROW_TID = 0, 1, 2
 _GLOBAL_PID = 0  # faults and batches that hit every lane
+COUNTER_BUCKETS = 2000
 
 
 def _us(t: float) -> float:
@@ -44,12 +47,47 @@ def trace_events(timeline: Timeline) -> dict[str, Any]:
     events += _fault_events(timeline, pids)
     events += _batch_events(timeline)
     events += _mark_events(timeline, pids)
+    events += _plain_counters(timeline, pids)
     s = timeline.summary
-    return {
-        "traceEvents": events,
-        "displayTimeUnit": "ms",
-        "otherData": {"title": timeline.title, "verdict": s.status, "checks": dict(s.checks)},
-    }
+    other: dict[str, Any] = {"title": timeline.title, "verdict": s.status, "checks": dict(s.checks)}
+    if timeline.plain is not None:
+        other["aggregated"] = (
+            f"{len(timeline.plain)} accepted attempts no violation names are counted per lane "
+            f"in {COUNTER_BUCKETS} slices of the run ('accepted attempts' counters), not drawn "
+            f"one by one; {len(timeline.attempts)} attempts are"
+        )
+    return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": other}
+
+
+def _plain_counters(timeline: Timeline, pids: dict[str, int]) -> list[dict[str, Any]]:
+    """Per lane, how many plain accepted attempts ran in each slice of the run."""
+    plain = timeline.plain
+    if plain is None or not len(plain):
+        return []
+    slice_s = max(timeline.t_end, 1e-6) / COUNTER_BUCKETS
+    counts = [[0] * (COUNTER_BUCKETS + 1) for _ in plain.lanes]
+    for lane, t_start, t_end in zip(plain.lane, plain.t_start, plain.t_end, strict=True):
+        own = counts[lane]
+        for index in range(int(t_start / slice_s), min(COUNTER_BUCKETS, int(t_end / slice_s)) + 1):
+            own[index] += 1
+    events: list[dict[str, Any]] = []
+    for name, own in zip(plain.lanes, counts, strict=True):
+        if name not in pids:
+            continue
+        previous = -1
+        for index, count in enumerate(own):
+            if count != previous:  # a counter holds its value until the next sample
+                events.append(
+                    {
+                        "ph": "C",
+                        "name": "accepted attempts",
+                        "pid": pids[name],
+                        "ts": _us(index * slice_s),
+                        "args": {"running": count},
+                    }
+                )
+                previous = count
+    return events
 
 
 def _lane_events(timeline: Timeline, pids: dict[str, int]) -> list[dict[str, Any]]:

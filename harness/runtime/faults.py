@@ -248,11 +248,12 @@ class FaultInjector:
         return not self.pending and not self._resumes
 
     def step(self) -> None:
-        follower = self.cluster.run_events
-        follower.poll()
-        for event in follower.events[self._seen :]:
-            self.tracker.event(event)
-        self._seen = len(follower.events)
+        if self.pending:  # once every fault has fired, the logs are the history's to read
+            follower = self.cluster.run_events
+            follower.poll()
+            for event in follower.events[self._seen :]:
+                self.tracker.event(event)
+            self._seen = len(follower.events)
         now = time.monotonic()
         self._check_rejoined(now)
         for scheduled in list(self._resumes):

@@ -145,7 +145,8 @@ def _run(spec: RunSpec, run_dir: Path, lab: Lab | None) -> RunResult:
                 log.close()
     finally:
         log.close()  # also when the master never became ready
-    # Teardown is done: every log is complete.
+    # Teardown is done: every log is complete, and the history reads it whole.
+    cluster.run_events.forget()
     exits = _collect_exits(cluster)
     try:
         history = History.load_run(run_dir)
@@ -192,7 +193,21 @@ def _new_cluster(spec: RunSpec, run_dir: Path, lab: Lab | None = None) -> Cluste
         proxy_seed=spec.proxy_seed,
         initial_toxics=spec.initial_toxics,
         lab=lab,
+        ready_timeout_s=_ready_timeout_s(spec.jobs_path),
     )
+
+
+#: How long a master may take to be ready: this long, and this long more per job it loads
+#: first (a soak run's master submits a million jobs before it is ready).
+READY_TIMEOUT_S, READY_PER_JOB_S = 30.0, 50e-6
+
+
+def _ready_timeout_s(jobs_path: Path | None) -> float:
+    if jobs_path is None or not jobs_path.is_file():
+        return READY_TIMEOUT_S
+    with open(jobs_path, "rb") as jobs:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: jobs.read(1 << 20), b""))
+    return READY_TIMEOUT_S + READY_PER_JOB_S * lines
 
 
 def _drive_until_done(spec: RunSpec, cluster: Cluster, log: EventWriter) -> bool:
