@@ -266,7 +266,10 @@ def fault_plans(draw: st.DrawFn, base: Scenario, max_faults: int = 3) -> Scenari
         for name, row in FAULT_ACTIONS.items()
         if row.generated in uses and name in facts.actions and not row.attack
     ]
-    triggers = [t for t in _PLAN_TRIGGERS if t in facts.triggers]
+    # Event triggers fire whenever the run reaches them; a time trigger may come after a
+    # short run has ended (the fault never fires: unknown), so it is a last resort.
+    triggers = [t for t in _PLAN_TRIGGERS if t in facts.triggers and t != "after_s"]
+    triggers = triggers or ["after_s"]
     others = [role for role in roles if role not in (systems.MASTER, systems.WORKER)]
     drawn = draw(st.lists(_fault(actions, triggers, others, workers, total), max_size=max_faults))
     plan: list[FaultSpec] = []
