@@ -274,7 +274,15 @@ def fault_plans(draw: st.DrawFn, base: Scenario, max_faults: int = 3) -> Scenari
     drawn = draw(st.lists(_fault(actions, triggers, others, workers, total), max_size=max_faults))
     plan: list[FaultSpec] = []
     deaths_left = workers - 1
+    struck: set[str] = set()  # one process fault per process: two race (a pause of the dead)
     for fault in drawn:  # deaths beyond all but one worker are left out
+        if fault_action(fault.do).aims == "process" and fault.target is not None:
+            aimed = fault.target
+            if aimed == "holder":
+                aimed = f"holder of {fault.when.trigger().record()}"
+            if aimed in struck:
+                continue
+            struck.add(aimed)
         if fault_action(fault.do).generated == "death":
             if deaths_left == 0:
                 continue
