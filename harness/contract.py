@@ -35,6 +35,7 @@ __all__ = [
     "OBSERVER_EVENTS",
     "PROCESS_DEATHS",
     "PROCESS_ENV",
+    "PRODUCER_EVENTS",
     "RESERVED_FIELDS",
     "RESULTS",
     "SUSPENDS",
@@ -156,6 +157,11 @@ BROKER_ERROR = "broker_error"  # during, error: the broker did not answer; it tr
 RETRY = "retry"  # job, attempt, error: the engine will run the job again
 CHILD_LOST = "child_lost"  # job, attempt, error: the engine saw the process running it die
 ENGINE_EVENTS = frozenset({BROKER_ERROR, RETRY, CHILD_LOST})
+#: What a producer writes (a process whose submissions are jobs, ``[system] producer``),
+#: with its own name as ``src``: the master's record stays the authoritative one.
+FLUSHED = "flushed"  # jobs, count: the master acknowledged these submissions (a flush returned)
+PRODUCER_DONE = "producer_done"  # submitted, results, duplicates, refused: its own tally
+PRODUCER_EVENTS = frozenset({FLUSHED, PRODUCER_DONE})
 
 #: The master's events that end a job; exactly one per job is the contract.
 TERMINAL_EVENTS = frozenset({RESULT_ACCEPTED, DEAD})
