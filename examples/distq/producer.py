@@ -12,8 +12,8 @@ acknowledged. ``--hold-after H``: after flushing the first H jobs, wait to be ki
 producer started again (the same command) reads its own event log, starts after what was
 flushed and finishes the rest. ``--collect``: each submitter collects its results with
 ``as_completed`` and the producer exits 1 if a result comes twice, is wrong or is missing.
-Then it closes submissions (the master stops once every job is terminal) and writes
-``producer_done``. The authkey comes from DISTQ_AUTHKEY; the event log from
+Then it closes submissions (the master stops once every job is terminal; also after a
+refusal, which it counts) and writes ``producer_done`` with its tally. The authkey comes from DISTQ_AUTHKEY; the event log from
 HARNESS_EVENTS, its name from HARNESS_PROCESS (the harness sets both).
 """
 
@@ -138,8 +138,10 @@ def main() -> int:
         thread.start()
     for thread in threads:
         thread.join()
-    if not failures:
+    try:  # also after a failure, so the master can finish and the run be judged
         submitters[0].close_submissions()
+    except Exception as exc:  # refusals again, or the master is gone
+        failures.append(exc)
     log.write(
         PRODUCER_DONE,
         submitted=tally.submitted,

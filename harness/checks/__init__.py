@@ -14,6 +14,7 @@ Layering, from the core outwards:
   coverage   fault_coverage
   exits      clean_exits
   reached    reached: the events a scenario says its run must show
+  submissions acknowledged: what a producer was promised about its submissions
   registry   the registry of every check; judge; the known-bug outcome
 Each imports only from the layers above it and from the harness's core (contract,
 history). Nothing here spawns, signals or does I/O: a check is a pure function of the
@@ -84,6 +85,7 @@ from harness.checks.struck import (
     master_events,
     struck,
 )
+from harness.checks.submissions import acknowledged
 from harness.checks.verdict import (
     EXIT_USAGE,
     VERDICT_EXIT_CODES,
@@ -125,6 +127,7 @@ __all__ = [
     "Tally",
     "Verdict",
     "Violation",
+    "acknowledged",
     "action_facts",
     "at_least_once",
     "attempts_bounded",

@@ -41,6 +41,7 @@ CheckName = Literal[
     "first_result_wins",
     "time_limits",
     "reached",
+    "acknowledged",
 ]
 CHECK_NAMES: tuple[str, ...] = typing.get_args(CheckName)
 ToxicKind = Literal[
