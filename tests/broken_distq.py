@@ -14,6 +14,8 @@ the variant; otherwise it is exactly ``python -m distq``. Test-only: never shipp
 - ``window-refuses``: jobs past a submitter's window are refused instead of waiting for room.
 - ``no-default-limit``: a submitted job without a time limit gets none, whatever
   ``--time-limit-s`` says.
+- ``journal-forgets-submitted``: the journal keeps the jobs the master started with but
+  not those submitted later, so a restart loses the ones still unfinished.
 - ``bool-as-int``: workers report ``true``/``false`` inside a value as ``1``/``0``.
 """
 
@@ -26,7 +28,8 @@ from typing import Any
 
 from distq import worker
 from distq.board import JobBoard, JobState, Outcome
-from distq.jobs import Result
+from distq.jobs import Job, Result
+from distq.journal import Journal
 from distq.service import BoardService
 from distq.submissions import Refusal, WireSubmission
 
@@ -127,6 +130,14 @@ def _bool_as_int_add(self: Any, result: Result) -> None:
     _original_add(self, result)
 
 
+_original_insert = Journal._insert_jobs
+
+
+def _insert_created_only(self: Journal, jobs: list[Job], seq: int) -> None:
+    if seq == 1:  # the journal's creation: the jobs the master was started with
+        _original_insert(self, jobs, seq)
+
+
 def install(variant: str) -> None:
     if variant == "no-dedup":
         JobBoard._finish = _no_dedup  # type: ignore[method-assign]
@@ -142,6 +153,8 @@ def install(variant: str) -> None:
         BoardService._accept_jobs = _window_refuses  # type: ignore[method-assign]
     elif variant == "no-default-limit":
         BoardService._accept_jobs = _no_default_limit  # type: ignore[method-assign]
+    elif variant == "journal-forgets-submitted":
+        Journal._insert_jobs = _insert_created_only  # type: ignore[method-assign]
     elif variant == "bool-as-int":
         worker._Session.add = _bool_as_int_add  # type: ignore[method-assign]
     elif variant in ("wrong-value", "all-wrong"):
