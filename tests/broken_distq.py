@@ -16,6 +16,7 @@ the variant; otherwise it is exactly ``python -m distq``. Test-only: never shipp
   ``--time-limit-s`` says.
 - ``journal-forgets-submitted``: the journal keeps the jobs the master started with but
   not those submitted later, so a restart loses the ones still unfinished.
+- ``prefetch-ignored``: workers lease up to 8 jobs at a time, whatever ``--prefetch`` says.
 - ``bool-as-int``: workers report ``true``/``false`` inside a value as ``1``/``0``.
 """
 
@@ -131,6 +132,11 @@ def _bool_as_int_add(self: Any, result: Result) -> None:
 
 
 _original_insert = Journal._insert_jobs
+_original_lease = worker._Session.lease
+
+
+def _lease_eight(self: Any, want: int, wait_s: float | None = None) -> Any:
+    return _original_lease(self, 8, wait_s)
 
 
 def _insert_created_only(self: Journal, jobs: list[Job], seq: int) -> None:
@@ -155,6 +161,8 @@ def install(variant: str) -> None:
         BoardService._accept_jobs = _no_default_limit  # type: ignore[method-assign]
     elif variant == "journal-forgets-submitted":
         Journal._insert_jobs = _insert_created_only  # type: ignore[method-assign]
+    elif variant == "prefetch-ignored":
+        worker._Session.lease = _lease_eight  # type: ignore[method-assign]
     elif variant == "bool-as-int":
         worker._Session.add = _bool_as_int_add  # type: ignore[method-assign]
     elif variant in ("wrong-value", "all-wrong"):

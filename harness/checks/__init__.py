@@ -10,7 +10,7 @@ Layering, from the core outwards:
   batches    batch_barrier, batch_shape
   auth       auth
   liveness   liveness, recovery_latency, no_spurious_expiry, time_limits
-  attempts   attempts_bounded
+  attempts   attempts_bounded, prefetch_bounded
   coverage   fault_coverage
   exits      clean_exits
   reached    reached: the events a scenario says its run must show
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from harness.checks.attempts import (
     attempts_bounded,
+    prefetch_bounded,
 )
 from harness.checks.auth import (
     BAD_HANDSHAKE_ACTIONS,
@@ -148,6 +149,7 @@ __all__ = [
     "master_events",
     "no_spurious_expiry",
     "one_terminal",
+    "prefetch_bounded",
     "reached",
     "recovery_latency",
     "struck",

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from harness import contract
-from harness.checks.attempts import attempts_bounded
+from harness.checks.attempts import attempts_bounded, prefetch_bounded
 from harness.checks.auth import auth
 from harness.checks.batches import batch_barrier, batch_shape
 from harness.checks.context import NO_CONTEXT, CheckContext, Tally
@@ -54,6 +54,7 @@ CHECKS: Mapping[str, Checker] = {
     "time_limits": time_limits,
     "reached": reached,
     "acknowledged": acknowledged,
+    "prefetch_bounded": prefetch_bounded,
 }
 
 

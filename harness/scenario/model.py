@@ -42,6 +42,7 @@ CheckName = Literal[
     "time_limits",
     "reached",
     "acknowledged",
+    "prefetch_bounded",
 ]
 CHECK_NAMES: tuple[str, ...] = typing.get_args(CheckName)
 ToxicKind = Literal[

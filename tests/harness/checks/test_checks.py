@@ -644,6 +644,7 @@ def test_an_unknown_check_name_is_refused_naming_the_valid_ones() -> None:
         "time_limits",
         "reached",
         "acknowledged",
+        "prefetch_bounded",
     }
 
 

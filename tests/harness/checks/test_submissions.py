@@ -1,5 +1,5 @@
-"""acknowledged (what a producer was promised) and correct_values' exact JSON comparison,
-on hand-built histories."""
+"""acknowledged (what a producer was promised), prefetch_bounded and correct_values' exact
+JSON comparison, on hand-built histories."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from harness.checks import acknowledged, correct_values
+from harness.checks import acknowledged, correct_values, prefetch_bounded
 from harness.checks.context import CheckContext
 from harness.systems.distq import builtin_expected
 from tests.support import HistoryBuilder
@@ -65,3 +65,16 @@ def test_correct_values_compares_json_values_exactly(sent: Any, got: Any, same: 
         b.events[-1]["value"] = None
     found = correct_values(b.history(), CheckContext(expected=builtin_expected))
     assert (found == []) == same, found
+
+
+def test_a_lost_worker_holding_more_than_prefetch_jobs_is_a_violation() -> None:
+    b = HistoryBuilder()
+    for job in range(3):
+        b.submit(job)
+        b.lease(job, "worker-1")
+    b.lost("worker-1", [0, 1, 2], "connection closed")
+    found = prefetch_bounded(b.history(), CheckContext(prefetch=1))
+    assert [v.jobs for v in found] == [(0, 1, 2)]
+    assert prefetch_bounded(b.history(), CheckContext(prefetch=3)) == []
+    undecided = prefetch_bounded(b.history())
+    assert [v.severity for v in undecided] == ["unknown"]
