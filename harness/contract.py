@@ -250,6 +250,9 @@ Effect = Literal["", "stopped", "gone", "cut", "ready", "dropped", "reset"]
 #: How the report draws it: a kill mark, a band until its end, a plain mark, or not at all
 #: (network faults are drawn from the proxy's own events).
 Drawn = Literal["kill", "band", "mark", "network"]
+#: Which output of the master the action tears while the master is down: the results file
+#: or the master's event log (a crash mid-write leaves its last line torn), or "" (none).
+Tears = Literal["", "results", "events"]
 #: What a generated plan may use it as: a permanent death, a fault the run survives, the
 #: same with proxies, or with a journal; "" is never generated.
 Generated = Literal["", "death", "survivable", "network", "journal"]
@@ -283,6 +286,7 @@ class FaultAction:
     effect: Effect = ""
     drawn: Drawn = "mark"
     generated: Generated = ""
+    tears: Tears = ""
 
     @property
     def ends_target(self) -> bool:
@@ -334,6 +338,14 @@ FAULT_ACTIONS: Mapping[str, FaultAction] = {
         _row("restart_master", "SIGKILL the master and start it again (it resumes if it "
              "journals)", "master", False, ends="abrupt", reach="main", comes_back=True,
              effect="ready", generated="journal"),
+        _row("tear_results", "SIGKILL the master, cut the results file in the middle of its "
+             "last line (as a crash mid-write leaves it), start the master again (it resumes "
+             "if it journals)", "master", False, ends="abrupt", reach="main", comes_back=True,
+             effect="ready", drawn="kill", tears="results"),
+        _row("tear_events", "SIGKILL the master, cut its event log in the middle of its last "
+             "line, start the master again (it resumes if it journals)", "master", False,
+             ends="abrupt", reach="main", comes_back=True, effect="ready", drawn="kill",
+             tears="events"),
         _row("wrong_key_worker", "start `count` workers whose authkey is wrong", "cluster", False,
              starts_workers=True, attack="intruder", generated="survivable"),
         _row("empty_key_worker", "start `count` workers whose authkey is empty (each must "

@@ -17,6 +17,8 @@ the variant; otherwise it is exactly ``python -m distq``. Test-only: never shipp
 - ``journal-forgets-submitted``: the journal keeps the jobs the master started with but
   not those submitted later, so a restart loses the ones still unfinished.
 - ``prefetch-ignored``: workers lease up to 8 jobs at a time, whatever ``--prefetch`` says.
+- ``keep-torn-lines``: a master resuming on its journal neither cuts a torn last line of
+  the results file nor ends one in the event log; it writes on after it.
 - ``bool-as-int``: workers report ``true``/``false`` inside a value as ``1``/``0``.
 """
 
@@ -27,7 +29,7 @@ import os
 import sys
 from typing import Any
 
-from distq import worker
+from distq import journal, worker
 from distq.board import JobBoard, JobState, Outcome
 from distq.jobs import Job, Result
 from distq.journal import Journal
@@ -133,6 +135,12 @@ def _bool_as_int_add(self: Any, result: Result) -> None:
 
 _original_insert = Journal._insert_jobs
 _original_lease = worker._Session.lease
+_original_lines_from = journal._complete_lines_from
+
+
+def _never_torn(path: Any, offset: int) -> tuple[list[bytes], int, bool]:
+    lines, start, _torn = _original_lines_from(path, offset)
+    return lines, start, False
 
 
 def _lease_eight(self: Any, want: int, wait_s: float | None = None) -> Any:
@@ -163,6 +171,8 @@ def install(variant: str) -> None:
         Journal._insert_jobs = _insert_created_only  # type: ignore[method-assign]
     elif variant == "prefetch-ignored":
         worker._Session.lease = _lease_eight  # type: ignore[method-assign]
+    elif variant == "keep-torn-lines":
+        journal._complete_lines_from = _never_torn
     elif variant == "bool-as-int":
         worker._Session.add = _bool_as_int_add  # type: ignore[method-assign]
     elif variant in ("wrong-value", "all-wrong"):

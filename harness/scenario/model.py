@@ -60,6 +60,8 @@ ActionName = Literal[
     "add_worker",
     "kill_master",
     "restart_master",
+    "tear_results",
+    "tear_events",
     "wrong_key_worker",
     "empty_key_worker",
     "idle_sockets",
