@@ -3,18 +3,19 @@ workers run, the way a program feeding distq does. The scenario library runs it 
 ``producer`` role (``[system] producer = ["python", "producer.py", "{address}", ...]``).
 
     python producer.py HOST:PORT --count N [--delay-s D] [--sessions K] [--window W]
-                       [--flush-every F] [--hold-after H] [--collect] [--bulk]
+                       [--flush-every F] [--hold-after H] [--collect]
 
 Jobs are ``square`` of 0..N-1 (with ``--delay-s``, each sleeps that long). ``--sessions``
 submitters share the numbers (ids come from each one's own blocks); each flushes every
 ``--flush-every`` jobs and writes a ``flushed`` event naming the ids the master
-acknowledged. ``--hold-after H``: after flushing the first H jobs, wait to be killed; the
-producer started again (the same command) reads its own event log, starts after what was
-flushed and finishes the rest. ``--collect``: each submitter collects its results with
-``as_completed`` and the producer exits 1 if a result comes twice, is wrong or is missing.
-Then it closes submissions (the master stops once every job is terminal; also after a
-refusal, which it counts) and writes ``producer_done`` with its tally. The authkey comes from DISTQ_AUTHKEY; the event log from
-HARNESS_EVENTS, its name from HARNESS_PROCESS (the harness sets both).
+acknowledged. ``--hold-after H`` (one session): after flushing the first H jobs, wait to be
+killed; the producer started again (the same command) reads its own event log, starts
+after what was flushed and finishes the rest. ``--collect``: each submitter collects its
+results with ``as_completed``; a result twice, a wrong one or one missing (a timeout)
+makes the producer exit 1. Then it closes submissions (the master stops once every job is
+terminal; also after a refusal, which it counts) and writes ``producer_done`` with its
+tally. The authkey comes from DISTQ_AUTHKEY; the event log from HARNESS_EVENTS, its name
+from HARNESS_PROCESS (the harness sets both).
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ def main() -> int:
     if start:
         options.hold_after = None  # started again: finish the rest
     submitters = [
-        Submitter.connect(options.address, key, window=options.window, collect_results=options.collect)
+        Submitter.connect(
+            options.address, key, window=options.window, collect_results=options.collect
+        )
         for _ in range(options.sessions)
     ]
     tally = Tally()
