@@ -11,6 +11,8 @@ the variant; otherwise it is exactly ``python -m distq``. Test-only: never shipp
   worker took yet are forgotten (neither run nor ended).
 - ``shared-ids``: every submitter session is given the same block of ids, so a second
   producer's jobs collide with the first's and are refused.
+- ``silent-refusal``: a malformed submission is acknowledged as taken and dropped, its
+  refusal never reported to the submitter.
 - ``window-refuses``: jobs past a submitter's window are refused instead of waiting for room.
 - ``no-default-limit``: a submitted job without a time limit gets none, whatever
   ``--time-limit-s`` says.
@@ -109,6 +111,13 @@ def _window_refuses(
     return len(jobs), refused + [(job[0], "the window is full") for job in jobs[room:]]
 
 
+def _silent_refusal(
+    self: BoardService, session: Any, jobs: list[WireSubmission]
+) -> tuple[int, list[Refusal]]:
+    taken, _refused = _original_accept(self, session, jobs)
+    return taken, []
+
+
 def _no_default_limit(
     self: BoardService, session: Any, jobs: list[WireSubmission]
 ) -> tuple[int, list[Refusal]]:
@@ -165,6 +174,8 @@ def install(variant: str) -> None:
         BoardService.reserve_ids = _shared_ids  # type: ignore[method-assign]
     elif variant == "window-refuses":
         BoardService._accept_jobs = _window_refuses  # type: ignore[method-assign]
+    elif variant == "silent-refusal":
+        BoardService._accept_jobs = _silent_refusal  # type: ignore[method-assign]
     elif variant == "no-default-limit":
         BoardService._accept_jobs = _no_default_limit  # type: ignore[method-assign]
     elif variant == "journal-forgets-submitted":

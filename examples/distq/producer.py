@@ -3,7 +3,7 @@ workers run, the way a program feeding distq does. The scenario library runs it 
 ``producer`` role (``[system] producer = ["python", "producer.py", "{address}", ...]``).
 
     python producer.py HOST:PORT --count N [--delay-s D] [--sessions K] [--window W]
-                       [--flush-every F] [--hold-after H] [--collect]
+                       [--flush-every F] [--hold-after H] [--collect] [--malformed M]
 
 Jobs are ``square`` of 0..N-1 (with ``--delay-s``, each sleeps that long). ``--sessions``
 submitters share the numbers (ids come from each one's own blocks); each flushes every
@@ -12,7 +12,8 @@ acknowledged. ``--hold-after H`` (one session): after flushing the first H jobs,
 killed; the producer started again (the same command) reads its own event log, starts
 after what was flushed and finishes the rest. ``--collect``: each submitter collects its
 results with ``as_completed``; a result twice, a wrong one or one missing (a timeout)
-makes the producer exit 1. Then it closes submissions (the master stops once every job is
+makes the producer exit 1. ``--malformed M``: each session then submits M jobs of no such
+task, whose refusals the next flush must report. Then it closes submissions (the master stops once every job is
 terminal; also after a refusal, which it counts) and writes ``producer_done`` with its
 tally. The authkey comes from DISTQ_AUTHKEY; the event log from HARNESS_EVENTS, its name
 from HARNESS_PROCESS (the harness sets both).
@@ -33,6 +34,7 @@ from distq.errors import SubmissionRefused
 from harness.contract import FLUSHED, PRODUCER_DONE, EventWriter
 
 HOLD_S = 600  # the harness kills a holding producer long before
+MALFORMED_TASK = "no such task"  # neither a built-in nor a module:function reference
 
 
 def flushed_before(path: str | None) -> int:
@@ -59,6 +61,7 @@ class Tally:
         self.duplicates = 0
         self.wrong = 0
         self.refused = 0
+        self.unreported = 0
 
 
 def run_session(
@@ -89,6 +92,8 @@ def run_session(
             pending = []
             if options.hold_after is not None and number + 1 == options.hold_after:
                 time.sleep(HOLD_S)  # killed here: what was flushed must still be done
+    if options.malformed:
+        submit_malformed(submitter, options.malformed, log, tally)
     if not options.collect:
         return
     seen: set[int] = set()
@@ -102,6 +107,21 @@ def run_session(
         seen.add(result.job_id)
 
 
+def submit_malformed(submitter: Submitter, count: int, log: EventWriter, tally: Tally) -> None:
+    """Submit ``count`` jobs the master must refuse (no such task): each refusal must be
+    reported to this producer by the next flush, none silently dropped."""
+    bad = [submitter.submit(MALFORMED_TASK, []) for _ in range(count)]
+    try:
+        submitter.flush()
+    except SubmissionRefused as exc:
+        reported = {job for job, _reason in exc.refusals}
+    else:
+        reported = set()
+        log.write(FLUSHED, jobs=bad, count=len(bad))  # the master says it took them
+    with tally.lock:
+        tally.unreported += len(set(bad) - reported)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="producer.py")
     parser.add_argument("address")
@@ -112,6 +132,7 @@ def main() -> int:
     parser.add_argument("--flush-every", type=int, default=10)
     parser.add_argument("--hold-after", type=int)
     parser.add_argument("--collect", action="store_true")
+    parser.add_argument("--malformed", type=int, default=0)
     parser.add_argument("--collect-timeout-s", type=float, default=60.0)
     options = parser.parse_args()
     key = os.environb[b"DISTQ_AUTHKEY"]
@@ -152,12 +173,13 @@ def main() -> int:
         duplicates=tally.duplicates,
         wrong=tally.wrong,
         refused=tally.refused,
+        unreported=tally.unreported,
     )
     for submitter in submitters:
         submitter.abandon()
     for failure in failures:
         print(f"producer: {type(failure).__name__}: {failure}", file=sys.stderr)
-    bad = failures or tally.duplicates or tally.wrong
+    bad = failures or tally.duplicates or tally.wrong or tally.unreported
     return 1 if bad else 0
 
 

@@ -3,7 +3,8 @@
 A producer (``[system] producer``) writes ``flushed`` with the ids the master acknowledged
 and, at its end, ``producer_done`` with its own tally. Every acknowledged id must be on the
 master's record (a ``job_submitted``): exactly_once then holds it to one result. A producer
-that was refused a well-formed job, got a result twice or a wrong one says so in its tally.
+that was refused a well-formed job, was never told of a malformed one's refusal, or got a
+result twice or a wrong one says so in its tally.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ __all__ = ["acknowledged"]
 
 #: The tally fields of ``producer_done`` that must be zero, and what each means.
 _TALLY = {
-    "refused": "submissions refused by the master",
+    "refused": "well-formed submissions refused by the master",
+    "unreported": "malformed submissions whose refusal was never reported to it",
     "duplicates": "results it was handed twice",
     "wrong": "results with a wrong value",
 }
@@ -25,7 +27,8 @@ _TALLY = {
 
 def acknowledged(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
     """Each job acknowledged to a producer is on the master's record; each producer's own
-    tally counts no refusal, no result twice and no wrong value."""
+    tally counts no refusal of a well-formed job, no unreported refusal, no result twice and
+    no wrong value."""
     check = "acknowledged"
     submitted = history.submitted()
     found: list[Violation] = []

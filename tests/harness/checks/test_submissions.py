@@ -29,7 +29,7 @@ def test_a_producer_tally_of_refusals_duplicates_or_wrong_values_is_a_violation(
     b.add("producer", "producer_done", submitted=1, results=2, duplicates=1, wrong=0, refused=3)
     messages = [v.message for v in acknowledged(b.history())]
     assert messages == [
-        "producer counted 3 submissions refused by the master",
+        "producer counted 3 well-formed submissions refused by the master",
         "producer counted 1 results it was handed twice",
     ]
 

@@ -24,6 +24,7 @@ SCENARIOS = REPO / "scenarios"
 CAUGHT = {
     "producers/killed_after_flush.toml": "drop-orphans",
     "producers/several_producers.toml": "shared-ids",
+    "producers/refusal_reported.toml": "silent-refusal",
     "producers/submit_window_smaller_than_jobs.toml": "window-refuses",
     "producers/journal_restart_under_producer.toml": "journal-forgets-submitted",
     "producers/submitted_job_gets_default_limit.toml": "no-default-limit",
