@@ -35,6 +35,7 @@ __all__ = [
     "OBSERVER_EVENTS",
     "PROCESS_DEATHS",
     "PROCESS_ENV",
+    "PRODUCER_EVENTS",
     "RESERVED_FIELDS",
     "RESULTS",
     "SUSPENDS",
@@ -156,6 +157,11 @@ BROKER_ERROR = "broker_error"  # during, error: the broker did not answer; it tr
 RETRY = "retry"  # job, attempt, error: the engine will run the job again
 CHILD_LOST = "child_lost"  # job, attempt, error: the engine saw the process running it die
 ENGINE_EVENTS = frozenset({BROKER_ERROR, RETRY, CHILD_LOST})
+#: What a producer writes (a process whose submissions are jobs, ``[system] producer``),
+#: with its own name as ``src``: the master's record stays the authoritative one.
+FLUSHED = "flushed"  # jobs, count: the master acknowledged these submissions (a flush returned)
+PRODUCER_DONE = "producer_done"  # submitted, results, duplicates, refused: its own tally
+PRODUCER_EVENTS = frozenset({FLUSHED, PRODUCER_DONE})
 
 #: The master's events that end a job; exactly one per job is the contract.
 TERMINAL_EVENTS = frozenset({RESULT_ACCEPTED, DEAD})
@@ -244,6 +250,9 @@ Effect = Literal["", "stopped", "gone", "cut", "ready", "dropped", "reset"]
 #: How the report draws it: a kill mark, a band until its end, a plain mark, or not at all
 #: (network faults are drawn from the proxy's own events).
 Drawn = Literal["kill", "band", "mark", "network"]
+#: Which output of the master the action tears while the master is down: the results file
+#: or the master's event log (a crash mid-write leaves its last line torn), or "" (none).
+Tears = Literal["", "results", "events"]
 #: What a generated plan may use it as: a permanent death, a fault the run survives, the
 #: same with proxies, or with a journal; "" is never generated.
 Generated = Literal["", "death", "survivable", "network", "journal", "hosts"]
@@ -277,6 +286,7 @@ class FaultAction:
     effect: Effect = ""
     drawn: Drawn = "mark"
     generated: Generated = ""
+    tears: Tears = ""
 
     @property
     def ends_target(self) -> bool:
@@ -328,6 +338,14 @@ FAULT_ACTIONS: Mapping[str, FaultAction] = {
         _row("restart_master", "SIGKILL the master and start it again (it resumes if it "
              "journals)", "master", False, ends="abrupt", reach="main", comes_back=True,
              effect="ready", generated="journal"),
+        _row("tear_results", "SIGKILL the master, cut the results file in the middle of its "
+             "last line (as a crash mid-write leaves it), start the master again (it resumes "
+             "if it journals)", "master", False, ends="abrupt", reach="main", comes_back=True,
+             effect="ready", drawn="kill", tears="results"),
+        _row("tear_events", "SIGKILL the master, cut its event log in the middle of its last "
+             "line, start the master again (it resumes if it journals)", "master", False,
+             ends="abrupt", reach="main", comes_back=True, effect="ready", drawn="kill",
+             tears="events"),
         _row("wrong_key_worker", "start `count` workers whose authkey is wrong", "cluster", False,
              starts_workers=True, attack="intruder", generated="survivable"),
         _row("empty_key_worker", "start `count` workers whose authkey is empty (each must "

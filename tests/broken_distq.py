@@ -7,17 +7,36 @@ the variant; otherwise it is exactly ``python -m distq``. Test-only: never shipp
 - ``wrong-value``: workers report ``n*n + 1`` for job 7.
 - ``never-requeue``: a job whose attempt fails is forgotten instead of retried.
 - ``batch-early``: the next batch opens while one job of the current batch is unfinished.
+- ``drop-orphans``: when a submitter's connection closes, its acknowledged jobs that no
+  worker took yet are forgotten (neither run nor ended).
+- ``shared-ids``: every submitter session is given the same block of ids, so a second
+  producer's jobs collide with the first's and are refused.
+- ``silent-refusal``: a malformed submission is acknowledged as taken and dropped, its
+  refusal never reported to the submitter.
+- ``window-refuses``: jobs past a submitter's window are refused instead of waiting for room.
+- ``no-default-limit``: a submitted job without a time limit gets none, whatever
+  ``--time-limit-s`` says.
+- ``journal-forgets-submitted``: the journal keeps the jobs the master started with but
+  not those submitted later, so a restart loses the ones still unfinished.
+- ``prefetch-ignored``: workers lease up to 8 jobs at a time, whatever ``--prefetch`` says.
+- ``keep-torn-lines``: a master resuming on its journal neither cuts a torn last line of
+  the results file nor ends one in the event log; it writes on after it.
+- ``bool-as-int``: workers report ``true``/``false`` inside a value as ``1``/``0``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Any
 
-from distq import worker
+from distq import journal, worker
 from distq.board import JobBoard, JobState, Outcome
-from distq.jobs import Result
+from distq.jobs import Job, Result
+from distq.journal import Journal
+from distq.service import BoardService
+from distq.submissions import Refusal, WireSubmission
 
 VARIANT = os.environ.get("DISTQ_BROKEN", "")
 
@@ -60,6 +79,88 @@ def _wrong_value_add(self: Any, result: Result) -> None:
     _original_add(self, result)
 
 
+_original_closed = BoardService.connection_closed
+_original_accept = BoardService._accept_jobs
+
+
+def _drop_orphans(self: BoardService, conn: object) -> None:
+    _original_closed(self, conn)
+    with self._cond:
+        for job_id, session in list(self.sessions._owner.items()):
+            entry = self.board._entries.get(job_id)
+            if session.ended and entry is not None and entry.state is JobState.PENDING:
+                entry.state = JobState.LEASED  # neither pending nor terminal: lost
+
+
+_next_of_session: dict[str, int] = {}
+
+
+def _shared_ids(self: BoardService, session: str, count: int) -> int:
+    with self._cond:
+        self._session(session)
+        first = _next_of_session.get(session, 0)  # each session counts from 0 on its own
+        _next_of_session[session] = first + max(1, count)
+        return first
+
+
+def _window_refuses(
+    self: BoardService, session: Any, jobs: list[WireSubmission]
+) -> tuple[int, list[Refusal]]:
+    room = self.sessions.room(session)
+    _taken, refused = _original_accept(self, session, jobs[:room])
+    return len(jobs), refused + [(job[0], "the window is full") for job in jobs[room:]]
+
+
+def _silent_refusal(
+    self: BoardService, session: Any, jobs: list[WireSubmission]
+) -> tuple[int, list[Refusal]]:
+    taken, _refused = _original_accept(self, session, jobs)
+    return taken, []
+
+
+def _no_default_limit(
+    self: BoardService, session: Any, jobs: list[WireSubmission]
+) -> tuple[int, list[Refusal]]:
+    self.config = dataclasses.replace(self.config, time_limit_s=None)
+    return _original_accept(self, session, jobs)
+
+
+def _as_ints(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, list | tuple):
+        return [_as_ints(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_ints(item) for key, item in value.items()}
+    return value
+
+
+def _bool_as_int_add(self: Any, result: Result) -> None:
+    if result.ok:
+        value = _as_ints(result.value)
+        result = Result(result.job_id, True, value, None, result.worker, result.attempt)
+    _original_add(self, result)
+
+
+_original_insert = Journal._insert_jobs
+_original_lease = worker._Session.lease
+_original_lines_from = journal._complete_lines_from
+
+
+def _never_torn(path: Any, offset: int) -> tuple[list[bytes], int, bool]:
+    lines, start, _torn = _original_lines_from(path, offset)
+    return lines, start, False
+
+
+def _lease_eight(self: Any, want: int, wait_s: float | None = None) -> Any:
+    return _original_lease(self, 8, wait_s)
+
+
+def _insert_created_only(self: Journal, jobs: list[Job], seq: int) -> None:
+    if seq == 1:  # the journal's creation: the jobs the master was started with
+        _original_insert(self, jobs, seq)
+
+
 def install(variant: str) -> None:
     if variant == "no-dedup":
         JobBoard._finish = _no_dedup  # type: ignore[method-assign]
@@ -67,6 +168,24 @@ def install(variant: str) -> None:
         JobBoard._requeue = _never_requeue  # type: ignore[method-assign]
     elif variant == "batch-early":
         JobBoard._terminal = _batch_early  # type: ignore[method-assign]
+    elif variant == "drop-orphans":
+        BoardService.connection_closed = _drop_orphans  # type: ignore[method-assign]
+    elif variant == "shared-ids":
+        BoardService.reserve_ids = _shared_ids  # type: ignore[method-assign]
+    elif variant == "window-refuses":
+        BoardService._accept_jobs = _window_refuses  # type: ignore[method-assign]
+    elif variant == "silent-refusal":
+        BoardService._accept_jobs = _silent_refusal  # type: ignore[method-assign]
+    elif variant == "no-default-limit":
+        BoardService._accept_jobs = _no_default_limit  # type: ignore[method-assign]
+    elif variant == "journal-forgets-submitted":
+        Journal._insert_jobs = _insert_created_only  # type: ignore[method-assign]
+    elif variant == "prefetch-ignored":
+        worker._Session.lease = _lease_eight  # type: ignore[method-assign]
+    elif variant == "keep-torn-lines":
+        journal._complete_lines_from = _never_torn
+    elif variant == "bool-as-int":
+        worker._Session.add = _bool_as_int_add  # type: ignore[method-assign]
     elif variant in ("wrong-value", "all-wrong"):
         worker._Session.add = _wrong_value_add  # type: ignore[method-assign]
     elif variant:

@@ -10,10 +10,11 @@ Layering, from the core outwards:
   batches    batch_barrier, batch_shape
   auth       auth
   liveness   liveness, recovery_latency, no_spurious_expiry, time_limits
-  attempts   attempts_bounded
+  attempts   attempts_bounded, prefetch_bounded
   coverage   fault_coverage
   exits      clean_exits
   reached    reached: the events a scenario says its run must show
+  submissions acknowledged: what a producer was promised about its submissions
   registry   the registry of every check; judge; the known-bug outcome
 Each imports only from the layers above it and from the harness's core (contract,
 history). Nothing here spawns, signals or does I/O: a check is a pure function of the
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from harness.checks.attempts import (
     attempts_bounded,
+    prefetch_bounded,
 )
 from harness.checks.auth import (
     BAD_HANDSHAKE_ACTIONS,
@@ -84,6 +86,7 @@ from harness.checks.struck import (
     master_events,
     struck,
 )
+from harness.checks.submissions import acknowledged
 from harness.checks.verdict import (
     EXIT_USAGE,
     VERDICT_EXIT_CODES,
@@ -125,6 +128,7 @@ __all__ = [
     "Tally",
     "Verdict",
     "Violation",
+    "acknowledged",
     "action_facts",
     "at_least_once",
     "attempts_bounded",
@@ -145,6 +149,7 @@ __all__ = [
     "master_events",
     "no_spurious_expiry",
     "one_terminal",
+    "prefetch_bounded",
     "reached",
     "recovery_latency",
     "struck",

@@ -1,5 +1,5 @@
-"""The attempts check: a job is retried at most ``max_attempts`` times and hand-backs never
-count.
+"""The attempts checks: a job is retried at most ``max_attempts`` times and hand-backs never
+count; a lost worker loses at most ``prefetch`` jobs' attempts.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from harness.checks.violations import Violation, undecided
 from harness.contract import MASTER
 from harness.history import History
 
-__all__ = ["attempts_bounded"]
+__all__ = ["attempts_bounded", "prefetch_bounded"]
 
 
 _HAND_BACKS = frozenset({contract.WORKER_LEFT, contract.WORKER_REJOINED})
@@ -115,4 +115,26 @@ def attempts_bounded(history: History, context: CheckContext = NO_CONTEXT) -> li
                 f"max_attempts is {max_attempts}"
             )
             found.append(Violation(check, message, (job,), (event.line,)))
+    return found
+
+
+def prefetch_bounded(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
+    """A worker that dies takes at most ``prefetch`` jobs with it: each of the master's
+    ``worker_lost`` events names no more jobs than a lease may hold (with ``--prefetch 1``,
+    one attempt lost, not several)."""
+    check = "prefetch_bounded"
+    prefetch = context.prefetch
+    if prefetch is None:
+        return undecided(check, "the scenario states no prefetch to hold the workers to")
+    found: list[Violation] = []
+    losses = history.select(contract.WORKER_LOST, src=MASTER)
+    context.judged(len(losses), "lost workers")
+    for event in losses:
+        jobs = event.get("jobs") or []
+        if len(jobs) > prefetch:
+            message = (
+                f"{event.get('worker')} was lost holding {len(jobs)} jobs {jobs}, more than "
+                f"prefetch {prefetch} allows"
+            )
+            found.append(Violation(check, message, tuple(jobs), (event.line,)))
     return found

@@ -128,6 +128,8 @@ class CheckContext:
     #: What the scenario states: attempts_bounded, batch_shape, recovery_latency,
     #: no_spurious_expiry, time_limits.
     max_attempts: int | None = None
+    #: The most jobs one lease may hold (prefetch_bounded); from the system's settings.
+    prefetch: int | None = None
     batch_size: int | None = None
     lease_timeout_s: float | None = None
     recovery_bound_s: float | None = None

@@ -276,6 +276,14 @@ def _as_json(value: Any) -> Any:
 
 
 def _same(want: Any, got: Any) -> bool:
+    """Equal as JSON values: ``true`` is not ``1`` and ``null`` is not ``0``, at any depth
+    (Python's ``==`` says ``True == 1``); numbers compare by value, NaN equals NaN."""
+    if isinstance(want, bool) or isinstance(got, bool) or want is None or got is None:
+        return type(want) is type(got) and want == got
+    if isinstance(want, list) and isinstance(got, list):
+        return len(want) == len(got) and all(map(_same, want, got))
+    if isinstance(want, dict) and isinstance(got, dict):
+        return want.keys() == got.keys() and all(_same(want[k], got[k]) for k in want)
     if isinstance(want, float) and isinstance(got, float) and math.isnan(want):
         return math.isnan(got)
     return bool(want == got)

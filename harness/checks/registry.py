@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from harness import contract
-from harness.checks.attempts import attempts_bounded
+from harness.checks.attempts import attempts_bounded, prefetch_bounded
 from harness.checks.auth import auth
 from harness.checks.batches import batch_barrier, batch_shape
 from harness.checks.context import NO_CONTEXT, CheckContext, Tally
@@ -22,6 +22,7 @@ from harness.checks.delivery import (
 from harness.checks.exits import clean_exits
 from harness.checks.liveness import liveness, no_spurious_expiry, recovery_latency, time_limits
 from harness.checks.reached import reached
+from harness.checks.submissions import acknowledged
 from harness.checks.verdict import Outcome, Pin, Status, Verdict
 from harness.checks.violations import Severity, Violation
 from harness.history import History
@@ -52,6 +53,8 @@ CHECKS: Mapping[str, Checker] = {
     "first_result_wins": first_result_wins,
     "time_limits": time_limits,
     "reached": reached,
+    "acknowledged": acknowledged,
+    "prefetch_bounded": prefetch_bounded,
 }
 
 

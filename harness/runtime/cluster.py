@@ -391,13 +391,16 @@ class Cluster:
     def start_master(self, extra_args: Sequence[str] = ()) -> Proc:
         return self.start_role(MASTER, extra_args)
 
-    def restart_master(self) -> Proc:
-        """SIGKILL the master and start it again. The system sees the address it had
-        (``ProcessSpec.addresses``), so it can bind it again for rejoining workers."""
+    def restart_master(self, while_down: Callable[[], None] | None = None) -> Proc:
+        """SIGKILL the master and start it again, calling ``while_down`` in between (a file
+        fault). The system sees the address it had (``ProcessSpec.addresses``), so it can
+        bind it again for rejoining workers."""
         if self.master is None:
             raise ClusterError("no master was started")
         self.signal(MASTER, signal.SIGKILL)
         self.master.popen.wait()
+        if while_down is not None:
+            while_down()
         return self.start_master()
 
     def add_worker(

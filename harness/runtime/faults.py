@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness import contract
@@ -208,6 +209,22 @@ def _of_attempt(attempts: dict[int, str], attempt: int | None) -> str | None:
     if attempt is None:
         return next(iter(attempts.values()), None)
     return attempts.get(attempt)
+
+
+def tear_last_line(path: Path) -> int:
+    """Cut ``path`` in the middle of its last line, as a process killed mid-write leaves
+    it; returns how many bytes were cut (0: the file has no line)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    body = data[:-1] if data.endswith(b"\n") else data
+    if not body:
+        return 0
+    start = body.rfind(b"\n") + 1  # where the last line begins
+    keep = start + max(1, (len(body) - start) // 2)
+    os.truncate(path, keep)
+    return len(data) - keep
 
 
 class FaultInjector:
@@ -560,6 +577,16 @@ class FaultInjector:
         if fault.do == "add_worker":
             for _ in range(fault.count):
                 cluster.add_worker()
+        elif fault_action(fault.do).tears:
+            path = {
+                "results": cluster.results_path,
+                "events": cluster.events_path(MASTER),
+            }[fault_action(fault.do).tears]
+            torn: list[int] = []
+            started = cluster.restart_master(lambda: torn.append(tear_last_line(path)))
+            why = "" if torn and torn[0] else f"{path.name} had no line to tear"
+            effect = Effect(bool(torn and torn[0]), (started.pid,), why)
+            self._effect(index, fault.do, MASTER, effect, torn_bytes=torn[0] if torn else 0)
         elif fault.do == "restart_master":
             started = cluster.restart_master()  # back once the system says it is ready
             self._effect(index, fault.do, MASTER, Effect(True, (started.pid,)))

@@ -67,6 +67,13 @@ def _takes_cwd(system: dict[str, Any]) -> bool:
     return _takes(system, "cwd")
 
 
+def _default_cwd(system: dict[str, Any]) -> object:
+    """The kind's default ``cwd`` (None: the run directory, unless the scenario says)."""
+    kind = systems.get_kind(str(system.get("kind", systems.DEFAULT_KIND)))
+    field = next(f for f in msgspec.structs.fields(kind.config) if f.name == "cwd")
+    return field.default
+
+
 def _takes(system: dict[str, Any], key: str) -> bool:
     """Whether the table's kind has ``key`` among its keys."""
     try:
@@ -139,8 +146,14 @@ def load_scenario(path: Path) -> Scenario:
             f"{where}: scenario: got {show(version)}, expected {known} (the format version)"
         )
     system = raw.get("system")
-    if isinstance(system, dict) and _takes_cwd(system) and isinstance(system.get("cwd", "."), str):
-        # A system's working directory is relative to the scenario file (by default, its own).
+    if (
+        isinstance(system, dict)
+        and _takes_cwd(system)
+        and ("cwd" in system or _default_cwd(system) is not None)
+        and isinstance(system.get("cwd", "."), str)
+    ):
+        # A system's working directory is relative to the scenario file (by default, its own,
+        # unless the kind's default is none: its processes run in the run directory).
         here = Path(path).resolve().parent
         system["cwd"] = str((here / system.get("cwd", ".")).resolve())
         if _takes(system, "scenario_dir") and isinstance(system.get("scenario_dir", ""), str):

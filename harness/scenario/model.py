@@ -41,6 +41,8 @@ CheckName = Literal[
     "first_result_wins",
     "time_limits",
     "reached",
+    "acknowledged",
+    "prefetch_bounded",
 ]
 CHECK_NAMES: tuple[str, ...] = typing.get_args(CheckName)
 ToxicKind = Literal[
@@ -58,6 +60,8 @@ ActionName = Literal[
     "add_worker",
     "kill_master",
     "restart_master",
+    "tear_results",
+    "tear_events",
     "wrong_key_worker",
     "empty_key_worker",
     "idle_sockets",
@@ -367,6 +371,7 @@ EVENT_NAMES = sorted(
     | contract.HARNESS_EVENTS
     | contract.OBSERVER_EVENTS
     | contract.ENGINE_EVENTS
+    | contract.PRODUCER_EVENTS
 )
 
 
@@ -514,7 +519,11 @@ class Scenario(_Strict, frozen=True):
                     f"(there are {total} jobs: 0..{total - 1})"
                 )
         check_reachable(self)
-        check_targets(self, kind.facts.roles)
+        # A role the kind runs only when its [system] key says how (a producer) is there
+        # only then.
+        optional = kind.config.__struct_fields__
+        roles = tuple(r for r in kind.facts.roles if r not in optional or self.system.get(r))
+        check_targets(self, roles)
 
     def _supported_by(self, facts: type[systems.System], kind: str) -> None:
         """Every check, trigger, action and [cluster] key used is one the kind supports."""

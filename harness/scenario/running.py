@@ -46,6 +46,12 @@ def _jobs(scenario: Scenario) -> list[dict[str, Any]]:
     return jobs
 
 
+def _prefetch(scenario: Scenario) -> int | None:
+    """The most jobs one lease may hold, if the system states it (``[system] prefetch``)."""
+    value = scenario.system.get("prefetch")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
     """Write the job set into ``run_dir`` and translate the scenario into a run."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -93,6 +99,7 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
         known_violations=scenario.expect.known_violations,
         context=CheckContext(
             max_attempts=cluster.max_attempts,
+            prefetch=_prefetch(scenario),
             batch_size=cluster.batch_size,
             recovery_bound_s=scenario.expect.recovery_bound_s,
             time_limit_slack_s=scenario.expect.time_limit_slack_s,

@@ -12,6 +12,7 @@ import random
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
+from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import msgspec
@@ -38,7 +39,7 @@ from harness.systems.base import (
 from harness.wire.frames import Connection
 from harness.wire.relay import HOLD_BOUND_S, FrameHolds
 
-__all__ = ["AUTHKEY_ENV", "KIND", "DistqConfig", "DistqSystem", "builtin_expected"]
+__all__ = ["AUTHKEY_ENV", "KIND", "PRODUCER", "DistqConfig", "DistqSystem", "builtin_expected"]
 
 AUTHKEY_ENV = "DISTQ_AUTHKEY"
 
@@ -56,7 +57,12 @@ _FLAGS: Mapping[str, tuple[str, str]] = {
     "worker_handshake_timeout_s": (WORKER, "--handshake-timeout-s"),
     "worker_reconnect_s": (WORKER, "--reconnect-s"),
     "worker_rpc_timeout_s": (WORKER, "--rpc-timeout-s"),
+    "submit_window": (MASTER, "--submit-window"),
 }
+
+#: A process that submits jobs to an open master while the run goes on (``[system]
+#: producer``); a fault target by its name, like the master.
+PRODUCER = "producer"
 
 
 class DistqConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -121,6 +127,38 @@ class DistqConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froz
         ]
         | None
     ) = None
+    producer: (
+        Annotated[
+            list[str],
+            msgspec.Meta(
+                min_length=1,
+                description="a process that submits jobs while the run goes on (a script on "
+                "distq.client.Submitter, or distq submit), started once the master is ready: "
+                "the master then also takes jobs from clients (--open); {address} is the "
+                "master's, the authkey is in DISTQ_AUTHKEY",
+            ),
+        ]
+        | None
+    ) = None
+    cwd: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description="where the producer runs, relative to the scenario (default: the "
+                "run directory)"
+            ),
+        ]
+        | None
+    ) = None
+    submit_window: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1, description="jobs one submitter may have unfinished (--submit-window)"
+            ),
+        ]
+        | None
+    ) = None
 
 
 # -- expected values: side-effect-free twins of distq's built-in tasks (distq.jobs) ----------
@@ -178,7 +216,7 @@ class DistqSystem:
     """``python -m distq master|worker``, or any command that speaks its CLI."""
 
     kind: ClassVar[str] = "distq"
-    roles: ClassVar[tuple[str, ...]] = (MASTER, WORKER)
+    roles: ClassVar[tuple[str, ...]] = (MASTER, PRODUCER, WORKER)
     triggers: ClassVar[frozenset[str]] = frozenset(contract.TRIGGERS)
     actions: ClassVar[frozenset[str]] = frozenset(contract.ACTIONS)
     checks: ClassVar[frozenset[str]] = frozenset(CHECKS)
@@ -205,6 +243,11 @@ class DistqSystem:
         self.command = tuple(self.config.command or ("python", "-m", "distq"))
         self.holds = FrameHolds()
         self.holding = False  # whether a fault holds a frame: its proxies then read leases
+        self._producer_address = ""
+        #: The roles this run starts, in order: the producer only when the scenario has one.
+        self.run_roles = tuple(
+            role for role in self.roles if role != PRODUCER or self.config.producer
+        )
 
     def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
         env = {**self.config.env, AUTHKEY_ENV: os.fsdecode(process.authkey)}
@@ -216,10 +259,25 @@ class DistqSystem:
                 flags += ("--host", process.host)
             jobs = () if setup.jobs_path is None else ("--jobs", str(setup.jobs_path))
             results = () if setup.results_path is None else ("--results", str(setup.results_path))
-            argv = (*self.command, "master", *jobs, *flags, *setup.master_args, *results, *events)
+            submit = ("--open",) if self.config.producer else ()
+            argv = (
+                *self.command,
+                "master",
+                *jobs,
+                *submit,
+                *flags,
+                *setup.master_args,
+                *results,
+                *events,
+            )
         elif process.role == WORKER:
             connect = ("--connect", process.addresses[MASTER], "--name", process.name)
             argv = (*self.command, "worker", *connect, *events, *flags, *setup.worker_args)
+        elif process.role == PRODUCER and self.config.producer:
+            master = self._producer_address = process.addresses[MASTER]
+            argv = tuple(part.replace("{address}", master) for part in self.config.producer)
+            cwd = None if self.config.cwd is None else Path(self.config.cwd)
+            return Launch(argv, env, cwd)
         else:
             raise ValueError(f"distq has no role {process.role!r}")
         return Launch(argv, env)
@@ -246,6 +304,8 @@ class DistqSystem:
         return tuple(flags)
 
     def ready(self, process: Process, events: Sequence[Event]) -> str | None:
+        if process.role == PRODUCER:  # a client of a master that is up: ready once started
+            return self._producer_address
         for event in events:
             if event.get("ev") == contract.MASTER_READY and event.get("pid") == process.pid:
                 return str(event["address"])

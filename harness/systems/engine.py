@@ -356,6 +356,8 @@ def user_worker_argv(
 UNSUPPORTED_ACTIONS: dict[str, str] = {
     "kill_master": "an engine's master is the harness's producer: kill the broker instead",
     "restart_master": "an engine's master is the harness's producer: restart the broker instead",
+    "tear_results": "an engine has no master whose outputs resume after a restart",
+    "tear_events": "an engine has no master whose outputs resume after a restart",
     "wrong_key_worker": "an engine's workers present no BaseManager authkey",
     "empty_key_worker": "an engine's workers present no BaseManager authkey",
     "idle_sockets": "the broker speaks RESP, not the BaseManager handshake",

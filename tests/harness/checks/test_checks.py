@@ -643,6 +643,8 @@ def test_an_unknown_check_name_is_refused_naming_the_valid_ones() -> None:
         "first_result_wins",
         "time_limits",
         "reached",
+        "acknowledged",
+        "prefetch_bounded",
     }
 
 

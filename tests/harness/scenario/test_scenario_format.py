@@ -36,7 +36,7 @@ REGENERATE = (
 
 ACTIONS = (
     "kill, kill_tree, kill_child, terminate, pause, resume, restart, add_worker, kill_master, "
-    "restart_master, "
+    "restart_master, tear_results, tear_events, "
     "wrong_key_worker, empty_key_worker, idle_sockets, garbage, bad_handshakes, add_toxic, "
     "remove_toxic, "
     "partition, heal, isolate, partition_hosts, one_way, loss, bandwidth, heal_hosts, reject"

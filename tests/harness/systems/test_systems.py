@@ -136,7 +136,7 @@ def test_a_scenario_without_a_system_table_is_distq(tmp_path: Path) -> None:
             '[system]\nkind = "distq"\nqueues = ["a"]\n',
             "s.toml: unknown key system.queues for kind 'distq' (expected one of: kind, command, env, handshake_timeout_s, prefetch, "
             "worker_idle_exit_s, worker_handshake_timeout_s, worker_reconnect_s, journal, "
-            "worker_rpc_timeout_s)",
+            "worker_rpc_timeout_s, producer, cwd, submit_window)",
         ),
         (
             '[system]\nkind = "tests.toy_system:KIND"\n[expect]\nchecks = ["batch_barrier"]\n',
