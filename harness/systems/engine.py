@@ -78,7 +78,7 @@ USER_APP_SETTINGS: dict[str, frozenset[str]] = {
         }
     ),
     "dramatiq": frozenset({"appendonly", "threads", "prefetch"}),
-    "huey": frozenset({"appendonly", "threads"}),
+    "huey": frozenset({"appendonly", "threads", "graceful_signal"}),
 }
 #: Where the user's object lives, per engine (what ``app`` names).
 APP_FORMS = {
@@ -313,6 +313,7 @@ def worker_argv(settings: EngineSettings, name: str, broker_url: str) -> tuple[s
     return (
         "python", "-m", "huey.bin.huey_consumer", f"{_PACKAGE}.huey_app.huey",
         "--workers", str(settings.threads), "--worker-type", "thread",
+        "--graceful-signal", settings.graceful_signal,
     )  # fmt: skip
 
 
@@ -349,6 +350,7 @@ def user_worker_argv(
     return (
         "python", "-m", "huey.bin.huey_consumer", f"{wrapper}.huey",
         "--workers", str(settings.threads), "--worker-type", "thread",
+        "--graceful-signal", settings.graceful_signal,
     )  # fmt: skip
 
 

@@ -118,6 +118,13 @@ class HueySettings(_Settings, frozen=True):
     ] = 0
     retry_delay_s: Annotated[float, msgspec.Meta(ge=0, description="retry_delay (default 0)")] = 0.0
     threads: Workers = 1  # huey_consumer --workers (default 1), of --worker-type thread
+    graceful_signal: Annotated[
+        Literal["INT", "TERM"],
+        msgspec.Meta(
+            description="huey_consumer --graceful-signal: the signal that lets running tasks "
+            "finish (default INT; the other one interrupts them)"
+        ),
+    ] = "INT"
 
 
 EngineSettings = CelerySettings | RqSettings | DramatiqSettings | HueySettings
