@@ -161,35 +161,32 @@ def _insert_created_only(self: Journal, jobs: list[Job], seq: int) -> None:
         _original_insert(self, jobs, seq)
 
 
+#: Each variant: the owner, the attribute it replaces there, and the broken replacement.
+VARIANTS: dict[str, tuple[Any, str, Any]] = {
+    "no-dedup": (JobBoard, "_finish", _no_dedup),
+    "never-requeue": (JobBoard, "_requeue", _never_requeue),
+    "batch-early": (JobBoard, "_terminal", _batch_early),
+    "drop-orphans": (BoardService, "connection_closed", _drop_orphans),
+    "shared-ids": (BoardService, "reserve_ids", _shared_ids),
+    "window-refuses": (BoardService, "_accept_jobs", _window_refuses),
+    "silent-refusal": (BoardService, "_accept_jobs", _silent_refusal),
+    "no-default-limit": (BoardService, "_accept_jobs", _no_default_limit),
+    "journal-forgets-submitted": (Journal, "_insert_jobs", _insert_created_only),
+    "prefetch-ignored": (worker._Session, "lease", _lease_eight),
+    "keep-torn-lines": (journal, "_complete_lines_from", _never_torn),
+    "bool-as-int": (worker._Session, "add", _bool_as_int_add),
+    "wrong-value": (worker._Session, "add", _wrong_value_add),
+    "all-wrong": (worker._Session, "add", _wrong_value_add),
+}
+
+
 def install(variant: str) -> None:
-    if variant == "no-dedup":
-        JobBoard._finish = _no_dedup  # type: ignore[method-assign]
-    elif variant == "never-requeue":
-        JobBoard._requeue = _never_requeue  # type: ignore[method-assign]
-    elif variant == "batch-early":
-        JobBoard._terminal = _batch_early  # type: ignore[method-assign]
-    elif variant == "drop-orphans":
-        BoardService.connection_closed = _drop_orphans  # type: ignore[method-assign]
-    elif variant == "shared-ids":
-        BoardService.reserve_ids = _shared_ids  # type: ignore[method-assign]
-    elif variant == "window-refuses":
-        BoardService._accept_jobs = _window_refuses  # type: ignore[method-assign]
-    elif variant == "silent-refusal":
-        BoardService._accept_jobs = _silent_refusal  # type: ignore[method-assign]
-    elif variant == "no-default-limit":
-        BoardService._accept_jobs = _no_default_limit  # type: ignore[method-assign]
-    elif variant == "journal-forgets-submitted":
-        Journal._insert_jobs = _insert_created_only  # type: ignore[method-assign]
-    elif variant == "prefetch-ignored":
-        worker._Session.lease = _lease_eight  # type: ignore[method-assign]
-    elif variant == "keep-torn-lines":
-        journal._complete_lines_from = _never_torn
-    elif variant == "bool-as-int":
-        worker._Session.add = _bool_as_int_add  # type: ignore[method-assign]
-    elif variant in ("wrong-value", "all-wrong"):
-        worker._Session.add = _wrong_value_add  # type: ignore[method-assign]
-    elif variant:
+    if not variant:
+        return
+    if variant not in VARIANTS:
         raise SystemExit(f"unknown DISTQ_BROKEN variant {variant!r}")
+    owner, attribute, broken = VARIANTS[variant]
+    setattr(owner, attribute, broken)
 
 
 if __name__ == "__main__":
