@@ -180,6 +180,9 @@ TOXIC_REMOVED = "toxic_removed"
 TOXIC = "toxic"  # a toxic met a connection: decision applied | skipped
 TOXIC_TRIGGERED = "toxic_triggered"
 TOXIC_FIRED = "toxic_fired"
+#: toxic, kind, connection, bytes, delayed_ms, closes: what a toxic did to one connection,
+#: written when the toxic leaves it (removed, or the connection closed)
+TOXIC_EFFECT = "toxic_effect"
 #: fault, action, target, verified, pids, why?, stopped_t?: what a fault measurably did
 FAULT_EFFECT = "fault_effect"
 PARTITION = "partition"
@@ -200,6 +203,7 @@ HARNESS_EVENTS = frozenset(
         TOXIC,
         TOXIC_TRIGGERED,
         TOXIC_FIRED,
+        TOXIC_EFFECT,
         FAULT_EFFECT,
         PARTITION,
         HEAL,

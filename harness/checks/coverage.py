@@ -165,8 +165,20 @@ def _running(history: History, worker: str, t: float) -> bool:
     return bool(open_jobs)
 
 
+#: The toxics that act on what flows (rather than by cutting), and the field of their
+#: ``toxic_effect`` that shows they acted.
+_ACTS_ON = {
+    "latency": "bytes",
+    "bandwidth": "bytes",
+    "slicer": "bytes",
+    "blackhole": "bytes",
+    "slow_close": "closes",
+}
+
+
 def _toxic_coverage(history: History) -> list[Violation]:
-    """Every network toxic met a connection; a phased or cutting toxic really fired."""
+    """Every network toxic met a connection; a phased or cutting toxic really fired; a
+    toxic that acts on what flows acted on something (its ``toxic_effect`` events)."""
     found: list[Violation] = []
     for added in history.select(contract.TOXIC_ADDED, src=HARNESS):
         proxy, toxic = added.get("proxy"), added.get("toxic")
@@ -185,7 +197,25 @@ def _toxic_coverage(history: History) -> list[Violation]:
                 )
             )
             continue
-        if added.get("after_frames") or added.get("kind") in ("reset", "limit_data"):
+        kind = added.get("kind")
+        if kind in _ACTS_ON:
+            unit = _ACTS_ON[str(kind)]
+            effects = [
+                e
+                for e in history.select(contract.TOXIC_EFFECT, src=HARNESS)
+                if e.get("proxy") == proxy and e.get("toxic") == toxic
+            ]
+            if not effects:
+                why = f"applied to {len(applied)} connection(s), its effect was never recorded"
+            elif not any(e.get(unit) for e in effects):
+                why = f"applied to {len(applied)} connection(s) that carried no {unit} through it"
+            else:
+                why = ""
+            if why:
+                message = f"{label} proved nothing: {why}"
+                found.append(Violation("fault_coverage", message, (), (added.line,), "unknown"))
+                continue
+        if added.get("after_frames") or kind in ("reset", "limit_data"):
             fired = [
                 e
                 for e in history

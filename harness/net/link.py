@@ -57,9 +57,29 @@ class Applied:
     frames: int = 0
     awaiting_reply: bool = False
     sent: dict[str, int] = field(default_factory=lambda: {"upstream": 0, "downstream": 0})
+    #: its effect on this connection: bytes it delayed, paced, sliced or swallowed, the
+    #: seconds it held them back, the closes it held
+    acted_bytes: int = 0
+    delayed_s: float = 0.0
+    closes: int = 0
+
+    def effect(self) -> dict[str, Any]:
+        """The fields of a ``toxic_effect`` event."""
+        return {
+            "bytes": self.acted_bytes,
+            "delayed_ms": round(self.delayed_s * 1000, 3),
+            "closes": self.closes,
+        }
 
 
 _Item = tuple[float, bytes, str | None]  # (arrival time, bytes, None | "eof" | "reset")
+
+
+def _add_delay(active: list[Applied], kind: str, seconds: float) -> None:
+    """Charge ``seconds`` of holding back to the active toxics of ``kind``."""
+    for applied in active:
+        if applied.toxic.kind == kind:
+            applied.delayed_s += max(0.0, seconds)
 
 
 def _nodelay_and_flush(writer: asyncio.StreamWriter) -> None:
@@ -296,6 +316,8 @@ class Link:
                 await writer.drain()
                 self.sent_bytes[flow] += len(data)
             return
+        for applied in active:
+            applied.acted_bytes += len(data)
         await self._wait_latency(active, arrived)
         await self.proxy.hold()
         if self.finished:
@@ -322,8 +344,10 @@ class Link:
             if rates:
                 now = self.loop.time()
                 self.pace_at[flow] = max(now, self.pace_at[flow]) + len(chunk) / (min(rates) * 1000)
+                _add_delay(active, "bandwidth", self.pace_at[flow] - now)
                 await asyncio.sleep(self.pace_at[flow] - now)
             if slicers and start and pause_s:
+                _add_delay(active, "slicer", pause_s)
                 await asyncio.sleep(pause_s)
             await self.proxy.hold()
             if self.finished:
@@ -345,7 +369,9 @@ class Link:
                 jitter = applied.rng.uniform(-toxic.jitter_ms, toxic.jitter_ms)
                 delay_ms += max(0.0, toxic.latency_ms + jitter)
         if delay_ms:
-            await asyncio.sleep(max(0.0, arrived + delay_ms / 1000 - self.loop.time()))
+            wait_s = max(0.0, arrived + delay_ms / 1000 - self.loop.time())
+            _add_delay(active, "latency", wait_s)
+            await asyncio.sleep(wait_s)
 
     async def _end(self, flow: Flow, arrived: float, end: str) -> None:
         """The source of ``flow`` closed (or reset): pass it on, late or never as toxics say."""
@@ -353,6 +379,8 @@ class Link:
         await self._wait_latency(active, arrived)
         for applied in active:
             if applied.toxic.kind == "slow_close":
+                applied.closes += 1
+                applied.delayed_s += applied.toxic.delay_ms / 1000
                 await asyncio.sleep(applied.toxic.delay_ms / 1000)
         await self.proxy.hold()
         if self.finished or any(a.toxic.kind == "blackhole" for a in active):

@@ -274,6 +274,8 @@ class FaultProxy:
             swallowed_up=link.swallowed_bytes["upstream"],
             swallowed_down=link.swallowed_bytes["downstream"],
         )
+        for applied in link.applied.values():
+            self.toxic_event(contract.TOXIC_EFFECT, link, applied, **applied.effect())
 
     def _set_upstream(self, upstream: Address) -> None:
         self._upstream = upstream
@@ -300,7 +302,9 @@ class FaultProxy:
         if self._toxics.pop(name, None) is None:
             raise KeyError(f"proxy {self.name!r} has no toxic named {name!r}")
         for link in self._links.values():
-            link.applied.pop(name, None)
+            applied = link.applied.pop(name, None)
+            if applied is not None:
+                self.toxic_event(contract.TOXIC_EFFECT, link, applied, **applied.effect())
         self._emit(contract.TOXIC_REMOVED, toxic=name)
 
     def _decide(self, link: Link, toxic: Toxic) -> None:

@@ -733,6 +733,35 @@ def test_a_phased_toxic_that_never_fired_makes_the_verdict_unknown() -> None:
     assert fault_coverage(run.history()) == []
 
 
+def test_a_toxic_that_acted_on_nothing_is_unknown() -> None:
+    run = healthy(2)
+    added = run.harness("toxic_added", proxy="worker-1", toxic="lag", kind="latency")
+    run.harness(
+        "toxic", proxy="worker-1", toxic="lag", kind="latency", connection=0, decision="applied"
+    )
+    [miss] = fault_coverage(run.history())
+    assert (miss.severity, miss.lines) == ("unknown", (added,))
+    assert "its effect was never recorded" in miss.message
+    effect = {"proxy": "worker-1", "toxic": "lag", "kind": "latency", "connection": 0}
+    run.harness("toxic_effect", **effect, bytes=0, delayed_ms=0, closes=0)
+    [miss] = fault_coverage(run.history())
+    assert "carried no bytes through it" in miss.message
+    run.harness("toxic_effect", **{**effect, "connection": 1}, bytes=120, delayed_ms=80, closes=0)
+    assert fault_coverage(run.history()) == []
+
+
+def test_a_slow_close_proves_itself_by_a_close_it_held() -> None:
+    run = healthy(2)
+    run.harness("toxic_added", proxy="worker-1", toxic="linger", kind="slow_close")
+    fields = {"proxy": "worker-1", "toxic": "linger", "kind": "slow_close", "connection": 0}
+    run.harness("toxic", **fields, decision="applied")
+    run.harness("toxic_effect", **fields, bytes=300, delayed_ms=0, closes=0)
+    [miss] = fault_coverage(run.history())
+    assert "carried no closes through it" in miss.message
+    run.harness("toxic_effect", **{**fields, "connection": 1}, bytes=0, delayed_ms=200, closes=1)
+    assert fault_coverage(run.history()) == []
+
+
 def test_a_toxic_every_connection_skipped_is_unknown() -> None:
     run = healthy(2)
     run.harness("toxic_added", proxy="worker-2", toxic="lag", kind="latency", probability=0.5)

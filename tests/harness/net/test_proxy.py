@@ -354,9 +354,29 @@ def test_toxics_come_and_go_mid_run_as_events(server: Any, proxy: Any, events: l
     assert [name for name, _ in events if name.startswith("toxic")] == [
         "toxic_added",
         "toxic",
+        "toxic_effect",
         "toxic_removed",
     ]
     assert named(events, "toxic")[0]["decision"] == "applied"
+    # What it did while it stood: the one downstream frame, held back about 300 ms.
+    [effect] = named(events, "toxic_effect")
+    assert effect["toxic"] == "slow"
+    assert effect["bytes"] > 0
+    assert effect["delayed_ms"] >= 250
+    assert effect["closes"] == 0
+
+
+def test_a_toxic_still_standing_reports_its_effect_when_the_connection_closes(
+    server: Any, proxy: Any, events: list[Event]
+) -> None:
+    fault_proxy = proxy(server(frame_echo()).address)
+    fault_proxy.add_toxic(Toxic("idle", "latency", "downstream", latency_ms=50))
+    with connection.Client(fault_proxy.address):
+        # a connection that never carries a byte through the toxic
+        wait_until(lambda: bool(named(events, "toxic")), "the toxic met the connection")
+    fault_proxy.close()
+    [effect] = named(events, "toxic_effect")
+    assert (effect["toxic"], effect["bytes"], effect["delayed_ms"]) == ("idle", 0, 0)
 
 
 def test_a_toxic_names_what_is_wrong_with_it() -> None:
