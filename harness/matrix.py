@@ -1,13 +1,16 @@
 """The guarantees matrix: scenario x system -> pass / fail (first violation) / unknown.
 
 A scenario of the default kind (distq) runs against every system, each with its defaults
-(``[cluster]`` keys a kind does not take are dropped); a scenario written for one engine
+(``[cluster]`` keys a kind does not take are dropped, and the cell says which); a scenario
+that sets distq's own ``[system]`` keys (a journal, a handshake timeout, a producer) is about
+distq and is n/a elsewhere; a scenario written for one engine
 runs against that engine only, and shares its row with the other engines' files of the
 same name (``celery_kill_default`` and ``rq_kill_default`` are the row ``kill_default``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import time
 from collections.abc import Callable, Sequence
@@ -61,6 +64,7 @@ class Cell:
     pinned: bool = False  # the scenario expects this violation (a documented loss)
     duplicates: int = 0
     elapsed_s: float = 0.0
+    dropped: tuple[str, ...] = ()  # ``[cluster]`` keys of the scenario this system ran without
 
     def text(self) -> str:
         words = [self.status]
@@ -70,6 +74,8 @@ class Cell:
             words.append(f"[{self.duplicates} duplicated]")
         if self.pinned:
             words.append("(documented)")
+        if self.dropped:
+            words.append(f"(without {', '.join(self.dropped)})")
         return " ".join(words).replace(" :", ":")
 
 
@@ -106,17 +112,30 @@ def variant(scenario: Scenario, column: str) -> Scenario | str:
         return "no broker"
     if column == own:
         return scenario
+    own_keys = sorted(key for key in scenario.system if key != "kind")
+    if own_keys:
+        return f"needs distq's {', '.join(own_keys)}"[:_MESSAGE_CHARS]
     raw = msgspec.to_builtins(scenario)
     raw["system"] = dict(COLUMNS[column])
     if column != systems.DEFAULT_KIND:
         raw["system"]["collect_s"] = max(1.0, scenario.expect.within_s - COLLECT_MARGIN_S)
-    defaults = msgspec.to_builtins(ClusterSpec())
-    keep = {"workers", *kind.facts.cluster_keys}
-    raw["cluster"] = {k: v for k, v in raw["cluster"].items() if k in keep or v == defaults[k]}
+    raw["cluster"] = {
+        k: v for k, v in raw["cluster"].items() if k not in dropped_keys(scenario, column)
+    }
     try:
         return msgspec.convert(raw, Scenario)
     except (msgspec.ValidationError, ValueError) as exc:
         return str(exc).split(" - at ")[0].split(" (it supports")[0][:_MESSAGE_CHARS]
+
+
+def dropped_keys(scenario: Scenario, column: str) -> tuple[str, ...]:
+    """The ``[cluster]`` keys of ``scenario`` set away from their defaults that the system
+    of ``column`` does not take (the cell runs without them and says so)."""
+    kind = systems.get_kind(COLUMNS[column].get("kind", systems.DEFAULT_KIND))
+    keep = {"workers", *kind.facts.cluster_keys}
+    defaults = msgspec.to_builtins(ClusterSpec())
+    cluster = msgspec.to_builtins(scenario.cluster)
+    return tuple(k for k, v in cluster.items() if k not in keep and v != defaults[k])
 
 
 def _run_cell(scenario: Scenario, run_dir: Path) -> Cell:
@@ -142,20 +161,22 @@ def build_matrix(
     """Run every applicable (scenario, system) pair, ``jobs`` at a time."""
     started = time.monotonic()
     rows: dict[str, dict[str, Cell]] = {}
-    work: list[tuple[str, str, Scenario]] = []
+    work: list[tuple[str, str, Scenario, tuple[str, ...]]] = []
     for path, scenario in scenarios:
         row = row_of(path, scenario)
         cells = rows.setdefault(row, {})
         for column in columns:
             chosen = variant(scenario, column)
             if isinstance(chosen, Scenario):
-                work.append((row, column, chosen))
+                work.append((row, column, chosen, dropped_keys(scenario, column)))
             elif chosen and column not in cells:
                 cells[column] = Cell("n/a", chosen)
 
-    def one(item: tuple[str, str, Scenario]) -> tuple[str, str, Cell]:
-        row, column, scenario = item
-        cell = _run_cell(scenario, runs_dir / f"{row}-{column}")
+    def one(item: tuple[str, str, Scenario, tuple[str, ...]]) -> tuple[str, str, Cell]:
+        row, column, scenario, dropped = item
+        cell = dataclasses.replace(
+            _run_cell(scenario, runs_dir / f"{row}-{column}"), dropped=dropped
+        )
         if progress is not None:
             progress(row, column, cell)
         return row, column, cell

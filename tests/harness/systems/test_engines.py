@@ -139,7 +139,15 @@ def test_a_miswired_adapter_is_caught(tmp_path: Path) -> None:
 
 @pytest.mark.engines
 def test_the_matrix_runs_a_distq_file_everywhere_and_an_engine_file_in_its_column() -> None:
-    from harness.matrix import COLUMNS, Cell, Matrix, render_markdown, row_of, variant
+    from harness.matrix import (
+        COLUMNS,
+        Cell,
+        Matrix,
+        dropped_keys,
+        render_markdown,
+        row_of,
+        variant,
+    )
 
     assert list(COLUMNS) == ["distq", "celery", "rq", "dramatiq", "huey"]
     neutral_path = REPO_ROOT / "scenarios" / "matrix" / "worker_killed_mid_task.toml"
@@ -150,6 +158,17 @@ def test_the_matrix_runs_a_distq_file_everywhere_and_an_engine_file_in_its_colum
         if column != "distq":
             assert chosen.system["engine"] == column
             assert chosen.cluster.lease_timeout_s == 10.0  # distq's knob, dropped for engines
+    assert dropped_keys(neutral, "distq") == ()
+    lease_set = msgspec.structs.replace(
+        neutral, cluster=msgspec.structs.replace(neutral.cluster, lease_timeout_s=2.0)
+    )
+    assert dropped_keys(lease_set, "distq") == ()
+    assert dropped_keys(lease_set, "celery") == ("lease_timeout_s",)
+    assert "(without lease_timeout_s)" in Cell("pass", dropped=("lease_timeout_s",)).text()
+    # A scenario about one of distq's own knobs means nothing to an engine: n/a, saying why.
+    journaled = load_scenario(REPO_ROOT / "scenarios" / "master" / "journal_kill_mid_run.toml")
+    assert isinstance(variant(journaled, "distq"), Scenario)
+    assert variant(journaled, "rq") == "needs distq's journal, worker_reconnect_s"
     pinned_path = ENGINE_SCENARIOS / "rq_broker_restart.toml"
     pinned = load_scenario(pinned_path)
     assert row_of(pinned_path, pinned) == "broker_restart"
