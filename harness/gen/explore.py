@@ -186,4 +186,5 @@ def _line(number: int, scenario: Scenario, outcome: ScenarioOutcome) -> str:
 def _trigger(when: WhenSpec) -> str:
     trigger = when.trigger()
     value = f"{trigger.value:g}" if isinstance(trigger.value, float) else str(trigger.value)
-    return f"{trigger.kind}={value}"
+    wait = f" +{trigger.wait_s:g} s" if trigger.wait_s else ""
+    return f"{trigger.kind}={value}{wait}"

@@ -9,6 +9,7 @@ what the checkers need to tell whether it hit its window (``expect``).
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -58,12 +59,17 @@ class Trigger:
     value: float | int  # seconds for after_s; a job id, batch index or count otherwise
     attempt: int | None = None  # job_leased/job_started: that attempt (None: the first seen)
     hold: bool = False  # the system holds the frame that fires it until the fault has acted
+    wait_s: float = 0.0  # an event trigger: act this long after the event
 
     def __post_init__(self) -> None:
         if self.kind not in TRIGGERS:
             raise ValueError(
                 f"unknown trigger {self.kind!r} (expected one of {', '.join(TRIGGERS)})"
             )
+        if not (math.isfinite(self.wait_s) and self.wait_s >= 0):
+            raise ValueError(f"wait_s = {self.wait_s!r} is not a number of seconds >= 0")
+        if self.wait_s and self.kind == "after_s":
+            raise ValueError("wait_s follows an event trigger; with after_s, add it to after_s")
         if self.attempt is not None:
             if self.kind not in ATTEMPT_TRIGGERS:
                 raise ValueError(
@@ -83,6 +89,8 @@ class Trigger:
             fields["attempt"] = self.attempt
         if self.hold:
             fields["hold"] = True
+        if self.wait_s:
+            fields["wait_s"] = self.wait_s
         return fields
 
 
@@ -246,6 +254,8 @@ class FaultInjector:
         # all in); event triggers fire whenever their event happens.
         self.time_held = False
         self._resumes: list[tuple[float, int, str, str]] = []  # (when, fault, worker, action)
+        # faults whose event came, waiting out their wait_s: (when to act, index, fault)
+        self._waiting: list[tuple[float, int, Fault]] = []
         # target -> (index, action) of what paused it, what it stopped, when all had stopped
         self._paused: dict[str, tuple[tuple[int, str], Pause, float]] = {}
         self._cut: dict[str, tuple[int, str]] = {}  # proxy -> (index, action) of what cut it
@@ -262,7 +272,7 @@ class FaultInjector:
 
     @property
     def done(self) -> bool:
-        return not self.pending and not self._resumes
+        return not self.pending and not self._resumes and not self._waiting
 
     def step(self) -> None:
         if self.pending:  # once every fault has fired, the logs are the history's to read
@@ -285,6 +295,11 @@ class FaultInjector:
         for index, fault in list(self.pending):
             if self.tracker.fired(fault.when, elapsed):
                 self.pending.remove((index, fault))
+                self._waiting.append((now + fault.when.wait_s, index, fault))
+        for waiting in sorted(self._waiting, key=lambda item: (item[0], item[1])):
+            when, index, fault = waiting
+            if now >= when:
+                self._waiting.remove(waiting)
                 try:
                     self._fire(index, fault)
                 finally:
@@ -300,14 +315,15 @@ class FaultInjector:
         fault on that trigger has fired)."""
         if not trigger.hold or self._holds is None:
             return
-        if not any(f.when == trigger for _, f in self.pending):
+        unfired = [f for _, f in self.pending] + [f for _, _, f in self._waiting]
+        if not any(f.when == trigger for f in unfired):
             self._holds.release(trigger.kind, int(trigger.value), trigger.attempt)
 
     def close(self) -> None:
         """Resume anything still paused, let every held frame go and close the harness's
         raw sockets."""
         if self._holds is not None:
-            for _, fault in self.pending:
+            for fault in [f for _, f in self.pending] + [f for _, _, f in self._waiting]:
                 if fault.when.hold:
                     self._holds.release(fault.when.kind, int(fault.when.value), fault.when.attempt)
         for _, _, worker, action in self._resumes:

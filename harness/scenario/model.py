@@ -167,6 +167,10 @@ class JobsSpec(_Strict, frozen=True):
             raise ValueError("give either args or delay_s, not both")
 
 
+#: The keys of a ``when`` table that modify its one trigger.
+_MODIFIERS = ("attempt", "hold", "wait_s")
+
+
 class WhenSpec(_Strict, frozen=True):
     after_s: NonNegativeFloat | None = None
     job_leased: JobId | None = None
@@ -195,11 +199,19 @@ class WhenSpec(_Strict, frozen=True):
             "fault has acted (the worker is struck before the hand-out reaches it)"
         ),
     ] = False
+    wait_s: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0,
+            description="with an event trigger: act this many seconds after the event (e.g. "
+            "once a worker that started a job has also reserved the next ones)",
+        ),
+    ] = 0.0
 
     def __post_init__(self) -> None:
         if self.hold and self.job_leased is None:
             raise ValueError("hold applies to job_leased (the hand-out a relay can hold back)")
-        kinds = [name for name in self.__struct_fields__ if name not in ("attempt", "hold")]
+        kinds = [name for name in self.__struct_fields__ if name not in _MODIFIERS]
         given = [name for name in kinds if getattr(self, name) is not None]
         if len(given) != 1:
             got = ", ".join(given) or "none"
@@ -209,10 +221,10 @@ class WhenSpec(_Strict, frozen=True):
     def trigger(self) -> Trigger:
         for name in self.__struct_fields__:
             value = getattr(self, name)
-            if value is not None and name not in ("attempt", "hold"):
+            if value is not None and name not in _MODIFIERS:
                 # Counts and job ids stay integers (in the history too); after_s is seconds.
                 number = value if name != "after_s" else float(value)
-                return Trigger(name, number, self.attempt, self.hold)
+                return Trigger(name, number, self.attempt, self.hold, float(self.wait_s))
         raise AssertionError("validated in __post_init__")
 
 

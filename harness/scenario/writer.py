@@ -53,6 +53,10 @@ def _is_table_array(value: Any) -> bool:
 _FOLDER_KEYS = ("cwd", "scenario_dir")
 
 
+#: The modifiers of a ``when`` table at their defaults: left out of a written file.
+_WHEN_DEFAULTS: dict[str, Any] = {"hold": False, "wait_s": 0.0}
+
+
 def dump_scenario(
     scenario: Scenario, header_comment: str = "", relative_to: Path | None = None
 ) -> str:
@@ -70,7 +74,7 @@ def dump_scenario(
     for key in ("cluster", "jobs", "expect", "system", "network"):
         _table(lines, f"[{key}]", raw[key])
     for fault in raw["faults"]:
-        when = {k: v for k, v in fault.pop("when").items() if v is not False}  # hold: default
+        when = {k: v for k, v in fault.pop("when").items() if _WHEN_DEFAULTS.get(k, ...) != v}
         lines += ["", "[[faults]]", f"when = {_toml_value(when)}"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in fault.items() if v is not None]
     return "\n".join(lines) + "\n"

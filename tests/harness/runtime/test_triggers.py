@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.runtime.faults import Trigger, _Tracker
+from harness.scenario import load_scenario, run_scenario
 
 
 def tracker_with_two_attempts_of_job_3() -> _Tracker:
@@ -72,3 +75,47 @@ def test_auth_rejected_counts_every_connection_turned_away() -> None:
     assert not tracker.fired(trigger, 0.0)
     tracker.master_event({"ev": "auth_rejected", "peer": "127.0.0.1:3", "kind": "protocol"})
     assert tracker.fired(trigger, 0.0)
+
+
+def test_wait_s_follows_an_event_trigger_only() -> None:
+    assert Trigger("job_started", 0, wait_s=0.5).record() == {"job_started": 0, "wait_s": 0.5}
+    with pytest.raises(ValueError, match="with after_s, add it to after_s"):
+        Trigger("after_s", 1.0, wait_s=0.5)
+    with pytest.raises(ValueError, match=r"wait_s = -1 is not a number of seconds >= 0"):
+        Trigger("job_started", 0, wait_s=-1)
+
+
+@pytest.mark.processes
+def test_a_fault_with_wait_s_acts_that_long_after_its_event(tmp_path: Path) -> None:
+    path = tmp_path / "wait.toml"
+    path.write_text(
+        """scenario = 2
+name = "kill the holder a second into its job"
+description = "wait_s: the kill comes a second after job 0 started"
+seed = 1
+[cluster]
+workers = 2
+lease_timeout_s = 2.0
+[jobs]
+count = 4
+delay_s = 3.0
+[[faults]]
+when = { job_started = 0, wait_s = 1.0 }
+do = "kill"
+target = "holder"
+[expect]
+checks = ["exactly_once", "correct_values", "fault_coverage"]
+within_s = 60
+""",
+        encoding="utf-8",
+    )
+    outcome = run_scenario(load_scenario(path), tmp_path / "run")
+    assert outcome.status == "pass", outcome.report()
+    history = outcome.result.history
+    [fault] = history.select("fault")
+    assert fault.get("trigger") == {"job_started": 0, "wait_s": 1.0}
+    started = min(e.t for e in history.select("started", job=0))
+    assert fault.t - started >= 1.0  # not before its wait
+    # The job runs 3 s: the kill found its holder mid-job, and job 0 ran again elsewhere.
+    assert [e.get("verified") for e in history.select("fault_effect")] == [True]
+    assert len(history.select("leased", job=0)) == 2

@@ -70,7 +70,7 @@ EXPECTED_ERRORS = {
         f"faults[0].when: needs exactly one trigger of {TRIGGERS} (got after_s, job_leased)"
     ),
     "trigger_unknown": (
-        f"unknown key faults[0].when.job_finished (expected one of: {TRIGGERS}, attempt, hold)"
+        f"unknown key faults[0].when.job_finished (expected one of: {TRIGGERS}, attempt, hold, wait_s)"
     ),
     "attempt_on_completed": (
         "faults[0].when: attempt applies to job_leased and job_started, not job_completed"

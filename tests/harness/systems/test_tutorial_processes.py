@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -243,10 +244,19 @@ def test_a_worker_killed_while_blocked_in_get_makes_the_next_job_vanish(tmp_path
 
     assert outcome.status == "pass", outcome.report()
     lost = lost_jobs(outcome)
-    assert [v.jobs for v in lost] == [(2,)], outcome.report()
+    # The job put right after the kill (job 2, or a later one when the second worker took
+    # more than a put's interval to start and the first ran job 2): handed to the dead get.
+    assert len(lost) == 1, outcome.report()
+    [job] = lost[0].jobs
     assert "handed to a get whose caller worker-1 was already dead" in lost[0].message
-    leased = outcome.result.history.select("leased", job=2)
+    leased = outcome.result.history.select("leased", job=job)
     assert [e.get("client_gone") for e in leased] == [True]
+    kill_t = min(e.t for e in outcome.result.history.select("fault") if e.get("action") == "kill")
+    assert all(
+        e.t < kill_t
+        for e in outcome.result.history.select("leased")
+        if e.job is not None and e.job < job
+    )
 
 
 def test_the_batch_loop_breaks_the_barrier_and_leaves_results_uncollected(
@@ -256,7 +266,11 @@ def test_the_batch_loop_breaks_the_barrier_and_leaves_results_uncollected(
 
     assert outcome.status == "pass", outcome.report()
     barrier = [v for v in outcome.result.verdict.violations if v.check == "batch_barrier"]
-    assert any("of batch 1 leased before batch 0 closed" in v.message for v in barrier)
+    # Which batch goes out first while the one before still runs is a race (under load
+    # batch 0 may finish before batch 1 is put): some batch does.
+    assert any(
+        re.search(r"of batch \d+ leased before batch \d+ closed", v.message) for v in barrier
+    )
     lost = lost_jobs(outcome)
     assert lost
     assert all("its result was put by worker-" in v.message for v in lost)
