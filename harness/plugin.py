@@ -81,9 +81,17 @@ def scenario_property(
         yield prop
 
 
+#: The system kind of the four engines (``harness.systems``): its scenarios are marked
+#: ``engines``, so ``-m "not engines"`` runs the library without a broker.
+_ENGINE_KIND = "engine"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: a long-running scenario")
     config.addinivalue_line("markers", "scenario: a distq scenario file")
+    config.addinivalue_line(
+        "markers", "engines: a scenario of an engine (Celery, RQ, Dramatiq, Huey) on its broker"
+    )
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
@@ -166,6 +174,8 @@ class ScenarioFile(pytest.File):
         item.add_marker(pytest.mark.scenario)
         if scenario.slow:
             item.add_marker(pytest.mark.slow)
+        if scenario.system.get("kind") == _ENGINE_KIND:
+            item.add_marker(pytest.mark.engines)
         yield item
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]

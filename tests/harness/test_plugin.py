@@ -71,6 +71,18 @@ def test_collects_one_item_per_scenario_file_and_nothing_else(pytester: pytest.P
     first.stdout.fnmatch_lines(["3 tests collected in *"])
 
 
+@pytest.mark.engines
+def test_engine_scenarios_carry_the_engines_marker(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".toml", squares=scenario("distq squares"))
+    pytester.makefile(
+        ".toml", rq=scenario("rq squares", extra='[system]\nkind = "engine"\nengine = "rq"\n')
+    )
+    only_engines = run(pytester, "--collect-only", "-q", "-m", "engines")
+    assert collected_ids(only_engines) == ["rq.toml::rq"]
+    without = run(pytester, "--collect-only", "-q", "-m", "not engines")
+    assert collected_ids(without) == ["squares.toml::squares"]
+
+
 def test_passing_scenario_passes(pytester: pytest.Pytester) -> None:
     pytester.makefile(".toml", squares=scenario("three squares"))
     result = run(pytester, "-v")
