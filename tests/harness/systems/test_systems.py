@@ -96,7 +96,7 @@ def test_the_scenario_format_spells_out_the_registries() -> None:
     assert set(typing.get_args(scenario.ToxicKind)) == set(TOXIC_KINDS)
     assert set(typing.get_args(scenario.ActionName)) == set(contract.ACTIONS)
     assert list(typing.get_args(CauseName)) == list(contract.LOST_CAUSES)
-    triggers = set(scenario.WhenSpec.__struct_fields__) - {"attempt", "hold"}
+    triggers = set(scenario.WhenSpec.__struct_fields__) - {"attempt", "hold", "wait_s"}
     assert triggers == set(contract.TRIGGERS)
     assert set(contract.ACTIONS) >= checks.MASTER_KILL_ACTIONS | checks.WRONG_KEY_WORKER_ACTIONS
     assert set(contract.ACTIONS) >= checks.BAD_HANDSHAKE_ACTIONS
