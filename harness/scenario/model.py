@@ -506,6 +506,11 @@ class Scenario(_Strict, frozen=True):
                 f"network.hosts: system kind {kind.name!r} cannot run on hosts of their own "
                 "yet (its servers bind loopback)"
             )
+        hosts_only = getattr(_config, "hosts_only", None)
+        if callable(hosts_only) and not self.network.hosts:  # e.g. a {host} placeholder
+            used: str | None = hosts_only()
+            if used is not None:
+                raise ValueError(f"system.{used}; set [network] hosts = true or leave it out")
         total = self.jobs.count + sum(extra.count for extra in self.jobs.extra)
         for number, fault in enumerate(self.faults):
             if fault.do in NETWORK_ACTIONS and not self.network.proxy:

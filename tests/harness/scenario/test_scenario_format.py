@@ -81,6 +81,10 @@ EXPECTED_ERRORS = {
         'faults[0]: target = "holder" needs a job trigger (job_leased, job_started, job_completed)'
     ),
     "host_fault_without_hosts": "faults[0]: isolate needs [network] hosts = true",
+    "host_placeholder_without_hosts": (
+        "system.worker[6]: {master_host} is a host's address, and the run has no hosts; "
+        "set [network] hosts = true or leave it out"
+    ),
     "loss_without_probability": "faults[0]: loss needs a probability, and only loss takes one",
     "proxy_and_hosts": (
         "network: proxy and hosts exclude each other: a fault proxy listens on the harness's "
