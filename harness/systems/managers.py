@@ -119,10 +119,19 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
 
     master: Annotated[
         list[str],
-        msgspec.Meta(min_length=1, description="the master's argv; {python} {port} {authkey}"),
+        msgspec.Meta(
+            min_length=1,
+            description="the master's argv; {python} {port} {authkey}, on hosts {host} "
+            "{master_host}",
+        ),
     ]
     worker: Annotated[
-        list[str], msgspec.Meta(min_length=1, description="a worker's argv; {port} is its relay's")
+        list[str],
+        msgspec.Meta(
+            min_length=1,
+            description="a worker's argv; {port} is its relay's, on hosts {master_host} its "
+            "relay's address",
+        ),
     ]
     server: (
         Annotated[
