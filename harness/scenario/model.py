@@ -76,6 +76,7 @@ ActionName = Literal[
     "one_way",
     "loss",
     "bandwidth",
+    "delay",
     "heal_hosts",
     "reject",
 ]
@@ -312,6 +313,10 @@ class FaultSpec(_Strict, frozen=True):
     rate_kbit: (
         Annotated[float, msgspec.Meta(gt=0, description="bandwidth: kilobits per second")] | None
     ) = None
+    delay_ms: (
+        Annotated[float, msgspec.Meta(gt=0, le=60000, description="delay: each packet, each way")]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         facts = fault_action(self.do)
@@ -319,6 +324,8 @@ class FaultSpec(_Strict, frozen=True):
             raise ValueError("loss needs a probability, and only loss takes one")
         if (self.do == "bandwidth") != (self.rate_kbit is not None):
             raise ValueError("bandwidth needs rate_kbit, and only bandwidth takes it")
+        if (self.do == "delay") != (self.delay_ms is not None):
+            raise ValueError("delay needs delay_ms, and only delay takes it")
         if self.peers and not (facts.kernel and facts.suspends and self.do != "isolate"):
             raise ValueError(f"peers applies to partition_hosts and one_way only, not {self.do!r}")
         if self.scope is not None and not fault_action(self.do).scoped:
