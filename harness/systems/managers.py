@@ -3,7 +3,10 @@
 The scenario gives the app's master and worker command lines and names its task and result
 queues; every process reaches the app through a relay of its own (``harness.wire``), the
 master's own calls too (a ``sitecustomize`` on its ``PYTHONPATH``), and the relays write
-the history. The app is never modified and never imported.
+the history. The app is never modified and never imported. On hosts of their own
+(``[network] hosts = true``) the relays' sockets are made inside the serving process's host,
+so a worker's traffic crosses the lab's bridge; ``{host}`` and ``{master_host}`` tell the
+app the addresses to bind and dial.
 """
 
 from __future__ import annotations
