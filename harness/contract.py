@@ -387,6 +387,9 @@ FAULT_ACTIONS: Mapping[str, FaultAction] = {
         _row("bandwidth", "a token bucket of `rate_kbit` on the target's link, both ways",
              "host", True, ended_by="heal_hosts", effect="dropped", drawn="band",
              generated="hosts"),
+        _row("delay", "hold each packet to and from the target's host `delay_ms` (the "
+             "kernel's netem qdisc, on both ends of its link; refused where the kernel has "
+             "none)", "host", True, ended_by="heal_hosts", effect="dropped", drawn="band"),
         _row("heal_hosts", "end every kernel fault on the target's host (`all`: on every host)",
              "host", True),
         _row("reject", "reset every TCP connection of the target's host at once: an RST to "

@@ -211,9 +211,9 @@ class ScenarioItem(pytest.Item):
 
     def runtest(self) -> None:
         if self.scenario.network.hosts:  # a machine that cannot build a lab: say why, run nothing
-            from harness.net.hosts import lab_unavailable
+            from harness.net.hosts import kernel_unavailable
 
-            missing = lab_unavailable()
+            missing = kernel_unavailable(fault.do for fault in self.scenario.faults)
             if missing is not None:
                 pytest.skip(missing)
         run_dir = self._run_dir()

@@ -342,6 +342,8 @@ def _fault(
         fields["probability"] = draw(st.sampled_from([0.1, 0.2, 0.4]))
     if action == "bandwidth":
         fields["rate_kbit"] = draw(st.sampled_from([64.0, 512.0]))
+    if action == "delay":
+        fields["delay_ms"] = draw(st.sampled_from([50.0, 200.0]))
     if facts_of.starts_workers:
         fields["count"] = 1
     return FaultSpec(**fields)

@@ -8,11 +8,13 @@ by a descriptor only (``harness.net.netns``): a dead harness leaves none behind.
 Faults are classic BPF programs in direct-action mode on the ``clsact`` hook of each
 host's bridge port, invisible to both ends (no FIN, no RST, no local error): ``isolate``,
 ``partition``, ``one_way`` and ``loss``; ``bandwidth`` is a token bucket (``tbf``) on both
-ends of the host's link. Each returns its evidence when healed: the packets the port's
-filters dropped while it stood (the qdisc's own counters), or the packets the bucket held
-back. ``reject`` resets every TCP connection of a host at once (sock_diag's destroy: an
-RST to each peer) and counts them. This kernel has no ``netem``: latency, reordering and
-slicing stay in the fault proxy (``harness.net.proxy``).
+ends of the host's link, ``delay`` a ``netem`` qdisc there (on kernels that have one:
+``netem_unavailable`` says whether). Each returns its evidence when healed: the packets the
+port's filters dropped while it stood (the qdisc's own counters), the packets the bucket
+held back, or the packets netem delayed. ``reject`` resets every TCP connection of a host
+at once (sock_diag's destroy: an RST to each peer) and counts them. Where the kernel has
+no ``netem``, latency, reordering and slicing stay in the fault proxy
+(``harness.net.proxy``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ __all__ = [
     "KernelFault",
     "Lab",
     "LabError",
+    "kernel_unavailable",
     "lab_unavailable",
+    "netem_unavailable",
 ]
 
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
@@ -205,7 +209,8 @@ class KernelFault:
     action: str
     hosts: tuple[str, ...]
     filters: list[tuple[str, int, int]] = field(default_factory=list)  # (port, hook, prio)
-    buckets: list[tuple[str | None, str]] = field(default_factory=list)  # (host or None, link)
+    #: Qdiscs it added: (host, or None for the bridge side; link; kind, tbf or netem).
+    buckets: list[tuple[str | None, str, str]] = field(default_factory=list)
     start: dict[str, tuple[int, int]] = field(default_factory=dict)  # port -> (dropped, seen)
 
 
@@ -440,12 +445,35 @@ class Lab:
 
             return add
 
-        for name in hosts:
-            self._in_parent(shape(self.hosts[name].port))
-            fault.buckets.append((None, self.hosts[name].port))
-            self._in_host(name, shape(HOST_LINK))
-            fault.buckets.append((name, HOST_LINK))
+        self._qdisc_on_links(fault, "tbf", shape)
         return fault
+
+    def delay(self, hosts: Sequence[str], delay_ms: float, action: str = "delay") -> KernelFault:
+        """A ``netem`` qdisc holding each packet ``delay_ms`` on each host's link, both ways
+        (``netem_unavailable`` says whether the kernel has one)."""
+        if delay_ms <= 0:
+            raise LabError(f"delay delay_ms must be positive, got {delay_ms}")
+        fault = self._begin(action, hosts)
+
+        def hold(link: str) -> Callable[[Any], None]:
+            def add(ipr: Any) -> None:
+                index = ipr.link_lookup(ifname=link)[0]
+                ipr.tc("add", "netem", index, delay=int(delay_ms * 1000))  # microseconds
+
+            return add
+
+        self._qdisc_on_links(fault, "netem", hold)
+        return fault
+
+    def _qdisc_on_links(
+        self, fault: KernelFault, kind: str, add: Callable[[str], Callable[[Any], None]]
+    ) -> None:
+        """Add a root qdisc of ``kind`` on both ends of each of the fault's hosts' links."""
+        for name in fault.hosts:
+            self._in_parent(add(self.hosts[name].port))
+            fault.buckets.append((None, self.hosts[name].port, kind))
+            self._in_host(name, add(HOST_LINK))
+            fault.buckets.append((name, HOST_LINK, kind))
 
     def reject(self, hosts: Sequence[str]) -> int:
         """Reset every TCP connection of each host at once (RST to each peer), as a firewall
@@ -458,20 +486,20 @@ class Lab:
         ends = self._counters(ports) if ports else {}
         held_back = 0
 
-        def unshape(link: str) -> Callable[[Any], int]:
+        def unshape(link: str, kind: str) -> Callable[[Any], int]:
             def remove(ipr: Any) -> int:
                 index = ipr.link_lookup(ifname=link)[0]
-                overlimits = _stats(ipr, link, "tbf")[2]
+                _, packets, overlimits = _stats(ipr, link, kind)
                 ipr.tc("del", index=index, handle=0, parent=_TC_H_ROOT)
-                return overlimits
+                return packets if kind == "netem" else overlimits  # netem delays every one
 
             return remove
 
-        for owner, link in fault.buckets:
+        for owner, link, kind in fault.buckets:
             if owner is None:
-                held_back += self._in_parent(unshape(link))
+                held_back += self._in_parent(unshape(link, kind))
             elif owner in self.hosts:
-                held_back += self._in_host(owner, unshape(link))
+                held_back += self._in_host(owner, unshape(link, kind))
         for port, hook, prio in fault.filters:
 
             def remove(ipr: Any, port: str = port, hook: int = hook, prio: int = prio) -> None:
@@ -505,3 +533,27 @@ def lab_unavailable() -> str | None:
     except Exception as exc:  # a pyroute2 error for a missing kernel feature
         return f"hosts cannot be built here: {type(exc).__name__}: {exc}"
     return None
+
+
+@cache
+def netem_unavailable() -> str | None:
+    """Why this machine cannot apply ``delay`` (one line), or None when it can: a lab, and
+    the kernel's ``netem`` qdisc (``sch_netem``, often left out of a kernel built small)."""
+    missing = lab_unavailable()
+    if missing is not None:
+        return missing
+    try:
+        with Lab() as lab:
+            lab.heal(lab.delay(["probe"], 1.0))
+    except Exception as exc:  # pyroute2's NetlinkError (ENOENT) for a missing qdisc kind
+        code = getattr(exc, "code", None)
+        why = os.strerror(code) if isinstance(code, int) else str(exc)
+        return f"delay needs the kernel's netem qdisc (sch_netem); adding one failed: {why}"
+    return None
+
+
+def kernel_unavailable(actions: Iterable[str]) -> str | None:
+    """Why a run on hosts whose faults are ``actions`` cannot happen here, or None."""
+    if "delay" in actions:
+        return netem_unavailable()
+    return lab_unavailable()

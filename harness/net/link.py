@@ -116,6 +116,10 @@ class LinkOwner(Protocol):
     async def hold(self) -> None:
         """Wait out a partition."""
 
+    async def open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A new connection to the upstream."""
+        ...
+
     def link_closed(self, link: Link) -> None: ...
 
     def toxic_event(self, ev: str, link: Link, applied: Applied, **fields: Any) -> None: ...
@@ -175,7 +179,7 @@ class Link:
                 return
             try:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(*self.proxy.upstream), CONNECT_TIMEOUT_S
+                    self.proxy.open_upstream(), CONNECT_TIMEOUT_S
                 )
             except (OSError, TimeoutError) as exc:
                 self.cut(f"upstream_unreachable: {exc.strerror or exc!r}", rst=True)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import ipaddress
 import math
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -31,11 +32,18 @@ __all__ = [
     "FaultProxy",
     "Flow",
     "FrameCounter",
+    "SocketPlace",
     "Tap",
     "Toxic",
 ]
 
 T = TypeVar("T")
+
+#: Runs a socket factory where the proxy's sockets must live and returns the socket: in a
+#: thread that entered a lab host's network namespace (``harness.net.netns.in_namespace``).
+#: A socket belongs to the namespace it was made in for life, so the proxy's loop may run
+#: anywhere while its listener and upstream connections are the host's.
+SocketPlace = Callable[[Callable[[], socket.socket]], socket.socket]
 
 
 def _is_loopback(host: str) -> bool:
@@ -72,9 +80,12 @@ class FaultProxy:
         on_event: EventSink | None = None,
         call_timeout_s: float = 5.0,
         tap: Tap | None = None,
+        place: SocketPlace | None = None,
     ) -> None:
         self.name = name
         self.tap = tap
+        #: Where its sockets are made (a lab host's namespace); None: the harness's own.
+        self.place = place
         self.seed = seed
         self.on_event = on_event
         self.call_timeout_s = call_timeout_s
@@ -108,12 +119,13 @@ class FaultProxy:
         return self._upstream
 
     def start(self, listen: Address = ("127.0.0.1", 0), *, upstream: Address) -> Address:
-        """Listen on ``listen`` (loopback only) and forward to ``upstream``; returns the
+        """Listen on ``listen`` (loopback only, unless its sockets are made in a lab host's
+        namespace: then the host's address) and forward to ``upstream``; returns the
         address actually listened on."""
         if self._loop is not None:
             raise RuntimeError(f"proxy {self.name!r} is already started")
         host = "127.0.0.1" if listen[0] == "localhost" else listen[0]
-        if not _is_loopback(host):
+        if self.place is None and not _is_loopback(host):
             raise ValueError(
                 f"proxy {self.name!r}: listen address {listen[0]!r} is not a loopback IP"
             )
@@ -218,7 +230,12 @@ class FaultProxy:
     async def _listen(self, host: str, port: int) -> Address:
         self.flowing = asyncio.Event()
         self.flowing.set()
-        self._server = await asyncio.start_server(self._accept, host, port)
+        if self.place is None:
+            self._server = await asyncio.start_server(self._accept, host, port)
+        else:
+            listener = self.place(lambda: socket.create_server((host, port)))
+            listener.setblocking(False)
+            self._server = await asyncio.start_server(self._accept, sock=listener)
         sockname = self._server.sockets[0].getsockname()
         return (str(sockname[0]), int(sockname[1]))
 
@@ -375,6 +392,21 @@ class FaultProxy:
         self.flowing.set()
         self._emit(contract.HEAL, by=by, reset=reset, passed_bytes=passed)
         return passed
+
+    async def open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A new connection to the upstream, from where the proxy's sockets live."""
+        if self.place is None:
+            return await asyncio.open_connection(*self.upstream)
+        host, port = self.upstream
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = self.place(lambda: socket.socket(family, socket.SOCK_STREAM))
+        try:
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+            return await asyncio.open_connection(sock=sock)
+        except BaseException:
+            sock.close()
+            raise
 
     async def hold(self) -> None:
         """Wait out a partition."""

@@ -341,8 +341,13 @@ class Cluster:
     def _spec(
         self, role: str, name: str, authkey: bytes, addresses: Mapping[str, str]
     ) -> ProcessSpec:
-        host = None if self.lab is None else self.lab.address(name)
-        return ProcessSpec(role, name, self.events_path(name), dict(addresses), authkey, host)
+        if self.lab is None:
+            host, namespace = None, None
+        else:
+            made = self.lab.host(name)
+            host, namespace = made.address, made.fd
+        path = self.events_path(name)
+        return ProcessSpec(role, name, path, dict(addresses), authkey, host, namespace)
 
     def start_role(self, role: str, extra_args: Sequence[str] = ()) -> Proc:
         """Start the one process of a non-worker role and wait until the system calls it

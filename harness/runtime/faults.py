@@ -110,6 +110,7 @@ class Fault:
     peers: tuple[str, ...] = ()
     probability: float | None = None  # loss: per packet
     rate_kbit: float | None = None  # bandwidth: the token bucket's rate
+    delay_ms: float | None = None  # delay: each packet, each way
 
     def __post_init__(self) -> None:
         if self.do not in ACTIONS:
@@ -120,6 +121,8 @@ class Fault:
             raise ValueError("loss needs a probability")
         if self.do == "bandwidth" and self.rate_kbit is None:
             raise ValueError("bandwidth needs rate_kbit")
+        if self.do == "delay" and self.delay_ms is None:
+            raise ValueError("delay needs delay_ms")
         if self.do == "add_toxic" and self.toxic is None:
             raise ValueError("add_toxic needs a toxic")
         if self.do == "remove_toxic" and not self.toxic_name:
@@ -561,6 +564,9 @@ class FaultInjector:
             elif fault.do == "loss":
                 assert fault.probability is not None
                 standing = lab.loss(hosts, fault.probability, fault.do)
+            elif fault.do == "delay":
+                assert fault.delay_ms is not None
+                standing = lab.delay(hosts, fault.delay_ms, fault.do)
             else:
                 assert fault.rate_kbit is not None
                 standing = lab.bandwidth(hosts, fault.rate_kbit, fault.do)

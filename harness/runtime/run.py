@@ -27,7 +27,7 @@ from harness.checks import (
 )
 from harness.contract import EventWriter
 from harness.history import History, HistoryError
-from harness.net.hosts import Lab, lab_unavailable
+from harness.net.hosts import Lab, kernel_unavailable
 from harness.net.toxics import Toxic
 from harness.report import write_report, write_verdict
 from harness.runtime.cluster import Cluster, Proc, kill_tree
@@ -113,7 +113,7 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     run_dir = Path(run_dir).resolve()  # processes run inside it: no relative paths
     if not spec.hosts:
         return _run(spec, run_dir, None)
-    missing = lab_unavailable()
+    missing = kernel_unavailable(fault.do for fault in spec.faults)
     if missing is not None:  # nothing ran, so nothing is proved: unknown, never a pass
         run_dir.mkdir(parents=True, exist_ok=True)
         why = Violation("hosts", f"no run: {missing}", severity="unknown")

@@ -76,6 +76,7 @@ ActionName = Literal[
     "one_way",
     "loss",
     "bandwidth",
+    "delay",
     "heal_hosts",
     "reject",
 ]
@@ -324,6 +325,10 @@ class FaultSpec(_Strict, frozen=True):
     rate_kbit: (
         Annotated[float, msgspec.Meta(gt=0, description="bandwidth: kilobits per second")] | None
     ) = None
+    delay_ms: (
+        Annotated[float, msgspec.Meta(gt=0, le=60000, description="delay: each packet, each way")]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         facts = fault_action(self.do)
@@ -331,6 +336,8 @@ class FaultSpec(_Strict, frozen=True):
             raise ValueError("loss needs a probability, and only loss takes one")
         if (self.do == "bandwidth") != (self.rate_kbit is not None):
             raise ValueError("bandwidth needs rate_kbit, and only bandwidth takes it")
+        if (self.do == "delay") != (self.delay_ms is not None):
+            raise ValueError("delay needs delay_ms, and only delay takes it")
         if self.peers and not (facts.kernel and facts.suspends and self.do != "isolate"):
             raise ValueError(f"peers applies to partition_hosts and one_way only, not {self.do!r}")
         if self.scope is not None and not fault_action(self.do).scoped:
@@ -518,6 +525,11 @@ class Scenario(_Strict, frozen=True):
                 f"network.hosts: system kind {kind.name!r} cannot run on hosts of their own "
                 "yet (its servers bind loopback)"
             )
+        hosts_only = getattr(_config, "hosts_only", None)
+        if callable(hosts_only) and not self.network.hosts:  # e.g. a {host} placeholder
+            used: str | None = hosts_only()
+            if used is not None:
+                raise ValueError(f"system.{used}; set [network] hosts = true or leave it out")
         total = self.jobs.count + sum(extra.count for extra in self.jobs.extra)
         for number, fault in enumerate(self.faults):
             if fault.do in NETWORK_ACTIONS and not self.network.proxy:

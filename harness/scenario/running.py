@@ -73,6 +73,7 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
             tuple(f.peers),
             f.probability,
             f.rate_kbit,
+            f.delay_ms,
         )
         for f in scenario.faults
     )

@@ -91,6 +91,9 @@ class ProcessSpec:
     #: Its host's address when the run gives each process a host of its own (``[network]
     #: hosts = true``): a server binds it; None on the machine's own loopback.
     host: str | None = None
+    #: The harness's descriptor of that host's network namespace (``harness.net.netns``):
+    #: sockets the harness makes inside it (a relay's) belong to the host. None off hosts.
+    host_namespace: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

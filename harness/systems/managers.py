@@ -3,7 +3,10 @@
 The scenario gives the app's master and worker command lines and names its task and result
 queues; every process reaches the app through a relay of its own (``harness.wire``), the
 master's own calls too (a ``sitecustomize`` on its ``PYTHONPATH``), and the relays write
-the history. The app is never modified and never imported.
+the history. The app is never modified and never imported. On hosts of their own
+(``[network] hosts = true``) the relays' sockets are made inside the serving process's host,
+so a worker's traffic crosses the lab's bridge; ``{host}`` and ``{master_host}`` tell the
+app the addresses to bind and dial.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from harness.systems.base import (
     RunSetup,
 )
 from harness.wire.identity import Keyer, Skipper, key_text, plain
-from harness.wire.relay import FrameHolds, WireRecorder
+from harness.wire.relay import FrameHolds, WireRecorder, in_host
 from harness.wire.translate import TAKES, QueueNames, keyer
 
 __all__ = ["KIND", "SITE_DIR", "UNSUPPORTED_TRIGGERS", "ManagersConfig", "ManagersSystem"]
@@ -49,6 +52,9 @@ __all__ = ["KIND", "SITE_DIR", "UNSUPPORTED_TRIGGERS", "ManagersConfig", "Manage
 #: The directory holding the ``sitecustomize`` the master runs with.
 SITE_DIR = Path(__file__).resolve().parent.parent / "wire" / "site"
 REDIRECT_ENV = "DISTQ_WIRE_REDIRECT"
+#: On hosts of their own: the serving host's address, which the hook treats as the app's
+#: too (a client that dials the app's host by ``{master_host}`` is redirected as well).
+APP_HOST_ENV = "DISTQ_WIRE_APP_HOST"
 STACKS_ENV = "DISTQ_WIRE_STACKS_SIGNAL"
 STACKS_SIGNAL = signal.SIGUSR1
 
@@ -72,11 +78,16 @@ UNSUPPORTED_ACTIONS: dict[str, str] = {
     "idle_sockets": "an idle socket leaves no trace on the wire or in the app",
     "garbage": "garbage bytes leave no trace on the wire or in the app",
 }
-PLACEHOLDERS = ("{python}", "{port}", "{authkey}")
+#: ``{host}``: the process's own host's address; ``{master_host}``: the address of the host
+#: the app is served from (the master's, or the server's), where the relays listen. Both
+#: exist only on hosts of their own (``[network] hosts = true``).
+HOST_PLACEHOLDERS = ("{host}", "{master_host}")
+PLACEHOLDERS = ("{python}", "{port}", "{authkey}", *HOST_PLACEHOLDERS)
 #: What the harness sets in every process's environment: not the scenario's to set.
 HARNESS_ENV = frozenset(
     {
         REDIRECT_ENV,
+        APP_HOST_ENV,
         STACKS_ENV,
         contract.EPOCH_ENV,
         contract.PROCESS_ENV,
@@ -111,10 +122,19 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
 
     master: Annotated[
         list[str],
-        msgspec.Meta(min_length=1, description="the master's argv; {python} {port} {authkey}"),
+        msgspec.Meta(
+            min_length=1,
+            description="the master's argv; {python} {port} {authkey}, on hosts {host} "
+            "{master_host}",
+        ),
     ]
     worker: Annotated[
-        list[str], msgspec.Meta(min_length=1, description="a worker's argv; {port} is its relay's")
+        list[str],
+        msgspec.Meta(
+            min_length=1,
+            description="a worker's argv; {port} is its relay's, on hosts {master_host} its "
+            "relay's address",
+        ),
     ]
     server: (
         Annotated[
@@ -232,6 +252,24 @@ class ManagersConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
 
     env: dict[str, str] = {}
 
+    def hosts_only(self) -> str | None:
+        """Where the first ``{host}`` or ``{master_host}`` is used (``master[3]: ...``), or
+        None: those name addresses that exist only on hosts of their own."""
+        parts: list[tuple[str, str]] = []
+        for key, argv in (
+            ("master", self.master),
+            ("worker", self.worker),
+            ("server", self.server or []),
+            ("producer", self.producer or []),
+        ):
+            parts += [(f"{key}[{index}]", part) for index, part in enumerate(argv)]
+        parts += [(f"env.{name}", value) for name, value in self.env.items()]
+        for where, part in parts:
+            for placeholder in HOST_PLACEHOLDERS:
+                if placeholder in part:
+                    return f"{where}: {placeholder} is a host's address, and the run has no hosts"
+        return None
+
     def refused_checks(self) -> dict[str, str]:
         """Checks this app's configuration gives no evidence for, with why."""
         if self.results is False:
@@ -314,7 +352,7 @@ class ManagersSystem:
     cluster_keys: ClassVar[frozenset[str]] = frozenset()
     stacks_signal: ClassVar[int | None] = STACKS_SIGNAL
     workers_outlive_master: ClassVar[bool] = False
-    binds_host: ClassVar[bool] = False
+    binds_host: ClassVar[bool] = True
 
     def __init__(self, config: ManagersConfig, base_dir: Path | None = None) -> None:
         self.config = config
@@ -324,6 +362,13 @@ class ManagersSystem:
         self.cwd = cwd if cwd.is_absolute() else (base_dir or Path.cwd()) / cwd
         self.names = config.names()
         self.app_port = _free_port()
+        #: The address the relays reach the app at: loopback, or on hosts of their own the
+        #: serving host's address when the serving process is told to bind it (``{host}``).
+        self.app_host = "127.0.0.1"
+        #: On hosts of their own: the serving process's host (its address and the harness's
+        #: descriptor of its namespace), where every relay listens and connects from.
+        self.serving_host: str | None = None
+        self.serving_namespace: int | None = None
         self.recorder: WireRecorder | None = None
         self.holds = FrameHolds()
         #: The roles this app runs, in start order.
@@ -351,7 +396,17 @@ class ManagersSystem:
 
     def _relay_address(self, route: str, upstream: tuple[str, int]) -> str:
         assert self.recorder is not None
-        relay = self.recorder.relay(route, upstream, self.seed, self._proxy_event)
+        if self.serving_host is None or self.serving_namespace is None:
+            relay = self.recorder.relay(route, upstream, self.seed, self._proxy_event)
+        else:  # in the serving host: a client's traffic to it crosses the lab's bridge
+            relay = self.recorder.relay(
+                route,
+                (self.app_host, self.app_port),
+                self.seed,
+                self._proxy_event,
+                listen=(self.serving_host, 0),
+                place=in_host(self.serving_namespace),
+            )
         return f"{relay.address[0]}:{relay.address[1]}"
 
     def _proxy_event(self, ev: str, **fields: Any) -> None:
@@ -362,7 +417,12 @@ class ManagersSystem:
 
     def launch(self, process: ProcessSpec, setup: RunSetup) -> Launch:
         recorder = self._recorder(setup)
-        app = ("127.0.0.1", self.app_port)
+        if process.role == self.serving and process.host_namespace is not None:
+            self.serving_host, self.serving_namespace = process.host, process.host_namespace
+            told = [*self._argv(process.role), *self.config.env.values()]
+            if process.host is not None and any("{host}" in part for part in told):
+                self.app_host = process.host  # it binds its host's address, not loopback
+        app = (self.app_host, self.app_port)
         paths = (
             str(SITE_DIR),
             self.config.env.get("PYTHONPATH", ""),
@@ -373,6 +433,8 @@ class ManagersSystem:
         if process.role in (MASTER, SERVER, PRODUCER):  # its own calls through its relay
             relay = self._relay_address(process.role, app)
             env[REDIRECT_ENV] = f"{self.app_port}={relay}"
+            if self.serving_host is not None:
+                env[APP_HOST_ENV] = self.serving_host
             argv, port = self._argv(process.role), self.app_port
         elif process.role == WORKER:
             address = process.addresses.get(MASTER, f"127.0.0.1:{self.app_port}")
@@ -386,9 +448,15 @@ class ManagersSystem:
             "{python}": sys.executable,
             "{port}": str(port),
             "{authkey}": os.fsdecode(process.authkey),
+            "{host}": process.host or "127.0.0.1",
+            "{master_host}": self.serving_host or "127.0.0.1",
         }
         for placeholder, value in values.items():
             argv = [part.replace(placeholder, value) for part in argv]
+        for placeholder in HOST_PLACEHOLDERS:  # the scenario's own variables may name them
+            env = {
+                name: text.replace(placeholder, values[placeholder]) for name, text in env.items()
+            }
         return Launch(tuple(argv), env, self.cwd)
 
     def _argv(self, role: str) -> list[str]:
@@ -401,13 +469,15 @@ class ManagersSystem:
         return self._relay_address(worker, (host or "127.0.0.1", int(port)))
 
     def ready(self, process: Process, events: Sequence[Event]) -> str | None:
+        """Whether the app answers on its port (on hosts of their own, asked from inside the
+        serving host: at its address when it was told to bind it, else at its loopback)."""
+        address = f"{self.app_host}:{self.app_port}"
         if process.role != self.serving:  # a client of an app that is up already
-            return f"127.0.0.1:{self.app_port}"
+            return address
         try:
-            socket.create_connection(("127.0.0.1", self.app_port), timeout=1).close()
+            socket.create_connection((self.app_host, self.app_port), timeout=1).close()
         except OSError:
             return None
-        address = f"127.0.0.1:{self.app_port}"
         if self.recorder is not None:
             self.recorder.write(MASTER, contract.MASTER_READY, address=address, pid=process.pid)
         return address

@@ -10,19 +10,22 @@ frames of one connection are recorded in the order they crossed.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from harness import contract
-from harness.net.proxy import EventSink, FaultProxy, Flow, Tap
+from harness.net.netns import in_namespace
+from harness.net.proxy import Address, EventSink, FaultProxy, Flow, SocketPlace, Tap
 from harness.wire.frames import Connection, WireFrame
 from harness.wire.translate import QueueNames, WireTranslator
 
-__all__ = ["FRAMES_LOG", "HOLD_BOUND_S", "FrameHolds", "WireRecorder"]
+__all__ = ["FRAMES_LOG", "HOLD_BOUND_S", "FrameHolds", "WireRecorder", "in_host"]
 
 _encode = msgspec.json.Encoder(enc_hook=repr).encode  # 3x json.dumps, on a relay's path
 
@@ -34,6 +37,17 @@ FRAMES_LOG = "wire.frames.jsonl"
 #: The longest a relay holds a frame for a fault (it goes on after, the fault or not).
 HOLD_BOUND_S = 30.0
 _HELD_EVENTS = {"job_leased": contract.LEASED}
+
+
+def in_host(namespace: int) -> SocketPlace:
+    """Where a relay's sockets are made on hosts of their own: inside the network namespace
+    held by ``namespace`` (the serving process's host), so the workers' traffic to the
+    relay crosses the lab's bridge and every kernel fault there acts on it."""
+
+    def place(make: Callable[[], socket.socket]) -> socket.socket:
+        return in_namespace(namespace, make)
+
+    return place
 
 
 class FrameHolds:
@@ -116,13 +130,21 @@ class WireRecorder:
         return tap
 
     def relay(
-        self, route: str, upstream: tuple[str, int], seed: int, sink: EventSink
+        self,
+        route: str,
+        upstream: Address,
+        seed: int,
+        sink: EventSink,
+        *,
+        listen: Address = ("127.0.0.1", 0),
+        place: SocketPlace | None = None,
     ) -> FaultProxy:
-        """Start (or return) the relay for ``route`` in front of ``upstream``."""
+        """Start (or return) the relay for ``route`` in front of ``upstream``, listening on
+        ``listen``, its sockets made by ``place`` (a lab host's, ``in_host``) if given."""
         relay = self.relays.get(route)
         if relay is None:
-            relay = FaultProxy(route, seed=seed, on_event=sink, tap=self.tap(route))
-            relay.start(upstream=upstream)
+            relay = FaultProxy(route, seed=seed, on_event=sink, tap=self.tap(route), place=place)
+            relay.start(listen, upstream=upstream)
             self.relays[route] = relay
         return relay
 

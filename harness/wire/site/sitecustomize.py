@@ -2,7 +2,8 @@
 connections to the app's port go through the harness's relay, faulthandler answers the
 stack-dump signal, and any sitecustomize found further down the path still runs.
 
-Configured by ``DISTQ_WIRE_REDIRECT`` (``APP_PORT=RELAY_HOST:RELAY_PORT``) and
+Configured by ``DISTQ_WIRE_REDIRECT`` (``APP_PORT=RELAY_HOST:RELAY_PORT``), on hosts of
+their own ``DISTQ_WIRE_APP_HOST`` (the serving host's address, the app's too), and
 ``DISTQ_WIRE_STACKS_SIGNAL`` (a signal number). Standard library only; never raises.
 """
 
@@ -20,6 +21,9 @@ def _redirect() -> None:
     target = (relay_host, int(relay_port))
     port = int(app_port)
     local = {"", "0.0.0.0", "127.0.0.1", "localhost", "::", "::1"}
+    app_host = os.environ.get("DISTQ_WIRE_APP_HOST", "")  # on hosts of their own
+    if app_host:
+        local.add(app_host)
 
     from multiprocessing import connection
 

@@ -12,11 +12,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from ipaddress import ip_address
 
 import pytest
 
 from harness.net.hosts import LAB_NETWORK, Lab, lab_unavailable
+from harness.net.netns import in_namespace
+from harness.net.proxy import FaultProxy
+from harness.wire.relay import in_host
 from tests.support import REPO, net_namespaces, wait_until
 
 pytestmark = [pytest.mark.processes]
@@ -199,3 +203,43 @@ def test_reject_resets_every_connection_of_the_host_and_keeps_its_listeners() ->
                 "client", lambda: socket.create_connection((address, 7000), timeout=5)
             )
             again.close()
+
+
+def _echo_once(listener: socket.socket) -> None:
+    connection, _ = listener.accept()
+    with connection:
+        connection.sendall(connection.recv(64))
+
+
+@needs_lab
+def test_a_proxy_placed_in_a_host_listens_and_dials_from_inside_it() -> None:
+    # A relay of a BaseManager app on hosts: its listener is the serving host's, and its
+    # upstream leg reaches a server on that host's own loopback, which no other namespace
+    # (the harness's included) has.
+    with Lab() as lab:
+        master = lab.host("master")
+        lab.host("worker-1")
+        listener = in_namespace(master.fd, lambda: socket.create_server(("127.0.0.1", 0)))
+        server = threading.Thread(target=_echo_once, args=(listener,), daemon=True)
+        server.start()
+        proxy = FaultProxy("worker-1", place=in_host(master.fd))
+        try:
+            address = proxy.start((master.address, 0), upstream=listener.getsockname())
+            assert address[0] == master.address
+
+            def talk() -> bytes:
+                with socket.create_connection(address, timeout=5) as sock:
+                    sock.sendall(b"ping")
+                    return sock.recv(64)
+
+            assert lab.run_in("worker-1", talk) == b"ping"
+        finally:
+            proxy.close()
+            listener.close()
+        server.join(5)
+        assert not server.is_alive()
+
+
+def test_a_proxy_without_a_place_listens_on_loopback_only() -> None:
+    with pytest.raises(ValueError, match="is not a loopback IP"):
+        FaultProxy("worker-1").start(("198.18.0.1", 0), upstream=("127.0.0.1", 9))

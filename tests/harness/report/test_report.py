@@ -527,6 +527,7 @@ def test_the_fault_actions_and_checks_the_timeline_names_are_the_registries() ->
         "one_way": "heal_hosts",
         "loss": "heal_hosts",
         "bandwidth": "heal_hosts",
+        "delay": "heal_hosts",
     }
     assert {"kill", "kill_tree", "kill_master"} == contract.KILLS
     assert "fault_coverage" in CHECKS

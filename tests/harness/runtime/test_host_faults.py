@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from harness.net.hosts import lab_unavailable
+from harness.net.hosts import lab_unavailable, netem_unavailable
 from harness.scenario import load_scenario, run_scenario
 from tests.support import REPO, net_namespaces, wait_until
 
@@ -121,3 +121,30 @@ def test_a_sigkilled_harness_run_leaves_no_namespace_and_no_process(tmp_path: Pa
         harness.send_signal(signal.SIGKILL)
         harness.wait()
     wait_until(lambda: not lab & net_namespaces(), "the lab's namespaces to be gone")
+
+
+@needs_lab
+def test_delay_runs_where_the_kernel_has_netem_and_says_why_not_where_it_has_none(
+    tmp_path: Path,
+) -> None:
+    text = ISOLATE.read_text().split("[[faults]]")[0] + (
+        '[[faults]]\nwhen = { job_started = 3 }\ndo = "delay"\ntarget = "holder"\n'
+        "delay_ms = 50.0\nduration_s = 1.0\n\n"
+        '[expect]\nchecks = ["exactly_once", "correct_values", "fault_coverage"]\n'
+        "within_s = 30\n"
+    )
+    path = tmp_path / "delay_holder.toml"
+    path.write_text(text)
+    outcome = run_scenario(load_scenario(path), tmp_path / "run")
+    missing = netem_unavailable()
+    if missing is None:
+        assert outcome.status == "pass", outcome.report()
+        effects = outcome.result.history.select("fault_effect")
+        delays = [effect for effect in effects if effect.get("action") == "delay"]
+        assert delays, outcome.report()
+        assert delays[0].get("held_back", 0) > 0, outcome.report()
+    else:  # nothing ran, and the one line says what the kernel lacks
+        assert outcome.status == "unknown", outcome.report()
+        unknowns = [violation.message for violation in outcome.result.verdict.unknowns]
+        assert unknowns == [f"no run: {missing}"], unknowns
+        assert "netem" in missing

@@ -39,7 +39,7 @@ ACTIONS = (
     "restart_master, tear_results, tear_events, "
     "wrong_key_worker, empty_key_worker, idle_sockets, garbage, bad_handshakes, add_toxic, "
     "remove_toxic, "
-    "partition, heal, isolate, partition_hosts, one_way, loss, bandwidth, heal_hosts, reject"
+    "partition, heal, isolate, partition_hosts, one_way, loss, bandwidth, delay, heal_hosts, reject"
 )
 CHECKS = ", ".join(CHECK_NAMES)
 TRIGGERS = (
@@ -62,7 +62,7 @@ EXPECTED_ERRORS = {
     ),
     "unknown_key_in_fault": (
         "unknown key faults[1].tagret (expected one of: when, do, target, count, duration_s, "
-        "expect, toxic, toxic_name, scope, peers, probability, rate_kbit)"
+        "expect, toxic, toxic_name, scope, peers, probability, rate_kbit, delay_ms)"
     ),
     "unknown_action": f"faults[0].do: got 'explode', expected one of: {ACTIONS}",
     "trigger_none": f"faults[0].when: needs exactly one trigger of {TRIGGERS} (got none)",
@@ -81,6 +81,10 @@ EXPECTED_ERRORS = {
         'faults[0]: target = "holder" needs a job trigger (job_leased, job_started, job_completed)'
     ),
     "host_fault_without_hosts": "faults[0]: isolate needs [network] hosts = true",
+    "host_placeholder_without_hosts": (
+        "system.worker[6]: {master_host} is a host's address, and the run has no hosts; "
+        "set [network] hosts = true or leave it out"
+    ),
     "loss_without_probability": "faults[0]: loss needs a probability, and only loss takes one",
     "proxy_and_hosts": (
         "network: proxy and hosts exclude each other: a fault proxy listens on the harness's "
@@ -88,7 +92,7 @@ EXPECTED_ERRORS = {
     ),
     "peers_on_isolate": "faults[0]: peers applies to partition_hosts and one_way only, not 'isolate'",
     "duration_on_kill": (
-        "faults[0]: duration_s applies to bandwidth, isolate, loss, one_way, partition, "
+        "faults[0]: duration_s applies to bandwidth, delay, isolate, loss, one_way, partition, "
         "partition_hosts, pause only, not 'kill'"
     ),
     "bad_check_name": f"expect.checks[1]: got 'exactly_twice', expected one of: {CHECKS}",
