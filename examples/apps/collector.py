@@ -41,7 +41,7 @@ def master(port, authkey, count):
     got = []
     for _ in range(count):
         try:
-            got.append(outbox.get(timeout=5))
+            got.append(outbox.get(timeout=10))
         except queue.Empty:
             break
     print(f"{len(got)} results of {count}", flush=True)

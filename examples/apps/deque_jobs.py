@@ -33,7 +33,7 @@ def master(port, authkey, count):
     squares = []
     for _ in range(count):
         try:
-            squares.append(answers.get(timeout=5))
+            squares.append(answers.get(timeout=10))
         except queue.Empty:
             break
     print(f"{len(squares)} of {count} squares, sum {sum(squares)}", flush=True)

@@ -34,7 +34,7 @@ def master(port, authkey, count):
     sizes = {}
     for _ in range(count):
         try:
-            answer = json.loads(results.get(timeout=5))
+            answer = json.loads(results.get(timeout=10))
         except queue.Empty:
             break
         sizes[answer["id"]] = answer["size"]

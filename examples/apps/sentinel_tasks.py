@@ -37,7 +37,7 @@ def master(port, authkey, workers):
     lengths = {}
     for _ in WORDS:
         try:
-            word, length = counts.get(timeout=5)
+            word, length = counts.get(timeout=10)
         except queue.Empty:
             break
         lengths[word] = length

@@ -50,7 +50,7 @@ def collector(port, authkey, count):
     total = 0
     for _ in range(count):
         try:
-            total += done.get(timeout=5)
+            total += done.get(timeout=10)
         except queue.Empty:
             break
     print(f"sum of squares {total}", flush=True)

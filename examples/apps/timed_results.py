@@ -34,7 +34,7 @@ def master(port, authkey, count):
     slowest = 0.0
     for _ in range(count):
         try:
-            slowest = max(slowest, finished.get(timeout=5)["took_s"])
+            slowest = max(slowest, finished.get(timeout=10)["took_s"])
         except queue.Empty:
             break
     print(f"slowest job took {slowest:.3f} s", flush=True)

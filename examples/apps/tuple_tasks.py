@@ -33,7 +33,7 @@ def master(port, authkey, count):
     table = {}
     for _ in range(count):
         try:
-            job_id, value = results.get(timeout=5)
+            job_id, value = results.get(timeout=10)
         except queue.Empty:
             break
         table[job_id] = value
