@@ -5,7 +5,8 @@
 engine's client (a user's app: its task by name, ``job-N`` as the engine's id), polls the
 engine's result API (a user's app without a result store: its hooks' ``completed``
 events), writes ``job_submitted``,
-``result_accepted`` / ``dead`` and ``master_stopped``. Exit 0 when every job has a result,
+``result_accepted`` / ``dead`` and ``master_stopped`` (once no execution is still running
+in a live process: a job handed out twice is seen to its end). Exit 0 when every job has a result,
 4 when the collection time ran out first (the missing jobs are listed in the last event).
 A submit that fails on a broker error is retried, so a submit whose reply was cut off (the
 broker took it, then went away) may enqueue a job twice: fault a broker after submission.
@@ -221,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
                 log.write(contract.RESULT_ACCEPTED, job=job, ok=True, value=value)
             else:
                 log.write(contract.DEAD, job=job, ok=False, error=str(value))
+        time.sleep(POLL_S)
+    # Every result is in, but a job handed out twice may still be running: it is seen to its
+    # end (its second value is evidence too), as the hooks' path does.
+    while not pending and time.monotonic() < deadline and _in_flight(_hook_events(run_dir)):
         time.sleep(POLL_S)
     log.write(contract.MASTER_STOPPED, missing=sorted(pending))
     return EXIT_INCOMPLETE if pending else 0

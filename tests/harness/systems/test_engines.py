@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from harness import systems
-from harness.checks import Expect
+from harness.checks import Expect, duplicate_executions
 from harness.scenario import Scenario, ScenarioError, load_scenario, run_scenario
 from harness.systems.engine import EngineSystem, expected_value, worker_argv
 from harness.systems.engines.broker import broker_argv
@@ -121,6 +121,52 @@ def test_a_mis_set_engine_is_caught(tmp_path: Path) -> None:
     assert outcome.status == "fail", outcome.report()
     lost = [v for v in outcome.result.verdict.violations if v.check == "at_least_once"]
     assert any("lost" in violation.message for violation in lost), outcome.report()
+
+
+@pytest.mark.processes
+@pytest.mark.engines
+def test_a_second_execution_still_running_at_the_last_result_is_seen_to_its_end(
+    tmp_path: Path,
+) -> None:
+    # A 2.5 s task behind a 1 s visibility timeout: the second worker gets it again while the
+    # first runs it. The first result is in at ~2.5 s; the second execution ends later, and
+    # the producer waits for it (it stops once nothing runs in a live process).
+    path = tmp_path / "twice.toml"
+    path.write_text(
+        """scenario = 2
+name = "a task redelivered while it runs"
+description = "celery, acks_late, a 1 s visibility timeout, one 2.5 s task"
+seed = 1
+[cluster]
+workers = 2
+[jobs]
+task = "square"
+count = 1
+delay_s = 2.5
+[system]
+kind = "engine"
+engine = "celery"
+collect_s = 15.0
+acks_late = true
+visibility_timeout_s = 1.0
+unacked_restore_interval_s = 1
+unacked_restore_throttle = 1
+prefetch = 1
+[expect]
+checks = ["at_least_once", "correct_values"]
+within_s = 30
+""",
+        encoding="utf-8",
+    )
+    outcome = run_scenario(load_scenario(path), tmp_path / "run")
+    assert outcome.status == "pass", outcome.report()
+    history = outcome.result.history
+    [accepted] = history.select("result_accepted", job=0)
+    runs = duplicate_executions(history).get(0, ())
+    assert len(runs) >= 2, outcome.report()
+    assert runs[-1].t > accepted.t  # the later run ended after the result was taken...
+    [stopped] = history.select("master_stopped")
+    assert stopped.t >= runs[-1].t  # ...and the producer was still there to see it
 
 
 @pytest.mark.processes
