@@ -378,7 +378,8 @@ FAULT_ACTIONS: Mapping[str, FaultAction] = {
              "given)", "host", True, ended_by="heal_hosts", suspends=True, effect="dropped",
              strikes_holder=True, drawn="band"),
         _row("one_way", "drop the packets the target's host sends to the hosts `peers` names "
-             "(default: the master's); the other way still works", "host", True,
+             "(default: the host the workers reach: the master's, an engine's broker's, a "
+             "BaseManager server's); the other way still works", "host", True,
              ended_by="heal_hosts", suspends=True, effect="dropped", strikes_holder=True,
              drawn="band"),
         _row("loss", "drop each packet to or from the target's host with `probability` (the "

@@ -538,6 +538,17 @@ class FaultInjector:
         elif fault.do == "heal":
             self._heal(target)
 
+    def _served_from(self) -> list[str]:
+        """The host the workers connect to (the master's; an engine's broker; a BaseManager
+        app's server): a one-way cut's other side unless the fault names its peers."""
+        lab, address = self.cluster.lab, self.cluster.address
+        if lab is not None and address is not None:
+            ip = address.rsplit(":", 1)[0]
+            found = [name for name, host in lab.hosts.items() if host.address == ip]
+            if found:
+                return found[:1]
+        return [MASTER]
+
     def _act_on_hosts(self, index: int, fault: Fault, hosts: list[str], target: str) -> None:
         """A kernel fault on the hosts of ``hosts`` (``target`` as the history names it)."""
         lab = self.cluster.lab
@@ -560,7 +571,7 @@ class FaultInjector:
                 others = [name for name in lab.hosts if name not in hosts]
                 standing = lab.partition(hosts, list(fault.peers) or others, fault.do)
             elif fault.do == "one_way":
-                standing = lab.one_way(hosts, list(fault.peers) or [MASTER], fault.do)
+                standing = lab.one_way(hosts, list(fault.peers) or self._served_from(), fault.do)
             elif fault.do == "loss":
                 assert fault.probability is not None
                 standing = lab.loss(hosts, fault.probability, fault.do)

@@ -148,3 +148,23 @@ def test_delay_runs_where_the_kernel_has_netem_and_says_why_not_where_it_has_non
         unknowns = [violation.message for violation in outcome.result.verdict.unknowns]
         assert unknowns == [f"no run: {missing}"], unknowns
         assert "netem" in missing
+
+
+@needs_lab
+@pytest.mark.engines
+def test_a_one_way_cut_without_peers_cuts_the_host_the_workers_reach(tmp_path: Path) -> None:
+    # An engine's workers reach the broker's host, not the producer's (the master role): a
+    # one-way cut that names no peers drops what the worker sends to the broker, and proves
+    # it by the packets its filter dropped.
+    text = (REPO / "scenarios" / "hosts" / "rq_worker_isolated.toml").read_text()
+    text = text.split("[[faults]]")[0] + (
+        '[[faults]]\nwhen = { job_started = 2 }\ndo = "one_way"\ntarget = "holder"\n'
+        "duration_s = 1.0\n\n"
+        '[expect]\nchecks = ["exactly_once", "correct_values", "fault_coverage"]\nwithin_s = 40\n'
+    )
+    path = tmp_path / "one_way_to_the_broker.toml"
+    path.write_text(text)
+    outcome = run_scenario(load_scenario(path), tmp_path / "run")
+    assert outcome.status == "pass", outcome.report()
+    [effect] = outcome.result.history.select("fault_effect")
+    assert effect.get("verified") is True, effect
