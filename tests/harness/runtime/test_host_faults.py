@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from harness.net.hosts import lab_unavailable, netem_unavailable
-from harness.scenario import load_scenario, run_scenario
+from harness.scenario import ScenarioOutcome, load_scenario, run_scenario
 from tests.support import REPO, net_namespaces, wait_until
 
 pytestmark = [pytest.mark.processes]
@@ -38,6 +38,14 @@ needs_setpriv = pytest.mark.skipif(
 )
 
 
+def _run_with_fault(base: Path, fault: str, checks: str, tmp_path: Path) -> ScenarioOutcome:
+    """``base`` with its faults and expectations replaced by ``fault`` and ``checks``."""
+    text = base.read_text().split("[[faults]]")[0]
+    path = tmp_path / "scenario.toml"
+    path.write_text(f"{text}[[faults]]\n{fault}\n[expect]\nchecks = {checks}\nwithin_s = 40\n")
+    return run_scenario(load_scenario(path), tmp_path / "run")
+
+
 @needs_lab
 def test_isolation_catches_a_queue_that_accepts_the_late_result_twice(tmp_path: Path) -> None:
     broken = {
@@ -55,14 +63,13 @@ def test_isolation_catches_a_queue_that_accepts_the_late_result_twice(tmp_path: 
 @needs_lab
 def test_a_kernel_fault_that_dropped_nothing_proves_nothing(tmp_path: Path) -> None:
     # Workers never talk to each other: a one-way cut between two of them drops nothing.
-    text = ISOLATE.read_text().split("[[faults]]")[0] + (
-        '[[faults]]\nwhen = { job_started = 3 }\ndo = "one_way"\ntarget = "worker-1"\n'
-        'peers = ["worker-2"]\nduration_s = 1.0\n\n'
-        '[expect]\nchecks = ["exactly_once", "correct_values"]\nwithin_s = 30\n'
+    outcome = _run_with_fault(
+        ISOLATE,
+        'when = { job_started = 3 }\ndo = "one_way"\ntarget = "worker-1"\n'
+        'peers = ["worker-2"]\nduration_s = 1.0\n',
+        '["exactly_once", "correct_values"]',
+        tmp_path,
     )
-    path = tmp_path / "one_way_between_workers.toml"
-    path.write_text(text)
-    outcome = run_scenario(load_scenario(path), tmp_path / "run")
     assert outcome.status == "unknown", outcome.report()
     unknowns = [violation.message for violation in outcome.result.verdict.unknowns]
     assert any("the kernel dropped and held back no packet" in m for m in unknowns), unknowns
@@ -156,15 +163,12 @@ def test_a_one_way_cut_without_peers_cuts_the_host_the_workers_reach(tmp_path: P
     # An engine's workers reach the broker's host, not the producer's (the master role): a
     # one-way cut that names no peers drops what the worker sends to the broker, and proves
     # it by the packets its filter dropped.
-    text = (REPO / "scenarios" / "hosts" / "rq_worker_isolated.toml").read_text()
-    text = text.split("[[faults]]")[0] + (
-        '[[faults]]\nwhen = { job_started = 2 }\ndo = "one_way"\ntarget = "holder"\n'
-        "duration_s = 1.0\n\n"
-        '[expect]\nchecks = ["exactly_once", "correct_values", "fault_coverage"]\nwithin_s = 40\n'
+    outcome = _run_with_fault(
+        REPO / "scenarios" / "hosts" / "rq_worker_isolated.toml",
+        'when = { job_started = 2 }\ndo = "one_way"\ntarget = "holder"\nduration_s = 1.0\n',
+        '["exactly_once", "correct_values", "fault_coverage"]',
+        tmp_path,
     )
-    path = tmp_path / "one_way_to_the_broker.toml"
-    path.write_text(text)
-    outcome = run_scenario(load_scenario(path), tmp_path / "run")
     assert outcome.status == "pass", outcome.report()
     [effect] = outcome.result.history.select("fault_effect")
     assert effect.get("verified") is True, effect
