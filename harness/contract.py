@@ -31,6 +31,7 @@ __all__ = [
     "LOST_CAUSES",
     "MASTER",
     "MASTER_ACTIONS",
+    "MASTER_RESTARTS",
     "NETWORK_ACTIONS",
     "OBSERVER_EVENTS",
     "PROCESS_DEATHS",
@@ -180,7 +181,8 @@ TOXIC_REMOVED = "toxic_removed"
 TOXIC = "toxic"  # a toxic met a connection: decision applied | skipped
 TOXIC_TRIGGERED = "toxic_triggered"
 TOXIC_FIRED = "toxic_fired"
-#: fault, action, target, verified, pids, why?, stopped_t?: what a fault measurably did
+#: fault, action, target, verified, pids, why?, stopped_t?, down_t? (a restarted master:
+#: when the old one was gone): what a fault measurably did
 FAULT_EFFECT = "fault_effect"
 PARTITION = "partition"
 HEAL = "heal"
@@ -424,6 +426,8 @@ SUSPENDS: Mapping[str, str] = {
 PROCESS_DEATHS = actions_where(lambda row: row.aims == "process" and row.ends_target)
 #: Actions that SIGKILL their target for good (a worker by name, or the master).
 KILLS = actions_where(lambda row: row.ends == "abrupt" and not row.comes_back)
+#: Actions that start the master again: each begins a new master incarnation.
+MASTER_RESTARTS = actions_where(lambda row: row.aims == "master" and row.comes_back)
 
 
 # -- why a job was lost: the causes a lost-job violation may name -----------------------

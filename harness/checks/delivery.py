@@ -1,5 +1,6 @@
 """Delivery checks: every job has exactly one accepted result (or at least one), each result
-is the right value, one terminal per job, and the first result wins.
+is the right value, one terminal per job, the first result wins, and every result accepted
+answers a lease of the master that accepted it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "duplicate_executions",
     "exactly_once",
     "first_result_wins",
+    "no_stale_results",
     "one_terminal",
 ]
 
@@ -392,3 +394,49 @@ def _sent_by(events: list[HistoryEvent], done: HistoryEvent) -> float:
         ends = [e for e in after[1:] if e.ev != contract.STARTED]
         return ends[0].t if ends else math.inf
     return done.t
+
+
+def no_stale_results(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
+    """Every result the master accepted comes from an attempt it (or the incarnation whose
+    journal it resumed) leased to that worker. A master started afresh numbers its jobs from
+    the same ids: a result for "job 3" from a worker that held job 3 of the master before
+    is the result of another job, whatever its value."""
+    check = "no_stale_results"
+    accepted = [
+        event
+        for event in history.select(contract.RESULT_ACCEPTED, src=MASTER)
+        if event.job is not None and isinstance(event.get("worker"), str)
+    ]
+    if not accepted:
+        return undecided(check, "the master accepted no result that names its worker")
+    context.judged(len(accepted), "accepted results")
+    found: list[Violation] = []
+    for event in accepted:
+        job, worker, attempt = event.job, event.get("worker"), event.get("attempt")
+        assert job is not None
+        epoch = history.epoch_at(event.t)
+        own = [
+            lease
+            for lease in history.leases(job)
+            if lease.epoch == epoch and lease.worker == worker and lease.attempt == attempt
+        ]
+        if own:
+            continue
+        earlier = [
+            lease
+            for lease in history.leases(job)
+            if lease.worker == worker and lease.attempt == attempt and lease.epoch < epoch
+        ]
+        where = (
+            f"it held job {job} of an earlier master (epoch {earlier[-1].epoch}), "
+            "started afresh since"
+            if earlier
+            else "no such lease was granted"
+        )
+        message = (
+            f"job {job} (epoch {epoch}): the master accepted attempt {attempt} from {worker}, "
+            f"which this master never leased it: {where}"
+        )
+        lines = (*(lease.start_line for lease in earlier), event.line)
+        found.append(Violation(check, message, (job,), lines))
+    return found

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -53,3 +54,41 @@ def test_the_scenario_fails_on_a_distq_broken_in_its_promise(
 
 def test_every_scenario_named_here_is_in_the_library() -> None:
     assert all((SCENARIOS / path).is_file() for path in CAUGHT)
+
+
+#: scenario file -> (the broken variant it must catch, the check that catches it).
+CAUGHT_BY_CHECK = {
+    "door/forty_workers_at_once.toml": ("thirty-two-workers", "admitted"),
+    "door/busy_door_retried.toml": ("busy-gives-up", "admitted"),
+    "network/rejoin_leased_ahead.toml": ("rejoin-keeps-leases", "no_overlap"),
+    "master/fresh_restart_away_worker.toml": ("any-master", "no_stale_results"),
+}
+
+
+def _against(path: str, variant: str | None, run_dir: Path) -> Any:
+    scenario = load_scenario(SCENARIOS / path)
+    if variant is not None:
+        pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+        system = {
+            **scenario.system,
+            "command": ["python", "-m", "tests.broken_distq"],
+            "env": {"DISTQ_BROKEN": variant, "PYTHONPATH": pythonpath},
+        }
+        scenario = msgspec.structs.replace(scenario, system=system)
+    return run_scenario(scenario, run_dir)
+
+
+@pytest.mark.parametrize(
+    ("path", "variant", "check"), [(p, *v) for p, v in sorted(CAUGHT_BY_CHECK.items())]
+)
+def test_the_door_rejoin_and_restart_promises_fail_by_their_check(
+    path: str, variant: str, check: str, tmp_path: Path
+) -> None:
+    """Broken in its promise, the scenario fails, and by the check written for it; on
+    distq it passes."""
+    broken = _against(path, variant, tmp_path / "broken")
+    verdict = broken.result.verdict
+    assert verdict.status == "fail", broken.report()
+    assert check in {v.check for v in verdict.violations}, broken.report()
+    passing = _against(path, None, tmp_path / "distq")
+    assert passing.result.verdict.status == "pass", passing.report()
