@@ -25,8 +25,9 @@ the variant; otherwise it is exactly ``python -m distq``. Test-only: never shipp
 - ``busy-gives-up``: a worker told "busy" by a crowded master exits 7 at once instead of
   trying again.
 - ``thirty-two-workers``: the master refuses a 33rd connected worker (a fixed-size table).
-- ``rejoin-keeps-leases``: a rejoining worker's jobs go back to the queue without the master
-  ending its leases, so they are leased again while the first leases stand.
+- ``lost-keeps-leases``: the jobs of a worker whose connection closed (or that rejoined) go
+  back to the queue without the master ending their leases, so they are leased again while
+  the first leases stand.
 - ``any-master``: a rejoining worker takes whatever master answers at the address as the
   one it left, and reports its old jobs' results to a master that numbers jobs afresh.
 """
@@ -198,15 +199,12 @@ def _thirty_two_workers(
 _original_worker_lost = JobBoard.worker_lost
 
 
-def _rejoin_keeps_leases(
+def _lost_keeps_leases(
     self: JobBoard, worker: str, reason: str = "worker lost", *, count_attempt: bool = True
 ) -> list[int]:
-    if count_attempt or reason != "worker rejoined":
-        return _original_worker_lost(self, worker, reason, count_attempt=count_attempt)
     for job_id in sorted(self._held.pop(worker, ())):
         entry = self._entries[job_id]  # back in the queue, its lease never ended
         entry.holder = None
-        entry.attempts -= 1
         entry.state = JobState.PENDING
         self._leasable += 1
         self._pending.appendleft(job_id)
@@ -236,7 +234,7 @@ VARIANTS: dict[str, tuple[Any, str, Any]] = {
     "all-wrong": (worker._Session, "add", _wrong_value_add),
     "busy-gives-up": (protocol, "authenticated_client", _gives_up_when_busy),
     "thirty-two-workers": (BoardService, "hello", _thirty_two_workers),
-    "rejoin-keeps-leases": (JobBoard, "worker_lost", _rejoin_keeps_leases),
+    "lost-keeps-leases": (JobBoard, "worker_lost", _lost_keeps_leases),
     "any-master": (worker._Session, "_check_same_master", _any_master),
 }
 
