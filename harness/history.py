@@ -420,13 +420,14 @@ class History:
         granted: list[HistoryEvent] = []  # each lease's ``leased`` event, in order
         epochs: list[int] = []  # each lease's epoch
         ended: dict[int, tuple[HistoryEvent | None, LeaseEnd]] = {}  # index into granted -> its end
-        # (epoch, job) -> index into granted; a job of a later epoch is another job
-        open_lease: dict[tuple[int, int], int] = {}
+        # job -> index into granted; (epoch, job) once the master started afresh (a job of a
+        # later epoch is another job): the plain key keeps the common case fast
+        open_lease: dict[int | tuple[int, int], int] = {}
         starts = self._epoch_starts
         epoch = 0
 
-        def close(job: int, event: HistoryEvent, end: LeaseEnd) -> None:
-            index = open_lease.pop((epoch, job), None)
+        def close(key: int | tuple[int, int], event: HistoryEvent, end: LeaseEnd) -> None:
+            index = open_lease.pop(key, None)
             if index is not None:
                 ended[index] = (event, end)
 
@@ -443,28 +444,29 @@ class History:
             if ev == contract.WORKER_LOST:
                 for lost in event.get("jobs") or ():
                     if isinstance(lost, int):
-                        close(lost, event, "lost")
+                        close((epoch, lost) if starts else lost, event, "lost")
                 continue
             if job is None:
                 continue
+            key = (epoch, job) if starts else job
             if ev == leased:
-                if (epoch, job) in open_lease:
-                    close(job, event, "superseded")  # a second lease while one is open: a bug
-                open_lease[epoch, job] = len(granted)
+                if key in open_lease:
+                    close(key, event, "superseded")  # a second lease while one is open: a bug
+                open_lease[key] = len(granted)
                 granted.append(event)
                 epochs.append(epoch)
             elif ev == accepted:
-                index = open_lease.get((epoch, job))
+                index = open_lease.get(key)
                 if index is not None:
                     held = granted[index]
                     same = _int(held.get("attempt")) == event.get("attempt") and str(
                         held.get("worker", "")
                     ) == event.get("worker")
-                    close(job, event, "completed" if same else "superseded")
+                    close(key, event, "completed" if same else "superseded")
             elif ev == expired:
-                close(job, event, "expired")
+                close(key, event, "expired")
             elif ev in failed:
-                close(job, event, "failed")
+                close(key, event, "failed")
         leases: list[Lease] = []
         no_end = (None, _OPEN)
         for index, event in enumerate(granted):
