@@ -140,3 +140,25 @@ def test_clean_exits_lets_a_worker_of_a_master_restarted_afresh_exit_5() -> None
     assert clean_exits(_fresh_restart(stale=False).history(), context) == []
     [violation] = clean_exits(_fresh_restart(stale=False, resumed=True).history(), context)
     assert violation.message == "worker-1 exited with 5, expected 0"
+
+
+def test_exactly_once_reads_the_results_output_of_a_master_restarted_afresh() -> None:
+    """The first master accepted job 0 and wrote it out; the fresh one writes job 0 (its own
+    job 0) after it in the same output: twice is right, three times is not."""
+    run = HistoryBuilder()
+    run.master("master_ready", address="127.0.0.1:1", pid=1)
+    run.submit(0)
+    run.lease(0, "worker-1")
+    run.accept(0, "worker-1")
+    run.fault("restart_master", "master")
+    run.effect(0, "restart_master", "master", down_t=run.t + 0.001)
+    run.submit(0)
+    run.master("master_ready", address="127.0.0.1:1", pid=3)
+    run.lease(0, "worker-2")
+    run.accept(0, "worker-2")
+    for _ in range(2):
+        run.add("results", "result_output", job=0, ok=True, value=0)
+    assert judge(run.history(), ["exactly_once"]).status == "pass"
+    run.add("results", "result_output", job=0, ok=True, value=0)
+    [violation] = judge(run.history(), ["exactly_once"]).violations
+    assert violation.message == "job 0 is 3 times in the results output"
