@@ -31,6 +31,7 @@ __all__ = [
     "LOST_CAUSES",
     "MASTER",
     "MASTER_ACTIONS",
+    "MASTER_RESTARTS",
     "NETWORK_ACTIONS",
     "OBSERVER_EVENTS",
     "PROCESS_DEATHS",
@@ -183,7 +184,8 @@ TOXIC_FIRED = "toxic_fired"
 #: toxic, kind, connection, bytes, delayed_ms, closes: what a toxic did to one connection,
 #: written when the toxic leaves it (removed, or the connection closed)
 TOXIC_EFFECT = "toxic_effect"
-#: fault, action, target, verified, pids, why?, stopped_t?: what a fault measurably did
+#: fault, action, target, verified, pids, why?, stopped_t?, down_t? (a restarted master:
+#: when the old one was gone): what a fault measurably did
 FAULT_EFFECT = "fault_effect"
 PARTITION = "partition"
 HEAL = "heal"
@@ -432,6 +434,8 @@ SUSPENDS: Mapping[str, str] = {
 PROCESS_DEATHS = actions_where(lambda row: row.aims == "process" and row.ends_target)
 #: Actions that SIGKILL their target for good (a worker by name, or the master).
 KILLS = actions_where(lambda row: row.ends == "abrupt" and not row.comes_back)
+#: Actions that start the master again: each begins a new master incarnation.
+MASTER_RESTARTS = actions_where(lambda row: row.aims == "master" and row.comes_back)
 
 
 # -- why a job was lost: the causes a lost-job violation may name -----------------------

@@ -4,6 +4,12 @@ Events are ordered by ``t`` (every process shares one epoch), ties kept in readi
 The queries answer what the checkers ask: which jobs were submitted, which terminal
 results the master recorded, and which worker held which job when (from the master's
 leases, the authoritative view).
+
+A master the harness restarts begins a new incarnation. One that resumes its journal keeps
+its jobs; one that starts afresh numbers new jobs from the same ids, so a job is known by
+its id within an *epoch*: the incarnations that share one job space (a fresh start opens
+the next epoch). Leases carry their epoch; ``submitted`` and ``terminals`` answer for the
+last epoch, the one the run ended with (the jobs of an earlier one were abandoned with it).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import math
 import os
 import re
 import sys
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import chain
 from operator import attrgetter
@@ -42,6 +49,7 @@ __all__ = [
     "History",
     "HistoryError",
     "HistoryEvent",
+    "Incarnation",
     "Lease",
     "LeaseEnd",
     "Submission",
@@ -100,6 +108,17 @@ class Submission(msgspec.Struct, frozen=True, gc=False):
     line: int
 
 
+class Incarnation(msgspec.Struct, frozen=True, gc=False):
+    """One run of the master: from ``t_start`` (0, or when the harness had the previous
+    one gone) to the next; ``epoch`` is its job space (the same as the previous one's when
+    it resumed a journal, the next otherwise)."""
+
+    index: int
+    t_start: float
+    epoch: int
+    resumed: bool
+
+
 class Lease(msgspec.Struct, frozen=True, gc=False):
     """One lease from the master's log: who held which job from when to when.
 
@@ -118,6 +137,7 @@ class Lease(msgspec.Struct, frozen=True, gc=False):
     end: LeaseEnd
     start_line: int
     end_line: int | None
+    epoch: int = 0  # the job space of the master that granted it (see Incarnation)
 
     def held_at(self, t: float) -> bool:
         return self.t_start <= t and (self.t_end is None or t < self.t_end)
@@ -163,6 +183,9 @@ class History:
         self._by_ev = {ev: _merged(runs) for ev, runs in by_ev.items()}
         self._by_src = {src: _merged(runs) for src, runs in by_src.items()}
         self._by_job: dict[int, tuple[HistoryEvent, ...]] | None = None
+        self._incarnations = self._index_incarnations()
+        # When each epoch after the first began (a master started afresh).
+        self._epoch_starts = [inc.t_start for inc in self._incarnations[1:] if not inc.resumed]
         self._submitted = self._index_submissions()
         self._terminals = self._index_terminals()
         self._leases = self._index_leases()
@@ -296,12 +319,22 @@ class History:
         return self._by_job.get(job, ())
 
     def submitted(self) -> Mapping[int, Submission]:
-        """Every job the master submitted, by id (the first submission of an id wins)."""
+        """Every job the master submitted in the last epoch, by id (the first submission of
+        an id wins)."""
         return self._submitted
 
     def terminals(self) -> Mapping[int, tuple[HistoryEvent, ...]]:
-        """The master's terminal events (``result_accepted`` or ``dead``) by job id."""
+        """The master's terminal events (``result_accepted`` or ``dead``) of the last epoch,
+        by job id."""
         return self._terminals
+
+    def incarnations(self) -> tuple[Incarnation, ...]:
+        """Each run of the master, in order (one, unless the harness restarted it)."""
+        return self._incarnations
+
+    def epoch_at(self, t: float) -> int:
+        """The epoch (job space) of the master serving at time ``t``."""
+        return bisect_right(self._epoch_starts, t) if self._epoch_starts else 0
 
     def leases(self, job: int | None = None) -> tuple[Lease, ...]:
         """The master's leases (of one job, or all) in the order they were granted."""
@@ -330,9 +363,37 @@ class History:
 
     # -- indexing (once, at construction) --------------------------------------------------
 
+    def _last_epoch(self, events: tuple[HistoryEvent, ...]) -> Iterable[HistoryEvent]:
+        """Those of ``events`` (in history order) from the last epoch's master."""
+        if not self._epoch_starts:
+            return events
+        start = self._epoch_starts[-1]
+        return (event for event in events if event.t >= start)
+
+    def _index_incarnations(self) -> tuple[Incarnation, ...]:
+        """The master's runs: one from the start, one more per restart the harness made
+        (from when the old one was gone); each resumed if its ``master_ready`` says so."""
+        starts: list[float] = []
+        for effect in self.select(contract.FAULT_EFFECT, src=HARNESS):
+            down_t = effect.get("down_t")
+            if effect.get("action") in contract.MASTER_RESTARTS and type(down_t) in (int, float):
+                starts.append(float(down_t))
+        if not starts:
+            return (Incarnation(0, 0.0, 0, False),)
+        starts.sort()
+        readies = self.select(contract.MASTER_READY, src=MASTER)
+        incarnations = [Incarnation(0, 0.0, 0, False)]
+        for index, start in enumerate(starts, start=1):
+            end = starts[index] if index < len(starts) else math.inf
+            ready = next((e for e in readies if start < e.t <= end), None)
+            resumed = ready is not None and ready.get("resumed") is True
+            epoch = incarnations[-1].epoch + (0 if resumed else 1)
+            incarnations.append(Incarnation(index, start, epoch, resumed))
+        return tuple(incarnations)
+
     def _index_submissions(self) -> Mapping[int, Submission]:
         submitted: dict[int, Submission] = {}
-        for event in self.select(contract.JOB_SUBMITTED, src=MASTER):
+        for event in self._last_epoch(self.select(contract.JOB_SUBMITTED, src=MASTER)):
             job = event.job
             if job is None or job in submitted:
                 continue
@@ -349,7 +410,7 @@ class History:
 
     def _index_terminals(self) -> Mapping[int, tuple[HistoryEvent, ...]]:
         terminals: dict[int, list[HistoryEvent]] = {}
-        for event in self.select(TERMINAL_EVENTS, src=MASTER):
+        for event in self._last_epoch(self.select(TERMINAL_EVENTS, src=MASTER)):
             if event.job is not None:
                 terminals.setdefault(event.job, []).append(event)
         return MappingProxyType({job: tuple(events) for job, events in terminals.items()})
@@ -357,11 +418,16 @@ class History:
     def _index_leases(self) -> tuple[Lease, ...]:
         """Replay the master's lease lifecycle: at most one open lease per job."""
         granted: list[HistoryEvent] = []  # each lease's ``leased`` event, in order
+        epochs: list[int] = []  # each lease's epoch
         ended: dict[int, tuple[HistoryEvent | None, LeaseEnd]] = {}  # index into granted -> its end
-        open_lease: dict[int, int] = {}  # job -> index into granted
+        # job -> index into granted; (epoch, job) once the master started afresh (a job of a
+        # later epoch is another job): the plain key keeps the common case fast
+        open_lease: dict[int | tuple[int, int], int] = {}
+        starts = self._epoch_starts
+        epoch = 0
 
-        def close(job: int, event: HistoryEvent, end: LeaseEnd) -> None:
-            index = open_lease.pop(job, None)
+        def close(key: int | tuple[int, int], event: HistoryEvent, end: LeaseEnd) -> None:
+            index = open_lease.pop(key, None)
             if index is not None:
                 ended[index] = (event, end)
 
@@ -373,30 +439,34 @@ class History:
         failed = (contract.ATTEMPT_FAILED, contract.DEAD)
         for event in self._by_src.get(MASTER, ()):
             job, ev = event.job, event.ev
+            if starts:
+                epoch = bisect_right(starts, event.t)
             if ev == contract.WORKER_LOST:
                 for lost in event.get("jobs") or ():
                     if isinstance(lost, int):
-                        close(lost, event, "lost")
+                        close((epoch, lost) if starts else lost, event, "lost")
                 continue
             if job is None:
                 continue
+            key = (epoch, job) if starts else job
             if ev == leased:
-                if job in open_lease:
-                    close(job, event, "superseded")  # a second lease while one is open: a bug
-                open_lease[job] = len(granted)
+                if key in open_lease:
+                    close(key, event, "superseded")  # a second lease while one is open: a bug
+                open_lease[key] = len(granted)
                 granted.append(event)
+                epochs.append(epoch)
             elif ev == accepted:
-                index = open_lease.get(job)
+                index = open_lease.get(key)
                 if index is not None:
                     held = granted[index]
                     same = _int(held.get("attempt")) == event.get("attempt") and str(
                         held.get("worker", "")
                     ) == event.get("worker")
-                    close(job, event, "completed" if same else "superseded")
+                    close(key, event, "completed" if same else "superseded")
             elif ev == expired:
-                close(job, event, "expired")
+                close(key, event, "expired")
             elif ev in failed:
-                close(job, event, "failed")
+                close(key, event, "failed")
         leases: list[Lease] = []
         no_end = (None, _OPEN)
         for index, event in enumerate(granted):
@@ -412,6 +482,7 @@ class History:
                     end,
                     event.line,
                     None if end_event is None else end_event.line,
+                    epochs[index],
                 )
             )
         return tuple(leases)

@@ -22,6 +22,14 @@ the variant; otherwise it is exactly ``python -m distq``. Test-only: never shipp
 - ``keep-torn-lines``: a master resuming on its journal neither cuts a torn last line of
   the results file nor ends one in the event log; it writes on after it.
 - ``bool-as-int``: workers report ``true``/``false`` inside a value as ``1``/``0``.
+- ``busy-gives-up``: a worker told "busy" by a crowded master exits 7 at once instead of
+  trying again.
+- ``thirty-two-workers``: the master refuses a 33rd connected worker (a fixed-size table).
+- ``lost-keeps-leases``: the jobs of a worker whose connection closed (or that rejoined) go
+  back to the queue without the master ending their leases, so they are leased again while
+  the first leases stand.
+- ``any-master``: a rejoining worker takes whatever master answers at the address as the
+  one it left, and reports its old jobs' results to a master that numbers jobs afresh.
 """
 
 from __future__ import annotations
@@ -31,10 +39,12 @@ import os
 import sys
 from typing import Any
 
-from distq import journal, worker
+from distq import journal, protocol, worker
 from distq.board import JobBoard, JobState, Outcome
+from distq.errors import MasterBusy
 from distq.jobs import Job, Result
 from distq.journal import Journal
+from distq.protocol import MasterBusyError
 from distq.service import BoardService
 from distq.submissions import Refusal, WireSubmission
 
@@ -161,6 +171,51 @@ def _insert_created_only(self: Journal, jobs: list[Job], seq: int) -> None:
         _original_insert(self, jobs, seq)
 
 
+def _gives_up_when_busy(
+    address: tuple[str, int],
+    family: str | None = None,
+    authkey: bytes | None = None,
+    source_address: tuple[str, int] | None = None,
+) -> Any:
+    try:
+        return protocol._authenticated_client(address, authkey, source_address)
+    except MasterBusyError:
+        raise MasterBusy("the master is busy: giving up") from None
+
+
+_original_hello = BoardService.hello
+
+
+def _thirty_two_workers(
+    self: BoardService, worker: str, pid: int, host: str, rejoin: bool = False
+) -> dict[str, Any]:
+    with self._cond:
+        full = len(self._conn_of_worker) >= 32 and worker not in self._conn_of_worker
+    if full:
+        raise ValueError("the master's worker table is full (32)")
+    return _original_hello(self, worker, pid, host, rejoin)
+
+
+_original_worker_lost = JobBoard.worker_lost
+
+
+def _lost_keeps_leases(
+    self: JobBoard, worker: str, reason: str = "worker lost", *, count_attempt: bool = True
+) -> list[int]:
+    for job_id in sorted(self._held.pop(worker, ())):
+        entry = self._entries[job_id]  # back in the queue, its lease never ended
+        entry.holder = None
+        entry.state = JobState.PENDING
+        self._leasable += 1
+        self._pending.appendleft(job_id)
+    return []
+
+
+def _any_master(self: Any, settings: dict[str, Any]) -> None:
+    if self.master_id is None:
+        self.master_id = settings.get("master_id")
+
+
 #: Each variant: the owner, the attribute it replaces there, and the broken replacement.
 VARIANTS: dict[str, tuple[Any, str, Any]] = {
     "no-dedup": (JobBoard, "_finish", _no_dedup),
@@ -177,6 +232,10 @@ VARIANTS: dict[str, tuple[Any, str, Any]] = {
     "bool-as-int": (worker._Session, "add", _bool_as_int_add),
     "wrong-value": (worker._Session, "add", _wrong_value_add),
     "all-wrong": (worker._Session, "add", _wrong_value_add),
+    "busy-gives-up": (protocol, "authenticated_client", _gives_up_when_busy),
+    "thirty-two-workers": (BoardService, "hello", _thirty_two_workers),
+    "lost-keeps-leases": (JobBoard, "worker_lost", _lost_keeps_leases),
+    "any-master": (worker._Session, "_check_same_master", _any_master),
 }
 
 

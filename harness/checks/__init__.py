@@ -6,11 +6,12 @@ Layering, from the core outwards:
   context    what a check is told besides the history (CheckContext), exit-code tables
   verdict    pass / fail / unknown, and the exit code of each
   struck     what the harness did to each worker, from the faults and their facts
-  delivery   exactly_once, at_least_once, correct_values, one_terminal, first_result_wins
+  delivery   exactly_once, at_least_once, correct_values, one_terminal, first_result_wins,
+             no_stale_results
   batches    batch_barrier, batch_shape
-  auth       auth
+  auth       auth, admitted
   liveness   liveness, recovery_latency, no_spurious_expiry, time_limits
-  attempts   attempts_bounded, prefetch_bounded
+  attempts   attempts_bounded, prefetch_bounded, no_overlap
   coverage   fault_coverage
   exits      clean_exits
   reached    reached: the events a scenario says its run must show
@@ -25,11 +26,13 @@ from __future__ import annotations
 
 from harness.checks.attempts import (
     attempts_bounded,
+    no_overlap,
     prefetch_bounded,
 )
 from harness.checks.auth import (
     BAD_HANDSHAKE_ACTIONS,
     WRONG_KEY_WORKER_ACTIONS,
+    admitted,
     auth,
 )
 from harness.checks.batches import (
@@ -59,6 +62,7 @@ from harness.checks.delivery import (
     duplicate_executions,
     exactly_once,
     first_result_wins,
+    no_stale_results,
     one_terminal,
 )
 from harness.checks.exits import (
@@ -130,6 +134,7 @@ __all__ = [
     "Violation",
     "acknowledged",
     "action_facts",
+    "admitted",
     "at_least_once",
     "attempts_bounded",
     "auth",
@@ -147,7 +152,9 @@ __all__ = [
     "liveness",
     "lost_cause",
     "master_events",
+    "no_overlap",
     "no_spurious_expiry",
+    "no_stale_results",
     "one_terminal",
     "prefetch_bounded",
     "reached",

@@ -1,5 +1,6 @@
 """The attempts checks: a job is retried at most ``max_attempts`` times and hand-backs never
-count; a lost worker loses at most ``prefetch`` jobs' attempts.
+count; a lost worker loses at most ``prefetch`` jobs' attempts; no job runs on two workers
+at once while both hold a lease on it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from harness.checks.struck import (
 )
 from harness.checks.violations import Violation, undecided
 from harness.contract import MASTER
-from harness.history import History
+from harness.history import History, HistoryEvent, Lease
 
-__all__ = ["attempts_bounded", "prefetch_bounded"]
+__all__ = ["attempts_bounded", "no_overlap", "prefetch_bounded"]
 
 
 _HAND_BACKS = frozenset({contract.WORKER_LEFT, contract.WORKER_REJOINED})
@@ -137,4 +138,114 @@ def prefetch_bounded(history: History, context: CheckContext = NO_CONTEXT) -> li
                 f"prefetch {prefetch} allows"
             )
             found.append(Violation(check, message, tuple(jobs), (event.line,)))
+    return found
+
+
+_RUN_ENDS = frozenset({contract.COMPLETED, contract.RUNNER_KILLED})
+
+
+class _Run:
+    """One attempt as a worker ran it: from its ``started`` to its end (its ``completed``,
+    its job process killed, else the worker's last event), and its lease: from when it
+    was granted to when the master took it back (None: never)."""
+
+    __slots__ = ("end_t", "granted_t", "lease_line", "start", "taken_back_t")
+
+    def __init__(
+        self, start: HistoryEvent, end_t: float, lease: Lease | None, history: History
+    ) -> None:
+        self.start = start
+        self.end_t = end_t
+        self.lease_line = None if lease is None else lease.start_line
+        self.granted_t = math.inf if lease is None else lease.t_start
+        self.taken_back_t = None if lease is None else lease.t_end
+        # A lease the master ended only by granting the job again was never taken back.
+        if (
+            lease is not None
+            and lease.end_line is not None
+            and (history[lease.end_line].ev == contract.LEASED)
+        ):
+            self.taken_back_t = None
+
+    @property
+    def worker(self) -> str:
+        return self.start.src
+
+    def protected_at(self, t: float) -> bool:
+        """Whether the run's lease still stood at ``t``."""
+        return self.granted_t <= t and (self.taken_back_t is None or t < self.taken_back_t)
+
+
+def _runs(history: History) -> dict[int, list[_Run]]:
+    """Every worker's runs of each job, from the workers' own logs."""
+    runs: dict[int, list[_Run]] = {}
+    last_t: dict[str, float] = {}
+    for src in history.sources():
+        own = history.select(src=src)
+        if own:
+            last_t[src] = own[-1].t
+    for start in history.select(contract.STARTED):
+        job = start.job
+        if job is None or start.src in (MASTER, contract.HARNESS):
+            continue
+        attempt = start.get("attempt")
+        end = next(
+            (
+                e
+                for e in history.by_job(job)
+                if e.line > start.line
+                and e.src == start.src
+                and e.ev in _RUN_ENDS
+                and e.get("attempt") == attempt
+            ),
+            None,
+        )
+        end_t = end.t if end is not None else last_t.get(start.src, history.end_t)
+        epoch = history.epoch_at(start.t)
+        leases = [
+            lease
+            for lease in history.leases(job)
+            if lease.worker == start.src
+            and lease.attempt == attempt
+            and lease.epoch == epoch
+            and lease.t_start <= start.t
+        ]
+        runs.setdefault(job, []).append(_Run(start, end_t, leases[-1] if leases else None, history))
+    return runs
+
+
+def no_overlap(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
+    """No job runs on two workers at once while both still hold their leases on it.
+
+    A run is a worker's ``started`` to its end; its lease is the master's lease of that job,
+    attempt and worker. Two runs may overlap only once the master has taken one lease back
+    (expired, lost with its connection, handed back by a rejoin): the worker it was taken
+    from may still be running the job, and the first result wins. Both leases standing
+    while both run means the master handed out a job that was held. The evidence is the
+    pairs of runs at once: a run with none showed nothing about this.
+    """
+    check = "no_overlap"
+    if not history.select(contract.STARTED):
+        return undecided(check, "no worker logged a started job: there are no runs to compare")
+    found: list[Violation] = []
+    overlapping = 0  # pairs of runs at once: the evidence (none: the run proved nothing)
+    for job, own in sorted(_runs(history).items()):
+        for index, first in enumerate(own):
+            for second in own[index + 1 :]:
+                if first.worker == second.worker:
+                    continue
+                begin = max(first.start.t, second.start.t)
+                if begin >= min(first.end_t, second.end_t):
+                    continue  # one after the other
+                overlapping += 1
+                if not (first.protected_at(begin) and second.protected_at(begin)):
+                    continue  # one lease had been taken back: that run is on its own
+                message = (
+                    f"job {job} ran on {first.worker} and {second.worker} at once from "
+                    f"t={begin:g}, both holding a lease on it (neither expired nor taken back)"
+                )
+                lines = [first.start.line, second.start.line]
+                lines += [run.lease_line for run in (first, second) if run.lease_line is not None]
+                found.append(Violation(check, message, (job,), tuple(sorted(set(lines)))))
+    context.judged(overlapping, "pairs of runs at once")
     return found

@@ -1,14 +1,16 @@
-"""The auth check: every wrong-key worker and bad handshake was refused, and none served."""
+"""The door checks: every wrong-key worker and bad handshake was refused, and none served
+(auth); every worker with the right key got in, however crowded the door was (admitted).
+"""
 
 from __future__ import annotations
 
 from harness import contract
 from harness.checks.context import NO_CONTEXT, CheckContext
-from harness.checks.violations import Violation
+from harness.checks.violations import Violation, undecided
 from harness.contract import MASTER
 from harness.history import History, HistoryEvent
 
-__all__ = ["BAD_HANDSHAKE_ACTIONS", "WRONG_KEY_WORKER_ACTIONS", "auth"]
+__all__ = ["BAD_HANDSHAKE_ACTIONS", "WRONG_KEY_WORKER_ACTIONS", "admitted", "auth"]
 
 
 #: Harness faults that start a worker with a bad key, and ones that only handshake badly.
@@ -78,6 +80,58 @@ def auth(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation
             jobs = sorted({event.job for event in served if event.job is not None})
             message = f"wrong-key worker {name!r} was served: {served[0].ev} at t={served[0].t:g}"
             found.append(Violation(check, message, tuple(jobs), tuple(e.line for e in served)))
+    return found
+
+
+_JOINS = frozenset({contract.WORKER_JOINED, contract.WORKER_REJOINED})
+
+
+def admitted(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
+    """Every worker started with the right key joined the master before the run ended.
+
+    The workers are the processes whose exits the run recorded (``exit_codes``) besides
+    the master, less the wrong-key ones (as ``auth`` names them). A "busy" answer from a
+    crowded door is no refusal: the worker must try again until it is in, so a worker that
+    gave up on one (or was refused for the crowd) fails here.
+    """
+    check = "admitted"
+    if context.exit_codes is None:
+        return undecided(check, "the run recorded no processes: nothing says which workers ran")
+    faults = [fault for fault in history.faults() if not fault.get("missed")]
+    intruders = set(context.wrong_key_workers)
+    intruders.update(
+        str(fault.get("target"))
+        for fault in faults
+        if fault.get("action") in WRONG_KEY_WORKER_ACTIONS and fault.get("target")
+    )
+    workers = sorted(
+        name for name in context.exit_codes if name != MASTER and name not in intruders
+    )
+    context.judged(len(workers), "workers with the right key")
+    joined = {str(event.get("worker")) for event in history.select(_JOINS, src=MASTER)}
+    busy = sum(
+        map(
+            _count,
+            (
+                e
+                for e in history.select(contract.AUTH_REJECTED, src=MASTER)
+                if e.get("kind") == "busy"
+            ),
+        )
+    )
+    found: list[Violation] = []
+    for name in workers:
+        if name in joined:
+            continue
+        code = context.exit_codes[name]
+        exits = history.select(contract.WORKER_EXIT, src=name)
+        how = "was still out when the run ended" if code is None else f"exited {code}"
+        reason = exits[-1].get("reason") if exits else None
+        message = (
+            f"{name}, started with the right key, never joined the master: it {how}"
+            f"{f' ({reason})' if reason else ''}; the master answered busy {busy} time(s)"
+        )
+        found.append(Violation(check, message, (), tuple(e.line for e in exits)))
     return found
 
 

@@ -1,5 +1,6 @@
 """Delivery checks: every job has exactly one accepted result (or at least one), each result
-is the right value, one terminal per job, and the first result wins.
+is the right value, one terminal per job, the first result wins, and every result accepted
+answers a lease of the master that accepted it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "duplicate_executions",
     "exactly_once",
     "first_result_wins",
+    "no_stale_results",
     "one_terminal",
 ]
 
@@ -84,7 +86,7 @@ def exactly_once(history: History, context: CheckContext = NO_CONTEXT) -> list[V
     found.extend(unseen_items(history, check))
     outputs = history.select(contract.RESULT_OUTPUT, src=RESULTS)
     if outputs:
-        found.extend(_output_once(submitted, outputs))
+        found.extend(_output_once(submitted, outputs, _earlier_terminals(history)))
     if executions_are_results:  # no dedup between the workers and the result store
         for job, runs in sorted(duplicate_executions(history).items()):
             message = f"job {job} ran to completion {len(runs)} times (each stored a result)"
@@ -144,9 +146,26 @@ def unseen_items(history: History, check: str) -> list[Violation]:
     return found
 
 
+def _earlier_terminals(history: History) -> Mapping[int, int]:
+    """How many terminal events each job id had from the masters of earlier epochs (a
+    master restarted afresh writes on after them in the same results output)."""
+    last = history.epoch_at(history.end_t)
+    if last == 0:
+        return {}
+    counts: dict[int, int] = {}
+    for event in history.select(contract.TERMINAL_EVENTS, src=MASTER):
+        if event.job is not None and history.epoch_at(event.t) < last:
+            counts[event.job] = counts.get(event.job, 0) + 1
+    return counts
+
+
 def _output_once(
-    submitted: Mapping[int, Submission], outputs: Sequence[HistoryEvent]
+    submitted: Mapping[int, Submission],
+    outputs: Sequence[HistoryEvent],
+    earlier: Mapping[int, int],
 ) -> list[Violation]:
+    """Each job of the last epoch is in the results output once, besides the lines the
+    masters before it may have written for the same id (``earlier``)."""
     check = "exactly_once"
     by_job: dict[int | None, list[HistoryEvent]] = {}
     for output in outputs:
@@ -154,7 +173,7 @@ def _output_once(
     found: list[Violation] = []
     for job, submission in submitted.items():
         seen = by_job.get(job, [])
-        if len(seen) != 1:
+        if not 1 <= len(seen) <= 1 + earlier.get(job, 0):
             what = "missing from" if not seen else f"{len(seen)} times in"
             lines = (submission.line, *(output.line for output in seen))
             found.append(Violation(check, f"job {job} is {what} the results output", (job,), lines))
@@ -392,3 +411,49 @@ def _sent_by(events: list[HistoryEvent], done: HistoryEvent) -> float:
         ends = [e for e in after[1:] if e.ev != contract.STARTED]
         return ends[0].t if ends else math.inf
     return done.t
+
+
+def no_stale_results(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:
+    """Every result the master accepted comes from an attempt it (or the incarnation whose
+    journal it resumed) leased to that worker. A master started afresh numbers its jobs from
+    the same ids: a result for "job 3" from a worker that held job 3 of the master before
+    is the result of another job, whatever its value."""
+    check = "no_stale_results"
+    accepted = [
+        event
+        for event in history.select(contract.RESULT_ACCEPTED, src=MASTER)
+        if event.job is not None and isinstance(event.get("worker"), str)
+    ]
+    if not accepted:
+        return undecided(check, "the master accepted no result that names its worker")
+    context.judged(len(accepted), "accepted results")
+    found: list[Violation] = []
+    for event in accepted:
+        job, worker, attempt = event.job, event.get("worker"), event.get("attempt")
+        assert job is not None
+        epoch = history.epoch_at(event.t)
+        own = [
+            lease
+            for lease in history.leases(job)
+            if lease.epoch == epoch and lease.worker == worker and lease.attempt == attempt
+        ]
+        if own:
+            continue
+        earlier = [
+            lease
+            for lease in history.leases(job)
+            if lease.worker == worker and lease.attempt == attempt and lease.epoch < epoch
+        ]
+        where = (
+            f"it held job {job} of an earlier master (epoch {earlier[-1].epoch}), "
+            "started afresh since"
+            if earlier
+            else "no such lease was granted"
+        )
+        message = (
+            f"job {job} (epoch {epoch}): the master accepted attempt {attempt} from {worker}, "
+            f"which this master never leased it: {where}"
+        )
+        lines = (*(lease.start_line for lease in earlier), event.line)
+        found.append(Violation(check, message, (job,), lines))
+    return found

@@ -36,7 +36,8 @@ def clean_exits(history: History, context: CheckContext = NO_CONTEXT) -> list[Vi
     ``documented`` (what each code means) from the system under test.
 
     Expected: the master ``ok`` (unless a fault killed it: -9); workers ``ok``, or
-    ``master_lost`` once the master was killed and not restarted; wrong-key workers
+    ``master_lost`` once the master was killed and not restarted, or restarted afresh (no
+    journal: another master, to the workers of the one before); wrong-key workers
     ``auth_rejected``; empty-key workers ``usage``; a worker a fault SIGKILLed -9. A worker
     that never joined and gave up only after the master had stopped (it was still starting
     when the work ran out) may exit ``no_master`` or ``master_lost``: it cannot tell a
@@ -81,6 +82,14 @@ def clean_exits(history: History, context: CheckContext = NO_CONTEXT) -> list[Vi
     intruders = {str(f.get("target")) for f in faults if f.get("action") == "wrong_key_worker"}
     empty_keyed = {str(f.get("target")) for f in faults if f.get("action") == "empty_key_worker"}
     late = _arrived_after_the_end(history)
+    # A master started afresh is another master with the same address: a worker of the one
+    # before (it joined that one) that finds it there has lost its master (5).
+    fresh = [inc.t_start for inc in history.incarnations()[1:] if not inc.resumed]
+    orphaned = {
+        str(e.get("worker"))
+        for e in history.select((contract.WORKER_JOINED, contract.WORKER_REJOINED), src=MASTER)
+        if fresh and e.t < fresh[-1]
+    }
     found: list[Violation] = []
     fault_lines = tuple(f.line for f in faults)
     context.judged(len(exit_codes), "exits")
@@ -101,6 +110,8 @@ def clean_exits(history: History, context: CheckContext = NO_CONTEXT) -> list[Vi
                 allowed |= codes(documented.master_lost, documented.handshake_timeout)
             if name in late:
                 allowed |= codes(documented.no_master, documented.master_lost)
+            if name in orphaned:
+                allowed |= codes(documented.master_lost)
         if code is None:
             found.append(Violation(check, f"{name} never exited on its own", (), fault_lines))
         elif code not in allowed:

@@ -7,8 +7,8 @@ from dataclasses import replace
 from typing import Protocol
 
 from harness import contract
-from harness.checks.attempts import attempts_bounded, prefetch_bounded
-from harness.checks.auth import auth
+from harness.checks.attempts import attempts_bounded, no_overlap, prefetch_bounded
+from harness.checks.auth import admitted, auth
 from harness.checks.batches import batch_barrier, batch_shape
 from harness.checks.context import NO_CONTEXT, CheckContext, Tally
 from harness.checks.coverage import fault_coverage
@@ -17,6 +17,7 @@ from harness.checks.delivery import (
     correct_values,
     exactly_once,
     first_result_wins,
+    no_stale_results,
     one_terminal,
 )
 from harness.checks.exits import clean_exits
@@ -55,6 +56,9 @@ CHECKS: Mapping[str, Checker] = {
     "reached": reached,
     "acknowledged": acknowledged,
     "prefetch_bounded": prefetch_bounded,
+    "admitted": admitted,
+    "no_overlap": no_overlap,
+    "no_stale_results": no_stale_results,
 }
 
 

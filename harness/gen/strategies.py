@@ -231,9 +231,18 @@ def scenarios(
 # -- fault plans against any system, from a base scenario ----------------------------------
 
 #: Checks about the windows a base's own faults open (a holder taken away, a late
-#: duplicate, an expiry, a time limit): another plan may open none of them.
+#: duplicate, an expiry, a time limit, two runs of a job at once, workers joining while
+#: there is work): another plan may open none of them.
 _WINDOW_CHECKS = frozenset(
-    {"recovery_latency", "first_result_wins", "no_spurious_expiry", "time_limits", "reached"}
+    {
+        "recovery_latency",
+        "first_result_wins",
+        "no_spurious_expiry",
+        "time_limits",
+        "reached",
+        "no_overlap",
+        "admitted",
+    }
 )
 #: Triggers a plan may use, the ones that shrink best first.
 _PLAN_TRIGGERS = ("job_leased", "job_started", "job_completed", "results", "after_s")

@@ -616,13 +616,24 @@ class FaultInjector:
                 "events": cluster.events_path(MASTER),
             }[fault_action(fault.do).tears]
             torn: list[int] = []
-            started = cluster.restart_master(lambda: torn.append(tear_last_line(path)))
+            down: list[float] = []
+
+            def tear() -> None:
+                down.append(self.log.now())
+                torn.append(tear_last_line(path))
+
+            started = cluster.restart_master(tear)
             why = "" if torn and torn[0] else f"{path.name} had no line to tear"
             effect = Effect(bool(torn and torn[0]), (started.pid,), why)
-            self._effect(index, fault.do, MASTER, effect, torn_bytes=torn[0] if torn else 0)
+            self._effect(
+                index, fault.do, MASTER, effect, torn_bytes=torn[0] if torn else 0, down_t=down[0]
+            )
         elif fault.do == "restart_master":
-            started = cluster.restart_master()  # back once the system says it is ready
-            self._effect(index, fault.do, MASTER, Effect(True, (started.pid,)))
+            down = []
+            # back once the system says it is ready; ``down_t``: when the old one was gone
+            # (the history's master incarnations start there)
+            started = cluster.restart_master(lambda: down.append(self.log.now()))
+            self._effect(index, fault.do, MASTER, Effect(True, (started.pid,)), down_t=down[0])
         elif fault.do == "kill_master":
             assert cluster.master is not None
             struck = signal_tree(cluster.master.pid, signal.SIGKILL, "tree")

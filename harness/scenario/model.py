@@ -43,6 +43,9 @@ CheckName = Literal[
     "reached",
     "acknowledged",
     "prefetch_bounded",
+    "admitted",
+    "no_overlap",
+    "no_stale_results",
 ]
 CHECK_NAMES: tuple[str, ...] = typing.get_args(CheckName)
 ToxicKind = Literal[

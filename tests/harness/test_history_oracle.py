@@ -64,14 +64,46 @@ class _Reference(History):
         replayed = _replay_leases(self.events)
         return replayed if job is None else tuple(lease for lease in replayed if lease.job == job)
 
+    def epoch_at(self, t: float) -> int:
+        return _plain_epoch(self.events, t)
+
+
+def _plain_epoch(events: Iterable[HistoryEvent], t: float) -> int:
+    """How many fresh (not resumed) master starts the harness made at or before ``t``."""
+    events = list(events)
+    starts = sorted(
+        float(e.get("down_t"))
+        for e in events
+        if e.src == contract.HARNESS
+        and e.ev == contract.FAULT_EFFECT
+        and e.get("action") in contract.MASTER_RESTARTS
+        and type(e.get("down_t")) in (int, float)
+    )
+    epoch = 0
+    for index, start in enumerate(starts):
+        if start > t:
+            break
+        end = starts[index + 1] if index + 1 < len(starts) else float("inf")
+        ready = [
+            e
+            for e in events
+            if e.src == contract.MASTER and e.ev == contract.MASTER_READY and start < e.t <= end
+        ]
+        if not (ready and ready[0].get("resumed") is True):
+            epoch += 1
+    return epoch
+
 
 def _replay_leases(events: Iterable[HistoryEvent]) -> tuple[Lease, ...]:
-    """Each lease opened, then rebuilt whole when something ends it."""
+    """Each lease opened, then rebuilt whole when something ends it; a job is its id within
+    the master's epoch."""
+    events = list(events)
     leases: list[Lease] = []
-    open_lease: dict[int, int] = {}
+    open_lease: dict[tuple[int, int], int] = {}
+    epoch = 0
 
     def close(job: int, event: HistoryEvent, end: LeaseEnd) -> None:
-        index = open_lease.pop(job, None)
+        index = open_lease.pop((epoch, job), None)
         if index is not None:
             o = leases[index]
             leases[index] = Lease(
@@ -84,6 +116,7 @@ def _replay_leases(events: Iterable[HistoryEvent]) -> tuple[Lease, ...]:
                 end,
                 o.start_line,
                 event.line,
+                o.epoch,
             )
 
     def number(value: Any) -> int:
@@ -92,6 +125,7 @@ def _replay_leases(events: Iterable[HistoryEvent]) -> tuple[Lease, ...]:
     for event in events:
         if event.src != contract.MASTER:
             continue
+        epoch = _plain_epoch(events, event.t)
         if event.ev == contract.WORKER_LOST:
             for lost in event.get("jobs") or ():
                 if isinstance(lost, int):
@@ -102,13 +136,15 @@ def _replay_leases(events: Iterable[HistoryEvent]) -> tuple[Lease, ...]:
             continue
         if event.ev == contract.LEASED:
             close(job, event, "superseded")
-            open_lease[job] = len(leases)
+            open_lease[epoch, job] = len(leases)
             worker = str(event.get("worker", ""))
             attempt, lease = number(event.get("attempt")), number(event.get("lease"))
-            opened = Lease(job, attempt, lease, worker, event.t, None, "open", event.line, None)
+            opened = Lease(
+                job, attempt, lease, worker, event.t, None, "open", event.line, None, epoch
+            )
             leases.append(opened)
         elif event.ev == contract.RESULT_ACCEPTED:
-            index = open_lease.get(job)
+            index = open_lease.get((epoch, job))
             if index is not None:
                 held = leases[index]
                 same = (held.attempt, held.worker) == (event.get("attempt"), event.get("worker"))
@@ -167,6 +203,8 @@ def _assert_same(events: list[dict[str, Any]], tmp_path: Path) -> None:
     assert [_shape(e) for e in fast] == [_shape(e) for e in reference]
     assert fast.leases() == reference.leases()
     assert fast.submitted() == reference.submitted()
+    for t in sorted({e.t for e in reference} | {0.0, 99.0}):
+        assert fast.epoch_at(t) == reference.epoch_at(t), t
     names = {e.ev for e in reference} | {contract.LEASED, "missing"}
     jobs = {e.job for e in reference if e.job is not None} | {99}
     srcs = {e.src for e in reference} | {"nobody"}
@@ -217,6 +255,22 @@ def _broken_histories() -> dict[str, HistoryBuilder]:
     expired.fault("kill", "worker-1")
     expired.effect(0, "kill", "worker-1")
     expired.harness("run_finished", elapsed_s=1.0, bound_s=5.0, timed_out=False, exit_codes={})
+    fresh = corpus["a master restarted afresh, then on a journal"] = HistoryBuilder()
+    fresh.master("master_ready", address="127.0.0.1:1", pid=1)
+    fresh.submit(0)
+    fresh.lease(0, "worker-1")
+    fresh.fault("restart_master", "master")
+    fresh.effect(0, "restart_master", "master", down_t=fresh.t + 0.005)
+    fresh.at(fresh.t + 0.01)
+    fresh.submit(0)
+    fresh.master("master_ready", address="127.0.0.1:1", pid=2)
+    fresh.lease(0, "worker-2")
+    fresh.accept(0, "worker-1")
+    fresh.fault("restart_master", "master", fault=1)
+    fresh.effect(1, "restart_master", "master", down_t=fresh.t + 0.005)
+    fresh.at(fresh.t + 0.01)
+    fresh.master("master_ready", address="127.0.0.1:1", pid=3, resumed=True)
+    fresh.accept(0, "worker-2")
     ties = corpus["ties, odd ids, results output"] = HistoryBuilder(step_s=0.0)
     ties.submit(0)
     ties.master("job_submitted", job=True, task="square", args=[1])
@@ -256,8 +310,11 @@ def _event(draw: st.DrawFn) -> dict[str, Any]:
         "batch": st.sampled_from([0, 1, None]),
         "task": st.just("square"),
         "args": st.sampled_from([[0], [1], [2]]),
+        "action": st.sampled_from(["restart_master", "kill"]),
+        "down_t": st.sampled_from([0.15, 0.25, None]),
+        "resumed": st.booleans(),
     }
-    for key in draw(st.lists(st.sampled_from(sorted(fields)), unique=True, max_size=5)):
+    for key in draw(st.lists(st.sampled_from(sorted(fields)), unique=True, max_size=6)):
         event[key] = draw(fields[key])
     return event
 

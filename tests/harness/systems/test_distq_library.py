@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from harness.scenario import load_scenario, run_scenario
+from harness.scenario import ScenarioOutcome, load_scenario, run_scenario
 from tests.support import REPO
 
 pytestmark = pytest.mark.processes
@@ -53,3 +53,37 @@ def test_the_scenario_fails_on_a_distq_broken_in_its_promise(
 
 def test_every_scenario_named_here_is_in_the_library() -> None:
     assert all((SCENARIOS / path).is_file() for path in CAUGHT)
+
+
+#: scenario file -> (the broken variant it must catch, the check that catches it).
+CAUGHT_BY_CHECK = {
+    "door/forty_workers_at_once.toml": ("thirty-two-workers", "admitted"),
+    "door/busy_door_retried.toml": ("busy-gives-up", "admitted"),
+    "network/rejoin_leased_ahead.toml": ("lost-keeps-leases", "no_overlap"),
+    "master/fresh_restart_away_worker.toml": ("any-master", "no_stale_results"),
+}
+
+
+def _against(path: str, variant: str, run_dir: Path) -> ScenarioOutcome:
+    scenario = load_scenario(SCENARIOS / path)
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    system = {
+        **scenario.system,
+        "command": ["python", "-m", "tests.broken_distq"],
+        "env": {"DISTQ_BROKEN": variant, "PYTHONPATH": pythonpath},
+    }
+    return run_scenario(msgspec.structs.replace(scenario, system=system), run_dir)
+
+
+@pytest.mark.parametrize(
+    ("path", "variant", "check"), [(p, *v) for p, v in sorted(CAUGHT_BY_CHECK.items())]
+)
+def test_the_door_rejoin_and_restart_promises_fail_by_their_check(
+    path: str, variant: str, check: str, tmp_path: Path
+) -> None:
+    """Broken in its promise, the scenario fails, and by the check written for it. (On
+    distq it passes: ``pytest scenarios`` runs the file itself.)"""
+    broken = _against(path, variant, tmp_path / "broken")
+    verdict = broken.result.verdict
+    assert verdict.status == "fail", broken.report()
+    assert check in {v.check for v in verdict.violations}, broken.report()
