@@ -38,6 +38,7 @@ class ExitCodes:
     master_lost: int | None = None  # the master went away mid-run
     handshake_timeout: int | None = None  # the handshake was never answered
     interrupted: int | None = None  # Ctrl-C
+    output_failed: int | None = None  # the master could not write an output (a full disk)
 
 
 class Expect(enum.Enum):

@@ -21,6 +21,7 @@ from harness.checks.delivery import (
 )
 from harness.checks.exits import clean_exits
 from harness.checks.liveness import liveness, no_spurious_expiry, recovery_latency, time_limits
+from harness.checks.outputs import outputs_kept
 from harness.checks.reached import reached
 from harness.checks.submissions import acknowledged
 from harness.checks.verdict import Outcome, Pin, Status, Verdict
@@ -55,6 +56,7 @@ CHECKS: Mapping[str, Checker] = {
     "reached": reached,
     "acknowledged": acknowledged,
     "prefetch_bounded": prefetch_bounded,
+    "outputs_kept": outputs_kept,
 }
 
 

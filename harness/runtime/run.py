@@ -31,6 +31,7 @@ from harness.net.hosts import Lab, lab_unavailable
 from harness.net.toxics import Toxic
 from harness.report import write_report, write_verdict
 from harness.runtime.cluster import Cluster, Proc, kill_tree
+from harness.runtime.disks import disks_unavailable
 from harness.runtime.faults import Fault, FaultInjector, run_until
 from harness.systems import MASTER, WORKER, System
 
@@ -111,6 +112,12 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     """Start the cluster, drive its fault plan until it is done (or the bound runs
     out), then collect the exits and logs, judge the history and draw the report."""
     run_dir = Path(run_dir).resolve()  # processes run inside it: no relative paths
+    missing = disks_unavailable() if _filled_outputs(spec) else None
+    if missing is not None:  # nothing ran, so nothing is proved: unknown, never a pass
+        run_dir.mkdir(parents=True, exist_ok=True)
+        why = Violation("disks", f"no run: {missing}", severity="unknown")
+        verdict = Verdict("unknown", (), (why,), spec.checks)
+        return RunResult(run_dir, verdict, History(()), False, 0.0, {}, {})
     if not spec.hosts:
         return _run(spec, run_dir, None)
     missing = lab_unavailable()
@@ -194,6 +201,14 @@ def _new_cluster(spec: RunSpec, run_dir: Path, lab: Lab | None = None) -> Cluste
         initial_toxics=spec.initial_toxics,
         lab=lab,
         ready_timeout_s=_ready_timeout_s(spec.jobs_path),
+        small_disks=_filled_outputs(spec),
+    )
+
+
+def _filled_outputs(spec: RunSpec) -> tuple[str, ...]:
+    """The outputs a ``disk_full`` of the plan fills: each needs a filesystem of its own."""
+    return tuple(
+        sorted({f.output for f in spec.faults if f.do == "disk_full" and f.output is not None})
     )
 
 

@@ -43,6 +43,7 @@ CheckName = Literal[
     "reached",
     "acknowledged",
     "prefetch_bounded",
+    "outputs_kept",
 ]
 CHECK_NAMES: tuple[str, ...] = typing.get_args(CheckName)
 ToxicKind = Literal[
@@ -62,6 +63,8 @@ ActionName = Literal[
     "restart_master",
     "tear_results",
     "tear_events",
+    "disk_full",
+    "truncate",
     "wrong_key_worker",
     "empty_key_worker",
     "idle_sockets",
@@ -312,9 +315,40 @@ class FaultSpec(_Strict, frozen=True):
     rate_kbit: (
         Annotated[float, msgspec.Meta(gt=0, description="bandwidth: kilobits per second")] | None
     ) = None
+    output: (
+        Annotated[
+            Literal["results", "events"],
+            msgspec.Meta(description="disk_full, truncate: the master's output acted on"),
+        ]
+        | None
+    ) = None
+    keep_bytes: (
+        Annotated[int, msgspec.Meta(ge=0, description="truncate: the bytes of output kept")] | None
+    ) = None
+    keep_fraction: (
+        Annotated[float, msgspec.Meta(ge=0, le=1, description="truncate: the share of output kept")]
+        | None
+    ) = None
+    mid_line: Annotated[
+        bool,
+        msgspec.Meta(
+            description="truncate: cut where the size says, in the middle of a line (default: "
+            "back to the start of the line it falls in)"
+        ),
+    ] = False
 
     def __post_init__(self) -> None:
         facts = fault_action(self.do)
+        if facts.names_output != (self.output is not None):
+            named = " and ".join(sorted(actions_where(lambda row: row.names_output)))
+            raise ValueError(f"{named} need an output, and only they take one")
+        cuts = self.keep_bytes is not None or self.keep_fraction is not None or self.mid_line
+        if cuts and self.do != "truncate":
+            raise ValueError(
+                f"keep_bytes, keep_fraction and mid_line apply to truncate only, not {self.do!r}"
+            )
+        if self.do == "truncate" and (self.keep_bytes is None) == (self.keep_fraction is None):
+            raise ValueError("truncate needs one of keep_bytes and keep_fraction")
         if (self.do == "loss") != (self.probability is not None):
             raise ValueError("loss needs a probability, and only loss takes one")
         if (self.do == "bandwidth") != (self.rate_kbit is not None):

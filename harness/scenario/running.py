@@ -73,6 +73,10 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
             tuple(f.peers),
             f.probability,
             f.rate_kbit,
+            f.output,
+            f.keep_bytes,
+            f.keep_fraction,
+            f.mid_line,
         )
         for f in scenario.faults
     )

@@ -231,6 +231,7 @@ class DistqSystem:
         master_lost=errors.EXIT_MASTER_LOST,
         handshake_timeout=errors.EXIT_HANDSHAKE_TIMEOUT,
         interrupted=errors.EXIT_INTERRUPTED,
+        output_failed=errors.EXIT_OUTPUT_FAILED,
     )
     stacks_signal: ClassVar[int | None] = signal.SIGUSR1  # distq's CLI registers faulthandler
     workers_outlive_master: ClassVar[bool] = False

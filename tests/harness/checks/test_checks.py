@@ -645,6 +645,7 @@ def test_an_unknown_check_name_is_refused_naming_the_valid_ones() -> None:
         "reached",
         "acknowledged",
         "prefetch_bounded",
+        "outputs_kept",
     }
 
 
