@@ -280,6 +280,13 @@ class Cluster:
     def events_path(self, name: str) -> Path:
         return self.run_dir / events_name(name)
 
+    def output_cut(self, path: Path) -> None:
+        """A fault cut ``path`` (an output) shorter while the master was down: the
+        followers of an event log read on from its new end."""
+        self.run_events.cut(path)
+        if path == self.events_path(MASTER):
+            self.master_events.cut()
+
     def output_path(self, output: str) -> Path:
         """The path of the master's output named ``output``: ``results`` or ``events``."""
         if output == "results":

@@ -611,14 +611,19 @@ class FaultInjector:
         facts = fault_action(fault.do)
         path = self.cluster.output_path(fault.output or facts.tears)
         cut: list[int] = []
+
+        def while_down() -> None:
+            if facts.tears:
+                cut.append(tear_last_line(path))
+            else:
+                keep = (fault.keep_bytes, fault.keep_fraction)
+                cut.append(cut_output(path, *keep, mid_line=fault.mid_line))
+            self.cluster.output_cut(path)
+
+        started = self.cluster.restart_master(while_down)
         if facts.tears:
-            started = self.cluster.restart_master(lambda: cut.append(tear_last_line(path)))
             why, field = f"{path.name} had no line to tear", "torn_bytes"
         else:
-            keep = (fault.keep_bytes, fault.keep_fraction)
-            started = self.cluster.restart_master(
-                lambda: cut.append(cut_output(path, *keep, mid_line=fault.mid_line))
-            )
             why, field = f"{path.name} was no longer than the part kept", "cut_bytes"
         took = bool(cut and cut[0])
         effect = Effect(took, (started.pid,), "" if took else why)
