@@ -22,6 +22,11 @@ the variant; otherwise it is exactly ``python -m distq``. Test-only: never shipp
 - ``keep-torn-lines``: a master resuming on its journal neither cuts a torn last line of
   the results file nor ends one in the event log; it writes on after it.
 - ``bool-as-int``: workers report ``true``/``false`` inside a value as ``1``/``0``.
+- ``forget-unwritten``: a master that cannot write its results (a full disk) stops with
+  exit code 8 but drops the accepted results it could not write instead of printing them.
+- ``trust-checkpoint``: a master resuming on its journal looks for missing results and
+  events only after its last checkpoint, trusting that its outputs still hold everything
+  before it (an output cut shorter loses what was cut for good).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import os
 import sys
 from typing import Any
 
-from distq import journal, worker
+from distq import journal, master, worker
 from distq.board import JobBoard, JobState, Outcome
 from distq.jobs import Job, Result
 from distq.journal import Journal
@@ -161,6 +166,21 @@ def _insert_created_only(self: Journal, jobs: list[Job], seq: int) -> None:
         _original_insert(self, jobs, seq)
 
 
+_original_output_failure = master._raise_output_failure
+_original_resume_outputs = journal.resume_outputs
+
+
+def _forget_unwritten(sink: Any, log: Any, results_name: str, events_path: str | None) -> None:
+    sink.unwritten.clear()
+    _original_output_failure(sink, log, results_name, events_path)
+
+
+def _trust_checkpoint(journal_: Journal, *args: Any, **kwargs: Any) -> tuple[int, bool]:
+    # Offsets of 0: every output looks at least as long as its checkpoint.
+    journal_.meta = {**journal_.meta, "results_offset": 0, "events_offset": 0}
+    return _original_resume_outputs(journal_, *args, **kwargs)
+
+
 #: Each variant: the owner, the attribute it replaces there, and the broken replacement.
 VARIANTS: dict[str, tuple[Any, str, Any]] = {
     "no-dedup": (JobBoard, "_finish", _no_dedup),
@@ -177,6 +197,8 @@ VARIANTS: dict[str, tuple[Any, str, Any]] = {
     "bool-as-int": (worker._Session, "add", _bool_as_int_add),
     "wrong-value": (worker._Session, "add", _wrong_value_add),
     "all-wrong": (worker._Session, "add", _wrong_value_add),
+    "forget-unwritten": (master, "_raise_output_failure", _forget_unwritten),
+    "trust-checkpoint": (master, "resume_outputs", _trust_checkpoint),
 }
 
 

@@ -53,3 +53,46 @@ def test_the_scenario_fails_on_a_distq_broken_in_its_promise(
 
 def test_every_scenario_named_here_is_in_the_library() -> None:
     assert all((SCENARIOS / path).is_file() for path in CAUGHT)
+
+
+#: The promises about the master's outputs and producers: scenario file -> the variant it
+#: must catch and the check that fails on it. Each runs here on distq too.
+CAUGHT_BY = {
+    "outputs/disk_full_results.toml": ("forget-unwritten", "outputs_kept"),
+    "outputs/truncate_results_half.toml": ("trust-checkpoint", "exactly_once"),
+    "outputs/truncate_events_at_line.toml": ("trust-checkpoint", "exactly_once"),
+}
+
+
+def _on(path: str, variant: str, run_dir: Path) -> str:
+    """The verdict of the library's scenario at ``path`` on distq broken as ``variant``
+    (on distq itself when it is empty)."""
+    scenario = load_scenario(SCENARIOS / path)
+    if variant:
+        pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+        system = {
+            **scenario.system,
+            "command": ["python", "-m", "tests.broken_distq"],
+            "env": {"DISTQ_BROKEN": variant, "PYTHONPATH": pythonpath},
+        }
+        scenario = msgspec.structs.replace(scenario, system=system)
+    outcome = run_scenario(scenario, run_dir)
+    return f"{outcome.result.verdict.status}: {outcome.report()}"
+
+
+@pytest.mark.parametrize(
+    ("path", "variant", "check"), [(path, *caught) for path, caught in sorted(CAUGHT_BY.items())]
+)
+def test_the_scenario_passes_on_distq_and_its_check_fails_on_the_broken_variant(
+    path: str, variant: str, check: str, tmp_path: Path
+) -> None:
+    if path.startswith("outputs/disk_full"):
+        from harness.runtime.disks import disks_unavailable
+
+        if (missing := disks_unavailable()) is not None:
+            pytest.skip(missing)
+    on_distq = _on(path, "", tmp_path / "distq")
+    assert on_distq.startswith("pass:"), on_distq
+    broken = _on(path, variant, tmp_path / "broken")
+    assert broken.startswith("fail:"), broken
+    assert f"\nfail {check}: " in broken, broken
