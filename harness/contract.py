@@ -160,7 +160,7 @@ ENGINE_EVENTS = frozenset({BROKER_ERROR, RETRY, CHILD_LOST})
 #: What a producer writes (a process whose submissions are jobs, ``[system] producer``),
 #: with its own name as ``src``: the master's record stays the authoritative one.
 FLUSHED = "flushed"  # jobs, count: the master acknowledged these submissions (a flush returned)
-PRODUCER_DONE = "producer_done"  # submitted, results, duplicates, refused: its own tally
+PRODUCER_DONE = "producer_done"  # submitted, results, duplicates, refused, missing: its tally
 PRODUCER_EVENTS = frozenset({FLUSHED, PRODUCER_DONE})
 
 #: The master's events that end a job; exactly one per job is the contract.

@@ -1,7 +1,9 @@
 """Deliberately broken variants of distq, for proving that the harness catches bugs.
 
 Run as ``python -m tests.broken_distq master|worker ...`` with ``DISTQ_BROKEN`` naming
-the variant; otherwise it is exactly ``python -m distq``. Test-only: never shipped.
+the variant; otherwise it is exactly ``python -m distq``. A program on ``distq.client``
+runs broken as ``python -m tests.broken_distq script PROGRAM.py ARGS...``. Test-only:
+never shipped.
 
 - ``no-dedup``: the board accepts every result, so a late result is delivered twice.
 - ``wrong-value``: workers report ``n*n + 1`` for job 7.
@@ -27,17 +29,22 @@ the variant; otherwise it is exactly ``python -m distq``. Test-only: never shipp
 - ``trust-checkpoint``: a master resuming on its journal looks for missing results and
   events only after its last checkpoint, trusting that its outputs still hold everything
   before it (an output cut shorter loses what was cut for good).
+- ``drop-abandoned``: a ``Submitter.as_completed`` the caller stops iterating early drops
+  the results it had fetched and not yet handed out, instead of keeping them for the next.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import runpy
 import sys
-from typing import Any
+from collections.abc import Generator, Iterator
+from typing import Any, cast
 
 from distq import journal, master, worker
 from distq.board import JobBoard, JobState, Outcome
+from distq.client import Submitter
 from distq.jobs import Job, Result
 from distq.journal import Journal
 from distq.service import BoardService
@@ -181,6 +188,18 @@ def _trust_checkpoint(journal_: Journal, *args: Any, **kwargs: Any) -> tuple[int
     return _original_resume_outputs(journal_, *args, **kwargs)
 
 
+_original_as_completed = Submitter.as_completed
+
+
+def _as_completed_drops_rest(self: Submitter, timeout_s: float | None = None) -> Iterator[Result]:
+    results = cast("Generator[Result, None, None]", _original_as_completed(self, timeout_s))
+    try:
+        yield from results
+    finally:
+        results.close()  # it keeps what it had not handed out...
+        self._received.clear()  # ...and that is dropped
+
+
 #: Each variant: the owner, the attribute it replaces there, and the broken replacement.
 VARIANTS: dict[str, tuple[Any, str, Any]] = {
     "no-dedup": (JobBoard, "_finish", _no_dedup),
@@ -199,6 +218,7 @@ VARIANTS: dict[str, tuple[Any, str, Any]] = {
     "all-wrong": (worker._Session, "add", _wrong_value_add),
     "forget-unwritten": (master, "_raise_output_failure", _forget_unwritten),
     "trust-checkpoint": (master, "resume_outputs", _trust_checkpoint),
+    "drop-abandoned": (Submitter, "as_completed", _as_completed_drops_rest),
 }
 
 
@@ -213,6 +233,10 @@ def install(variant: str) -> None:
 
 if __name__ == "__main__":
     install(VARIANT)
+    if sys.argv[1:2] == ["script"]:  # a program on distq.client, run as its own __main__
+        sys.argv = sys.argv[2:]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        sys.exit(0)
     from distq.cli import main
 
     sys.exit(main())

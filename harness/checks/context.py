@@ -126,6 +126,8 @@ class CheckContext:
     logs: Mapping[str, str] | None = None
     #: The system's documented exit codes (clean_exits).
     documented: ExitCodes | None = None
+    #: The exit code the scenario expects of a process, by name, instead (clean_exits).
+    expected_exits: Mapping[str, int] = field(default_factory=dict)
     #: What the scenario states: attempts_bounded, batch_shape, recovery_latency,
     #: no_spurious_expiry, time_limits.
     max_attempts: int | None = None

@@ -292,11 +292,12 @@ def _judge(
     context = replace(
         spec.context,
         # A service the system needs (a broker) runs until the harness stops it: only the
-        # master's and the workers' exits are the system's to document.
+        # master's and the workers' exits are the system's to document, and those of the
+        # roles the system says end on their own with a meaning (distq's producer).
         exit_codes={
             name: code
             for name, code in exits.codes.items()
-            if cluster.procs[name].role in (MASTER, WORKER)
+            if cluster.procs[name].role in getattr(system, "exit_judged_roles", (MASTER, WORKER))
         },
         logs=exits.logs,
         faults_planned=len(spec.faults),

@@ -470,6 +470,16 @@ class ExpectSpec(_Strict, frozen=True):
             ge=0, le=3600, description="time_limits: how late past its limit a job may end"
         ),
     ] = 0.5
+    exit_codes: Annotated[
+        dict[
+            Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$")],
+            Annotated[int, msgspec.Meta(ge=-64, le=255)],
+        ],
+        msgspec.Meta(
+            description="clean_exits: the exit code a process is expected to end with, by "
+            "name (a producer meant to fail: { producer = 1 }), instead of the documented one"
+        ),
+    ] = {}
 
     @property
     def known_violations(self) -> tuple[Pin, ...]:

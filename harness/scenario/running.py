@@ -108,6 +108,7 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
             recovery_bound_s=scenario.expect.recovery_bound_s,
             time_limit_slack_s=scenario.expect.time_limit_slack_s,
             reached=scenario.expect.reaches,
+            expected_exits=dict(scenario.expect.exit_codes),
         ),
     )
 

@@ -61,6 +61,7 @@ CAUGHT_BY = {
     "outputs/disk_full_results.toml": ("forget-unwritten", "outputs_kept"),
     "outputs/truncate_results_half.toml": ("trust-checkpoint", "exactly_once"),
     "outputs/truncate_events_at_line.toml": ("trust-checkpoint", "exactly_once"),
+    "producers/abandons_as_completed.toml": ("drop-abandoned", "acknowledged"),
 }
 
 
@@ -75,6 +76,9 @@ def _on(path: str, variant: str, run_dir: Path) -> str:
             "command": ["python", "-m", "tests.broken_distq"],
             "env": {"DISTQ_BROKEN": variant, "PYTHONPATH": pythonpath},
         }
+        producer = scenario.system.get("producer")
+        if producer:  # its program runs on the broken client too
+            system["producer"] = [producer[0], "-m", "tests.broken_distq", "script", *producer[1:]]
         scenario = msgspec.structs.replace(scenario, system=system)
     outcome = run_scenario(scenario, run_dir)
     return f"{outcome.result.verdict.status}: {outcome.report()}"
