@@ -31,6 +31,8 @@ never shipped.
   before it (an output cut shorter loses what was cut for good).
 - ``drop-abandoned``: a ``Submitter.as_completed`` the caller stops iterating early drops
   the results it had fetched and not yet handed out, instead of keeping them for the next.
+- ``expire-silent-sessions``: the master takes a submitter silent for over a second for a
+  dead one: it ends its session and forgets its jobs that no worker took yet.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import dataclasses
 import os
 import runpy
 import sys
+import time
 from collections.abc import Generator, Iterator
 from typing import Any, cast
 
@@ -200,6 +203,32 @@ def _as_completed_drops_rest(self: Submitter, timeout_s: float | None = None) ->
         self._received.clear()  # ...and that is dropped
 
 
+_original_session = BoardService._session
+_original_tick = BoardService.tick
+_last_call: dict[str, float] = {}
+SILENT_S = 1.0
+
+
+def _session_noting_calls(self: BoardService, name: str) -> Any:
+    _last_call[name] = time.monotonic()
+    return _original_session(self, name)
+
+
+def _tick_expiring_sessions(self: BoardService) -> bool:
+    with self._cond:
+        for name, last in list(_last_call.items()):
+            if time.monotonic() - last < SILENT_S:
+                continue
+            del _last_call[name]
+            session = self.sessions._sessions.get(name)
+            self.sessions.end(name)
+            for job_id, owner in list(self.sessions._owner.items()):
+                entry = self.board._entries.get(job_id)
+                if owner is session and entry is not None and entry.state is JobState.PENDING:
+                    entry.state = JobState.LEASED  # neither pending nor terminal: lost
+    return _original_tick(self)
+
+
 #: Each variant: the owner, the attribute it replaces there, and the broken replacement.
 VARIANTS: dict[str, tuple[Any, str, Any]] = {
     "no-dedup": (JobBoard, "_finish", _no_dedup),
@@ -219,6 +248,7 @@ VARIANTS: dict[str, tuple[Any, str, Any]] = {
     "forget-unwritten": (master, "_raise_output_failure", _forget_unwritten),
     "trust-checkpoint": (master, "resume_outputs", _trust_checkpoint),
     "drop-abandoned": (Submitter, "as_completed", _as_completed_drops_rest),
+    "expire-silent-sessions": (BoardService, "tick", _tick_expiring_sessions),
 }
 
 
@@ -229,6 +259,8 @@ def install(variant: str) -> None:
         raise SystemExit(f"unknown DISTQ_BROKEN variant {variant!r}")
     owner, attribute, broken = VARIANTS[variant]
     setattr(owner, attribute, broken)
+    if variant == "expire-silent-sessions":  # it needs to know when each session last called
+        BoardService._session = _session_noting_calls  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@ master's next write that needs room with ENOSPC, the errno of a real full disk, 
 nothing else of the run is touched. Freeing the room lifts it. At teardown the file is
 copied back into the run directory and the filesystem unmounted; the reaper unmounts it
 if the harness dies first. Mounting needs CAP_SYS_ADMIN (root).
+
+Why not a file-size limit (RLIMIT_FSIZE, set on the running master)? It caps every file
+the process writes at one size, so it cannot name one output (the journal and the event
+log, larger than the results file, would be refused first), and the kernel refuses with
+EFBIG ("File too large"), which is not what a full disk says.
 """
 
 from __future__ import annotations

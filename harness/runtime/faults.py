@@ -671,6 +671,11 @@ class FaultInjector:
             why = f"nothing was refused: the master finished its work (exit {code}) first"
             self._effect(index, fault.do, MASTER, Effect(False, (master.pid,), why), **record)
             return
+        # The workers a stopping master told to leave are on their way out: wait for them
+        # (bounded), so that none is still exiting when the new master needs it.
+        deadline = time.monotonic() + WORKERS_LEAVE_BOUND_S
+        while any(w.alive() for w in cluster.workers()) and time.monotonic() < deadline:
+            time.sleep(0.02)
         left = [worker.name for worker in cluster.workers() if not worker.alive()]
         started = cluster.start_master()
         for name in left:
@@ -723,6 +728,8 @@ class FaultInjector:
 
 #: How long a master whose output is full has to stop on its own (a loaded machine is slow).
 FULL_STOP_BOUND_S = 30.0
+#: How long the workers a master stopped by a full disk told to leave have to exit.
+WORKERS_LEAVE_BOUND_S = 10.0
 
 
 def _job_ids(lines: list[bytes]) -> list[int]:
