@@ -349,7 +349,8 @@ def resume_outputs(
         events_offset = int(journal.meta.get("events_offset", 0))
         # A log shorter than its checkpoint says (cut, or restored from an old copy) is
         # read whole, and every event it may lack is written again, as for the results.
-        logged = 0 if log.path.stat().st_size < events_offset else out_seq
+        cut_short = log.path.stat().st_size < events_offset
+        logged = 0 if cut_short else out_seq
         lines, _, torn = _complete_lines_from(log.path, events_offset)
         if torn:
             log.end_torn_line()
@@ -360,7 +361,7 @@ def resume_outputs(
             if seq > logged and job_id not in present
             if (result := board.result(job_id))
         ]
-        _log_lost_events(board, restored, logged, unlogged, log)
+        _log_lost_events(board, restored, logged, unlogged, log, cut_short=cut_short)
     return len(missing_output), cut
 
 
@@ -370,11 +371,17 @@ def _log_lost_events(
     out_seq: int,
     results: list[Result],
     log: EventLog,
+    *,
+    cut_short: bool = False,
 ) -> None:
     """Write the events the crash may have kept from the log: submissions and batch
-    changes again (a repeat is harmless), terminal results only when absent."""
-    for job_id, seq in sorted(restored.submitted_seq.items(), key=lambda item: item[1]):
-        if seq > out_seq:
+    changes again (a repeat is harmless), terminal results only when absent. A log
+    ``cut_short`` gets every job's submission again, the jobs it started with too."""
+    submitted = restored.submitted_seq
+    if cut_short:  # the jobs the master started with have no submission sequence
+        submitted = {job_id: submitted.get(job_id, 0) for job_id in board.job_ids()}
+    for job_id, seq in sorted(submitted.items(), key=lambda item: (item[1], item[0])):
+        if seq > out_seq or cut_short:
             job = board.record(job_id).job
             log.write(
                 "job_submitted", job=job_id, task=job.task, args=list(job.args),
