@@ -66,7 +66,7 @@ CAUGHT_BY = {
 }
 #: A broken variant that leaves the run hanging (its producer cannot close submissions)
 #: fails on liveness too: a shorter bound keeps the test short.
-BROKEN_WITHIN_S = 10.0
+BROKEN_WITHIN_S = 6.0
 
 
 def _on(path: str, variant: str, run_dir: Path) -> str:
