@@ -326,7 +326,8 @@ def resume_outputs(
     log). A results file shorter than the checkpoint says (replaced, or cut short by a
     power loss) is read whole, and every result it lacks is written. Without a results
     file (stdout) nothing can be read back: the late results are written again (at
-    least once)."""
+    least once). An event log shorter than the checkpoint says is read whole too, and the
+    submissions, terminal results and batch changes it may lack are logged again."""
     out_seq = int(journal.meta.get("out_seq", 0))
     offset = int(journal.meta.get("results_offset", 0))
     readable = results_path is not None and results_path.exists()
@@ -345,14 +346,22 @@ def resume_outputs(
     if missing_output:
         write_results(missing_output)
     if log.path is not None and log.path.exists():
-        lines, _, torn = _complete_lines_from(log.path, int(journal.meta.get("events_offset", 0)))
+        events_offset = int(journal.meta.get("events_offset", 0))
+        # A log shorter than its checkpoint says (cut, or restored from an old copy) is
+        # read whole, and every event it may lack is written again, as for the results.
+        cut_short = log.path.stat().st_size < events_offset
+        logged = 0 if cut_short else out_seq
+        lines, _, torn = _complete_lines_from(log.path, events_offset)
         if torn:
             log.end_torn_line()
         present = _ids_in(lines, terminal_events=True)
         unlogged = [
-            r for r in late if r.job_id not in present and restored.terminal_seq[r.job_id] > out_seq
+            result
+            for seq, job_id in ordered
+            if seq > logged and job_id not in present
+            if (result := board.result(job_id))
         ]
-        _log_lost_events(board, restored, out_seq, unlogged, log)
+        _log_lost_events(board, restored, logged, unlogged, log, cut_short=cut_short)
     return len(missing_output), cut
 
 
@@ -362,11 +371,17 @@ def _log_lost_events(
     out_seq: int,
     results: list[Result],
     log: EventLog,
+    *,
+    cut_short: bool = False,
 ) -> None:
     """Write the events the crash may have kept from the log: submissions and batch
-    changes again (a repeat is harmless), terminal results only when absent."""
-    for job_id, seq in sorted(restored.submitted_seq.items(), key=lambda item: item[1]):
-        if seq > out_seq:
+    changes again (a repeat is harmless), terminal results only when absent. A log
+    ``cut_short`` gets every job's submission again, the jobs it started with too."""
+    submitted = restored.submitted_seq
+    if cut_short:  # the jobs the master started with have no submission sequence
+        submitted = {job_id: submitted.get(job_id, 0) for job_id in board.job_ids()}
+    for job_id, seq in sorted(submitted.items(), key=lambda item: (item[1], item[0])):
+        if seq > out_seq or cut_short:
             job = board.record(job_id).job
             log.write(
                 "job_submitted", job=job_id, task=job.task, args=list(job.args),

@@ -161,7 +161,7 @@ ENGINE_EVENTS = frozenset({BROKER_ERROR, RETRY, CHILD_LOST})
 #: What a producer writes (a process whose submissions are jobs, ``[system] producer``),
 #: with its own name as ``src``: the master's record stays the authoritative one.
 FLUSHED = "flushed"  # jobs, count: the master acknowledged these submissions (a flush returned)
-PRODUCER_DONE = "producer_done"  # submitted, results, duplicates, refused: its own tally
+PRODUCER_DONE = "producer_done"  # submitted, results, duplicates, refused, missing: its tally
 PRODUCER_EVENTS = frozenset({FLUSHED, PRODUCER_DONE})
 
 #: The master's events that end a job; exactly one per job is the contract.
@@ -251,8 +251,9 @@ Attack = Literal["", "intruder", "handshake", "idle"]
 #: processes stopped and made no progress until resumed, they are gone, no byte crossed
 #: the cut until it healed, it came back ready (a worker: joined again), the kernel dropped
 #: or held back packets while it stood (its filters' counters), the kernel reset the
-#: target's connections, or "" (proved by other checks: a rejection, a proxy's events).
-Effect = Literal["", "stopped", "gone", "cut", "ready", "dropped", "reset"]
+#: target's connections, a write was refused (the disk was full and the target stopped on
+#: its own), or "" (proved by other checks: a rejection, a proxy's events).
+Effect = Literal["", "stopped", "gone", "cut", "ready", "dropped", "reset", "refused"]
 #: How the report draws it: a kill mark, a band until its end, a plain mark, or not at all
 #: (network faults are drawn from the proxy's own events).
 Drawn = Literal["kill", "band", "mark", "network"]
@@ -293,6 +294,8 @@ class FaultAction:
     drawn: Drawn = "mark"
     generated: Generated = ""
     tears: Tears = ""
+    #: It takes ``output = "results" | "events"``: the master's output it acts on.
+    names_output: bool = False
 
     @property
     def ends_target(self) -> bool:
@@ -352,6 +355,16 @@ FAULT_ACTIONS: Mapping[str, FaultAction] = {
              "line, start the master again (it resumes if it journals)", "master", False,
              ends="abrupt", reach="main", comes_back=True, effect="ready", drawn="kill",
              tears="events"),
+        _row("disk_full", "fill the small filesystem that holds the master's `output` (the "
+             "run puts it on a tmpfs of its own): its next write that needs room fails with "
+             "ENOSPC; once the master has stopped on its own, free the room and start it "
+             "again (it resumes if it journals), and the workers that left with it",
+             "master", False, ends="graceful", comes_back=True, effect="refused",
+             names_output=True),
+        _row("truncate", "SIGKILL the master, cut its `output` to `keep_bytes` or "
+             "`keep_fraction` of its size (at a line boundary, or `mid_line`), start the "
+             "master again (it resumes if it journals)", "master", False, ends="abrupt",
+             reach="main", comes_back=True, effect="ready", drawn="kill", names_output=True),
         _row("wrong_key_worker", "start `count` workers whose authkey is wrong", "cluster", False,
              starts_workers=True, attack="intruder", generated="survivable"),
         _row("empty_key_worker", "start `count` workers whose authkey is empty (each must "

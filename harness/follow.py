@@ -67,6 +67,16 @@ class EventFollower:
         """Drop the events seen so far (the run is over: its history reads the logs)."""
         self.events = []
 
+    def cut(self) -> None:
+        """The file was cut shorter while its writer was down (a fault): read on from its
+        new end, which is where the writer appends next; what was seen stays seen."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size < self._offset:
+            self._offset, self._partial = size, b""
+
     def wait_for(
         self,
         predicate: Callable[[Event], bool],
@@ -123,6 +133,12 @@ class RunFollower:
             fresh.extend(follower.poll())
         self.events.extend(fresh)
         return fresh
+
+    def cut(self, path: Path) -> None:
+        """``path`` was cut shorter while its writer was down: read on from its new end."""
+        follower = self._files.get(path)
+        if follower is not None:
+            follower.cut()
 
     def forget(self) -> None:
         """Drop the events seen so far, of every file (the run is over: its history reads

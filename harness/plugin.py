@@ -216,6 +216,12 @@ class ScenarioItem(pytest.Item):
             missing = kernel_unavailable(fault.do for fault in self.scenario.faults)
             if missing is not None:
                 pytest.skip(missing)
+        if any(fault.do == "disk_full" for fault in self.scenario.faults):
+            from harness.runtime.disks import disks_unavailable
+
+            missing = disks_unavailable()
+            if missing is not None:  # a machine that cannot mount a tmpfs: say why
+                pytest.skip(missing)
         run_dir = self._run_dir()
         outcome = _scenario_module().run_scenario(self.scenario, run_dir)
         self.user_properties.append(("run_dir", str(run_dir)))

@@ -1,7 +1,9 @@
 """Deliberately broken variants of distq, for proving that the harness catches bugs.
 
 Run as ``python -m tests.broken_distq master|worker ...`` with ``DISTQ_BROKEN`` naming
-the variant; otherwise it is exactly ``python -m distq``. Test-only: never shipped.
+the variant; otherwise it is exactly ``python -m distq``. A program on ``distq.client``
+runs broken as ``python -m tests.broken_distq script PROGRAM.py ARGS...``. Test-only:
+never shipped.
 
 - ``no-dedup``: the board accepts every result, so a late result is delivered twice.
 - ``wrong-value``: workers report ``n*n + 1`` for job 7.
@@ -30,17 +32,30 @@ the variant; otherwise it is exactly ``python -m distq``. Test-only: never shipp
   the first leases stand.
 - ``any-master``: a rejoining worker takes whatever master answers at the address as the
   one it left, and reports its old jobs' results to a master that numbers jobs afresh.
+- ``forget-unwritten``: a master that cannot write its results (a full disk) stops with
+  exit code 8 but drops the accepted results it could not write instead of printing them.
+- ``trust-checkpoint``: a master resuming on its journal looks for missing results and
+  events only after its last checkpoint, trusting that its outputs still hold everything
+  before it (an output cut shorter loses what was cut for good).
+- ``drop-abandoned``: a ``Submitter.as_completed`` the caller stops iterating early drops
+  the results it had fetched and not yet handed out, instead of keeping them for the next.
+- ``expire-silent-sessions``: the master takes a submitter silent for over a second for a
+  dead one: it ends its session and forgets its jobs that no worker took yet.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import runpy
 import sys
-from typing import Any
+import time
+from collections.abc import Generator, Iterator
+from typing import Any, cast
 
-from distq import journal, protocol, worker
+from distq import journal, master, protocol, worker
 from distq.board import JobBoard, JobState, Outcome
+from distq.client import Submitter
 from distq.errors import MasterBusy
 from distq.jobs import Job, Result
 from distq.journal import Journal
@@ -216,6 +231,59 @@ def _any_master(self: Any, settings: dict[str, Any]) -> None:
         self.master_id = settings.get("master_id")
 
 
+_original_output_failure = master._raise_output_failure
+_original_resume_outputs = journal.resume_outputs
+
+
+def _forget_unwritten(sink: Any, log: Any, results_name: str, events_path: str | None) -> None:
+    sink.unwritten.clear()
+    _original_output_failure(sink, log, results_name, events_path)
+
+
+def _trust_checkpoint(journal_: Journal, *args: Any, **kwargs: Any) -> tuple[int, bool]:
+    # Offsets of 0: every output looks at least as long as its checkpoint.
+    journal_.meta = {**journal_.meta, "results_offset": 0, "events_offset": 0}
+    return _original_resume_outputs(journal_, *args, **kwargs)
+
+
+_original_as_completed = Submitter.as_completed
+
+
+def _as_completed_drops_rest(self: Submitter, timeout_s: float | None = None) -> Iterator[Result]:
+    results = cast("Generator[Result, None, None]", _original_as_completed(self, timeout_s))
+    try:
+        yield from results
+    finally:
+        results.close()  # it keeps what it had not handed out...
+        self._received.clear()  # ...and that is dropped
+
+
+_original_session = BoardService._session
+_original_tick = BoardService.tick
+_last_call: dict[str, float] = {}
+SILENT_S = 1.0
+
+
+def _session_noting_calls(self: BoardService, name: str) -> Any:
+    _last_call[name] = time.monotonic()
+    return _original_session(self, name)
+
+
+def _tick_expiring_sessions(self: BoardService) -> bool:
+    with self._cond:
+        for name, last in list(_last_call.items()):
+            if time.monotonic() - last < SILENT_S:
+                continue
+            del _last_call[name]
+            session = self.sessions._sessions.get(name)
+            self.sessions.end(name)
+            for job_id, owner in list(self.sessions._owner.items()):
+                entry = self.board._entries.get(job_id)
+                if owner is session and entry is not None and entry.state is JobState.PENDING:
+                    entry.state = JobState.LEASED  # neither pending nor terminal: lost
+    return _original_tick(self)
+
+
 #: Each variant: the owner, the attribute it replaces there, and the broken replacement.
 VARIANTS: dict[str, tuple[Any, str, Any]] = {
     "no-dedup": (JobBoard, "_finish", _no_dedup),
@@ -236,6 +304,10 @@ VARIANTS: dict[str, tuple[Any, str, Any]] = {
     "thirty-two-workers": (BoardService, "hello", _thirty_two_workers),
     "lost-keeps-leases": (JobBoard, "worker_lost", _lost_keeps_leases),
     "any-master": (worker._Session, "_check_same_master", _any_master),
+    "forget-unwritten": (master, "_raise_output_failure", _forget_unwritten),
+    "trust-checkpoint": (master, "resume_outputs", _trust_checkpoint),
+    "drop-abandoned": (Submitter, "as_completed", _as_completed_drops_rest),
+    "expire-silent-sessions": (BoardService, "tick", _tick_expiring_sessions),
 }
 
 
@@ -246,10 +318,16 @@ def install(variant: str) -> None:
         raise SystemExit(f"unknown DISTQ_BROKEN variant {variant!r}")
     owner, attribute, broken = VARIANTS[variant]
     setattr(owner, attribute, broken)
+    if variant == "expire-silent-sessions":  # it needs to know when each session last called
+        BoardService._session = _session_noting_calls  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":
     install(VARIANT)
+    if sys.argv[1:2] == ["script"]:  # a program on distq.client, run as its own __main__
+        sys.argv = sys.argv[2:]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        sys.exit(0)
     from distq.cli import main
 
     sys.exit(main())

@@ -4,6 +4,7 @@ workers run, the way a program feeding distq does. The scenario library runs it 
 
     python producer.py HOST:PORT --count N [--delay-s D] [--sessions K] [--window W]
                        [--flush-every F] [--hold-after H] [--collect] [--malformed M]
+                       [--collect-after-s C] [--abandon-after A]
 
 Jobs are ``square`` of 0..N-1 (with ``--delay-s``, each sleeps that long). ``--sessions``
 submitters share the numbers (ids come from each one's own blocks); each flushes every
@@ -12,7 +13,11 @@ acknowledged. ``--hold-after H`` (one session): after flushing the first H jobs,
 killed; the producer started again (the same command) reads its own event log, starts
 after what was flushed and finishes the rest. ``--collect``: each submitter collects its
 results with ``as_completed``; a result twice, a wrong one or one missing (a timeout)
-makes the producer exit 1. ``--malformed M``: each session then submits M jobs of no such
+makes the producer exit 1; ``--collect-after-s C``: only after C seconds (a program that
+does other work first, while the results pile up). ``--abandon-after A`` (with ``--collect``): stop iterating
+``as_completed`` after A results, then collect the rest with a new one: a result handed
+out twice, or one the abandoned iteration took with it, makes the producer exit 1.
+``--malformed M``: each session then submits M jobs of no such
 task, whose refusals the next flush must report. Then it closes submissions (the master stops once every job is
 terminal; also after a refusal, which it counts) and writes ``producer_done`` with its
 tally. The authkey comes from DISTQ_AUTHKEY; the event log from HARNESS_EVENTS, its name
@@ -62,6 +67,7 @@ class Tally:
         self.wrong = 0
         self.refused = 0
         self.unreported = 0
+        self.missing = 0
 
 
 def run_session(
@@ -96,15 +102,25 @@ def run_session(
         submit_malformed(submitter, options.malformed, log, tally)
     if not options.collect:
         return
+    time.sleep(options.collect_after_s)
     seen: set[int] = set()
-    for result in submitter.as_completed(timeout_s=options.collect_timeout_s):
-        with tally.lock:
-            tally.results += 1
-            if result.job_id in seen:
-                tally.duplicates += 1
-            elif not result.ok or result.value != expected.get(result.job_id):
-                tally.wrong += 1
-        seen.add(result.job_id)
+    abandon_after = options.abandon_after
+    while True:
+        for result in submitter.as_completed(timeout_s=options.collect_timeout_s):
+            with tally.lock:
+                tally.results += 1
+                if result.job_id in seen:
+                    tally.duplicates += 1
+                elif not result.ok or result.value != expected.get(result.job_id):
+                    tally.wrong += 1
+            seen.add(result.job_id)
+            if abandon_after is not None and len(seen) >= abandon_after:
+                break  # the caller stops early: the rest must wait for the next iteration
+        else:
+            break
+        abandon_after = None
+    with tally.lock:
+        tally.missing += len(set(expected) - seen)
 
 
 def submit_malformed(submitter: Submitter, count: int, log: EventWriter, tally: Tally) -> None:
@@ -134,6 +150,8 @@ def main() -> int:
     parser.add_argument("--collect", action="store_true")
     parser.add_argument("--malformed", type=int, default=0)
     parser.add_argument("--collect-timeout-s", type=float, default=60.0)
+    parser.add_argument("--collect-after-s", type=float, default=0.0)
+    parser.add_argument("--abandon-after", type=int)
     options = parser.parse_args()
     key = os.environb[b"DISTQ_AUTHKEY"]
     events = os.environ.get("HARNESS_EVENTS")
@@ -174,12 +192,13 @@ def main() -> int:
         wrong=tally.wrong,
         refused=tally.refused,
         unreported=tally.unreported,
+        missing=tally.missing,
     )
     for submitter in submitters:
         submitter.abandon()
     for failure in failures:
         print(f"producer: {type(failure).__name__}: {failure}", file=sys.stderr)
-    bad = failures or tally.duplicates or tally.wrong or tally.unreported
+    bad = failures or tally.duplicates or tally.wrong or tally.unreported or tally.missing
     return 1 if bad else 0
 
 

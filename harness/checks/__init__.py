@@ -16,6 +16,7 @@ Layering, from the core outwards:
   exits      clean_exits
   reached    reached: the events a scenario says its run must show
   submissions acknowledged: what a producer was promised about its submissions
+  outputs    outputs_kept: what a master owes its results when it cannot write an output
   registry   the registry of every check; judge; the known-bug outcome
 Each imports only from the layers above it and from the harness's core (contract,
 history). Nothing here spawns, signals or does I/O: a check is a pure function of the

@@ -38,6 +38,7 @@ class ExitCodes:
     master_lost: int | None = None  # the master went away mid-run
     handshake_timeout: int | None = None  # the handshake was never answered
     interrupted: int | None = None  # Ctrl-C
+    output_failed: int | None = None  # the master could not write an output (a full disk)
 
 
 class Expect(enum.Enum):
@@ -125,6 +126,8 @@ class CheckContext:
     logs: Mapping[str, str] | None = None
     #: The system's documented exit codes (clean_exits).
     documented: ExitCodes | None = None
+    #: The exit code the scenario expects of a process, by name, instead (clean_exits).
+    expected_exits: Mapping[str, int] = field(default_factory=dict)
     #: What the scenario states: attempts_bounded, batch_shape, recovery_latency,
     #: no_spurious_expiry, time_limits.
     max_attempts: int | None = None

@@ -41,8 +41,9 @@ def clean_exits(history: History, context: CheckContext = NO_CONTEXT) -> list[Vi
     ``auth_rejected``; empty-key workers ``usage``; a worker a fault SIGKILLed -9. A worker
     that never joined and gave up only after the master had stopped (it was still starting
     when the work ran out) may exit ``no_master`` or ``master_lost``: it cannot tell a
-    finished master from a lost one. ``None`` means the harness had to kill it at
-    teardown: it never exited.
+    finished master from a lost one. A producer (when the system judges its exit) ``ok``.
+    A process the scenario names in ``expected_exits`` must end with that code instead.
+    ``None`` means the harness had to kill it at teardown: it never exited.
     """
     exit_codes = context.exit_codes
     logs = context.logs
@@ -112,6 +113,8 @@ def clean_exits(history: History, context: CheckContext = NO_CONTEXT) -> list[Vi
                 allowed |= codes(documented.no_master, documented.master_lost)
             if name in orphaned:
                 allowed |= codes(documented.master_lost)
+        if name in context.expected_exits:  # the scenario says how it ends
+            allowed = {context.expected_exits[name]}
         if code is None:
             found.append(Violation(check, f"{name} never exited on its own", (), fault_lines))
         elif code not in allowed:

@@ -22,6 +22,7 @@ from harness.checks.delivery import (
 )
 from harness.checks.exits import clean_exits
 from harness.checks.liveness import liveness, no_spurious_expiry, recovery_latency, time_limits
+from harness.checks.outputs import outputs_kept
 from harness.checks.reached import reached
 from harness.checks.submissions import acknowledged
 from harness.checks.verdict import Outcome, Pin, Status, Verdict
@@ -59,6 +60,7 @@ CHECKS: Mapping[str, Checker] = {
     "admitted": admitted,
     "no_overlap": no_overlap,
     "no_stale_results": no_stale_results,
+    "outputs_kept": outputs_kept,
 }
 
 

@@ -3,8 +3,8 @@
 A producer (``[system] producer``) writes ``flushed`` with the ids the master acknowledged
 and, at its end, ``producer_done`` with its own tally. Every acknowledged id must be on the
 master's record (a ``job_submitted``): exactly_once then holds it to one result. A producer
-that was refused a well-formed job, was never told of a malformed one's refusal, or got a
-result twice or a wrong one says so in its tally.
+that was refused a well-formed job, was never told of a malformed one's refusal, got a
+result twice or a wrong one, or never got one it collected for says so in its tally.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ _TALLY = {
     "unreported": "malformed submissions whose refusal was never reported to it",
     "duplicates": "results it was handed twice",
     "wrong": "results with a wrong value",
+    "missing": "results of its jobs it was never handed",
 }
 
 

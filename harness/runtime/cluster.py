@@ -30,6 +30,7 @@ from harness.follow import EventFollower, RunFollower, WaitTimeout
 from harness.net.hosts import Lab
 from harness.net.proxy import FaultProxy
 from harness.net.toxics import Toxic
+from harness.runtime.disks import SmallDisk
 from harness.runtime.effects import process_tree
 from harness.runtime.reaper import Reaper
 from harness.systems import MASTER, WORKER, Observer, ProcessSpec, RunSetup, System
@@ -224,6 +225,7 @@ class Cluster:
         proxy_seed: int | None = None,
         initial_toxics: Sequence[tuple[Toxic, frozenset[str]]] = (),
         lab: Lab | None = None,
+        small_disks: Sequence[str] = (),
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -265,6 +267,9 @@ class Cluster:
         # Hosts of their own: each process starts inside its host (named after it), and its
         # spec carries the host's address. The lab outlives the cluster (its owner closes it).
         self.lab = lab
+        # Outputs of the master ("results", "events") on a filesystem of their own, which
+        # a disk_full fault fills; mounted before the master starts.
+        self.disks = {output: SmallDisk(self.output_path(output)) for output in small_disks}
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -275,6 +280,21 @@ class Cluster:
     def events_path(self, name: str) -> Path:
         return self.run_dir / events_name(name)
 
+    def output_cut(self, path: Path) -> None:
+        """A fault cut ``path`` (an output) shorter while the master was down: the
+        followers of an event log read on from its new end."""
+        self.run_events.cut(path)
+        if path == self.events_path(MASTER):
+            self.master_events.cut()
+
+    def output_path(self, output: str) -> Path:
+        """The path of the master's output named ``output``: ``results`` or ``events``."""
+        if output == "results":
+            return self.results_path
+        if output == "events":
+            return self.events_path(MASTER)
+        raise ValueError(f"no output {output!r} (expected results or events)")
+
     @property
     def address(self) -> str | None:
         """The master's address, once it is ready."""
@@ -284,6 +304,11 @@ class Cluster:
 
     def __enter__(self) -> Cluster:
         try:
+            for disk in self.disks.values():
+                if self._reaper is None:
+                    self._reaper = Reaper(TAG_ENV, self.tag)
+                disk.mount()
+                self._reaper.watch_mount(disk.mount_point)
             self.observers = list(self.system.observers(self.setup, self._proxy_event))
             # A system may run fewer roles than its kind knows (an app without a server).
             for role in getattr(self.system, "run_roles", self.system.roles):
@@ -587,6 +612,8 @@ class Cluster:
                 ended(codes, dict(self.stopped_at_end))
             observer.close()
         swept = sweep(self.tag)
+        for disk in self.disks.values():
+            disk.close()  # its processes are gone: the output goes back to the run directory
         if self._reaper is not None:
             swept += _sweep_sessions(self._reaper)
             self._reaper.release()

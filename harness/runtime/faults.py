@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -111,6 +112,10 @@ class Fault:
     probability: float | None = None  # loss: per packet
     rate_kbit: float | None = None  # bandwidth: the token bucket's rate
     delay_ms: float | None = None  # delay: each packet, each way
+    output: str | None = None  # disk_full, truncate: "results" or "events"
+    keep_bytes: int | None = None  # truncate: the bytes kept...
+    keep_fraction: float | None = None  # ...or the share of the file kept
+    mid_line: bool = False  # truncate: cut there, not back at the start of that line
 
     def __post_init__(self) -> None:
         if self.do not in ACTIONS:
@@ -225,17 +230,46 @@ def _of_attempt(attempts: dict[int, str], attempt: int | None) -> str | None:
 def tear_last_line(path: Path) -> int:
     """Cut ``path`` in the middle of its last line, as a process killed mid-write leaves
     it; returns how many bytes were cut (0: the file has no line)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return 0
+    data = _read(path)
     body = data[:-1] if data.endswith(b"\n") else data
     if not body:
         return 0
     start = body.rfind(b"\n") + 1  # where the last line begins
-    keep = start + max(1, (len(body) - start) // 2)
+    return _cut(path, len(data), start + max(1, (len(body) - start) // 2))
+
+
+def cut_output(
+    path: Path,
+    keep_bytes: int | None = None,
+    keep_fraction: float | None = None,
+    *,
+    mid_line: bool = False,
+) -> int:
+    """Cut ``path`` to ``keep_bytes``, or to ``keep_fraction`` of its size; unless
+    ``mid_line``, back to the start of the line that point falls in. Returns how many
+    bytes were cut (0: the file was no longer than that)."""
+    data = _read(path)
+    if keep_bytes is not None:
+        keep = min(keep_bytes, len(data))
+    else:
+        keep = int(len(data) * (keep_fraction if keep_fraction is not None else 1.0))
+    if not mid_line:
+        keep = data.rfind(b"\n", 0, keep) + 1  # keep whole lines only
+    return _cut(path, len(data), keep)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def _cut(path: Path, size: int, keep: int) -> int:
+    if keep >= size:
+        return 0
     os.truncate(path, keep)
-    return len(data) - keep
+    return size - keep
 
 
 class FaultInjector:
@@ -604,30 +638,105 @@ class FaultInjector:
             why = "" if took else "the kernel dropped and held back no packet while it stood"
             self._effect(index, action, aimed, Effect(took, (), why), **evidence.record())
 
+    def _cut_output(self, index: int, fault: Fault) -> None:
+        """tear_results, tear_events, truncate: SIGKILL the master, cut one of its outputs
+        while it is down, start it again."""
+        facts = fault_action(fault.do)
+        path = self.cluster.output_path(fault.output or facts.tears)
+        cut: list[int] = []
+        down: list[float] = []  # when the old master was gone: a new incarnation from there
+
+        def while_down() -> None:
+            down.append(self.log.now())
+            if facts.tears:
+                cut.append(tear_last_line(path))
+            else:
+                keep = (fault.keep_bytes, fault.keep_fraction)
+                cut.append(cut_output(path, *keep, mid_line=fault.mid_line))
+            self.cluster.output_cut(path)
+
+        started = self.cluster.restart_master(while_down)
+        if facts.tears:
+            why, field = f"{path.name} had no line to tear", "torn_bytes"
+        else:
+            why, field = f"{path.name} was no longer than the part kept", "cut_bytes"
+        took = bool(cut and cut[0])
+        effect = Effect(took, (started.pid,), "" if took else why)
+        self._effect(
+            index, fault.do, MASTER, effect, **{field: cut[0] if cut else 0}, down_t=down[0]
+        )
+
+    def _fill(self, index: int, fault: Fault) -> None:
+        """disk_full: fill the filesystem of the master's output, wait for the master to
+        stop on its own, note what it had written and what it printed, free the room and
+        start it again with the workers that left with it."""
+        cluster = self.cluster
+        assert fault.output is not None and cluster.master is not None
+        disk = cluster.disks.get(fault.output)
+        if disk is None:
+            why = f"the {fault.output} output is not on a filesystem of the run's own"
+            self.log.write(contract.FAULT, fault=index, action=fault.do, missed=why)
+            return
+        master = cluster.master
+        said_from = master.log_path.stat().st_size if master.log_path.exists() else 0
+        taken = disk.fill()
+        free = disk.free_bytes()
+        try:
+            code: int | None = master.popen.wait(timeout=FULL_STOP_BOUND_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        stopped_t = self.log.now()
+        written = _job_ids(_read(cluster.results_path).splitlines(keepends=True))
+        with open(master.log_path, "rb") as said:
+            said.seek(said_from)
+            printed = _job_ids(said.read().splitlines())
+        disk.free()
+        record = {
+            "output": fault.output,
+            "taken_bytes": taken,
+            "free_bytes": free,
+            "exit_code": code,
+            "stopped_t": round(stopped_t, 6),
+            "written": sorted(set(written)),
+            "printed": printed,
+        }
+        if code is None:
+            why = f"the master did not stop within {FULL_STOP_BOUND_S:g} s of its disk filling"
+            self._effect(index, fault.do, MASTER, Effect(False, (master.pid,), why), **record)
+            return
+        if code == cluster.system.exit_codes.ok:
+            why = f"nothing was refused: the master finished its work (exit {code}) first"
+            self._effect(index, fault.do, MASTER, Effect(False, (master.pid,), why), **record)
+            return
+        # The workers a stopping master told to leave are on their way out: wait for them
+        # (bounded), so that none is still exiting when the new master needs it.
+        deadline = time.monotonic() + WORKERS_LEAVE_BOUND_S
+        while any(w.alive() for w in cluster.workers()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        left = [worker.name for worker in cluster.workers() if not worker.alive()]
+        started = cluster.start_master()
+        for name in left:
+            cluster.restart_worker(name)
+        self._effect(
+            index,
+            fault.do,
+            MASTER,
+            Effect(True, (started.pid,)),
+            **record,
+            restarted=left,
+            down_t=round(stopped_t, 6),
+        )
+
     def _act_on_cluster(self, index: int, fault: Fault) -> None:
         cluster = self.cluster
         assert cluster.address is not None
         if fault.do == "add_worker":
             for _ in range(fault.count):
                 cluster.add_worker()
-        elif fault_action(fault.do).tears:
-            path = {
-                "results": cluster.results_path,
-                "events": cluster.events_path(MASTER),
-            }[fault_action(fault.do).tears]
-            torn: list[int] = []
-            down: list[float] = []
-
-            def tear() -> None:
-                down.append(self.log.now())
-                torn.append(tear_last_line(path))
-
-            started = cluster.restart_master(tear)
-            why = "" if torn and torn[0] else f"{path.name} had no line to tear"
-            effect = Effect(bool(torn and torn[0]), (started.pid,), why)
-            self._effect(
-                index, fault.do, MASTER, effect, torn_bytes=torn[0] if torn else 0, down_t=down[0]
-            )
+        elif fault.do == "disk_full":
+            self._fill(index, fault)
+        elif fault_action(fault.do).tears or fault.do == "truncate":
+            self._cut_output(index, fault)
         elif fault.do == "restart_master":
             down = []
             # back once the system says it is ready; ``down_t``: when the old one was gone
@@ -661,6 +770,22 @@ class FaultInjector:
         elif fault.do == "bad_handshakes":
             # Its own randomness: the plan's seeded choices stay the same whatever it draws.
             cluster.system.attack_handshake(cluster.address, fault.count, random.Random())
+
+
+#: How long a master whose output is full has to stop on its own (a loaded machine is slow).
+FULL_STOP_BOUND_S = 30.0
+#: How long the workers a master stopped by a full disk told to leave have to exit.
+WORKERS_LEAVE_BOUND_S = 10.0
+
+
+def _job_ids(lines: list[bytes]) -> list[int]:
+    """The ``job`` of each line that is a JSON object naming one (a result line)."""
+    ids = []
+    for line in lines:
+        event = contract.parse_line(line)
+        if event is not None and isinstance(event.get("job"), int):
+            ids.append(int(event["job"]))
+    return ids
 
 
 def run_until(

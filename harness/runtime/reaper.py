@@ -11,14 +11,17 @@ one that left its session (``setsid``) without rewriting its environment.
 
 The harness holds the only write end of a pipe whose read end is the reaper's stdin; the
 kernel closes it when the harness dies, whatever the signal. The harness writes one line
-per spawned process, ``session SID START_TICKS``; a clean teardown says ``done`` last,
-and the reaper leaves without touching anything. Standard library only: it must start
+per spawned process, ``session SID START_TICKS``, and one per filesystem the run mounted,
+``mount PATH`` (detached once the processes are gone); a clean teardown says ``done``
+last, and the reaper leaves without touching anything. Standard library only: it must start
 fast and run wherever the harness runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -26,10 +29,18 @@ import sys
 import time
 from collections.abc import Mapping
 
-__all__ = ["Reaper", "kill_sessions", "kill_tagged", "process_stat"]
+__all__ = ["Reaper", "kill_sessions", "kill_tagged", "process_stat", "unmount"]
 
 _DONE = b"done\n"
 _SESSION = "session"
+_MOUNT = "mount "
+_MNT_DETACH = 2  # umount2: detach now, freed once no file on it is open
+
+
+def unmount(target: str | os.PathLike[str]) -> bool:
+    """Detach the filesystem mounted on ``target``; False if there was none to detach."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    return bool(libc.umount2(os.fsencode(target), _MNT_DETACH) == 0)
 
 
 def _stat(pid: int) -> tuple[str, int, int] | None:
@@ -91,6 +102,12 @@ class Reaper:
         self.sessions[session] = start_ticks if session == pid else 0
         with contextlib.suppress(OSError):
             os.write(self._write_end, f"{_SESSION} {session} {self.sessions[session]}\n".encode())
+
+    def watch_mount(self, path: str | os.PathLike[str]) -> None:
+        """Detach the filesystem mounted on ``path`` if the harness dies."""
+        if self._write_end >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._write_end, f"{_MOUNT}{os.fspath(path)}\n".encode())
 
     def sweep(self) -> list[int]:
         """Kill, now, every process left in a watched session (the teardown's last step)."""
@@ -160,15 +177,20 @@ def kill_tagged(env_name: str, tag: str) -> list[int]:
     return killed
 
 
-def _parse(received: bytes) -> tuple[dict[int, int], bool]:
-    """The sessions announced on the pipe, and whether the harness said ``done``."""
+def _parse(received: bytes) -> tuple[dict[int, int], list[str], bool]:
+    """The sessions and mounts announced on the pipe, and whether the harness said ``done``."""
     sessions: dict[int, int] = {}
+    mounts: list[str] = []
     lines = received.split(b"\n")
     for line in lines:
-        words = line.decode(errors="replace").split()
+        text = line.decode(errors="surrogateescape")
+        if text.startswith(_MOUNT):
+            mounts.append(text[len(_MOUNT) :])
+            continue
+        words = text.split()
         if len(words) == 3 and words[0] == _SESSION and words[1].isdigit() and words[2].isdigit():
             sessions[int(words[1])] = int(words[2])
-    return sessions, received.endswith(_DONE)
+    return sessions, mounts, received.endswith(_DONE)
 
 
 def main(argv: list[str]) -> int:
@@ -178,7 +200,7 @@ def main(argv: list[str]) -> int:
     received = b""
     while chunk := os.read(0, 4096):
         received += chunk
-    sessions, done = _parse(received)
+    sessions, mounts, done = _parse(received)
     if done:
         return 0
     # The harness is gone. Sweep until nothing is left: a dying parent may still fork.
@@ -188,6 +210,8 @@ def main(argv: list[str]) -> int:
         killed = kill_sessions(sessions) + kill_tagged(env_name, tag)
         quiet = 0 if killed else quiet + 1
         time.sleep(0.05)
+    for path in mounts:
+        unmount(path)
     return 0
 
 

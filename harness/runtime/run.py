@@ -31,6 +31,7 @@ from harness.net.hosts import Lab, kernel_unavailable
 from harness.net.toxics import Toxic
 from harness.report import write_report, write_verdict
 from harness.runtime.cluster import Cluster, Proc, kill_tree
+from harness.runtime.disks import disks_unavailable
 from harness.runtime.faults import Fault, FaultInjector, run_until
 from harness.systems import MASTER, WORKER, System
 
@@ -111,6 +112,12 @@ def run(spec: RunSpec, run_dir: Path) -> RunResult:
     """Start the cluster, drive its fault plan until it is done (or the bound runs
     out), then collect the exits and logs, judge the history and draw the report."""
     run_dir = Path(run_dir).resolve()  # processes run inside it: no relative paths
+    missing = disks_unavailable() if _filled_outputs(spec) else None
+    if missing is not None:  # nothing ran, so nothing is proved: unknown, never a pass
+        run_dir.mkdir(parents=True, exist_ok=True)
+        why = Violation("disks", f"no run: {missing}", severity="unknown")
+        verdict = Verdict("unknown", (), (why,), spec.checks)
+        return RunResult(run_dir, verdict, History(()), False, 0.0, {}, {})
     if not spec.hosts:
         return _run(spec, run_dir, None)
     missing = kernel_unavailable(fault.do for fault in spec.faults)
@@ -194,6 +201,14 @@ def _new_cluster(spec: RunSpec, run_dir: Path, lab: Lab | None = None) -> Cluste
         initial_toxics=spec.initial_toxics,
         lab=lab,
         ready_timeout_s=_ready_timeout_s(spec.jobs_path),
+        small_disks=_filled_outputs(spec),
+    )
+
+
+def _filled_outputs(spec: RunSpec) -> tuple[str, ...]:
+    """The outputs a ``disk_full`` of the plan fills: each needs a filesystem of its own."""
+    return tuple(
+        sorted({f.output for f in spec.faults if f.do == "disk_full" and f.output is not None})
     )
 
 
@@ -277,11 +292,12 @@ def _judge(
     context = replace(
         spec.context,
         # A service the system needs (a broker) runs until the harness stops it: only the
-        # master's and the workers' exits are the system's to document.
+        # master's and the workers' exits are the system's to document, and those of the
+        # roles the system says end on their own with a meaning (distq's producer).
         exit_codes={
             name: code
             for name, code in exits.codes.items()
-            if cluster.procs[name].role in (MASTER, WORKER)
+            if cluster.procs[name].role in getattr(system, "exit_judged_roles", (MASTER, WORKER))
         },
         logs=exits.logs,
         faults_planned=len(spec.faults),

@@ -46,6 +46,7 @@ CheckName = Literal[
     "admitted",
     "no_overlap",
     "no_stale_results",
+    "outputs_kept",
 ]
 CHECK_NAMES: tuple[str, ...] = typing.get_args(CheckName)
 ToxicKind = Literal[
@@ -65,6 +66,8 @@ ActionName = Literal[
     "restart_master",
     "tear_results",
     "tear_events",
+    "disk_full",
+    "truncate",
     "wrong_key_worker",
     "empty_key_worker",
     "idle_sockets",
@@ -332,9 +335,40 @@ class FaultSpec(_Strict, frozen=True):
         Annotated[float, msgspec.Meta(gt=0, le=60000, description="delay: each packet, each way")]
         | None
     ) = None
+    output: (
+        Annotated[
+            Literal["results", "events"],
+            msgspec.Meta(description="disk_full, truncate: the master's output acted on"),
+        ]
+        | None
+    ) = None
+    keep_bytes: (
+        Annotated[int, msgspec.Meta(ge=0, description="truncate: the bytes of output kept")] | None
+    ) = None
+    keep_fraction: (
+        Annotated[float, msgspec.Meta(ge=0, le=1, description="truncate: the share of output kept")]
+        | None
+    ) = None
+    mid_line: Annotated[
+        bool,
+        msgspec.Meta(
+            description="truncate: cut where the size says, in the middle of a line (default: "
+            "back to the start of the line it falls in)"
+        ),
+    ] = False
 
     def __post_init__(self) -> None:
         facts = fault_action(self.do)
+        if facts.names_output != (self.output is not None):
+            named = " and ".join(sorted(actions_where(lambda row: row.names_output)))
+            raise ValueError(f"{named} need an output, and only they take one")
+        cuts = self.keep_bytes is not None or self.keep_fraction is not None or self.mid_line
+        if cuts and self.do != "truncate":
+            raise ValueError(
+                f"keep_bytes, keep_fraction and mid_line apply to truncate only, not {self.do!r}"
+            )
+        if self.do == "truncate" and (self.keep_bytes is None) == (self.keep_fraction is None):
+            raise ValueError("truncate needs one of keep_bytes and keep_fraction")
         if (self.do == "loss") != (self.probability is not None):
             raise ValueError("loss needs a probability, and only loss takes one")
         if (self.do == "bandwidth") != (self.rate_kbit is not None):
@@ -458,6 +492,16 @@ class ExpectSpec(_Strict, frozen=True):
             ge=0, le=3600, description="time_limits: how late past its limit a job may end"
         ),
     ] = 0.5
+    exit_codes: Annotated[
+        dict[
+            Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$")],
+            Annotated[int, msgspec.Meta(ge=-64, le=255)],
+        ],
+        msgspec.Meta(
+            description="clean_exits: the exit code a process is expected to end with, by "
+            "name (a producer meant to fail: { producer = 1 }), instead of the documented one"
+        ),
+    ] = {}
 
     @property
     def known_violations(self) -> tuple[Pin, ...]:

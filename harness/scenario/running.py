@@ -74,6 +74,10 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
             f.probability,
             f.rate_kbit,
             f.delay_ms,
+            f.output,
+            f.keep_bytes,
+            f.keep_fraction,
+            f.mid_line,
         )
         for f in scenario.faults
     )
@@ -105,6 +109,7 @@ def to_run_spec(scenario: Scenario, run_dir: Path) -> RunSpec:
             recovery_bound_s=scenario.expect.recovery_bound_s,
             time_limit_slack_s=scenario.expect.time_limit_slack_s,
             reached=scenario.expect.reaches,
+            expected_exits=dict(scenario.expect.exit_codes),
         ),
     )
 

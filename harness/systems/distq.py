@@ -231,7 +231,11 @@ class DistqSystem:
         master_lost=errors.EXIT_MASTER_LOST,
         handshake_timeout=errors.EXIT_HANDSHAKE_TIMEOUT,
         interrupted=errors.EXIT_INTERRUPTED,
+        output_failed=errors.EXIT_OUTPUT_FAILED,
     )
+    #: The roles whose exit clean_exits judges: a producer exits 0 when its own checks of
+    #: what it was told held (1 otherwise), like any program on distq.client.
+    exit_judged_roles: ClassVar[tuple[str, ...]] = (MASTER, WORKER, PRODUCER)
     stacks_signal: ClassVar[int | None] = signal.SIGUSR1  # distq's CLI registers faulthandler
     workers_outlive_master: ClassVar[bool] = False
     binds_host: ClassVar[bool] = True

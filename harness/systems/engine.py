@@ -360,6 +360,8 @@ UNSUPPORTED_ACTIONS: dict[str, str] = {
     "restart_master": "an engine's master is the harness's producer: restart the broker instead",
     "tear_results": "an engine has no master whose outputs resume after a restart",
     "tear_events": "an engine has no master whose outputs resume after a restart",
+    "disk_full": "an engine has no master whose outputs resume after a restart",
+    "truncate": "an engine has no master whose outputs resume after a restart",
     "wrong_key_worker": "an engine's workers present no BaseManager authkey",
     "empty_key_worker": "an engine's workers present no BaseManager authkey",
     "idle_sockets": "the broker speaks RESP, not the BaseManager handshake",

@@ -73,6 +73,8 @@ UNSUPPORTED_ACTIONS: dict[str, str] = {
     "empty_key_worker": "an unmodified app has no rule about empty keys to check",
     "tear_results": "an unmodified app writes no results file the harness knows",
     "tear_events": "an app's event log is the harness's relay's, not the app's own",
+    "disk_full": "an unmodified app writes no output the harness knows",
+    "truncate": "an unmodified app writes no output the harness knows",
     # Raw sockets go straight to the app's port, past every relay: what the app made of
     # them leaves no trace to check (bad_handshakes goes through a relay of its own).
     "idle_sockets": "an idle socket leaves no trace on the wire or in the app",

@@ -213,6 +213,38 @@ def test_a_results_file_shorter_than_the_checkpoint_gets_every_result_again(
     assert [r.job_id for r in written] == [0, 1]
 
 
+def test_an_event_log_shorter_than_the_checkpoint_gets_every_lost_event_again(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.sqlite"
+    results = tmp_path / "results.jsonl"
+    events = tmp_path / "events.jsonl"
+    journal, board = started(path, 2)
+    log = EventLog(events, "master")
+    board.lease("w", 2)
+    board.complete("w", 0, 1, 0)
+    board.complete("w", 1, 1, 1)
+    journal.commit(board)
+    results.write_text("".join(map(result_line, board.drain_results())))
+    for job in (0, 1):
+        log.write("result_accepted", job=job, attempt=1, worker="w", ok=True, value=job)
+    journal.outputs_written(results.stat().st_size, log.size())
+    log.close()
+    journal.close()
+    events.write_text("")  # cut (or restored from an old copy)
+
+    journal, board = reopened(path)
+    log = EventLog(events, "master")
+    resume_outputs(
+        journal, board, journal.load(), results_path=results, write_results=print, log=log
+    )
+    log.close()
+    journal.close()
+    logged = list(read_events(events))
+    assert sorted(e["job"] for e in logged if e["ev"] == "result_accepted") == [0, 1]
+    assert sorted(e["job"] for e in logged if e["ev"] == "job_submitted") == [0, 1]
+
+
 def test_a_journal_is_refused_for_another_job_set_or_batch_size(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
     journal, _ = started(path, 2)

@@ -83,7 +83,7 @@ def test_check_directory_reports_every_file(tmp_path: Path) -> None:
     )
     assert done.stderr == (
         "typo.toml: unknown key expect.within (expected one of: checks, within_s, "
-        "expect_violation, recovery_bound_s, reached, time_limit_slack_s)\n"
+        "expect_violation, recovery_bound_s, reached, time_limit_slack_s, exit_codes)\n"
     )
 
 

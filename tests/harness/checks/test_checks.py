@@ -648,6 +648,7 @@ def test_an_unknown_check_name_is_refused_naming_the_valid_ones() -> None:
         "admitted",
         "no_overlap",
         "no_stale_results",
+        "outputs_kept",
     }
 
 

@@ -36,7 +36,7 @@ REGENERATE = (
 
 ACTIONS = (
     "kill, kill_tree, kill_child, terminate, pause, resume, restart, add_worker, kill_master, "
-    "restart_master, tear_results, tear_events, "
+    "restart_master, tear_results, tear_events, disk_full, truncate, "
     "wrong_key_worker, empty_key_worker, idle_sockets, garbage, bad_handshakes, add_toxic, "
     "remove_toxic, "
     "partition, heal, isolate, partition_hosts, one_way, loss, bandwidth, delay, heal_hosts, reject"
@@ -62,7 +62,8 @@ EXPECTED_ERRORS = {
     ),
     "unknown_key_in_fault": (
         "unknown key faults[1].tagret (expected one of: when, do, target, count, duration_s, "
-        "expect, toxic, toxic_name, scope, peers, probability, rate_kbit, delay_ms)"
+        "expect, toxic, toxic_name, scope, peers, probability, rate_kbit, delay_ms, output, "
+        "keep_bytes, keep_fraction, mid_line)"
     ),
     "unknown_action": f"faults[0].do: got 'explode', expected one of: {ACTIONS}",
     "trigger_none": f"faults[0].when: needs exactly one trigger of {TRIGGERS} (got none)",
