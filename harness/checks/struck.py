@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 from harness import contract
 from harness.contract import HARNESS, MASTER, RESULTS
-from harness.history import History, HistoryEvent
+from harness.history import Events, History, HistoryEvent
 
 __all__ = ["Struck", "action_facts", "master_events", "struck"]
 
 
-def master_events(history: History) -> tuple[HistoryEvent, ...]:
+def master_events(history: History) -> Events:
     return history.select(src=MASTER)
 
 
