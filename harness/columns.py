@@ -223,18 +223,54 @@ class Columns:
                 carry = lines.pop()  # the rest of a line the next block ends
                 for start in range(0, len(lines), _LINES_PER_CALL):
                     chunk = lines[start : start + _LINES_PER_CALL]
-                    try:
-                        records = block_decode(b"[" + b",".join(chunk) + b"]")
-                    except msgspec.DecodeError:  # a line of another kind, torn or corrupt
-                        records = None
-                    if records is not None and len(records) == len(chunk):
-                        self.add_typed(records, results_t)
-                    else:
-                        for offset, line in enumerate(chunk):
-                            where = number + start + offset + 1
-                            self._add_line(line, line_decode, path, where, results_t)
+                    self._add_chunk(
+                        chunk, number + start, path, block_decode, line_decode, results_t
+                    )
                 number += len(lines)
         # ``carry`` now holds what follows the last newline: nothing, or a torn line.
+
+    def _add_chunk(
+        self,
+        chunk: list[bytes],
+        before: int,
+        path: str | os.PathLike[str],
+        block_decode: Any,
+        line_decode: Any,
+        results_t: float | None,
+    ) -> None:
+        """Lines ``before + 1`` on: in one call when all are typed, else halved until a line
+        stands alone (a few lines of other kinds cost a few calls, not a call per line)."""
+        if len(chunk) == 1:
+            self._add_line(chunk[0], line_decode, path, before + 1, results_t)
+            return
+        try:
+            records = block_decode(b"[" + b",".join(chunk) + b"]")
+        except msgspec.DecodeError:  # a line of another kind, torn or corrupt
+            records = None
+        if records is not None and len(records) == len(chunk):
+            self.add_typed(records, results_t)
+            return
+        half = len(chunk) // 2
+        self._add_chunk(chunk[:half], before, path, block_decode, line_decode, results_t)
+        self._add_chunk(chunk[half:], before + half, path, block_decode, line_decode, results_t)
+
+    def values(self, lines: Iterable[int], name: str, default: Any = None) -> list[Any]:
+        """One field of many events (as ``field`` gives it for each), in one pass."""
+        kinds, rows, bodies, jobs = self.kind, self.row, self.bodies, self.job
+        columns = [table.column.get(name) for table in self.tables]
+        found: list[Any] = []
+        append = found.append
+        for line in lines:
+            kind = kinds[line]
+            if kind == GENERIC:
+                append(bodies[rows[line]].get(name, default))
+                continue
+            column = columns[kind]
+            if column is not None:
+                append(column[rows[line]])
+            else:
+                append(jobs[line] if name == "job" else default)
+        return found
 
     def _add_line(
         self,

@@ -401,6 +401,22 @@ class History:
         """The master's terminal events (``result_accepted`` or ``dead``) by job id."""
         return self._terminals
 
+    def submission_lines(self) -> Mapping[int, int]:
+        """The line of each job's first submission, by job id (``submitted`` unbuilt)."""
+        return self._submitted.first
+
+    def terminal_lines(self) -> Mapping[int, tuple[int, ...]]:
+        """The lines of each job's terminal events, by job id (``terminals`` unbuilt)."""
+        return self._terminals.lines
+
+    def jobs_at(self, lines: Iterable[int]) -> list[int | None]:
+        """The job of each line (None where an event names none)."""
+        return list(map(self._c.job_at, lines))
+
+    def values(self, lines: Iterable[int], name: str, default: Any = None) -> list[Any]:
+        """One field of each line's event (as ``event.get(name, default)``), in one pass."""
+        return self._c.values(lines, name, default)
+
     def leases(self, job: int | None = None) -> tuple[Lease, ...]:
         """The master's leases (of one job, or all) in the order they were granted."""
         if job is None:
@@ -428,7 +444,7 @@ class History:
 
     # -- indexing (once, at construction) --------------------------------------------------
 
-    def _index_submissions(self) -> Mapping[int, Submission]:
+    def _index_submissions(self) -> _Submissions:
         first: dict[int, int] = {}  # job -> the line of its first submission
         columns = self._c
         for line in self._by_kind.get((contract.JOB_SUBMITTED, MASTER), ()):
@@ -437,7 +453,7 @@ class History:
                 first[job] = line
         return _Submissions(self, first)
 
-    def _index_terminals(self) -> Mapping[int, tuple[HistoryEvent, ...]]:
+    def _index_terminals(self) -> _Terminals:
         terminals: dict[int, tuple[int, ...]] = {}
         job_at = self._c.job_at
         for line in self.lines(TERMINAL_EVENTS, src=MASTER):
@@ -466,15 +482,22 @@ class History:
             code(contract.WORKER_LOST),
         )
         failed = {code(contract.ATTEMPT_FAILED), code(contract.DEAD)} - {None}
-        ev_column, job_column, field = columns.ev, columns.job, columns.field
-        for line in self.lines(_LEASE_ENDS, src=MASTER):
-            ev = ev_column[line]
+        lines = self.lines(_LEASE_ENDS, src=MASTER)
+        held_by: list[tuple[int, Any]] = []  # each lease's attempt and worker, as granted
+        rows = zip(
+            lines,
+            map(columns.ev.__getitem__, lines),
+            map(columns.job.__getitem__, lines),
+            columns.values(lines, "attempt"),
+            columns.values(lines, "worker"),
+            strict=True,
+        )
+        for line, ev, job, attempt, worker in rows:
             if ev == lost:
-                for lost_job in field(line, "jobs") or ():
+                for lost_job in columns.field(line, "jobs") or ():
                     if isinstance(lost_job, int):
                         close(lost_job, line, "lost")
                 continue
-            job = job_column[line]
             if job == NO_JOB:
                 continue
             if job == JOB_ELSEWHERE:
@@ -484,29 +507,30 @@ class History:
                     close(job, line, "superseded")  # a second lease while one is open: a bug
                 open_lease[job] = len(granted)
                 granted.append(line)
+                held_by.append((_int(attempt), str(columns.field(line, "worker", ""))))
             elif ev == accepted:
                 index = open_lease.get(job)
                 if index is not None:
-                    held = granted[index]
-                    same = _int(field(held, "attempt")) == field(line, "attempt") and str(
-                        field(held, "worker", "")
-                    ) == field(line, "worker")
+                    same = held_by[index] == (attempt, worker)
                     close(job, line, "completed" if same else "superseded")
             elif ev == expired:
                 close(job, line, "expired")
             elif ev in failed:
                 close(job, line, "failed")
-        leases: list[Lease] = []
         no_end = (-1, _OPEN)
-        ts = columns.t
+        ts, values = columns.t, columns.values
+        attempts = map(_int, values(granted, "attempt"))
+        numbers = map(_int, values(granted, "lease"))
+        workers = map(str, values(granted, "worker", ""))
+        leases: list[Lease] = []
         for index, line in enumerate(granted):
             end_line, end = ended.get(index, no_end)
             leases.append(
                 Lease(
                     cast(int, columns.job_at(line)),
-                    _int(field(line, "attempt")),
-                    _int(field(line, "lease")),
-                    str(field(line, "worker", "")),
+                    next(attempts),
+                    next(numbers),
+                    next(workers),
                     ts[line],
                     None if end_line < 0 else ts[end_line],
                     end,
@@ -526,10 +550,10 @@ class _Submissions(Mapping[int, Submission]):
 
     def __init__(self, history: History, first: dict[int, int]) -> None:
         self._history = history
-        self._first = first
+        self.first = first
 
     def __getitem__(self, job: int) -> Submission:
-        line = self._first[job]
+        line = self.first[job]
         event = self._history.event_at(line)
         args = event.get("args", ())
         batch = event.get("batch")
@@ -542,17 +566,17 @@ class _Submissions(Mapping[int, Submission]):
         )
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._first)
+        return iter(self.first)
 
     def __len__(self) -> int:
-        return len(self._first)
+        return len(self.first)
 
     def __contains__(self, job: object) -> bool:
-        return job in self._first
+        return job in self.first
 
     def line(self, job: int) -> int:
         """The history line of the job's first submission."""
-        return self._first[job]
+        return self.first[job]
 
 
 class _Terminals(Mapping[int, tuple[HistoryEvent, ...]]):
@@ -560,23 +584,19 @@ class _Terminals(Mapping[int, tuple[HistoryEvent, ...]]):
 
     def __init__(self, history: History, lines: dict[int, tuple[int, ...]]) -> None:
         self._history = history
-        self._lines = lines
+        self.lines = lines
 
     def __getitem__(self, job: int) -> tuple[HistoryEvent, ...]:
-        return tuple(map(self._history.event_at, self._lines[job]))
+        return tuple(map(self._history.event_at, self.lines[job]))
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._lines)
+        return iter(self.lines)
 
     def __len__(self) -> int:
-        return len(self._lines)
+        return len(self.lines)
 
     def __contains__(self, job: object) -> bool:
-        return job in self._lines
-
-    def count(self, job: int) -> int:
-        """How many terminal events ``job`` has, without building them."""
-        return len(self._lines.get(job, ()))
+        return job in self.lines
 
 
 def _names(ev: str | Iterable[str]) -> Iterable[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from harness import contract
@@ -53,8 +53,13 @@ def exactly_once(history: History, context: CheckContext = NO_CONTEXT) -> list[V
     submitted = history.submitted()
     context.judged(len(submitted), "jobs")
     terminals = history.terminals()
+    terminal_lines = history.terminal_lines()  # counted unbuilt: a soak run has millions
     found: list[Violation] = []
-    for job, submission in submitted.items():
+    for job in submitted:
+        count = len(terminal_lines.get(job, ()))
+        if count == 1:
+            continue
+        submission = submitted[job]
         ends = terminals.get(job, ())
         if not ends:
             cause = lost_cause(history, job)
@@ -63,7 +68,7 @@ def exactly_once(history: History, context: CheckContext = NO_CONTEXT) -> list[V
             found.append(
                 Violation(check, message, (job,), tuple(dict.fromkeys(lines)), cause=cause.key)
             )
-        elif len(ends) > 1:
+        else:
             kinds = ", ".join(f"{end.ev} (#{end.line})" for end in ends)
             lines = (submission.line, *(end.line for end in ends))
             found.append(
@@ -71,20 +76,20 @@ def exactly_once(history: History, context: CheckContext = NO_CONTEXT) -> list[V
                     check, f"job {job} has {len(ends)} terminal results: {kinds}", (job,), lines
                 )
             )
-    for job, ends in terminals.items():
+    for job, end_lines in terminal_lines.items():
         if job not in submitted:
             found.append(
                 Violation(
                     check,
                     f"job {job} was never submitted but has a terminal result",
                     (job,),
-                    tuple(end.line for end in ends),
+                    tuple(end_lines),
                 )
             )
     found.extend(unseen_items(history, check))
-    outputs = history.select(contract.RESULT_OUTPUT, src=RESULTS)
+    outputs = history.lines(contract.RESULT_OUTPUT, src=RESULTS)
     if outputs:
-        found.extend(_output_once(submitted, outputs))
+        found.extend(_output_once(history, outputs))
     if executions_are_results:  # no dedup between the workers and the result store
         for job, runs in sorted(duplicate_executions(history).items()):
             message = f"job {job} ran to completion {len(runs)} times (each stored a result)"
@@ -144,21 +149,30 @@ def unseen_items(history: History, check: str) -> list[Violation]:
     return found
 
 
-def _output_once(
-    submitted: Mapping[int, Submission], outputs: Sequence[HistoryEvent]
-) -> list[Violation]:
+def _output_once(history: History, outputs: Sequence[int]) -> list[Violation]:
     check = "exactly_once"
-    by_job: dict[int | None, list[HistoryEvent]] = {}
-    for output in outputs:
-        by_job.setdefault(output.job, []).append(output)
+    submitted = history.submission_lines()
+    by_job: dict[int | None, list[int]] = {}
+    for job, line in zip(history.jobs_at(outputs), outputs, strict=True):
+        seen = by_job.get(job)
+        if seen is None:
+            by_job[job] = [line]
+        else:
+            seen.append(line)
     found: list[Violation] = []
-    for job, submission in submitted.items():
-        seen = by_job.get(job, [])
-        if len(seen) != 1:
-            what = "missing from" if not seen else f"{len(seen)} times in"
-            lines = (submission.line, *(output.line for output in seen))
-            found.append(Violation(check, f"job {job} is {what} the results output", (job,), lines))
-    for output_job, seen in by_job.items():
+    for job, submission_line in submitted.items():
+        lines = by_job.get(job, ())
+        if len(lines) != 1:
+            what = "missing from" if not lines else f"{len(lines)} times in"
+            found.append(
+                Violation(
+                    check,
+                    f"job {job} is {what} the results output",
+                    (job,),
+                    (submission_line, *lines),
+                )
+            )
+    for output_job, lines in by_job.items():
         if output_job not in submitted:
             jobs = () if output_job is None else (output_job,)
             found.append(
@@ -166,7 +180,7 @@ def _output_once(
                     check,
                     f"results output has a line for job {output_job}, which was never submitted",
                     jobs,
-                    tuple(output.line for output in seen),
+                    tuple(lines),
                 )
             )
     return found
@@ -212,14 +226,27 @@ def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list
     found: list[Violation] = []
     compared = 0
     raised: list[tuple[int, str]] = []  # (job, what expected raised on it)
-    accepted = history.select(contract.RESULT_ACCEPTED, src=MASTER)
-    reports = (*accepted, *history.select(contract.RESULT_OUTPUT, src=RESULTS))
-    for report in reports:
-        job = report.job
-        submission = None if job is None else submitted.get(job)
-        if submission is None or report.get("ok", True) is not True:
+    accepted = history.lines(contract.RESULT_ACCEPTED, src=MASTER)
+    reports = [*accepted, *history.lines(contract.RESULT_OUTPUT, src=RESULTS)]
+    calls = _calls(history)
+    rows = zip(
+        reports,
+        history.jobs_at(reports),
+        history.values(reports, "ok", True),
+        history.values(reports, "value"),
+        strict=True,
+    )
+    for line, job, ok, got in rows:
+        task_args = None if job is None else calls.get(job)
+        if job is None or task_args is None or ok is not True:
             continue
-        want = expected(submission.task, submission.args) if expected else Expect.UNKNOWN
+        want = expected(*task_args) if expected else Expect.UNKNOWN
+        if (
+            type(want) in _PLAIN_VALUES or not isinstance(want, Expect | ExpectedFailed | Satisfies)
+        ) and _same(_as_json(want), got):
+            compared += 1
+            continue  # right: the words below are for a violation (a soak run has millions)
+        submission, report = submitted[job], history.event_at(line)
         if isinstance(want, ExpectedFailed):
             raised.append((submission.job, f"{_call(submission)}: {want.error}"))
             continue
@@ -230,10 +257,6 @@ def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list
             found.extend(_disagreements(history, submission, report))
             continue
         compared += 1
-        got = report.get("value")
-        plain = want is not Expect.FAILURE and not isinstance(want, Satisfies)
-        if plain and _same(_as_json(want), got):
-            continue  # right: the words below are for a violation (a soak run has millions)
         where = "accepted" if report.ev == contract.RESULT_ACCEPTED else "results output"
         lines = (submission.line, report.line)
         call = _call(submission)
@@ -262,6 +285,21 @@ def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list
         )
         found.append(Violation("correct_values", message, (job,), severity="unknown"))
     return found
+
+
+_PLAIN_VALUES = frozenset({int, str, float, list, dict, type(None), bool})
+
+
+def _calls(history: History) -> dict[int, tuple[str, tuple[Any, ...]]]:
+    """Each submitted job's task and arguments, as its ``Submission`` says, read unbuilt."""
+    jobs = history.submission_lines()
+    lines = list(jobs.values())
+    tasks = map(str, history.values(lines, "task", ""))
+    args = (
+        tuple(value) if isinstance(value, list | tuple) else (value,)
+        for value in history.values(lines, "args", ())
+    )
+    return dict(zip(jobs, zip(tasks, args, strict=True), strict=True))
 
 
 def _call(submission: Submission) -> str:
@@ -301,23 +339,24 @@ def one_terminal(history: History, context: CheckContext = NO_CONTEXT) -> list[V
     if not history.select(src=MASTER):
         return undecided(check, "no events from the master: its log is missing or empty")
     context.judged(len(history.submitted()), "jobs")
-    ends: dict[int, list[HistoryEvent]] = {}
+    ends: dict[int, list[int]] = {}
     found: list[Violation] = []
-    for event in history.select(
+    lines = history.lines(
         (contract.JOB_SUBMITTED, contract.RESULT_ACCEPTED, contract.DEAD), src=MASTER
-    ):
-        job = event.job
+    )
+    submitted = contract.JOB_SUBMITTED
+    for line, job in zip(lines, history.jobs_at(lines), strict=True):
         if job is None:
             continue
-        if event.ev == contract.JOB_SUBMITTED:
+        if history.ev_at(line) == submitted:
             ends[job] = []
             continue
         seen = ends.setdefault(job, [])
-        seen.append(event)
+        seen.append(line)
         if len(seen) == 2:
-            kinds = " then ".join(e.ev for e in seen)
+            kinds = " then ".join(history.ev_at(end) for end in seen)
             message = f"job {job} has two terminal events: {kinds}"
-            found.append(Violation(check, message, (job,), tuple(e.line for e in seen)))
+            found.append(Violation(check, message, (job,), tuple(seen)))
     return found
 
 
