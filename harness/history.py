@@ -312,7 +312,7 @@ class History:
         job: int | None = None,
         src: str | None = None,
         worker: str | None = None,
-    ) -> Events:
+    ) -> Sequence[HistoryEvent]:
         """The events matching every given filter, in history order."""
         return Events(self, self.lines(ev, job=job, src=src, worker=worker))
 
@@ -372,7 +372,7 @@ class History:
         """Every ``src`` in the history, in the order each first appears."""
         return self._sources
 
-    def by_job(self, job: int) -> Events:
+    def by_job(self, job: int) -> Sequence[HistoryEvent]:
         """The events naming ``job``, in history order (the index is built on first use)."""
         return Events(self, self._job_lines(job))
 
@@ -434,7 +434,7 @@ class History:
             lease.job for lease in self._leases if lease.worker == worker and lease.held_at(t)
         )
 
-    def faults(self) -> Events:
+    def faults(self) -> Sequence[HistoryEvent]:
         """The faults the harness injected, in the order they happened."""
         return self.select(contract.FAULT, src=HARNESS)
 

@@ -5,17 +5,17 @@ fault-action facts of the contract): deaths, SIGTERMs, kills, suspensions, netwo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from harness import contract
 from harness.contract import HARNESS, MASTER, RESULTS
-from harness.history import Events, History, HistoryEvent
+from harness.history import History, HistoryEvent
 
 __all__ = ["Struck", "action_facts", "master_events", "struck"]
 
 
-def master_events(history: History) -> Events:
+def master_events(history: History) -> Sequence[HistoryEvent]:
     return history.select(src=MASTER)
 
 

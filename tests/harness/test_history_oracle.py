@@ -57,6 +57,22 @@ class _Reference(History):
             and (worker is None or event.get("worker") == worker)
         )
 
+    def lines(
+        self,
+        ev: str | Iterable[str] | None = None,
+        *,
+        job: int | None = None,
+        src: str | None = None,
+        worker: str | None = None,
+    ) -> tuple[int, ...]:
+        return tuple(event.line for event in self.select(ev, job=job, src=src, worker=worker))
+
+    def submission_lines(self) -> Mapping[int, int]:
+        return {job: submission.line for job, submission in self.submitted().items()}
+
+    def terminal_lines(self) -> Mapping[int, tuple[int, ...]]:
+        return {job: tuple(end.line for end in ends) for job, ends in self.terminals().items()}
+
     def by_job(self, job: int) -> tuple[HistoryEvent, ...]:
         return tuple(event for event in self.events if event.job == job)
 
