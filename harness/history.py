@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
@@ -46,6 +47,7 @@ __all__ = [
     "HistoryEvent",
     "Lease",
     "LeaseEnd",
+    "Leases",
     "Submission",
 ]
 
@@ -205,10 +207,6 @@ class History:
         self._submitted = self._index_submissions()
         self._terminals = self._index_terminals()
         self._leases = self._index_leases()
-        by_job: dict[int, list[Lease]] = {}
-        for lease in self._leases:
-            by_job.setdefault(lease.job, []).append(lease)
-        self._leases_by_job = {job: tuple(leases) for job, leases in by_job.items()}
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -417,11 +415,11 @@ class History:
         """One field of each line's event (as ``event.get(name, default)``), in one pass."""
         return self._c.values(lines, name, default)
 
-    def leases(self, job: int | None = None) -> tuple[Lease, ...]:
+    def leases(self, job: int | None = None) -> Sequence[Lease]:
         """The master's leases (of one job, or all) in the order they were granted."""
         if job is None:
             return self._leases
-        return self._leases_by_job.get(job, ())
+        return self._leases.of_job(job)
 
     def holder_at(self, job: int, t: float) -> str | None:
         """The worker holding a lease on ``job`` at time ``t``, if any."""
@@ -462,7 +460,7 @@ class History:
                 terminals[job] = (*terminals.get(job, ()), line)
         return _Terminals(self, terminals)
 
-    def _index_leases(self) -> tuple[Lease, ...]:
+    def _index_leases(self) -> Leases:
         """Replay the master's lease lifecycle: at most one open lease per job."""
         columns = self._c
         granted: list[int] = []  # each lease's ``leased`` line, in order
@@ -483,13 +481,13 @@ class History:
         )
         failed = {code(contract.ATTEMPT_FAILED), code(contract.DEAD)} - {None}
         lines = self.lines(_LEASE_ENDS, src=MASTER)
-        held_by: list[tuple[int, Any]] = []  # each lease's attempt and worker, as granted
+        held_by: list[tuple[int, str]] = []  # each lease's attempt and worker, as granted
         rows = zip(
             lines,
             map(columns.ev.__getitem__, lines),
             map(columns.job.__getitem__, lines),
             columns.values(lines, "attempt"),
-            columns.values(lines, "worker"),
+            columns.values(lines, "worker", _MISSING),
             strict=True,
         )
         for line, ev, job, attempt, worker in rows:
@@ -507,40 +505,95 @@ class History:
                     close(job, line, "superseded")  # a second lease while one is open: a bug
                 open_lease[job] = len(granted)
                 granted.append(line)
-                held_by.append((_int(attempt), str(columns.field(line, "worker", ""))))
+                held_by.append((_int(attempt), "" if worker is _MISSING else str(worker)))
             elif ev == accepted:
                 index = open_lease.get(job)
                 if index is not None:
-                    same = held_by[index] == (attempt, worker)
+                    same = held_by[index] == (attempt, None if worker is _MISSING else worker)
                     close(job, line, "completed" if same else "superseded")
             elif ev == expired:
                 close(job, line, "expired")
             elif ev in failed:
                 close(job, line, "failed")
+        leases = Leases()
+        ts = columns.t
+        leases.job.extend(cast(list[int], list(map(columns.job_at, granted))))
+        leases.attempt.extend(attempt for attempt, _ in held_by)
+        leases.lease.extend(map(_int, columns.values(granted, "lease")))
+        leases.worker.extend(sys.intern(worker) for _, worker in held_by)
+        leases.t_start.extend(map(ts.__getitem__, granted))
+        leases.start_line.extend(granted)
         no_end = (-1, _OPEN)
-        ts, values = columns.t, columns.values
-        attempts = map(_int, values(granted, "attempt"))
-        numbers = map(_int, values(granted, "lease"))
-        workers = map(str, values(granted, "worker", ""))
-        leases: list[Lease] = []
-        for index, line in enumerate(granted):
+        for index in range(len(granted)):
             end_line, end = ended.get(index, no_end)
-            leases.append(
-                Lease(
-                    cast(int, columns.job_at(line)),
-                    next(attempts),
-                    next(numbers),
-                    next(workers),
-                    ts[line],
-                    None if end_line < 0 else ts[end_line],
-                    end,
-                    line,
-                    None if end_line < 0 else end_line,
-                )
-            )
-        return tuple(leases)
+            leases.t_end.append(math.nan if end_line < 0 else ts[end_line])
+            leases.end.append(end)
+            leases.end_line.append(end_line)
+        return leases
 
 
+class Leases(Sequence[Lease]):
+    """The master's leases as columns, each :class:`Lease` built when it is read."""
+
+    def __init__(self) -> None:
+        self.job: list[int] = []
+        self.attempt: list[int] = []
+        self.lease: list[int] = []
+        self.worker: list[str] = []
+        self.t_start = array("d")
+        self.t_end = array("d")  # NaN while open
+        self.end: list[LeaseEnd] = []
+        self.start_line = array("q")
+        self.end_line = array("q")  # -1 while open
+        self._by_job: tuple[list[int], list[int]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.job)
+
+    @overload
+    def __getitem__(self, index: int) -> Lease: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Lease, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Lease | tuple[Lease, ...]:
+        if isinstance(index, slice):
+            return tuple(map(self._lease, range(len(self))[index]))
+        return self._lease(range(len(self))[index])
+
+    def __iter__(self) -> Iterator[Lease]:
+        return map(self._lease, range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _lease(self, index: int) -> Lease:
+        t_end, end_line = self.t_end[index], self.end_line[index]
+        return Lease(
+            self.job[index],
+            self.attempt[index],
+            self.lease[index],
+            self.worker[index],
+            self.t_start[index],
+            None if end_line < 0 else t_end,
+            self.end[index],
+            self.start_line[index],
+            None if end_line < 0 else end_line,
+        )
+
+    def of_job(self, job: int) -> tuple[Lease, ...]:
+        """The leases of one job, in the order they were granted (indexed on first use)."""
+        if self._by_job is None:
+            order = sorted(range(len(self)), key=self.job.__getitem__)
+            self._by_job = ([self.job[index] for index in order], order)
+        jobs, order = self._by_job
+        found = order[bisect_left(jobs, job) : bisect_right(jobs, job)]
+        return tuple(map(self._lease, found))
+
+
+_MISSING: Any = object()  # a field the event does not have
 _NAMES_A_JOB = JOB_ELSEWHERE  # job columns above it name a job that fits 64 bits
 _JOB_MAX = 2**63 - 1
 

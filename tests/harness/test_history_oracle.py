@@ -9,7 +9,7 @@ answers from its indexes and replays leases once. Any difference is a bug in the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ class _Reference(History):
     def by_job(self, job: int) -> tuple[HistoryEvent, ...]:
         return tuple(event for event in self.events if event.job == job)
 
-    def leases(self, job: int | None = None) -> tuple[Lease, ...]:
+    def leases(self, job: int | None = None) -> Sequence[Lease]:
         replayed = _replay_leases(self.events)
         return replayed if job is None else tuple(lease for lease in replayed if lease.job == job)
 
