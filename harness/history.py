@@ -288,6 +288,9 @@ class History:
     def ev_at(self, line: int) -> str:
         return self._c.names.names[self._c.ev[line]]
 
+    def src_at(self, line: int) -> str:
+        return self._c.names.names[self._c.src[line]]
+
     def t_at(self, line: int) -> float:
         return self._c.t[line]
 
@@ -420,6 +423,10 @@ class History:
         if job is None:
             return self._leases
         return self._leases.of_job(job)
+
+    def lease_table(self) -> Leases:
+        """Every lease as columns (what ``leases()`` builds a Lease at a time from)."""
+        return self._leases
 
     def holder_at(self, job: int, t: float) -> str | None:
         """The worker holding a lease on ``job`` at time ``t``, if any."""
