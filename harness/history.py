@@ -410,9 +410,18 @@ class History:
         """The lines of each job's terminal events, by job id (``terminals`` unbuilt)."""
         return self._terminals.lines
 
-    def jobs_at(self, lines: Iterable[int]) -> list[int | None]:
+    def jobs_at(self, lines: Sequence[int]) -> list[int | None]:
         """The job of each line (None where an event names none)."""
-        return list(map(self._c.job_at, lines))
+        column = self._c.job
+        jobs: list[Any] = list(map(column.__getitem__, lines))
+        if jobs and min(jobs) <= JOB_ELSEWHERE:  # some name no job, or one past 64 bits
+            jobs = list(map(self._c.job_at, lines))
+        return jobs
+
+    def evs_at(self, lines: Iterable[int]) -> list[str]:
+        """The event name of each line."""
+        columns = self._c
+        return list(map(columns.names.names.__getitem__, map(columns.ev.__getitem__, lines)))
 
     def values(self, lines: Iterable[int], name: str, default: Any = None) -> list[Any]:
         """One field of each line's event (as ``event.get(name, default)``), in one pass."""
@@ -460,9 +469,8 @@ class History:
 
     def _index_terminals(self) -> _Terminals:
         terminals: dict[int, tuple[int, ...]] = {}
-        job_at = self._c.job_at
-        for line in self.lines(TERMINAL_EVENTS, src=MASTER):
-            job = job_at(line)
+        lines = self.lines(TERMINAL_EVENTS, src=MASTER)
+        for line, job in zip(lines, self.jobs_at(lines), strict=True):
             if job is not None:
                 terminals[job] = (*terminals.get(job, ()), line)
         return _Terminals(self, terminals)

@@ -86,7 +86,7 @@ def attempts_bounded(history: History, context: CheckContext = NO_CONTEXT) -> li
     lines = history.lines(_COUNTED, src=MASTER)
     rows = zip(
         lines,
-        map(history.ev_at, lines),
+        history.evs_at(lines),
         history.jobs_at(lines),
         history.values(lines, "attempt"),
         strict=True,
