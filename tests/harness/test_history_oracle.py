@@ -241,6 +241,16 @@ def _broken_histories() -> dict[str, HistoryBuilder]:
     ties.add("results", "result_output", job=0, ok=True, value=1)
     ties.add("results", "result_output", job=0, ok=True, value=0)
     ties.add("results", "result_output", job="x", ok=True)
+    clean = corpus["a clean run (the checks' set-operation paths)"] = HistoryBuilder()
+    for job in range(3):
+        clean.submit(job)
+    for job in range(3):
+        clean.lease(job, f"worker-{job % 2 + 1}")
+        clean.accept(job, f"worker-{job % 2 + 1}")
+    for job in range(3):
+        clean.add("results", "result_output", job=job, ok=True, value=job * job)
+    clean.master("master_stopped")
+    clean.harness("run_finished", elapsed_s=1.0, bound_s=5.0, timed_out=False, exit_codes={})
     return corpus
 
 
