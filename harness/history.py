@@ -19,7 +19,7 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import chain, compress, repeat
-from operator import add, mul
+from operator import add, gt, mul
 from pathlib import Path
 from typing import Any, Literal, cast, overload
 
@@ -173,6 +173,10 @@ _LEASE_ENDS = (
     contract.DEAD,
     contract.WORKER_LOST,
 )
+
+
+#: Lease events a plain run's master writes (``_plain_leases``); any other is replayed.
+_PLAIN_ENDS = frozenset({contract.LEASED, contract.RESULT_ACCEPTED})
 
 
 class History:
@@ -475,8 +479,67 @@ class History:
                 terminals[job] = (*terminals.get(job, ()), line)
         return _Terminals(self, terminals)
 
+    def _plain_leases(self) -> Leases | None:
+        """The replay's answer, in C-level passes, for a master log whose only lease events
+        are one ``leased`` per job and its results (a run without failures, expiries or
+        losses, as a soak run is); None for any other log, which the replay answers."""
+        by_kind = self._by_kind
+        if any((ev, MASTER) in by_kind for ev in _LEASE_ENDS if ev not in _PLAIN_ENDS):
+            return None
+        granted = by_kind.get((contract.LEASED, MASTER), ())
+        jobs = self.jobs_at(granted)
+        if None in jobs or len(set(jobs)) != len(jobs):
+            return None  # a lease of no job, or a job leased twice
+        reports = by_kind.get((contract.RESULT_ACCEPTED, MASTER), ())
+        past = len(self._c)  # after every line: no accepted result
+        first_report = dict(zip(reversed(self.jobs_at(reports)), reversed(reports), strict=True))
+        end_lines = list(map(first_report.get, jobs, repeat(past)))
+        if any(map(gt, granted, end_lines)):
+            return None  # a result accepted before its job's lease
+        values = self._c.values
+        attempts = values(granted, "attempt")
+        workers = values(granted, "worker", _MISSING)
+        held = list(
+            zip(
+                _ints(attempts),
+                ["" if w is _MISSING else str(w) for w in workers]
+                if set(map(type, workers)) != {str}
+                else workers,
+                strict=True,
+            )
+        )
+        closed = [line for line in end_lines if line != past]
+        reported = iter(
+            zip(
+                values(closed, "attempt"),
+                [None if w is _MISSING else w for w in values(closed, "worker", _MISSING)],
+                strict=True,
+            )
+        )
+        ts = self._c.t
+        leases = Leases()
+        leases.job.extend(cast(list[int], jobs))
+        leases.attempt.extend(attempt for attempt, _ in held)
+        leases.lease.extend(_ints(values(granted, "lease")))
+        leases.worker.extend(map(sys.intern, (worker for _, worker in held)))
+        leases.t_start.extend(map(ts.__getitem__, granted))
+        leases.start_line.extend(granted)
+        for line, own in zip(end_lines, held, strict=True):
+            if line == past:
+                leases.t_end.append(math.nan)
+                leases.end.append(_OPEN)
+                leases.end_line.append(-1)
+            else:
+                leases.t_end.append(ts[line])
+                leases.end.append("completed" if own == next(reported) else "superseded")
+                leases.end_line.append(line)
+        return leases
+
     def _index_leases(self) -> Leases:
         """Replay the master's lease lifecycle: at most one open lease per job."""
+        plain = self._plain_leases()
+        if plain is not None:
+            return plain
         columns = self._c
         granted: list[int] = []  # each lease's ``leased`` line, in order
         ended: dict[int, tuple[int, LeaseEnd]] = {}  # index into granted -> its end
@@ -545,6 +608,11 @@ class History:
             leases.end.append(end)
             leases.end_line.append(end_line)
         return leases
+
+
+def _ints(values: list[Any]) -> list[int]:
+    """``_int`` of each value (the list itself when all are ints already)."""
+    return values if set(map(type, values)) <= {int} else list(map(_int, values))
 
 
 class Leases(Sequence[Lease]):

@@ -75,11 +75,20 @@ def attempts_bounded(history: History, context: CheckContext = NO_CONTEXT) -> li
     leases = history.lines(contract.LEASED, src=MASTER)
     if not leases:
         return undecided(check, "no lease in the master's log: no attempt to count")
-    if any(not isinstance(attempt, int) for attempt in history.values(leases, "attempt")):
+    attempts = history.values(leases, "attempt")
+    if any(not isinstance(attempt, int) for attempt in attempts):
         return undecided(check, "the master's leases carry no attempt numbers")
     graceful = _graceful_losses(history, struck(history))
     context.judged(len(set(history.jobs_at(leases))), "jobs")
     found: list[Violation] = []
+    if (
+        max_attempts >= 1
+        and set(attempts) <= {1}
+        and not history.lines(
+            (contract.ATTEMPT_FAILED, contract.DEAD, contract.WORKER_LOST), src=MASTER
+        )
+    ):
+        return found  # nothing failed, died or was lost, and every lease is a first attempt
     counted: dict[int, int] = {}
     handed_back: dict[int, int] = {}  # job -> line of the hand-back that ended its lease
     # Read from the columns: a soak run's master has millions of events.
