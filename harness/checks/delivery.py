@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from harness import contract
@@ -308,9 +308,11 @@ def _calls(history: History) -> dict[int, tuple[str, tuple[Any, ...]]]:
     jobs = history.submission_lines()
     lines = list(jobs.values())
     tasks = map(str, history.values(lines, "task", ""))
-    args = (
-        tuple(value) if isinstance(value, list | tuple) else (value,)
-        for value in history.values(lines, "args", ())
+    given = history.values(lines, "args", ())
+    args: Iterable[tuple[Any, ...]] = (
+        map(tuple, given)
+        if set(map(type, given)) <= {list}
+        else (tuple(value) if isinstance(value, list | tuple) else (value,) for value in given)
     )
     return dict(zip(jobs, zip(tasks, args, strict=True), strict=True))
 
