@@ -326,14 +326,17 @@ class Columns:
     # -- ordering ------------------------------------------------------------------------
 
     def ordered(self) -> Columns:
-        """The same events sorted by time (a stable sort: ties keep the order added)."""
-        order = sorted(range(len(self.t)), key=self.t.__getitem__)
+        """The same events sorted by time (a stable sort: ties keep the order added); these
+        columns are emptied as the sorted ones are made, so only one is held twice."""
+        order = array("q", sorted(range(len(self.t)), key=self.t.__getitem__))
         done = Columns.__new__(Columns)
         done.names, done.bodies, done.tables = self.names, self.bodies, self.tables
         done._table_of = self._table_of
         for name in ("t", "src", "ev", "job", "kind", "row"):
             column: array[Any] = getattr(self, name)
             setattr(done, name, array(column.typecode, map(column.__getitem__, order)))
+            setattr(self, name, array(column.typecode))  # one column's memory at a time
+            del column
         if self.big_jobs:
             position = {old: new for new, old in enumerate(order) if old in self.big_jobs}
             done.big_jobs = {position[old]: job for old, job in self.big_jobs.items()}
