@@ -3,7 +3,9 @@
 Events are ordered by ``t`` (every process shares one epoch), ties kept in reading order.
 The queries answer what the checkers ask: which jobs were submitted, which terminal
 results the master recorded, and which worker held which job when (from the master's
-leases, the authoritative view).
+leases, the authoritative view). The events are held as columns (``columns``) and built
+as objects only when read; the checks of a soak run read lines and fields instead
+(``lines``, ``jobs_at``, ``values``), so a million jobs cost arrays, not objects.
 """
 
 from __future__ import annotations
@@ -463,20 +465,24 @@ class History:
     # -- indexing (once, at construction) --------------------------------------------------
 
     def _index_submissions(self) -> _Submissions:
-        first: dict[int, int] = {}  # job -> the line of its first submission
-        columns = self._c
-        for line in self._by_kind.get((contract.JOB_SUBMITTED, MASTER), ()):
-            job = columns.job_at(line)
-            if job is not None and job not in first:
-                first[job] = line
+        lines = self._by_kind.get((contract.JOB_SUBMITTED, MASTER), ())
+        jobs = self.jobs_at(lines)
+        # job -> the line of its first submission, in the order jobs were first submitted
+        first: dict[Any, int] = dict.fromkeys(jobs, 0)
+        first.update(zip(reversed(jobs), reversed(lines), strict=True))  # the first wins
+        first.pop(None, None)
         return _Submissions(self, first)
 
     def _index_terminals(self) -> _Terminals:
-        terminals: dict[int, tuple[int, ...]] = {}
+        terminals: dict[Any, tuple[int, ...]] = {}
         lines = self.lines(TERMINAL_EVENTS, src=MASTER)
-        for line, job in zip(lines, self.jobs_at(lines), strict=True):
-            if job is not None:
+        jobs = self.jobs_at(lines)
+        if len(set(jobs)) == len(jobs):  # one terminal line a job: built in C
+            terminals = dict(zip(jobs, zip(lines), strict=True))
+        else:
+            for line, job in zip(lines, jobs, strict=True):
                 terminals[job] = (*terminals.get(job, ()), line)
+        terminals.pop(None, None)
         return _Terminals(self, terminals)
 
     def _plain_leases(self) -> Leases | None:
