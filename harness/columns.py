@@ -75,23 +75,34 @@ class Names(dict[str, int]):
 
 
 class KindTable:
-    """The fields of one typed kind, beside the time, source and job: a list per field."""
+    """The fields of one typed kind, beside the time, source and job: a column per field,
+    an array of ints while every value is an int that fits 64 bits (a lease number, a
+    square), else a list (strings interned)."""
 
     def __init__(self, kind: type[TypedFields]) -> None:
         self.kind = kind
         names = kind.__struct_fields__
         self.logged = "t" in names
         self.names = tuple(name for name in names if name not in ("t", "src", "job"))
-        self.columns: list[list[Any]] = [[] for _ in self.names]
-        self.column = dict(zip(self.names, self.columns, strict=True))
+        self.columns: list[Any] = [array("q") for _ in self.names]  # array or list
+        self.column: dict[str, Any] = dict(zip(self.names, self.columns, strict=True))
         self._getters = [attrgetter(name) for name in self.names]
 
     def __len__(self) -> int:
         return len(self.columns[0])
 
     def extend(self, records: list[Any]) -> None:
-        for column, get in zip(self.columns, self._getters, strict=True):
+        for index, get in enumerate(self._getters):
+            column = self.columns[index]
             values = list(map(get, records))
+            if type(column) is array:
+                if set(map(type, values)) == {int}:  # exactly ints: no bool among them
+                    try:
+                        column.extend(array("q", values))
+                        continue
+                    except OverflowError:  # past 64 bits
+                        pass
+                column = self.columns[index] = self.column[self.names[index]] = list(column)
             with suppress(TypeError):  # not all strings
                 values = list(map(sys.intern, values))  # a worker's name: one object
             column.extend(values)
