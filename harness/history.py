@@ -375,6 +375,10 @@ class History:
             found = self._by_src[src] = _merged(runs)
         return found
 
+    def kinds(self) -> tuple[tuple[str, str], ...]:
+        """Every (event name, source) pair in the history, in the order each first appears."""
+        return tuple(self._by_kind)
+
     def sources(self) -> tuple[str, ...]:
         """Every ``src`` in the history, in the order each first appears."""
         return self._sources

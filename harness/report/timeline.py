@@ -12,6 +12,8 @@ import re
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from itertools import compress, repeat
+from operator import and_, eq, not_
 from typing import Any, Literal
 
 from harness import contract as c
@@ -328,18 +330,32 @@ def _lanes(
     # was named in to the last. Its own events come from the source index; one pass finds
     # the events that name it.
     gone = (c.WORKER_LOST, c.WORKER_LEFT)
-    everything = range(len(history))
-    named = zip(everything, history.values(everything, "worker"), strict=True)
-    for line, name in named:
-        if name is None or type(name) is not str or name not in known:
+    first_line: dict[str, int] = {}
+    last_line: dict[str, int] = {}
+    # A kind (event and source) at a time: its worker fields read by C-level maps, and the
+    # first and last line naming each worker found by list searches, not a pass in Python.
+    for ev, src in history.kinds():
+        if src == RESULTS:
             continue
-        src = history.src_at(line)
-        if src != RESULTS:
-            t = history.t_at(line)
-            first.setdefault(name, t)
+        run = history.lines(ev, src=src)
+        named = history.values(run, "worker")
+        try:
+            distinct = set(named)
+        except TypeError:  # an unhashable value: no worker's name
+            distinct = {name for name in named if isinstance(name, str)}
+        backwards: list[Any] | None = None
+        for name in distinct:
+            if type(name) is not str or name not in known:
+                continue
+            start = run[named.index(name)]
+            first_line[name] = min(first_line.get(name, start), start)
             # Another process's word that a worker is gone does not extend its lane.
-            if name == src or history.ev_at(line) not in gone:
-                last[name] = t
+            if name == src or ev not in gone:
+                backwards = named[::-1] if backwards is None else backwards
+                end = run[len(named) - 1 - backwards.index(name)]
+                last_line[name] = max(last_line.get(name, end), end)
+    first.update((name, history.t_at(line)) for name, line in first_line.items())
+    last.update((name, history.t_at(line)) for name, line in last_line.items())
     for src in history.sources():
         if src == RESULTS:  # printed after the run, not something a process did then
             continue
@@ -424,18 +440,21 @@ def _attempts(
         if job is not None:
             late_reports.setdefault((job, _int(attempt), str(worker)), line)
     drawn: list[tuple[_Span, Outcome, float, float | None, str, tuple[int, ...]]] = []
-    plain_lanes: dict[str, int] = {}
     plain = (array("H"), array("q"), array("d"), array("d"))
     table = history.lease_table()  # read as columns: a soak run has a million leases
-    end_t = history.end_t
-    for index, (end, job) in enumerate(zip(table.end, table.job, strict=True)):
-        if summary and end == "completed" and job not in flagged_jobs:
-            lane = plain_lanes.setdefault(table.worker[index], len(plain_lanes))
-            plain[0].append(lane)
-            plain[1].append(job)
-            plain[2].append(table.t_start[index])
-            plain[3].append(end_t if table.end_line[index] < 0 else table.t_end[index])
-            continue
+    # A summary keeps the plain attempts (accepted, of a job no violation names) as columns,
+    # taken by C-level passes; a completed lease always has its end.
+    is_plain = list(map(eq, table.end, repeat("completed"))) if summary else [False] * len(table)
+    if summary and flagged_jobs:
+        is_plain = list(map(and_, is_plain, map(not_, map(flagged_jobs.__contains__, table.job))))
+    plain_lanes = {
+        worker: lane for lane, worker in enumerate(dict.fromkeys(compress(table.worker, is_plain)))
+    }
+    plain[0].extend(map(plain_lanes.__getitem__, compress(table.worker, is_plain)))
+    plain[1].extend(compress(table.job, is_plain))
+    plain[2].extend(compress(table.t_start, is_plain))
+    plain[3].extend(compress(table.t_end, is_plain))
+    for index in compress(range(len(table)), map(not_, is_plain)):
         lease = table[index]
         outcome = _LEASE_OUTCOME[lease.end]
         ended = None if lease.end_line is None else history[lease.end_line]
