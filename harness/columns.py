@@ -336,10 +336,16 @@ class Columns:
 
     # -- ordering ------------------------------------------------------------------------
 
-    def ordered(self) -> Columns:
+    def ordered(self, settled: int | None = None) -> Columns:
         """The same events sorted by time (a stable sort: ties keep the order added); these
-        columns are emptied as the sorted ones are made, so only one is held twice."""
-        order = array("q", sorted(range(len(self.t)), key=self.t.__getitem__))
+        columns are emptied as the sorted ones are made, so only one is held twice.
+
+        ``settled``: the events from there on are known to come last, in order (the results
+        output, at the time of the last logged event): only those before it are sorted.
+        """
+        size = len(self.t) if settled is None else settled
+        order = array("q", sorted(range(size), key=self.t.__getitem__))
+        order.extend(range(size, len(self.t)))
         done = Columns.__new__(Columns)
         done.names, done.bodies, done.tables = self.names, self.bodies, self.tables
         done._table_of = self._table_of

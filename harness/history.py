@@ -234,11 +234,16 @@ class History:
         try:
             for path in paths:
                 columns.read_log(path)
+            settled: int | None = None
             if results_path is not None:
-                # Results carry no time: they sort after every logged event, in output order.
-                columns.read_log(results_path, results_t=max(columns.t, default=0.0))
+                # Results carry no time: they sort after every logged event, in output order
+                # (unless a line states its own, which then sorts with the rest).
+                settled, results_t = len(columns), max(columns.t, default=0.0)
+                columns.read_log(results_path, results_t=results_t)
+                if columns.t[settled:].count(results_t) != len(columns) - settled:
+                    settled = None
             history = cls.__new__(cls)
-            history._build(columns.ordered())
+            history._build(columns.ordered(settled))
         except CorruptLog as exc:
             raise HistoryError(str(exc)) from None
         finally:

@@ -207,3 +207,22 @@ def test_typed_fields_read_back_as_written_whatever_their_values(tmp_path: Path)
     assert [lease.job for lease in history.leases()] == [0, 1, 2**63, 2**70, -(2**63), 5]
     assert history.select("result_accepted", job=2**70) == ()
     assert [e.line for e in history.by_job(2**70)] == [3]
+
+
+def test_a_results_line_with_its_own_time_sorts_with_the_logged_events(tmp_path: Path) -> None:
+    master = _write(
+        tmp_path / "master.events.jsonl",
+        [_event(0.1, "master", "job_submitted", job=0), _event(0.5, "master", "master_stopped")],
+    )
+    results = tmp_path / "results.jsonl"
+    lines = [{"job": 0, "ok": True, "value": 0}, {"t": 0.2, "job": 0, "ok": True, "value": 1}]
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+
+    history = History.from_files([master], results_path=results)
+
+    assert [(e.t, e.ev, e.get("value")) for e in history] == [
+        (0.1, "job_submitted", None),
+        (0.2, "result_output", 1),
+        (0.5, "master_stopped", None),
+        (0.5, "result_output", 0),
+    ]
