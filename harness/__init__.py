@@ -4,6 +4,7 @@ Layering, from the core outwards:
   contract    the history contract: event-log format and vocabulary (standard library only)
   explain     one line for a person from a validation error
   logread     event logs decoded by msgspec: typed records for the kinds written by the million
+  columns     a run's events as columns: arrays and a list per field, not an object per event
   history     merge the event logs of a run into one ordered history, and query it
   follow      follow event logs while they are written
   net/        the fault proxy between a worker and its master, and its toxics

@@ -3,7 +3,9 @@
 Events are ordered by ``t`` (every process shares one epoch), ties kept in reading order.
 The queries answer what the checkers ask: which jobs were submitted, which terminal
 results the master recorded, and which worker held which job when (from the master's
-leases, the authoritative view).
+leases, the authoritative view). The events are held as columns (``columns``) and built
+as objects only when read; the checks of a soak run read lines and fields instead
+(``lines``, ``jobs_at``, ``values``), so a million jobs cost arrays, not objects.
 
 A master the harness restarts begins a new incarnation. One that resumes its journal keeps
 its jobs; one that starts afresh numbers new jobs from the same ids, so a job is known by
@@ -20,17 +22,19 @@ import math
 import os
 import re
 import sys
-from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Mapping
-from itertools import chain
-from operator import attrgetter
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import chain, compress, repeat
+from operator import add, gt, mul
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, overload
 
 import msgspec
 
 from harness import contract
+from harness.columns import JOB_ELSEWHERE, NO_JOB, Columns, HistoryError, add_all
 from harness.contract import (
     EVENTS_GLOB,
     HARNESS,
@@ -39,34 +43,29 @@ from harness.contract import (
     TERMINAL_EVENTS,
     CorruptLog,
 )
-from harness.logread import TAGS, read_events, read_results
 
 __all__ = [
     "HARNESS",
     "MASTER",
     "RESULTS",
     "TERMINAL_EVENTS",
+    "Events",
     "History",
     "HistoryError",
     "HistoryEvent",
     "Incarnation",
     "Lease",
     "LeaseEnd",
+    "Leases",
     "Submission",
 ]
 
 
 LeaseEnd = Literal["completed", "failed", "expired", "lost", "superseded", "open"]
 
-_RESERVED = contract.RESERVED_FIELDS
 _OPEN: LeaseEnd = "open"
 _RENDER_VALUE_CHARS = 80
 _SPACE = re.compile(r"\s")
-
-
-class HistoryError(ValueError):
-    """An event that cannot be placed in a history (no numeric ``t``, no ``ev``), or a
-    damaged log (a corrupt line before its end)."""
 
 
 class HistoryEvent(msgspec.Struct, frozen=True, eq=False, gc=False):
@@ -143,56 +142,99 @@ class Lease(msgspec.Struct, frozen=True, gc=False):
         return self.t_start <= t and (self.t_end is None or t < self.t_end)
 
 
+class Events(Sequence[HistoryEvent]):
+    """Events of a history by line, each built when it is read (a soak run's history keeps
+    its events as columns, not as millions of objects)."""
+
+    __slots__ = ("_history", "_lines")
+
+    def __init__(self, history: History, lines: Sequence[int]) -> None:
+        self._history = history
+        self._lines = lines
+
+    @property
+    def lines(self) -> Sequence[int]:
+        """The history lines, in history order."""
+        return self._lines
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    @overload
+    def __getitem__(self, index: int) -> HistoryEvent: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Events: ...
+
+    def __getitem__(self, index: int | slice) -> HistoryEvent | Events:
+        if isinstance(index, slice):
+            return Events(self._history, self._lines[index])
+        return self._history.event_at(self._lines[index])
+
+    def __iter__(self) -> Iterator[HistoryEvent]:
+        return map(self._history.event_at, self._lines)
+
+    def __reversed__(self) -> Iterator[HistoryEvent]:
+        return map(self._history.event_at, reversed(self._lines))
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a sequence of the same events (the same lines, times, sources, names)."""
+        if not isinstance(other, Sequence) or len(other) != len(self):
+            return False
+        return all(map(_same_event, self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+_LEASE_ENDS = (
+    contract.LEASED,
+    contract.RESULT_ACCEPTED,
+    contract.LEASE_EXPIRED,
+    contract.ATTEMPT_FAILED,
+    contract.DEAD,
+    contract.WORKER_LOST,
+)
+
+
+#: Lease events a plain run's master writes (``_plain_leases``); any other is replayed.
+_PLAIN_ENDS = frozenset({contract.LEASED, contract.RESULT_ACCEPTED})
+
+
 class History:
     """An immutable, ordered run history and the queries the checkers need.
 
-    Built once: the events in order, and indexes by event name and by ``src`` (the job
-    index on first use) that every query reads instead of scanning the whole history.
+    Built once: the events as columns in order (``columns``), and indexes of their lines by
+    event name and source (by job on first use) that every query reads instead of scanning
+    the whole history. An event is built as a :class:`HistoryEvent` only when it is read.
     """
 
     def __init__(self, events: Iterable[Mapping[str, Any]]) -> None:
-        columns = _Columns()
-        for order, event in enumerate(events):
-            t = _time_of(event, f"event {order}")
-            fields = {key: value for key, value in event.items() if key not in _RESERVED}
-            columns.add(t, str(event.get("src", "?")), str(event["ev"]), fields)
-        self._build(columns)
+        columns = Columns()
+        add_all(columns, events)
+        self._build(columns.ordered())
 
-    def _build(self, columns: _Columns) -> None:
-        """Order the events by ``t`` (a stable sort: ties keep reading order) and index them."""
-        ts, srcs, evs, bodies = columns.ts, columns.srcs, columns.evs, columns.bodies
-        jobs = columns.jobs
-        events: list[HistoryEvent] = []
-        by_kind: dict[tuple[str, str], list[HistoryEvent]] = {}  # (ev, src) -> events
-        new_event, append = HistoryEvent, events.append
-        for line, index in enumerate(sorted(range(len(ts)), key=ts.__getitem__)):
-            event = new_event(line, ts[index], srcs[index], evs[index], bodies[index], jobs[index])
-            append(event)
-            kind = event.ev, event.src
-            try:
-                by_kind[kind].append(event)
-            except KeyError:
-                by_kind[kind] = [event]
-        self.events: tuple[HistoryEvent, ...] = tuple(events)
-        self._by_kind = {kind: tuple(own) for kind, own in by_kind.items()}
-        by_ev: dict[str, list[tuple[HistoryEvent, ...]]] = {}
-        by_src: dict[str, list[tuple[HistoryEvent, ...]]] = {}
-        for (ev, src), own in self._by_kind.items():
-            by_ev.setdefault(ev, []).append(own)
-            by_src.setdefault(src, []).append(own)
-        self._by_ev = {ev: _merged(runs) for ev, runs in by_ev.items()}
-        self._by_src = {src: _merged(runs) for src, runs in by_src.items()}
-        self._by_job: dict[int, tuple[HistoryEvent, ...]] | None = None
+    def _build(self, columns: Columns) -> None:
+        """Index the events (already in history order) and replay the leases."""
+        self._c = columns
+        names = columns.names.names
+        runs: defaultdict[int, array[int]] = defaultdict(lambda: array("q"))
+        keys = map(add, map(mul, columns.ev, repeat(1 << 32)), columns.src)
+        for line, key in enumerate(keys):
+            runs[key].append(line)
+        self._by_kind: dict[tuple[str, str], Sequence[int]] = {
+            (names[key >> 32], names[key & 0xFFFFFFFF]): run for key, run in runs.items()
+        }
+        del runs
+        self._sources = tuple(dict.fromkeys(src for _, src in self._by_kind))
+        self._by_ev: dict[str, Sequence[int]] = {}
+        self._by_src: dict[str, Sequence[int]] = {}
+        self._by_job: tuple[array[int], array[int], dict[int, list[int]]] | None = None
         self._incarnations = self._index_incarnations()
         # When each epoch after the first began (a master started afresh).
         self._epoch_starts = [inc.t_start for inc in self._incarnations[1:] if not inc.resumed]
         self._submitted = self._index_submissions()
         self._terminals = self._index_terminals()
         self._leases = self._index_leases()
-        by_job: dict[int, list[Lease]] = {}
-        for lease in self._leases:
-            by_job.setdefault(lease.job, []).append(lease)
-        self._leases_by_job = {job: tuple(leases) for job, leases in by_job.items()}
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -208,31 +250,22 @@ class History:
         A torn last line (a process killed mid-write) is skipped; a corrupt line before the
         end of a log raises HistoryError.
         """
-        columns = _Columns()
+        columns = Columns()
         collecting = gc.isenabled()
-        gc.disable()  # millions of fresh dicts, none of them garbage: nothing to collect
+        gc.disable()  # millions of fresh objects, none of them garbage: nothing to collect
         try:
             for path in paths:
-                _read_log_into(path, columns)
+                columns.read_log(path)
+            settled: int | None = None
             if results_path is not None:
-                # Results carry no time: they sort after every logged event, in output order.
-                end_t = max(columns.ts, default=0.0)
-                for result in read_results(results_path):
-                    order = len(columns.ts)
-                    if not isinstance(result, dict):  # typed: exactly a result's keys
-                        fields = cast(Mapping[str, Any], result)
-                        columns.add(end_t, RESULTS, contract.RESULT_OUTPUT, fields)
-                    elif "t" in result or "src" in result or "ev" in result:
-                        event = {"t": end_t, "src": RESULTS, "ev": contract.RESULT_OUTPUT}
-                        event.update(result)
-                        t = _time_of(event, f"event {order}")
-                        src, ev = str(event.pop("src")), str(event.pop("ev"))
-                        del event["t"]
-                        columns.add(t, src, ev, event)
-                    else:
-                        columns.add(end_t, RESULTS, contract.RESULT_OUTPUT, result)
+                # Results carry no time: they sort after every logged event, in output order
+                # (unless a line states its own, which then sorts with the rest).
+                settled, results_t = len(columns), max(columns.t, default=0.0)
+                columns.read_log(results_path, results_t=results_t)
+                if columns.t[settled:].count(results_t) != len(columns) - settled:
+                    settled = None
             history = cls.__new__(cls)
-            history._build(columns)
+            history._build(columns.ordered(settled))
         except CorruptLog as exc:
             raise HistoryError(str(exc)) from None
         finally:
@@ -255,19 +288,56 @@ class History:
 
     # -- reading ---------------------------------------------------------------------------
 
+    @property
+    def events(self) -> Events:
+        """Every event, in history order."""
+        return Events(self, range(len(self._c)))
+
     def __len__(self) -> int:
-        return len(self.events)
+        return len(self._c)
 
     def __iter__(self) -> Iterator[HistoryEvent]:
-        return iter(self.events)
+        return map(self.event_at, range(len(self._c)))
 
     def __getitem__(self, line: int) -> HistoryEvent:
-        return self.events[line]
+        return self.event_at(range(len(self._c))[line])
+
+    def event_at(self, line: int) -> HistoryEvent:
+        """The event at ``line`` (a position in the history, from 0)."""
+        columns = self._c
+        names = columns.names.names
+        return HistoryEvent(
+            line,
+            columns.t[line],
+            names[columns.src[line]],
+            names[columns.ev[line]],
+            columns.fields_at(line),
+            columns.job_at(line),
+        )
+
+    # Column reads: what the checks of a soak run ask about millions of events, answered
+    # without building them.
+
+    def ev_at(self, line: int) -> str:
+        return self._c.names.names[self._c.ev[line]]
+
+    def src_at(self, line: int) -> str:
+        return self._c.names.names[self._c.src[line]]
+
+    def t_at(self, line: int) -> float:
+        return self._c.t[line]
+
+    def job_at(self, line: int) -> int | None:
+        return self._c.job_at(line)
+
+    def field_at(self, line: int, name: str, default: Any = None) -> Any:
+        """One field of the event at ``line`` (as ``event.get(name, default)``)."""
+        return self._c.field(line, name, default)
 
     @property
     def end_t(self) -> float:
         """The time of the last event (0.0 for an empty history)."""
-        return self.events[-1].t if self.events else 0.0
+        return self._c.t[-1] if len(self._c) else 0.0
 
     def select(
         self,
@@ -276,57 +346,123 @@ class History:
         job: int | None = None,
         src: str | None = None,
         worker: str | None = None,
-    ) -> tuple[HistoryEvent, ...]:
+    ) -> Sequence[HistoryEvent]:
         """The events matching every given filter, in history order."""
+        return Events(self, self.lines(ev, job=job, src=src, worker=worker))
+
+    def lines(
+        self,
+        ev: str | Iterable[str] | None = None,
+        *,
+        job: int | None = None,
+        src: str | None = None,
+        worker: str | None = None,
+    ) -> Sequence[int]:
+        """The lines of the events ``select`` gives, without building them."""
         # Start from the narrowest index that applies, then filter by the rest.
-        names: frozenset[str] | None = None
-        found: Iterable[HistoryEvent]
+        columns = self._c
+        codes: set[int] | None = None
+        found: Sequence[int]
         if job is not None:
-            found = self.by_job(job)
+            found = self._job_lines(job)
             if ev is not None:
-                names = frozenset((ev,) if isinstance(ev, str) else ev)
+                codes = {code for name in _names(ev) if (code := columns.code(name)) is not None}
         elif ev is not None and src is not None:
-            found, src = _merged([self._by_kind.get((name, src), ()) for name in _names(ev)]), None
+            found = _merged([self._by_kind.get((name, src), ()) for name in _names(ev)])
+            src = None
         elif ev is not None:
-            found = _merged([self._by_ev.get(name, ()) for name in _names(ev)])
+            found = _merged([self._ev_lines(name) for name in _names(ev)])
         elif src is not None:
-            found, src = self._by_src.get(src, ()), None
+            found, src = self._src_lines(src), None
         else:
-            found = self.events
-        if names is not None:
-            found = [event for event in found if event.ev in names]
+            found = range(len(columns))
+        if codes is not None:
+            ev_column = columns.ev
+            found = [line for line in found if ev_column[line] in codes]
         if src is not None:
-            found = [event for event in found if event.src == src]
+            src_code = columns.code(src)
+            src_column = columns.src
+            found = [line for line in found if src_column[line] == src_code]
         if worker is not None:
-            found = [event for event in found if event.get("worker") == worker]
-        return tuple(found)
+            field = columns.field
+            found = [line for line in found if field(line, "worker") == worker]
+        return found
+
+    def _ev_lines(self, ev: str) -> Sequence[int]:
+        found = self._by_ev.get(ev)
+        if found is None:
+            runs = [run for (name, _), run in self._by_kind.items() if name == ev]
+            found = self._by_ev[ev] = _merged(runs)
+        return found
+
+    def _src_lines(self, src: str) -> Sequence[int]:
+        found = self._by_src.get(src)
+        if found is None:
+            runs = [run for (_, name), run in self._by_kind.items() if name == src]
+            found = self._by_src[src] = _merged(runs)
+        return found
+
+    def kinds(self) -> tuple[tuple[str, str], ...]:
+        """Every (event name, source) pair in the history, in the order each first appears."""
+        return tuple(self._by_kind)
 
     def sources(self) -> tuple[str, ...]:
         """Every ``src`` in the history, in the order each first appears."""
-        return tuple(self._by_src)
+        return self._sources
 
-    def by_job(self, job: int) -> tuple[HistoryEvent, ...]:
+    def by_job(self, job: int) -> Sequence[HistoryEvent]:
         """The events naming ``job``, in history order (the index is built on first use)."""
+        return Events(self, self._job_lines(job))
+
+    def _job_lines(self, job: int) -> Sequence[int]:
         if self._by_job is None:
-            index: dict[int, list[HistoryEvent]] = {}
-            for event in self.events:
-                if event.job is not None:
-                    own = index.get(event.job)
-                    if own is None:
-                        own = index[event.job] = []
-                    own.append(event)
-            self._by_job = {key: tuple(own) for key, own in index.items()}
-        return self._by_job.get(job, ())
+            # Lines sorted by job (stably: history order within a job), and the job of each:
+            # two arrays and a binary search, not a list per job.
+            columns = self._c
+            named = compress(range(len(columns)), map(_NAMES_A_JOB.__lt__, columns.job))
+            order = array("q", sorted(named, key=columns.job.__getitem__))
+            jobs = array("q", map(columns.job.__getitem__, order))
+            elsewhere: dict[int, list[int]] = {}
+            for line, big in sorted(columns.big_jobs.items()):
+                elsewhere.setdefault(big, []).append(line)
+            self._by_job = (jobs, order, elsewhere)
+        jobs, order, elsewhere = self._by_job
+        if not JOB_ELSEWHERE < job <= _JOB_MAX:
+            return tuple(elsewhere.get(job, ()))
+        return order[bisect_left(jobs, job) : bisect_right(jobs, job)]
 
     def submitted(self) -> Mapping[int, Submission]:
-        """Every job the master submitted in the last epoch, by id (the first submission of
-        an id wins)."""
+        """Every job the master submitted, by id (the first submission of an id wins)."""
         return self._submitted
 
     def terminals(self) -> Mapping[int, tuple[HistoryEvent, ...]]:
-        """The master's terminal events (``result_accepted`` or ``dead``) of the last epoch,
-        by job id."""
+        """The master's terminal events (``result_accepted`` or ``dead``) by job id."""
         return self._terminals
+
+    def submission_lines(self) -> Mapping[int, int]:
+        """The line of each job's first submission, by job id (``submitted`` unbuilt)."""
+        return self._submitted.first
+
+    def terminal_lines(self) -> Mapping[int, tuple[int, ...]]:
+        """The lines of each job's terminal events, by job id (``terminals`` unbuilt)."""
+        return self._terminals.lines
+
+    def jobs_at(self, lines: Sequence[int]) -> list[int | None]:
+        """The job of each line (None where an event names none)."""
+        column = self._c.job
+        jobs: list[Any] = list(map(column.__getitem__, lines))
+        if jobs and min(jobs) <= JOB_ELSEWHERE:  # some name no job, or one past 64 bits
+            jobs = list(map(self._c.job_at, lines))
+        return jobs
+
+    def evs_at(self, lines: Iterable[int]) -> list[str]:
+        """The event name of each line."""
+        columns = self._c
+        return list(map(columns.names.names.__getitem__, map(columns.ev.__getitem__, lines)))
+
+    def values(self, lines: Iterable[int], name: str, default: Any = None) -> list[Any]:
+        """One field of each line's event (as ``event.get(name, default)``), in one pass."""
+        return self._c.values(lines, name, default)
 
     def incarnations(self) -> tuple[Incarnation, ...]:
         """Each run of the master, in order (one, unless the harness restarted it)."""
@@ -336,11 +472,15 @@ class History:
         """The epoch (job space) of the master serving at time ``t``."""
         return bisect_right(self._epoch_starts, t) if self._epoch_starts else 0
 
-    def leases(self, job: int | None = None) -> tuple[Lease, ...]:
+    def leases(self, job: int | None = None) -> Sequence[Lease]:
         """The master's leases (of one job, or all) in the order they were granted."""
         if job is None:
             return self._leases
-        return self._leases_by_job.get(job, ())
+        return self._leases.of_job(job)
+
+    def lease_table(self) -> Leases:
+        """Every lease as columns (what ``leases()`` builds a Lease at a time from)."""
+        return self._leases
 
     def holder_at(self, job: int, t: float) -> str | None:
         """The worker holding a lease on ``job`` at time ``t``, if any."""
@@ -353,22 +493,22 @@ class History:
             lease.job for lease in self._leases if lease.worker == worker and lease.held_at(t)
         )
 
-    def faults(self) -> tuple[HistoryEvent, ...]:
+    def faults(self) -> Sequence[HistoryEvent]:
         """The faults the harness injected, in the order they happened."""
         return self.select(contract.FAULT, src=HARNESS)
 
     def render(self, lines: Iterable[int]) -> str:
         """The given history lines, one compact line each, in history order."""
-        return "\n".join(self.events[line].render() for line in sorted(set(lines)))
+        return "\n".join(self.event_at(line).render() for line in sorted(set(lines)))
 
     # -- indexing (once, at construction) --------------------------------------------------
 
-    def _last_epoch(self, events: tuple[HistoryEvent, ...]) -> Iterable[HistoryEvent]:
-        """Those of ``events`` (in history order) from the last epoch's master."""
+    def _last_epoch(self, lines: Sequence[int]) -> Sequence[int]:
+        """Those of ``lines`` (in history order) from the last epoch's master."""
         if not self._epoch_starts:
-            return events
-        start = self._epoch_starts[-1]
-        return (event for event in events if event.t >= start)
+            return lines
+        start, ts = self._epoch_starts[-1], self._c.t
+        return [line for line in lines if ts[line] >= start]
 
     def _index_incarnations(self) -> tuple[Incarnation, ...]:
         """The master's runs: one from the start, one more per restart the harness made
@@ -391,177 +531,317 @@ class History:
             incarnations.append(Incarnation(index, start, epoch, resumed))
         return tuple(incarnations)
 
-    def _index_submissions(self) -> Mapping[int, Submission]:
-        submitted: dict[int, Submission] = {}
-        for event in self._last_epoch(self.select(contract.JOB_SUBMITTED, src=MASTER)):
-            job = event.job
-            if job is None or job in submitted:
-                continue
-            args = event.get("args", ())
-            batch = event.get("batch")
-            submitted[job] = Submission(
-                job=job,
-                task=str(event.get("task", "")),
-                args=tuple(args) if isinstance(args, list | tuple) else (args,),
-                batch=batch if isinstance(batch, int) else None,
-                line=event.line,
+    def _index_submissions(self) -> _Submissions:
+        lines = self._last_epoch(self._by_kind.get((contract.JOB_SUBMITTED, MASTER), ()))
+        jobs = self.jobs_at(lines)
+        # job -> the line of its first submission, in the order jobs were first submitted
+        first: dict[Any, int] = dict.fromkeys(jobs, 0)
+        first.update(zip(reversed(jobs), reversed(lines), strict=True))  # the first wins
+        first.pop(None, None)
+        return _Submissions(self, first)
+
+    def _index_terminals(self) -> _Terminals:
+        terminals: dict[Any, tuple[int, ...]] = {}
+        lines = self._last_epoch(self.lines(TERMINAL_EVENTS, src=MASTER))
+        jobs = self.jobs_at(lines)
+        if len(set(jobs)) == len(jobs):  # one terminal line a job: built in C
+            terminals = dict(zip(jobs, zip(lines), strict=True))
+        else:
+            for line, job in zip(lines, jobs, strict=True):
+                terminals[job] = (*terminals.get(job, ()), line)
+        terminals.pop(None, None)
+        return _Terminals(self, terminals)
+
+    def _plain_leases(self) -> Leases | None:
+        """The replay's answer, in C-level passes, for a master log whose only lease events
+        are one ``leased`` per job and its results (a run without failures, expiries or
+        losses, as a soak run is); None for any other log, which the replay answers."""
+        by_kind = self._by_kind
+        if self._epoch_starts:
+            return None  # a master started afresh: jobs are known by epoch too
+        if any((ev, MASTER) in by_kind for ev in _LEASE_ENDS if ev not in _PLAIN_ENDS):
+            return None
+        granted = by_kind.get((contract.LEASED, MASTER), ())
+        jobs = self.jobs_at(granted)
+        if None in jobs or len(set(jobs)) != len(jobs):
+            return None  # a lease of no job, or a job leased twice
+        reports = by_kind.get((contract.RESULT_ACCEPTED, MASTER), ())
+        past = len(self._c)  # after every line: no accepted result
+        first_report = dict(zip(reversed(self.jobs_at(reports)), reversed(reports), strict=True))
+        end_lines = list(map(first_report.get, jobs, repeat(past)))
+        if any(map(gt, granted, end_lines)):
+            return None  # a result accepted before its job's lease
+        values = self._c.values
+        attempts = values(granted, "attempt")
+        workers = values(granted, "worker", _MISSING)
+        held = list(
+            zip(
+                _ints(attempts),
+                ["" if w is _MISSING else str(w) for w in workers]
+                if set(map(type, workers)) != {str}
+                else workers,
+                strict=True,
             )
-        return MappingProxyType(submitted)
+        )
+        closed = [line for line in end_lines if line != past]
+        reported = iter(
+            zip(
+                values(closed, "attempt"),
+                [None if w is _MISSING else w for w in values(closed, "worker", _MISSING)],
+                strict=True,
+            )
+        )
+        ts = self._c.t
+        leases = Leases()
+        leases.job.extend(cast(list[int], jobs))
+        leases.attempt.extend(attempt for attempt, _ in held)
+        leases.lease.extend(_ints(values(granted, "lease")))
+        leases.worker.extend(map(sys.intern, (worker for _, worker in held)))
+        leases.t_start.extend(map(ts.__getitem__, granted))
+        leases.start_line.extend(granted)
+        for line, own in zip(end_lines, held, strict=True):
+            if line == past:
+                leases.t_end.append(math.nan)
+                leases.end.append(_OPEN)
+                leases.end_line.append(-1)
+            else:
+                leases.t_end.append(ts[line])
+                leases.end.append("completed" if own == next(reported) else "superseded")
+                leases.end_line.append(line)
+        return leases
 
-    def _index_terminals(self) -> Mapping[int, tuple[HistoryEvent, ...]]:
-        terminals: dict[int, list[HistoryEvent]] = {}
-        for event in self._last_epoch(self.select(TERMINAL_EVENTS, src=MASTER)):
-            if event.job is not None:
-                terminals.setdefault(event.job, []).append(event)
-        return MappingProxyType({job: tuple(events) for job, events in terminals.items()})
-
-    def _index_leases(self) -> tuple[Lease, ...]:
+    def _index_leases(self) -> Leases:
         """Replay the master's lease lifecycle: at most one open lease per job."""
-        granted: list[HistoryEvent] = []  # each lease's ``leased`` event, in order
+        plain = self._plain_leases()
+        if plain is not None:
+            return plain
+        columns = self._c
+        granted: list[int] = []  # each lease's ``leased`` line, in order
         epochs: list[int] = []  # each lease's epoch
-        ended: dict[int, tuple[HistoryEvent | None, LeaseEnd]] = {}  # index into granted -> its end
+        ended: dict[int, tuple[int, LeaseEnd]] = {}  # index into granted -> its end
         # job -> index into granted; (epoch, job) once the master started afresh (a job of a
         # later epoch is another job): the plain key keeps the common case fast
         open_lease: dict[int | tuple[int, int], int] = {}
-        starts = self._epoch_starts
+        starts, ts = self._epoch_starts, columns.t
         epoch = 0
 
-        def close(key: int | tuple[int, int], event: HistoryEvent, end: LeaseEnd) -> None:
+        def close(key: int | tuple[int, int], line: int, end: LeaseEnd) -> None:
             index = open_lease.pop(key, None)
             if index is not None:
-                ended[index] = (event, end)
+                ended[index] = (line, end)
 
-        leased, accepted, expired = (
-            contract.LEASED,
-            contract.RESULT_ACCEPTED,
-            contract.LEASE_EXPIRED,
+        code = columns.code
+        leased, accepted, expired, lost = (
+            code(contract.LEASED),
+            code(contract.RESULT_ACCEPTED),
+            code(contract.LEASE_EXPIRED),
+            code(contract.WORKER_LOST),
         )
-        failed = (contract.ATTEMPT_FAILED, contract.DEAD)
-        for event in self._by_src.get(MASTER, ()):
-            job, ev = event.job, event.ev
+        failed = {code(contract.ATTEMPT_FAILED), code(contract.DEAD)} - {None}
+        lines = self.lines(_LEASE_ENDS, src=MASTER)
+        held_by: list[tuple[int, str]] = []  # each lease's attempt and worker, as granted
+        rows = zip(
+            lines,
+            map(columns.ev.__getitem__, lines),
+            map(columns.job.__getitem__, lines),
+            columns.values(lines, "attempt"),
+            columns.values(lines, "worker", _MISSING),
+            strict=True,
+        )
+        for line, ev, job, attempt, worker in rows:
             if starts:
-                epoch = bisect_right(starts, event.t)
-            if ev == contract.WORKER_LOST:
-                for lost in event.get("jobs") or ():
-                    if isinstance(lost, int):
-                        close((epoch, lost) if starts else lost, event, "lost")
+                epoch = bisect_right(starts, ts[line])
+            if ev == lost:
+                for lost_job in columns.field(line, "jobs") or ():
+                    if isinstance(lost_job, int):
+                        close((epoch, lost_job) if starts else lost_job, line, "lost")
                 continue
-            if job is None:
+            if job == NO_JOB:
                 continue
+            if job == JOB_ELSEWHERE:
+                job = columns.big_jobs[line]
             key = (epoch, job) if starts else job
             if ev == leased:
                 if key in open_lease:
-                    close(key, event, "superseded")  # a second lease while one is open: a bug
+                    close(key, line, "superseded")  # a second lease while one is open: a bug
                 open_lease[key] = len(granted)
-                granted.append(event)
+                granted.append(line)
                 epochs.append(epoch)
+                held_by.append((_int(attempt), "" if worker is _MISSING else str(worker)))
             elif ev == accepted:
                 index = open_lease.get(key)
                 if index is not None:
-                    held = granted[index]
-                    same = _int(held.get("attempt")) == event.get("attempt") and str(
-                        held.get("worker", "")
-                    ) == event.get("worker")
-                    close(key, event, "completed" if same else "superseded")
+                    same = held_by[index] == (attempt, None if worker is _MISSING else worker)
+                    close(key, line, "completed" if same else "superseded")
             elif ev == expired:
-                close(key, event, "expired")
+                close(key, line, "expired")
             elif ev in failed:
-                close(key, event, "failed")
-        leases: list[Lease] = []
-        no_end = (None, _OPEN)
-        for index, event in enumerate(granted):
-            end_event, end = ended.get(index, no_end)
-            leases.append(
-                Lease(
-                    cast(int, event.job),
-                    _int(event.get("attempt")),
-                    _int(event.get("lease")),
-                    str(event.get("worker", "")),
-                    event.t,
-                    None if end_event is None else end_event.t,
-                    end,
-                    event.line,
-                    None if end_event is None else end_event.line,
-                    epochs[index],
-                )
-            )
-        return tuple(leases)
+                close(key, line, "failed")
+        leases = Leases()
+        ts = columns.t
+        leases.job.extend(cast(list[int], list(map(columns.job_at, granted))))
+        leases.attempt.extend(attempt for attempt, _ in held_by)
+        leases.lease.extend(map(_int, columns.values(granted, "lease")))
+        leases.worker.extend(sys.intern(worker) for _, worker in held_by)
+        leases.t_start.extend(map(ts.__getitem__, granted))
+        leases.start_line.extend(granted)
+        leases.epoch.extend(epochs)
+        no_end = (-1, _OPEN)
+        for index in range(len(granted)):
+            end_line, end = ended.get(index, no_end)
+            leases.t_end.append(math.nan if end_line < 0 else ts[end_line])
+            leases.end.append(end)
+            leases.end_line.append(end_line)
+        return leases
 
 
-def _time_of(event: Mapping[str, Any], where: str) -> float:
-    t = event.get("t")
-    if isinstance(t, bool) or not isinstance(t, int | float):
-        raise HistoryError(f"{where}: 't' must be a number of seconds, got {t!r}")
-    if not isinstance(event.get("ev"), str):
-        raise HistoryError(f"{where}: 'ev' must be an event name, got {event.get('ev')!r}")
-    return float(t)
+def _ints(values: list[Any]) -> list[int]:
+    """``_int`` of each value (the list itself when all are ints already)."""
+    return values if set(map(type, values)) <= {int} else list(map(_int, values))
 
 
-class _Columns:
-    """Events as they are read, before they are ordered: time, source, name, fields, job."""
+class Leases(Sequence[Lease]):
+    """The master's leases as columns, each :class:`Lease` built when it is read."""
 
     def __init__(self) -> None:
-        self.ts: list[float] = []
-        self.srcs: list[str] = []
-        self.evs: list[str] = []
-        self.bodies: list[Mapping[str, Any]] = []
-        self.jobs: list[int | None] = []
+        self.job: list[int] = []
+        self.attempt: list[int] = []
+        self.lease: list[int] = []
+        self.worker: list[str] = []
+        self.t_start = array("d")
+        self.t_end = array("d")  # NaN while open
+        self.end: list[LeaseEnd] = []
+        self.start_line = array("q")
+        self.end_line = array("q")  # -1 while open
+        self.epoch: list[int] = []  # empty: every lease of the first epoch
+        self._by_job: tuple[list[int], list[int]] | None = None
 
-    def add(self, t: float, src: str, ev: str, fields: Mapping[str, Any]) -> None:
-        job = fields.get("job")
-        self.ts.append(t)
-        self.srcs.append(sys.intern(src))
-        self.evs.append(sys.intern(ev))
-        self.bodies.append(fields)
-        self.jobs.append(job if type(job) is int else None)
+    def __len__(self) -> int:
+        return len(self.job)
+
+    @overload
+    def __getitem__(self, index: int) -> Lease: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Lease, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Lease | tuple[Lease, ...]:
+        if isinstance(index, slice):
+            return tuple(map(self._lease, range(len(self))[index]))
+        return self._lease(range(len(self))[index])
+
+    def __iter__(self) -> Iterator[Lease]:
+        return map(self._lease, range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _lease(self, index: int) -> Lease:
+        t_end, end_line = self.t_end[index], self.end_line[index]
+        return Lease(
+            self.job[index],
+            self.attempt[index],
+            self.lease[index],
+            self.worker[index],
+            self.t_start[index],
+            None if end_line < 0 else t_end,
+            self.end[index],
+            self.start_line[index],
+            None if end_line < 0 else end_line,
+            self.epoch[index] if self.epoch else 0,
+        )
+
+    def of_job(self, job: int) -> tuple[Lease, ...]:
+        """The leases of one job, in the order they were granted (indexed on first use)."""
+        if self._by_job is None:
+            order = sorted(range(len(self)), key=self.job.__getitem__)
+            self._by_job = ([self.job[index] for index in order], order)
+        jobs, order = self._by_job
+        found = order[bisect_left(jobs, job) : bisect_right(jobs, job)]
+        return tuple(map(self._lease, found))
 
 
-def _read_log_into(path: str | os.PathLike[str], columns: _Columns) -> None:
-    """Add one log's events to ``columns``; ``t``, ``src`` and ``ev`` taken out of each
-    dict (what is left are its fields, in the order the line had them)."""
-    ts, srcs, evs, bodies, jobs = (
-        columns.ts,
-        columns.srcs,
-        columns.evs,
-        columns.bodies,
-        columns.jobs,
-    )
-    intern, tags = sys.intern, TAGS
-    for number, event in enumerate(read_events(path), start=1):
-        if type(event) is not dict:
-            typed: Any = event  # one of logread's kinds: t, src, job and the tag known
-            ts.append(typed.t)
-            srcs.append(intern(typed.src))
-            evs.append(tags[type(typed)])
-            bodies.append(typed)
-            jobs.append(typed.job)
-            continue
-        t, ev = event.get("t"), event.get("ev")
-        if (type(t) is not float and type(t) is not int) or type(ev) is not str:
-            t = _time_of(event, f"{path}: event {number}")  # raises if bad
-        src = event.pop("src", "?")
-        del event["t"], event["ev"]
-        job = event.get("job")
-        ts.append(t if type(t) is float else float(t))
-        srcs.append(intern(src if type(src) is str else str(src)))
-        evs.append(intern(ev))  # type: ignore[arg-type]
-        bodies.append(event)
-        jobs.append(job if type(job) is int else None)
+_MISSING: Any = object()  # a field the event does not have
+_NAMES_A_JOB = JOB_ELSEWHERE  # job columns above it name a job that fits 64 bits
+_JOB_MAX = 2**63 - 1
+
+
+class _Submissions(Mapping[int, Submission]):
+    """The first submission of each job, built when it is read."""
+
+    def __init__(self, history: History, first: dict[int, int]) -> None:
+        self._history = history
+        self.first = first
+
+    def __getitem__(self, job: int) -> Submission:
+        line = self.first[job]
+        event = self._history.event_at(line)
+        args = event.get("args", ())
+        batch = event.get("batch")
+        return Submission(
+            job=job,
+            task=str(event.get("task", "")),
+            args=tuple(args) if isinstance(args, list | tuple) else (args,),
+            batch=batch if isinstance(batch, int) else None,
+            line=line,
+        )
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.first)
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def __contains__(self, job: object) -> bool:
+        return job in self.first
+
+    def line(self, job: int) -> int:
+        """The history line of the job's first submission."""
+        return self.first[job]
+
+
+class _Terminals(Mapping[int, tuple[HistoryEvent, ...]]):
+    """The master's terminal events by job, built when they are read."""
+
+    def __init__(self, history: History, lines: dict[int, tuple[int, ...]]) -> None:
+        self._history = history
+        self.lines = lines
+
+    def __getitem__(self, job: int) -> tuple[HistoryEvent, ...]:
+        return tuple(map(self._history.event_at, self.lines[job]))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.lines)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __contains__(self, job: object) -> bool:
+        return job in self.lines
 
 
 def _names(ev: str | Iterable[str]) -> Iterable[str]:
     return (ev,) if isinstance(ev, str) else dict.fromkeys(ev)
 
 
-_line_of = attrgetter("line")
-
-
-def _merged(runs: list[tuple[HistoryEvent, ...]]) -> tuple[HistoryEvent, ...]:
-    """Runs of events, each in history order, as one run in history order."""
+def _merged(runs: list[Sequence[int]]) -> Sequence[int]:
+    """Runs of lines, each in history order, as one run in history order."""
     runs = [run for run in runs if run]
     if len(runs) <= 1:
         return runs[0] if runs else ()
-    return tuple(sorted(chain(*runs), key=_line_of))  # merges presorted runs in linear time
+    return array("q", sorted(chain(*runs)))  # merges presorted runs in linear time
+
+
+def _same_event(one: HistoryEvent, other: object) -> bool:
+    return isinstance(other, HistoryEvent) and (one.line, one.t, one.src, one.ev, one.job) == (
+        other.line,
+        other.t,
+        other.src,
+        other.ev,
+        other.job,
+    )
 
 
 def _int(value: Any) -> int:

@@ -12,14 +12,26 @@ from __future__ import annotations
 import os
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import msgspec
 
 from harness import contract
 from harness.contract import TORN_MARK, CorruptLog
 
-__all__ = ["TAGS", "TypedFields", "read_events", "read_results"]
+__all__ = [
+    "LOGGED_KINDS",
+    "TAGS",
+    "ResultLine",
+    "TypedFields",
+    "decode_line",
+    "decode_logged",
+    "decode_logged_block",
+    "decode_result",
+    "decode_results_block",
+    "read_events",
+    "read_results",
+]
 
 
 class TypedFields(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
@@ -101,7 +113,7 @@ class _Accepted(_Logged, frozen=True, gc=False, tag=contract.RESULT_ACCEPTED):
     value: Any
 
 
-class _ResultLine(TypedFields, frozen=True, gc=False):
+class ResultLine(TypedFields, frozen=True, gc=False):
     """A line of the results output (it carries no time, source or event name)."""
 
     job: int
@@ -113,13 +125,23 @@ class _ResultLine(TypedFields, frozen=True, gc=False):
 
 
 _LOGGED = (_Submitted, _Leased, _Started, _Completed, _Accepted)
-for _kind in (*_LOGGED, _ResultLine):
+for _kind in (*_LOGGED, ResultLine):
     _kind.keys_ = tuple(name for name in _kind.__struct_fields__ if name not in ("t", "src"))
     _kind.key_set = frozenset(_kind.keys_)
 #: The event name of each kind of typed log line.
 TAGS: dict[type, str] = {kind: str(kind.__struct_config__.tag) for kind in _LOGGED}
 _decode_logged = msgspec.json.Decoder(_Submitted | _Leased | _Started | _Completed | _Accepted)
-_decode_result = msgspec.json.Decoder(_ResultLine)
+_decode_result = msgspec.json.Decoder(ResultLine)
+#: The typed kinds of event-log lines, in a fixed order.
+LOGGED_KINDS: tuple[type[TypedFields], ...] = _LOGGED
+#: A block of lines as one JSON array: one call for thousands of lines of the typed kinds.
+decode_logged_block = msgspec.json.Decoder(
+    list[_Submitted | _Leased | _Started | _Completed | _Accepted]
+).decode
+decode_results_block = msgspec.json.Decoder(list[ResultLine]).decode
+#: One line as a typed kind (raises ``msgspec.DecodeError`` for any other line).
+decode_logged = _decode_logged.decode
+decode_result = _decode_result.decode
 _decode_any = msgspec.json.Decoder()
 
 Decoded = dict[str, Any] | TypedFields
@@ -141,27 +163,36 @@ def _read(path: str | os.PathLike[str], typed: Any) -> list[Decoded]:
         return list(contract.read_log(path))
     lines = data.split(b"\n")
     lines.pop()  # after the last newline: empty, or a torn line
-    decode = _decode_any.decode
     events: list[Decoded] = []
     append = events.append
     for number, line in enumerate(lines, start=1):
-        try:
-            append(typed(line))
-            continue
-        except msgspec.DecodeError:  # not one of the kinds (or not JSON at all)
-            pass
-        try:
-            event = decode(line)
-        except msgspec.DecodeError:
-            event = None
-        if type(event) is not dict:
-            text = line.decode("utf-8", errors="replace")
-            if not text.strip() or text.endswith(TORN_MARK):
-                continue
-            event = contract.parse_line(text)
-            if event is None:
-                shown = text.strip()
-                shown = shown if len(shown) <= 60 else shown[:57] + "..."
-                raise CorruptLog(f"{path}:{number}: not a JSON event object: {shown}")
-        append(event)
+        event = decode_line(line, typed, path, number)
+        if event is not None:
+            append(event)
     return events
+
+
+def decode_line(
+    line: bytes, typed: Any, path: str | os.PathLike[str], number: int
+) -> Decoded | None:
+    """One line of a log: a typed record where ``typed`` decodes it, else a dict; None for
+    a blank or torn line; :class:`CorruptLog` (naming file and line) for anything else."""
+    try:
+        decoded: Decoded = typed(line)
+        return decoded
+    except msgspec.DecodeError:  # not one of the kinds (or not JSON at all)
+        pass
+    try:
+        event = _decode_any.decode(line)
+    except msgspec.DecodeError:
+        event = None
+    if type(event) is not dict:
+        text = line.decode("utf-8", errors="replace")
+        if not text.strip() or text.endswith(TORN_MARK):
+            return None
+        event = contract.parse_line(text)
+        if event is None:
+            shown = text.strip()
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise CorruptLog(f"{path}:{number}: not a JSON event object: {shown}")
+    return cast(dict[str, Any], event)

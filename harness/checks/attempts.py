@@ -11,7 +11,6 @@ from harness import contract
 from harness.checks.context import NO_CONTEXT, CheckContext
 from harness.checks.struck import (
     Struck,
-    master_events,
     struck,
 )
 from harness.checks.violations import Violation, undecided
@@ -30,13 +29,21 @@ def _graceful_losses(history: History, faults: Struck) -> set[int]:
     ``handed_back``, or the worker had been sent SIGTERM (and not killed) and had not
     joined again since. (A rejoin after the master saw the connection close hands back
     nothing: that loss was a death, counted.)"""
-    master = master_events(history)
+    master = history.lines(src=MASTER)
     graceful: set[int] = set()
-    for index, event in enumerate(master):
-        if event.ev != contract.WORKER_LOST:
-            continue
+    positions = {line: index for index, line in enumerate(master)}
+    joins = history.select(contract.WORKER_JOINED, src=MASTER)
+    for line in history.lines(contract.WORKER_LOST, src=MASTER):
+        index, event = positions[line], history.event_at(line)
         worker, jobs = event.get("worker"), event.get("jobs") or []
-        following = next((e for e in master[index + 1 :] if e.get("worker") == worker), None)
+        following = next(
+            (
+                history.event_at(later)
+                for later in master[index + 1 :]
+                if history.field_at(later, "worker") == worker
+            ),
+            None,
+        )
         if (
             following is not None
             and following.ev in _HAND_BACKS
@@ -45,11 +52,7 @@ def _graceful_losses(history: History, faults: Struck) -> set[int]:
             graceful.add(event.line)
             continue
         sigterm = faults.sigterm.get(str(worker), math.inf)
-        rejoined = [
-            e.t
-            for e in master
-            if e.ev == contract.WORKER_JOINED and e.get("worker") == worker and e.t > sigterm
-        ]
+        rejoined = [e.t for e in joins if e.get("worker") == worker and e.t > sigterm]
         if (
             sigterm <= event.t < min(rejoined, default=math.inf)
             and faults.killed.get(str(worker), math.inf) > event.t
@@ -70,53 +73,79 @@ def attempts_bounded(history: History, context: CheckContext = NO_CONTEXT) -> li
     check = "attempts_bounded"
     if max_attempts is None:
         return undecided(check, "the scenario states no max_attempts to hold the queue to")
-    leases = history.select(contract.LEASED, src=MASTER)
+    leases = history.lines(contract.LEASED, src=MASTER)
     if not leases:
         return undecided(check, "no lease in the master's log: no attempt to count")
-    if any(not isinstance(e.get("attempt"), int) for e in leases):
+    attempts = history.values(leases, "attempt")
+    if any(not isinstance(attempt, int) for attempt in attempts):
         return undecided(check, "the master's leases carry no attempt numbers")
     graceful = _graceful_losses(history, struck(history))
-    context.judged(len({lease.job for lease in leases}), "jobs")
+    context.judged(len(set(history.jobs_at(leases))), "jobs")
     found: list[Violation] = []
+    if (
+        max_attempts >= 1
+        and set(attempts) <= {1}
+        and not history.lines(
+            (contract.ATTEMPT_FAILED, contract.DEAD, contract.WORKER_LOST), src=MASTER
+        )
+    ):
+        return found  # nothing failed, died or was lost, and every lease is a first attempt
     counted: dict[int, int] = {}
     handed_back: dict[int, int] = {}  # job -> line of the hand-back that ended its lease
-    for event in master_events(history):
-        job = event.job
-        if event.ev == contract.WORKER_LOST and event.line in graceful:
-            for lost in event.get("jobs") or ():
+    # Read from the columns: a soak run's master has millions of events.
+    lines = history.lines(_COUNTED, src=MASTER)
+    rows = zip(
+        lines,
+        history.evs_at(lines),
+        history.jobs_at(lines),
+        history.values(lines, "attempt"),
+        strict=True,
+    )
+    for line, ev, job, attempt in rows:
+        if ev == contract.WORKER_LOST and line in graceful:
+            for lost in history.field_at(line, "jobs") or ():
                 if isinstance(lost, int):
-                    handed_back[lost] = event.line
+                    handed_back[lost] = line
             continue
         if job is None:
             continue
-        if event.ev == contract.JOB_SUBMITTED:
+        if ev == contract.JOB_SUBMITTED:
             counted[job] = 0
             handed_back.pop(job, None)
-        elif event.ev == contract.LEASED:
-            attempt, before = event.get("attempt"), counted.get(job, 0)
+        elif ev == contract.LEASED:
+            before = counted.get(job, 0)
             handed_back.pop(job, None)
             if attempt > max_attempts:
                 message = f"job {job} leased for attempt {attempt} > max_attempts {max_attempts}"
-                found.append(Violation(check, message, (job,), (event.line,)))
+                found.append(Violation(check, message, (job,), (line,)))
             elif attempt != before + 1:
                 message = (
                     f"job {job} leased as attempt {attempt} after {before} counted failed "
                     f"attempt(s): an uncounted hand-back was counted, or a failure was not"
                 )
-                found.append(Violation(check, message, (job,), (event.line,)))
-        elif event.ev == contract.ATTEMPT_FAILED:
+                found.append(Violation(check, message, (job,), (line,)))
+        elif ev == contract.ATTEMPT_FAILED:
             counted[job] = counted.get(job, 0) + 1
             back = handed_back.pop(job, None)
             if back is not None:
                 message = f"job {job}: a graceful hand-back was counted as a failed attempt"
-                found.append(Violation(check, message, (job,), (back, event.line)))
-        elif event.ev == contract.DEAD and counted.get(job, 0) != max_attempts:
+                found.append(Violation(check, message, (job,), (back, line)))
+        elif ev == contract.DEAD and counted.get(job, 0) != max_attempts:
             message = (
                 f"job {job} declared dead after {counted.get(job, 0)} counted attempt(s), "
                 f"max_attempts is {max_attempts}"
             )
-            found.append(Violation(check, message, (job,), (event.line,)))
+            found.append(Violation(check, message, (job,), (line,)))
     return found
+
+
+_COUNTED = (
+    contract.WORKER_LOST,
+    contract.JOB_SUBMITTED,
+    contract.LEASED,
+    contract.ATTEMPT_FAILED,
+    contract.DEAD,
+)
 
 
 def prefetch_bounded(history: History, context: CheckContext = NO_CONTEXT) -> list[Violation]:

@@ -42,8 +42,11 @@ def liveness(history: History, context: CheckContext = NO_CONTEXT) -> list[Viola
     terminals = history.terminals()
     unfinished = tuple(sorted(job for job in history.submitted() if job not in terminals))
     # For each unfinished job, the last thing the master recorded about it.
-    last_line = {event.job: event.line for event in history.select(src=MASTER)}
-    last_seen = [last_line[job] for job in unfinished]
+    last_seen: list[int] = []
+    if unfinished:
+        master = history.lines(src=MASTER)
+        last_line = dict(zip(history.jobs_at(master), master, strict=True))
+        last_seen = [last_line[job] for job in unfinished]
     suffix = f"; {len(unfinished)} job(s) unfinished" if unfinished else ""
     found: list[Violation] = []
     timed_out = False

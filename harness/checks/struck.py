@@ -5,7 +5,7 @@ fault-action facts of the contract): deaths, SIGTERMs, kills, suspensions, netwo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from harness import contract
@@ -15,7 +15,7 @@ from harness.history import History, HistoryEvent
 __all__ = ["Struck", "action_facts", "master_events", "struck"]
 
 
-def master_events(history: History) -> tuple[HistoryEvent, ...]:
+def master_events(history: History) -> Sequence[HistoryEvent]:
     return history.select(src=MASTER)
 
 

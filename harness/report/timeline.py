@@ -12,6 +12,8 @@ import re
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from itertools import compress, repeat
+from operator import and_, eq, not_
 from typing import Any, Literal
 
 from harness import contract as c
@@ -303,7 +305,7 @@ def _lane_names(history: History) -> list[str]:
     """Every process: one that wrote events, held a lease, was spawned (its exit code is
     recorded) or was the target of a fault (a broker that writes no events of its own)."""
     names = {src for src in history.sources() if src not in (HARNESS, RESULTS)}
-    names.update(lease.worker for lease in history.leases() if lease.worker)
+    names.update(worker for worker in set(history.lease_table().worker) if worker)
     exit_codes = _run_finished(history).get("exit_codes")
     if isinstance(exit_codes, dict):
         names.update(str(name) for name in exit_codes)
@@ -328,13 +330,32 @@ def _lanes(
     # was named in to the last. Its own events come from the source index; one pass finds
     # the events that name it.
     gone = (c.WORKER_LOST, c.WORKER_LEFT)
-    for event in history:
-        name = event.get("worker")
-        if isinstance(name, str) and name in known and event.src != RESULTS:
-            first.setdefault(name, event.t)
+    first_line: dict[str, int] = {}
+    last_line: dict[str, int] = {}
+    # A kind (event and source) at a time: its worker fields read by C-level maps, and the
+    # first and last line naming each worker found by list searches, not a pass in Python.
+    for ev, src in history.kinds():
+        if src == RESULTS:
+            continue
+        run = history.lines(ev, src=src)
+        named = history.values(run, "worker")
+        try:
+            distinct = set(named)
+        except TypeError:  # an unhashable value: no worker's name
+            distinct = {name for name in named if isinstance(name, str)}
+        backwards: list[Any] | None = None
+        for name in distinct:
+            if type(name) is not str or name not in known:
+                continue
+            start = run[named.index(name)]
+            first_line[name] = min(first_line.get(name, start), start)
             # Another process's word that a worker is gone does not extend its lane.
-            if name == event.src or event.ev not in gone:
-                last[name] = event.t
+            if name == src or ev not in gone:
+                backwards = named[::-1] if backwards is None else backwards
+                end = run[len(named) - 1 - backwards.index(name)]
+                last_line[name] = max(last_line.get(name, end), end)
+    first.update((name, history.t_at(line)) for name, line in first_line.items())
+    last.update((name, history.t_at(line)) for name, line in last_line.items())
     for src in history.sources():
         if src == RESULTS:  # printed after the run, not something a process did then
             continue
@@ -407,22 +428,34 @@ def _attempts(
     own_lines: Mapping[tuple[int, int], list[int]] = {} if lines is None else lines
     # Reports that arrive after their lease ended: dropped (dedup working), or accepted
     # anyway (a bug the checks will name), keyed by job, attempt and worker.
-    late_reports: dict[tuple[int, int, str], HistoryEvent] = {}
-    for event in history.select((c.DUPLICATE_DROPPED, c.RESULT_ACCEPTED), src=MASTER):
-        if event.job is not None:
-            key = (event.job, _int(event.get("attempt")), str(event.get("worker", "")))
-            late_reports.setdefault(key, event)
+    late_reports: dict[tuple[int, int, str], int] = {}  # -> the report's line
+    reports = history.lines((c.DUPLICATE_DROPPED, c.RESULT_ACCEPTED), src=MASTER)
+    for line, job, attempt, worker in zip(
+        reports,
+        history.jobs_at(reports),
+        history.values(reports, "attempt"),
+        history.values(reports, "worker", ""),
+        strict=True,
+    ):
+        if job is not None:
+            late_reports.setdefault((job, _int(attempt), str(worker)), line)
     drawn: list[tuple[_Span, Outcome, float, float | None, str, tuple[int, ...]]] = []
-    plain_lanes: dict[str, int] = {}
     plain = (array("H"), array("q"), array("d"), array("d"))
-    for lease in history.leases():
-        if summary and lease.end == "completed" and lease.job not in flagged_jobs:
-            lane = plain_lanes.setdefault(lease.worker, len(plain_lanes))
-            plain[0].append(lane)
-            plain[1].append(lease.job)
-            plain[2].append(lease.t_start)
-            plain[3].append(history.end_t if lease.t_end is None else lease.t_end)
-            continue
+    table = history.lease_table()  # read as columns: a soak run has a million leases
+    # A summary keeps the plain attempts (accepted, of a job no violation names) as columns,
+    # taken by C-level passes; a completed lease always has its end.
+    is_plain = list(map(eq, table.end, repeat("completed"))) if summary else [False] * len(table)
+    if summary and flagged_jobs:
+        is_plain = list(map(and_, is_plain, map(not_, map(flagged_jobs.__contains__, table.job))))
+    plain_lanes = {
+        worker: lane for lane, worker in enumerate(dict.fromkeys(compress(table.worker, is_plain)))
+    }
+    plain[0].extend(map(plain_lanes.__getitem__, compress(table.worker, is_plain)))
+    plain[1].extend(compress(table.job, is_plain))
+    plain[2].extend(compress(table.t_start, is_plain))
+    plain[3].extend(compress(table.t_end, is_plain))
+    for index in compress(range(len(table)), map(not_, is_plain)):
+        lease = table[index]
         outcome = _LEASE_OUTCOME[lease.end]
         ended = None if lease.end_line is None else history[lease.end_line]
         reason = "" if ended is None else str(ended.get("reason") or "")
@@ -435,7 +468,8 @@ def _attempts(
         own = list(own_lines.get((lease.job, lease.attempt), ()))
         if lease.end_line is not None:
             own.append(lease.end_line)
-        late = late_reports.get((lease.job, lease.attempt, lease.worker))
+        late_line = late_reports.get((lease.job, lease.attempt, lease.worker))
+        late = None if late_line is None else history[late_line]
         if late is not None and outcome != "accepted" and late.t >= t_end:
             # The holder reported after all: the bar runs on to its report.
             dropped = late.ev == c.DUPLICATE_DROPPED
@@ -445,7 +479,7 @@ def _attempts(
             own.append(late.line)
         span = _Span(lease.job, lease.attempt, lease.worker, lease.t_start)
         drawn.append((span, outcome, t_end, t_lease_end, reason, tuple(sorted(set(own)))))
-    leased = {(lease.job, lease.attempt) for lease in history.leases()}
+    leased = set(zip(table.job, table.attempt, strict=True))
     drawn += _unleased(history, own_lines, leased)
     left_out = 0
     if summary and len(drawn) > NOTABLE_MAX:
@@ -498,12 +532,16 @@ def _unleased(
 ) -> list[tuple[_Span, Outcome, float, float | None, str, tuple[int, ...]]]:
     """Attempts no lease of the master's covers (an engine's broker hands jobs out): each a
     bar from the worker's ``started`` to its ``completed``, or to its kill (lost)."""
+    lines_started = history.lines(c.STARTED)
     starts = [
-        event
-        for event in history.select(c.STARTED)
-        if event.job is not None
-        and isinstance(event.get("attempt"), int)
-        and (event.job, event.get("attempt")) not in leased
+        history[line]
+        for line, job, attempt in zip(
+            lines_started,
+            history.jobs_at(lines_started),
+            history.values(lines_started, "attempt"),
+            strict=True,
+        )
+        if job is not None and isinstance(attempt, int) and (job, attempt) not in leased
     ]
     if not starts:
         return []
@@ -712,7 +750,7 @@ def _summary(
         for violation in verdict.violations:
             checks[violation.check] = "fail"
     submitted = history.submitted()
-    terminals = history.terminals()
+    terminals = history.terminal_lines()  # counted unbuilt: a soak run has millions
     fired = {
         event.get("fault")
         for event in history.faults()

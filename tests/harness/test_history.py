@@ -182,3 +182,47 @@ def test_select_faults_and_render() -> None:
     long_line = history.render([3])
     assert long_line.endswith("...")
     assert len(long_line) < 140
+
+
+def test_typed_fields_read_back_as_written_whatever_their_values(tmp_path: Path) -> None:
+    """A kind's column is an array while its values are ints that fit 64 bits: an id past
+    64 bits, a bool, a string or a list among them reads back as it was written."""
+    values: list[Any] = [4, 2**64, True, "x", [1, 2], None, 2**63 - 1, -(2**63)]
+    events = [
+        _event(0.1 * n, "master", "leased", job=job, attempt=1, lease=n, worker="w", batch=None)
+        for n, job in enumerate([0, 1, 2**63, 2**70, -(2**63), 5])
+    ]
+    events += [
+        _event(1 + n, "master", "result_accepted", job=n, attempt=1, worker="w", ok=True, value=v)
+        for n, v in enumerate(values)
+    ]
+    master = _write(tmp_path / "master.events.jsonl", events)
+
+    history = History.from_files([master])
+
+    assert [(e.job, dict(e.fields)) for e in history] == [
+        (event["job"], {k: v for k, v in event.items() if k not in ("t", "src", "ev")})
+        for event in events
+    ]
+    assert [lease.job for lease in history.leases()] == [0, 1, 2**63, 2**70, -(2**63), 5]
+    assert history.select("result_accepted", job=2**70) == ()
+    assert [e.line for e in history.by_job(2**70)] == [3]
+
+
+def test_a_results_line_with_its_own_time_sorts_with_the_logged_events(tmp_path: Path) -> None:
+    master = _write(
+        tmp_path / "master.events.jsonl",
+        [_event(0.1, "master", "job_submitted", job=0), _event(0.5, "master", "master_stopped")],
+    )
+    results = tmp_path / "results.jsonl"
+    lines = [{"job": 0, "ok": True, "value": 0}, {"t": 0.2, "job": 0, "ok": True, "value": 1}]
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+
+    history = History.from_files([master], results_path=results)
+
+    assert [(e.t, e.ev, e.get("value")) for e in history] == [
+        (0.1, "job_submitted", None),
+        (0.2, "result_output", 1),
+        (0.5, "master_stopped", None),
+        (0.5, "result_output", 0),
+    ]

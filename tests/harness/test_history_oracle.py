@@ -9,7 +9,7 @@ answers from its indexes and replays leases once. Any difference is a bug in the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +57,26 @@ class _Reference(History):
             and (worker is None or event.get("worker") == worker)
         )
 
+    def lines(
+        self,
+        ev: str | Iterable[str] | None = None,
+        *,
+        job: int | None = None,
+        src: str | None = None,
+        worker: str | None = None,
+    ) -> tuple[int, ...]:
+        return tuple(event.line for event in self.select(ev, job=job, src=src, worker=worker))
+
+    def submission_lines(self) -> Mapping[int, int]:
+        return {job: submission.line for job, submission in self.submitted().items()}
+
+    def terminal_lines(self) -> Mapping[int, tuple[int, ...]]:
+        return {job: tuple(end.line for end in ends) for job, ends in self.terminals().items()}
+
     def by_job(self, job: int) -> tuple[HistoryEvent, ...]:
         return tuple(event for event in self.events if event.job == job)
 
-    def leases(self, job: int | None = None) -> tuple[Lease, ...]:
+    def leases(self, job: int | None = None) -> Sequence[Lease]:
         replayed = _replay_leases(self.events)
         return replayed if job is None else tuple(lease for lease in replayed if lease.job == job)
 
@@ -279,6 +295,16 @@ def _broken_histories() -> dict[str, HistoryBuilder]:
     ties.add("results", "result_output", job=0, ok=True, value=1)
     ties.add("results", "result_output", job=0, ok=True, value=0)
     ties.add("results", "result_output", job="x", ok=True)
+    clean = corpus["a clean run (the checks' set-operation paths)"] = HistoryBuilder()
+    for job in range(3):
+        clean.submit(job)
+    for job in range(3):
+        clean.lease(job, f"worker-{job % 2 + 1}")
+        clean.accept(job, f"worker-{job % 2 + 1}")
+    for job in range(3):
+        clean.add("results", "result_output", job=job, ok=True, value=job * job)
+    clean.master("master_stopped")
+    clean.harness("run_finished", elapsed_s=1.0, bound_s=5.0, timed_out=False, exit_codes={})
     return corpus
 
 
