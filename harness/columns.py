@@ -10,18 +10,22 @@ read a line at a time, as ``logread`` reads it.
 
 from __future__ import annotations
 
+import math
 import os
+import pickle
+import subprocess
 import sys
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from itertools import compress, count, repeat
-from operator import attrgetter
+from operator import add, attrgetter
 from typing import Any, cast
 
 import msgspec
 
 from harness import contract
+from harness.contract import CorruptLog
 from harness.logread import (
     LOGGED_KINDS,
     TAGS,
@@ -40,11 +44,13 @@ __all__ = [
     "GENERIC",
     "JOB_ELSEWHERE",
     "NO_JOB",
+    "PARALLEL_BYTES",
     "Columns",
     "HistoryError",
     "KindTable",
     "Names",
     "add_all",
+    "read_run",
     "time_of",
 ]
 
@@ -57,8 +63,16 @@ GENERIC = -1
 _JOB_MAX = 2**63 - 1
 _BLOCK_BYTES = 1 << 22
 _LINES_PER_CALL = 2048
+_ROWS_KEPT = 4  # how many indexes' rows ``values`` keeps
+_EVENTS_SUFFIX = contract.EVENTS_GLOB.removeprefix("*")
 _KINDS: tuple[type[TypedFields], ...] = (*LOGGED_KINDS, ResultLine)
 _get_t, _get_src, _get_job = attrgetter("t"), attrgetter("src"), attrgetter("job")
+#: Logs of at least this many bytes in all (a soak run's) are read by two processes: this
+#: one reads the first files, a reader process the rest (about half the bytes), at once.
+PARALLEL_BYTES = 96 << 20
+#: The time a reader process gives the results output's lines: the time of the last logged
+#: event is known only when every log is read (JSON has no -Infinity: no line states it).
+_RESULTS_T_LATER = -math.inf
 
 
 class Names(dict[str, int]):
@@ -72,6 +86,18 @@ class Names(dict[str, int]):
         code = self[name] = len(self.names)
         self.names.append(sys.intern(name))
         return code
+
+    @classmethod
+    def known(cls, paths: Iterable[str | os.PathLike[str]]) -> Names:
+        """The contract's event names and the sources the log files are named after,
+        numbered as every process numbers them (so two readers' codes agree)."""
+        names = cls()
+        events = sorted(contract.SYSTEM_EVENTS | contract.HARNESS_EVENTS)
+        for name in (*TAGS.values(), *events, contract.RESULTS):
+            names[name]
+        for path in paths:
+            names[os.path.basename(path).removesuffix(_EVENTS_SUFFIX)]
+        return names
 
 
 class KindTable:
@@ -118,6 +144,14 @@ class KindTable:
         for column in self.columns:
             del column[rows:]
 
+    def append_table(self, other: KindTable) -> None:
+        """The rows of ``other`` (of the same kind) after these."""
+        for index, theirs in enumerate(other.columns):
+            column = self.columns[index]
+            if type(column) is array and type(theirs) is not array:
+                column = self.columns[index] = self.column[self.names[index]] = list(column)
+            column.extend(theirs)
+
 
 class Columns:
     """Events in columns, in the order they are added; ``ordered`` sorts them by time."""
@@ -133,6 +167,8 @@ class Columns:
         self.bodies: list[Mapping[str, Any]] = []
         self.tables = [KindTable(kind) for kind in _KINDS]
         self.big_jobs: dict[int, int] = {}  # position -> a job id past 64 bits
+        # The last few indexes ``values`` was given, each with its one kind and its rows.
+        self._rows_of: dict[int, tuple[array[int], int, array[int]]] = {}
         self._table_of = {kind: index for index, kind in enumerate(_KINDS)}
 
     def __len__(self) -> int:
@@ -169,19 +205,36 @@ class Columns:
                 self._add_record(record, results_t)
             return
         names, size = self.names, len(records)
+        types = list(map(type, records))
+        one = types.count(types[0]) == size  # one kind (most blocks of a log)
+        kinds = (
+            [self._table_of[types[0]]] * size
+            if one
+            else list(map(self._table_of.__getitem__, types))
+        )
         if results_t is None:
             self.t.extend(map(_get_t, records))
-            self.src.extend(map(names.__getitem__, map(_get_src, records)))
-            kinds = list(map(self._table_of.__getitem__, map(type, records)))
-            self.ev.extend(map(names.__getitem__, map(TAGS.__getitem__, map(type, records))))
+            srcs = list(map(_get_src, records))
+            if srcs.count(srcs[0]) == size:  # one source (a log is one process's)
+                self.src.extend(repeat(names[srcs[0]], size))
+            else:
+                self.src.extend(map(names.__getitem__, srcs))
+            if one:
+                self.ev.extend(repeat(names[TAGS[types[0]]], size))
+            else:
+                self.ev.extend(map(names.__getitem__, map(TAGS.__getitem__, types)))
         else:
             self.t.extend(repeat(results_t, size))
             self.src.extend(repeat(names[contract.RESULTS], size))
             self.ev.extend(repeat(names[contract.RESULT_OUTPUT], size))
-            kinds = [len(_KINDS) - 1] * size
         self.job.extend(jobs)
         self.kind.extend(kinds)
         tables = self.tables
+        if one:
+            table = tables[kinds[0]]
+            self.row.extend(range(len(table), len(table) + size))
+            table.extend(records)
+            return
         next_row = [count(len(table)) for table in tables]  # each kind's rows, in turn
         self.row.extend(map(next, map(next_row.__getitem__, kinds)))
         for index in set(kinds):
@@ -195,10 +248,12 @@ class Columns:
             self.add(results_t, contract.RESULTS, contract.RESULT_OUTPUT, fields)
 
     def mark(self) -> tuple[int, int, list[int]]:
+        self._rows_of = {}
         return len(self.t), len(self.bodies), [len(table) for table in self.tables]
 
     def rollback(self, mark: tuple[int, int, list[int]]) -> None:
         """Forget every event added since ``mark``."""
+        self._rows_of = {}
         events, bodies, rows = mark
         for column in (self.t, self.src, self.ev, self.job, self.kind, self.row):
             del column[events:]
@@ -207,6 +262,35 @@ class Columns:
             table.truncate(size)
         for position in [p for p in self.big_jobs if p >= events]:
             del self.big_jobs[position]
+
+    def append(self, other: Columns) -> None:
+        """The events of ``other`` after these (``other`` is spent)."""
+        self._rows_of = {}
+        base = len(self.t)
+        codes = list(map(self.names.__getitem__, other.names.names))
+        moved = {code: new for code, new in enumerate(codes) if code != new}
+        src, ev = _moved(other.src, moved), _moved(other.ev, moved)
+        # where each kind's rows (and the bodies, at index GENERIC) of ``other`` now begin
+        offsets = [len(table) for table in self.tables] + [len(self.bodies)]
+        rows = other.row
+        for kind in set(other.kind):
+            if offsets[kind]:
+                at = _positions(other.kind, kind)
+                if len(at) * 8 > len(rows):  # many: one pass over them all
+                    rows = array("q", map(add, rows, map(offsets.__getitem__, other.kind)))
+                    break
+                for line in at:
+                    rows[line] += offsets[kind]
+        self.t.extend(other.t)
+        self.src.extend(src)
+        self.ev.extend(ev)
+        self.job.extend(other.job)
+        self.kind.extend(other.kind)
+        self.row.extend(rows)
+        self.bodies.extend(other.bodies)
+        for table, theirs in zip(self.tables, other.tables, strict=True):
+            table.append_table(theirs)
+        self.big_jobs.update({base + line: job for line, job in other.big_jobs.items()})
 
     # -- reading logs --------------------------------------------------------------------
 
@@ -268,12 +352,22 @@ class Columns:
         columns = [table.column.get(name) for table in self.tables]
         if not isinstance(lines, Sequence):
             lines = list(lines)
+        known = self._rows_of.get(id(lines))
+        if known is not None and known[0] is lines:
+            kept = columns[known[1]]
+            if kept is not None:
+                return list(map(kept.__getitem__, known[2]))  # the rows are known
         present = set(map(kinds.__getitem__, lines))
         if len(present) == 1:  # one typed kind (a soak run's common case): read in C
             only = present.pop()
             column = None if only == GENERIC else columns[only]
             if column is not None:
-                return list(map(column.__getitem__, map(rows.__getitem__, lines)))
+                at = array("q", map(rows.__getitem__, lines))
+                if type(lines) is array:  # an index (never changed): its rows are kept
+                    if len(self._rows_of) >= _ROWS_KEPT:
+                        del self._rows_of[next(iter(self._rows_of))]
+                    self._rows_of[id(lines)] = (lines, only, at)
+                return list(map(column.__getitem__, at))
         found: list[Any] = []
         append = found.append
         for line in lines:
@@ -349,6 +443,7 @@ class Columns:
         done = Columns.__new__(Columns)
         done.names, done.bodies, done.tables = self.names, self.bodies, self.tables
         done._table_of = self._table_of
+        done._rows_of, self._rows_of = {}, {}
         for name in ("t", "src", "ev", "job", "kind", "row"):
             column: array[Any] = getattr(self, name)
             setattr(done, name, array(column.typecode, map(column.__getitem__, order)))
@@ -406,6 +501,209 @@ def time_of(event: Mapping[str, Any], where: str) -> float:
 class HistoryError(ValueError):
     """An event that cannot be placed in a history (no numeric ``t``, no ``ev``), or a
     damaged log (a corrupt line before its end)."""
+
+
+def _positions(column: array[int], value: int) -> list[int]:
+    """Where ``value`` is in ``column`` (a search in C from each one to the next)."""
+    found: list[int] = []
+    with suppress(ValueError):
+        while True:
+            found.append(column.index(value, found[-1] + 1 if found else 0))
+    return found
+
+
+def _moved(column: array[int], moved: Mapping[int, int]) -> array[int]:
+    """``column`` with each value ``moved`` names replaced (in place when they are few)."""
+    if not moved:
+        return column
+    at = {value: _positions(column, value) for value in moved}
+    if sum(map(len, at.values())) * 8 > len(column):  # many: one pass over them all
+        return array(column.typecode, (moved.get(value, value) for value in column))
+    for value, lines in at.items():
+        for line in lines:
+            column[line] = moved[value]
+    return column
+
+
+def read_run(
+    paths: Sequence[str | os.PathLike[str]],
+    results_path: str | os.PathLike[str] | None = None,
+    *,
+    parallel_bytes: int = PARALLEL_BYTES,
+) -> tuple[Columns, int | None]:
+    """The events of every log in ``paths`` in that order, then the results output's lines
+    at the time of the last logged event; and where the results begin when all of them
+    have that time (they are last, in order: only what comes before needs sorting).
+
+    Logs of ``parallel_bytes`` or more in all are read by two processes at once: this one
+    reads the first files, a reader process the rest; the columns are the same.
+    """
+    files = [*paths, *([] if results_path is None else [results_path])]
+    split = _split(files, parallel_bytes)
+    if split is None:
+        columns = Columns()
+        for path in paths:
+            columns.read_log(path)
+        results_t = max(columns.t, default=0.0)
+        if results_path is None:
+            return columns, None
+        settled = len(columns)
+        columns.read_log(results_path, results_t=results_t)
+        return columns, _settled(columns, settled, results_t)
+    mine, theirs = files[:split], files[split:]
+    reader = _Reader(theirs, results_path is not None, Names.known(paths))
+    try:
+        columns = Columns()
+        columns.names = Names.known(paths)
+        for path in mine:
+            columns.read_log(path)
+        columns.append(reader.columns())
+    finally:
+        reader.close()
+    if results_path is None:
+        return columns, None
+    settled = len(columns) - reader.results
+    results_t = max(columns.t[:settled], default=0.0)
+    given = columns.t[settled:]
+    if given.count(_RESULTS_T_LATER) == len(given):
+        columns.t[settled:] = array("d", repeat(results_t, len(given)))
+    else:  # some results line states its own time
+        later = _RESULTS_T_LATER
+        columns.t[settled:] = array("d", (results_t if t == later else t for t in given))
+    return columns, _settled(columns, settled, results_t)
+
+
+def _settled(columns: Columns, settled: int, results_t: float) -> int | None:
+    """``settled`` if every results line has ``results_t``, else None (sort them all)."""
+    if columns.t[settled:].count(results_t) != len(columns) - settled:
+        return None
+    return settled
+
+
+def _split(files: Sequence[str | os.PathLike[str]], parallel_bytes: int) -> int | None:
+    """Where a reader process's files begin (about half the bytes, at least one file to
+    each side), or None when one process reads them all."""
+    if len(files) < 2:
+        return None
+    try:
+        sizes = [os.path.getsize(path) for path in files]
+    except OSError:  # a missing log: the reading says so, in one process
+        return None
+    total = sum(sizes)
+    if total < parallel_bytes:
+        return None
+    best, rest = 1, total - sizes[0]
+    for split in range(1, len(files)):
+        after = sum(sizes[split:])
+        if abs(2 * after - total) < abs(2 * rest - total):
+            best, rest = split, after
+    return best
+
+
+class _Reader:
+    """A process reading logs into columns and handing them over (pickled, on its stdout).
+    The last file is the results output when ``results`` is true."""
+
+    def __init__(
+        self, paths: Sequence[str | os.PathLike[str]], results: bool, names: Names
+    ) -> None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+        }
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "from harness.columns import _reader_main; _reader_main()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        assert self._proc.stdin is not None
+        with self._proc.stdin as order:
+            pickle.dump(([os.fspath(path) for path in paths], results, names.names), order)
+        self.results = 0  # how many of its events are results lines
+
+    def columns(self) -> Columns:
+        """The reader's columns (raises as reading them here would have)."""
+        assert self._proc.stdout is not None
+        load = pickle.Unpickler(self._proc.stdout).load
+        try:
+            outcome = load()
+        except EOFError:
+            outcome = None
+        if outcome is None or outcome[0] not in ("columns", "error"):
+            self._proc.wait()
+            assert self._proc.stderr is not None
+            why = self._proc.stderr.read().decode(errors="replace").strip().splitlines()
+            raise RuntimeError(
+                f"the log reader process failed (exit {self._proc.returncode}): "
+                + (why[-1] if why else "no output")
+            )
+        if outcome[0] == "error":
+            _, kind, message, errno, filename = outcome
+            if kind == "OSError":
+                raise OSError(errno, message, filename)
+            raise (CorruptLog if kind == "CorruptLog" else HistoryError)(message)
+        columns = Columns.__new__(Columns)
+        columns.names = Names()
+        for name in load():
+            columns.names[name]
+        for name in ("t", "src", "ev", "job", "kind", "row"):
+            setattr(columns, name, load())
+        columns.bodies = load()
+        columns.tables = [KindTable(kind) for kind in _KINDS]
+        for table in columns.tables:
+            table.columns = load()
+            table.column = dict(zip(table.names, table.columns, strict=True))
+        columns.big_jobs = load()
+        columns._table_of = {kind: index for index, kind in enumerate(_KINDS)}
+        columns._rows_of = {}
+        self.results = outcome[1]
+        return columns
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        for stream in (self._proc.stdout, self._proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _reader_main() -> None:
+    """A reader process: reads the logs it is told of and writes their columns out."""
+    import gc
+
+    gc.disable()  # millions of fresh objects, none of them garbage
+    paths, results, known = pickle.load(sys.stdin.buffer)
+    out = sys.stdout.buffer
+    columns = Columns()
+    for name in known:
+        columns.names[name]
+    try:
+        logs = paths[:-1] if results else paths
+        for path in logs:
+            columns.read_log(path)
+        before = len(columns)
+        if results:
+            columns.read_log(paths[-1], results_t=_RESULTS_T_LATER)
+    except OSError as exc:
+        pickle.dump(("error", "OSError", exc.strerror, exc.errno, exc.filename), out)
+        return
+    except (CorruptLog, HistoryError) as exc:
+        pickle.dump(("error", type(exc).__name__, str(exc), None, None), out)
+        return
+    dump = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump
+    dump(("columns", len(columns) - before))
+    dump(columns.names.names)
+    for name in ("t", "src", "ev", "job", "kind", "row"):
+        dump(getattr(columns, name))
+    dump(columns.bodies)
+    for table in columns.tables:
+        dump(table.columns)
+    dump(columns.big_jobs)
+    out.flush()
 
 
 def add_all(columns: Columns, events: Iterable[Mapping[str, Any]]) -> None:

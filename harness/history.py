@@ -27,14 +27,22 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import chain, compress, repeat
-from operator import add, gt, mul
+from operator import add, and_, eq, gt, mul
 from pathlib import Path
 from typing import Any, Literal, cast, overload
 
 import msgspec
 
 from harness import contract
-from harness.columns import JOB_ELSEWHERE, NO_JOB, Columns, HistoryError, add_all
+from harness.columns import (
+    JOB_ELSEWHERE,
+    NO_JOB,
+    PARALLEL_BYTES,
+    Columns,
+    HistoryError,
+    add_all,
+    read_run,
+)
 from harness.contract import (
     EVENTS_GLOB,
     HARNESS,
@@ -244,26 +252,18 @@ class History:
         paths: Iterable[str | os.PathLike[str]],
         *,
         results_path: str | os.PathLike[str] | None = None,
+        parallel_bytes: int = PARALLEL_BYTES,
     ) -> History:
         """Merge event logs; optionally add the master's results output as ``result_output``.
+        Logs of ``parallel_bytes`` or more in all are read by two processes at once.
 
         A torn last line (a process killed mid-write) is skipped; a corrupt line before the
         end of a log raises HistoryError.
         """
-        columns = Columns()
         collecting = gc.isenabled()
         gc.disable()  # millions of fresh objects, none of them garbage: nothing to collect
         try:
-            for path in paths:
-                columns.read_log(path)
-            settled: int | None = None
-            if results_path is not None:
-                # Results carry no time: they sort after every logged event, in output order
-                # (unless a line states its own, which then sorts with the rest).
-                settled, results_t = len(columns), max(columns.t, default=0.0)
-                columns.read_log(results_path, results_t=results_t)
-                if columns.t[settled:].count(results_t) != len(columns) - settled:
-                    settled = None
+            columns, settled = read_run(list(paths), results_path, parallel_bytes=parallel_bytes)
             history = cls.__new__(cls)
             history._build(columns.ordered(settled))
         except CorruptLog as exc:
@@ -572,41 +572,38 @@ class History:
         if any(map(gt, granted, end_lines)):
             return None  # a result accepted before its job's lease
         values = self._c.values
-        attempts = values(granted, "attempt")
+        attempts = _ints(values(granted, "attempt"))
         workers = values(granted, "worker", _MISSING)
-        held = list(
-            zip(
-                _ints(attempts),
-                ["" if w is _MISSING else str(w) for w in workers]
-                if set(map(type, workers)) != {str}
-                else workers,
-                strict=True,
-            )
-        )
-        closed = [line for line in end_lines if line != past]
-        reported = iter(
-            zip(
-                values(closed, "attempt"),
-                [None if w is _MISSING else w for w in values(closed, "worker", _MISSING)],
-                strict=True,
-            )
-        )
+        if set(map(type, workers)) != {str}:
+            workers = ["" if w is _MISSING else str(w) for w in workers]
         ts = self._c.t
         leases = Leases()
         leases.job.extend(cast(list[int], jobs))
-        leases.attempt.extend(attempt for attempt, _ in held)
+        leases.attempt.extend(attempts)
         leases.lease.extend(_ints(values(granted, "lease")))
-        leases.worker.extend(map(sys.intern, (worker for _, worker in held)))
+        leases.worker.extend(map(sys.intern, workers))
         leases.t_start.extend(map(ts.__getitem__, granted))
         leases.start_line.extend(granted)
-        for line, own in zip(end_lines, held, strict=True):
+        closed = [line for line in end_lines if line != past] if past in end_lines else end_lines
+        # Completed when the result accepted names the attempt and worker the lease did.
+        same = map(
+            and_,
+            map(eq, compress(attempts, map(past.__ne__, end_lines)), values(closed, "attempt")),
+            map(eq, compress(workers, map(past.__ne__, end_lines)), values(closed, "worker")),
+        )
+        if closed is end_lines:  # every lease closed (a clean run): in C
+            leases.t_end.extend(map(ts.__getitem__, end_lines))
+            leases.end.extend(map(_ENDS.__getitem__, same))
+            leases.end_line.extend(end_lines)
+            return leases
+        for line in end_lines:
             if line == past:
                 leases.t_end.append(math.nan)
                 leases.end.append(_OPEN)
                 leases.end_line.append(-1)
             else:
                 leases.t_end.append(ts[line])
-                leases.end.append("completed" if own == next(reported) else "superseded")
+                leases.end.append(_ENDS[next(same)])
                 leases.end_line.append(line)
         return leases
 
@@ -764,6 +761,8 @@ class Leases(Sequence[Lease]):
 
 
 _MISSING: Any = object()  # a field the event does not have
+#: How a lease a result was accepted for ended: whether that result was its own.
+_ENDS: dict[bool, LeaseEnd] = {True: "completed", False: "superseded"}
 _NAMES_A_JOB = JOB_ELSEWHERE  # job columns above it name a job that fits 64 bits
 _JOB_MAX = 2**63 - 1
 

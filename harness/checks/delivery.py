@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from itertools import compress, repeat
+from operator import is_
+from typing import Any, cast
 
 from harness import contract
 from harness.checks.causes import lost_cause
@@ -254,21 +256,19 @@ def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list
     raised: list[tuple[int, str]] = []  # (job, what expected raised on it)
     accepted = history.lines(contract.RESULT_ACCEPTED, src=MASTER)
     outputs = history.lines(contract.RESULT_OUTPUT, src=RESULTS)
+    want_of = _want_of(history, (accepted, outputs), expected)
+    if all(_all_exact(history, lines, want_of) for lines in (accepted, outputs)):
+        context.judged(len(accepted) + len(outputs), "values compared")  # a clean run
+        return found
     reports = [*accepted, *outputs]
-    calls = _calls(history)
-    rows = zip(
-        reports,
-        history.jobs_at(reports),
-        # Read a kind at a time: one kind's lines are read by C-level maps.
-        [*history.values(accepted, "ok", True), *history.values(outputs, "ok", True)],
-        [*history.values(accepted, "value"), *history.values(outputs, "value")],
-        strict=True,
-    )
-    for line, job, ok, got in rows:
-        task_args = None if job is None else calls.get(job)
-        if job is None or task_args is None or ok is not True:
+    jobs = history.jobs_at(reports)
+    # Read a kind at a time: one kind's lines are read by C-level maps.
+    oks = [*history.values(accepted, "ok", True), *history.values(outputs, "ok", True)]
+    gots = [*history.values(accepted, "value"), *history.values(outputs, "value")]
+    wants = list(map(want_of.get, jobs, repeat(_NOTHING)))
+    for line, job, ok, got, want in zip(reports, jobs, oks, gots, wants, strict=True):
+        if want is _NOTHING or ok is not True:  # no job, a job never submitted, or not ok
             continue
-        want = expected(*task_args) if expected else Expect.UNKNOWN
         if type(want) is type(got) and type(want) in _EXACT and want == got:
             compared += 1  # the common case, answered as _same answers it
             continue
@@ -277,7 +277,7 @@ def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list
         ) and _same(_as_json(want), got):
             compared += 1
             continue  # right: the words below are for a violation (a soak run has millions)
-        submission, report = submitted[job], history.event_at(line)
+        submission, report = submitted[cast(int, job)], history.event_at(line)
         if isinstance(want, ExpectedFailed):
             raised.append((submission.job, f"{_call(submission)}: {want.error}"))
             continue
@@ -322,10 +322,26 @@ _PLAIN_VALUES = frozenset({int, str, float, list, dict, type(None), bool})
 _EXACT = frozenset({int, str})  # equal as JSON values exactly when equal as Python values
 
 
-def _calls(history: History) -> dict[int, tuple[str, tuple[Any, ...]]]:
-    """Each submitted job's task and arguments, as its ``Submission`` says, read unbuilt."""
-    jobs = history.submission_lines()
-    lines = list(jobs.values())
+#: What a report is compared with when there is nothing to compare with (never a value).
+_NOTHING = object()
+
+
+def _want_of(history: History, kinds: Iterable[Sequence[int]], expected: Any) -> dict[Any, Any]:
+    """The expected value of each job that has an ok report among the lines of ``kinds``
+    and a submission: ``expected`` is asked once per job, however many reports it has (it
+    says what a task returns for its arguments), with the task and arguments its
+    submission gave."""
+    asked: dict[Any, None] = {}
+    for lines in kinds:
+        ok = map(is_, history.values(lines, "ok", True), repeat(True))
+        asked.update(dict.fromkeys(compress(history.jobs_at(lines), ok)))
+    asked.pop(None, None)
+    first = history.submission_lines()
+    known = list(filter(first.__contains__, asked))
+    del asked
+    if expected is None:
+        return dict.fromkeys(known, Expect.UNKNOWN)
+    lines = list(map(first.__getitem__, known))
     tasks = map(str, history.values(lines, "task", ""))
     given = history.values(lines, "args", ())
     args: Iterable[tuple[Any, ...]] = (
@@ -333,7 +349,20 @@ def _calls(history: History) -> dict[int, tuple[str, tuple[Any, ...]]]:
         if set(map(type, given)) <= {list}
         else (tuple(value) if isinstance(value, list | tuple) else (value,) for value in given)
     )
-    return dict(zip(jobs, zip(tasks, args, strict=True), strict=True))
+    return dict(zip(known, map(expected, tasks, args), strict=True))
+
+
+def _all_exact(history: History, lines: Sequence[int], want_of: Mapping[Any, Any]) -> bool:
+    """Whether every report on ``lines`` is ok and its value exactly its job's expected one,
+    of a type whose equality is JSON equality (C-level passes; any doubt answers False)."""
+    oks = history.values(lines, "ok", True)
+    if oks.count(True) != len(oks) or not set(map(type, oks)) <= {bool}:
+        return False
+    wants = list(map(want_of.get, history.jobs_at(lines), repeat(_NOTHING)))
+    if not set(map(type, wants)) <= _EXACT:
+        return False
+    gots = history.values(lines, "value")
+    return list(map(type, wants)) == list(map(type, gots)) and wants == gots
 
 
 def _any_repeated(lines_by_job: Mapping[int, tuple[int, ...]]) -> bool:

@@ -226,3 +226,70 @@ def test_a_results_line_with_its_own_time_sorts_with_the_logged_events(tmp_path:
         (0.5, "master_stopped", None),
         (0.5, "result_output", 0),
     ]
+
+
+def _shapes(history: History) -> list[tuple[Any, ...]]:
+    return [(e.line, e.t, e.src, e.ev, dict(e.fields), e.job) for e in history]
+
+
+def test_two_processes_read_a_run_as_one_does(tmp_path: Path) -> None:
+    # Both sides know kinds the other has (rows and bodies shift), names only one side knows,
+    # a job id past 64 bits, a results line stating its own time, and a torn last line.
+    master = _write(
+        tmp_path / "master.events.jsonl",
+        [
+            _event(0.1, "master", "job_submitted", job=0, task="square", args=[3]),
+            _event(0.2, "master", "leased", job=0, attempt=1, lease=1, worker="worker-1"),
+            _event(0.25, "master", "odd_master_event", note="only here"),
+            _event(
+                0.5,
+                "master",
+                "result_accepted",
+                job=0,
+                attempt=1,
+                worker="worker-1",
+                ok=True,
+                value=9,
+            ),
+            _event(0.6, "master", "leased", job=2**70, attempt=1, lease=2, worker="worker-2"),
+        ],
+    )
+    worker = _write(
+        tmp_path / "worker-1.events.jsonl",
+        [
+            _event(0.21, "worker-1", "started", job=0, attempt=1, worker="worker-1"),
+            _event(0.22, "worker-1", "odd_worker_event", note="only there"),
+            _event(0.3, "worker-1", "completed", job=0, attempt=1, worker="worker-1", ok=True),
+            _event(0.35, "worker-1", "leased", job=5, attempt=1, lease=3, worker="worker-1"),
+        ],
+        torn='{"t": 0.9, "src": "worker-1", "ev": "sta',
+    )
+    results = tmp_path / "results.jsonl"
+    results.write_text(
+        '{"job": 0, "ok": true, "value": 9, "error": null, "worker": "worker-1", "attempt": 1}\n'
+        '{"job": 1, "ok": true, "value": 1, "t": 0.05}\n',
+        encoding="utf-8",
+    )
+    for paths in ([master, worker], [worker, master]):
+        one = History.from_files(paths, results_path=results)
+        two = History.from_files(paths, results_path=results, parallel_bytes=0)
+        assert _shapes(two) == _shapes(one)
+        assert two.leases() == one.leases()
+        assert two.submitted() == one.submitted()
+        assert two.kinds() == one.kinds()
+        assert two.sources() == one.sources()
+    assert History.from_files([master, worker], parallel_bytes=0).end_t == pytest.approx(0.6)
+
+
+def test_a_corrupt_log_the_reader_process_reads_is_refused_as_in_one(tmp_path: Path) -> None:
+    master = _write(tmp_path / "master.events.jsonl", [_event(0.1, "master", "master_ready")])
+    worker = tmp_path / "worker-1.events.jsonl"
+    worker.write_text(
+        'not json\n{"t": 0.2, "src": "worker-1", "ev": "started"}\n', encoding="utf-8"
+    )
+    with pytest.raises(HistoryError) as one:
+        History.from_files([master, worker])
+    with pytest.raises(HistoryError) as two:
+        History.from_files([master, worker], parallel_bytes=0)
+    assert str(two.value) == str(one.value)
+    assert "worker-1.events.jsonl:1" in str(two.value)
