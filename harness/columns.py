@@ -16,6 +16,7 @@ import pickle
 import subprocess
 import sys
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from itertools import compress, count, repeat
@@ -63,6 +64,7 @@ GENERIC = -1
 _JOB_MAX = 2**63 - 1
 _BLOCK_BYTES = 1 << 22
 _LINES_PER_CALL = 2048
+_LINE_COLUMNS = ("t", "key", "job", "row")  # a value per event
 _ROWS_KEPT = 4  # how many indexes' rows ``values`` keeps
 _EVENTS_SUFFIX = contract.EVENTS_GLOB.removeprefix("*")
 _KINDS: tuple[type[TypedFields], ...] = (*LOGGED_KINDS, ResultLine)
@@ -154,16 +156,25 @@ class KindTable:
 
 
 class Columns:
-    """Events in columns, in the order they are added; ``ordered`` sorts them by time."""
+    """Events in columns, in the order they are added; ``ordered`` sorts them by time.
+
+    An event's name, source and kind (GENERIC, or the index of its KindTable) are one small
+    int, its ``key``: a history has few such triples, and one column moves faster than three.
+    """
 
     def __init__(self) -> None:
         self.names = Names()
         self.t = array("d")
-        self.src = array("I")
-        self.ev = array("I")
+        self.key = array("I")  # the event's (name, source, kind), by ``key_of``
         self.job = array("q")
-        self.kind = array("b")  # GENERIC, or the index of the event's KindTable
-        self.row = array("q")  # its row there, or its index in ``bodies``
+        self.row = array("q")  # its row in its kind's table, or its index in ``bodies``
+        self.key_of: dict[tuple[int, int, int], int] = {}
+        self.key_ev: list[int] = []  # each key's event name (its code in ``names``)
+        self.key_src: list[int] = []  # each key's source
+        self.key_kind: list[int] = []  # each key's kind
+        # The lines of events with their own mapping (GENERIC), while reading (``append``
+        # moves only these when two readers' columns agree on the rest); ``ordered`` drops it.
+        self.odd = array("q")
         self.bodies: list[Mapping[str, Any]] = []
         self.tables = [KindTable(kind) for kind in _KINDS]
         self.big_jobs: dict[int, int] = {}  # position -> a job id past 64 bits
@@ -173,6 +184,48 @@ class Columns:
 
     def __len__(self) -> int:
         return len(self.t)
+
+    @classmethod
+    def prepared(cls, paths: Iterable[str | os.PathLike[str]]) -> Columns:
+        """Empty columns with the names and keys a run's logs are expected to have (the
+        typed kinds from each log's source), numbered as every process numbers them, so
+        the columns of two readers agree but for odd events."""
+        columns = cls()
+        columns.names = names = Names.known(paths)
+        for path in paths:
+            src = names[os.path.basename(path).removesuffix(_EVENTS_SUFFIX)]
+            for kind in LOGGED_KINDS:
+                columns.key_for(names[TAGS[kind]], src, columns._table_of[kind])
+        results = columns._table_of[ResultLine]
+        columns.key_for(names[contract.RESULT_OUTPUT], names[contract.RESULTS], results)
+        return columns
+
+    def key_for(self, ev: int, src: int, kind: int) -> int:
+        """The key of an event name, source and kind (numbered on first sight)."""
+        key = self.key_of.get((ev, src, kind))
+        if key is None:
+            key = self.key_of[ev, src, kind] = len(self.key_ev)
+            self.key_ev.append(ev)
+            self.key_src.append(src)
+            self.key_kind.append(kind)
+        return key
+
+    def ev_code(self, line: int) -> int:
+        return self.key_ev[self.key[line]]
+
+    def src_code(self, line: int) -> int:
+        return self.key_src[self.key[line]]
+
+    def kind_at(self, line: int) -> int:
+        return self.key_kind[self.key[line]]
+
+    def keys_where(self, ev: set[int] | None = None, src: int | None = None) -> set[int]:
+        """The keys of the given event names (codes) and source."""
+        return {
+            key
+            for key, (e, s) in enumerate(zip(self.key_ev, self.key_src, strict=True))
+            if (ev is None or e in ev) and (src is None or s == src)
+        }
 
     # -- adding --------------------------------------------------------------------------
 
@@ -188,10 +241,9 @@ class Columns:
             self.big_jobs[len(self.t)] = job
         names = self.names
         self.t.append(t)
-        self.src.append(names[src])
-        self.ev.append(names[ev])
+        self.odd.append(len(self.t))
+        self.key.append(self.key_for(names[ev], names[src], GENERIC))
         self.job.append(code)
-        self.kind.append(GENERIC)
         self.row.append(len(self.bodies))
         self.bodies.append(fields)
 
@@ -212,23 +264,28 @@ class Columns:
             if one
             else list(map(self._table_of.__getitem__, types))
         )
+        key_for, table_of = self.key_for, self._table_of
         if results_t is None:
             self.t.extend(map(_get_t, records))
             srcs = list(map(_get_src, records))
             if srcs.count(srcs[0]) == size:  # one source (a log is one process's)
-                self.src.extend(repeat(names[srcs[0]], size))
+                src = names[srcs[0]]
+                key_of = {
+                    kind: key_for(names[TAGS[kind]], src, table_of[kind]) for kind in set(types)
+                }
+                self.key.extend(
+                    repeat(key_of[types[0]], size) if one else map(key_of.__getitem__, types)
+                )
             else:
-                self.src.extend(map(names.__getitem__, srcs))
-            if one:
-                self.ev.extend(repeat(names[TAGS[types[0]]], size))
-            else:
-                self.ev.extend(map(names.__getitem__, map(TAGS.__getitem__, types)))
+                self.key.extend(
+                    key_for(names[TAGS[kind]], names[src], table_of[kind])
+                    for kind, src in zip(types, srcs, strict=True)
+                )
         else:
             self.t.extend(repeat(results_t, size))
-            self.src.extend(repeat(names[contract.RESULTS], size))
-            self.ev.extend(repeat(names[contract.RESULT_OUTPUT], size))
+            key = key_for(names[contract.RESULT_OUTPUT], names[contract.RESULTS], kinds[0])
+            self.key.extend(repeat(key, size))
         self.job.extend(jobs)
-        self.kind.extend(kinds)
         tables = self.tables
         if one:
             table = tables[kinds[0]]
@@ -255,8 +312,9 @@ class Columns:
         """Forget every event added since ``mark``."""
         self._rows_of = {}
         events, bodies, rows = mark
-        for column in (self.t, self.src, self.ev, self.job, self.kind, self.row):
+        for column in (self.t, self.key, self.job, self.row):
             del column[events:]
+        del self.odd[bisect_left(self.odd, events) :]
         del self.bodies[bodies:]
         for table, size in zip(self.tables, rows, strict=True):
             table.truncate(size)
@@ -268,24 +326,31 @@ class Columns:
         self._rows_of = {}
         base = len(self.t)
         codes = list(map(self.names.__getitem__, other.names.names))
-        moved = {code: new for code, new in enumerate(codes) if code != new}
-        src, ev = _moved(other.src, moved), _moved(other.ev, moved)
+        ours = [
+            self.key_for(codes[ev], codes[src], kind)
+            for ev, src, kind in zip(other.key_ev, other.key_src, other.key_kind, strict=True)
+        ]
         # where each kind's rows (and the bodies, at index GENERIC) of ``other`` now begin
         offsets = [len(table) for table in self.tables] + [len(self.bodies)]
-        rows = other.row
-        for kind in set(other.kind):
-            if offsets[kind]:
-                at = _positions(other.kind, kind)
-                if len(at) * 8 > len(rows):  # many: one pass over them all
-                    rows = array("q", map(add, rows, map(offsets.__getitem__, other.kind)))
-                    break
-                for line in at:
-                    rows[line] += offsets[kind]
+        shift = [offsets[kind] for kind in other.key_kind]  # by their key
+        keys, rows = other.key, other.row
+        typed = [  # the keys of kinds they have rows of
+            key
+            for key, kind in enumerate(other.key_kind)
+            if kind != GENERIC and len(other.tables[kind])
+        ]
+        if any(shift[key] or ours[key] != key for key in typed):  # one pass over them all
+            rows = array("q", map(add, rows, map(shift.__getitem__, keys)))
+            keys = array("I", map(ours.__getitem__, keys))
+        else:  # only odd events move (a few): in place
+            for line in other.odd:
+                key = keys[line]
+                rows[line] += shift[key]
+                keys[line] = ours[key]
+        self.odd.extend(map(base.__add__, other.odd))
         self.t.extend(other.t)
-        self.src.extend(src)
-        self.ev.extend(ev)
+        self.key.extend(keys)
         self.job.extend(other.job)
-        self.kind.extend(other.kind)
         self.row.extend(rows)
         self.bodies.extend(other.bodies)
         for table, theirs in zip(self.tables, other.tables, strict=True):
@@ -348,7 +413,8 @@ class Columns:
 
     def values(self, lines: Iterable[int], name: str, default: Any = None) -> list[Any]:
         """One field of many events (as ``field`` gives it for each), in one pass."""
-        kinds, rows, bodies, jobs = self.kind, self.row, self.bodies, self.job
+        keys, rows, bodies, jobs = self.key, self.row, self.bodies, self.job
+        key_kind = self.key_kind
         columns = [table.column.get(name) for table in self.tables]
         if not isinstance(lines, Sequence):
             lines = list(lines)
@@ -357,7 +423,7 @@ class Columns:
             kept = columns[known[1]]
             if kept is not None:
                 return list(map(kept.__getitem__, known[2]))  # the rows are known
-        present = set(map(kinds.__getitem__, lines))
+        present = set(map(key_kind.__getitem__, set(map(keys.__getitem__, lines))))
         if len(present) == 1:  # one typed kind (a soak run's common case): read in C
             only = present.pop()
             column = None if only == GENERIC else columns[only]
@@ -371,7 +437,7 @@ class Columns:
         found: list[Any] = []
         append = found.append
         for line in lines:
-            kind = kinds[line]
+            kind = key_kind[keys[line]]
             if kind == GENERIC:
                 append(bodies[rows[line]].get(name, default))
                 continue
@@ -443,8 +509,10 @@ class Columns:
         done = Columns.__new__(Columns)
         done.names, done.bodies, done.tables = self.names, self.bodies, self.tables
         done._table_of = self._table_of
+        done.key_of, done.key_ev, done.key_src = self.key_of, self.key_ev, self.key_src
+        done.key_kind, done.odd = self.key_kind, array("q")
         done._rows_of, self._rows_of = {}, {}
-        for name in ("t", "src", "ev", "job", "kind", "row"):
+        for name in _LINE_COLUMNS:
             column: array[Any] = getattr(self, name)
             setattr(done, name, array(column.typecode, map(column.__getitem__, order)))
             setattr(self, name, array(column.typecode))  # one column's memory at a time
@@ -465,17 +533,18 @@ class Columns:
         return self.big_jobs[line] if job == JOB_ELSEWHERE else job
 
     def fields_at(self, line: int) -> Mapping[str, Any]:
-        kind, row = self.kind[line], self.row[line]
+        key, row = self.key[line], self.row[line]
+        kind = self.key_kind[key]
         if kind == GENERIC:
             return self.bodies[row]
         record: Any = self.tables[kind].record(
-            row, self.t[line], self.names.names[self.src[line]], self.job[line]
+            row, self.t[line], self.names.names[self.key_src[key]], self.job[line]
         )
         return cast(Mapping[str, Any], record)  # a TypedFields is registered as a Mapping
 
     def field(self, line: int, name: str, default: Any = None) -> Any:
         """One field of one event, without building the event."""
-        kind, row = self.kind[line], self.row[line]
+        kind, row = self.key_kind[self.key[line]], self.row[line]
         if kind == GENERIC:
             return self.bodies[row].get(name, default)
         column = self.tables[kind].column.get(name)
@@ -501,28 +570,6 @@ def time_of(event: Mapping[str, Any], where: str) -> float:
 class HistoryError(ValueError):
     """An event that cannot be placed in a history (no numeric ``t``, no ``ev``), or a
     damaged log (a corrupt line before its end)."""
-
-
-def _positions(column: array[int], value: int) -> list[int]:
-    """Where ``value`` is in ``column`` (a search in C from each one to the next)."""
-    found: list[int] = []
-    with suppress(ValueError):
-        while True:
-            found.append(column.index(value, found[-1] + 1 if found else 0))
-    return found
-
-
-def _moved(column: array[int], moved: Mapping[int, int]) -> array[int]:
-    """``column`` with each value ``moved`` names replaced (in place when they are few)."""
-    if not moved:
-        return column
-    at = {value: _positions(column, value) for value in moved}
-    if sum(map(len, at.values())) * 8 > len(column):  # many: one pass over them all
-        return array(column.typecode, (moved.get(value, value) for value in column))
-    for value, lines in at.items():
-        for line in lines:
-            column[line] = moved[value]
-    return column
 
 
 def read_run(
@@ -551,10 +598,9 @@ def read_run(
         columns.read_log(results_path, results_t=results_t)
         return columns, _settled(columns, settled, results_t)
     mine, theirs = files[:split], files[split:]
-    reader = _Reader(theirs, results_path is not None, Names.known(paths))
+    reader = _Reader(theirs, results_path is not None, paths)
     try:
-        columns = Columns()
-        columns.names = Names.known(paths)
+        columns = Columns.prepared(paths)
         for path in mine:
             columns.read_log(path)
         columns.append(reader.columns())
@@ -602,10 +648,14 @@ def _split(files: Sequence[str | os.PathLike[str]], parallel_bytes: int) -> int 
 
 class _Reader:
     """A process reading logs into columns and handing them over (pickled, on its stdout).
-    The last file is the results output when ``results`` is true."""
+    The last file is the results output when ``results`` is true; ``logs`` are all the
+    run's logs (the columns are prepared for them as the other reader's are)."""
 
     def __init__(
-        self, paths: Sequence[str | os.PathLike[str]], results: bool, names: Names
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        results: bool,
+        logs: Sequence[str | os.PathLike[str]],
     ) -> None:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = {
@@ -621,7 +671,8 @@ class _Reader:
         )
         assert self._proc.stdin is not None
         with self._proc.stdin as order:
-            pickle.dump(([os.fspath(path) for path in paths], results, names.names), order)
+            told = ([os.fspath(path) for path in paths], results, [os.fspath(log) for log in logs])
+            pickle.dump(told, order)
         self.results = 0  # how many of its events are results lines
 
     def columns(self) -> Columns:
@@ -649,8 +700,13 @@ class _Reader:
         columns.names = Names()
         for name in load():
             columns.names[name]
-        for name in ("t", "src", "ev", "job", "kind", "row"):
+        for name in _LINE_COLUMNS:
             setattr(columns, name, load())
+        columns.key_of = {}
+        columns.key_ev, columns.key_src, columns.key_kind = [], [], []
+        for ev, src, kind in load():
+            columns.key_for(ev, src, kind)
+        columns.odd = load()
         columns.bodies = load()
         columns.tables = [KindTable(kind) for kind in _KINDS]
         for table in columns.tables:
@@ -676,11 +732,9 @@ def _reader_main() -> None:
     import gc
 
     gc.disable()  # millions of fresh objects, none of them garbage
-    paths, results, known = pickle.load(sys.stdin.buffer)
+    paths, results, logs = pickle.load(sys.stdin.buffer)
     out = sys.stdout.buffer
-    columns = Columns()
-    for name in known:
-        columns.names[name]
+    columns = Columns.prepared(logs)  # numbered as the other reader numbers them
     try:
         logs = paths[:-1] if results else paths
         for path in logs:
@@ -697,8 +751,10 @@ def _reader_main() -> None:
     dump = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump
     dump(("columns", len(columns) - before))
     dump(columns.names.names)
-    for name in ("t", "src", "ev", "job", "kind", "row"):
+    for name in _LINE_COLUMNS:
         dump(getattr(columns, name))
+    dump(list(zip(columns.key_ev, columns.key_src, columns.key_kind, strict=True)))
+    dump(columns.odd)
     dump(columns.bodies)
     for table in columns.tables:
         dump(table.columns)

@@ -27,7 +27,7 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import chain, compress, repeat
-from operator import add, and_, eq, gt, mul
+from operator import and_, eq, gt
 from pathlib import Path
 from typing import Any, Literal, cast, overload
 
@@ -226,13 +226,18 @@ class History:
         self._c = columns
         names = columns.names.names
         runs: defaultdict[int, array[int]] = defaultdict(lambda: array("q"))
-        keys = map(add, map(mul, columns.ev, repeat(1 << 32)), columns.src)
-        for line, key in enumerate(keys):
+        for line, key in enumerate(columns.key):
             runs[key].append(line)
-        self._by_kind: dict[tuple[str, str], Sequence[int]] = {
-            (names[key >> 32], names[key & 0xFFFFFFFF]): run for key, run in runs.items()
-        }
+        # (event, source) pairs, in the order each first appears: a pair may have two keys
+        # (a typed kind's lines and odd ones of the same name), their runs merged
+        pairs: dict[tuple[str, str], list[array[int]]] = {}
+        for key, run in sorted(runs.items(), key=lambda item: item[1][0]):
+            pair = (names[columns.key_ev[key]], names[columns.key_src[key]])
+            pairs.setdefault(pair, []).append(run)
         del runs
+        self._by_kind: dict[tuple[str, str], Sequence[int]] = {
+            pair: _merged(list(found)) for pair, found in pairs.items()
+        }
         self._sources = tuple(dict.fromkeys(src for _, src in self._by_kind))
         self._by_ev: dict[str, Sequence[int]] = {}
         self._by_src: dict[str, Sequence[int]] = {}
@@ -309,8 +314,8 @@ class History:
         return HistoryEvent(
             line,
             columns.t[line],
-            names[columns.src[line]],
-            names[columns.ev[line]],
+            names[columns.src_code(line)],
+            names[columns.ev_code(line)],
             columns.fields_at(line),
             columns.job_at(line),
         )
@@ -319,10 +324,10 @@ class History:
     # without building them.
 
     def ev_at(self, line: int) -> str:
-        return self._c.names.names[self._c.ev[line]]
+        return self._c.names.names[self._c.ev_code(line)]
 
     def src_at(self, line: int) -> str:
-        return self._c.names.names[self._c.src[line]]
+        return self._c.names.names[self._c.src_code(line)]
 
     def t_at(self, line: int) -> float:
         return self._c.t[line]
@@ -376,13 +381,12 @@ class History:
             found, src = self._src_lines(src), None
         else:
             found = range(len(columns))
-        if codes is not None:
-            ev_column = columns.ev
-            found = [line for line in found if ev_column[line] in codes]
-        if src is not None:
-            src_code = columns.code(src)
-            src_column = columns.src
-            found = [line for line in found if src_column[line] == src_code]
+        if codes is not None or src is not None:
+            src_code = None if src is None else columns.code(src)
+            if src is not None and src_code is None:
+                return []
+            keys, key_column = columns.keys_where(codes, src_code), columns.key
+            found = [line for line in found if key_column[line] in keys]
         if worker is not None:
             field = columns.field
             found = [line for line in found if field(line, "worker") == worker]
@@ -458,7 +462,8 @@ class History:
     def evs_at(self, lines: Iterable[int]) -> list[str]:
         """The event name of each line."""
         columns = self._c
-        return list(map(columns.names.names.__getitem__, map(columns.ev.__getitem__, lines)))
+        codes = map(columns.key_ev.__getitem__, map(columns.key.__getitem__, lines))
+        return list(map(columns.names.names.__getitem__, codes))
 
     def values(self, lines: Iterable[int], name: str, default: Any = None) -> list[Any]:
         """One field of each line's event (as ``event.get(name, default)``), in one pass."""
@@ -639,7 +644,7 @@ class History:
         held_by: list[tuple[int, str]] = []  # each lease's attempt and worker, as granted
         rows = zip(
             lines,
-            map(columns.ev.__getitem__, lines),
+            map(columns.key_ev.__getitem__, map(columns.key.__getitem__, lines)),
             map(columns.job.__getitem__, lines),
             columns.values(lines, "attempt"),
             columns.values(lines, "worker", _MISSING),
