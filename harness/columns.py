@@ -241,7 +241,7 @@ class Columns:
             self.big_jobs[len(self.t)] = job
         names = self.names
         self.t.append(t)
-        self.odd.append(len(self.t))
+        self.odd.append(len(self.key))
         self.key.append(self.key_for(names[ev], names[src], GENERIC))
         self.job.append(code)
         self.row.append(len(self.bodies))

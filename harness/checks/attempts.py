@@ -6,6 +6,7 @@ at once while both hold a lease on it.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 
 from harness import contract
 from harness.checks.context import NO_CONTEXT, CheckContext
@@ -29,12 +30,14 @@ def _graceful_losses(history: History, faults: Struck) -> set[int]:
     ``handed_back``, or the worker had been sent SIGTERM (and not killed) and had not
     joined again since. (A rejoin after the master saw the connection close hands back
     nothing: that loss was a death, counted.)"""
-    master = history.lines(src=MASTER)
     graceful: set[int] = set()
-    positions = {line: index for index, line in enumerate(master)}
+    losses = history.lines(contract.WORKER_LOST, src=MASTER)
+    if not losses:
+        return graceful
+    master = history.lines(src=MASTER)  # in history order: a line's place by bisection
     joins = history.select(contract.WORKER_JOINED, src=MASTER)
-    for line in history.lines(contract.WORKER_LOST, src=MASTER):
-        index, event = positions[line], history.event_at(line)
+    for line in losses:
+        index, event = bisect_left(master, line), history.event_at(line)
         worker, jobs = event.get("worker"), event.get("jobs") or []
         following = next(
             (

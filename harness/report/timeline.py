@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from itertools import compress, repeat
 from operator import and_, eq, not_
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from harness import contract as c
 from harness.checks import Verdict
@@ -416,6 +416,27 @@ def _run_finished(history: History) -> Mapping[str, Any]:
 # -- attempts ------------------------------------------------------------------------------
 
 
+def _late_reports(history: History, jobs: set[int]) -> dict[tuple[int, int, str], int]:
+    """The line of the first report (dropped or accepted) of each (job, attempt, worker),
+    for ``jobs`` only (the attempts drawn one by one: a soak run accepts a million)."""
+    late_reports: dict[tuple[int, int, str], int] = {}
+    if not jobs:
+        return late_reports
+    reports = history.lines((c.DUPLICATE_DROPPED, c.RESULT_ACCEPTED), src=MASTER)
+    named = history.jobs_at(reports)
+    chosen = list(map(jobs.__contains__, named))
+    reports = list(compress(reports, chosen))
+    for line, job, attempt, worker in zip(
+        reports,
+        cast(list[int], list(compress(named, chosen))),
+        history.values(reports, "attempt"),
+        history.values(reports, "worker", ""),
+        strict=True,
+    ):
+        late_reports.setdefault((job, _int(attempt), str(worker)), line)
+    return late_reports
+
+
 def _attempts(
     history: History,
     flagged_jobs: set[int],
@@ -428,17 +449,6 @@ def _attempts(
     own_lines: Mapping[tuple[int, int], list[int]] = {} if lines is None else lines
     # Reports that arrive after their lease ended: dropped (dedup working), or accepted
     # anyway (a bug the checks will name), keyed by job, attempt and worker.
-    late_reports: dict[tuple[int, int, str], int] = {}  # -> the report's line
-    reports = history.lines((c.DUPLICATE_DROPPED, c.RESULT_ACCEPTED), src=MASTER)
-    for line, job, attempt, worker in zip(
-        reports,
-        history.jobs_at(reports),
-        history.values(reports, "attempt"),
-        history.values(reports, "worker", ""),
-        strict=True,
-    ):
-        if job is not None:
-            late_reports.setdefault((job, _int(attempt), str(worker)), line)
     drawn: list[tuple[_Span, Outcome, float, float | None, str, tuple[int, ...]]] = []
     plain = (array("H"), array("q"), array("d"), array("d"))
     table = history.lease_table()  # read as columns: a soak run has a million leases
@@ -454,6 +464,7 @@ def _attempts(
     plain[1].extend(compress(table.job, is_plain))
     plain[2].extend(compress(table.t_start, is_plain))
     plain[3].extend(compress(table.t_end, is_plain))
+    late_reports = _late_reports(history, set(compress(table.job, map(not_, is_plain))))
     for index in compress(range(len(table)), map(not_, is_plain)):
         lease = table[index]
         outcome = _LEASE_OUTCOME[lease.end]

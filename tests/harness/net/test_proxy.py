@@ -376,7 +376,9 @@ def test_a_toxic_still_standing_reports_its_effect_when_the_connection_closes(
         wait_until(lambda: bool(named(events, "toxic")), "the toxic met the connection")
     fault_proxy.close()
     [effect] = named(events, "toxic_effect")
-    assert (effect["toxic"], effect["bytes"], effect["delayed_ms"]) == ("idle", 0, 0)
+    assert (effect["toxic"], effect["bytes"]) == ("idle", 0)
+    # At most the server's close held back (when it came back before the proxy closed).
+    assert 0 <= effect["delayed_ms"] <= 50
 
 
 def test_a_toxic_names_what_is_wrong_with_it() -> None:
