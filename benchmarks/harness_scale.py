@@ -4,10 +4,10 @@ timed, with the harness process's peak memory, for 10^4 jobs by default (``--siz
 
 Each size runs in a fresh process of its own (so its peak memory is its own): the run
 itself (cluster, faults, history, checks, report, as ``python -m harness run`` does) and
-the harness's peak memory at its end; then, again on the kept run directory with the run's
-own history dropped, each phase alone: loading the history, each check, the timeline, the
-report page, the trace. Prints a line per size and phase, then one JSON object with each
-size's figures and whether it meets the targets (``TARGETS``).
+the harness's peak memory at its end; then, in another fresh process on the kept run
+directory, each phase alone: loading the history, each check, the timeline, the report
+page, the trace. Prints a line per size and phase, then one JSON object with each size's
+figures and whether it meets the targets (``TARGETS``).
 """
 
 from __future__ import annotations
@@ -46,14 +46,7 @@ def _peak_mb() -> int:
 
 
 def _one(jobs: int, scratch: Path) -> dict[str, Any]:
-    from harness.checks import CheckContext, judge
-    from harness.history import History
-    from harness.report import render_html
-    from harness.report.page import detail_script
-    from harness.report.timeline import build_timeline
-    from harness.report.trace import write_trace
     from harness.scenario import load_scenario, run_scenario
-    from harness.systems.distq import builtin_expected
 
     path = scratch / "scale.toml"
     path.write_text(_scenario(jobs), encoding="utf-8")
@@ -67,7 +60,56 @@ def _one(jobs: int, scratch: Path) -> dict[str, Any]:
     trace_bytes = (run_dir / "trace.json").stat().st_size
     detail = run_dir / "report.detail.js"
     detail_bytes = detail.stat().st_size if detail.exists() else 0
-    del outcome  # its history: the phases below load their own
+    del outcome
+    done = subprocess.run(
+        [sys.executable, __file__, "--phases", str(run_dir), str(scratch / "trace.json")],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the phases of {jobs} jobs failed:\n{done.stderr}")
+    phases, lines, phases_peak_mb = json.loads(done.stdout.strip().splitlines()[-1])
+    load_and_checks_s = phases["history_load"] + sum(phases[c] for c in CHECKS)
+    lines_per_s = round(lines / max(1e-9, load_and_checks_s))
+    over_cluster = round(whole_s / max(cluster_s, 1e-9), 2)
+    result: dict[str, Any] = {
+        "jobs": jobs,
+        "status": status,
+        "history_lines": lines,
+        "cluster_run_s": round(cluster_s, 3),
+        "whole_command_s": round(whole_s, 3),
+        "whole_over_cluster": over_cluster,
+        "phases_s": {name: round(seconds, 3) for name, seconds in phases.items()},
+        "phases_lines_per_s": {
+            name: round(lines / max(seconds, 1e-9)) for name, seconds in phases.items()
+        },
+        "load_and_checks_lines_per_s": lines_per_s,
+        "peak_memory_mb": run_peak_mb,
+        "phases_peak_memory_mb": phases_peak_mb,
+        "report_html_bytes": report_bytes,
+        "report_detail_bytes": detail_bytes,
+        "trace_json_bytes": trace_bytes,
+    }
+    result["meets"] = {
+        "load_and_checks_lines_per_s": lines_per_s >= TARGETS["load_and_checks_lines_per_s"],
+        "whole_over_cluster": over_cluster <= TARGETS["whole_over_cluster"],
+        "peak_memory_mb": run_peak_mb < TARGETS["peak_memory_mb"],
+        "report_html_bytes": report_bytes < TARGETS["report_html_bytes"],
+    }
+    return result
+
+
+def _phases(run_dir: Path, trace_path: Path) -> tuple[dict[str, float], int, int]:
+    """Each phase alone on a kept run directory: seconds by phase, the history's lines and
+    this process's peak memory."""
+    from harness.checks import CheckContext, judge
+    from harness.history import History
+    from harness.report import render_html
+    from harness.report.page import detail_script
+    from harness.report.timeline import build_timeline
+    from harness.report.trace import write_trace
+    from harness.systems.distq import builtin_expected
+
     phases: dict[str, float] = {}
 
     def timed(name: str, started: float) -> None:
@@ -90,37 +132,9 @@ def _one(jobs: int, scratch: Path) -> dict[str, Any]:
         detail_script(timeline.plain)
     timed("report_page", started)
     started = time.perf_counter()
-    write_trace(scratch / "trace.json", timeline)
+    write_trace(trace_path, timeline)
     timed("trace", started)
-    lines = len(history.events)
-    load_and_checks_s = phases["history_load"] + sum(phases[c] for c in CHECKS)
-    lines_per_s = round(lines / max(1e-9, load_and_checks_s))
-    over_cluster = round(whole_s / max(cluster_s, 1e-9), 2)
-    result: dict[str, Any] = {
-        "jobs": jobs,
-        "status": status,
-        "history_lines": lines,
-        "cluster_run_s": round(cluster_s, 3),
-        "whole_command_s": round(whole_s, 3),
-        "whole_over_cluster": over_cluster,
-        "phases_s": {name: round(seconds, 3) for name, seconds in phases.items()},
-        "phases_lines_per_s": {
-            name: round(lines / max(seconds, 1e-9)) for name, seconds in phases.items()
-        },
-        "load_and_checks_lines_per_s": lines_per_s,
-        "peak_memory_mb": run_peak_mb,
-        "phases_peak_memory_mb": _peak_mb(),
-        "report_html_bytes": report_bytes,
-        "report_detail_bytes": detail_bytes,
-        "trace_json_bytes": trace_bytes,
-    }
-    result["meets"] = {
-        "load_and_checks_lines_per_s": lines_per_s >= TARGETS["load_and_checks_lines_per_s"],
-        "whole_over_cluster": over_cluster <= TARGETS["whole_over_cluster"],
-        "peak_memory_mb": run_peak_mb < TARGETS["peak_memory_mb"],
-        "report_html_bytes": report_bytes < TARGETS["report_html_bytes"],
-    }
-    return result
+    return phases, len(history), _peak_mb()
 
 
 def main() -> int:
@@ -133,7 +147,11 @@ def main() -> int:
         help="keep each size's run directory as DIR/<jobs> (to open its report)",
     )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child: one size
+    parser.add_argument("--phases", nargs=2, type=Path, help=argparse.SUPPRESS)  # a child
     options = parser.parse_args()
+    if options.phases is not None:
+        print(json.dumps(_phases(*options.phases)))
+        return 0
     if options.one is not None:
         if options.keep is not None:
             scratch = options.keep / str(options.one)

@@ -658,10 +658,8 @@ class _Reader:
         logs: Sequence[str | os.PathLike[str]],
     ) -> None:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
-        }
+        given = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, given] if given else [root])}
         self._proc = subprocess.Popen(
             [sys.executable, "-c", "from harness.columns import _reader_main; _reader_main()"],
             stdin=subprocess.PIPE,
@@ -680,17 +678,18 @@ class _Reader:
         assert self._proc.stdout is not None
         load = pickle.Unpickler(self._proc.stdout).load
         try:
-            outcome = load()
-        except EOFError:
-            outcome = None
-        if outcome is None or outcome[0] not in ("columns", "error"):
+            return self._columns(load)
+        except (EOFError, pickle.UnpicklingError) as exc:  # it died, or wrote something else
             self._proc.wait()
             assert self._proc.stderr is not None
             why = self._proc.stderr.read().decode(errors="replace").strip().splitlines()
             raise RuntimeError(
                 f"the log reader process failed (exit {self._proc.returncode}): "
-                + (why[-1] if why else "no output")
-            )
+                + (why[-1] if why else repr(exc))
+            ) from None
+
+    def _columns(self, load: Any) -> Columns:
+        outcome = load()
         if outcome[0] == "error":
             _, kind, message, errno, filename = outcome
             if kind == "OSError":
