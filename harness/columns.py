@@ -17,6 +17,7 @@ import subprocess
 import sys
 from array import array
 from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from itertools import compress, count, repeat
@@ -51,6 +52,7 @@ __all__ = [
     "KindTable",
     "Names",
     "add_all",
+    "bucketed",
     "read_run",
     "time_of",
 ]
@@ -64,7 +66,7 @@ GENERIC = -1
 _JOB_MAX = 2**63 - 1
 _BLOCK_BYTES = 1 << 22
 _LINES_PER_CALL = 2048
-_LINE_COLUMNS = ("t", "key", "job", "row")  # a value per event
+_LINE_COLUMNS = ("key", "t", "job", "row")  # a value per event
 _ROWS_KEPT = 4  # how many indexes' rows ``values`` keeps
 _EVENTS_SUFFIX = contract.EVENTS_GLOB.removeprefix("*")
 _KINDS: tuple[type[TypedFields], ...] = (*LOGGED_KINDS, ResultLine)
@@ -180,6 +182,8 @@ class Columns:
         self.big_jobs: dict[int, int] = {}  # position -> a job id past 64 bits
         # The last few indexes ``values`` was given, each with its one kind and its rows.
         self._rows_of: dict[int, tuple[array[int], int, array[int]]] = {}
+        # The lines of each key, in order, when a helper found them (``ordered``).
+        self.runs: dict[int, array[int]] | None = None
         self._table_of = {kind: index for index, kind in enumerate(_KINDS)}
 
     def __len__(self) -> int:
@@ -496,12 +500,14 @@ class Columns:
 
     # -- ordering ------------------------------------------------------------------------
 
-    def ordered(self, settled: int | None = None) -> Columns:
+    def ordered(self, settled: int | None = None, helper: _Reader | None = None) -> Columns:
         """The same events sorted by time (a stable sort: ties keep the order added); these
         columns are emptied as the sorted ones are made, so only one is held twice.
 
         ``settled``: the events from there on are known to come last, in order (the results
         output, at the time of the last logged event): only those before it are sorted.
+        ``helper``: a reader process still waiting, which finds the lines of each key
+        (``runs``) while this one sorts the other columns.
         """
         size = len(self.t) if settled is None else settled
         order = array("q", sorted(range(size), key=self.t.__getitem__))
@@ -512,11 +518,16 @@ class Columns:
         done.key_of, done.key_ev, done.key_src = self.key_of, self.key_ev, self.key_src
         done.key_kind, done.odd = self.key_kind, array("q")
         done._rows_of, self._rows_of = {}, {}
-        for name in _LINE_COLUMNS:
+        done.runs = None
+        for name in _LINE_COLUMNS:  # the key first: the helper needs it
             column: array[Any] = getattr(self, name)
             setattr(done, name, array(column.typecode, map(column.__getitem__, order)))
             setattr(self, name, array(column.typecode))  # one column's memory at a time
             del column
+            if name == "key" and helper is not None:
+                helper = helper if helper.ask_runs(done.key) else None
+        if helper is not None:
+            done.runs = helper.runs()
         if self.big_jobs:
             position = {old: new for new, old in enumerate(order) if old in self.big_jobs}
             done.big_jobs = {position[old]: job for old, job in self.big_jobs.items()}
@@ -577,13 +588,14 @@ def read_run(
     results_path: str | os.PathLike[str] | None = None,
     *,
     parallel_bytes: int = PARALLEL_BYTES,
-) -> tuple[Columns, int | None]:
+) -> tuple[Columns, int | None, _Reader | None]:
     """The events of every log in ``paths`` in that order, then the results output's lines
     at the time of the last logged event; and where the results begin when all of them
     have that time (they are last, in order: only what comes before needs sorting).
 
     Logs of ``parallel_bytes`` or more in all are read by two processes at once: this one
-    reads the first files, a reader process the rest; the columns are the same.
+    reads the first files, a reader process the rest; the columns are the same. That
+    process is returned, still waiting to help ``ordered`` (the caller closes it).
     """
     files = [*paths, *([] if results_path is None else [results_path])]
     split = _split(files, parallel_bytes)
@@ -593,10 +605,10 @@ def read_run(
             columns.read_log(path)
         results_t = max(columns.t, default=0.0)
         if results_path is None:
-            return columns, None
+            return columns, None, None
         settled = len(columns)
         columns.read_log(results_path, results_t=results_t)
-        return columns, _settled(columns, settled, results_t)
+        return columns, _settled(columns, settled, results_t), None
     mine, theirs = files[:split], files[split:]
     reader = _Reader(theirs, results_path is not None, paths)
     try:
@@ -604,10 +616,11 @@ def read_run(
         for path in mine:
             columns.read_log(path)
         columns.append(reader.columns())
-    finally:
+    except BaseException:
         reader.close()
+        raise
     if results_path is None:
-        return columns, None
+        return columns, None, reader
     settled = len(columns) - reader.results
     results_t = max(columns.t[:settled], default=0.0)
     given = columns.t[settled:]
@@ -616,7 +629,7 @@ def read_run(
     else:  # some results line states its own time
         later = _RESULTS_T_LATER
         columns.t[settled:] = array("d", (results_t if t == later else t for t in given))
-    return columns, _settled(columns, settled, results_t)
+    return columns, _settled(columns, settled, results_t), reader
 
 
 def _settled(columns: Columns, settled: int, results_t: float) -> int | None:
@@ -668,9 +681,9 @@ class _Reader:
             env=env,
         )
         assert self._proc.stdin is not None
-        with self._proc.stdin as order:
-            told = ([os.fspath(path) for path in paths], results, [os.fspath(log) for log in logs])
-            pickle.dump(told, order)
+        told = ([os.fspath(path) for path in paths], results, [os.fspath(log) for log in logs])
+        pickle.dump(told, self._proc.stdin)
+        self._proc.stdin.flush()
         self.results = 0  # how many of its events are results lines
 
     def columns(self) -> Columns:
@@ -713,15 +726,34 @@ class _Reader:
             table.column = dict(zip(table.names, table.columns, strict=True))
         columns.big_jobs = load()
         columns._table_of = {kind: index for index, kind in enumerate(_KINDS)}
-        columns._rows_of = {}
+        columns._rows_of, columns.runs = {}, None
         self.results = outcome[1]
         return columns
+
+    def ask_runs(self, keys: array[int]) -> bool:
+        """Ask it for the lines of each key of ``keys`` (whether it could be asked)."""
+        assert self._proc.stdin is not None
+        try:
+            pickle.dump(keys, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._proc.stdin.close()
+        except OSError:  # it is gone: the caller finds them itself
+            return False
+        return True
+
+    def runs(self) -> dict[int, array[int]] | None:
+        """Its answer to ``ask_runs`` (None if it has none)."""
+        assert self._proc.stdout is not None
+        try:
+            runs: dict[int, array[int]] = pickle.load(self._proc.stdout)
+        except (EOFError, pickle.UnpicklingError):
+            return None
+        return runs
 
     def close(self) -> None:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
-        for stream in (self._proc.stdout, self._proc.stderr):
+        for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
             if stream is not None:
                 stream.close()
 
@@ -731,7 +763,8 @@ def _reader_main() -> None:
     import gc
 
     gc.disable()  # millions of fresh objects, none of them garbage
-    paths, results, logs = pickle.load(sys.stdin.buffer)
+    request = sys.stdin.buffer
+    paths, results, logs = pickle.load(request)
     out = sys.stdout.buffer
     columns = Columns.prepared(logs)  # numbered as the other reader numbers them
     try:
@@ -759,6 +792,21 @@ def _reader_main() -> None:
         dump(table.columns)
     dump(columns.big_jobs)
     out.flush()
+    del columns, dump
+    try:  # then, the sorted keys: the lines of each
+        keys = pickle.load(request)
+    except EOFError:  # not asked
+        return
+    pickle.dump(bucketed(keys), out, protocol=pickle.HIGHEST_PROTOCOL)
+    out.flush()
+
+
+def bucketed(keys: array[int]) -> dict[int, array[int]]:
+    """The lines of each key, in order."""
+    runs: defaultdict[int, array[int]] = defaultdict(lambda: array("q"))
+    for line, key in enumerate(keys):
+        runs[key].append(line)
+    return dict(runs)
 
 
 def add_all(columns: Columns, events: Iterable[Mapping[str, Any]]) -> None:

@@ -24,7 +24,6 @@ import re
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import chain, compress, repeat
 from operator import and_, eq, gt
@@ -41,6 +40,7 @@ from harness.columns import (
     Columns,
     HistoryError,
     add_all,
+    bucketed,
     read_run,
 )
 from harness.contract import (
@@ -225,9 +225,7 @@ class History:
         """Index the events (already in history order) and replay the leases."""
         self._c = columns
         names = columns.names.names
-        runs: defaultdict[int, array[int]] = defaultdict(lambda: array("q"))
-        for line, key in enumerate(columns.key):
-            runs[key].append(line)
+        runs = columns.runs if columns.runs is not None else bucketed(columns.key)
         # (event, source) pairs, in the order each first appears: a pair may have two keys
         # (a typed kind's lines and odd ones of the same name), their runs merged
         pairs: dict[tuple[str, str], list[array[int]]] = {}
@@ -268,9 +266,16 @@ class History:
         collecting = gc.isenabled()
         gc.disable()  # millions of fresh objects, none of them garbage: nothing to collect
         try:
-            columns, settled = read_run(list(paths), results_path, parallel_bytes=parallel_bytes)
+            columns, settled, helper = read_run(
+                list(paths), results_path, parallel_bytes=parallel_bytes
+            )
+            try:
+                ordered = columns.ordered(settled, helper)
+            finally:
+                if helper is not None:
+                    helper.close()
             history = cls.__new__(cls)
-            history._build(columns.ordered(settled))
+            history._build(ordered)
         except CorruptLog as exc:
             raise HistoryError(str(exc)) from None
         finally:
