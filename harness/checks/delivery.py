@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import compress, repeat
 from operator import is_
@@ -256,10 +257,16 @@ def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list
     raised: list[tuple[int, str]] = []  # (job, what expected raised on it)
     accepted = history.lines(contract.RESULT_ACCEPTED, src=MASTER)
     outputs = history.lines(contract.RESULT_OUTPUT, src=RESULTS)
-    want_of = _want_of(history, (accepted, outputs), expected)
-    if all(_all_exact(history, lines, want_of) for lines in (accepted, outputs)):
+    # Each kind's lines, their jobs and whether each is ok: read once, a kind at a time.
+    kinds = [
+        (lines, history.jobs_at(lines), history.values(lines, "ok", True))
+        for lines in (accepted, outputs)
+    ]
+    want_of = _want_of(history, kinds, expected)
+    if all(_all_exact(history, *kind, want_of) for kind in kinds):
         context.judged(len(accepted) + len(outputs), "values compared")  # a clean run
         return found
+    del kinds
     reports = [*accepted, *outputs]
     jobs = history.jobs_at(reports)
     # Read a kind at a time: one kind's lines are read by C-level maps.
@@ -326,22 +333,23 @@ _EXACT = frozenset({int, str})  # equal as JSON values exactly when equal as Pyt
 _NOTHING = object()
 
 
-def _want_of(history: History, kinds: Iterable[Sequence[int]], expected: Any) -> dict[Any, Any]:
+def _want_of(
+    history: History, kinds: Iterable[tuple[Sequence[int], list[Any], list[Any]]], expected: Any
+) -> dict[Any, Any]:
     """The expected value of each job that has an ok report among the lines of ``kinds``
     and a submission: ``expected`` is asked once per job, however many reports it has (it
     says what a task returns for its arguments), with the task and arguments its
     submission gave."""
     asked: dict[Any, None] = {}
-    for lines in kinds:
-        ok = map(is_, history.values(lines, "ok", True), repeat(True))
-        asked.update(dict.fromkeys(compress(history.jobs_at(lines), ok)))
+    for _lines, jobs, oks in kinds:
+        asked.update(dict.fromkeys(compress(jobs, map(is_, oks, repeat(True)))))
     asked.pop(None, None)
     first = history.submission_lines()
     known = list(filter(first.__contains__, asked))
     del asked
     if expected is None:
         return dict.fromkeys(known, Expect.UNKNOWN)
-    lines = list(map(first.__getitem__, known))
+    lines = array("q", map(first.__getitem__, known))  # an index: read twice
     tasks = map(str, history.values(lines, "task", ""))
     given = history.values(lines, "args", ())
     args: Iterable[tuple[Any, ...]] = (
@@ -352,13 +360,19 @@ def _want_of(history: History, kinds: Iterable[Sequence[int]], expected: Any) ->
     return dict(zip(known, map(expected, tasks, args), strict=True))
 
 
-def _all_exact(history: History, lines: Sequence[int], want_of: Mapping[Any, Any]) -> bool:
-    """Whether every report on ``lines`` is ok and its value exactly its job's expected one,
-    of a type whose equality is JSON equality (C-level passes; any doubt answers False)."""
-    oks = history.values(lines, "ok", True)
+def _all_exact(
+    history: History,
+    lines: Sequence[int],
+    jobs: list[Any],
+    oks: list[Any],
+    want_of: Mapping[Any, Any],
+) -> bool:
+    """Whether every report on ``lines`` (of ``jobs``) is ok and its value exactly its job's
+    expected one, of a type whose equality is JSON equality (C-level passes; any doubt
+    answers False)."""
     if oks.count(True) != len(oks) or not set(map(type, oks)) <= {bool}:
         return False
-    wants = list(map(want_of.get, history.jobs_at(lines), repeat(_NOTHING)))
+    wants = list(map(want_of.get, jobs, repeat(_NOTHING)))
     if not set(map(type, wants)) <= _EXACT:
         return False
     gots = history.values(lines, "value")
