@@ -5,8 +5,9 @@ timed, with the harness process's peak memory, for 10^4 jobs by default (``--siz
 Each size runs in a fresh process of its own (so its peak memory is its own): the run
 itself (cluster, faults, history, checks, report, as ``python -m harness run`` does) and
 the harness's peak memory at its end; then, in another fresh process on the kept run
-directory, each phase alone: loading the history, each check, the timeline, the report
-page, the trace. Prints a line per size and phase, then one JSON object with each size's
+directory, each phase alone: loading the history and each check (``--repeat`` times, the
+median), the timeline, the report page, the trace, and the peak memory of the process that
+reads half the logs of a soak-sized history beside it. Prints a line per size and phase, then one JSON object with each size's
 figures and whether it meets the targets (``TARGETS``).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,7 +47,7 @@ def _peak_mb() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def _one(jobs: int, scratch: Path) -> dict[str, Any]:
+def _one(jobs: int, scratch: Path, repeat: int) -> dict[str, Any]:
     from harness.scenario import load_scenario, run_scenario
 
     path = scratch / "scale.toml"
@@ -62,13 +64,20 @@ def _one(jobs: int, scratch: Path) -> dict[str, Any]:
     detail_bytes = detail.stat().st_size if detail.exists() else 0
     del outcome
     done = subprocess.run(
-        [sys.executable, __file__, "--phases", str(run_dir), str(scratch / "trace.json")],
+        [
+            sys.executable,
+            __file__,
+            "--phases",
+            str(run_dir),
+            str(scratch / "trace.json"),
+            str(repeat),
+        ],
         capture_output=True,
         text=True,
     )
     if done.returncode != 0:
         raise SystemExit(f"the phases of {jobs} jobs failed:\n{done.stderr}")
-    phases, lines, phases_peak_mb = json.loads(done.stdout.strip().splitlines()[-1])
+    phases, lines, phases_peak_mb, reader_peak_mb = json.loads(done.stdout.strip().splitlines()[-1])
     load_and_checks_s = phases["history_load"] + sum(phases[c] for c in CHECKS)
     lines_per_s = round(lines / max(1e-9, load_and_checks_s))
     over_cluster = round(whole_s / max(cluster_s, 1e-9), 2)
@@ -86,6 +95,7 @@ def _one(jobs: int, scratch: Path) -> dict[str, Any]:
         "load_and_checks_lines_per_s": lines_per_s,
         "peak_memory_mb": run_peak_mb,
         "phases_peak_memory_mb": phases_peak_mb,
+        "log_reader_peak_memory_mb": reader_peak_mb,
         "report_html_bytes": report_bytes,
         "report_detail_bytes": detail_bytes,
         "trace_json_bytes": trace_bytes,
@@ -99,9 +109,10 @@ def _one(jobs: int, scratch: Path) -> dict[str, Any]:
     return result
 
 
-def _phases(run_dir: Path, trace_path: Path) -> tuple[dict[str, float], int, int]:
-    """Each phase alone on a kept run directory: seconds by phase, the history's lines and
-    this process's peak memory."""
+def _phases(run_dir: Path, trace_path: Path, repeat: int) -> tuple[dict[str, float], int, int, int]:
+    """Each phase alone on a kept run directory: seconds by phase (of the history load and
+    the checks, the median of ``repeat`` runs: this machine's neighbours vary), the
+    history's lines, this process's peak memory and its log reader's."""
     from harness.checks import CheckContext, judge
     from harness.history import History
     from harness.report import render_html
@@ -111,18 +122,23 @@ def _phases(run_dir: Path, trace_path: Path) -> tuple[dict[str, float], int, int
     from harness.systems.distq import builtin_expected
 
     phases: dict[str, float] = {}
+    times: dict[str, list[float]] = {}
 
     def timed(name: str, started: float) -> None:
         phases[name] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    history = History.load_run(run_dir)
-    timed("history_load", started)
     context = CheckContext(expected=builtin_expected, max_attempts=3)
-    for check in CHECKS:
+    for _ in range(repeat):  # the load and the checks: the median of ``repeat`` runs
         started = time.perf_counter()
-        verdict = judge(history, [check], context)
-        timed(check, started)
+        history = History.load_run(run_dir)
+        times.setdefault("history_load", []).append(time.perf_counter() - started)
+        for check in CHECKS:
+            started = time.perf_counter()
+            verdict = judge(history, [check], context)
+            times.setdefault(check, []).append(time.perf_counter() - started)
+        if len(times["history_load"]) < repeat:
+            del history, verdict  # the next load's memory is its own
+    phases.update({name: statistics.median(seconds) for name, seconds in times.items()})
     started = time.perf_counter()
     timeline = build_timeline(history, verdict)
     timed("timeline", started)
@@ -134,7 +150,8 @@ def _phases(run_dir: Path, trace_path: Path) -> tuple[dict[str, float], int, int
     started = time.perf_counter()
     write_trace(trace_path, timeline)
     timed("trace", started)
-    return phases, len(history), _peak_mb()
+    reader_mb = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    return phases, len(history), _peak_mb(), reader_mb
 
 
 def main() -> int:
@@ -147,19 +164,29 @@ def main() -> int:
         help="keep each size's run directory as DIR/<jobs> (to open its report)",
     )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child: one size
-    parser.add_argument("--phases", nargs=2, type=Path, help=argparse.SUPPRESS)  # a child
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        metavar="N",
+        help="load the history and run the checks N times, and report the median (default 3)",
+    )
+    parser.add_argument("--phases", nargs=3, help=argparse.SUPPRESS)  # a child: the phases
     options = parser.parse_args()
     if options.phases is not None:
-        print(json.dumps(_phases(*options.phases)))
+        run_dir, trace_path, repeat = options.phases
+        print(json.dumps(_phases(Path(run_dir), Path(trace_path), int(repeat))))
         return 0
+    if options.repeat < 1:
+        parser.error("--repeat is a count, at least 1")
     if options.one is not None:
         if options.keep is not None:
             scratch = options.keep / str(options.one)
             scratch.mkdir(parents=True, exist_ok=False)
-            print(json.dumps(_one(options.one, scratch)))
+            print(json.dumps(_one(options.one, scratch, options.repeat)))
             return 0
         with tempfile.TemporaryDirectory(prefix="harness-scale-") as scratch_name:
-            print(json.dumps(_one(options.one, Path(scratch_name))))
+            print(json.dumps(_one(options.one, Path(scratch_name), options.repeat)))
         return 0
     if any(size < 1 for size in options.sizes):
         parser.error("--sizes are job counts, at least 1")
@@ -167,7 +194,9 @@ def main() -> int:
     for size in options.sizes:
         keep = [] if options.keep is None else ["--keep", str(options.keep)]
         done = subprocess.run(
-            [sys.executable, __file__, "--one", str(size), *keep], capture_output=True, text=True
+            [sys.executable, __file__, "--one", str(size), "--repeat", str(options.repeat), *keep],
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             print(f"{size} jobs: the run failed:\n{done.stderr}", file=sys.stderr)
