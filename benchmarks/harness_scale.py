@@ -14,15 +14,19 @@ figures and whether it meets the targets (``TARGETS``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 CHECKS = ("exactly_once", "correct_values", "one_terminal", "attempts_bounded", "liveness")
 #: What a soak-sized run should cost the harness, on a 2-core machine.
@@ -123,6 +127,18 @@ def _phases(run_dir: Path, trace_path: Path, repeat: int) -> tuple[dict[str, flo
 
     phases: dict[str, float] = {}
     times: dict[str, list[float]] = {}
+    # The log reader's memory, sampled (its own peak would count what it shared at fork).
+    readers: list[int] = []
+    sampling = threading.Event()
+
+    def sample() -> None:
+        me = psutil.Process()
+        while not sampling.wait(0.05):
+            for child in me.children():
+                with contextlib.suppress(psutil.Error):
+                    readers.append(round(child.memory_info().rss / 2**20))
+
+    threading.Thread(target=sample, daemon=True).start()
 
     def timed(name: str, started: float) -> None:
         phases[name] = time.perf_counter() - started
@@ -150,8 +166,8 @@ def _phases(run_dir: Path, trace_path: Path, repeat: int) -> tuple[dict[str, flo
     started = time.perf_counter()
     write_trace(trace_path, timeline)
     timed("trace", started)
-    reader_mb = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
-    return phases, len(history), _peak_mb(), reader_mb
+    sampling.set()
+    return phases, len(history), _peak_mb(), max(readers, default=0)
 
 
 def main() -> int:

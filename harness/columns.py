@@ -599,7 +599,13 @@ def read_run(
     """
     files = [*paths, *([] if results_path is None else [results_path])]
     split = _split(files, parallel_bytes)
-    if split is None:
+    reader = None
+    if split is not None:
+        try:
+            reader = _Reader(files[split:], results_path is not None, paths)
+        except OSError:  # no process to be had: this one reads them all
+            split = None
+    if split is None or reader is None:
         columns = Columns()
         for path in paths:
             columns.read_log(path)
@@ -609,11 +615,9 @@ def read_run(
         settled = len(columns)
         columns.read_log(results_path, results_t=results_t)
         return columns, _settled(columns, settled, results_t), None
-    mine, theirs = files[:split], files[split:]
-    reader = _Reader(theirs, results_path is not None, paths)
     try:
         columns = Columns.prepared(paths)
-        for path in mine:
+        for path in files[:split]:
             columns.read_log(path)
         columns.append(reader.columns())
     except BaseException:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from harness.history import History, HistoryError
@@ -270,9 +271,11 @@ def test_two_processes_read_a_run_as_one_does(tmp_path: Path) -> None:
         '{"job": 1, "ok": true, "value": 1, "t": 0.05}\n',
         encoding="utf-8",
     )
+    before = {child.pid for child in psutil.Process().children()}
     for paths in ([master, worker], [worker, master]):
         one = History.from_files(paths, results_path=results)
         two = History.from_files(paths, results_path=results, parallel_bytes=0)
+        assert {child.pid for child in psutil.Process().children()} == before  # reader gone
         assert _shapes(two) == _shapes(one)
         assert two.leases() == one.leases()
         assert two.submitted() == one.submitted()
@@ -289,7 +292,9 @@ def test_a_corrupt_log_the_reader_process_reads_is_refused_as_in_one(tmp_path: P
     )
     with pytest.raises(HistoryError) as one:
         History.from_files([master, worker])
+    before = {child.pid for child in psutil.Process().children()}
     with pytest.raises(HistoryError) as two:
         History.from_files([master, worker], parallel_bytes=0)
+    assert {child.pid for child in psutil.Process().children()} == before
     assert str(two.value) == str(one.value)
     assert "worker-1.events.jsonl:1" in str(two.value)
