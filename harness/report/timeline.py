@@ -13,13 +13,13 @@ from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from itertools import compress, repeat
-from operator import and_, eq, not_
+from operator import add, and_, eq, mul, not_
 from typing import Any, Literal, cast
 
 from harness import contract as c
 from harness.checks import Verdict
 from harness.contract import HARNESS, MASTER, RESULTS
-from harness.history import History, HistoryEvent
+from harness.history import History, HistoryEvent, Leases
 
 __all__ = [
     "NOTABLE_MAX",
@@ -490,8 +490,7 @@ def _attempts(
             own.append(late.line)
         span = _Span(lease.job, lease.attempt, lease.worker, lease.t_start)
         drawn.append((span, outcome, t_end, t_lease_end, reason, tuple(sorted(set(own)))))
-    leased = set(zip(table.job, table.attempt, strict=True))
-    drawn += _unleased(history, own_lines, leased)
+    drawn += _unleased(history, own_lines, table)
     left_out = 0
     if summary and len(drawn) > NOTABLE_MAX:
         left_out = len(drawn) - NOTABLE_MAX
@@ -528,6 +527,21 @@ def _with_lines(
     )
 
 
+def _all_leased(jobs: list[int | None], attempts: list[Any], table: Leases) -> bool:
+    """Whether every (job, attempt) started is one a lease covers (the common case, asked
+    in C-level passes: each pair as one int, while every attempt fits 32 bits); False
+    when unsure."""
+    spread = 1 << 32
+    if None in jobs or not set(map(type, attempts)) <= {int}:
+        return False
+    if attempts and not (min(attempts) >= 0 and max(attempts) < spread):
+        return False
+    if table.attempt and not (min(table.attempt) >= 0 and max(table.attempt) < spread):
+        return False
+    leased = set(map(add, map(mul, table.job, repeat(spread)), table.attempt))
+    return leased.issuperset(map(add, map(mul, cast(list[int], jobs), repeat(spread)), attempts))
+
+
 @dataclass(frozen=True, slots=True)
 class _Span:
     """Where an attempt's bar starts: its job, attempt, worker and time."""
@@ -539,19 +553,18 @@ class _Span:
 
 
 def _unleased(
-    history: History, lines: Mapping[tuple[int, int], list[int]], leased: set[tuple[int, int]]
+    history: History, lines: Mapping[tuple[int, int], list[int]], table: Leases
 ) -> list[tuple[_Span, Outcome, float, float | None, str, tuple[int, ...]]]:
     """Attempts no lease of the master's covers (an engine's broker hands jobs out): each a
     bar from the worker's ``started`` to its ``completed``, or to its kill (lost)."""
     lines_started = history.lines(c.STARTED)
+    jobs, attempts = history.jobs_at(lines_started), history.values(lines_started, "attempt")
+    if _all_leased(jobs, attempts, table):
+        return []
+    leased = set(zip(table.job, table.attempt, strict=True))
     starts = [
         history[line]
-        for line, job, attempt in zip(
-            lines_started,
-            history.jobs_at(lines_started),
-            history.values(lines_started, "attempt"),
-            strict=True,
-        )
+        for line, job, attempt in zip(lines_started, jobs, attempts, strict=True)
         if job is not None and isinstance(attempt, int) and (job, attempt) not in leased
     ]
     if not starts:
