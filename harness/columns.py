@@ -510,8 +510,7 @@ class Columns:
         (``runs``) while this one sorts the other columns.
         """
         size = len(self.t) if settled is None else settled
-        order = array("q", sorted(range(size), key=self.t.__getitem__))
-        order.extend(range(size, len(self.t)))
+        order = array("q", sorted(range(size), key=self.t.__getitem__))  # of those before
         done = Columns.__new__(Columns)
         done.names, done.bodies, done.tables = self.names, self.bodies, self.tables
         done._table_of = self._table_of
@@ -521,7 +520,9 @@ class Columns:
         done.runs = None
         for name in _LINE_COLUMNS:  # the key first: the helper needs it
             column: array[Any] = getattr(self, name)
-            setattr(done, name, array(column.typecode, map(column.__getitem__, order)))
+            moved = array(column.typecode, map(column.__getitem__, order))
+            moved.extend(column[size:])  # the settled ones: in their places already
+            setattr(done, name, moved)
             setattr(self, name, array(column.typecode))  # one column's memory at a time
             del column
             if name == "key" and helper is not None:
@@ -530,6 +531,7 @@ class Columns:
             done.runs = helper.runs()
         if self.big_jobs:
             position = {old: new for new, old in enumerate(order) if old in self.big_jobs}
+            position.update((old, old) for old in self.big_jobs if old >= size)
             done.big_jobs = {position[old]: job for old, job in self.big_jobs.items()}
         else:
             done.big_jobs = {}
