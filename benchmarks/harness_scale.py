@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import resource
 import statistics
@@ -154,6 +155,7 @@ def _phases(run_dir: Path, trace_path: Path, repeat: int) -> tuple[dict[str, flo
             times.setdefault(check, []).append(time.perf_counter() - started)
         if len(times["history_load"]) < repeat:
             del history, verdict  # the next load's memory is its own
+            gc.collect()  # a history's views refer back to it: a cycle
     phases.update({name: statistics.median(seconds) for name, seconds in times.items()})
     started = time.perf_counter()
     timeline = build_timeline(history, verdict)

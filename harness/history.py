@@ -314,16 +314,7 @@ class History:
 
     def event_at(self, line: int) -> HistoryEvent:
         """The event at ``line`` (a position in the history, from 0)."""
-        columns = self._c
-        names = columns.names.names
-        return HistoryEvent(
-            line,
-            columns.t[line],
-            names[columns.src_code(line)],
-            names[columns.ev_code(line)],
-            columns.fields_at(line),
-            columns.job_at(line),
-        )
+        return _event(self._c, line)
 
     # Column reads: what the checks of a soak run ask about millions of events, answered
     # without building them.
@@ -548,7 +539,7 @@ class History:
         first: dict[Any, int] = dict.fromkeys(jobs, 0)
         first.update(zip(reversed(jobs), reversed(lines), strict=True))  # the first wins
         first.pop(None, None)
-        return _Submissions(self, first)
+        return _Submissions(self._c, first)
 
     def _index_terminals(self) -> _Terminals:
         terminals: dict[Any, tuple[int, ...]] = {}
@@ -560,7 +551,7 @@ class History:
             for line, job in zip(lines, jobs, strict=True):
                 terminals[job] = (*terminals.get(job, ()), line)
         terminals.pop(None, None)
-        return _Terminals(self, terminals)
+        return _Terminals(self._c, terminals)
 
     def _plain_leases(self) -> Leases | None:
         """The replay's answer, in C-level passes, for a master log whose only lease events
@@ -780,13 +771,13 @@ _JOB_MAX = 2**63 - 1
 class _Submissions(Mapping[int, Submission]):
     """The first submission of each job, built when it is read."""
 
-    def __init__(self, history: History, first: dict[int, int]) -> None:
-        self._history = history
+    def __init__(self, columns: Columns, first: dict[int, int]) -> None:
+        self._columns = columns  # not the history: it holds this (no cycle to collect)
         self.first = first
 
     def __getitem__(self, job: int) -> Submission:
         line = self.first[job]
-        event = self._history.event_at(line)
+        event = _event(self._columns, line)
         args = event.get("args", ())
         batch = event.get("batch")
         return Submission(
@@ -814,12 +805,12 @@ class _Submissions(Mapping[int, Submission]):
 class _Terminals(Mapping[int, tuple[HistoryEvent, ...]]):
     """The master's terminal events by job, built when they are read."""
 
-    def __init__(self, history: History, lines: dict[int, tuple[int, ...]]) -> None:
-        self._history = history
+    def __init__(self, columns: Columns, lines: dict[int, tuple[int, ...]]) -> None:
+        self._columns = columns  # not the history: it holds this (no cycle to collect)
         self.lines = lines
 
     def __getitem__(self, job: int) -> tuple[HistoryEvent, ...]:
-        return tuple(map(self._history.event_at, self.lines[job]))
+        return tuple(_event(self._columns, line) for line in self.lines[job])
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.lines)
@@ -829,6 +820,19 @@ class _Terminals(Mapping[int, tuple[HistoryEvent, ...]]):
 
     def __contains__(self, job: object) -> bool:
         return job in self.lines
+
+
+def _event(columns: Columns, line: int) -> HistoryEvent:
+    """The event at ``line`` of ``columns``, built."""
+    names = columns.names.names
+    return HistoryEvent(
+        line,
+        columns.t[line],
+        names[columns.src_code(line)],
+        names[columns.ev_code(line)],
+        columns.fields_at(line),
+        columns.job_at(line),
+    )
 
 
 def _names(ev: str | Iterable[str]) -> Iterable[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +300,25 @@ def test_a_corrupt_log_the_reader_process_reads_is_refused_as_in_one(tmp_path: P
     assert {child.pid for child in psutil.Process().children()} == before
     assert str(two.value) == str(one.value)
     assert "worker-1.events.jsonl:1" in str(two.value)
+
+
+def test_a_dropped_history_is_freed_at_once_without_the_cycle_collector() -> None:
+    # A soak run's history is a gigabyte: it must go when its last reference does.
+    history = History(
+        [
+            _event(0.1, "master", "job_submitted", job=0, task="square", args=[2]),
+            _event(0.2, "master", "leased", job=0, attempt=1, lease=1, worker="worker-1"),
+            _event(0.3, "master", "result_accepted", job=0, attempt=1, worker="worker-1", ok=True),
+        ]
+    )
+    assert history.submitted()[0].args == (2,)
+    assert len(history.terminals()[0]) == 1
+    gone = weakref.ref(history)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        del history
+        assert gone() is None
+    finally:
+        if collecting:
+            gc.enable()
