@@ -10,11 +10,12 @@ read a line at a time, as ``logread`` reads it.
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
+import struct
 import subprocess
 import sys
+import tempfile
 from array import array
 from bisect import bisect_left
 from collections import defaultdict
@@ -75,8 +76,10 @@ _get_t, _get_src, _get_job = attrgetter("t"), attrgetter("src"), attrgetter("job
 #: one reads the first files, a reader process the rest (about half the bytes), at once.
 PARALLEL_BYTES = 96 << 20
 #: The time a reader process gives the results output's lines: the time of the last logged
-#: event is known only when every log is read (JSON has no -Infinity: no line states it).
-_RESULTS_T_LATER = -math.inf
+#: event is known only when every log is read. A NaN of its own bits: no JSON reader makes
+#: it (``NaN`` reads as the usual one), so a line stating its own time is never taken for it.
+_LATER_BITS = struct.pack("<Q", 0x7FF8_0000_0D15_7A00)
+_RESULTS_T_LATER: float = struct.unpack("<d", _LATER_BITS)[0]
 
 
 class Names(dict[str, int]):
@@ -476,9 +479,9 @@ class Columns:
                 else:
                     self.add_typed([event])
         else:
-            for result in read_results(path):
+            for number, result in enumerate(read_results(path), start=1):
                 if type(result) is dict:
-                    self.add_decoded(result, "", results_t)
+                    self.add_decoded(result, f"{path}: event {number}", results_t)
                 else:
                     self.add_typed([result], results_t)
 
@@ -490,7 +493,6 @@ class Columns:
                 self.add(results_t, contract.RESULTS, contract.RESULT_OUTPUT, event)
                 return
             event = {"t": results_t, "src": contract.RESULTS, "ev": contract.RESULT_OUTPUT, **event}
-            where = f"event {len(self.t)}"
         t, ev = event.get("t"), event.get("ev")
         if (type(t) is not float and type(t) is not int) or type(ev) is not str:
             t = time_of(event, where)  # raises if bad
@@ -630,11 +632,13 @@ def read_run(
     settled = len(columns) - reader.results
     results_t = max(columns.t[:settled], default=0.0)
     given = columns.t[settled:]
-    if given.count(_RESULTS_T_LATER) == len(given):
+    if given.tobytes() == _LATER_BITS * len(given):
         columns.t[settled:] = array("d", repeat(results_t, len(given)))
-    else:  # some results line states its own time
-        later = _RESULTS_T_LATER
-        columns.t[settled:] = array("d", (results_t if t == later else t for t in given))
+    else:  # some results line states its own time: each placeholder found by its bits
+        later = _LATER_BITS
+        columns.t[settled:] = array(
+            "d", (results_t if struct.pack("<d", t) == later else t for t in given)
+        )
     return columns, _settled(columns, settled, results_t), reader
 
 
@@ -679,17 +683,23 @@ class _Reader:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         given = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, given] if given else [root])}
+        # What it says on stderr goes to a file: a pipe nobody reads could fill and stop it.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
         self._proc = subprocess.Popen(
             [sys.executable, "-c", "from harness.columns import _reader_main; _reader_main()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
             env=env,
         )
         assert self._proc.stdin is not None
         told = ([os.fspath(path) for path in paths], results, [os.fspath(log) for log in logs])
-        pickle.dump(told, self._proc.stdin)
-        self._proc.stdin.flush()
+        try:
+            pickle.dump(told, self._proc.stdin)
+            self._proc.stdin.flush()
+        except OSError:
+            self.close()
+            raise
         self.results = 0  # how many of its events are results lines
 
     def columns(self) -> Columns:
@@ -699,9 +709,11 @@ class _Reader:
         try:
             return self._columns(load)
         except (EOFError, pickle.UnpicklingError) as exc:  # it died, or wrote something else
+            if self._proc.poll() is None:
+                self._proc.kill()
             self._proc.wait()
-            assert self._proc.stderr is not None
-            why = self._proc.stderr.read().decode(errors="replace").strip().splitlines()
+            self._stderr.seek(0)
+            why = self._stderr.read().decode(errors="replace").strip().splitlines()
             raise RuntimeError(
                 f"the log reader process failed (exit {self._proc.returncode}): "
                 + (why[-1] if why else repr(exc))
@@ -759,7 +771,7 @@ class _Reader:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
-        for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+        for stream in (self._proc.stdin, self._proc.stdout, self._stderr):
             if stream is not None:
                 stream.close()
 

@@ -270,7 +270,8 @@ def test_two_processes_read_a_run_as_one_does(tmp_path: Path) -> None:
     results = tmp_path / "results.jsonl"
     results.write_text(
         '{"job": 0, "ok": true, "value": 9, "error": null, "worker": "worker-1", "attempt": 1}\n'
-        '{"job": 1, "ok": true, "value": 1, "t": 0.05}\n',
+        '{"job": 1, "ok": true, "value": 1, "t": 0.05}\n'
+        '{"job": 3, "ok": true, "value": 9, "t": -Infinity}\n',  # read by the lenient reader
         encoding="utf-8",
     )
     before = {child.pid for child in psutil.Process().children()}
@@ -300,6 +301,16 @@ def test_a_corrupt_log_the_reader_process_reads_is_refused_as_in_one(tmp_path: P
     assert {child.pid for child in psutil.Process().children()} == before
     assert str(two.value) == str(one.value)
     assert "worker-1.events.jsonl:1" in str(two.value)
+    # A results line with a bad time: named by its line in the results output, both ways.
+    worker.write_text('{"t": 0.2, "src": "worker-1", "ev": "started"}\n', encoding="utf-8")
+    results = tmp_path / "results.jsonl"
+    results.write_text('{"job": 1, "ok": true}\n{"job": 2, "t": "bad"}\n', encoding="utf-8")
+    with pytest.raises(HistoryError) as one:
+        History.from_files([master, worker], results_path=results)
+    with pytest.raises(HistoryError) as two:
+        History.from_files([master, worker], results_path=results, parallel_bytes=0)
+    assert str(two.value) == str(one.value)
+    assert "results.jsonl: event 2: 't' must be a number" in str(two.value)
 
 
 def test_a_dropped_history_is_freed_at_once_without_the_cycle_collector() -> None:
