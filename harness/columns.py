@@ -103,8 +103,13 @@ class Names(dict[str, int]):
         for name in (*TAGS.values(), *events, contract.RESULTS):
             names[name]
         for path in paths:
-            names[os.path.basename(path).removesuffix(_EVENTS_SUFFIX)]
+            names[_source_of(path)]
         return names
+
+
+def _source_of(path: str | os.PathLike[str]) -> str:
+    """The process a log is named after (``worker-1.events.jsonl``: worker-1)."""
+    return os.path.basename(path).removesuffix(_EVENTS_SUFFIX)
 
 
 class KindTable:
@@ -200,7 +205,7 @@ class Columns:
         columns = cls()
         columns.names = names = Names.known(paths)
         for path in paths:
-            src = names[os.path.basename(path).removesuffix(_EVENTS_SUFFIX)]
+            src = names[_source_of(path)]
             for kind in LOGGED_KINDS:
                 columns.key_for(names[TAGS[kind]], src, columns._table_of[kind])
         results = columns._table_of[ResultLine]
@@ -222,9 +227,6 @@ class Columns:
 
     def src_code(self, line: int) -> int:
         return self.key_src[self.key[line]]
-
-    def kind_at(self, line: int) -> int:
-        return self.key_kind[self.key[line]]
 
     def keys_where(self, ev: set[int] | None = None, src: int | None = None) -> set[int]:
         """The keys of the given event names (codes) and source."""

@@ -266,11 +266,11 @@ def correct_values(history: History, context: CheckContext = NO_CONTEXT) -> list
     if all(_all_exact(history, *kind, want_of) for kind in kinds):
         context.judged(len(accepted) + len(outputs), "values compared")  # a clean run
         return found
-    del kinds
     reports = [*accepted, *outputs]
-    jobs = history.jobs_at(reports)
+    (_, accepted_jobs, accepted_oks), (_, output_jobs, output_oks) = kinds
+    jobs, oks = [*accepted_jobs, *output_jobs], [*accepted_oks, *output_oks]
+    del kinds, accepted_jobs, accepted_oks, output_jobs, output_oks
     # Read a kind at a time: one kind's lines are read by C-level maps.
-    oks = [*history.values(accepted, "ok", True), *history.values(outputs, "ok", True)]
     gots = [*history.values(accepted, "value"), *history.values(outputs, "value")]
     wants = list(map(want_of.get, jobs, repeat(_NOTHING)))
     for line, job, ok, got, want in zip(reports, jobs, oks, gots, wants, strict=True):
