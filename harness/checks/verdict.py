@@ -4,9 +4,10 @@ its exit code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from harness.checks.violations import Violation
 from harness.history import History
@@ -18,6 +19,7 @@ __all__ = [
     "Pin",
     "Status",
     "Verdict",
+    "task_text",
 ]
 
 
@@ -73,11 +75,18 @@ class Verdict:
 @dataclass(frozen=True, slots=True)
 class Pin:
     """A known violation a known-bug scenario expects: of ``check``; with ``jobs``, exactly
-    those jobs (none other of that check); with ``causes``, each for one of those causes."""
+    those jobs (none other of that check); with ``causes``, each for one of those causes.
+
+    ``tasks`` names the jobs by what they were asked to do instead of by number, for apps
+    whose jobs are numbered in the order they are seen taken (a deque two workers
+    ``popleft()`` from concurrently: the second reply may pass the first on the wire). Each
+    is a task as JSON text; ``on_jobs`` turns them into ``jobs`` once the run's submissions
+    are known."""
 
     check: str
     jobs: tuple[int, ...] | None = None
     causes: tuple[str, ...] | None = None
+    tasks: tuple[str, ...] | None = None
 
     def covers(self, violation: Violation) -> bool:
         return (
@@ -86,10 +95,34 @@ class Pin:
             and (self.causes is None or violation.cause in self.causes)
         )
 
+    def on_jobs(self, submitted: Iterable[tuple[int, Any]]) -> Pin:
+        """This pin with ``jobs`` the jobs whose task is one of ``tasks``, from ``(job,
+        args)`` pairs: a task matches a job of that one argument, or a list, the arguments
+        themselves. Unchanged without ``tasks``."""
+        if self.tasks is None:
+            return self
+        wanted = set(self.tasks)
+        jobs = sorted(
+            job
+            for job, args in submitted
+            if task_text(list(args)) in wanted or (len(args) == 1 and task_text(args[0]) in wanted)
+        )
+        return replace(self, jobs=tuple(jobs))
+
     def describe(self) -> str:
-        jobs = "" if self.jobs is None else f" of job(s) {', '.join(map(str, self.jobs))}"
+        if self.tasks is not None:
+            numbers = "" if self.jobs is None else ", ".join(map(str, self.jobs)) or "none"
+            jobs = f" of task(s) {', '.join(self.tasks)}"
+            jobs += "" if self.jobs is None else f" (job(s) {numbers})"
+        else:
+            jobs = "" if self.jobs is None else f" of job(s) {', '.join(map(str, self.jobs))}"
         causes = "" if self.causes is None else f" ({' or '.join(self.causes)})"
         return f"{self.check}{jobs}{causes}"
+
+
+def task_text(task: Any) -> str:
+    """A task as compact JSON, tuples as lists (how a history states a job's arguments)."""
+    return json.dumps(task, sort_keys=True, separators=(",", ":"), default=repr)
 
 
 @dataclass(frozen=True, slots=True)

@@ -311,7 +311,11 @@ def _judge(
     outcome = None
     if spec.known_violations:
         name = spec.title or run_dir.name
-        outcome = known_bug_outcome(name, spec.known_violations, verdict)
+        pins = spec.known_violations
+        if any(pin.tasks is not None for pin in pins):  # named by task: numbered by this run
+            submitted = [(job, sub.args) for job, sub in history.submitted().items()]
+            pins = tuple(pin.on_jobs(submitted) for pin in pins)
+        outcome = known_bug_outcome(name, pins, verdict)
     return verdict, outcome
 
 

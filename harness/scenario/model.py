@@ -14,6 +14,7 @@ import msgspec
 
 from harness import contract, systems
 from harness.checks import Pin, Reach
+from harness.checks.verdict import task_text
 from harness.contract import HOST_ACTIONS, NETWORK_ACTIONS, SUSPENDS, actions_where, fault_action
 from harness.net.toxics import Toxic
 from harness.runtime.faults import Trigger
@@ -413,12 +414,29 @@ class KnownViolation(_Strict, frozen=True):
         ]
         | None
     ) = None
+    tasks: (
+        Annotated[
+            list[Any],
+            msgspec.Meta(
+                min_length=1,
+                description="exactly the jobs of these tasks (a task's one argument, or a list "
+                "of its arguments), for apps whose jobs are numbered in the order they are "
+                "seen taken; instead of jobs",
+            ),
+        ]
+        | None
+    ) = None
+
+    def __post_init__(self) -> None:
+        if self.jobs is not None and self.tasks is not None:
+            raise ValueError("expect_violation names its jobs by jobs or by tasks, not both")
 
     def pin(self) -> Pin:
         jobs = None if self.jobs is None else tuple(sorted(set(self.jobs)))
         cause = self.cause
         causes = None if cause is None else (cause,) if isinstance(cause, str) else tuple(cause)
-        return Pin(self.check, jobs, causes)
+        tasks = None if self.tasks is None else tuple(dict.fromkeys(map(task_text, self.tasks)))
+        return Pin(self.check, jobs, causes, tasks)
 
 
 #: Every event a history may hold, for ``reached``.

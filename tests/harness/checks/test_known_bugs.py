@@ -4,6 +4,7 @@ names a check, and may name the exact jobs and their cause; anything else fails.
 from __future__ import annotations
 
 from harness.checks import Pin, Verdict, Violation, known_bug_outcome
+from harness.checks.verdict import task_text
 
 LOST = Violation("exactly_once", "job 3 lost", jobs=(3,), cause="holder_killed")
 LOST_TOO = Violation("exactly_once", "job 5 lost", jobs=(5,), cause="holder_killed")
@@ -91,3 +92,21 @@ def test_a_pin_may_allow_several_causes() -> None:
     pin = Pin("exactly_once", causes=("holder_killed", "result_not_taken"))
     assert outcome((pin,), LOST, late)[0] == "pass"
     assert outcome((pin,), late)[0] == "pass"
+
+
+def test_a_pin_on_tasks_names_the_jobs_of_those_tasks_whatever_their_numbers() -> None:
+    """Two workers popleft() at once: task 7 may be seen taken after task 8, as job 8."""
+    pin = Pin("exactly_once", causes=("holder_killed",), tasks=(task_text(7),))
+    seen = [(6, [6]), (7, [8]), (8, [7]), (9, [[3, 7]])]
+    assert pin.on_jobs(seen).jobs == (8,)
+    lost_task = Violation("exactly_once", "job 8 lost", jobs=(8,), cause="holder_killed")
+    assert outcome((pin.on_jobs(seen),), lost_task)[0] == "pass"
+    status, message = outcome((pin.on_jobs(seen),), LOST)
+    assert status == "fail"
+    assert "names exactly_once of task(s) 7 (job(s) 8) (holder_killed)" in message
+    # a task of several arguments, named as their list; one no job had
+    assert Pin("exactly_once", tasks=(task_text([3, 7]),)).on_jobs(seen).jobs == (9,)
+    gone = Pin("exactly_once", tasks=(task_text(99),)).on_jobs(seen)
+    assert "of task(s) 99 (job(s) none)" in outcome((gone,), LOST)[1]
+    # a pin without tasks is left as it is
+    assert Pin("exactly_once", (3,)).on_jobs(seen) == Pin("exactly_once", (3,))

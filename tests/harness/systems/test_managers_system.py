@@ -172,6 +172,13 @@ def test_expect_violation_takes_one_check_a_list_or_pins(tmp_path: Path) -> None
     cause = variant("cause", 'expect_violation = { check = "exactly_once", cause = "bad_luck" }')
     with pytest.raises(ScenarioError, match="bad_luck"):
         load_scenario(cause)
+    by_task = variant("task", 'expect_violation = { check = "exactly_once", tasks = [7, [1, 2]] }')
+    assert load_scenario(by_task).expect.known_violations == (
+        Pin("exactly_once", tasks=("7", "[1,2]")),
+    )
+    both = variant("both", 'expect_violation = { check = "exactly_once", jobs = [7], tasks = [7] }')
+    with pytest.raises(ScenarioError, match="by jobs or by tasks, not both"):
+        load_scenario(both)
 
 
 def _app_scenario(directory: Path, expected: str) -> Path:
