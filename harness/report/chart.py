@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import html
 import math
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import compress, repeat
-from operator import add, floordiv, mul, ne, sub, truediv
+from operator import add, mul, ne
 
 from harness.contract import fault_action
 from harness.report.timeline import MAX_ROWS, OUTCOMES, Lane, Timeline, stack_rows
@@ -237,7 +238,7 @@ class Chart:
                     )
 
     def _bucket(self, t: float) -> int:
-        return int((self.x(t) - GUTTER) // BUCKET_PX)
+        return bucket_of(t, self.t_max)
 
     def _histograms(self) -> Iterable[str]:
         notable = set(self.notable)
@@ -291,12 +292,8 @@ class Chart:
             counts[pair // spread][pair % spread] = counted[pair]
         return {name: own for name, own in zip(plain.lanes, counts, strict=True) if own}
 
-    def _buckets_of(self, times: Iterable[float]) -> list[int]:
-        """``_bucket`` of each time: int((round(GUTTER + PLOT_W * max(0, t) / t_max, 1) -
-        GUTTER) // BUCKET_PX), a map at a time."""
-        x = map(truediv, map(mul, repeat(PLOT_W), map(max, repeat(0.0), times)), repeat(self.t_max))
-        at = map(round, map(add, repeat(GUTTER), x), repeat(1))
-        return list(map(int, map(floordiv, map(sub, at, repeat(GUTTER)), repeat(BUCKET_PX))))
+    def _buckets_of(self, times: Sequence[float]) -> list[int]:
+        return buckets_of(times, self.t_max)
 
     def _marks(self) -> Iterable[str]:
         for index, (lane, t, ev, _line) in enumerate(self.timeline.marks):
@@ -309,6 +306,43 @@ class Chart:
                 f'data-fixed="1" y="{bottom - 7}" '
                 f'width="2" height="6"/>'
             )
+
+
+def bucket_of(t: float, t_max: float) -> int:
+    """The histogram bucket of time ``t``: where its x (``Chart.x``) falls, BUCKET_PX wide."""
+    return int((round(GUTTER + PLOT_W * max(0.0, t) / t_max, 1) - GUTTER) // BUCKET_PX)
+
+
+def buckets_of(times: Sequence[float], t_max: float) -> list[int]:
+    """``bucket_of`` each time (a soak run's summary has millions), in C-level passes.
+
+    ``bucket_of`` never decreases as ``t`` grows (each step of it is monotone), so a time's
+    bucket is the lowest time's plus how many buckets start at or before it: each start is
+    found by bisecting between two floats (a few dozen calls a bucket), then every time is
+    placed among the starts by ``bisect_right``. Times that are not all finite numbers are
+    placed one by one, as ``bucket_of`` places (or refuses) them."""
+    if not times:
+        return []
+    low, high = min(times), max(times)
+    if any(map(ne, times, times)) or not (math.isfinite(low) and math.isfinite(high)):
+        return [bucket_of(t, t_max) for t in times]
+    first, last = bucket_of(low, t_max), bucket_of(high, t_max)
+    starts: list[float] = []
+    below = low
+    for bucket in range(first + 1, last + 1):
+        above = high  # bucket_of(below) < bucket <= bucket_of(above)
+        while True:
+            middle = below + (above - below) / 2
+            if not below < middle < above:
+                break  # neighbouring floats: ``above`` is the first time in ``bucket``
+            if bucket_of(middle, t_max) >= bucket:
+                above = middle
+            else:
+                below = middle
+        starts.append(above)
+        below = above if bucket_of(above, t_max) == bucket else below
+    placed = map(bisect_right, repeat(starts), times)
+    return list(map(add, repeat(first), placed)) if first else list(placed)
 
 
 def _exit_label(lane: Lane, top: float, bottom: float) -> str:

@@ -7,7 +7,10 @@ import base64
 import gzip
 import itertools
 import json
+import math
+import random
 import re
+import struct
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +22,7 @@ from harness.checks import Verdict, Violation
 from harness.history import History
 from harness.report import DETAIL_NAME, render_html, write_report
 from harness.report import timeline as timeline_module
+from harness.report.chart import bucket_of, buckets_of
 from harness.report.page import detail_script
 from harness.report.timeline import build_timeline
 from harness.report.trace import trace_events
@@ -149,3 +153,35 @@ def test_a_summary_trace_counts_the_plain_attempts_and_says_so() -> None:
     assert counters
     assert max(e["args"]["running"] for e in counters) >= 1
     assert {e["pid"] for e in counters} >= {2, 3, 4, 5} - {2}  # worker-2..4 ran plain ones
+
+
+def _first_time_in(bucket: int, t_max: float) -> float:
+    """The smallest non-negative float whose bucket is ``bucket`` or later, found by
+    bisecting the floats' bit patterns (ordered as the floats are, for non-negative ones)."""
+    low, high = 0, struct.unpack("<q", struct.pack("<d", 2 * t_max))[0]
+    while low < high:
+        middle = (low + high) // 2
+        if bucket_of(struct.unpack("<d", struct.pack("<q", middle))[0], t_max) >= bucket:
+            high = middle
+        else:
+            low = middle + 1
+    return float(struct.unpack("<d", struct.pack("<q", low))[0])
+
+
+@pytest.mark.parametrize("t_max", [1e-6, 0.37, 47.3, 1234.5678, 1e7])
+def test_a_summary_places_each_time_in_the_bucket_its_own_x_falls_in(t_max: float) -> None:
+    """``buckets_of`` (bisection, for a million attempts) answers as ``bucket_of`` one time
+    at a time: on random times, on the first time of buckets and its neighbours."""
+    rng = random.Random(t_max)
+    times = [rng.uniform(-0.1 * t_max, 1.1 * t_max) for _ in range(5000)] + [0.0, -0.0, t_max]
+    for bucket in (1, 2, 7, 100, bucket_of(t_max, t_max)):
+        start = _first_time_in(bucket, t_max)
+        times += [math.nextafter(start, -math.inf), start, math.nextafter(start, math.inf)]
+    rng.shuffle(times)
+    assert buckets_of(times, t_max) == [bucket_of(t, t_max) for t in times]
+    assert buckets_of([], t_max) == []
+    assert buckets_of([t_max / 2], t_max) == [bucket_of(t_max / 2, t_max)]
+    # not all finite: placed one by one, as bucket_of places them
+    assert buckets_of([math.nan, 1.0], t_max) == [bucket_of(math.nan, t_max), bucket_of(1.0, t_max)]
+    with pytest.raises((ValueError, OverflowError)):
+        buckets_of([math.inf], t_max)
