@@ -69,6 +69,7 @@ _BLOCK_BYTES = 1 << 22
 _LINES_PER_CALL = 2048
 _LINE_COLUMNS = ("key", "t", "job", "row")  # a value per event
 _ROWS_KEPT = 4  # how many indexes' rows ``values`` keeps
+_SPANS_KEPT = 64  # how many indexes ``values`` knows to be a span of rows
 _EVENTS_SUFFIX = contract.EVENTS_GLOB.removeprefix("*")
 _KINDS: tuple[type[TypedFields], ...] = (*LOGGED_KINDS, ResultLine)
 _get_t, _get_src, _get_job = attrgetter("t"), attrgetter("src"), attrgetter("job")
@@ -188,8 +189,9 @@ class Columns:
         self.bodies: list[Mapping[str, Any]] = []
         self.tables = [KindTable(kind) for kind in _KINDS]
         self.big_jobs: dict[int, int] = {}  # position -> a job id past 64 bits
-        # The last few indexes ``values`` was given, each with its one kind and its rows.
-        self._rows_of: dict[int, tuple[array[int], int, array[int]]] = {}
+        # The last few indexes ``values`` was given, each with its one kind and its rows
+        # (an int when they are that row and the ones after it, in order).
+        self._rows_of: dict[int, tuple[array[int], int, array[int] | int]] = {}
         # The lines of each key, in order, when a helper found them (``ordered``).
         self.runs: dict[int, array[int]] | None = None
         self._table_of = {kind: index for index, kind in enumerate(_KINDS)}
@@ -429,19 +431,24 @@ class Columns:
             lines = list(lines)
         known = self._rows_of.get(id(lines))
         if known is not None and known[0] is lines:
-            kept = columns[known[1]]
-            if kept is not None:
-                return list(map(kept.__getitem__, known[2]))  # the rows are known
+            kept, at = columns[known[1]], known[2]
+            if kept is not None:  # the rows are known
+                if isinstance(at, int):  # a span of rows: a slice, in C
+                    part = kept[at : at + len(lines)]
+                    return part.tolist() if type(part) is array else part
+                return list(map(kept.__getitem__, at))
         present = set(map(key_kind.__getitem__, set(map(keys.__getitem__, lines))))
         if len(present) == 1:  # one typed kind (a soak run's common case): read in C
             only = present.pop()
             column = None if only == GENERIC else columns[only]
+            if column is None and only != GENERIC:  # a kind without that field
+                return (
+                    list(map(jobs.__getitem__, lines)) if name == "job" else [default] * len(lines)
+                )
             if column is not None:
                 at = array("q", map(rows.__getitem__, lines))
                 if type(lines) is array:  # an index (never changed): its rows are kept
-                    if len(self._rows_of) >= _ROWS_KEPT:
-                        del self._rows_of[next(iter(self._rows_of))]
-                    self._rows_of[id(lines)] = (lines, only, at)
+                    self._keep_rows(lines, only, at)
                 return list(map(column.__getitem__, at))
         found: list[Any] = []
         append = found.append
@@ -456,6 +463,18 @@ class Columns:
             else:
                 append(jobs[line] if name == "job" else default)
         return found
+
+    def _keep_rows(self, lines: array[int], kind: int, at: array[int]) -> None:
+        """Remember the rows of an index: as its first row when they are a span (as a soak
+        run's one-source kinds are: read in order, sorted in order), else the rows."""
+        first = at[0] if at else 0
+        span = at == array("q", range(first, first + len(at)))
+        kept = [
+            index for index, (_, _, rows) in self._rows_of.items() if (type(rows) is int) == span
+        ]
+        if len(kept) >= (_SPANS_KEPT if span else _ROWS_KEPT):
+            del self._rows_of[kept[0]]
+        self._rows_of[id(lines)] = (lines, kind, first if span else at)
 
     def _add_line(
         self,

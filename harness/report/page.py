@@ -99,7 +99,8 @@ def detail_script(plain: Plain) -> str:
             for start, t_end in zip(starts, plain.t_end, strict=True)
         ],
     }
-    packed = gzip.compress(json.dumps(columns, separators=(",", ":")).encode(), 6, mtime=0)
+    # Level 3: a third of level 6's time on a million attempts, for a file 14% larger.
+    packed = gzip.compress(json.dumps(columns, separators=(",", ":")).encode(), 3, mtime=0)
     return f'window.reportDetail("{base64.b64encode(packed).decode("ascii")}");\n'
 
 

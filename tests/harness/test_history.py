@@ -333,3 +333,35 @@ def test_a_dropped_history_is_freed_at_once_without_the_cycle_collector() -> Non
     finally:
         if collecting:
             gc.enable()
+
+
+def test_values_read_twice_answer_as_each_event_does_whether_rows_are_a_span(
+    tmp_path: Path,
+) -> None:
+    """``values`` remembers an index's rows (as one first row when they are a span: read in
+    order and sorted in order); asked again, a span, rows out of order, a column of ints,
+    one of strings and a field the kind lacks answer as each event's ``get``."""
+    in_order = [
+        _event(
+            0.1 * n, "master", "leased", job=n, attempt=1, lease=n, worker=f"w{n % 2}", batch=None
+        )
+        for n in range(6)
+    ]
+    # A worker whose clock steps back: its started events sort out of the order written.
+    shuffled = [
+        _event(t, "w1", "started", job=n, attempt=1, worker="w1")
+        for n, t in enumerate([0.5, 0.2, 0.4, 0.1, 0.3])
+    ]
+    history = History.from_files(
+        [
+            _write(tmp_path / "master.events.jsonl", in_order),
+            _write(tmp_path / "w1.events.jsonl", shuffled),
+        ]
+    )
+    for ev, src in (("leased", "master"), ("started", "w1")):
+        lines = history.lines(ev, src=src)
+        for name in ("worker", "lease", "attempt", "job", "missing", "worker", "lease", "job"):
+            expected = [history[line].get(name, "-") for line in lines]
+            assert history.values(lines, name, "-") == expected, (ev, name)
+    assert history.values(history.lines("started", src="w1"), "job") == [3, 1, 4, 2, 0]
+    assert history.values(history.lines("started", src="w1"), "lease", 7) == [7] * 5
