@@ -276,35 +276,40 @@ class Columns:
             else list(map(self._table_of.__getitem__, types))
         )
         key_for, table_of = self.key_for, self._table_of
+        # ``fromlist`` of a list, and ``array * size`` for one value: twice the speed of
+        # ``extend`` by an iterator (a soak run's history is millions of lines).
         if results_t is None:
-            self.t.extend(map(_get_t, records))
+            self.t.fromlist(list(map(_get_t, records)))
             srcs = list(map(_get_src, records))
             if srcs.count(srcs[0]) == size:  # one source (a log is one process's)
                 src = names[srcs[0]]
                 key_of = {
                     kind: key_for(names[TAGS[kind]], src, table_of[kind]) for kind in set(types)
                 }
-                self.key.extend(
-                    repeat(key_of[types[0]], size) if one else map(key_of.__getitem__, types)
-                )
+                if one:
+                    self.key.extend(array(self.key.typecode, (key_of[types[0]],)) * size)
+                else:
+                    self.key.fromlist(list(map(key_of.__getitem__, types)))
             else:
-                self.key.extend(
-                    key_for(names[TAGS[kind]], names[src], table_of[kind])
-                    for kind, src in zip(types, srcs, strict=True)
+                self.key.fromlist(
+                    [
+                        key_for(names[TAGS[kind]], names[src], table_of[kind])
+                        for kind, src in zip(types, srcs, strict=True)
+                    ]
                 )
         else:
-            self.t.extend(repeat(results_t, size))
+            self.t.extend(array("d", (results_t,)) * size)
             key = key_for(names[contract.RESULT_OUTPUT], names[contract.RESULTS], kinds[0])
-            self.key.extend(repeat(key, size))
-        self.job.extend(jobs)
+            self.key.extend(array(self.key.typecode, (key,)) * size)
+        self.job.fromlist(jobs)
         tables = self.tables
         if one:
             table = tables[kinds[0]]
-            self.row.extend(range(len(table), len(table) + size))
+            self.row.fromlist(list(range(len(table), len(table) + size)))
             table.extend(records)
             return
         next_row = [count(len(table)) for table in tables]  # each kind's rows, in turn
-        self.row.extend(map(next, map(next_row.__getitem__, kinds)))
+        self.row.fromlist(list(map(next, map(next_row.__getitem__, kinds))))
         for index in set(kinds):
             tables[index].extend(list(compress(records, map(index.__eq__, kinds))))
 
