@@ -45,6 +45,7 @@ __all__ = [
     "TORN_MARK",
     "TRIGGERS",
     "WINDOW_ENDS",
+    "ActionName",
     "CorruptLog",
     "EventWriter",
     "FaultAction",
@@ -315,6 +316,42 @@ class FaultAction:
 def _row(name: str, does: str, aims: Aim, takes_target: bool, **facts: Any) -> FaultAction:
     return FaultAction(name, does, aims, takes_target, **facts)
 
+
+#: The name of every fault action, for a type checker (the same as ``FAULT_ACTIONS``'s keys,
+#: which a test holds it to): code that dispatches on an action's name is checked against it.
+ActionName = Literal[
+    "kill",
+    "kill_tree",
+    "kill_child",
+    "terminate",
+    "pause",
+    "resume",
+    "restart",
+    "add_worker",
+    "kill_master",
+    "restart_master",
+    "tear_results",
+    "tear_events",
+    "disk_full",
+    "truncate",
+    "wrong_key_worker",
+    "empty_key_worker",
+    "idle_sockets",
+    "garbage",
+    "bad_handshakes",
+    "add_toxic",
+    "remove_toxic",
+    "partition",
+    "heal",
+    "isolate",
+    "partition_hosts",
+    "one_way",
+    "loss",
+    "bandwidth",
+    "delay",
+    "heal_hosts",
+    "reject",
+]
 
 FAULT_ACTIONS: Mapping[str, FaultAction] = {
     row.name: row

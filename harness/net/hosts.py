@@ -31,6 +31,7 @@ from functools import cache
 from types import TracebackType
 from typing import Any, TypeVar
 
+from harness.contract import ActionName
 from harness.net.netns import NamespaceError, enter_argv, in_namespace, new_namespace
 
 __all__ = [
@@ -206,7 +207,7 @@ class Evidence:
 class KernelFault:
     """One fault standing in the lab: the filters and buckets it put in place."""
 
-    action: str
+    action: ActionName
     hosts: tuple[str, ...]
     filters: list[tuple[str, int, int]] = field(default_factory=list)  # (port, hook, prio)
     #: Qdiscs it added: (host, or None for the bridge side; link; kind, tbf or netem).
@@ -380,7 +381,7 @@ class Lab:
         self._in_parent(add)
         fault.filters.append((port, hook, prio))
 
-    def _begin(self, action: str, hosts: Sequence[str]) -> KernelFault:
+    def _begin(self, action: ActionName, hosts: Sequence[str]) -> KernelFault:
         for name in hosts:
             self.host(name)
         fault = KernelFault(action, tuple(hosts))
@@ -396,7 +397,7 @@ class Lab:
         return fault
 
     def partition(
-        self, hosts: Sequence[str], peers: Sequence[str], action: str = "partition"
+        self, hosts: Sequence[str], peers: Sequence[str], action: ActionName = "partition"
     ) -> KernelFault:
         """Drop every packet between ``hosts`` and ``peers``, both ways."""
         fault = self._begin(action, [*hosts, *peers])
@@ -407,7 +408,7 @@ class Lab:
         return fault
 
     def one_way(
-        self, hosts: Sequence[str], peers: Sequence[str], action: str = "one_way"
+        self, hosts: Sequence[str], peers: Sequence[str], action: ActionName = "one_way"
     ) -> KernelFault:
         """Drop the packets ``hosts`` send to ``peers``; the other way still works."""
         fault = self._begin(action, hosts)
@@ -418,7 +419,9 @@ class Lab:
             self._filter(fault, name, FROM_HOST, drop_addresses(_IP_DST, others))
         return fault
 
-    def loss(self, hosts: Sequence[str], probability: float, action: str = "loss") -> KernelFault:
+    def loss(
+        self, hosts: Sequence[str], probability: float, action: ActionName = "loss"
+    ) -> KernelFault:
         """Drop each packet to or from each host with ``probability``."""
         if not 0.0 < probability <= 1.0:
             raise LabError(f"loss probability must be in (0, 1], got {probability}")
@@ -429,7 +432,7 @@ class Lab:
         return fault
 
     def bandwidth(
-        self, hosts: Sequence[str], rate_kbit: float, action: str = "bandwidth"
+        self, hosts: Sequence[str], rate_kbit: float, action: ActionName = "bandwidth"
     ) -> KernelFault:
         """A token bucket of ``rate_kbit`` on each host's link, both ways."""
         if rate_kbit <= 0:
@@ -448,7 +451,9 @@ class Lab:
         self._qdisc_on_links(fault, "tbf", shape)
         return fault
 
-    def delay(self, hosts: Sequence[str], delay_ms: float, action: str = "delay") -> KernelFault:
+    def delay(
+        self, hosts: Sequence[str], delay_ms: float, action: ActionName = "delay"
+    ) -> KernelFault:
         """A ``netem`` qdisc holding each packet ``delay_ms`` on each host's link, both ways
         (``netem_unavailable`` says whether the kernel has one)."""
         if delay_ms <= 0:

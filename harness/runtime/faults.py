@@ -28,6 +28,7 @@ from harness.contract import (
     HOST_ACTIONS,
     NETWORK_ACTIONS,
     TRIGGERS,
+    ActionName,
     EventWriter,
     fault_action,
 )
@@ -98,7 +99,7 @@ class Trigger:
 @dataclass(frozen=True, slots=True)
 class Fault:
     when: Trigger
-    do: str
+    do: ActionName
     target: str = "random"
     count: int = 1
     duration_s: float | None = None

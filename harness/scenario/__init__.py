@@ -20,6 +20,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from harness.contract import ActionName
     from harness.scenario.detect import (
         is_scenario_file,
     )
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from harness.scenario.model import (
         CHECK_NAMES,
         FORMAT_VERSION,
-        ActionName,
         CheckName,
         ClusterSpec,
         ExpectSpec,
@@ -93,7 +93,7 @@ __all__ = [
 ]
 
 _HOMES = {
-    "ActionName": "harness.scenario.model",
+    "ActionName": "harness.contract",
     "CHECK_NAMES": "harness.scenario.model",
     "CheckName": "harness.scenario.model",
     "ClusterSpec": "harness.scenario.model",

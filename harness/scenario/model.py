@@ -15,7 +15,14 @@ import msgspec
 from harness import contract, systems
 from harness.checks import Pin, Reach
 from harness.checks.verdict import task_text
-from harness.contract import HOST_ACTIONS, NETWORK_ACTIONS, SUSPENDS, actions_where, fault_action
+from harness.contract import (
+    HOST_ACTIONS,
+    NETWORK_ACTIONS,
+    SUSPENDS,
+    ActionName,
+    actions_where,
+    fault_action,
+)
 from harness.net.toxics import Toxic
 from harness.runtime.faults import Trigger
 from harness.scenario.limits import MIN_DURATION_S, check_reachable, check_targets
@@ -54,39 +61,6 @@ ToxicKind = Literal[
     "latency", "bandwidth", "slicer", "limit_data", "reset", "blackhole", "slow_close"
 ]
 Flow = Literal["upstream", "downstream"]
-ActionName = Literal[
-    "kill",
-    "kill_tree",
-    "kill_child",
-    "terminate",
-    "pause",
-    "resume",
-    "restart",
-    "add_worker",
-    "kill_master",
-    "restart_master",
-    "tear_results",
-    "tear_events",
-    "disk_full",
-    "truncate",
-    "wrong_key_worker",
-    "empty_key_worker",
-    "idle_sockets",
-    "garbage",
-    "bad_handshakes",
-    "add_toxic",
-    "remove_toxic",
-    "partition",
-    "heal",
-    "isolate",
-    "partition_hosts",
-    "one_way",
-    "loss",
-    "bandwidth",
-    "delay",
-    "heal_hosts",
-    "reject",
-]
 CauseName = Literal[
     "never_handed_out",
     "handed_to_dead_get",
