@@ -594,6 +594,12 @@ class Cluster:
                 proc.popen.wait(timeout=self.grace_s)
                 self.stopped_at_end[proc.name] = signal.Signals(signum).name
 
+    def close_proxies(self) -> None:
+        """Close every proxy: each connection still open is cut, and what its toxics did
+        to it is recorded (idempotent)."""
+        for proxy in self.proxies.values():
+            proxy.close()
+
     def teardown(self) -> list[int]:
         """Kill every process tree of the run, close the proxies, then sweep for escaped
         tagged processes. Returns the pids found by the sweep."""
@@ -603,8 +609,7 @@ class Cluster:
                 kill_tree(proc.pid, self.grace_s)
             with suppress(subprocess.TimeoutExpired):
                 proc.popen.wait(timeout=self.grace_s)
-        for proxy in self.proxies.values():
-            proxy.close()
+        self.close_proxies()
         codes = {name: proc.returncode for name, proc in self.procs.items()}
         for observer in self.observers:
             ended = getattr(observer, "processes_ended", None)

@@ -148,6 +148,10 @@ def _run(spec: RunSpec, run_dir: Path, lab: Lab | None) -> RunResult:
                     log.write(contract.HANG, bound_s=spec.bound_s, stacks=dumped)
             finally:
                 elapsed = time.monotonic() - started
+                if not timed_out:  # every process is gone: nothing more can cross a proxy
+                    # A link a toxic swallowed may not have seen its ends close yet: closing
+                    # the proxies records its effect while the run's log is still open.
+                    cluster.close_proxies()
                 _log_run_finished(log, spec, cluster, elapsed, timed_out)
                 log.close()
     finally:

@@ -74,7 +74,17 @@ def run_decisions(tmp_path: Path, seed: int, label: str) -> dict[str, list[Decis
     assert outcome.status == "pass", outcome.report()
     decisions: dict[str, list[Decision]] = {}
     lines = (run_dir / "harness.events.jsonl").read_text(encoding="utf-8").splitlines()
-    for event in map(json.loads, lines):
+    events = [json.loads(line) for line in lines]
+    # Every proxy closed, and every connection's end recorded, before the run's end: what a
+    # toxic did to a connection is evidence the checks count.
+    finished = [event["ev"] for event in events].index("run_finished")
+    closed = {event["proxy"] for event in events[:finished] if event["ev"] == "proxy_closed"}
+    assert closed == {"worker-1", "worker-2", "worker-3"}
+    links = [event for event in events if event["ev"] == "proxy_connection"]
+    opened = {(link["proxy"], link["connection"]) for link in links if link["state"] == "opened"}
+    ended = [link for link in events[:finished] if link.get("state") == "closed"]
+    assert {(link["proxy"], link["connection"]) for link in ended} == opened
+    for event in events:
         if event["ev"] == "toxic":
             decisions.setdefault(event["proxy"], []).append(
                 (event["toxic"], event["connection"], event["decision"])
