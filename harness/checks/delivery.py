@@ -53,7 +53,7 @@ def exactly_once(history: History, context: CheckContext = NO_CONTEXT) -> list[V
     """
     executions_are_results = context.executions_are_results
     check = "exactly_once"
-    if not history.select(src=MASTER):
+    if MASTER not in history.sources():
         return [Violation(check, "no events from the master: its log is missing or empty")]
     submitted = history.submitted()
     context.judged(len(submitted), "jobs")
@@ -119,7 +119,7 @@ def at_least_once(history: History, context: CheckContext = NO_CONTEXT) -> list[
     """Jepsen's total queue: every submitted job has a terminal result (lost fails);
     duplicates, of results or of executions, are allowed (the matrix counts them)."""
     check = "at_least_once"
-    if not history.select(src=MASTER):
+    if MASTER not in history.sources():
         return [Violation(check, "no events from the master: its log is missing or empty")]
     terminals = history.terminals()
     context.judged(len(history.submitted()), "jobs")
@@ -381,7 +381,7 @@ def _all_exact(
 
 def _any_repeated(lines_by_job: Mapping[int, tuple[int, ...]]) -> bool:
     """Whether any job has more than one line."""
-    return any(len(lines) > 1 for lines in lines_by_job.values())
+    return max(map(len, lines_by_job.values()), default=0) > 1
 
 
 def _call(submission: Submission) -> str:
@@ -418,7 +418,7 @@ def one_terminal(history: History, context: CheckContext = NO_CONTEXT) -> list[V
     """No job has two terminal events (accepted, dead) in the master's log, whatever the
     results output says. A resubmission (a restarted master) starts the job afresh."""
     check = "one_terminal"
-    if not history.select(src=MASTER):
+    if MASTER not in history.sources():
         return undecided(check, "no events from the master: its log is missing or empty")
     context.judged(len(history.submitted()), "jobs")
     ends: dict[int, list[int]] = {}
