@@ -130,6 +130,14 @@ def known_bug_outcome(name: str, pins: Sequence[Pin], verdict: Verdict) -> Outco
     blocker = next((v for v in verdict.unknowns if v.check == SETUP), None)
     if blocker is not None:
         return Outcome("unknown", f"{name}: unknown: {blocker.message}", checks)
+    for pin in pins:
+        if pin.tasks is not None and not pin.jobs:  # else any violation without jobs matches
+            return Outcome(
+                "fail",
+                f"{name}: fail: expect_violation names {pin.describe()}, but no job of this "
+                f"run had such a task (verdict {verdict.status}); name a task the run submits",
+                checks,
+            )
     covered = {pin: [v for v in verdict.violations if pin.covers(v)] for pin in pins}
     for pin, found in covered.items():
         got = sorted({job for v in found for job in v.jobs})

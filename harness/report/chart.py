@@ -308,6 +308,10 @@ class Chart:
             )
 
 
+#: ``buckets_of`` finds at most this many bucket starts (a plot has PLOT_W / BUCKET_PX).
+_MAX_BISECTED = 4096
+
+
 def bucket_of(t: float, t_max: float) -> int:
     """The histogram bucket of time ``t``: where its x (``Chart.x``) falls, BUCKET_PX wide."""
     return int((round(GUTTER + PLOT_W * max(0.0, t) / t_max, 1) - GUTTER) // BUCKET_PX)
@@ -319,14 +323,17 @@ def buckets_of(times: Sequence[float], t_max: float) -> list[int]:
     ``bucket_of`` never decreases as ``t`` grows (each step of it is monotone), so a time's
     bucket is the lowest time's plus how many buckets start at or before it: each start is
     found by bisecting between two floats (a few dozen calls a bucket), then every time is
-    placed among the starts by ``bisect_right``. Times that are not all finite numbers are
-    placed one by one, as ``bucket_of`` places (or refuses) them."""
+    placed among the starts by ``bisect_right``. Times that are not all finite numbers, or
+    that span more than a plot's buckets, are placed one by one, as ``bucket_of`` places
+    (or refuses) them."""
     if not times:
         return []
     low, high = min(times), max(times)
-    if any(map(ne, times, times)) or not (math.isfinite(low) and math.isfinite(high)):
+    if any(map(ne, times, times)) or not math.isfinite(high - low):  # NaN, inf, overflow
         return [bucket_of(t, t_max) for t in times]
     first, last = bucket_of(low, t_max), bucket_of(high, t_max)
+    if last - first > _MAX_BISECTED:  # far past the plot (a chart's times never are)
+        return [bucket_of(t, t_max) for t in times]
     starts: list[float] = []
     below = low
     for bucket in range(first + 1, last + 1):

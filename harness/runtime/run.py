@@ -146,12 +146,12 @@ def _run(spec: RunSpec, run_dir: Path, lab: Lab | None) -> RunResult:
                     timed_out = True
                     dumped = cluster.dump_stacks()
                     log.write(contract.HANG, bound_s=spec.bound_s, stacks=dumped)
-            finally:
-                elapsed = time.monotonic() - started
-                if not timed_out:  # every process is gone: nothing more can cross a proxy
+                else:  # the master and every worker are gone: nothing more crosses a proxy
                     # A link a toxic swallowed may not have seen its ends close yet: closing
                     # the proxies records its effect while the run's log is still open.
                     cluster.close_proxies()
+            finally:
+                elapsed = time.monotonic() - started
                 _log_run_finished(log, spec, cluster, elapsed, timed_out)
                 log.close()
     finally:

@@ -67,6 +67,9 @@ class _Reference(History):
     ) -> tuple[int, ...]:
         return tuple(event.line for event in self.select(ev, job=job, src=src, worker=worker))
 
+    def sources(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(event.src for event in self.events))
+
     def submission_lines(self) -> Mapping[int, int]:
         return {job: submission.line for job, submission in self.submitted().items()}
 

@@ -106,7 +106,12 @@ def test_a_pin_on_tasks_names_the_jobs_of_those_tasks_whatever_their_numbers() -
     assert "names exactly_once of task(s) 7 (job(s) 8) (holder_killed)" in message
     # a task of several arguments, named as their list; one no job had
     assert Pin("exactly_once", tasks=(task_text([3, 7]),)).on_jobs(seen).jobs == (9,)
+    # a task no job had fails, even beside a violation naming no job (a missing master log)
     gone = Pin("exactly_once", tasks=(task_text(99),)).on_jobs(seen)
-    assert "of task(s) 99 (job(s) none)" in outcome((gone,), LOST)[1]
+    jobless = Violation("exactly_once", "no events from the master")
+    for found in (LOST, jobless):
+        status, message = outcome((gone,), found)
+        assert status == "fail"
+        assert "of task(s) 99 (job(s) none), but no job of this run had such a task" in message
     # a pin without tasks is left as it is
     assert Pin("exactly_once", (3,)).on_jobs(seen) == Pin("exactly_once", (3,))

@@ -185,3 +185,8 @@ def test_a_summary_places_each_time_in_the_bucket_its_own_x_falls_in(t_max: floa
     assert buckets_of([math.nan, 1.0], t_max) == [bucket_of(math.nan, t_max), bucket_of(1.0, t_max)]
     with pytest.raises((ValueError, OverflowError)):
         buckets_of([math.inf], t_max)
+    # a span of times whose width overflows, or far past the plot: one by one as well
+    wide = [-1.7976931348623157e308, 5e304, 1e305]
+    assert buckets_of(wide, 1e305) == [bucket_of(t, 1e305) for t in wide]
+    far = [0.0, 1000.0 * t_max, t_max]
+    assert buckets_of(far, t_max) == [bucket_of(t, t_max) for t in far]
