@@ -137,10 +137,14 @@ class Connection:
                 self.server_closed = True
             return [WireFrame(t, self.route, self.index, flow, "end")]
         counter = self.counters[flow]
-        frames: list[WireFrame] = []
-        for _end, payload in counter.feed(data):
-            frames.append(self._frame(t, flow, counter.frames, payload))
-        return frames
+        ended = counter.feed(data)
+        # Each frame's own number in its direction: one read may end several (the client's
+        # welcome and its first request, written back to back, often arrive together).
+        before = counter.frames - len(ended)
+        return [
+            self._frame(t, flow, before + number, payload)
+            for number, (_end, payload) in enumerate(ended, start=1)
+        ]
 
     def _frame(self, t: float, flow: Flow, number: int, payload: bytes) -> WireFrame:
         size = len(payload)

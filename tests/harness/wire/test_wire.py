@@ -118,6 +118,28 @@ def test_a_connection_tells_handshake_requests_and_replies_apart_across_chunk_bo
     assert reply.client_gone  # an orphaned server thread's reply: it can never be delivered
 
 
+def test_a_welcome_read_together_with_the_first_request_is_still_the_welcome() -> None:
+    """The client's welcome and its first request, written back to back, arrive in one
+    read: each frame is numbered by its own place, so the welcome is not taken for a
+    request (whose missing reply would pair every later reply with the wrong request)."""
+    conn = Connection("worker-1", 7)
+    frames = conn.feed(0.0, "downstream", _framed(b"#CHALLENGE#{sha256}" + b"n" * 40))
+    frames += conn.feed(0.1, "upstream", _framed(b"{sha256}" + b"d" * 32))
+    frames += conn.feed(0.2, "downstream", _framed(b"#WELCOME#"))
+    frames += conn.feed(0.3, "upstream", _framed(b"#CHALLENGE#{sha256}" + b"x" * 40))
+    frames += conn.feed(0.4, "downstream", _framed(b"{sha256}" + b"y" * 32))
+    get = _framed(pickle.dumps(("7f00", "get", (), {"timeout": 1})))
+    frames += conn.feed(0.5, "upstream", _framed(b"#WELCOME#") + get)  # one read, two frames
+    frames += conn.feed(0.6, "downstream", _framed(pickle.dumps(("#RETURN", 0))))
+
+    assert [frame.kind for frame in frames] == [
+        *("challenge", "answer", "welcome", "challenge", "answer", "welcome"),
+        *("request", "reply"),
+    ]
+    reply = frames[-1]
+    assert (reply.method, reply.result) == ("get", 0)
+
+
 def _captured(name: str) -> list[dict[str, Any]]:
     lines = (CAPTURES / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
