@@ -28,6 +28,7 @@ from harness.contract import (
     HOST_ACTIONS,
     NETWORK_ACTIONS,
     TRIGGERS,
+    WINDOW_ENDS,
     ActionName,
     EventWriter,
     fault_action,
@@ -37,6 +38,9 @@ from harness.net.toxics import Toxic
 from harness.runtime.cluster import Cluster
 from harness.runtime.effects import Effect, Pause, Scope, pause_tree, signal_tree, verify_gone
 from harness.systems.base import MASTER, WORKER, HoldsFrames, attack_source, parse_address
+
+#: The actions that end another's window (resume, heal, heal_hosts), from the facts table.
+_WINDOW_ENDINGS = frozenset(WINDOW_ENDS.values())
 
 __all__ = [
     "ACTIONS",
@@ -510,7 +514,7 @@ class FaultInjector:
                 )
         elif fault.do == "terminate":
             signal_tree(cluster.procs[target].pid, signal.SIGTERM, scope)
-        elif fault.do == "pause":
+        elif facts.suspends:  # pause (the table's word: it stops the target until its end)
             if target in self._paused:  # paused already: resume that pause's processes first
                 self._resume(target, scope)
             pause = pause_tree(cluster.procs[target].pid, scope)
@@ -519,7 +523,7 @@ class FaultInjector:
                 self._resumes.append(
                     (time.monotonic() + fault.duration_s, index, target, facts.ended_by)
                 )
-        elif fault.do == "resume":
+        elif fault.do in _WINDOW_ENDINGS:  # resume
             self._resume(target, scope)
         elif fault.do == "restart" and cluster.procs[target].role != WORKER:
             started = cluster.restart_role(target)  # back once the system says it is ready
@@ -563,14 +567,14 @@ class FaultInjector:
             assert fault.toxic_name is not None
             if fault.toxic_name in {toxic.name for toxic in proxy.toxics}:
                 proxy.remove_toxic(fault.toxic_name)
-        elif fault.do == "partition":
+        elif facts.suspends:  # partition
             proxy.partition()
             self._cut.setdefault(target, (index, fault.do))
             if fault.duration_s is not None:
                 self._resumes.append(
                     (time.monotonic() + fault.duration_s, index, target, facts.ended_by)
                 )
-        elif fault.do == "heal":
+        elif fault.do in _WINDOW_ENDINGS:  # heal
             self._heal(target)
 
     def _served_from(self) -> list[str]:
